@@ -1,0 +1,66 @@
+from django.contrib.auth.models import AbstractBaseUser, PermissionsMixin
+from django.db import models
+from django.utils import timezone
+
+from .managers import UserManager
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A customer or a staff member. The email address is the login."""
+
+    class Status(models.TextChoices):
+        TRIAL = "TRIAL", "Trial"
+        ACTIVE = "ACTIVE", "Active"
+        SUBSCRIBED = "SUBSCRIBED", "Subscribed"
+        SUSPENDED = "SUSPENDED", "Suspended"
+
+    class Tier(models.TextChoices):
+        FREE = "FREE", "Free"
+        BASIC = "BASIC", "Basic"
+        PRO = "PRO", "Pro"
+
+    email = models.EmailField("email address", unique=True)
+    name = models.CharField(max_length=150, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.TRIAL)
+    membership_tier = models.CharField(max_length=16, choices=Tier.choices, default=Tier.FREE)
+    membership_expires_at = models.DateTimeField(null=True, blank=True)
+    last_login_ip = models.GenericIPAddressField(null=True, blank=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True, default="")
+    is_staff = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status"]), models.Index(fields=["created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stripe_customer_id"],
+                condition=~models.Q(stripe_customer_id=""),
+                name="accounts_user_unique_stripe_customer",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def get_full_name(self) -> str:
+        return self.name or self.email
+
+    def get_short_name(self) -> str:
+        return self.name.split(" ")[0] if self.name else self.email
+
+    @property
+    def has_paid_plan(self) -> bool:
+        """A paid membership that has not expired (free-tier regeneration stops then)."""
+        if self.membership_tier == self.Tier.FREE:
+            return False
+        return self.membership_expires_at is None or self.membership_expires_at > timezone.now()

@@ -1,0 +1,31 @@
+"""Tests: always real PostgreSQL and Redis (the test script starts them)."""
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import *  # noqa: F401,F403
+from .env import env_str
+
+if not os.environ.get("DATABASE_URL"):
+    raise ImproperlyConfigured(
+        "Tests run against PostgreSQL: set DATABASE_URL (scripts/test.sh does this for you)."
+    )
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":  # noqa: F405
+    raise ImproperlyConfigured("Tests need DATABASE_URL to point at PostgreSQL.")
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+
+REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/15")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+# The request-driven tests run tasks eagerly; the end-to-end tests start a real worker with
+# CELERY_BROKER_URL pointing at Redis and CELERY_TASK_ALWAYS_EAGER off (see tests/conftest.py).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+CELERY_TASK_ALWAYS_EAGER = True
+
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "test-media"))  # noqa: F405

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class CreditsConfig(AppConfig):
+    name = "credits"
+    verbose_name = "Credits"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401

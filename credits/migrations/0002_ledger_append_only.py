@@ -1,0 +1,83 @@
+"""Ledger rows are append-only below the ORM: the database itself refuses UPDATE and DELETE.
+
+The one UPDATE allowed is the ``ON DELETE SET NULL`` of a link (order, job, staff member)
+when the linked row is deleted; every recorded fact stays as it was written.
+"""
+
+from django.db import migrations
+
+PG_CREATE = """
+CREATE OR REPLACE FUNCTION credits_ledger_append_only() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'credits_ledgerentry is append-only: DELETE of entry %% refused', OLD.id
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    IF (NEW.id, NEW.user_id, NEW.amount, NEW.kind, NEW.balance_before, NEW.balance_after,
+        NEW.description, NEW.metadata, NEW.idempotency_key, NEW.reverses_id, NEW.created_at)
+       IS DISTINCT FROM
+       (OLD.id, OLD.user_id, OLD.amount, OLD.kind, OLD.balance_before, OLD.balance_after,
+        OLD.description, OLD.metadata, OLD.idempotency_key, OLD.reverses_id, OLD.created_at)
+       OR (NEW.order_id IS DISTINCT FROM OLD.order_id AND NEW.order_id IS NOT NULL)
+       OR (NEW.job_id IS DISTINCT FROM OLD.job_id AND NEW.job_id IS NOT NULL)
+       OR (NEW.created_by_id IS DISTINCT FROM OLD.created_by_id AND NEW.created_by_id IS NOT NULL)
+    THEN
+        RAISE EXCEPTION 'credits_ledgerentry is append-only: UPDATE of entry %% refused', OLD.id
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER credits_ledger_append_only
+BEFORE UPDATE OR DELETE ON credits_ledgerentry
+FOR EACH ROW EXECUTE FUNCTION credits_ledger_append_only();
+"""
+
+PG_DROP = """
+DROP TRIGGER IF EXISTS credits_ledger_append_only ON credits_ledgerentry;
+DROP FUNCTION IF EXISTS credits_ledger_append_only();
+"""
+
+SQLITE_CREATE = [
+    """
+    CREATE TRIGGER credits_ledger_no_delete BEFORE DELETE ON credits_ledgerentry
+    BEGIN SELECT RAISE(ABORT, 'credits_ledgerentry is append-only: DELETE refused'); END;
+    """,
+    """
+    CREATE TRIGGER credits_ledger_no_update BEFORE UPDATE ON credits_ledgerentry
+    WHEN NEW.id IS NOT OLD.id OR NEW.user_id IS NOT OLD.user_id OR NEW.amount IS NOT OLD.amount
+      OR NEW.kind IS NOT OLD.kind OR NEW.balance_before IS NOT OLD.balance_before
+      OR NEW.balance_after IS NOT OLD.balance_after OR NEW.description IS NOT OLD.description
+      OR NEW.metadata IS NOT OLD.metadata OR NEW.idempotency_key IS NOT OLD.idempotency_key
+      OR NEW.reverses_id IS NOT OLD.reverses_id OR NEW.created_at IS NOT OLD.created_at
+      OR (NEW.order_id IS NOT OLD.order_id AND NEW.order_id IS NOT NULL)
+      OR (NEW.job_id IS NOT OLD.job_id AND NEW.job_id IS NOT NULL)
+      OR (NEW.created_by_id IS NOT OLD.created_by_id AND NEW.created_by_id IS NOT NULL)
+    BEGIN SELECT RAISE(ABORT, 'credits_ledgerentry is append-only: UPDATE refused'); END;
+    """,
+]
+SQLITE_DROP = [
+    "DROP TRIGGER IF EXISTS credits_ledger_no_delete;",
+    "DROP TRIGGER IF EXISTS credits_ledger_no_update;",
+]
+
+
+def _run(statements_by_vendor):
+    def run(apps, schema_editor):
+        statements = statements_by_vendor.get(schema_editor.connection.vendor, [])
+        for statement in [statements] if isinstance(statements, str) else statements:
+            schema_editor.execute(statement)
+
+    return run
+
+
+class Migration(migrations.Migration):
+    dependencies = [("credits", "0001_initial")]
+
+    operations = [
+        migrations.RunPython(
+            _run({"postgresql": PG_CREATE, "sqlite": SQLITE_CREATE}),
+            _run({"postgresql": PG_DROP, "sqlite": SQLITE_DROP}),
+        )
+    ]

@@ -1,0 +1,184 @@
+"""The credit ledger: one balance row per user and append-only entries that explain it."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class LedgerKind(models.TextChoices):
+    TRIAL_GRANT = "TRIAL_GRANT", "Trial grant"
+    PURCHASE = "PURCHASE", "Purchase"
+    SUBSCRIPTION_GRANT = "SUBSCRIPTION_GRANT", "Subscription grant"
+    REGENERATION = "REGENERATION", "Free-tier regeneration"
+    VOUCHER = "VOUCHER", "Voucher"
+    BONUS = "BONUS", "Bonus"
+    SPEND = "SPEND", "Spend"
+    REFUND = "REFUND", "Refund"
+    ADJUSTMENT = "ADJUSTMENT", "Adjustment"
+    CLAWBACK = "CLAWBACK", "Clawback"
+    EXPIRY = "EXPIRY", "Expiry"
+
+
+#: Kinds that add credits (amount > 0), take them (amount < 0), or may go either way.
+CREDIT_KINDS = frozenset(
+    {
+        LedgerKind.TRIAL_GRANT,
+        LedgerKind.PURCHASE,
+        LedgerKind.SUBSCRIPTION_GRANT,
+        LedgerKind.REGENERATION,
+        LedgerKind.VOUCHER,
+        LedgerKind.BONUS,
+        LedgerKind.REFUND,
+    }
+)
+DEBIT_KINDS = frozenset({LedgerKind.SPEND, LedgerKind.EXPIRY})
+#: Kinds a caller may pass to ``credits_grant``; refunds go through ``credits_refund``.
+GRANT_KINDS = CREDIT_KINDS - {LedgerKind.REFUND}
+
+
+class CreditBalance(models.Model):
+    """The current balance of one user. Changed only by the services, under its row lock."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="credit_balance"
+    )
+    balance = models.BigIntegerField(default=0)
+    lifetime_earned = models.BigIntegerField(default=0)
+    lifetime_spent = models.BigIntegerField(default=0)
+    #: Open reasons to refuse spending (for example payment disputes); spending needs 0.
+    spend_holds = models.IntegerField(default=0)
+    #: Free-tier regeneration has been accounted for up to this moment.
+    regen_checked_at = models.DateTimeField(null=True, blank=True)
+    version = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="credits_balance_non_negative"),
+            models.CheckConstraint(condition=Q(lifetime_earned__gte=0), name="credits_earned_non_negative"),
+            models.CheckConstraint(condition=Q(lifetime_spent__gte=0), name="credits_spent_non_negative"),
+            models.CheckConstraint(condition=Q(spend_holds__gte=0), name="credits_holds_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.balance}"
+
+    @property
+    def spending_frozen(self) -> bool:
+        return self.spend_holds > 0
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("Ledger entries are append-only: write a correcting entry instead.")
+
+    def delete(self):
+        raise TypeError("Ledger entries are append-only: write a correcting entry instead.")
+
+
+class LedgerEntry(models.Model):
+    """One movement of credits. Never updated, never deleted: corrections are new entries."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries")
+    amount = models.BigIntegerField()
+    kind = models.CharField(max_length=24, choices=LedgerKind.choices)
+    balance_before = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    description = models.CharField(max_length=255, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    order = models.ForeignKey(
+        "payments.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="ledger_entries"
+    )
+    job = models.ForeignKey(
+        "generations.GenerationJob",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="ledger_entries",
+    )
+    reverses = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField()
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "ledger entries"
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["user", "created_at", "id"], name="credits_ledger_user_time"),
+            models.Index(fields=["kind", "created_at"], name="credits_ledger_kind_time"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(balance_after=F("balance_before") + F("amount")), name="credits_entry_chain"
+            ),
+            models.CheckConstraint(condition=Q(balance_after__gte=0), name="credits_entry_after_non_negative"),
+            models.CheckConstraint(
+                condition=(
+                    (Q(kind__in=[k.value for k in CREDIT_KINDS]) & Q(amount__gt=0))
+                    | (Q(kind__in=[k.value for k in DEBIT_KINDS]) & Q(amount__lt=0))
+                    | (Q(kind=LedgerKind.CLAWBACK) & Q(amount__lte=0))
+                    | (Q(kind=LedgerKind.ADJUSTMENT) & ~Q(amount=0))
+                ),
+                name="credits_entry_sign_by_kind",
+            ),
+            # A spend is refunded at most once.
+            models.UniqueConstraint(
+                fields=["reverses"], condition=Q(kind=LedgerKind.REFUND), name="credits_one_refund_per_spend"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount:+d} ({self.user_id})"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise TypeError("Ledger entries are append-only: write a correcting entry instead.")
+        raise TypeError("Ledger entries are written only by credits.services.")
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("Ledger entries are append-only: write a correcting entry instead.")
+
+
+class AuditLog(models.Model):
+    """Who did what to whose money, and whether it worked. Written in the same transaction."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_logs"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=64)
+    success = models.BooleanField(default=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    error_message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="credits_audit_user_time"),
+            models.Index(fields=["action", "created_at"], name="credits_audit_action_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {'ok' if self.success else 'failed'}"
+
+
+class IdempotencyRecord(models.Model):
+    """The stored result of an operation keyed by its idempotency key, kept until it expires."""
+
+    key = models.CharField(max_length=255, unique=True)
+    result = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.key

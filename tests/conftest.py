@@ -1,0 +1,188 @@
+"""Fixtures shared by the whole suite: users, a real Celery worker, a real Chromium."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+PASSWORD = "correct-horse-battery-staple"
+
+
+# --- users ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_user(db):
+    """Create a user whose email is verified (unless ``verified=False``), optionally with credits."""
+    from allauth.account.models import EmailAddress
+
+    from accounts.models import User
+
+    def make(email: str | None = None, *, password: str = PASSWORD, verified: bool = True, credits: int = 0, **extra):
+        email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
+        user = User.objects.create_user(email, password, **extra)
+        EmailAddress.objects.create(user=user, email=email, verified=verified, primary=True)
+        if credits:
+            from credits.services import credits_grant
+
+            credits_grant(user=user, amount=credits, kind="BONUS", idempotency_key=f"test-seed:{user.pk}")
+        return user
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user()
+
+
+@pytest.fixture
+def staff_user(make_user):
+    return make_user(is_staff=True, is_superuser=True)
+
+
+# --- a real Celery worker -------------------------------------------------------------------
+
+
+class WorkerProcess:
+    """A `celery worker` subprocess on its own queue, reading and writing the test database."""
+
+    def __init__(self, env: dict, queue: str, log_path: Path, pool: str = "solo", concurrency: int = 1):
+        self.env, self.queue, self.log_path = env, queue, log_path
+        self.pool, self.concurrency = pool, concurrency
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> "WorkerProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        mark = self.log_path.stat().st_size
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "INFO", "-Q", self.queue,
+             "-P", self.pool, "-c", str(self.concurrency), "-n", f"{self.queue}@%h",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(mark)
+                if b" ready." in fh.read():
+                    return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited early:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        raise RuntimeError(f"celery worker not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (as a crashed machine would): no cleanup, no ack."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings):
+    """Start a real worker against Redis and the test database; tasks sent by the test go to it.
+
+    The test's own Celery app stops running tasks eagerly and publishes to a queue of its
+    own, so several suites on one Redis never take each other's tasks.
+    """
+    from django.db import connection
+
+    from config.celery_app import app
+
+    db = connection.settings_dict
+    database_url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    broker = settings.CELERY_BROKER_URL
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": database_url,
+           "CELERY_BROKER_URL": broker, "CELERY_DEFAULT_QUEUE": queue}
+    saved = {k: app.conf[k] for k in ("task_always_eager", "task_default_queue", "broker_url")}
+    app.conf.update(task_always_eager=False, task_default_queue=queue, broker_url=broker)
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    worker = WorkerProcess(env, queue, ARTIFACTS / "workers" / f"{queue}.log")
+    try:
+        yield worker.start()
+    finally:
+        worker.stop()
+        app.conf.update(saved)
+
+
+def wait_until(predicate, *, timeout: float = 30, interval: float = 0.2, message: str = "condition"):
+    """Poll ``predicate`` until it is truthy; fail the test with ``message`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {message}")
+
+
+# --- a real Chromium ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium is not installed at {CHROMIUM}; scripts/test.sh installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot(request):
+    """Save a full-page screenshot under test-artifacts/screenshots/ and return its path."""
+
+    def take(page, name: str) -> Path:
+        path = ARTIFACTS / "screenshots" / f"{request.node.name}-{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 5_000, f"screenshot {path} looks empty"
+        return path
+
+    return take
