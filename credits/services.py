@@ -7,8 +7,11 @@ same transaction as the balance change, and is safe under any number of concurre
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 
 from .exceptions import (
     IdempotencyConflict,
@@ -19,7 +22,7 @@ from .exceptions import (
     SpendingFrozen,
 )
 from .ledger_sql import Movement, apply_movement
-from .models import GRANT_KINDS, CreditBalance, LedgerEntry, LedgerKind
+from .models import GRANT_KINDS, AuditLog, CreditBalance, IdempotencyRecord, LedgerEntry, LedgerKind
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,20 @@ def credits_clawback(
                           unrecovered=requested + entry.amount)
 
 
+def spending_hold(*, user, reason: str, idempotency_key: str) -> bool:
+    """Freeze the user's spending (for example while a payment dispute is open).
+
+    Holds count up and down, so two open disputes need two releases. Returns False when
+    ``idempotency_key`` was already used (nothing changes then).
+    """
+    return _change_holds(user=user, step=1, reason=reason, idempotency_key=idempotency_key)
+
+
+def spending_release(*, user, reason: str, idempotency_key: str) -> bool:
+    """Release one hold placed by ``spending_hold``. Never goes below zero holds."""
+    return _change_holds(user=user, step=-1, reason=reason, idempotency_key=idempotency_key)
+
+
 # --- internals ----------------------------------------------------------------------------
 
 
@@ -226,6 +243,28 @@ def _move(m: Movement) -> LedgerEntry:
     if existing is not None:
         return _check_same(existing, m)
     raise _refusal(m)
+
+
+def _change_holds(*, user, step: int, reason: str, idempotency_key: str) -> bool:
+    with transaction.atomic():
+        _, created = IdempotencyRecord.objects.get_or_create(
+            key=f"holds:{idempotency_key}",
+            defaults={"result": {"step": step}, "expires_at": timezone.now() + timedelta(days=3650)},
+        )
+        if not created:
+            return False
+        balance_ensure(user_id=user.pk)
+        changed = CreditBalance.objects.filter(user_id=user.pk, spend_holds__gte=max(0, -step)).update(
+            spend_holds=F("spend_holds") + step, version=F("version") + 1, updated_at=timezone.now()
+        )
+        AuditLog.objects.create(
+            user_id=user.pk,
+            action="credits.hold" if step > 0 else "credits.release",
+            success=bool(changed),
+            metadata={"reason": reason, "idempotency_key": idempotency_key},
+            error_message="" if changed else "no hold to release",
+        )
+        return bool(changed)
 
 
 def _refusal(m: Movement) -> Exception:
