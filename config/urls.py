@@ -2,10 +2,10 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from accounts import views as account_views
+from payments import views as payment_views
 
 urlpatterns = [
-    path("", account_views.home, name="home"),
+    path("", payment_views.home, name="home"),
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),
     path("credits/", include("credits.urls")),

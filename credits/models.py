@@ -53,6 +53,10 @@ class CreditBalance(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        permissions = [
+            ("adjust_credits", "Can adjust a user's credits"),
+            ("approve_adjustment", "Can approve a large credit adjustment"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(balance__gte=0), name="credits_balance_non_negative"),
             models.CheckConstraint(condition=Q(lifetime_earned__gte=0), name="credits_earned_non_negative"),

@@ -36,6 +36,7 @@ class GenerationJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("manage_jobs", "Can retry or refund a generation job")]
         indexes = [
             models.Index(fields=["user", "created_at"], name="generations_job_user_time"),
             models.Index(fields=["status", "started_at"], name="generations_job_status_start"),

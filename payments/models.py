@@ -63,6 +63,7 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("refund_order", "Can refund an order")]
         indexes = [
             models.Index(fields=["user", "created_at"], name="payments_order_user_time"),
             models.Index(fields=["status", "created_at"], name="payments_order_status_time"),
@@ -77,3 +78,95 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return f"Order #{self.pk} {self.status}"
+
+
+class Invoice(models.Model):
+    """One per completed order, numbered sequentially per year (INV-2026-000001)."""
+
+    class Status(models.TextChoices):
+        PAID = "PAID", "Paid"
+        PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED", "Partially refunded"
+        REFUNDED = "REFUNDED", "Refunded"
+        VOID = "VOID", "Void"
+
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="invoice")
+    year = models.PositiveIntegerField()
+    sequence = models.PositiveIntegerField()
+    number = models.CharField(max_length=32, unique=True)
+    provider_invoice_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    status = models.CharField(max_length=24, choices=Status.choices, default=Status.PAID)
+    amount_paid = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    paid_at = models.DateTimeField()
+    url = models.URLField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-year", "-sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["year", "sequence"], name="payments_invoice_year_sequence"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class WebhookEvent(models.Model):
+    """A provider webhook as received: stored first, processed once, never trusted unverified."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "RECEIVED", "Received"
+        PROCESSED = "PROCESSED", "Processed"
+        IGNORED = "IGNORED", "Ignored"
+        FAILED = "FAILED", "Failed"
+
+    provider = models.CharField(max_length=16, choices=Order.Provider.choices)
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=128)
+    raw_body = models.TextField()
+    headers = models.JSONField(default=dict, blank=True)
+    signature_valid = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events")
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            models.Index(fields=["status", "received_at"], name="payments_webhook_status_time"),
+            models.Index(fields=["type", "received_at"], name="payments_webhook_type_time"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="payments_webhook_unique_event"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.type} {self.event_id}"
+
+
+class ReconciliationRun(models.Model):
+    """One comparison of our orders with what the providers say, and what it fixed."""
+
+    class Status(models.TextChoices):
+        RUNNING = "RUNNING", "Running"
+        CLEAN = "CLEAN", "Clean"
+        DISCREPANCIES = "DISCREPANCIES", "Discrepancies found"
+        FAILED = "FAILED", "Failed"
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    since = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    counts = models.JSONField(default=dict, blank=True)
+    discrepancies = models.JSONField(default=list, blank=True)
+    fixed = models.JSONField(default=list, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"Reconciliation {self.started_at:%Y-%m-%d %H:%M} {self.status}"

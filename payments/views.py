@@ -2,6 +2,10 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 
+def home(request):
+    return render(request, "home.html")
+
+
 def pricing(request):
     return render(request, "payments/pricing.html")
 
