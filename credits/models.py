@@ -125,8 +125,8 @@ class LedgerEntry(models.Model):
             models.CheckConstraint(condition=Q(balance_after__gte=0), name="credits_entry_after_non_negative"),
             models.CheckConstraint(
                 condition=(
-                    (Q(kind__in=[k.value for k in CREDIT_KINDS]) & Q(amount__gt=0))
-                    | (Q(kind__in=[k.value for k in DEBIT_KINDS]) & Q(amount__lt=0))
+                    (Q(kind__in=sorted(CREDIT_KINDS)) & Q(amount__gt=0))
+                    | (Q(kind__in=sorted(DEBIT_KINDS)) & Q(amount__lt=0))
                     | (Q(kind=LedgerKind.CLAWBACK) & Q(amount__lte=0))
                     | (Q(kind=LedgerKind.ADJUSTMENT) & ~Q(amount=0))
                 ),
