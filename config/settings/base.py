@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "credits",
     "payments",
     "generations",
+    "backoffice",
 ]
 
 MIDDLEWARE = [
