@@ -34,3 +34,27 @@ class InvalidTransition(PaymentsError):
     def __init__(self, *, order_id, current: str, target: str):
         super().__init__(f"Order #{order_id} cannot go from {current} to {target}.")
         self.current, self.target = current, target
+
+
+class PaymentNotConfirmed(PaymentsError):
+    """The provider does not (yet) say the order is paid: nothing is granted."""
+
+
+class PaymentMismatch(PaymentsError):
+    """The provider reports a payment that does not match the order (amount, currency, id).
+
+    Never granted; logged for staff. Retrying does not help.
+    """
+
+
+class OrderNotFound(PaymentsError):
+    """A provider event names no order of ours (yet)."""
+
+
+class OrderNotReady(PaymentsError):
+    """The event needs a state the order has not reached yet (for example a dispute on an
+    order whose payment we have not seen): try again later."""
+
+
+class RefundNotAllowed(PaymentsError):
+    """A staff refund that cannot be made (amount, order state, permission). Nothing changed."""

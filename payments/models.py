@@ -44,6 +44,11 @@ class Order(models.Model):
         PAYPAL = "PAYPAL", "PayPal"
         SANDBOX = "SANDBOX", "Sandbox"
 
+    class DisputeStatus(models.TextChoices):
+        OPEN = "open", "Open"
+        WON = "won", "Won"
+        LOST = "lost", "Lost"
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
     package = models.ForeignKey(CreditPackage, on_delete=models.PROTECT, related_name="orders")
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.PENDING)
@@ -57,6 +62,9 @@ class Order(models.Model):
     credits_clawed_back = models.PositiveIntegerField(default=0)
     #: Credits a refund or lost dispute should have taken back but the balance no longer held.
     credits_unrecovered = models.PositiveIntegerField(default=0)
+    #: The provider's id of the latest dispute (chargeback) on this payment, and where it stands.
+    dispute_id = models.CharField(max_length=255, blank=True, default="")
+    dispute_status = models.CharField(max_length=16, choices=DisputeStatus.choices, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -78,6 +86,50 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return f"Order #{self.pk} {self.status}"
+
+    @property
+    def is_fulfilled(self) -> bool:
+        """The credits were granted (the order may have been refunded or disputed since)."""
+        return self.completed_at is not None
+
+    @property
+    def amount_refundable(self) -> Decimal:
+        return self.amount - self.amount_refunded
+
+
+class Refund(models.Model):
+    """A refund we asked the provider for (staff, from the admin), recorded once per key."""
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=255)
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    provider_refund_id = models.CharField(max_length=255, unique=True)
+    status = models.CharField(max_length=16)  # the provider's word: succeeded / pending
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payments_refund_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund {self.amount} {self.currency} of order #{self.order_id}"
+
+
+class InvoiceSequence(models.Model):
+    """The last invoice number used in a year. Incremented under its row lock: no gaps, no repeats."""
+
+    year = models.PositiveIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.year}: {self.last}"
 
 
 class Invoice(models.Model):
@@ -126,6 +178,9 @@ class WebhookEvent(models.Model):
     raw_body = models.TextField()
     headers = models.JSONField(default=dict, blank=True)
     signature_valid = models.BooleanField(default=False)
+    #: The provider-neutral reading of the verified body (a NormalizedEvent), so processing
+    #: and replays never re-verify a signature whose timestamp has since gone stale.
+    normalized = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
@@ -170,3 +225,56 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"Reconciliation {self.started_at:%Y-%m-%d %H:%M} {self.status}"
+
+
+class SandboxPayment(models.Model):
+    """The offline sandbox provider's own record of a checkout (what Stripe keeps on its side).
+
+    The sandbox never touches orders: like a real provider it knows our order only by the
+    reference we gave it, and tells us what happened through signed webhooks.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        PAID = "paid", "Paid"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    token = models.CharField(max_length=64, unique=True)
+    order_ref = models.CharField(max_length=64)
+    description = models.CharField(max_length=255)
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    amount_refunded = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
+    success_url = models.CharField(max_length=1000)
+    cancel_url = models.CharField(max_length=1000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"sandbox {self.token} {self.status}"
+
+    @property
+    def checkout_id(self) -> str:
+        return f"sbx_cs_{self.token}"
+
+    @property
+    def payment_id(self) -> str:
+        return f"sbx_pi_{self.token}"
+
+
+class SandboxRefund(models.Model):
+    """A refund the sandbox made, once per idempotency key (as a real provider keeps them)."""
+
+    payment = models.ForeignKey(SandboxPayment, on_delete=models.CASCADE, related_name="refunds")
+    idempotency_key = models.CharField(max_length=255, unique=True)
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def refund_id(self) -> str:
+        return f"sbx_re_{self.pk}"
