@@ -1,5 +1,48 @@
+"""Project hooks into allauth's flows."""
+
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.internal.flows.signup import prevent_enumeration
+from allauth.core.exceptions import ImmediateHttpResponse
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, transaction
+
+from .net import client_ip
 
 
 class AccountAdapter(DefaultAccountAdapter):
-    """Project hooks into allauth's flows."""
+    error_messages = {
+        **DefaultAccountAdapter.error_messages,
+        "too_many_login_attempts": (
+            "Too many failed log-in attempts. For your security, logging in to this account "
+            "is paused for a few minutes. Try again later, or reset your password."
+        ),
+        "email_password_mismatch": "The email address or password is not correct.",
+    }
+
+    def get_client_ip(self, request) -> str:
+        """The same address the login record uses, so rate limits and records agree."""
+        ip = client_ip(request)
+        if not ip:
+            raise PermissionDenied("Unable to determine the client's IP address")
+        return ip
+
+    def save_user(self, request, user, form, commit=True):
+        user = super().save_user(request, user, form, commit=False)
+        user.name = (form.cleaned_data.get("name") or "").strip()
+        if commit:
+            try:
+                with transaction.atomic():
+                    user.save()
+            except IntegrityError:
+                # Another sign-up with the same address won the race between the form's
+                # uniqueness check and this insert: answer as for any taken address.
+                raise ImmediateHttpResponse(prevent_enumeration(request, email=user.email)) from None
+        return user
+
+    def pre_login(self, request, user, **kwargs):
+        if getattr(user, "status", None) == "SUSPENDED":
+            from allauth.account.internal.stagekit import clear_login
+
+            clear_login(request)
+            return self.respond_user_inactive(request, user)
+        return super().pre_login(request, user, **kwargs)

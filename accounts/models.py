@@ -1,5 +1,6 @@
 from django.contrib.auth.models import AbstractBaseUser, PermissionsMixin
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from .managers import UserManager
@@ -42,6 +43,9 @@ class User(AbstractBaseUser, PermissionsMixin):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status"]), models.Index(fields=["created_at"])]
         constraints = [
+            # Addresses are stored lower-cased; this keeps "A@x.com" and "a@x.com" one account
+            # even if some path forgets to normalise.
+            models.UniqueConstraint(Lower("email"), name="accounts_user_email_ci_unique"),
             models.UniqueConstraint(
                 fields=["stripe_customer_id"],
                 condition=~models.Q(stripe_customer_id=""),

@@ -4,15 +4,12 @@ from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 from django.utils import timezone
 
-
-def client_ip(request) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
+from .net import client_ip
 
 
 @receiver(user_logged_in, dispatch_uid="accounts.record_login")
 def record_login(sender, request, user, **kwargs) -> None:
-    type(user).objects.filter(pk=user.pk).update(
-        last_login_ip=client_ip(request), last_login_at=timezone.now()
-    )
+    now = timezone.now()
+    ip = client_ip(request)
+    type(user).objects.filter(pk=user.pk).update(last_login_ip=ip, last_login_at=now)
+    user.last_login_ip, user.last_login_at = ip, now

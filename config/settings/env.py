@@ -44,3 +44,28 @@ def env_required(name: str) -> str:
     if value in (None, ""):
         raise ImproperlyConfigured(f"{name} must be set in production")
     return value
+
+
+def missing(*names: str) -> list[str]:
+    """The names among ``names`` that are unset or empty in the environment."""
+    return [name for name in names if os.environ.get(name) in (None, "")]
+
+
+EMAIL_BACKENDS = {
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "file": "django.core.mail.backends.filebased.EmailBackend",
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "locmem": "django.core.mail.backends.locmem.EmailBackend",
+    "dummy": "django.core.mail.backends.dummy.EmailBackend",
+}
+
+
+def email_backend(value: str) -> str:
+    """A short name (console, file, smtp, locmem, dummy) or a dotted path to a backend class."""
+    if value in EMAIL_BACKENDS:
+        return EMAIL_BACKENDS[value]
+    if "." not in value:
+        raise ImproperlyConfigured(
+            f"EMAIL_BACKEND must be one of {', '.join(EMAIL_BACKENDS)} or a dotted path, got {value!r}"
+        )
+    return value

@@ -16,7 +16,16 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":  # noqa: F
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/15")
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+# Each test run gets its own cache key prefix (inherited by the worker subprocesses it starts),
+# so rate-limit counters left in Redis by an earlier run never throttle this one.
+os.environ.setdefault("TEST_CACHE_PREFIX", f"test-{os.getpid()}")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": os.environ["TEST_CACHE_PREFIX"],
+    }
+}
 # The request-driven tests run tasks eagerly; the end-to-end tests start a real worker with
 # CELERY_BROKER_URL pointing at Redis and CELERY_TASK_ALWAYS_EAGER off (see tests/conftest.py).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
