@@ -1,0 +1,29 @@
+"""The staff action log: one AuditLog row per staff action on one object, done or refused.
+
+The money services write their own audit rows for the movements they make; this row says
+which staff member asked for what and why, and whether it worked, so refusals are on record
+too. Actions are named ``staff.<what>``.
+"""
+
+from credits.models import AuditLog
+
+
+def staff_action_record(
+    *,
+    actor,
+    action: str,
+    reason: str,
+    user=None,
+    success: bool = True,
+    error: str = "",
+    details: dict | None = None,
+) -> AuditLog:
+    """Write one staff action row (inside the caller's transaction when there is one)."""
+    return AuditLog.objects.create(
+        actor_id=getattr(actor, "pk", None),
+        user_id=getattr(user, "pk", user if isinstance(user, int) else None),
+        action=f"staff.{action}",
+        success=success,
+        error_message=error[:2000],
+        metadata={"reason": reason, **(details or {})},
+    )

@@ -1,0 +1,122 @@
+"""Confirmation forms of the staff actions and the dashboard's period form."""
+
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from . import app_settings
+
+MAX_ADJUSTMENT = 10_000_000
+
+
+class ConfirmActionForm(forms.Form):
+    """What every staff action asks: why. ``submission_key`` makes a double submit act once."""
+
+    submission_key = forms.CharField(widget=forms.HiddenInput, max_length=64)
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Written to the audit log with your name.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("initial", {}).setdefault("submission_key", uuid.uuid4().hex)
+        super().__init__(*args, **kwargs)
+
+    def clean_submission_key(self) -> str:
+        value = self.cleaned_data["submission_key"]
+        try:
+            return uuid.UUID(hex=value).hex
+        except ValueError:
+            raise ValidationError("The form is stale: reload the page and try again.")
+
+    def clean_reason(self) -> str:
+        value = self.cleaned_data["reason"].strip()
+        if not value:
+            raise ValidationError("Say why.")
+        return value
+
+
+class AdjustCreditsForm(ConfirmActionForm):
+    amount = forms.IntegerField(
+        min_value=-MAX_ADJUSTMENT,
+        max_value=MAX_ADJUSTMENT,
+        help_text="Credits to add (positive) or take away (negative).",
+        widget=forms.NumberInput(attrs={"step": 1, "autofocus": True}),
+    )
+    field_order = ["amount", "reason", "submission_key"]
+
+    def clean_amount(self) -> int:
+        value = self.cleaned_data["amount"]
+        if value == 0:
+            raise ValidationError("An adjustment cannot be zero.")
+        return value
+
+
+class RefundOrderForm(ConfirmActionForm):
+    amount = forms.DecimalField(
+        required=False,
+        min_value=Decimal("0.01"),
+        max_digits=10,
+        decimal_places=2,
+        help_text="Leave empty to refund everything not yet refunded.",
+    )
+    field_order = ["amount", "reason", "submission_key"]
+
+    def __init__(self, *args, orders=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.orders = list(orders or [])
+
+    def clean(self):
+        cleaned = super().clean()
+        amount = cleaned.get("amount")
+        if amount is not None and len(self.orders) > 1:
+            raise ValidationError("A partial amount can be given for one order at a time.")
+        if amount is not None and self.orders:
+            order = self.orders[0]
+            remaining = order.amount - order.amount_refunded
+            if amount > remaining:
+                self.add_error("amount", f"At most {remaining} {order.currency} is left to refund on this order.")
+        return cleaned
+
+
+class PeriodForm(forms.Form):
+    """7, 30 or 90 days back from today, or a date range of at most BACKOFFICE_DASHBOARD_MAX_DAYS."""
+
+    PERIODS = [("7", "7 days"), ("30", "30 days"), ("90", "90 days")]
+
+    period = forms.ChoiceField(choices=PERIODS, required=False)
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("start"), cleaned.get("end")
+        if self.errors:
+            return cleaned
+        if start or end:
+            if not (start and end):
+                raise ValidationError("Give both a start and an end date, or pick a period.")
+            if start > end:
+                raise ValidationError("The start date must be on or before the end date.")
+            today = timezone.localdate()
+            if start > today:
+                raise ValidationError("The start date is in the future.")
+            if (end - start).days + 1 > app_settings.dashboard_max_days():
+                raise ValidationError(f"Pick at most {app_settings.dashboard_max_days()} days.")
+        return cleaned
+
+    def date_range(self) -> tuple[date, date]:
+        """The first and last day (inclusive) asked for, or the last 30 days when the form is invalid."""
+        today = timezone.localdate()
+        if self.is_bound and self.is_valid():
+            if self.cleaned_data.get("start"):
+                return self.cleaned_data["start"], self.cleaned_data["end"]
+            days = int(self.cleaned_data.get("period") or 30)
+        else:
+            days = 30
+        return today - timedelta(days=days - 1), today

@@ -1,0 +1,175 @@
+"""Staff adjustments of credits, with a second staff member for large ones.
+
+An adjustment whose size is at most ``BACKOFFICE_ADJUSTMENT_APPROVAL_THRESHOLD`` applies at
+once through ``credits_adjust``. A larger one becomes a pending ``AdjustmentRequest``; a
+different staff member with ``credits.approve_adjustment`` approves it (it then applies
+through ``credits_adjust`` with the key ``adjustment-request:<id>``, so it applies once
+however often it is approved) or rejects it. Every step writes a staff action row.
+"""
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from credits.exceptions import CreditsError, InvalidAmount
+from credits.models import LedgerEntry
+from credits.services import credits_adjust
+
+from . import app_settings
+from .audit import staff_action_record
+from .exceptions import NotPending, PermissionMissing, SelfApproval
+from .models import AdjustmentRequest
+
+ADJUST_PERMISSION = "credits.adjust_credits"
+APPROVE_PERMISSION = "credits.approve_adjustment"
+
+
+@dataclass(frozen=True)
+class AdjustmentOutcome:
+    """Either the entry applied now, or the request that waits for a second staff member."""
+
+    entry: LedgerEntry | None = None
+    request: AdjustmentRequest | None = None
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.request is not None
+
+
+def needs_second_approval(amount: int) -> bool:
+    return abs(amount) > app_settings.adjustment_approval_threshold()
+
+
+def adjustment_submit(*, user, amount: int, reason: str, staff_user, idempotency_key: str) -> AdjustmentOutcome:
+    """Adjust ``user``'s credits by ``amount`` (signed), or ask for approval when it is large.
+
+    ``idempotency_key`` identifies the staff member's request: submitting it again applies
+    (or files) the adjustment once. Raises a CreditsError or BackofficeError, changing nothing.
+    """
+    reason = (reason or "").strip()
+    _check_amount_and_reason(amount, reason)
+    _require_perm(staff_user, ADJUST_PERMISSION, "adjust credits")
+    details = {"amount": amount, "idempotency_key": idempotency_key}
+    if not needs_second_approval(amount):
+        key = f"staff-adjust:{idempotency_key}"
+        try:
+            with transaction.atomic(durable=True):
+                repeat = LedgerEntry.objects.filter(idempotency_key=key).exists()
+                entry = credits_adjust(
+                    user=user, amount=amount, reason=reason, staff_user=staff_user, idempotency_key=key
+                )
+                if not repeat:
+                    staff_action_record(
+                        actor=staff_user, action="credits_adjust", reason=reason, user=user,
+                        details={**details, "ledger_entry_id": entry.pk},
+                    )
+        except CreditsError as exc:
+            _record_failure(staff_user, "credits_adjust", reason, user, exc, details)
+            raise
+        return AdjustmentOutcome(entry=entry)
+
+    with transaction.atomic(durable=True):
+        request, created = AdjustmentRequest.objects.get_or_create(
+            request_key=idempotency_key,
+            defaults={"user": user, "amount": amount, "reason": reason, "requested_by": staff_user},
+        )
+        if created:
+            staff_action_record(
+                actor=staff_user, action="adjustment_request", reason=reason, user=user,
+                details={**details, "adjustment_request_id": request.pk,
+                         "threshold": app_settings.adjustment_approval_threshold()},
+            )
+        elif (request.user_id, request.amount, request.requested_by_id) != (user.pk, amount, staff_user.pk):
+            raise InvalidAmount(f"Request key {idempotency_key!r} was already used for a different adjustment.")
+    return AdjustmentOutcome(request=request)
+
+
+def adjustment_approve(*, adjustment_request: AdjustmentRequest, staff_user, note: str) -> AdjustmentRequest:
+    """Apply a pending large adjustment. The approver must not be the staff member who asked."""
+    note = (note or "").strip()
+    _require_perm(staff_user, APPROVE_PERMISSION, "approve adjustments")
+    pk = adjustment_request.pk
+    try:
+        with transaction.atomic(durable=True):
+            request = AdjustmentRequest.objects.select_for_update().select_related("user").get(pk=pk)
+            if request.requested_by_id == staff_user.pk:
+                raise SelfApproval()
+            if request.status != AdjustmentRequest.Status.PENDING:
+                raise NotPending(request)
+            entry = credits_adjust(
+                user=request.user,
+                amount=request.amount,
+                reason=request.reason,
+                staff_user=staff_user,
+                idempotency_key=request.idempotency_key,
+                metadata={"adjustment_request_id": request.pk, "requested_by_id": request.requested_by_id},
+            )
+            request.status = AdjustmentRequest.Status.APPLIED
+            request.decided_by = staff_user
+            request.decided_at = timezone.now()
+            request.decision_note = note
+            request.ledger_entry = entry
+            request.last_error = ""
+            request.save(update_fields=["status", "decided_by", "decided_at", "decision_note",
+                                        "ledger_entry", "last_error"])
+            staff_action_record(
+                actor=staff_user, action="adjustment_approve", reason=note or request.reason,
+                user=request.user_id,
+                details={"adjustment_request_id": request.pk, "amount": request.amount,
+                         "requested_by_id": request.requested_by_id, "ledger_entry_id": entry.pk},
+            )
+    except (CreditsError, SelfApproval, NotPending) as exc:
+        with transaction.atomic():
+            AdjustmentRequest.objects.filter(pk=pk, status=AdjustmentRequest.Status.PENDING).update(
+                last_error=str(exc)[:2000]
+            )
+            _record_failure(staff_user, "adjustment_approve", note, adjustment_request.user_id, exc,
+                            {"adjustment_request_id": pk, "amount": adjustment_request.amount})
+        raise
+    return request
+
+
+def adjustment_reject(*, adjustment_request: AdjustmentRequest, staff_user, note: str) -> AdjustmentRequest:
+    """Close a pending large adjustment without applying it. A note saying why is required."""
+    note = (note or "").strip()
+    if not note:
+        raise InvalidAmount("Say why the adjustment is rejected.")
+    _require_perm(staff_user, APPROVE_PERMISSION, "reject adjustments")
+    with transaction.atomic(durable=True):
+        request = AdjustmentRequest.objects.select_for_update().get(pk=adjustment_request.pk)
+        if request.status != AdjustmentRequest.Status.PENDING:
+            raise NotPending(request)
+        request.status = AdjustmentRequest.Status.REJECTED
+        request.decided_by = staff_user
+        request.decided_at = timezone.now()
+        request.decision_note = note
+        request.save(update_fields=["status", "decided_by", "decided_at", "decision_note"])
+        staff_action_record(
+            actor=staff_user, action="adjustment_reject", reason=note, user=request.user_id,
+            details={"adjustment_request_id": request.pk, "amount": request.amount,
+                     "requested_by_id": request.requested_by_id},
+        )
+    return request
+
+
+# --- internals ----------------------------------------------------------------------------
+
+
+def _check_amount_and_reason(amount, reason: str) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
+        raise InvalidAmount("An adjustment must be a whole number of credits other than zero.")
+    if not reason:
+        raise InvalidAmount("An adjustment needs a reason.")
+
+
+def _require_perm(staff_user, perm: str, what: str) -> None:
+    if staff_user is None or not staff_user.is_active or not staff_user.is_staff or not staff_user.has_perm(perm):
+        raise PermissionMissing(f"{staff_user or 'Nobody'} may not {what}.")
+
+
+def _record_failure(staff_user, action: str, reason: str, user, exc: Exception, details: dict) -> None:
+    staff_action_record(
+        actor=staff_user, action=action, reason=reason, user=user, success=False,
+        error=f"{type(exc).__name__}: {exc}", details=details,
+    )

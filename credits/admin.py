@@ -1,0 +1,147 @@
+"""The ledger in the admin: read-only. Credits move only through credits.services."""
+
+import json
+
+from django.contrib import admin
+from django.utils.html import format_html
+
+from backoffice.admin_helpers import BigTableAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin_link
+
+from .models import AuditLog, CreditBalance, IdempotencyRecord, LedgerEntry
+
+
+def pretty_json(value) -> str:
+    return format_html('<pre class="bo-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+class SpendingFrozenFilter(admin.SimpleListFilter):
+    title = "spending"
+    parameter_name = "frozen"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Frozen (open hold)"), ("no", "Not frozen")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(spend_holds__gt=0)
+        if self.value() == "no":
+            return queryset.filter(spend_holds=0)
+        return queryset
+
+
+@admin.register(CreditBalance)
+class CreditBalanceAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
+    list_display = ("user", "balance", "lifetime_earned", "lifetime_spent", "spend_holds", "updated_at")
+    list_select_related = ("user",)
+    list_filter = (SpendingFrozenFilter,)
+    search_fields = ("user__email",)
+    search_help_text = "An exact email address or user id."
+    exact_int_fields = ("user_id",)
+    exact_email_fields = ("user__email",)
+    ordering = ("-updated_at",)
+    fields = ("user_link", "balance", "lifetime_earned", "lifetime_spent", "spend_holds",
+              "regen_checked_at", "version", "updated_at")
+    readonly_fields = fields
+
+    @admin.display(description="User")
+    def user_link(self, obj):
+        return admin_link(type(obj.user), obj.user_id, str(obj.user))
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "created_at", "user", "kind", "signed_amount", "balance_after",
+                    "order_link", "job_link", "created_by", "description")
+    list_display_links = ("id", "created_at")
+    list_select_related = ("user", "created_by")
+    list_filter = ("kind", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("user__email",)
+    search_help_text = "An entry, order or job id; an exact email address; or an idempotency key."
+    exact_int_fields = ("pk", "order_id", "job_id", "user_id")
+    exact_email_fields = ("user__email",)
+    exact_text_fields = ("idempotency_key",)
+    ordering = ("-id",)
+    fields = ("id", "created_at", "user_link", "kind", "signed_amount", "balance_before", "balance_after",
+              "description", "order_link", "job_link", "reverses_link", "created_by", "idempotency_key",
+              "metadata_pretty")
+    readonly_fields = fields
+
+    @admin.display(description="Amount", ordering="amount")
+    def signed_amount(self, obj):
+        return f"{obj.amount:+d}"
+
+    @admin.display(description="Order", ordering="order_id")
+    def order_link(self, obj):
+        from payments.models import Order
+
+        return admin_link(Order, obj.order_id)
+
+    @admin.display(description="Job", ordering="job_id")
+    def job_link(self, obj):
+        from generations.models import GenerationJob
+
+        return admin_link(GenerationJob, obj.job_id)
+
+    @admin.display(description="Reverses")
+    def reverses_link(self, obj):
+        return admin_link(LedgerEntry, obj.reverses_id)
+
+    @admin.display(description="User")
+    def user_link(self, obj):
+        return admin_link(type(obj.user), obj.user_id, str(obj.user))
+
+    @admin.display(description="Metadata")
+    def metadata_pretty(self, obj):
+        return pretty_json(obj.metadata)
+
+
+class AuditKindFilter(admin.SimpleListFilter):
+    title = "kind of action"
+    parameter_name = "kind"
+
+    def lookups(self, request, model_admin):
+        return [("staff", "Staff actions"), ("credits", "Credit movements"), ("payments", "Payments"),
+                ("generations", "Generations")]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(action__startswith=f"{self.value()}.")
+        return queryset
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "created_at", "action", "success", "actor", "user", "reason", "error_message")
+    list_select_related = ("actor", "user")
+    list_filter = (AuditKindFilter, "success", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("action",)
+    search_help_text = "An exact action name (staff.order_refund), email address, or user id."
+    exact_int_fields = ("pk", "user_id", "actor_id")
+    exact_email_fields = ("user__email", "actor__email")
+    exact_text_fields = ("action",)
+    ordering = ("-id",)
+    fields = ("id", "created_at", "action", "success", "actor", "user", "error_message", "metadata_pretty")
+    readonly_fields = fields
+
+    @admin.display(description="Why")
+    def reason(self, obj):
+        return (obj.metadata or {}).get("reason", "")
+
+    @admin.display(description="Details")
+    def metadata_pretty(self, obj):
+        return pretty_json(obj.metadata)
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
+    list_display = ("key", "created_at", "expires_at")
+    search_fields = ("key",)
+    search_help_text = "An exact key."
+    exact_text_fields = ("key",)
+    ordering = ("-id",)
+    fields = ("key", "created_at", "expires_at", "result_pretty")
+    readonly_fields = fields
+
+    @admin.display(description="Result")
+    def result_pretty(self, obj):
+        return pretty_json(obj.result)
