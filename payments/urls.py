@@ -1,9 +1,15 @@
 from django.urls import path
 
-from . import views
+from . import sandbox_views, views
 
 app_name = "payments"
 urlpatterns = [
     path("pricing/", views.pricing, name="pricing"),
+    path("buy/", views.buy, name="buy"),
     path("orders/", views.orders, name="orders"),
+    path("orders/<int:pk>/success/", views.order_success, name="order_success"),
+    path("orders/<int:pk>/status/", views.order_status, name="order_status"),
+    path("orders/<int:pk>/cancel/", views.order_cancel, name="order_cancel"),
+    path("invoices/<str:number>/", views.invoice, name="invoice"),
+    path("sandbox/checkout/<str:token>/", sandbox_views.sandbox_checkout, name="sandbox_checkout"),
 ]

@@ -1,15 +1,151 @@
+"""Pages for buying credits: landing, pricing, checkout start, return pages, orders, invoices."""
+
+import logging
+
+from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.cache import cache
+from django.core.paginator import Paginator
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from credits.models import CreditBalance
+
+from . import app_settings
+from .exceptions import PaymentsError
+from .fulfilment import order_check_payment
+from .models import CreditPackage, Invoice, Order
+from .orders import order_create, order_start_checkout
+from .providers import SANDBOX, available_providers
+
+logger = logging.getLogger(__name__)
+
+PROVIDER_LABELS = dict(Order.Provider.choices)
+#: Statuses after which the return page stops polling.
+SETTLED = {Order.Status.COMPLETED, Order.Status.FAILED, Order.Status.EXPIRED, Order.Status.REFUNDED,
+           Order.Status.PARTIALLY_REFUNDED, Order.Status.DISPUTED}
 
 
+class BuyForm(forms.Form):
+    """What the buyer chooses: a package and how to pay. Anything else posted is ignored."""
+
+    package = forms.ModelChoiceField(queryset=CreditPackage.objects.filter(active=True),
+                                     error_messages={"invalid_choice": "That package is not on sale."})
+    provider = forms.ChoiceField(required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = [(p, PROVIDER_LABELS[p]) for p in available_providers()]
+
+    def clean_provider(self):
+        return self.cleaned_data.get("provider") or available_providers()[0]
+
+
+def _pricing_context() -> dict:
+    packages = list(CreditPackage.objects.filter(active=True))
+    # Savings are measured against the dearest credit on sale (normally the smallest package).
+    dearest = max((p.price / p.credits for p in packages), default=None)
+    cards = []
+    for package in packages:
+        per_credit = package.price / package.credits
+        saving = int(round((1 - per_credit / dearest) * 100)) if dearest else 0
+        cards.append({"package": package, "per_credit": per_credit, "saving": saving})
+    providers = available_providers()
+    return {
+        "cards": cards,
+        "providers": [(p, PROVIDER_LABELS[p]) for p in providers],
+        "sandbox_mode": providers == [SANDBOX],
+        "featured_name": "Pro",
+    }
+
+
+@require_GET
 def home(request):
-    return render(request, "home.html")
+    return render(request, "home.html", _pricing_context())
 
 
+@require_GET
 def pricing(request):
-    return render(request, "payments/pricing.html")
+    return render(request, "payments/pricing.html", _pricing_context())
 
 
 @login_required
+@require_POST
+def buy(request):
+    form = BuyForm(request.POST)
+    if not form.is_valid():
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, error)
+        return redirect("payments:pricing")
+    try:
+        order = order_create(user=request.user, package=form.cleaned_data["package"],
+                             provider=form.cleaned_data["provider"])
+        success = request.build_absolute_uri(reverse("payments:order_success", args=[order.pk]))
+        cancel = request.build_absolute_uri(reverse("payments:order_cancel", args=[order.pk]))
+        session = order_start_checkout(order=order, success_url=f"{success}?session_id={{CHECKOUT_SESSION_ID}}",
+                                       cancel_url=cancel)
+    except PaymentsError as exc:
+        messages.error(request, f"We could not start the checkout: {exc} Nothing was charged; please try again.")
+        return redirect("payments:pricing")
+    return HttpResponseRedirect(session.redirect_url, status=303)
+
+
+def _own_order(request, pk: int) -> Order:
+    return get_object_or_404(Order.objects.select_related("package"), pk=pk, user=request.user)
+
+
+def _status_context(request, order: Order) -> dict:
+    balance = CreditBalance.objects.filter(user_id=request.user.pk).values_list("balance", flat=True).first()
+    invoice = Invoice.objects.filter(order=order).only("number").first()
+    return {"order": order, "balance": balance or 0, "invoice": invoice, "settled": order.status in SETTLED}
+
+
+@login_required
+@require_GET
+def order_success(request, pk: int):
+    """The page the provider sends the buyer back to: it fulfils too, then shows the credits."""
+    order = _own_order(request, pk)
+    if not order.is_fulfilled:
+        order = order_check_payment(order=order, source="success_page")
+        cache.set(f"payments:status-check:{order.pk}", 1, app_settings.status_recheck_seconds())
+    return render(request, "payments/order_success.html", _status_context(request, order))
+
+
+@login_required
+@require_GET
+def order_status(request, pk: int):
+    """The htmx fragment the return page polls until the order settles."""
+    order = _own_order(request, pk)
+    if not order.is_fulfilled and cache.add(f"payments:status-check:{order.pk}", 1,
+                                            app_settings.status_recheck_seconds()):
+        order = order_check_payment(order=order, source="success_page")
+    return render(request, "payments/_order_status.html", {**_status_context(request, order), "oob_balance": True})
+
+
+@login_required
+@require_GET
+def order_cancel(request, pk: int):
+    order = _own_order(request, pk)
+    return render(request, "payments/order_cancel.html", {"order": order})
+
+
+@login_required
+@require_GET
 def orders(request):
-    return render(request, "payments/orders.html")
+    queryset = Order.objects.filter(user=request.user).select_related("package", "invoice").order_by("-created_at")
+    page = Paginator(queryset, 20).get_page(request.GET.get("page"))
+    return render(request, "payments/orders.html", {"page": page, "orders": page.object_list})
+
+
+@login_required
+@require_GET
+def invoice(request, number: str):
+    invoice = get_object_or_404(
+        Invoice.objects.select_related("order", "order__package", "order__user"),
+        number=number, order__user=request.user,
+    )
+    return render(request, "payments/invoice.html", {"invoice": invoice, "order": invoice.order})

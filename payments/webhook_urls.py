@@ -1,2 +1,11 @@
+"""Webhook endpoints, one line per provider (mounted at /webhooks/)."""
+
+from django.urls import path
+
+from .webhook_views import provider_webhook
+
 app_name = "webhooks"
-urlpatterns: list = []
+urlpatterns = [
+    path("stripe/", provider_webhook, {"provider": "STRIPE"}, name="stripe"),
+    path("sandbox/", provider_webhook, {"provider": "SANDBOX"}, name="sandbox"),
+]

@@ -1,0 +1,138 @@
+"""Fulfilment: turning a payment the provider confirms into credits, an invoice and a
+COMPLETED order, exactly once.
+
+The webhook task and the success page both call ``fulfil_order`` with what the provider
+said about the payment (asked before, outside any transaction). Either may run first, both
+may run at once, and either may run again later: the order's row lock and the grant's
+idempotency key make every run after the first a no-op.
+"""
+
+import logging
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from credits.models import LedgerKind
+from credits.services import credits_grant
+
+from .exceptions import PaymentMismatch, PaymentNotConfirmed, PaymentsError
+from .invoices import invoice_issue
+from .models import Order
+from .providers import get_provider
+from .providers.base import PaymentStatus
+from .refunds import apply_refunded_total
+from .transitions import order_transition
+
+logger = logging.getLogger(__name__)
+
+
+def purchase_key(order_id: int) -> str:
+    return f"order:{order_id}:purchase"
+
+
+def assert_no_transaction(what: str) -> None:
+    """Provider calls must never run while a database transaction is open."""
+    if transaction.get_connection().in_atomic_block:
+        raise RuntimeError(f"{what} talks to the payment provider: call it outside any transaction.")
+
+
+def fetch_payment_status(*, order: Order) -> PaymentStatus:
+    """Ask ``order``'s provider what became of its payment. Raises ProviderError."""
+    assert_no_transaction("fetch_payment_status")
+    if not order.provider_order_id:
+        return PaymentStatus(state="unknown")
+    return get_provider(order.provider).fetch_payment_status(order=order)
+
+
+def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
+    """Grant the order's credits, issue its invoice and mark it COMPLETED, once.
+
+    ``status`` is what the provider says about the payment. Nothing is granted unless it
+    says paid, for the order's amount and currency (a mismatch raises PaymentMismatch and
+    is logged for staff). An order already fulfilled is returned unchanged, whatever
+    ``status`` says. A refund recorded before the payment was seen is applied right after
+    the grant. ``source`` says who asked (``webhook:<provider>:<event id>``,
+    ``success_page``, ``reconciliation``) and is kept on the ledger entry.
+    """
+    with transaction.atomic():
+        order = Order.objects.select_for_update(of=("self",)).select_related("user", "package").get(pk=order_id)
+        if order.is_fulfilled:
+            return order
+        _check_payment(order, status)
+
+        now = timezone.now()
+        credits_grant(
+            user=order.user,
+            amount=order.credits,
+            kind=LedgerKind.PURCHASE,
+            idempotency_key=purchase_key(order.pk),
+            order=order,
+            description=f"{order.package.name} package, order #{order.pk}",
+            metadata={"source": source, "provider": order.provider, "amount": str(order.amount),
+                      "currency": order.currency},
+        )
+        invoice_issue(order=order, amount_paid=order.amount, currency=order.currency, paid_at=now)
+        if status.provider_payment_id:
+            order.provider_payment_id = status.provider_payment_id
+        if status.provider_order_id and not order.provider_order_id:
+            order.provider_order_id = status.provider_order_id
+        order_transition(order=order, to=Order.Status.COMPLETED, save=False)
+        order.completed_at = now
+        order.save()
+        if order.amount_refunded > 0:
+            apply_refunded_total(order=order, total=order.amount_refunded, source=f"{source} (refund seen earlier)")
+        logger.info("order %s fulfilled: %s credits to user %s (%s)", order.pk, order.credits, order.user_id, source)
+    return order
+
+
+def order_mark_unpaid(*, order_id: int, to: str, source: str) -> Order:
+    """Record that a checkout ended without payment (FAILED or EXPIRED).
+
+    Only a PENDING order changes: a payment seen earlier always wins over a late failure or
+    expiry, and a completion seen later still fulfils (see ``transitions.ALLOWED``).
+    """
+    if to not in (Order.Status.FAILED, Order.Status.EXPIRED):
+        raise ValueError(f"{to} is not an unpaid ending")
+    with transaction.atomic():
+        order = Order.objects.select_for_update().get(pk=order_id)
+        if order.status == Order.Status.PENDING:
+            order_transition(order=order, to=to)
+            logger.info("order %s %s (%s)", order.pk, to.lower(), source)
+    return order
+
+
+def _check_payment(order: Order, status: PaymentStatus) -> None:
+    if not status.paid:
+        raise PaymentNotConfirmed(f"The provider says order #{order.pk} is {status.state}, not paid.")
+    problems = []
+    if status.provider_order_id and order.provider_order_id and status.provider_order_id != order.provider_order_id:
+        problems.append(f"checkout {status.provider_order_id} is not the order's {order.provider_order_id}")
+    if status.amount is None:
+        problems.append("the provider did not say how much was paid")
+    elif Decimal(status.amount) != order.amount:
+        problems.append(f"paid {status.amount} but the order is for {order.amount}")
+    if (status.currency or "").upper() != order.currency.upper():
+        problems.append(f"paid in {status.currency or '?'} but the order is in {order.currency}")
+    if problems:
+        message = f"Payment for order #{order.pk} does not match: {'; '.join(problems)}. Nothing granted."
+        logger.error(message)
+        raise PaymentMismatch(message)
+
+
+def order_check_payment(*, order: Order, source: str) -> Order:
+    """Ask the provider about an order not fulfilled yet and fulfil it when paid.
+
+    For the return page and reconciliation: the same idempotent fulfilment as the webhook.
+    A provider that cannot answer, or a payment that does not match, leaves the order as
+    it is (the webhook or a later check will settle it); the problem is logged.
+    """
+    if order.is_fulfilled or not order.provider_order_id:
+        return order
+    try:
+        status = fetch_payment_status(order=order)
+        if status.paid:
+            return fulfil_order(order_id=order.pk, status=status, source=source)
+    except PaymentsError as exc:
+        logger.warning("checking the payment of order %s failed: %s", order.pk, exc)
+    return Order.objects.get(pk=order.pk)

@@ -1,0 +1,54 @@
+"""Buying: a PENDING order priced on the server, then the provider's hosted checkout."""
+
+import logging
+
+from django.db import transaction
+
+from .exceptions import ProviderError, ProviderNotConfigured
+from .models import CreditPackage, Order
+from .providers import get_provider, is_available
+from .providers.base import CheckoutSession
+from .transitions import order_transition
+
+logger = logging.getLogger(__name__)
+
+
+def order_create(*, user, package: CreditPackage, provider: str) -> Order:
+    """A PENDING order for ``package``: amount, currency and credits come from the package
+    as it is now, never from the buyer's request."""
+    if not package.active:
+        raise ProviderNotConfigured(f"The {package.name} package is not on sale.")
+    if not is_available(provider):
+        raise ProviderNotConfigured(f"Paying with {provider.title()} is not available here.")
+    with transaction.atomic():
+        return Order.objects.create(
+            user=user,
+            package=package,
+            amount=package.price,
+            currency=package.currency.upper(),
+            credits=package.credits,
+            provider=provider,
+        )
+
+
+def order_start_checkout(*, order: Order, success_url: str, cancel_url: str) -> CheckoutSession:
+    """Open the provider's checkout for a PENDING order and remember its id.
+
+    The provider is called outside any transaction. When it fails the order becomes FAILED
+    (the buyer starts again with a new order) and the ProviderError is raised.
+    """
+    if transaction.get_connection().in_atomic_block:
+        raise RuntimeError("order_start_checkout talks to the payment provider: call it outside any transaction.")
+    try:
+        session = get_provider(order.provider).create_checkout(order=order, success_url=success_url,
+                                                               cancel_url=cancel_url)
+    except ProviderError:
+        with transaction.atomic():
+            locked = Order.objects.select_for_update().get(pk=order.pk)
+            if locked.status == Order.Status.PENDING:
+                order_transition(order=locked, to=Order.Status.FAILED)
+        logger.exception("could not open checkout for order %s", order.pk)
+        raise
+    Order.objects.filter(pk=order.pk, provider_order_id__isnull=True).update(provider_order_id=session.provider_order_id)
+    order.provider_order_id = session.provider_order_id
+    return session

@@ -1,0 +1,224 @@
+"""The offline sandbox provider: a pretend Stripe that lives inside the app.
+
+It keeps its own records (``SandboxPayment``), shows its own hosted checkout page at
+/billing/sandbox/checkout/<token>/ with Pay, Fail and Cancel buttons, and tells the app what
+happened the way a real provider does: a webhook signed with HMAC-SHA256 in a
+``Sandbox-Signature: t=<unix>,v1=<hex>`` header (Stripe's scheme), POSTed over HTTP to
+/webhooks/sandbox/. When the app cannot reach itself over HTTP (a single-threaded server)
+the same signed bytes are handed to the webhook pipeline in-process. Either way they go
+through the same verification, storage and processing as any provider's.
+
+It is offered only when no real provider is configured (or when forced on for
+development): its checkout page pays for free.
+"""
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import time
+from decimal import Decimal
+from typing import Mapping
+
+import requests
+from django.db import transaction
+from django.urls import reverse
+
+from .. import app_settings
+from ..exceptions import ProviderError, WebhookRejected
+from ..models import SandboxPayment, SandboxRefund
+from .base import CheckoutSession, EventKind, NormalizedEvent, PaymentStatus, RefundResult
+
+logger = logging.getLogger(__name__)
+
+NAME = "SANDBOX"
+SIGNATURE_HEADER = "Sandbox-Signature"
+SESSION_PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
+
+#: The sandbox's event types and what they mean to us.
+EVENT_KINDS = {
+    "checkout.paid": EventKind.PAYMENT_SUCCEEDED,
+    "checkout.failed": EventKind.PAYMENT_FAILED,
+    "checkout.canceled": EventKind.CHECKOUT_EXPIRED,
+}
+STATES = {"open": "open", "paid": "paid", "failed": "failed", "canceled": "expired"}
+OUTCOME_EVENTS = {
+    SandboxPayment.Status.PAID: "checkout.paid",
+    SandboxPayment.Status.FAILED: "checkout.failed",
+    SandboxPayment.Status.CANCELED: "checkout.canceled",
+}
+
+
+def sign(payload: bytes, *, secret: str | None = None, timestamp: int | None = None) -> str:
+    """The Sandbox-Signature header for ``payload``."""
+    secret = secret or app_settings.sandbox_webhook_secret()
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(payload: bytes, header: str, *, secret: str, tolerance: int) -> None:
+    """Check a Sandbox-Signature header; raises WebhookRejected with the reason."""
+    if not header:
+        raise WebhookRejected(f"Missing {SIGNATURE_HEADER} header.")
+    parts: dict[str, list[str]] = {}
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        parts.setdefault(key, []).append(value)
+    try:
+        timestamp = int(parts.get("t", [""])[0])
+    except ValueError:
+        raise WebhookRejected("Invalid signature header: no timestamp.") from None
+    signatures = parts.get("v1", [])
+    if not signatures:
+        raise WebhookRejected("Invalid signature header: no v1 signature.")
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
+        raise WebhookRejected("Invalid signature: it does not match the body.")
+    if abs(time.time() - timestamp) > tolerance:
+        raise WebhookRejected("Stale signature: the timestamp is outside the tolerance.")
+
+
+def event_body(payment: SandboxPayment, event_type: str) -> bytes:
+    """The JSON body the sandbox sends for ``event_type`` about ``payment``."""
+    event = {
+        "id": f"evt_sbx_{secrets.token_hex(12)}",
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "data": {
+            "checkout_id": payment.checkout_id,
+            "payment_id": payment.payment_id,
+            "order_ref": payment.order_ref,
+            "amount": str(payment.amount),
+            "currency": payment.currency,
+            "status": payment.status,
+        },
+    }
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def payment_for(checkout_id: str) -> SandboxPayment | None:
+    if not checkout_id or not checkout_id.startswith("sbx_cs_"):
+        return None
+    return SandboxPayment.objects.filter(token=checkout_id.removeprefix("sbx_cs_")).first()
+
+
+class SandboxProvider:
+    name = NAME
+
+    def create_checkout(self, *, order, success_url: str, cancel_url: str) -> CheckoutSession:
+        payment = SandboxPayment.objects.filter(order_ref=str(order.pk)).first()
+        if payment is None:
+            payment = SandboxPayment.objects.create(
+                token=secrets.token_urlsafe(24),
+                order_ref=str(order.pk),
+                description=f"{order.package.name}: {order.credits} credits",
+                amount=order.amount,
+                currency=order.currency,
+                success_url=success_url,
+                cancel_url=cancel_url,
+            )
+        url = reverse("payments:sandbox_checkout", kwargs={"token": payment.token})
+        return CheckoutSession(provider_order_id=payment.checkout_id, redirect_url=url)
+
+    def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> NormalizedEvent:
+        header = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER.lower()), "")
+        verify(body, header, secret=app_settings.sandbox_webhook_secret(),
+               tolerance=app_settings.sandbox_webhook_tolerance())
+        try:
+            data = json.loads(body)
+            obj = data["data"]
+            event_id, event_type = str(data["id"]), str(data["type"])
+        except (ValueError, KeyError, TypeError):
+            raise WebhookRejected("The body is not a sandbox event.") from None
+        return NormalizedEvent(
+            provider=NAME,
+            event_id=event_id,
+            type=event_type,
+            kind=EVENT_KINDS.get(event_type, EventKind.IGNORED),
+            order_ref=str(obj.get("order_ref", "")),
+            provider_order_id=str(obj.get("checkout_id", "")),
+            provider_payment_id=str(obj.get("payment_id", "")),
+            amount=Decimal(obj["amount"]) if obj.get("amount") else None,
+            currency=str(obj.get("currency", "")).upper(),
+            raw=data,
+        )
+
+    def fetch_payment_status(self, *, order) -> PaymentStatus:
+        payment = payment_for(order.provider_order_id or "")
+        if payment is None:
+            return PaymentStatus(state="unknown", provider_order_id=order.provider_order_id or "")
+        return PaymentStatus(
+            state=STATES[payment.status],
+            provider_order_id=payment.checkout_id,
+            provider_payment_id=payment.payment_id if payment.status == SandboxPayment.Status.PAID else "",
+            amount=payment.amount,
+            currency=payment.currency,
+        )
+
+    def refund(self, *, order, amount: Decimal, idempotency_key: str, reason: str = "") -> RefundResult:
+        """Sandbox refunds succeed at once (up to what was paid), once per idempotency key."""
+        payment = payment_for(order.provider_order_id or "")
+        if payment is None or payment.status != SandboxPayment.Status.PAID:
+            raise ProviderError(f"The sandbox has no paid payment for order #{order.pk}.", provider=NAME)
+        with transaction.atomic():
+            payment = SandboxPayment.objects.select_for_update().get(pk=payment.pk)
+            done = SandboxRefund.objects.filter(idempotency_key=idempotency_key).first()
+            if done is None:
+                if amount > payment.amount - payment.amount_refunded:
+                    raise ProviderError(f"Refund of {amount} exceeds what is left of the payment.", provider=NAME)
+                done = SandboxRefund.objects.create(payment=payment, idempotency_key=idempotency_key, amount=amount)
+                payment.amount_refunded += amount
+                payment.save(update_fields=["amount_refunded", "updated_at"])
+        return RefundResult(provider_refund_id=done.refund_id, status="succeeded", amount=done.amount,
+                            currency=payment.currency)
+
+
+# --- the hosted checkout's side: finishing a payment and telling the app --------------------
+
+
+def sandbox_finish(*, token: str, outcome: str) -> tuple[SandboxPayment, bool]:
+    """Close an open sandbox checkout as paid, failed or canceled.
+
+    Returns the payment and whether this call closed it (a double click closes it once).
+    """
+    if outcome not in OUTCOME_EVENTS:
+        raise ValueError(f"unknown sandbox outcome {outcome!r}")
+    changed = SandboxPayment.objects.filter(token=token, status=SandboxPayment.Status.OPEN).update(status=outcome)
+    return SandboxPayment.objects.get(token=token), bool(changed)
+
+
+def sandbox_deliver(*, payment: SandboxPayment, webhook_url: str) -> str:
+    """Send the signed webhook for ``payment``'s outcome; returns how it was delivered.
+
+    Over HTTP to ``webhook_url`` first, as a real provider would. When that is impossible
+    (the server cannot take a second request while this one runs) the same signed bytes
+    go to the webhook pipeline in-process. A duplicate arrival (the HTTP request was slow,
+    not lost) is recognised by its event id and acknowledged without processing.
+    """
+    body = event_body(payment, OUTCOME_EVENTS[payment.status])
+    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body), "User-Agent": "Sandbox/1.0"}
+    try:
+        response = requests.post(webhook_url, data=body, headers=headers, timeout=(2, 5))
+        if response.status_code < 300:
+            return "http"
+        logger.warning("sandbox webhook to %s answered %s: %s", webhook_url, response.status_code, response.text[:200])
+    except requests.RequestException as exc:
+        logger.info("sandbox webhook to %s not delivered over HTTP (%s); delivering in-process", webhook_url, exc)
+    from ..webhooks import webhook_ingest
+
+    try:
+        webhook_ingest(provider_name=NAME, body=body, headers=headers)
+    except WebhookRejected as exc:
+        logger.error("sandbox webhook rejected in-process: %s", exc.reason)
+        return "rejected"
+    return "in-process"
+
+
+def redirect_after(payment: SandboxPayment) -> str:
+    """Where the buyer goes once the sandbox checkout closed."""
+    if payment.status == SandboxPayment.Status.CANCELED:
+        return payment.cancel_url
+    return payment.success_url.replace(SESSION_PLACEHOLDER, payment.checkout_id)

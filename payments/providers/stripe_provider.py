@@ -1,0 +1,246 @@
+"""Stripe: Checkout Sessions, signed webhooks, refunds (through the official ``stripe`` client).
+
+Facts this relies on (stripe 16.1): a session is created once per order thanks to the
+idempotency key ``checkout-<order id>`` (the parameters must then be identical, so
+``expires_at`` is derived from the order's creation time, not from now); the session,
+its PaymentIntent and so its Charge carry our order id in ``client_reference_id`` /
+``metadata``; ``charge.refunded`` reports ``amount_refunded`` cumulatively; delivery is
+at-least-once and unordered, so the pipeline re-fetches the session when it matters.
+"""
+
+import json
+from datetime import timedelta
+from decimal import Decimal
+from typing import Mapping
+
+import stripe
+
+from .. import app_settings
+from ..exceptions import ProviderError, ProviderNotConfigured, WebhookRejected
+from .base import CheckoutSession, EventKind, NormalizedEvent, PaymentStatus, RefundResult
+
+NAME = "STRIPE"
+SIGNATURE_HEADER = "Stripe-Signature"
+#: Currencies Stripe counts in whole units (no cents).
+ZERO_DECIMAL = frozenset(
+    {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+)
+
+CHECKOUT_KINDS = {
+    "checkout.session.async_payment_succeeded": EventKind.PAYMENT_SUCCEEDED,
+    "checkout.session.async_payment_failed": EventKind.PAYMENT_FAILED,
+    "checkout.session.expired": EventKind.CHECKOUT_EXPIRED,
+}
+#: How a closed dispute's status reads to us; anything else is ignored.
+DISPUTE_OUTCOMES = {"won": "won", "warning_closed": "won", "lost": "lost"}
+
+
+def to_minor(amount: Decimal, currency: str) -> int:
+    factor = 1 if currency.upper() in ZERO_DECIMAL else 100
+    return int((Decimal(amount) * factor).to_integral_value())
+
+
+def from_minor(value, currency: str) -> Decimal | None:
+    if value is None:
+        return None
+    if currency.upper() in ZERO_DECIMAL:
+        return Decimal(int(value)).quantize(Decimal("0.01"))
+    return (Decimal(int(value)) / 100).quantize(Decimal("0.01"))
+
+
+def _error(exc: stripe.StripeError) -> ProviderError:
+    status = getattr(exc, "http_status", None) or 0
+    retryable = isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)) or status >= 500 or status == 409
+    message = getattr(exc, "user_message", None) or str(exc) or type(exc).__name__
+    return ProviderError(f"Stripe: {message}", retryable=retryable, provider=NAME, code=getattr(exc, "code", "") or "")
+
+
+def _id(value) -> str:
+    """An id, whether Stripe sent the bare id or the expanded object."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return value.get("id", "") or ""
+
+
+class StripeProvider:
+    name = NAME
+
+    def __init__(self):
+        key = app_settings.stripe_secret_key()
+        if not key:
+            raise ProviderNotConfigured("STRIPE_SECRET_KEY is not set.")
+        base = app_settings.stripe_api_base()
+        self.client = stripe.StripeClient(
+            key,
+            base_addresses={"api": base} if base else None,
+            max_network_retries=app_settings.stripe_max_network_retries(),
+        )
+
+    # --- checkout ---------------------------------------------------------------------------
+
+    def create_checkout(self, *, order, success_url: str, cancel_url: str) -> CheckoutSession:
+        refs = {"order_id": str(order.pk), "user_id": str(order.user_id)}
+        expires_at = order.created_at + timedelta(minutes=app_settings.stripe_checkout_expires_minutes())
+        params = {
+            "mode": "payment",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": order.currency.lower(),
+                        "unit_amount": to_minor(order.amount, order.currency),
+                        "product_data": {"name": f"{order.package.name}: {order.credits} credits"},
+                    },
+                }
+            ],
+            "client_reference_id": str(order.pk),
+            "metadata": refs,
+            "payment_intent_data": {"metadata": refs},
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+            "expires_at": int(expires_at.timestamp()),
+        }
+        if order.user.stripe_customer_id:
+            params["customer"] = order.user.stripe_customer_id
+        else:
+            params["customer_email"] = order.user.email
+            params["customer_creation"] = "if_required"
+        try:
+            session = self.client.v1.checkout.sessions.create(params, {"idempotency_key": f"checkout-{order.pk}"})
+        except stripe.StripeError as exc:
+            raise _error(exc) from exc
+        if not session.get("url"):
+            raise ProviderError("Stripe returned a session without a checkout URL.", provider=NAME)
+        return CheckoutSession(provider_order_id=session["id"], redirect_url=session["url"])
+
+    def fetch_payment_status(self, *, order) -> PaymentStatus:
+        try:
+            session = self.client.v1.checkout.sessions.retrieve(order.provider_order_id)
+        except stripe.StripeError as exc:
+            raise _error(exc) from exc
+        return session_status(session)
+
+    # --- webhooks ---------------------------------------------------------------------------
+
+    def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> NormalizedEvent:
+        secret = app_settings.stripe_webhook_secret()
+        if not secret:
+            raise WebhookRejected("Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET).")
+        header = _header(headers, SIGNATURE_HEADER)
+        if not header:
+            raise WebhookRejected("Missing Stripe-Signature header.")
+        try:
+            stripe.Webhook.construct_event(body, header, secret, tolerance=app_settings.stripe_webhook_tolerance())
+        except stripe.SignatureVerificationError as exc:
+            raise WebhookRejected(f"Invalid signature: {exc.user_message or exc}") from None
+        except ValueError:
+            raise WebhookRejected("The body is not a JSON event.") from None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise WebhookRejected("The body is not a JSON event.") from None
+        if not isinstance(data, dict) or not data.get("id") or not data.get("type"):
+            raise WebhookRejected("The body is not a Stripe event.")
+        return normalize_event(data)
+
+    # --- refunds ----------------------------------------------------------------------------
+
+    def refund(self, *, order, amount: Decimal, idempotency_key: str, reason: str = "") -> RefundResult:
+        if not order.provider_payment_id:
+            raise ProviderError(f"Order #{order.pk} has no Stripe payment to refund.", provider=NAME)
+        params = {
+            "payment_intent": order.provider_payment_id,
+            "amount": to_minor(amount, order.currency),
+            "reason": "requested_by_customer",
+            "metadata": {"order_id": str(order.pk), "reason": reason[:500]},
+        }
+        try:
+            refund = self.client.v1.refunds.create(params, {"idempotency_key": idempotency_key})
+        except stripe.StripeError as exc:
+            raise _error(exc) from exc
+        currency = (refund.get("currency") or order.currency).upper()
+        return RefundResult(
+            provider_refund_id=refund["id"],
+            status=refund.get("status") or "pending",
+            amount=from_minor(refund.get("amount"), currency),
+            currency=currency,
+        )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return ""
+
+
+def session_status(session) -> PaymentStatus:
+    """A Checkout Session as a PaymentStatus."""
+    currency = (session.get("currency") or "").upper()
+    payment_status = session.get("payment_status")
+    if session.get("status") == "complete" and payment_status in ("paid", "no_payment_required"):
+        state = "paid"
+    elif session.get("status") == "expired":
+        state = "expired"
+    elif session.get("status") == "complete":
+        state = "pending"
+    elif session.get("status") == "open":
+        state = "open"
+    else:
+        state = "unknown"
+    return PaymentStatus(
+        state=state,
+        provider_order_id=session.get("id", ""),
+        provider_payment_id=_id(session.get("payment_intent")),
+        amount=from_minor(session.get("amount_total"), currency),
+        currency=currency,
+        raw=dict(session),
+    )
+
+
+def normalize_event(data: dict) -> NormalizedEvent:
+    """A verified Stripe event as the provider-neutral NormalizedEvent."""
+    event_type = data["type"]
+    obj = (data.get("data") or {}).get("object") or {}
+    common = {"provider": NAME, "event_id": data["id"], "type": event_type, "raw": data}
+    currency = (obj.get("currency") or "").upper()
+
+    if event_type.startswith("checkout.session."):
+        if event_type == "checkout.session.completed":
+            paid = obj.get("payment_status") in ("paid", "no_payment_required")
+            kind = EventKind.PAYMENT_SUCCEEDED if paid else EventKind.PAYMENT_PENDING
+        else:
+            kind = CHECKOUT_KINDS.get(event_type, EventKind.IGNORED)
+        return NormalizedEvent(
+            **common, kind=kind,
+            order_ref=str(obj.get("client_reference_id") or (obj.get("metadata") or {}).get("order_id") or ""),
+            provider_order_id=obj.get("id", ""),
+            provider_payment_id=_id(obj.get("payment_intent")),
+            amount=from_minor(obj.get("amount_total"), currency),
+            currency=currency,
+        )
+    if event_type == "charge.refunded":
+        return NormalizedEvent(
+            **common, kind=EventKind.REFUNDED,
+            order_ref=str((obj.get("metadata") or {}).get("order_id") or ""),
+            provider_payment_id=_id(obj.get("payment_intent")),
+            amount=from_minor(obj.get("amount"), currency),
+            amount_refunded=from_minor(obj.get("amount_refunded"), currency),
+            currency=currency,
+        )
+    if event_type in ("charge.dispute.created", "charge.dispute.closed"):
+        closed = event_type.endswith("closed")
+        return NormalizedEvent(
+            **common,
+            kind=EventKind.DISPUTE_CLOSED if closed else EventKind.DISPUTE_OPENED,
+            order_ref=str((obj.get("metadata") or {}).get("order_id") or ""),
+            provider_payment_id=_id(obj.get("payment_intent")),
+            amount=from_minor(obj.get("amount"), currency),
+            currency=currency,
+            dispute_id=obj.get("id", ""),
+            dispute_outcome=DISPUTE_OUTCOMES.get(obj.get("status", ""), obj.get("status", "")) if closed else "",
+        )
+    return NormalizedEvent(**common, kind=EventKind.IGNORED)

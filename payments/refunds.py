@@ -1,0 +1,198 @@
+"""Refunds: giving money back and taking the matching credits back.
+
+Policy. A refund takes back credits in proportion to the money refunded, counted on the
+cumulative refunded amount (so several partial refunds never round twice):
+``credits x refunded / paid``, rounded half up; a full refund takes all the order's
+credits. Credits are taken from the balance as it stands. When the user has already spent
+some, the balance goes to zero, never below: what could not be taken back is recorded on
+the order as ``credits_unrecovered`` (and on the clawback ledger entry) for staff to see.
+It is not taken from later purchases.
+
+Provider-reported refunds (webhooks) carry the cumulative refunded amount; staff refunds
+go through ``order_refund``, which asks the provider first (outside any transaction) and
+applies the result only when the provider agreed.
+"""
+
+import logging
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from django.db import transaction
+from django.db.models import Sum
+
+from credits.services import credits_clawback
+
+from .exceptions import PaymentMismatch, ProviderError, RefundNotAllowed
+from .invoices import invoice_sync_status
+from .models import Order, Refund
+from .providers import get_provider
+from .providers.base import RefundResult
+from .transitions import order_transition
+
+logger = logging.getLogger(__name__)
+
+CENT = Decimal("0.01")
+REFUNDABLE = (Order.Status.COMPLETED, Order.Status.PARTIALLY_REFUNDED)
+
+
+def credits_for_refund(*, order: Order, refunded: Decimal) -> int:
+    """How many of the order's credits a cumulative refund of ``refunded`` takes back."""
+    if refunded <= 0:
+        return 0
+    if refunded >= order.amount:
+        return order.credits
+    share = Decimal(order.credits) * refunded / order.amount
+    return min(order.credits, int(share.quantize(Decimal(1), rounding=ROUND_HALF_UP)))
+
+
+def refund_status(order: Order) -> str:
+    """The status an order's refunds give it (outside a dispute)."""
+    if order.amount_refunded >= order.amount:
+        return Order.Status.REFUNDED
+    if order.amount_refunded > 0:
+        return Order.Status.PARTIALLY_REFUNDED
+    return Order.Status.COMPLETED
+
+
+def claw_back_to(*, order: Order, target: int, key: str, reason: str, created_by=None) -> None:
+    """Take back credits until ``target`` of the order's credits are accounted for.
+
+    Accounted means taken back or recorded as unrecoverable; the counters on ``order`` are
+    updated (the caller saves). Call with the order's row lock held.
+    """
+    missing = target - (order.credits_clawed_back + order.credits_unrecovered)
+    if missing <= 0:
+        return
+    result = credits_clawback(
+        user=order.user,
+        amount=missing,
+        idempotency_key=key,
+        reason=reason,
+        order=order,
+        metadata={"order_id": order.pk, "target": target},
+        created_by=created_by,
+    )
+    order.credits_clawed_back += result.recovered
+    order.credits_unrecovered += result.unrecovered
+    if result.unrecovered:
+        logger.warning(
+            "order %s: %s credits could not be taken back (already spent); recorded as unrecovered",
+            order.pk, result.unrecovered,
+        )
+
+
+def apply_refunded_total(*, order: Order, total: Decimal, source: str, created_by=None) -> Order:
+    """Bring ``order`` (locked by the caller) up to a cumulative refunded amount of ``total``.
+
+    Amounts only ever grow (events arrive out of order; a smaller total is old news). On an
+    order whose payment we have not seen yet the amount is only recorded: fulfilment
+    applies it right after granting the credits.
+    """
+    if total > order.amount:
+        logger.error("order %s: provider reports %s refunded of %s; capped", order.pk, total, order.amount)
+        total = order.amount
+    if total > order.amount_refunded:
+        order.amount_refunded = total
+    if order.is_fulfilled:
+        target = credits_for_refund(order=order, refunded=order.amount_refunded)
+        claw_back_to(
+            order=order,
+            target=target,
+            key=f"order:{order.pk}:refund-clawback:{target}",
+            reason=f"Refund of {order.amount_refunded} {order.currency} on order #{order.pk}",
+            created_by=created_by,
+        )
+        if order.status != Order.Status.DISPUTED:
+            order_transition(order=order, to=refund_status(order), save=False)
+    order.save()
+    if order.is_fulfilled:
+        invoice_sync_status(order=order)
+    logger.info("order %s: %s %s refunded in all (%s)", order.pk, order.amount_refunded, order.currency, source)
+    return order
+
+
+def order_apply_refund(*, order_id: int, amount_refunded: Decimal, source: str, currency: str = "") -> Order:
+    """Apply a refund the provider reports: ``amount_refunded`` is cumulative for the payment.
+
+    Idempotent: the same or an older total changes nothing.
+    """
+    with transaction.atomic():
+        order = Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
+        if currency and currency.upper() != order.currency.upper():
+            raise PaymentMismatch(f"Refund in {currency} reported for order #{order.pk} in {order.currency}.")
+        return apply_refunded_total(order=order, total=Decimal(amount_refunded), source=source)
+
+
+def order_refund(*, order: Order, amount: Decimal, reason: str, staff_user, idempotency_key: str) -> Order:
+    """Refund ``amount`` of ``order`` to the buyer through its provider, then take back credits.
+
+    For staff (permission ``payments.refund_order``). The provider is asked first, outside
+    any transaction, with ``idempotency_key`` (so a retry after a timeout never refunds
+    twice); its answer is then recorded and applied in one transaction. A ProviderError
+    (or a RefundNotAllowed for a bad request) changes nothing. Calling again with the same
+    key returns the order as that refund left it.
+    """
+    amount = _validate(order=order, amount=amount, reason=reason, staff_user=staff_user,
+                       idempotency_key=idempotency_key)
+    if transaction.get_connection().in_atomic_block:
+        raise RuntimeError("order_refund talks to the payment provider: call it outside any transaction.")
+
+    done = Refund.objects.filter(idempotency_key=idempotency_key).first()
+    if done is not None:
+        if done.order_id != order.pk:
+            raise RefundNotAllowed("This idempotency key was used for a refund of another order.")
+        return Order.objects.get(pk=order.pk)
+
+    order = Order.objects.get(pk=order.pk)
+    if order.status not in REFUNDABLE:
+        raise RefundNotAllowed(f"Only a completed order can be refunded; order #{order.pk} is "
+                               f"{order.get_status_display().lower()}.")
+    if amount > order.amount_refundable:
+        raise RefundNotAllowed(f"At most {order.amount_refundable} {order.currency} of order #{order.pk} "
+                               f"can still be refunded.")
+
+    result = get_provider(order.provider).refund(
+        order=order, amount=amount, idempotency_key=idempotency_key, reason=reason.strip()
+    )
+    if result.status not in ("succeeded", "pending"):
+        raise ProviderError(f"The provider did not refund order #{order.pk} (status {result.status}).",
+                            provider=order.provider)
+    return order_record_refund(order_id=order.pk, result=result, reason=reason.strip(), staff_user=staff_user,
+                               idempotency_key=idempotency_key)
+
+
+def order_record_refund(*, order_id: int, result: RefundResult, reason: str, staff_user,
+                        idempotency_key: str) -> Order:
+    """Record a refund the provider made for us and apply it (idempotent per key)."""
+    with transaction.atomic():
+        order = Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
+        Refund.objects.get_or_create(
+            idempotency_key=idempotency_key,
+            defaults={
+                "order": order,
+                "amount": result.amount,
+                "currency": (result.currency or order.currency).upper(),
+                "reason": reason[:255],
+                "provider_refund_id": result.provider_refund_id,
+                "status": result.status,
+                "created_by": staff_user,
+            },
+        )
+        ours = Refund.objects.filter(order=order).aggregate(total=Sum("amount"))["total"] or Decimal("0")
+        return apply_refunded_total(order=order, total=max(order.amount_refunded, ours),
+                                    source=f"staff refund by user {staff_user.pk}", created_by=staff_user)
+
+
+def _validate(*, order, amount, reason, staff_user, idempotency_key) -> Decimal:
+    if staff_user is None or not staff_user.is_active or not staff_user.has_perm("payments.refund_order"):
+        raise RefundNotAllowed("Refunding needs the 'Can refund an order' permission.")
+    if not reason or not reason.strip():
+        raise RefundNotAllowed("A refund needs a reason.")
+    if not idempotency_key:
+        raise RefundNotAllowed("A refund needs an idempotency key.")
+    try:
+        amount = Decimal(amount)
+    except (InvalidOperation, TypeError, ValueError):
+        raise RefundNotAllowed(f"{amount!r} is not an amount of money.") from None
+    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(CENT):
+        raise RefundNotAllowed("The refund must be a positive amount with at most two decimals.")
+    return amount

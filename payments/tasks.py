@@ -1,0 +1,31 @@
+"""Celery tasks of the payments app. Thin: each calls one service."""
+
+import importlib.util
+import logging
+
+from celery import shared_task
+
+from .webhooks import WebhookRetry, retry_delay, webhook_process, webhook_requeue_stuck
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(bind=True, name="payments.tasks.process_webhook_event", max_retries=None, acks_late=True)
+def process_webhook_event(self, event_pk: int) -> str:
+    """Process one stored webhook event; retried with backoff while another attempt may help."""
+    try:
+        return webhook_process(event_pk=event_pk)
+    except WebhookRetry as exc:
+        raise self.retry(exc=exc, countdown=retry_delay(exc.attempts)) from None
+
+
+@shared_task(name="payments.tasks.requeue_stuck_webhook_events")
+def requeue_stuck_webhook_events() -> int:
+    """Beat: queue again the events left RECEIVED (the broker was down when they arrived)."""
+    return webhook_requeue_stuck()
+
+
+# Reconciliation keeps its tasks in its own module; importing it here lets Celery's
+# autodiscovery (which looks at tasks.py) register them.
+if importlib.util.find_spec("payments.reconciliation_tasks") is not None:
+    from . import reconciliation_tasks  # noqa: E402,F401

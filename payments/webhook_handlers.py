@@ -1,0 +1,124 @@
+"""What each kind of provider event does, provider-neutrally: the explicit dispatch table.
+
+A handler runs inside the processing task's transaction, with the event row locked. It
+gets the normalised event, the order it names (or None) and, for events where the state
+of the payment matters, what the provider says about it now (asked before the transaction
+opened). It calls one service and says how the event ended.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .disputes import order_close_dispute, order_open_dispute
+from .exceptions import OrderNotFound, PaymentNotConfirmed
+from .fulfilment import fulfil_order, order_mark_unpaid
+from .models import Order, WebhookEvent
+from .providers.base import EventKind, NormalizedEvent, PaymentStatus
+from .refunds import order_apply_refund
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # WebhookEvent.Status.PROCESSED or IGNORED
+    note: str = ""
+
+
+PROCESSED, IGNORED = WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED
+
+
+def _source(event: NormalizedEvent) -> str:
+    return f"webhook:{event.provider}:{event.event_id}"
+
+
+def _fulfil_if_paid(event: NormalizedEvent, order: Order, status: PaymentStatus | None) -> bool:
+    """Fulfil when the provider says paid; True when the order is (now) fulfilled."""
+    if order.is_fulfilled:
+        return True
+    if status is not None and status.paid:
+        fulfil_order(order_id=order.pk, status=status, source=_source(event))
+        return True
+    return False
+
+
+def handle_payment_succeeded(*, event, order, status) -> Outcome:
+    if order is None:
+        return Outcome(IGNORED, "names no order of ours")
+    if order.is_fulfilled:
+        return Outcome(PROCESSED, "already fulfilled")
+    if not _fulfil_if_paid(event, order, status):
+        # The event says paid but the provider does not (yet): ask again later.
+        raise PaymentNotConfirmed(f"The provider does not report order #{order.pk} paid yet "
+                                  f"({status.state if status else 'no status'}).")
+    return Outcome(PROCESSED, "fulfilled")
+
+
+def handle_payment_pending(*, event, order, status) -> Outcome:
+    if order is None:
+        return Outcome(IGNORED, "names no order of ours")
+    if _fulfil_if_paid(event, order, status):
+        return Outcome(PROCESSED, "fulfilled")
+    return Outcome(PROCESSED, "payment not settled yet; waiting for the provider")
+
+
+def _unpaid_ending(to: str):
+    def handle(*, event, order, status) -> Outcome:
+        if order is None:
+            return Outcome(IGNORED, "names no order of ours")
+        if _fulfil_if_paid(event, order, status):
+            return Outcome(PROCESSED, "the provider says paid after all: fulfilled")
+        order_mark_unpaid(order_id=order.pk, to=to, source=_source(event))
+        return Outcome(PROCESSED, to.lower())
+
+    handle.__name__ = f"handle_{to.lower()}"
+    return handle
+
+
+def handle_refunded(*, event, order, status) -> Outcome:
+    if order is None:
+        raise OrderNotFound("A refund for a payment we cannot match to an order (yet).")
+    _fulfil_if_paid(event, order, status)
+    order_apply_refund(order_id=order.pk, amount_refunded=event.amount_refunded, source=_source(event),
+                       currency=event.currency)
+    return Outcome(PROCESSED, f"{event.amount_refunded} {event.currency} refunded in all")
+
+
+def handle_dispute_opened(*, event, order, status) -> Outcome:
+    if order is None:
+        raise OrderNotFound("A dispute on a payment we cannot match to an order (yet).")
+    _fulfil_if_paid(event, order, status)
+    order_open_dispute(order_id=order.pk, dispute_id=event.dispute_id, source=_source(event))
+    return Outcome(PROCESSED, "dispute opened: spending frozen")
+
+
+def handle_dispute_closed(*, event, order, status) -> Outcome:
+    if order is None:
+        raise OrderNotFound("A dispute on a payment we cannot match to an order (yet).")
+    if event.dispute_outcome not in (Order.DisputeStatus.WON, Order.DisputeStatus.LOST):
+        return Outcome(IGNORED, f"dispute closed as {event.dispute_outcome!r}")
+    _fulfil_if_paid(event, order, status)
+    order_close_dispute(order_id=order.pk, dispute_id=event.dispute_id, outcome=event.dispute_outcome,
+                        source=_source(event))
+    return Outcome(PROCESSED, f"dispute {event.dispute_outcome}")
+
+
+def handle_ignored(*, event, order, status) -> Outcome:
+    return Outcome(IGNORED, f"{event.type} is not acted on")
+
+
+Handler = Callable[..., Outcome]
+
+HANDLERS: dict[EventKind, Handler] = {
+    EventKind.PAYMENT_SUCCEEDED: handle_payment_succeeded,
+    # The buyer approved (PayPal): fetching the status captured the payment when it could.
+    EventKind.CHECKOUT_APPROVED: handle_payment_pending,
+    EventKind.PAYMENT_PENDING: handle_payment_pending,
+    EventKind.PAYMENT_FAILED: _unpaid_ending(Order.Status.FAILED),
+    EventKind.CHECKOUT_EXPIRED: _unpaid_ending(Order.Status.EXPIRED),
+    EventKind.REFUNDED: handle_refunded,
+    EventKind.DISPUTE_OPENED: handle_dispute_opened,
+    EventKind.DISPUTE_CLOSED: handle_dispute_closed,
+    EventKind.IGNORED: handle_ignored,
+}
+
+#: Kinds that concern an order: the task finds the order and asks the provider about it.
+ORDER_KINDS = frozenset(HANDLERS) - {EventKind.IGNORED}

@@ -1,0 +1,29 @@
+"""The webhook endpoints: one thin view per provider over the provider-neutral pipeline."""
+
+import logging
+
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from .exceptions import ProviderNotConfigured, WebhookRejected
+from .providers import is_available
+from .webhooks import webhook_ingest
+
+logger = logging.getLogger(__name__)
+
+
+@csrf_exempt
+@require_POST
+def provider_webhook(request, provider: str):
+    """Verify and store one delivery, answer at once; a Celery task processes it."""
+    if not is_available(provider):
+        raise Http404("This payment provider is not configured here.")
+    try:
+        result = webhook_ingest(provider_name=provider, body=request.body, headers=request.headers)
+    except WebhookRejected as exc:
+        logger.warning("%s webhook rejected: %s", provider, exc.reason)
+        return JsonResponse({"error": exc.reason}, status=400)
+    except ProviderNotConfigured as exc:
+        raise Http404(str(exc)) from None
+    return JsonResponse({"status": "duplicate" if result.duplicate else "received", "id": result.event_id})

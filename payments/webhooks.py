@@ -1,0 +1,239 @@
+"""The provider-neutral webhook pipeline: verify, store, answer fast, process once.
+
+``webhook_ingest`` runs in the request: the adapter verifies the signature on the raw body
+and parses it; the event is stored (UNIQUE on provider + event id, so a duplicate delivery
+is a no-op) and its processing is queued when the row is committed. ``webhook_process``
+runs in the Celery task: it asks the provider about the order first (outside any
+transaction), then handles the event inside one transaction with the event row locked,
+and records the attempt, the error and FAILED when it goes wrong.
+"""
+
+import dataclasses
+import logging
+from datetime import timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Mapping
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import app_settings
+from .exceptions import InvalidTransition, PaymentMismatch, ProviderError, ProviderNotConfigured, WebhookRejected
+from .fulfilment import fetch_payment_status
+from .models import Order, WebhookEvent
+from .providers import get_provider
+from .providers.base import EventKind, NormalizedEvent, PaymentStatus
+from .webhook_handlers import HANDLERS, ORDER_KINDS, handle_ignored
+
+logger = logging.getLogger(__name__)
+
+DONE = (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED)
+#: Failures that another attempt cannot fix: the event is left FAILED for staff.
+PERMANENT_ERRORS = (PaymentMismatch, InvalidTransition, ProviderNotConfigured, WebhookRejected)
+KEPT_HEADERS = ("content-type", "user-agent", "stripe-signature", "sandbox-signature")
+KEPT_HEADER_PREFIXES = ("paypal-",)
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestResult:
+    duplicate: bool
+    event_pk: int | None
+    event_id: str
+    kind: str
+
+
+class WebhookRetry(Exception):
+    """Processing failed in a way another attempt may fix; the attempt was recorded."""
+
+    def __init__(self, message: str, *, attempts: int):
+        super().__init__(message)
+        self.attempts = attempts
+
+
+# --- ingest (in the request) ----------------------------------------------------------------
+
+
+def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str]) -> IngestResult:
+    """Verify, parse and store one delivery; queue its processing on commit.
+
+    Raises WebhookRejected (bad, stale or missing signature; unreadable body) and
+    ProviderNotConfigured; nothing is stored then. A delivery of an event already stored
+    is acknowledged as a duplicate and not queued again.
+    """
+    event = get_provider(provider_name).parse_webhook(body=body, headers=headers)
+    if event.provider != provider_name or not event.event_id:
+        raise WebhookRejected("The event does not belong to this endpoint.")
+    try:
+        with transaction.atomic():
+            row = WebhookEvent.objects.create(
+                provider=provider_name,
+                event_id=event.event_id,
+                type=event.type[:128],
+                raw_body=body.decode("utf-8", errors="replace"),
+                headers=_kept_headers(headers),
+                signature_valid=True,
+                normalized=event_to_json(event),
+            )
+            transaction.on_commit(partial(_enqueue, row.pk), robust=True)
+    except IntegrityError:
+        if not WebhookEvent.objects.filter(provider=provider_name, event_id=event.event_id).exists():
+            raise
+        return IngestResult(duplicate=True, event_pk=None, event_id=event.event_id, kind=event.kind)
+    return IngestResult(duplicate=False, event_pk=row.pk, event_id=event.event_id, kind=event.kind)
+
+
+def _enqueue(event_pk: int) -> None:
+    from .tasks import process_webhook_event
+
+    process_webhook_event.delay(event_pk)
+
+
+def _kept_headers(headers: Mapping[str, str]) -> dict:
+    kept = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered in KEPT_HEADERS or lowered.startswith(KEPT_HEADER_PREFIXES):
+            kept[lowered] = value
+    return dict(sorted(kept.items()))
+
+
+# --- processing (in the task) ---------------------------------------------------------------
+
+
+def webhook_process(*, event_pk: int) -> str:
+    """Process one stored event once; returns its status afterwards.
+
+    Raises WebhookRetry when the attempt failed and another may succeed (the task retries
+    with backoff up to ``PAYMENTS_WEBHOOK_MAX_ATTEMPTS``).
+    """
+    row = WebhookEvent.objects.filter(pk=event_pk).only("status", "normalized").first()
+    if row is None or row.status in DONE:
+        return row.status if row else "missing"
+    try:
+        event = event_from_json(row.normalized)
+        order, status = None, None
+        if event.kind in ORDER_KINDS:
+            order = find_order(event)
+            status = _ask_provider(event, order)
+        with transaction.atomic(durable=True):
+            row = WebhookEvent.objects.select_for_update().get(pk=event_pk)
+            if row.status in DONE:
+                return row.status
+            handler = HANDLERS.get(event.kind, handle_ignored)
+            outcome = handler(event=event, order=order, status=status)
+            row.status = outcome.status
+            row.order = order
+            row.attempts += 1
+            row.last_error = "" if outcome.status == WebhookEvent.Status.PROCESSED else outcome.note
+            row.processed_at = timezone.now()
+            row.save(update_fields=["status", "order", "attempts", "last_error", "processed_at"])
+        logger.info("webhook %s %s %s: %s", row.provider, row.type, row.event_id, outcome.note)
+        return row.status
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded on the event
+        attempts = _record_failure(event_pk, exc)
+        retryable = not isinstance(exc, PERMANENT_ERRORS) and not (
+            isinstance(exc, ProviderError) and not exc.retryable
+        )
+        if retryable and attempts < app_settings.webhook_max_attempts():
+            raise WebhookRetry(f"{type(exc).__name__}: {exc}", attempts=attempts) from exc
+        logger.error("webhook event %s failed for good after %s attempts: %s", event_pk, attempts, exc)
+        return WebhookEvent.Status.FAILED
+
+
+def webhook_replay(*, event_pk: int) -> None:
+    """Queue a stored event again (staff replay): a FAILED event gets a fresh set of attempts."""
+    WebhookEvent.objects.filter(pk=event_pk, status=WebhookEvent.Status.FAILED).update(
+        status=WebhookEvent.Status.RECEIVED, attempts=0
+    )
+    transaction.on_commit(partial(_enqueue, event_pk), robust=True)
+
+
+def webhook_requeue_stuck(*, older_than: timedelta | None = None, limit: int = 500) -> int:
+    """Queue again the events still RECEIVED after ``older_than`` (their message was lost)."""
+    older_than = older_than or timedelta(seconds=app_settings.webhook_stuck_after_seconds())
+    pks = list(
+        WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED, received_at__lt=timezone.now() - older_than)
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in pks:
+        _enqueue(pk)
+    if pks:
+        logger.warning("re-queued %s webhook events stuck in RECEIVED", len(pks))
+    return len(pks)
+
+
+def retry_delay(attempts: int) -> int:
+    """Seconds before the next attempt: doubling from the base, at most an hour."""
+    return min(3600, app_settings.webhook_retry_base_seconds() * 2 ** max(0, attempts - 1))
+
+
+def find_order(event: NormalizedEvent) -> Order | None:
+    """The order an event is about: by our reference, else the provider's checkout or payment id."""
+    orders = Order.objects.filter(provider=event.provider)
+    if event.order_ref:
+        order = orders.filter(pk=int(event.order_ref)).first() if event.order_ref.isdigit() else None
+        if (order is not None and event.provider_order_id and order.provider_order_id
+                and order.provider_order_id != event.provider_order_id):
+            raise PaymentMismatch(f"Event {event.event_id} names order #{order.pk} but checkout "
+                                  f"{event.provider_order_id}, not {order.provider_order_id}.")
+        if order is not None:
+            return order
+    if event.provider_order_id:
+        order = orders.filter(provider_order_id=event.provider_order_id).first()
+        if order is not None:
+            return order
+    if event.provider_payment_id:
+        return orders.filter(provider_payment_id=event.provider_payment_id).first()
+    return None
+
+
+def _ask_provider(event: NormalizedEvent, order: Order | None) -> PaymentStatus | None:
+    """What the provider says about an order not fulfilled yet (asked outside any transaction)."""
+    if order is None or order.is_fulfilled:
+        return None
+    if not order.provider_order_id and event.provider_order_id:
+        # The checkout was created but its id never reached us (a crash after the API call).
+        Order.objects.filter(pk=order.pk, provider_order_id__isnull=True).update(
+            provider_order_id=event.provider_order_id
+        )
+        order.refresh_from_db()
+    return fetch_payment_status(order=order)
+
+
+def _record_failure(event_pk: int, exc: Exception) -> int:
+    with transaction.atomic():
+        row = WebhookEvent.objects.select_for_update().filter(pk=event_pk).first()
+        if row is None:
+            return 0
+        row.attempts += 1
+        row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+        row.status = WebhookEvent.Status.FAILED
+        row.save(update_fields=["attempts", "last_error", "status"])
+        logger.warning("webhook %s %s attempt %s failed: %s", row.provider, row.event_id, row.attempts, row.last_error)
+        return row.attempts
+
+
+# --- the stored, provider-neutral reading of an event ---------------------------------------
+
+
+def event_to_json(event: NormalizedEvent) -> dict:
+    data = {}
+    for f in dataclasses.fields(event):
+        if f.name == "raw":
+            continue
+        value = getattr(event, f.name)
+        data[f.name] = str(value) if isinstance(value, Decimal) else value
+    data["kind"] = str(event.kind)
+    return data
+
+
+def event_from_json(data: dict) -> NormalizedEvent:
+    values = dict(data)
+    values["kind"] = EventKind(values.get("kind", EventKind.IGNORED))
+    for name in ("amount", "amount_refunded"):
+        if values.get(name) not in (None, ""):
+            values[name] = Decimal(values[name])
+    known = {f.name for f in dataclasses.fields(NormalizedEvent)}
+    return NormalizedEvent(**{k: v for k, v in values.items() if k in known})
