@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import sandbox_views, views
+from . import paypal_views, sandbox_views, views
 
 app_name = "payments"
 urlpatterns = [
@@ -12,4 +12,5 @@ urlpatterns = [
     path("orders/<int:pk>/cancel/", views.order_cancel, name="order_cancel"),
     path("invoices/<str:number>/", views.invoice, name="invoice"),
     path("sandbox/checkout/<str:token>/", sandbox_views.sandbox_checkout, name="sandbox_checkout"),
+    path("paypal/return/", paypal_views.paypal_return, name="paypal_return"),
 ]

@@ -8,4 +8,5 @@ app_name = "webhooks"
 urlpatterns = [
     path("stripe/", provider_webhook, {"provider": "STRIPE"}, name="stripe"),
     path("sandbox/", provider_webhook, {"provider": "SANDBOX"}, name="sandbox"),
+    path("paypal/", provider_webhook, {"provider": "PAYPAL"}, name="paypal"),
 ]

@@ -1,0 +1,424 @@
+"""PayPal (Orders v2) behind the provider interface, through the official ``paypal-server-sdk``.
+
+The flow: ``create_checkout`` opens a PayPal order (``custom_id`` = our order id, a unique
+``invoice_id``, ``PayPal-Request-Id`` so a retried create returns the same order) and sends
+the buyer to PayPal's approval page. PayPal sends the buyer back to our return view, which
+calls ``capture``; the money is ours only when the capture is COMPLETED. A PENDING capture
+waits for the PAYMENT.CAPTURE.COMPLETED webhook. Like every adapter, this never touches
+our database.
+"""
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from django.urls import reverse
+
+from paypalserversdk.models.amount_with_breakdown import AmountWithBreakdown
+from paypalserversdk.models.checkout_payment_intent import CheckoutPaymentIntent
+from paypalserversdk.models.money import Money
+from paypalserversdk.models.order_request import OrderRequest
+from paypalserversdk.models.payment_source import PaymentSource
+from paypalserversdk.models.paypal_experience_landing_page import PaypalExperienceLandingPage
+from paypalserversdk.models.paypal_experience_user_action import PaypalExperienceUserAction
+from paypalserversdk.models.paypal_wallet import PaypalWallet
+from paypalserversdk.models.paypal_wallet_context_shipping_preference import PaypalWalletContextShippingPreference
+from paypalserversdk.models.paypal_wallet_experience_context import PaypalWalletExperienceContext
+from paypalserversdk.models.purchase_unit_request import PurchaseUnitRequest
+from paypalserversdk.models.refund_request import RefundRequest
+
+from ..exceptions import ProviderError, WebhookRejected
+from .base import CheckoutSession, EventKind, NormalizedEvent, PaymentStatus, RefundResult
+from .paypal_client import PROVIDER, paypal_client, paypal_errors, response_json
+from .paypal_settings import PayPalSettings, paypal_settings
+
+#: Currencies PayPal takes in whole units only.
+ZERO_DECIMAL_CURRENCIES = frozenset({"HUF", "JPY", "TWD"})
+
+CAPTURE_STATES = {
+    "COMPLETED": "paid",
+    "PARTIALLY_REFUNDED": "paid",  # it was paid; refunds are reported separately
+    "REFUNDED": "paid",
+    "PENDING": "pending",
+    "DECLINED": "failed",
+    "FAILED": "failed",
+}
+ORDER_STATES = {
+    "CREATED": "open",
+    "SAVED": "open",
+    "PAYER_ACTION_REQUIRED": "open",
+    "APPROVED": "open",  # approved by the buyer, still ours to capture
+    "VOIDED": "failed",
+}
+
+
+@dataclass(frozen=True)
+class PayPalCapture:
+    id: str
+    status: str
+    amount: Decimal | None
+    currency: str
+    status_reason: str = ""
+
+
+@dataclass(frozen=True)
+class PayPalRefund:
+    id: str
+    status: str
+    amount: Decimal | None
+    currency: str
+    capture_id: str = ""
+
+
+@dataclass(frozen=True)
+class PayPalOrderSnapshot:
+    """What PayPal says about one order, read from its Orders v2 representation."""
+
+    id: str
+    status: str
+    custom_id: str = ""
+    invoice_id: str = ""
+    amount: Decimal | None = None
+    currency: str = ""
+    captures: tuple[PayPalCapture, ...] = ()
+    refunds: tuple[PayPalRefund, ...] = ()
+    approve_url: str = ""
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def capture(self) -> PayPalCapture | None:
+        return self.captures[0] if self.captures else None
+
+    @property
+    def approved(self) -> bool:
+        return self.status == "APPROVED"
+
+    @property
+    def amount_refunded(self) -> Decimal:
+        """Cumulative completed refunds of this order's captures."""
+        return sum((r.amount or Decimal("0") for r in self.refunds if r.status == "COMPLETED"), Decimal("0"))
+
+    def payment_status(self) -> PaymentStatus:
+        capture = self.capture
+        if capture is not None:
+            state = CAPTURE_STATES.get(capture.status, "unknown")
+            return PaymentStatus(state=state, provider_order_id=self.id, provider_payment_id=capture.id,
+                                 amount=capture.amount, currency=capture.currency, raw=self.raw)
+        state = "failed" if self.status == "COMPLETED" else ORDER_STATES.get(self.status, "unknown")
+        return PaymentStatus(state=state, provider_order_id=self.id, amount=self.amount, currency=self.currency,
+                             raw=self.raw)
+
+
+class PayPalProvider:
+    """The PayPal adapter. Settings are read when it is made (``paypal_settings()``)."""
+
+    name = PROVIDER
+
+    def __init__(self, conf: PayPalSettings | None = None):
+        self.conf = conf or paypal_settings()
+
+    @property
+    def configured(self) -> bool:
+        return self.conf.configured
+
+    # --- the provider interface ------------------------------------------------------------
+
+    def create_checkout(self, *, order, success_url: str, cancel_url: str) -> CheckoutSession:
+        """Open a PayPal order for ``order`` and return where to send the buyer to approve it.
+
+        PayPal returns the buyer to our PayPal return page (on the host of ``success_url``),
+        which captures and then shows ``order``'s success page. The same PayPal-Request-Id
+        for the same order means a retried call (a double click, a lost response) gets the
+        order PayPal already made, not a second one.
+        """
+        parts = urlsplit(success_url)
+        return_url = f"{parts.scheme}://{parts.netloc}{reverse('payments:paypal_return')}"
+        body = OrderRequest(
+            intent=CheckoutPaymentIntent.CAPTURE,
+            purchase_units=[
+                PurchaseUnitRequest(
+                    reference_id="default",
+                    custom_id=str(order.pk),
+                    invoice_id=self.invoice_id(order),
+                    description=f"{order.credits} credits"[:127],
+                    amount=AmountWithBreakdown(currency_code=order.currency.upper(),
+                                               value=format_amount(order.amount, order.currency)),
+                )
+            ],
+            payment_source=PaymentSource(
+                paypal=PaypalWallet(
+                    experience_context=PaypalWalletExperienceContext(
+                        brand_name=self.conf.brand_name[:127],
+                        shipping_preference=PaypalWalletContextShippingPreference.NO_SHIPPING,
+                        landing_page=PaypalExperienceLandingPage.LOGIN,
+                        user_action=PaypalExperienceUserAction.PAY_NOW,
+                        return_url=return_url,
+                        cancel_url=cancel_url,
+                    )
+                )
+            ),
+        )
+        client = paypal_client(self.conf)
+        with paypal_errors("create order", conf=self.conf):
+            response = client.orders.create_order(
+                {"body": body, "paypal_request_id": f"order-{order.pk}-create", "prefer": "return=representation"}
+            )
+        snapshot = parse_order(response_json(response))
+        if not snapshot.id or not snapshot.approve_url:
+            raise ProviderError("PayPal created an order without an approval link.", retryable=True, provider=PROVIDER)
+        return CheckoutSession(provider_order_id=snapshot.id, redirect_url=snapshot.approve_url)
+
+    def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> NormalizedEvent:
+        from ..paypal_webhooks import verify_paypal_webhook
+
+        event = verify_paypal_webhook(body=body, headers=headers, conf=self.conf)
+        return normalize_event(event)
+
+    def fetch_payment_status(self, *, order) -> PaymentStatus:
+        """What became of ``order``'s payment, capturing it first when the buyer approved it.
+
+        A PayPal order the buyer approved is not paid until we capture it, and PayPal
+        reverses an approval left uncaptured. So whoever asks first (the return page, the
+        CHECKOUT.ORDER.APPROVED webhook, the reconciliation sweep) completes the capture,
+        with one PayPal-Request-Id per order: racing askers get the same capture.
+        """
+        if not order.provider_order_id:
+            return PaymentStatus(state="unknown")
+        snapshot = self.fetch_order(provider_order_id=order.provider_order_id)
+        if snapshot is None:
+            return PaymentStatus(state="unknown", provider_order_id=order.provider_order_id)
+        if snapshot.approved and not snapshot.captures:
+            snapshot = self.capture(provider_order_id=snapshot.id, idempotency_key=capture_key(order))
+        return snapshot.payment_status()
+
+    def refund(self, *, order, amount: Decimal, idempotency_key: str, reason: str = "") -> RefundResult:
+        capture_id = order.provider_payment_id
+        if not capture_id:
+            snapshot = self.fetch_order(provider_order_id=order.provider_order_id or "")
+            capture_id = snapshot.capture.id if snapshot and snapshot.capture else ""
+        if not capture_id:
+            raise ProviderError(f"Order #{order.pk} has no PayPal capture to refund.", provider=PROVIDER,
+                                code="NO_CAPTURE")
+        request = RefundRequest(
+            amount=Money(currency_code=order.currency.upper(), value=format_amount(amount, order.currency)),
+            invoice_id=f"{self.invoice_id(order)}-R-{_short(idempotency_key)}"[:127],
+            note_to_payer=(reason or "Refund")[:255],
+        )
+        client = paypal_client(self.conf)
+        with paypal_errors("refund", conf=self.conf):
+            response = client.payments.refund_captured_payment(
+                {"capture_id": capture_id, "body": request, "paypal_request_id": idempotency_key[:108],
+                 "prefer": "return=representation"}
+            )
+        data = response_json(response)
+        money = data.get("amount") or {}
+        status = {"COMPLETED": "succeeded", "PENDING": "pending"}.get(data.get("status", ""), "failed")
+        return RefundResult(provider_refund_id=data.get("id", ""), status=status,
+                            amount=parse_amount(money.get("value")) or amount,
+                            currency=money.get("currency_code") or order.currency)
+
+    # --- PayPal-only -----------------------------------------------------------------------
+
+    def invoice_id(self, order) -> str:
+        """Unique per order across the PayPal account (PayPal refuses a repeated invoice id)."""
+        return f"{self.conf.invoice_prefix}{order.pk}"
+
+    def fetch_order(self, *, provider_order_id: str) -> PayPalOrderSnapshot | None:
+        """GET the PayPal order; None when PayPal does not know it."""
+        if not provider_order_id:
+            return None
+        client = paypal_client(self.conf)
+        try:
+            with paypal_errors("get order", conf=self.conf):
+                response = client.orders.get_order({"id": provider_order_id})
+        except ProviderError as exc:
+            if exc.code in ("RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID", "404"):
+                return None
+            raise
+        return parse_order(response_json(response))
+
+    def capture(self, *, provider_order_id: str, idempotency_key: str) -> PayPalOrderSnapshot:
+        """Capture an approved order, once: the same key returns the first capture's answer.
+
+        An order captured before (by a racing webhook or a sweep, under another key) is read
+        back instead of failing. An order not yet approved comes back as it is (status open).
+        Raises ProviderError for a declined instrument and for PayPal being unavailable.
+        """
+        client = paypal_client(self.conf)
+        try:
+            with paypal_errors("capture", conf=self.conf):
+                response = client.orders.capture_order(
+                    {"id": provider_order_id, "paypal_request_id": idempotency_key[:108],
+                     "prefer": "return=representation"}
+                )
+        except ProviderError as exc:
+            if exc.code in ("ORDER_ALREADY_CAPTURED", "ORDER_NOT_APPROVED", "DUPLICATE_REQUEST_ID"):
+                snapshot = self.fetch_order(provider_order_id=provider_order_id)
+                if snapshot is not None:
+                    return snapshot
+            raise
+        return parse_order(response_json(response))
+
+
+def capture_key(order) -> str:
+    """The PayPal-Request-Id of the one capture of ``order``."""
+    return f"order-{order.pk}-capture"
+
+
+# --- wire format --------------------------------------------------------------------------
+
+
+def format_amount(amount: Decimal, currency: str) -> str:
+    places = Decimal("1") if currency.upper() in ZERO_DECIMAL_CURRENCIES else Decimal("0.01")
+    return f"{Decimal(amount).quantize(places):f}"
+
+
+def parse_amount(value) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def parse_order(data: dict) -> PayPalOrderSnapshot:
+    units = data.get("purchase_units") or [{}]
+    unit = units[0] if isinstance(units[0], dict) else {}
+    amount = unit.get("amount") or {}
+    payments = unit.get("payments") or {}
+    captures = tuple(_capture(c) for c in payments.get("captures") or [])
+    refunds = tuple(_refund(r) for r in payments.get("refunds") or [])
+    approve = next((link.get("href", "") for link in data.get("links") or []
+                    if link.get("rel") in ("payer-action", "approve")), "")
+    return PayPalOrderSnapshot(
+        id=data.get("id", ""),
+        status=data.get("status", ""),
+        custom_id=str(unit.get("custom_id") or ""),
+        invoice_id=str(unit.get("invoice_id") or ""),
+        amount=parse_amount(amount.get("value")),
+        currency=amount.get("currency_code", ""),
+        captures=captures,
+        refunds=refunds,
+        approve_url=approve,
+        raw=data,
+    )
+
+
+def normalize_event(event: dict) -> NormalizedEvent:
+    """A verified PayPal webhook body as the provider-neutral event the pipeline handles."""
+    event_type = event.get("event_type") or ""
+    event_id = event.get("id") or ""
+    resource = event.get("resource") or {}
+    if not event_id or not event_type or not isinstance(resource, dict):
+        raise WebhookRejected("The PayPal event has no id, type or resource.")
+    parser = EVENT_PARSERS.get(event_type)
+    fields = parser(resource) if parser else {"kind": EventKind.IGNORED}
+    return NormalizedEvent(provider=PROVIDER, event_id=event_id, type=event_type, raw=event, **fields)
+
+
+def _order_approved(resource: dict) -> dict:
+    snapshot = parse_order(resource)
+    return {"kind": EventKind.CHECKOUT_APPROVED, "order_ref": snapshot.custom_id,
+            "provider_order_id": snapshot.id, "amount": snapshot.amount, "currency": snapshot.currency}
+
+
+def _capture_event(kind: EventKind):
+    def parse(resource: dict) -> dict:
+        money = resource.get("amount") or {}
+        related = ((resource.get("supplementary_data") or {}).get("related_ids") or {})
+        return {"kind": kind, "order_ref": str(resource.get("custom_id") or ""),
+                "provider_order_id": related.get("order_id", ""), "provider_payment_id": resource.get("id", ""),
+                "amount": parse_amount(money.get("value")), "currency": money.get("currency_code", "")}
+
+    return parse
+
+
+def _refund_event(resource: dict) -> dict:
+    """PAYMENT.CAPTURE.REFUNDED / REVERSED: the resource is the refund; the capture is its "up" link."""
+    money = resource.get("amount") or {}
+    this_refund = parse_amount(money.get("value"))
+    this_refund = abs(this_refund) if this_refund is not None else None
+    total = ((resource.get("seller_payable_breakdown") or {}).get("total_refunded_amount") or {})
+    cumulative = parse_amount(total.get("value"))
+    related = ((resource.get("supplementary_data") or {}).get("related_ids") or {})
+    return {"kind": EventKind.REFUNDED, "order_ref": str(resource.get("custom_id") or ""),
+            "provider_order_id": related.get("order_id", ""),
+            "provider_payment_id": related.get("capture_id", "") or _capture_id_from_links(resource),
+            "amount": this_refund, "amount_refunded": cumulative if cumulative is not None else this_refund,
+            "currency": money.get("currency_code", "") or total.get("currency_code", "")}
+
+
+def _reversal_event(resource: dict) -> dict:
+    """PAYMENT.CAPTURE.REVERSED: PayPal took the whole payment back (a chargeback or a recall)."""
+    if resource.get("seller_payable_breakdown") or _capture_id_from_links(resource):
+        return _refund_event(resource)
+    fields = _capture_event(EventKind.REFUNDED)(resource)
+    fields["amount"] = abs(fields["amount"]) if fields["amount"] is not None else None
+    fields["amount_refunded"] = fields["amount"]
+    return fields
+
+
+DISPUTE_LOST = frozenset({"RESOLVED_BUYER_FAVOUR", "RESOLVED_WITH_PAYOUT", "ACCEPTED", "REFUNDED"})
+
+
+def _dispute_event(kind: EventKind):
+    def parse(resource: dict) -> dict:
+        transactions = resource.get("disputed_transactions") or [{}]
+        first = transactions[0] if isinstance(transactions[0], dict) else {}
+        money = resource.get("dispute_amount") or first.get("gross_amount") or {}
+        fields = {"kind": kind, "dispute_id": resource.get("dispute_id", ""),
+                  "provider_payment_id": first.get("seller_transaction_id", ""),
+                  "order_ref": str(first.get("custom") or first.get("custom_id") or ""),
+                  "amount": parse_amount(money.get("value")), "currency": money.get("currency_code", "")}
+        if kind == EventKind.DISPUTE_CLOSED:
+            outcome = ((resource.get("dispute_outcome") or {}).get("outcome_code") or "").upper()
+            fields["dispute_outcome"] = "lost" if outcome in DISPUTE_LOST else "won"
+        return fields
+
+    return parse
+
+
+EVENT_PARSERS = {
+    "CHECKOUT.ORDER.APPROVED": _order_approved,
+    "PAYMENT.CAPTURE.COMPLETED": _capture_event(EventKind.PAYMENT_SUCCEEDED),
+    "PAYMENT.CAPTURE.PENDING": _capture_event(EventKind.PAYMENT_PENDING),
+    "PAYMENT.CAPTURE.DENIED": _capture_event(EventKind.PAYMENT_FAILED),
+    "PAYMENT.CAPTURE.DECLINED": _capture_event(EventKind.PAYMENT_FAILED),
+    "PAYMENT.CAPTURE.REFUNDED": _refund_event,
+    "PAYMENT.CAPTURE.REVERSED": _reversal_event,
+    "CUSTOMER.DISPUTE.CREATED": _dispute_event(EventKind.DISPUTE_OPENED),
+    "CUSTOMER.DISPUTE.RESOLVED": _dispute_event(EventKind.DISPUTE_CLOSED),
+}
+
+_CAPTURE_LINK = re.compile(r"/v2/payments/captures/([A-Za-z0-9-]+)")
+
+
+def _capture_id_from_links(resource: dict) -> str:
+    for link in resource.get("links") or []:
+        if link.get("rel") == "up":
+            match = _CAPTURE_LINK.search(link.get("href", ""))
+            if match:
+                return match.group(1)
+    return ""
+
+
+def _capture(data: dict) -> PayPalCapture:
+    money = data.get("amount") or {}
+    return PayPalCapture(id=data.get("id", ""), status=data.get("status", ""),
+                         amount=parse_amount(money.get("value")), currency=money.get("currency_code", ""),
+                         status_reason=((data.get("status_details") or {}).get("reason") or ""))
+
+
+def _refund(data: dict) -> PayPalRefund:
+    money = data.get("amount") or {}
+    return PayPalRefund(id=data.get("id", ""), status=data.get("status", ""),
+                        amount=parse_amount(money.get("value")), currency=money.get("currency_code", ""),
+                        capture_id=_capture_id_from_links(data))
+
+
+def _short(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:10]
