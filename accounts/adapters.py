@@ -3,6 +3,7 @@
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.internal.flows.signup import prevent_enumeration
 from allauth.core.exceptions import ImmediateHttpResponse
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
@@ -38,6 +39,16 @@ class AccountAdapter(DefaultAccountAdapter):
                 # uniqueness check and this insert: answer as for any taken address.
                 raise ImmediateHttpResponse(prevent_enumeration(request, email=user.email)) from None
         return user
+
+    def respond_email_verification_sent(self, request, user):
+        match = getattr(request, "resolver_match", None)
+        if match is not None and match.url_name == "account_login":
+            messages.warning(
+                request,
+                "You need to confirm your email address before you can log in. "
+                "Open the link in the email we sent you.",
+            )
+        return super().respond_email_verification_sent(request, user)
 
     def pre_login(self, request, user, **kwargs):
         if getattr(user, "status", None) == "SUSPENDED":
