@@ -1,2 +1,10 @@
+from django.urls import path
+
+from . import views
+
 app_name = "backoffice"
-urlpatterns: list = []
+urlpatterns = [
+    path("dashboard/", views.dashboard, name="dashboard"),
+    path("export/ledger.csv", views.export_ledger, name="export_ledger"),
+    path("export/orders.csv", views.export_orders, name="export_orders"),
+]

@@ -1,8 +1,15 @@
 """Payments in the admin. Orders, invoices and refunds change only through the payments
 services; the admin shows them and offers the staff actions (refund, webhook replay)."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
 
+from backoffice.admin_actions import confirmed_action, submission_key
+from backoffice.forms import ConfirmActionForm, RefundOrderForm
+from backoffice.payment_actions import REFUND_PERMISSION, REPLAY_PERMISSION, staff_order_refund, staff_webhook_replay
 from backoffice.admin_helpers import (
     BigTableAdminMixin,
     ExactSearchMixin,
@@ -97,6 +104,8 @@ class OrderAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin, admin.
               "completed_at", "invoice_link")
     readonly_fields = fields
     inlines = (RefundInline, OrderLedgerInline)
+    actions = ("refund",)
+    change_form_template = "admin/payments/order/change_form.html"
 
     def has_add_permission(self, request):
         return False
@@ -106,6 +115,56 @@ class OrderAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin, admin.
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user", "package")
+
+    def has_refund_order_permission(self, request):
+        return request.user.has_perm(REFUND_PERMISSION)
+
+    def get_urls(self):
+        return [
+            path("<path:object_id>/refund/", self.admin_site.admin_view(self.refund_view),
+                 name="payments_order_refund"),
+        ] + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_refund": self.has_refund_order_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Refund the selected orders…", permissions=["refund_order"])
+    def refund(self, request, queryset, *, done_url=None, form_url=""):
+        orders = list(queryset.select_related("user"))
+        return confirmed_action(
+            self, request, orders,
+            action="refund",
+            title="Refund orders",
+            form_class=RefundOrderForm,
+            form_kwargs={"orders": orders},
+            perform=_refund_one,
+            columns=[
+                ("Order", lambda o: f"#{o.pk}"),
+                ("User", lambda o: o.user),
+                ("Status", lambda o: o.get_status_display()),
+                ("Paid", lambda o: f"{o.amount} {o.currency}"),
+                ("Refunded so far", lambda o: f"{o.amount_refunded} {o.currency}"),
+                ("Credits", lambda o: o.credits),
+            ],
+            submit_label="Refund",
+            intro=(
+                "The provider refunds the buyer first; then the matching share of the order's credits is "
+                "taken back from the balance (never below zero: what was already spent is recorded as "
+                "unrecovered). If the provider refuses, nothing changes."
+            ),
+            done_url=done_url,
+            form_url=form_url,
+        )
+
+    def refund_view(self, request, object_id):
+        if not self.has_refund_order_permission(request):
+            raise PermissionDenied
+        order = get_object_or_404(self.get_queryset(request), pk=object_id)
+        return self.refund(
+            request, Order.objects.filter(pk=order.pk),
+            done_url=reverse("admin:payments_order_change", args=[order.pk]), form_url=request.path,
+        )
 
     @admin.display(description="User")
     def user_link(self, obj):
@@ -168,6 +227,22 @@ class RefundAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admi
         return admin_link(Order, obj.order_id)
 
 
+def _refund_one(request, order, data):
+    done, refund = staff_order_refund(
+        order=order, amount=data.get("amount"), reason=data["reason"], staff_user=request.user,
+        idempotency_key=submission_key(data, "refund", order),
+    )
+    text = format_html(
+        "Order #{}: refunded {} {} (provider refund {}); {} refunded in all, status {}; "
+        "{} credits taken back{}.",
+        order.pk, refund.amount if refund else data.get("amount"), order.currency,
+        refund.provider_refund_id if refund else "–", done.amount_refunded, done.get_status_display().lower(),
+        done.credits_clawed_back,
+        f", {done.credits_unrecovered} already spent and unrecovered" if done.credits_unrecovered else "",
+    )
+    return (messages.WARNING if done.credits_unrecovered else messages.SUCCESS), text
+
+
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
     list_display = ("id", "received_at", "provider", "type", "event_id", "status", "attempts",
@@ -182,6 +257,30 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin
     fields = ("id", "provider", "event_id", "type", "status", "attempts", "signature_valid", "last_error",
               "order_link", "received_at", "processed_at", "normalized_pretty", "headers_pretty", "raw_body")
     readonly_fields = fields
+    actions = ("replay",)
+
+    def has_replay_permission(self, request):
+        return request.user.has_perm(REPLAY_PERMISSION)
+
+    @admin.action(description="Replay the selected events…", permissions=["replay"])
+    def replay(self, request, queryset):
+        return confirmed_action(
+            self, request, queryset,
+            action="replay",
+            title="Replay webhook events",
+            form_class=ConfirmActionForm,
+            perform=_replay_one,
+            columns=[
+                ("Event", lambda e: e.event_id), ("Provider", lambda e: e.get_provider_display()),
+                ("Type", lambda e: e.type), ("Status", lambda e: e.get_status_display()),
+                ("Attempts", lambda e: e.attempts), ("Last error", lambda e: e.last_error[:120] or "–"),
+            ],
+            submit_label="Replay",
+            intro=(
+                "Each event is queued for processing again; a failed one gets a fresh set of attempts. "
+                "Processing is idempotent, and events already processed are left alone."
+            ),
+        )
 
     @admin.display(description="Order", ordering="order_id")
     def order_link(self, obj):
@@ -194,6 +293,11 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin
     @admin.display(description="Headers")
     def headers_pretty(self, obj):
         return pretty_json(obj.headers)
+
+
+def _replay_one(request, event, data):
+    staff_webhook_replay(event=event, reason=data["reason"], staff_user=request.user)
+    return messages.SUCCESS, f"Event {event.event_id} ({event.type}) queued for processing again."
 
 
 @admin.register(ReconciliationRun)

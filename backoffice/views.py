@@ -1,0 +1,162 @@
+"""Staff pages: the dashboard and the CSV exports. Staff only; others go to the admin login."""
+
+import csv
+from datetime import date
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
+from django.http import StreamingHttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import urlencode
+
+from credits.models import LedgerEntry
+from payments.models import Order
+
+from . import charts
+from .forms import PeriodForm
+from .selectors import Period, dashboard_build
+
+EXPORT_LEDGER_PERMISSION = "credits.view_ledgerentry"
+EXPORT_ORDERS_PERMISSION = "payments.view_order"
+
+
+def _period_form(request) -> tuple[PeriodForm, date, date]:
+    form = PeriodForm(request.GET or None)
+    start, end = form.date_range()
+    return form, start, end
+
+
+@staff_member_required
+def dashboard(request):
+    form, start, end = _period_form(request)
+    board = dashboard_build(start=start, end=end)
+    days = board.period.days
+    revenue_charts = [
+        (
+            revenue,
+            charts.line_chart(
+                title=f"Revenue per day ({revenue.currency})",
+                labels=days,
+                series=[charts.Series(f"Revenue {revenue.currency}", revenue.per_day, "bo-s1")],
+                unit=f" {revenue.currency}",
+            ),
+            list(zip(days, revenue.per_day)),
+        )
+        for revenue in board.revenue
+    ]
+    flows = board.credits
+    credits_chart = charts.line_chart(
+        title="Credits per day",
+        labels=days,
+        series=[
+            charts.Series("Purchased", flows.purchased, "bo-s1"),
+            charts.Series("Spent", flows.spent, "bo-s2"),
+            charts.Series("Refunded", flows.refunded, "bo-s3"),
+            charts.Series("Clawed back", flows.clawed_back, "bo-s4"),
+        ],
+        unit=" credits",
+    )
+    jobs_chart = charts.bar_chart(
+        title="Job success rate by operation and model",
+        rows=[
+            (f"{j.operation} · {j.model}", j.success_rate,
+             f"of {j.finished} finished" + (f", mean {j.mean_cost:.1f} credits" if j.mean_cost is not None else ""))
+            for j in board.jobs
+        ],
+    )
+    query = urlencode({"start": start.isoformat(), "end": end.isoformat()})
+    context = {
+        "title": "Dashboard",
+        "form": form,
+        "board": board,
+        "start": start,
+        "end": end,
+        "revenue_charts": revenue_charts,
+        "credits_chart": credits_chart,
+        "credit_rows": list(zip(days, flows.purchased, flows.spent, flows.refunded, flows.clawed_back)),
+        "credit_totals": flows.totals(),
+        "jobs_chart": jobs_chart,
+        "export_ledger_url": (
+            f"{reverse('backoffice:export_ledger')}?{query}" if request.user.has_perm(EXPORT_LEDGER_PERMISSION) else ""
+        ),
+        "export_orders_url": (
+            f"{reverse('backoffice:export_orders')}?{query}" if request.user.has_perm(EXPORT_ORDERS_PERMISSION) else ""
+        ),
+        "period_choices": PeriodForm.PERIODS,
+        "current_period": (request.GET.get("period") or ("" if request.GET.get("start") else "30")),
+    }
+    return render(request, "backoffice/dashboard.html", context)
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for csv.writer into a streaming response."""
+
+    def write(self, value):
+        return value
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """Text that a spreadsheet would run as a formula is prefixed with a quote."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return "" if value is None else value
+
+
+def _stream_csv(filename: str, header: list[str], rows) -> StreamingHttpResponse:
+    writer = csv.writer(_Echo())
+
+    def lines():
+        yield writer.writerow(header)
+        for row in rows:
+            yield writer.writerow([_cell(v) for v in row])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@staff_member_required
+def export_ledger(request):
+    """Every ledger entry of the period, oldest first, streamed (constant memory at any size)."""
+    if not request.user.has_perm(EXPORT_LEDGER_PERMISSION):
+        raise PermissionDenied
+    _, start, end = _period_form(request)
+    period = Period(start, end)
+    columns = ["id", "created_at", "user_id", "user__email", "kind", "amount", "balance_before", "balance_after",
+               "order_id", "job_id", "reverses_id", "created_by_id", "idempotency_key", "description"]
+    rows = (
+        LedgerEntry.objects.filter(created_at__gte=period.since, created_at__lt=period.until)
+        .order_by("id")
+        .values_list(*columns)
+        .iterator(chunk_size=2000)
+    )
+    header = [c.replace("user__email", "user_email") for c in columns]
+    return _stream_csv(f"ledger-{start}-{end}.csv", header, rows)
+
+
+@staff_member_required
+def export_orders(request):
+    """Every order created in the period, oldest first, streamed."""
+    if not request.user.has_perm(EXPORT_ORDERS_PERMISSION):
+        raise PermissionDenied
+    _, start, end = _period_form(request)
+    period = Period(start, end)
+    columns = ["id", "created_at", "completed_at", "user_id", "user__email", "status", "provider", "amount",
+               "currency", "credits", "amount_refunded", "credits_clawed_back", "credits_unrecovered",
+               "dispute_status", "provider_order_id", "provider_payment_id", "package_id"]
+    rows = (
+        Order.objects.filter(created_at__gte=period.since, created_at__lt=period.until)
+        .order_by("id")
+        .values_list(*columns)
+        .iterator(chunk_size=2000)
+    )
+    header = [c.replace("user__email", "user_email") for c in columns]
+    return _stream_csv(f"orders-{start}-{end}.csv", header, rows)
+
+
+

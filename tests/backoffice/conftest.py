@@ -1,0 +1,80 @@
+"""Factories for the back-office tests: staff members with exactly the permissions given,
+and rows of the money tables."""
+
+import uuid
+from decimal import Decimal
+
+import pytest
+
+
+@pytest.fixture
+def make_staff(make_user):
+    """A staff member (not a superuser) holding exactly ``perms`` ("app_label.codename")."""
+    from django.contrib.auth.models import Permission
+
+    from accounts.models import User
+
+    def make(*perms: str, email: str | None = None, **extra):
+        staff = make_user(email, is_staff=True, **extra)
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            staff.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        return User.objects.get(pk=staff.pk)  # a fresh permission cache
+
+    return make
+
+
+@pytest.fixture
+def superuser(make_user):
+    return make_user("boss@example.com", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def make_package(db):
+    from payments.models import CreditPackage
+
+    def make(credits: int = 100, price: str = "10.00", **extra):
+        return CreditPackage.objects.create(name=f"{credits} credits", credits=credits, price=Decimal(price), **extra)
+
+    return make
+
+
+@pytest.fixture
+def make_order(make_package):
+    """An order row as the payments app leaves it (for lists; refunds use the real flow)."""
+    from payments.models import Order
+
+    def make(user, *, credits: int = 100, amount: str = "10.00", status=Order.Status.COMPLETED,
+             provider=Order.Provider.SANDBOX, **extra):
+        package = make_package(credits=credits, price=amount)
+        from django.utils import timezone
+
+        return Order.objects.create(
+            user=user, package=package, status=status, amount=Decimal(amount), currency="USD",
+            credits=credits, provider=provider, provider_order_id=f"test_{uuid.uuid4().hex[:16]}",
+            completed_at=timezone.now() if status != Order.Status.PENDING else None, **extra,
+        )
+
+    return make
+
+
+@pytest.fixture
+def make_job(db):
+    from generations.models import GenerationJob
+
+    def make(user, *, status=GenerationJob.Status.COMPLETED, estimated: int = 10, charged: int = 8,
+             operation: str = "image", model: str = "svg-procedural", **extra):
+        return GenerationJob.objects.create(
+            user=user, operation=operation, model=model, prompt="a lighthouse at dusk",
+            estimated_credits=estimated, credits_charged=charged, status=status, **extra,
+        )
+
+    return make
+
+
+def messages_of(response) -> list[str]:
+    from django.contrib.messages import get_messages
+
+    return [str(m) for m in get_messages(response.wsgi_request)]
