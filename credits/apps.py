@@ -6,4 +6,4 @@ class CreditsConfig(AppConfig):
     verbose_name = "Credits"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401
+        from . import checks, receivers  # noqa: F401

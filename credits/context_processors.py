@@ -1,10 +1,9 @@
-from .models import CreditBalance
+from .selectors import request_balance
 
 
 def balance(request) -> dict:
-    """The signed-in user's balance, for the header."""
+    """The signed-in user's balance for the header (with any free-tier regeneration due)."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    value = CreditBalance.objects.filter(user_id=user.pk).values_list("balance", flat=True).first()
-    return {"credit_balance": value or 0}
+    return {"credit_balance": request_balance(request).balance}

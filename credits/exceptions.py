@@ -1,4 +1,7 @@
-"""The errors the money services raise. Edges (views, tasks, admin) turn them into messages."""
+"""The errors the money services raise. Edges (views, tasks, admin) turn them into messages.
+
+Every one of them means the same thing to the caller: nothing was changed.
+"""
 
 
 class CreditsError(Exception):
@@ -6,11 +9,19 @@ class CreditsError(Exception):
 
 
 class InvalidAmount(CreditsError, ValueError):
-    pass
+    """The amount is not a whole number of credits in the range the operation accepts."""
 
 
 class InvalidKind(CreditsError, ValueError):
-    pass
+    """The ledger kind is unknown, or not one this operation may write."""
+
+
+class InvalidIdempotencyKey(CreditsError, ValueError):
+    """The idempotency key is empty, not a string, or too long to store."""
+
+
+class StaffRequired(CreditsError, PermissionError):
+    """Only a staff member may do this (for example a manual adjustment)."""
 
 
 class InsufficientCredits(CreditsError):
@@ -27,7 +38,7 @@ class SpendingFrozen(CreditsError):
 
 
 class RefundNotAllowed(CreditsError):
-    pass
+    """The entry is not a spend, was already refunded, or the refund is larger than the spend."""
 
 
 class IdempotencyConflict(CreditsError):

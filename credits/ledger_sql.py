@@ -1,30 +1,49 @@
-"""The one statement that moves a balance and appends its ledger entry and audit row.
+"""The statements that move a balance and append its ledger entry and audit row.
 
 On PostgreSQL a movement is ONE statement: a conditional ``UPDATE ... RETURNING`` of the
 balance row feeding the ledger insert and the audit insert in the same CTE. The balance
-row's lock is therefore held only from that statement to the commit right after it. The
-UNIQUE idempotency key makes a repeated movement fail as a whole, so it never moves money.
+row's lock is therefore held only from that statement to the commit right after it (and
+when the caller has no transaction open, the statement is its own transaction: the lock is
+taken and released inside the server, with no client round trip in between). The UNIQUE
+idempotency key makes a repeated movement fail as a whole, so it never moves money.
+
+Free-tier regeneration rides on the same statement: ``_PG_MOVE_WITH_REGEN`` locks the
+balance row, works out the credits due since ``regen_checked_at`` (whole periods, aligned to
+the epoch, topping up to the cap and never beyond), and writes the regeneration entry and
+the movement's entry, in that order, in one statement. ``_PG_REGEN`` does the same for a
+read of the balance: when nothing is due it is a plain read and takes no lock.
 
 SQLite (the no-servers development default) cannot modify data inside a CTE, so there the
-same three writes run as three statements; SQLite serialises writers, so the outcome is
-the same.
+same writes run as separate statements; SQLite serialises writers, so the outcome is the
+same.
 
 Every movement keeps ``balance == lifetime_earned - lifetime_spent``: spends and their
 refunds count on the spent side, every other kind on the earned side.
 """
 
 import json
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
-from django.db import connection
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from .models import AuditLog, LedgerEntry, LedgerKind
+from .models import SPENT_SIDE_KINDS, AuditLog, CreditBalance, LedgerEntry, LedgerKind
 
-SPENT_SIDE = frozenset({LedgerKind.SPEND, LedgerKind.REFUND})
+SPENT_SIDE = SPENT_SIDE_KINDS
+REGEN_ACTION = "credits.regenerate"
+REGEN_DESCRIPTION = "Free-tier regeneration"
 
-_PG_MOVE = """
+_INSERT_COLUMNS = """
+    INSERT INTO credits_ledgerentry
+           (user_id, amount, kind, balance_before, balance_after, description, metadata,
+            idempotency_key, order_id, job_id, reverses_id, created_by_id, created_at)
+"""
+
+_PG_MOVE = f"""
 WITH moved AS (
     UPDATE credits_creditbalance
        SET balance = balance + %(delta)s,
@@ -37,21 +56,139 @@ WITH moved AS (
        AND (spend_holds = 0 OR NOT %(needs_no_holds)s)
     RETURNING balance
 ), entry AS (
-    INSERT INTO credits_ledgerentry
-           (user_id, amount, kind, balance_before, balance_after, description, metadata,
-            idempotency_key, order_id, job_id, reverses_id, created_by_id, created_at)
+    {_INSERT_COLUMNS}
     SELECT %(uid)s, %(delta)s, %(kind)s, moved.balance - %(delta)s, moved.balance,
-           %(description)s, %(metadata)s::jsonb, %(key)s, %(order_id)s, %(job_id)s,
-           %(reverses_id)s, %(created_by_id)s, now()
+           %(description)s, %(metadata)s::jsonb, %(key)s, %(order_id)s::bigint, %(job_id)s::bigint,
+           %(reverses_id)s::bigint, %(created_by_id)s::bigint, now()
       FROM moved
-    RETURNING id, balance_before, balance_after, created_at
+    RETURNING id, kind, balance_before, balance_after, created_at
 ), audit AS (
     INSERT INTO credits_auditlog (user_id, actor_id, action, success, metadata, error_message, created_at)
-    SELECT %(uid)s, %(created_by_id)s, %(action)s, true,
+    SELECT %(uid)s, %(created_by_id)s::bigint, %(action)s, true,
            %(audit)s::jsonb || jsonb_build_object('ledger_entry_id', entry.id), '', now()
       FROM entry
 )
-SELECT id, balance_before, balance_after, created_at FROM entry
+SELECT id, kind, balance_before, balance_after, created_at FROM entry
+"""
+
+# The credits due at the start of the current period (``slot``) for a locked row ``cur``:
+# whole periods since regen_checked_at, times the amount, topped up to the cap and never
+# beyond. A row never checked starts counting now; a regen_checked_at in the future (a clock
+# that went backwards) is kept, and nothing is due until the clock passes it.
+_REGEN_CALC = """
+    SELECT cur.*,
+           GREATEST(cur.regen_checked_at, cur.slot) AS checked_to,
+           CASE WHEN cur.regen_checked_at IS NULL OR cur.regen_checked_at >= cur.slot THEN 0
+                ELSE floor(extract(epoch FROM cur.slot - cur.regen_checked_at) / %(regen_every)s)::bigint
+           END AS periods,
+           CASE WHEN cur.regen_checked_at IS NULL OR cur.regen_checked_at >= cur.slot
+                  OR cur.balance >= %(regen_cap)s THEN 0
+                ELSE LEAST(%(regen_cap)s - cur.balance,
+                           %(regen_amount)s * floor(extract(epoch FROM cur.slot - cur.regen_checked_at)
+                                                    / %(regen_every)s)::bigint)
+           END AS regen
+      FROM cur
+"""
+_SLOT = "to_timestamp(floor(extract(epoch FROM now()) / %(regen_every)s) * %(regen_every)s)"
+_REGEN_ROW = """
+    SELECT 1 AS ord, 'REGENERATION'::varchar AS kind, moved.regen AS amount, moved.before AS bb,
+           %(regen_description)s::varchar AS description,
+           jsonb_build_object('periods', moved.periods, 'from', moved.prev, 'to', moved.slot) AS metadata,
+           'regen:' || %(uid)s::bigint || ':' || floor(extract(epoch FROM moved.slot))::bigint AS key,
+           NULL::bigint AS order_id, NULL::bigint AS job_id, NULL::bigint AS reverses_id,
+           NULL::bigint AS created_by_id
+      FROM moved
+     WHERE moved.regen > 0
+"""
+_REGEN_AUDIT = """
+    INSERT INTO credits_auditlog (user_id, actor_id, action, success, metadata, error_message, created_at)
+    SELECT %(uid)s, entry.created_by_id,
+           CASE WHEN entry.kind = 'REGENERATION' THEN %(regen_action)s ELSE %(action)s END, true,
+           CASE WHEN entry.kind = 'REGENERATION'
+                THEN jsonb_build_object('kind', entry.kind, 'amount', entry.amount)
+                ELSE %(audit)s::jsonb END
+             || jsonb_build_object('ledger_entry_id', entry.id), '', now()
+      FROM entry
+"""
+
+_PG_MOVE_WITH_REGEN = f"""
+WITH cur AS MATERIALIZED (
+    SELECT balance, regen_checked_at AS prev, regen_checked_at, {_SLOT} AS slot
+      FROM credits_creditbalance
+     WHERE user_id = %(uid)s
+       FOR UPDATE
+), calc AS MATERIALIZED ({_REGEN_CALC}
+), moved AS (
+    UPDATE credits_creditbalance b
+       SET balance = calc.balance + calc.regen + %(delta)s,
+           lifetime_earned = b.lifetime_earned + calc.regen + %(earned)s,
+           lifetime_spent = b.lifetime_spent + %(spent)s,
+           regen_checked_at = calc.checked_to,
+           version = b.version + 1,
+           updated_at = now()
+      FROM calc
+     WHERE b.user_id = %(uid)s
+       AND calc.balance + calc.regen + %(delta)s >= 0
+       AND (b.spend_holds = 0 OR NOT %(needs_no_holds)s)
+    RETURNING calc.balance AS before, calc.regen, calc.periods, calc.prev, calc.slot
+), rows AS ({_REGEN_ROW}
+    UNION ALL
+    SELECT 2, %(kind)s, %(delta)s, moved.before + moved.regen, %(description)s, %(metadata)s::jsonb,
+           %(key)s, %(order_id)s::bigint, %(job_id)s::bigint, %(reverses_id)s::bigint,
+           %(created_by_id)s::bigint
+      FROM moved
+), entry AS (
+    {_INSERT_COLUMNS}
+    SELECT %(uid)s, amount, kind, bb, bb + amount, description, metadata, key, order_id, job_id,
+           reverses_id, created_by_id, now()
+      FROM (SELECT * FROM rows ORDER BY ord) AS ordered
+    RETURNING id, kind, amount, balance_before, balance_after, created_at, created_by_id
+), audit AS ({_REGEN_AUDIT}
+)
+SELECT id, kind, balance_before, balance_after, created_at FROM entry ORDER BY id
+"""
+
+_PG_REGEN = f"""
+WITH peek AS (
+    SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, {_SLOT} AS slot
+      FROM credits_creditbalance
+     WHERE user_id = %(uid)s
+), cur AS MATERIALIZED (
+    SELECT b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds,
+           b.regen_checked_at AS prev, b.regen_checked_at, peek.slot
+      FROM credits_creditbalance b, peek
+     WHERE b.user_id = %(uid)s
+       AND (peek.regen_checked_at IS NULL OR peek.regen_checked_at < peek.slot)
+       FOR UPDATE OF b
+), calc AS MATERIALIZED ({_REGEN_CALC}
+     WHERE cur.regen_checked_at IS NULL OR cur.regen_checked_at < cur.slot
+), moved AS (
+    UPDATE credits_creditbalance b
+       SET balance = calc.balance + calc.regen,
+           lifetime_earned = b.lifetime_earned + calc.regen,
+           regen_checked_at = calc.checked_to,
+           version = b.version + 1,
+           updated_at = now()
+      FROM calc
+     WHERE b.user_id = %(uid)s
+    RETURNING b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at,
+              calc.balance AS before, calc.regen, calc.periods, calc.prev, calc.slot
+), rows AS ({_REGEN_ROW}
+), entry AS (
+    {_INSERT_COLUMNS}
+    SELECT %(uid)s, amount, kind, bb, bb + amount, description, metadata, key, order_id, job_id,
+           reverses_id, created_by_id, now()
+      FROM rows
+    RETURNING id, kind, amount, created_by_id
+), audit AS ({_REGEN_AUDIT}
+)
+SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, regen FROM moved
+UNION ALL
+SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, 0 FROM cur
+ WHERE NOT EXISTS (SELECT 1 FROM moved)
+UNION ALL
+SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, 0 FROM peek
+ WHERE NOT EXISTS (SELECT 1 FROM cur)
 """
 
 _SQLITE_MOVE = """
@@ -66,6 +203,46 @@ UPDATE credits_creditbalance
    AND (spend_holds = 0 OR NOT %(needs_no_holds)s)
 RETURNING balance
 """
+
+
+@dataclass(frozen=True)
+class RegenPolicy:
+    """Free-tier regeneration: ``amount`` credits per ``every_seconds``, up to ``cap``."""
+
+    every_seconds: int
+    amount: int
+    cap: int
+
+    def params(self) -> dict:
+        return {
+            "regen_every": self.every_seconds,
+            "regen_amount": self.amount,
+            "regen_cap": self.cap,
+            "regen_description": REGEN_DESCRIPTION,
+            "regen_action": REGEN_ACTION,
+        }
+
+    def slot(self, now: datetime) -> datetime:
+        """The start of the period ``now`` falls in (periods are aligned to the epoch)."""
+        start = math.floor(now.timestamp() / self.every_seconds) * self.every_seconds
+        return datetime.fromtimestamp(start, tz=UTC)
+
+    def due(self, *, balance: int, checked_at: datetime | None, now: datetime) -> tuple[int, int, datetime]:
+        """(credits due, whole periods elapsed, the new regen_checked_at) — as ``_REGEN_CALC``."""
+        slot = self.slot(now)
+        if checked_at is None:
+            return 0, 0, slot
+        if checked_at >= slot:
+            return 0, 0, checked_at
+        periods = math.floor((slot - checked_at).total_seconds() / self.every_seconds)
+        if balance >= self.cap:
+            return 0, periods, slot
+        return min(self.cap - balance, self.amount * periods), periods, slot
+
+
+def regen_key(*, user_id: int, slot: datetime) -> str:
+    """The idempotency key of the regeneration entry for ``user_id`` at period start ``slot``."""
+    return f"regen:{user_id}:{math.floor(slot.timestamp())}"
 
 
 @dataclass(frozen=True)
@@ -95,38 +272,103 @@ class Movement:
             "earned": 0 if on_spent_side else self.delta,
             "spent": -self.delta if on_spent_side else 0,
             "needs_no_holds": self.needs_no_holds,
-            "kind": self.kind,
+            "kind": str(self.kind),
             "key": self.idempotency_key,
             "description": self.description[:255],
-            "metadata": json.dumps(self.metadata),
+            "metadata": json.dumps(self.metadata, cls=DjangoJSONEncoder),
             "order_id": self.order_id,
             "job_id": self.job_id,
             "reverses_id": self.reverses_id,
             "created_by_id": self.created_by_id,
             "action": self.action,
-            "audit": json.dumps({**self.audit, "kind": self.kind, "amount": self.delta}),
+            "audit": json.dumps({**self.audit, "kind": str(self.kind), "amount": self.delta}, cls=DjangoJSONEncoder),
         }
 
 
-def apply_movement(m: Movement) -> LedgerEntry | None:
-    """Apply ``m`` inside the caller's transaction.
+@dataclass(frozen=True)
+class BalanceSnapshot:
+    """A balance row as read (after any regeneration that was due)."""
+
+    balance: int = 0
+    lifetime_earned: int = 0
+    lifetime_spent: int = 0
+    spend_holds: int = 0
+    regen_checked_at: datetime | None = None
+    #: Credits regenerated by this read (0 when nothing was due).
+    regenerated: int = 0
+
+
+def is_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def run_atomically(apply):
+    """Run ``apply()`` (which issues ONE statement on PostgreSQL) as one unit of work.
+
+    With no transaction open, a single PostgreSQL statement is already its own transaction:
+    it runs bare, saving the BEGIN and COMMIT round trips and keeping the balance row's lock
+    inside the server. Inside the caller's transaction it runs in a savepoint, so a failed
+    statement (a repeated idempotency key) leaves the caller's transaction usable. On
+    SQLite the several statements always run in ``transaction.atomic``.
+    """
+    if is_postgresql() and not connection.in_atomic_block and connection.get_autocommit():
+        return apply()
+    with transaction.atomic():
+        return apply()
+
+
+def apply_movement(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEntry | None:
+    """Apply ``m`` (after any regeneration due under ``regen``) inside the caller's transaction.
 
     Returns the new entry, or None when the conditional update matched no row (the
     balance is too small, spending is frozen, or the user has no balance row). Raises
     IntegrityError when the idempotency key (or a one-per-spend refund) already exists.
     """
-    if connection.vendor == "postgresql":
+    if is_postgresql():
+        params = m.params()
+        sql = _PG_MOVE
+        if regen is not None:
+            params.update(regen.params())
+            sql = _PG_MOVE_WITH_REGEN
         with connection.cursor() as cursor:
-            cursor.execute(_PG_MOVE, m.params())
-            row = cursor.fetchone()
-        if row is None:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if not rows:
             return None
-        entry_id, before, after, created_at = row
+        entry_id, _kind, before, after, created_at = rows[-1]
     else:
+        if regen is not None:
+            _regen_portable(m.user_id, regen)
         entry_id, before, after, created_at = _apply_portable(m)
         if entry_id is None:
             return None
     return _entry_from(m, entry_id, before, after, created_at)
+
+
+def apply_regeneration(*, user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
+    """Read the balance row, first writing the regeneration entry when credits are due.
+
+    One statement on PostgreSQL; a plain read (no lock) when nothing is due. Returns None
+    when the user has no balance row.
+    """
+    if is_postgresql():
+        with connection.cursor() as cursor:
+            cursor.execute(_PG_REGEN, {"uid": user_id, "action": REGEN_ACTION, "audit": "{}", **regen.params()})
+            row = cursor.fetchone()
+        return None if row is None else BalanceSnapshot(*row)
+    return _regen_portable(user_id, regen)
+
+
+def read_balance(*, user_id: int) -> BalanceSnapshot | None:
+    row = (
+        CreditBalance.objects.filter(user_id=user_id)
+        .values_list("balance", "lifetime_earned", "lifetime_spent", "spend_holds", "regen_checked_at")
+        .first()
+    )
+    return None if row is None else BalanceSnapshot(*row)
+
+
+# --- the portable path (SQLite) ---------------------------------------------------------------
 
 
 def _apply_portable(m: Movement) -> tuple:
@@ -144,9 +386,60 @@ def _apply_portable(m: Movement) -> tuple:
         actor_id=m.created_by_id,
         action=m.action,
         success=True,
-        metadata={**m.audit, "kind": m.kind, "amount": m.delta, "ledger_entry_id": entry.pk},
+        metadata={**m.audit, "kind": str(m.kind), "amount": m.delta, "ledger_entry_id": entry.pk},
     )
     return entry.pk, after - m.delta, after, now
+
+
+def _regen_portable(user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
+    with transaction.atomic():
+        snapshot = read_balance(user_id=user_id)
+        if snapshot is None:
+            return None
+        now = timezone.now()
+        amount, periods, checked_to = regen.due(
+            balance=snapshot.balance, checked_at=snapshot.regen_checked_at, now=now
+        )
+        if checked_to == snapshot.regen_checked_at:
+            return snapshot
+        # Conditional on the values read: a concurrent catch-up makes this match nothing.
+        changed = CreditBalance.objects.filter(
+            user_id=user_id, regen_checked_at=snapshot.regen_checked_at, balance=snapshot.balance
+        ).update(
+            balance=F("balance") + amount,
+            lifetime_earned=F("lifetime_earned") + amount,
+            regen_checked_at=checked_to,
+            version=F("version") + 1,
+            updated_at=now,
+        )
+        if not changed:
+            return read_balance(user_id=user_id)
+        if amount:
+            m = Movement(
+                user_id=user_id,
+                delta=amount,
+                kind=LedgerKind.REGENERATION,
+                idempotency_key=regen_key(user_id=user_id, slot=checked_to),
+                action=REGEN_ACTION,
+                description=REGEN_DESCRIPTION,
+                metadata={"periods": periods, "from": snapshot.regen_checked_at, "to": checked_to},
+            )
+            entry = _entry_from(m, None, snapshot.balance, snapshot.balance + amount, now)
+            entry.metadata = json.loads(json.dumps(m.metadata, cls=DjangoJSONEncoder))
+            LedgerEntry.objects.bulk_create([entry])
+            AuditLog.objects.create(
+                user_id=user_id,
+                action=REGEN_ACTION,
+                metadata={"kind": str(m.kind), "amount": amount, "ledger_entry_id": entry.pk},
+            )
+        return BalanceSnapshot(
+            balance=snapshot.balance + amount,
+            lifetime_earned=snapshot.lifetime_earned + amount,
+            lifetime_spent=snapshot.lifetime_spent,
+            spend_holds=snapshot.spend_holds,
+            regen_checked_at=checked_to,
+            regenerated=amount,
+        )
 
 
 def _entry_from(m: Movement, entry_id, before: int, after: int, created_at: datetime) -> LedgerEntry:

@@ -32,8 +32,11 @@ CREDIT_KINDS = frozenset(
     }
 )
 DEBIT_KINDS = frozenset({LedgerKind.SPEND, LedgerKind.EXPIRY})
-#: Kinds a caller may pass to ``credits_grant``; refunds go through ``credits_refund``.
-GRANT_KINDS = CREDIT_KINDS - {LedgerKind.REFUND}
+#: Kinds a caller may pass to ``credits_grant``. Refunds go through ``credits_refund`` and
+#: regeneration is written only by the regeneration itself (it must respect the cap).
+GRANT_KINDS = CREDIT_KINDS - {LedgerKind.REFUND, LedgerKind.REGENERATION}
+#: Kinds counted on the spent side of the lifetime totals; every other kind is earned.
+SPENT_SIDE_KINDS = frozenset({LedgerKind.SPEND, LedgerKind.REFUND})
 
 
 class CreditBalance(models.Model):
@@ -83,7 +86,11 @@ class AppendOnlyQuerySet(models.QuerySet):
 class LedgerEntry(models.Model):
     """One movement of credits. Never updated, never deleted: corrections are new entries."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries")
+    # Lookups by user use the (user, created_at, id) index; the nullable links are indexed
+    # only where set (partial indexes), so a spend maintains as few indexes as possible.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False
+    )
     amount = models.BigIntegerField()
     kind = models.CharField(max_length=24, choices=LedgerKind.choices)
     balance_before = models.BigIntegerField()
@@ -92,7 +99,12 @@ class LedgerEntry(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=255, unique=True)
     order = models.ForeignKey(
-        "payments.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="ledger_entries"
+        "payments.Order",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="ledger_entries",
+        db_index=False,
     )
     job = models.ForeignKey(
         "generations.GenerationJob",
@@ -100,12 +112,18 @@ class LedgerEntry(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="ledger_entries",
+        db_index=False,
     )
     reverses = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals"
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals", db_index=False
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     created_at = models.DateTimeField()
 
@@ -117,6 +135,12 @@ class LedgerEntry(models.Model):
         indexes = [
             models.Index(fields=["user", "created_at", "id"], name="credits_ledger_user_time"),
             models.Index(fields=["kind", "created_at"], name="credits_ledger_kind_time"),
+            models.Index(fields=["order"], name="credits_ledger_order", condition=Q(order__isnull=False)),
+            models.Index(fields=["job"], name="credits_ledger_job", condition=Q(job__isnull=False)),
+            models.Index(fields=["reverses"], name="credits_ledger_reverses", condition=Q(reverses__isnull=False)),
+            models.Index(
+                fields=["created_by"], name="credits_ledger_created_by", condition=Q(created_by__isnull=False)
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -154,10 +178,20 @@ class AuditLog(models.Model):
     """Who did what to whose money, and whether it worked. Written in the same transaction."""
 
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_logs"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="audit_logs",
+        db_index=False,
     )
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     action = models.CharField(max_length=64)
     success = models.BooleanField(default=True)
@@ -170,6 +204,7 @@ class AuditLog(models.Model):
         indexes = [
             models.Index(fields=["user", "created_at"], name="credits_audit_user_time"),
             models.Index(fields=["action", "created_at"], name="credits_audit_action_time"),
+            models.Index(fields=["actor"], name="credits_audit_actor", condition=Q(actor__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -177,12 +212,17 @@ class AuditLog(models.Model):
 
 
 class IdempotencyRecord(models.Model):
-    """The stored result of an operation keyed by its idempotency key, kept until it expires."""
+    """The stored result of an operation keyed by its idempotency key, kept until it expires.
+
+    Written and read through ``credits.idempotency``. ``expires_at`` NULL means kept for good
+    (for keys whose replay must never apply twice, such as spending holds); a periodic task
+    deletes the expired ones, and an expired record counts as absent.
+    """
 
     key = models.CharField(max_length=255, unique=True)
     result = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    expires_at = models.DateTimeField(db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     def __str__(self) -> str:
         return self.key

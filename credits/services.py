@@ -1,18 +1,24 @@
 """The only way credits move. Every function here is one unit of work in one transaction.
 
 Each takes an ``idempotency_key``: calling it again with the same key returns the entry the
-first call wrote and changes nothing. Each writes its ledger entry and its audit row in the
-same transaction as the balance change, and is safe under any number of concurrent callers
-(the balance changes in one conditional statement under the balance row's lock).
+first call wrote and changes nothing (the same key for a different operation raises
+IdempotencyConflict). Each writes its ledger entry and its audit row in the same
+transaction as the balance change, and is safe under any number of concurrent callers (the
+balance changes in one conditional statement under the balance row's lock).
+
+Called with no transaction open, a movement is one PostgreSQL statement and so its own
+transaction; called inside the caller's ``transaction.atomic``, it joins it (in a
+savepoint, so a refused or repeated movement leaves the caller's transaction usable).
+Errors come from ``credits.exceptions`` and always mean that nothing was written.
 """
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
+from .app_settings import app_settings
 from .exceptions import (
     IdempotencyConflict,
     InsufficientCredits,
@@ -20,9 +26,19 @@ from .exceptions import (
     InvalidKind,
     RefundNotAllowed,
     SpendingFrozen,
+    StaffRequired,
 )
-from .ledger_sql import Movement, apply_movement
-from .models import GRANT_KINDS, AuditLog, CreditBalance, IdempotencyRecord, LedgerEntry, LedgerKind
+from .idempotency import FOREVER, idempotency_remember, require_key
+from .ledger_sql import (
+    BalanceSnapshot,
+    Movement,
+    RegenPolicy,
+    apply_movement,
+    apply_regeneration,
+    read_balance,
+    run_atomically,
+)
+from .models import GRANT_KINDS, AuditLog, CreditBalance, LedgerEntry, LedgerKind
 
 
 @dataclass(frozen=True)
@@ -35,9 +51,13 @@ class ClawbackResult:
     unrecovered: int
 
 
-def balance_ensure(*, user_id: int) -> None:
-    """Create the user's balance row if it is missing (it is normally made with the user)."""
-    CreditBalance.objects.get_or_create(user_id=user_id)
+def balance_ensure(*, user_id: int) -> bool:
+    """Create the user's balance row if it is missing (it is normally made with the user).
+
+    Returns True when it had to be created.
+    """
+    _, created = CreditBalance.objects.get_or_create(user_id=user_id)
+    return created
 
 
 def credits_grant(
@@ -60,13 +80,35 @@ def credits_grant(
             user_id=user.pk,
             delta=amount,
             kind=kind,
-            idempotency_key=idempotency_key,
+            idempotency_key=require_key(idempotency_key),
             action="credits.grant",
             description=description,
             metadata=metadata or {},
             order_id=_pk(order),
             created_by_id=_pk(created_by),
         )
+    )
+
+
+def credits_grant_trial(*, user) -> LedgerEntry | None:
+    """Grant the free trial (``CREDITS_TRIAL_GRANT``) once per user, whenever it is called again.
+
+    Called when the user's email address is verified. Returns the trial entry (the first
+    one on a repeat), or None when trial grants are turned off (0).
+    """
+    key = f"trial:{user.pk}"
+    existing = _existing(key)
+    if existing is not None:
+        return existing
+    amount = app_settings.TRIAL_GRANT
+    if amount <= 0:
+        return None
+    return credits_grant(
+        user=user,
+        amount=amount,
+        kind=LedgerKind.TRIAL_GRANT,
+        idempotency_key=key,
+        description="Free trial credits",
     )
 
 
@@ -79,20 +121,24 @@ def credits_spend(
     metadata: dict | None = None,
     job=None,
 ) -> LedgerEntry:
-    """Take ``amount`` (> 0) credits. Raises InsufficientCredits or SpendingFrozen, changing nothing."""
+    """Take ``amount`` (> 0) credits. Raises InsufficientCredits or SpendingFrozen, changing nothing.
+
+    For a free-tier user, regeneration due is applied first, in the same statement.
+    """
     _require_positive(amount)
     return _move(
         Movement(
             user_id=user.pk,
             delta=-amount,
             kind=LedgerKind.SPEND,
-            idempotency_key=idempotency_key,
+            idempotency_key=require_key(idempotency_key),
             action="credits.spend",
             description=description,
             metadata=metadata or {},
             job_id=_pk(job),
             needs_no_holds=True,
-        )
+        ),
+        regen=regen_policy_for(user),
     )
 
 
@@ -104,31 +150,54 @@ def credits_refund(
     reason: str = "",
     created_by=None,
 ) -> LedgerEntry:
-    """Give back ``amount`` (default: all) of a SPEND entry. A spend is refunded at most once."""
-    if spend.kind != LedgerKind.SPEND:
-        raise RefundNotAllowed(f"Only a spend can be refunded, not a {spend.get_kind_display().lower()}.")
-    taken = -spend.amount
+    """Give back ``amount`` (default: all) of a SPEND entry. A spend is refunded at most once.
+
+    Raises RefundNotAllowed for anything but a stored spend, for a refund larger than the
+    spend, and for a spend already refunded under another key.
+    """
+    require_key(idempotency_key)
+    if not isinstance(spend, LedgerEntry) or spend.pk is None:
+        raise RefundNotAllowed("Only a stored ledger entry can be refunded.")
+    # The stored row, not the caller's copy, decides what may be refunded.
+    row = (
+        LedgerEntry.objects.filter(pk=spend.pk)
+        .annotate(
+            refund_key=Subquery(
+                LedgerEntry.objects.filter(kind=LedgerKind.REFUND, reverses=OuterRef("pk")).values(
+                    "idempotency_key"
+                )[:1]
+            )
+        )
+        .values("kind", "amount", "user_id", "job_id", "refund_key")
+        .first()
+    )
+    if row is None:
+        raise RefundNotAllowed(f"There is no ledger entry #{spend.pk}.")
+    if row["kind"] != LedgerKind.SPEND:
+        label = LedgerKind(row["kind"]).label.lower()
+        raise RefundNotAllowed(f"Only a spend can be refunded, not a {label} (entry #{spend.pk}).")
+    taken = -row["amount"]
     amount = taken if amount is None else amount
     _require_positive(amount)
     if amount > taken:
-        raise RefundNotAllowed(f"A refund of {amount} is more than the {taken} credits the spend took.")
-    existing = _existing(idempotency_key)
-    if existing is None and LedgerEntry.objects.filter(kind=LedgerKind.REFUND, reverses=spend).exists():
-        raise RefundNotAllowed(f"Spend #{spend.pk} has already been refunded.")
-    return _move(
-        Movement(
-            user_id=spend.user_id,
-            delta=amount,
-            kind=LedgerKind.REFUND,
-            idempotency_key=idempotency_key,
-            action="credits.refund",
-            description=reason or f"Refund of spend #{spend.pk}",
-            metadata={"reason": reason} if reason else {},
-            job_id=spend.job_id,
-            reverses_id=spend.pk,
-            created_by_id=_pk(created_by),
-        )
+        raise RefundNotAllowed(f"A refund of {amount} is more than the {taken} credits spend #{spend.pk} took.")
+    m = Movement(
+        user_id=row["user_id"],
+        delta=amount,
+        kind=LedgerKind.REFUND,
+        idempotency_key=idempotency_key,
+        action="credits.refund",
+        description=reason or f"Refund of spend #{spend.pk}",
+        metadata={"reason": reason} if reason else {},
+        job_id=row["job_id"],
+        reverses_id=spend.pk,
+        created_by_id=_pk(created_by),
     )
+    if row["refund_key"] is not None:
+        if row["refund_key"] == idempotency_key:
+            return _check_same(_existing(idempotency_key), m)
+        raise RefundNotAllowed(f"Spend #{spend.pk} has already been refunded.")
+    return _move(m)
 
 
 def credits_adjust(
@@ -141,18 +210,21 @@ def credits_adjust(
     metadata: dict | None = None,
 ) -> LedgerEntry:
     """A staff correction of ``amount`` (signed, not zero). It never takes the balance below zero."""
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
-        raise InvalidAmount("An adjustment must be a whole number of credits other than zero.")
-    if not reason or not reason.strip():
+    if not _is_int(amount) or amount == 0 or abs(amount) > app_settings.MAX_AMOUNT:
+        raise InvalidAmount(
+            f"An adjustment must be a whole number of credits other than zero, at most "
+            f"{app_settings.MAX_AMOUNT} either way, not {amount!r}."
+        )
+    if not isinstance(reason, str) or not reason.strip():
         raise InvalidAmount("An adjustment needs a reason.")
-    if staff_user is None or not staff_user.is_staff:
-        raise InvalidAmount("Only staff can adjust credits.")
+    if staff_user is None or not getattr(staff_user, "is_staff", False):
+        raise StaffRequired("Only staff can adjust credits.")
     return _move(
         Movement(
             user_id=user.pk,
             delta=amount,
             kind=LedgerKind.ADJUSTMENT,
-            idempotency_key=idempotency_key,
+            idempotency_key=require_key(idempotency_key),
             action="credits.adjust",
             description=reason.strip(),
             metadata={**(metadata or {}), "reason": reason.strip()},
@@ -175,36 +247,41 @@ def credits_clawback(
     """Take back up to ``amount`` granted credits, never below zero.
 
     The entry records what was recovered (possibly 0); the result also says what could
-    not be recovered because the user had already spent it.
+    not be recovered because the user had already spent it. A repeat of the key returns
+    the first result, whatever the balance is now.
     """
     _require_positive(amount)
+    require_key(idempotency_key)
     existing = _existing(idempotency_key)
     if existing is None:
         with transaction.atomic():
-            held = (
-                CreditBalance.objects.select_for_update().filter(user_id=user.pk).values_list("balance", flat=True).first()
-            )
-            recovered = min(amount, held or 0)
-            entry = _move(
-                Movement(
-                    user_id=user.pk,
-                    delta=-recovered,
-                    kind=LedgerKind.CLAWBACK,
-                    idempotency_key=idempotency_key,
-                    action="credits.clawback",
-                    description=reason,
-                    metadata={**(metadata or {}), "requested": amount, "unrecovered": amount - recovered},
-                    audit={"reason": reason, "requested": amount},
-                    order_id=_pk(order),
-                    created_by_id=_pk(created_by),
+            held = _lock_balance(user_id=user.pk)
+            # A concurrent clawback with this key may have committed while we waited.
+            existing = _existing(idempotency_key)
+            if existing is None:
+                recovered = min(amount, held)
+                existing = _move(
+                    Movement(
+                        user_id=user.pk,
+                        delta=-recovered,
+                        kind=LedgerKind.CLAWBACK,
+                        idempotency_key=idempotency_key,
+                        action="credits.clawback",
+                        description=reason,
+                        metadata={**(metadata or {}), "requested": amount, "unrecovered": amount - recovered},
+                        audit={"reason": reason, "requested": amount},
+                        order_id=_pk(order),
+                        created_by_id=_pk(created_by),
+                    )
                 )
-            )
-    else:
-        entry = _check_same(existing, Movement(user_id=user.pk, delta=existing.amount, kind=LedgerKind.CLAWBACK,
-                                               idempotency_key=idempotency_key, action=""))
-    requested = int(entry.metadata.get("requested", amount))
-    return ClawbackResult(entry=entry, requested=requested, recovered=-entry.amount,
-                          unrecovered=requested + entry.amount)
+    entry = existing
+    if (
+        entry.user_id != user.pk
+        or entry.kind != LedgerKind.CLAWBACK
+        or int(entry.metadata.get("requested", -1)) != amount
+    ):
+        raise IdempotencyConflict(f"Idempotency key {idempotency_key!r} was already used for a different operation.")
+    return ClawbackResult(entry=entry, requested=amount, recovered=-entry.amount, unrecovered=amount + entry.amount)
 
 
 def spending_hold(*, user, reason: str, idempotency_key: str) -> bool:
@@ -221,36 +298,83 @@ def spending_release(*, user, reason: str, idempotency_key: str) -> bool:
     return _change_holds(user=user, step=-1, reason=reason, idempotency_key=idempotency_key)
 
 
+def regen_policy_for(user) -> RegenPolicy | None:
+    """The free-tier regeneration that applies to ``user``, or None (paid plan, or turned off)."""
+    if not app_settings.REGEN_ENABLED or getattr(user, "has_paid_plan", False):
+        return None
+    return RegenPolicy(
+        every_seconds=app_settings.REGEN_INTERVAL_SECONDS,
+        amount=app_settings.REGEN_AMOUNT,
+        cap=app_settings.REGEN_CAP,
+    )
+
+
+def balance_refresh(*, user) -> BalanceSnapshot:
+    """The user's balance as of now: regeneration due is written first (one entry per catch-up).
+
+    Safe to call on every page view: when nothing is due it is one plain read. Two requests
+    at once regenerate once (the catch-up is conditional on ``regen_checked_at`` under the
+    row lock, and its entry's key is derived from the user and the period).
+    """
+    policy = regen_policy_for(user)
+    snapshot = None
+    if policy is not None:
+        try:
+            snapshot = run_atomically(lambda: apply_regeneration(user_id=user.pk, regen=policy))
+        except IntegrityError:
+            # The period's entry exists already (regen_checked_at was moved back by hand):
+            # nothing more is due, so read the balance as it stands.
+            snapshot = None
+    if snapshot is None:
+        snapshot = read_balance(user_id=user.pk)
+    return snapshot or BalanceSnapshot()
+
+
 # --- internals ----------------------------------------------------------------------------
 
 
-def _move(m: Movement) -> LedgerEntry:
+def _move(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEntry:
     """Apply a movement once. A repeat of its key returns the first entry."""
-    try:
-        with transaction.atomic():
-            entry = apply_movement(m)
-            if entry is None and not CreditBalance.objects.filter(user_id=m.user_id).exists():
-                balance_ensure(user_id=m.user_id)
-                entry = apply_movement(m)
-    except IntegrityError:
-        existing = _existing(m.idempotency_key)
-        if existing is None:
+    for attempt in (1, 2):
+        try:
+            entry = run_atomically(lambda: apply_movement(m, regen=regen))
+        except IntegrityError:
+            existing = _existing(m.idempotency_key)
+            if existing is not None:
+                return _check_same(existing, m)
+            if m.kind == LedgerKind.REFUND and _refunded(m.reverses_id):
+                raise RefundNotAllowed(f"Spend #{m.reverses_id} has already been refunded.") from None
+            if regen is not None and attempt == 1:
+                # The regeneration entry's key is taken (regen_checked_at was moved back by
+                # hand): apply the movement on its own.
+                regen = None
+                continue
             raise
-        return _check_same(existing, m)
-    if entry is not None:
-        return entry
-    existing = _existing(m.idempotency_key)
-    if existing is not None:
-        return _check_same(existing, m)
-    raise _refusal(m)
+        if entry is not None:
+            return entry
+        existing = _existing(m.idempotency_key)
+        if existing is not None:
+            return _check_same(existing, m)
+        if attempt == 1 and balance_ensure(user_id=m.user_id):
+            continue
+        break
+    raise _refusal(m, regen)
+
+
+def _lock_balance(*, user_id: int) -> int:
+    """Lock the user's balance row (creating it if needed) and return the balance."""
+    held = CreditBalance.objects.select_for_update().filter(user_id=user_id).values_list("balance", flat=True).first()
+    if held is None:
+        balance_ensure(user_id=user_id)
+        held = CreditBalance.objects.select_for_update().filter(user_id=user_id).values_list("balance", flat=True).get()
+    return held
 
 
 def _change_holds(*, user, step: int, reason: str, idempotency_key: str) -> bool:
+    require_key(idempotency_key)
     with transaction.atomic():
-        _, created = IdempotencyRecord.objects.get_or_create(
-            key=f"holds:{idempotency_key}",
-            defaults={"result": {"step": step}, "expires_at": timezone.now() + timedelta(days=3650)},
-        )
+        # Kept for good: a hold replayed years later must still not count twice.
+        _, created = idempotency_remember(key=f"holds:{idempotency_key}", result={"step": step}, ttl=FOREVER)
         if not created:
             return False
         balance_ensure(user_id=user.pk)
@@ -267,12 +391,22 @@ def _change_holds(*, user, step: int, reason: str, idempotency_key: str) -> bool
         return bool(changed)
 
 
-def _refusal(m: Movement) -> Exception:
-    row = CreditBalance.objects.filter(user_id=m.user_id).values("balance", "spend_holds").first()
-    balance = row["balance"] if row else 0
-    if m.needs_no_holds and row and row["spend_holds"] > 0:
+def _refusal(m: Movement, regen: RegenPolicy | None) -> Exception:
+    snapshot = None
+    if regen is not None:
+        # Report the balance with what regeneration made due (and write that catch-up).
+        try:
+            snapshot = run_atomically(lambda: apply_regeneration(user_id=m.user_id, regen=regen))
+        except IntegrityError:
+            snapshot = None
+    snapshot = snapshot or read_balance(user_id=m.user_id) or BalanceSnapshot()
+    if m.needs_no_holds and snapshot.spend_holds > 0:
         return SpendingFrozen()
-    return InsufficientCredits(needed=-m.delta, available=balance)
+    return InsufficientCredits(needed=-m.delta, available=snapshot.balance)
+
+
+def _refunded(spend_id: int | None) -> bool:
+    return LedgerEntry.objects.filter(kind=LedgerKind.REFUND, reverses_id=spend_id).exists()
 
 
 def _existing(key: str) -> LedgerEntry | None:
@@ -280,16 +414,27 @@ def _existing(key: str) -> LedgerEntry | None:
 
 
 def _check_same(entry: LedgerEntry, m: Movement) -> LedgerEntry:
-    if entry.user_id != m.user_id or entry.kind != m.kind or entry.amount != m.delta:
+    if (
+        entry.user_id != m.user_id
+        or entry.kind != m.kind
+        or entry.amount != m.delta
+        or entry.reverses_id != m.reverses_id
+    ):
         raise IdempotencyConflict(
             f"Idempotency key {m.idempotency_key!r} was already used for a different operation."
         )
     return entry
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _require_positive(amount) -> None:
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+    if not _is_int(amount) or amount <= 0:
         raise InvalidAmount(f"The amount must be a whole number of credits above zero, not {amount!r}.")
+    if amount > app_settings.MAX_AMOUNT:
+        raise InvalidAmount(f"The amount {amount} is more than the {app_settings.MAX_AMOUNT} credits allowed at once.")
 
 
 def _pk(obj) -> int | None:

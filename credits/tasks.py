@@ -1,11 +1,13 @@
 from celery import shared_task
-from django.utils import timezone
 
-from .models import IdempotencyRecord
+from .idempotency import idempotency_records_purge
 
 
 @shared_task(name="credits.tasks.purge_expired_idempotency_records")
 def purge_expired_idempotency_records() -> int:
-    """Delete idempotency records whose time has passed; returns how many went."""
-    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=timezone.now()).delete()
-    return deleted
+    """Delete idempotency records whose time has passed (in batches); returns how many went.
+
+    Scheduled by CELERY_BEAT_SCHEDULE["purge-expired-idempotency-records"] (hourly).
+    Records kept for good (no expiry) are never deleted.
+    """
+    return idempotency_records_purge()

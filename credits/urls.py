@@ -5,4 +5,5 @@ from . import views
 app_name = "credits"
 urlpatterns = [
     path("", views.history, name="history"),
+    path("export.csv", views.export_csv, name="export"),
 ]

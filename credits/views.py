@@ -1,7 +1,106 @@
+"""The credits page (balance, totals, history) and the CSV export. Thin: parse, select, render."""
+
+import csv
+
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from .app_settings import app_settings
+from .forms import HistoryFilterForm
+from .selectors import balance_for_request, ledger_export_rows, ledger_history
+from .services import regen_policy_for
+
+EXPORT_HEADER = ["entry_id", "created_at", "kind", "description", "amount", "balance_before",
+                 "balance_after", "job_id", "order_id", "refund_of"]
 
 
+@require_GET
 @login_required
 def history(request):
-    return render(request, "credits/history.html")
+    form = HistoryFilterForm(request.GET)
+    balance = balance_for_request(request)
+    page = None
+    status = 200
+    if form.is_valid():
+        page = ledger_history(user=request.user, before=form.cleaned_data["before"], **form.filters())
+    else:
+        status = 400
+    context = {
+        "form": form,
+        "filter_errors": _form_errors(form),
+        "page": page,
+        "balance": balance,
+        "filter_query": form.filter_query(),
+        "regen": _regen_context(request.user, balance),
+        "is_first_page": not form.data.get("before"),
+    }
+    # "Older entries" loads the next page with htmx (hx-select takes its rows) or as a link.
+    return render(request, "credits/history.html", context, status=status)
+
+
+@require_GET
+@login_required
+def export_csv(request):
+    form = HistoryFilterForm(request.GET)
+    if not form.is_valid():
+        errors = " ".join(_form_errors(form))
+        return HttpResponse(f"Cannot export: {errors}\n", status=400, content_type="text/plain; charset=utf-8")
+    rows = ledger_export_rows(user=request.user, **form.filters())
+    response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="credits-history-{stamp}.csv"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _form_errors(form) -> list[str]:
+    """Each error as a sentence naming its field (the page position has no visible field)."""
+    messages = []
+    for name, errors in form.errors.items():
+        label = form.fields[name].label if name in form.fields and name != "before" else None
+        messages.extend(f"{label}: {error}" if label else str(error) for error in errors)
+    return messages
+
+
+class _Echo:
+    """A file-like object whose write() hands back the line, for csv.writer."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_lines(rows):
+    writer = csv.writer(_Echo())
+    yield writer.writerow(EXPORT_HEADER)
+    for entry_id, created_at, kind, amount, before, after, description, job_id, order_id, reverses_id in rows:
+        yield writer.writerow(
+            [entry_id, created_at.isoformat(), kind, _cell(description), amount, before, after,
+             job_id or "", order_id or "", reverses_id or ""]
+        )
+
+
+def _cell(text: str) -> str:
+    """Text that a spreadsheet would run as a formula gets a leading quote."""
+    if text and text[0] in "=+-@\t\r":
+        return "'" + text
+    return text
+
+
+def _regen_context(user, balance) -> dict | None:
+    policy = regen_policy_for(user)
+    if policy is None:
+        return None
+    next_at = None
+    if balance.regen_checked_at is not None and balance.balance < policy.cap:
+        next_at = balance.regen_checked_at + app_settings.REGEN_INTERVAL
+    return {
+        "amount": policy.amount,
+        "minutes": policy.every_seconds // 60,
+        "seconds": policy.every_seconds,
+        "cap": policy.cap,
+        "at_cap": balance.balance >= policy.cap,
+        "next_at": next_at,
+    }
