@@ -38,3 +38,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "test-media"))  # noqa: F405
+# Static files straight from the app folders, as in development (no collectstatic for tests).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
