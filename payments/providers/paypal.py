@@ -32,7 +32,7 @@ from paypalserversdk.models.refund_request import RefundRequest
 
 from ..exceptions import ProviderError, WebhookRejected
 from .base import CheckoutSession, EventKind, NormalizedEvent, PaymentStatus, RefundResult
-from .paypal_client import PROVIDER, paypal_client, paypal_errors, response_json
+from .paypal_client import PROVIDER, paypal_call, response_json
 from .paypal_settings import PayPalSettings, paypal_settings
 
 #: Currencies PayPal takes in whole units only.
@@ -161,11 +161,9 @@ class PayPalProvider:
                 )
             ),
         )
-        client = paypal_client(self.conf)
-        with paypal_errors("create order", conf=self.conf):
-            response = client.orders.create_order(
-                {"body": body, "paypal_request_id": f"order-{order.pk}-create", "prefer": "return=representation"}
-            )
+        response = paypal_call(self.conf, "create order", lambda client: client.orders.create_order(
+            {"body": body, "paypal_request_id": f"order-{order.pk}-create", "prefer": "return=representation"}
+        ))
         snapshot = parse_order(response_json(response))
         if not snapshot.id or not snapshot.approve_url:
             raise ProviderError("PayPal created an order without an approval link.", retryable=True, provider=PROVIDER)
@@ -207,12 +205,10 @@ class PayPalProvider:
             invoice_id=f"{self.invoice_id(order)}-R-{_short(idempotency_key)}"[:127],
             note_to_payer=(reason or "Refund")[:255],
         )
-        client = paypal_client(self.conf)
-        with paypal_errors("refund", conf=self.conf):
-            response = client.payments.refund_captured_payment(
-                {"capture_id": capture_id, "body": request, "paypal_request_id": idempotency_key[:108],
-                 "prefer": "return=representation"}
-            )
+        response = paypal_call(self.conf, "refund", lambda client: client.payments.refund_captured_payment(
+            {"capture_id": capture_id, "body": request, "paypal_request_id": idempotency_key[:108],
+             "prefer": "return=representation"}
+        ))
         data = response_json(response)
         money = data.get("amount") or {}
         status = {"COMPLETED": "succeeded", "PENDING": "pending"}.get(data.get("status", ""), "failed")
@@ -230,10 +226,9 @@ class PayPalProvider:
         """GET the PayPal order; None when PayPal does not know it."""
         if not provider_order_id:
             return None
-        client = paypal_client(self.conf)
         try:
-            with paypal_errors("get order", conf=self.conf):
-                response = client.orders.get_order({"id": provider_order_id})
+            response = paypal_call(self.conf, "get order",
+                                   lambda client: client.orders.get_order({"id": provider_order_id}))
         except ProviderError as exc:
             if exc.code in ("RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID", "404"):
                 return None
@@ -247,13 +242,11 @@ class PayPalProvider:
         back instead of failing. An order not yet approved comes back as it is (status open).
         Raises ProviderError for a declined instrument and for PayPal being unavailable.
         """
-        client = paypal_client(self.conf)
         try:
-            with paypal_errors("capture", conf=self.conf):
-                response = client.orders.capture_order(
-                    {"id": provider_order_id, "paypal_request_id": idempotency_key[:108],
-                     "prefer": "return=representation"}
-                )
+            response = paypal_call(self.conf, "capture", lambda client: client.orders.capture_order(
+                {"id": provider_order_id, "paypal_request_id": idempotency_key[:108],
+                 "prefer": "return=representation"}
+            ))
         except ProviderError as exc:
             if exc.code in ("ORDER_ALREADY_CAPTURED", "ORDER_NOT_APPROVED", "DUPLICATE_REQUEST_ID"):
                 snapshot = self.fetch_order(provider_order_id=provider_order_id)

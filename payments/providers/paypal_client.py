@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import requests
 from apimatic_core.exceptions.auth_validation_exception import AuthValidationException
@@ -28,11 +28,14 @@ from ..exceptions import ProviderError, ProviderNotConfigured
 from .paypal_settings import PayPalSettings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROVIDER = "PAYPAL"
 #: A cached token is dropped this many seconds before PayPal says it expires.
 TOKEN_EXPIRY_MARGIN = 300
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
+#: The code of a ProviderError for an API call PayPal refused with our (cached) token.
+TOKEN_REJECTED = "TOKEN_REJECTED"
 
 
 class PayPalConfiguration(Configuration):
@@ -68,6 +71,22 @@ def paypal_client(conf: PayPalSettings) -> PaypalServersdkClient:
         ),
     )
     return PaypalServersdkClient(config=config)
+
+
+def paypal_call(conf: PayPalSettings, action: str, call: Callable[[PaypalServersdkClient], T]) -> T:
+    """``call(client)`` with errors as ProviderError. A token PayPal no longer accepts (revoked,
+    or cached past its life) is dropped and the call made once more with a fresh one; every
+    call we make is a read or carries a PayPal-Request-Id, so making it again is safe."""
+    for attempt in (1, 2):
+        client = paypal_client(conf)
+        try:
+            with paypal_errors(action, conf=conf):
+                return call(client)
+        except ProviderError as exc:
+            if attempt == 1 and exc.code == TOKEN_REJECTED:
+                continue
+            raise
+    raise AssertionError("unreachable")
 
 
 def access_token(conf: PayPalSettings) -> str:
@@ -113,7 +132,8 @@ def paypal_errors(action: str, *, conf: PayPalSettings | None = None) -> Iterato
         if debug_id:
             message += f" (debug id {debug_id})"
         logger.warning("%s", message)
-        raise ProviderError(message, retryable=retryable, provider=PROVIDER, code=issue or name or str(status)) from exc
+        code = TOKEN_REJECTED if status == 401 and not token_refused else (issue or name or str(status))
+        raise ProviderError(message, retryable=retryable, provider=PROVIDER, code=code) from exc
     except AuthValidationException as exc:
         raise ProviderError(f"PayPal {action} failed: no valid access token.", retryable=True,
                             provider=PROVIDER, code="AUTHENTICATION_FAILURE") from exc
