@@ -78,3 +78,16 @@ def messages_of(response) -> list[str]:
     from django.contrib.messages import get_messages
 
     return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def post_action(client, admin_name: str, action: str, pks, *, follow: bool = False, **data):
+    """Confirm an admin action from its changelist, as the confirmation page's form does."""
+    from django.urls import reverse
+
+    payload = {"action": action, "_selected_action": [str(pk) for pk in pks], "confirm": "yes",
+               "submission_key": data.pop("submission_key", None) or new_key(), **data}
+    return client.post(reverse(f"admin:{admin_name}_changelist"), payload, follow=follow)
