@@ -4,6 +4,7 @@ import logging
 
 from django.db import transaction
 
+from .fulfilment import assert_no_transaction
 from .exceptions import ProviderError, ProviderNotConfigured
 from .models import CreditPackage, Order
 from .providers import get_provider, is_available
@@ -37,8 +38,7 @@ def order_start_checkout(*, order: Order, success_url: str, cancel_url: str) -> 
     The provider is called outside any transaction. When it fails the order becomes FAILED
     (the buyer starts again with a new order) and the ProviderError is raised.
     """
-    if transaction.get_connection().in_atomic_block:
-        raise RuntimeError("order_start_checkout talks to the payment provider: call it outside any transaction.")
+    assert_no_transaction("order_start_checkout")
     try:
         session = get_provider(order.provider).create_checkout(order=order, success_url=success_url,
                                                                cancel_url=cancel_url)

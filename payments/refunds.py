@@ -133,8 +133,7 @@ def order_refund(*, order: Order, amount: Decimal, reason: str, staff_user, idem
     """
     amount = _validate(order=order, amount=amount, reason=reason, staff_user=staff_user,
                        idempotency_key=idempotency_key)
-    if transaction.get_connection().in_atomic_block:
-        raise RuntimeError("order_refund talks to the payment provider: call it outside any transaction.")
+    _assert_no_transaction("order_refund")
 
     done = Refund.objects.filter(idempotency_key=idempotency_key).first()
     if done is not None:
@@ -180,6 +179,12 @@ def order_record_refund(*, order_id: int, result: RefundResult, reason: str, sta
         ours = Refund.objects.filter(order=order).aggregate(total=Sum("amount"))["total"] or Decimal("0")
         return apply_refunded_total(order=order, total=max(order.amount_refunded, ours),
                                     source=f"staff refund by user {staff_user.pk}", created_by=staff_user)
+
+
+def _assert_no_transaction(what: str) -> None:
+    from .fulfilment import assert_no_transaction
+
+    assert_no_transaction(what)
 
 
 def _validate(*, order, amount, reason, staff_user, idempotency_key) -> Decimal:

@@ -12,7 +12,6 @@ import dataclasses
 import logging
 from datetime import timedelta
 from decimal import Decimal
-from functools import partial
 from typing import Mapping
 
 from django.db import IntegrityError, transaction
@@ -75,7 +74,7 @@ def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str
                 signature_valid=True,
                 normalized=event_to_json(event),
             )
-            transaction.on_commit(partial(_enqueue, row.pk), robust=True)
+            _enqueue_on_commit(row.pk)
     except IntegrityError:
         if not WebhookEvent.objects.filter(provider=provider_name, event_id=event.event_id).exists():
             raise
@@ -87,6 +86,16 @@ def _enqueue(event_pk: int) -> None:
     from .tasks import process_webhook_event
 
     process_webhook_event.delay(event_pk)
+
+
+def _enqueue_on_commit(event_pk: int) -> None:
+    """Queue processing once the row is committed. A broker that is down is logged, not
+    raised: the event stays RECEIVED and the sweep queues it again."""
+
+    def enqueue_webhook_event():
+        _enqueue(event_pk)
+
+    transaction.on_commit(enqueue_webhook_event, robust=True)
 
 
 def _kept_headers(headers: Mapping[str, str]) -> dict:
@@ -146,7 +155,7 @@ def webhook_replay(*, event_pk: int) -> None:
     WebhookEvent.objects.filter(pk=event_pk, status=WebhookEvent.Status.FAILED).update(
         status=WebhookEvent.Status.RECEIVED, attempts=0
     )
-    transaction.on_commit(partial(_enqueue, event_pk), robust=True)
+    _enqueue_on_commit(event_pk)
 
 
 def webhook_requeue_stuck(*, older_than: timedelta | None = None, limit: int = 500) -> int:

@@ -108,7 +108,9 @@ class StripeProvider:
             params["customer_email"] = order.user.email
             params["customer_creation"] = "if_required"
         try:
-            session = self.client.v1.checkout.sessions.create(params, {"idempotency_key": f"checkout-{order.pk}"})
+            session = self.client.v1.checkout.sessions.create(
+                params, {"idempotency_key": f"checkout-{order.pk}"}
+            ).to_dict()
         except stripe.StripeError as exc:
             raise _error(exc) from exc
         if not session.get("url"):
@@ -117,7 +119,7 @@ class StripeProvider:
 
     def fetch_payment_status(self, *, order) -> PaymentStatus:
         try:
-            session = self.client.v1.checkout.sessions.retrieve(order.provider_order_id)
+            session = self.client.v1.checkout.sessions.retrieve(order.provider_order_id).to_dict()
         except stripe.StripeError as exc:
             raise _error(exc) from exc
         return session_status(session)
@@ -157,7 +159,7 @@ class StripeProvider:
             "metadata": {"order_id": str(order.pk), "reason": reason[:500]},
         }
         try:
-            refund = self.client.v1.refunds.create(params, {"idempotency_key": idempotency_key})
+            refund = self.client.v1.refunds.create(params, {"idempotency_key": idempotency_key}).to_dict()
         except stripe.StripeError as exc:
             raise _error(exc) from exc
         currency = (refund.get("currency") or order.currency).upper()
@@ -177,8 +179,8 @@ def _header(headers: Mapping[str, str], name: str) -> str:
     return ""
 
 
-def session_status(session) -> PaymentStatus:
-    """A Checkout Session as a PaymentStatus."""
+def session_status(session: dict) -> PaymentStatus:
+    """A Checkout Session (as a plain dict) as a PaymentStatus."""
     currency = (session.get("currency") or "").upper()
     payment_status = session.get("payment_status")
     if session.get("status") == "complete" and payment_status in ("paid", "no_payment_required"):

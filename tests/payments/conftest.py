@@ -1,0 +1,81 @@
+"""Fixtures for the buying tests: demo packages, a fake Stripe over HTTP, signed deliveries."""
+
+import io
+import json
+
+import pytest
+import stripe
+from django.db import connections
+
+from tests.payments.fake_stripe import FakeStripe
+
+STRIPE_ENV = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "STRIPE_MAX_NETWORK_RETRIES")
+
+
+@pytest.fixture
+def packages(db):
+    from payments.demo import seed
+
+    return {p.name: p for p in seed(stdout=io.StringIO())}
+
+
+@pytest.fixture
+def fake_stripe(settings, monkeypatch):
+    """Stripe configured and pointed at a fake on 127.0.0.1 (the environment too, for workers)."""
+    fake = FakeStripe().start()
+    stripe.enable_telemetry = False
+    values = {"STRIPE_SECRET_KEY": "sk_test_fake", "STRIPE_WEBHOOK_SECRET": fake.webhook_secret,
+              "STRIPE_API_BASE": fake.url, "STRIPE_MAX_NETWORK_RETRIES": "0"}
+    for name, value in values.items():
+        setattr(settings, name, value)
+        monkeypatch.setenv(name, value)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def sandbox_only(settings, monkeypatch):
+    """No real provider configured: the sandbox is what buyers get."""
+    for name in STRIPE_ENV + ("PAYPAL_CLIENT_ID", "PAYPAL_CLIENT_SECRET"):
+        setattr(settings, name, "")
+        monkeypatch.delenv(name, raising=False)
+
+
+def post_stripe(client, payload: str, *, header: str | None = None, fake: FakeStripe, signed: bool = True):
+    """Deliver ``payload`` to /webhooks/stripe/ as Stripe would (signed unless told otherwise)."""
+    headers = {}
+    if signed:
+        headers["HTTP_STRIPE_SIGNATURE"] = header or fake.sign(payload)
+    elif header is not None:
+        headers["HTTP_STRIPE_SIGNATURE"] = header
+    return client.post("/webhooks/stripe/", data=payload, content_type="application/json", **headers)
+
+
+@pytest.fixture
+def deliver(client, fake_stripe, django_capture_on_commit_callbacks):
+    """Deliver a Stripe event and run what the app queues on commit (the processing task)."""
+
+    def send(payload: str, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return post_stripe(client, payload, fake=fake_stripe, **kwargs)
+
+    return send
+
+
+def start_stripe_checkout(client, user, package) -> "Order":  # noqa: F821
+    """Sign ``user`` in and buy ``package`` up to the Stripe redirect; returns the order."""
+    from payments.models import Order
+
+    client.force_login(user)
+    response = client.post("/billing/buy/", {"package": package.pk})
+    assert response.status_code == 303, response.content
+    return Order.objects.filter(user=user).latest("pk")
+
+
+def event_id(payload: str) -> str:
+    return json.loads(payload)["id"]
+
+
+def close_db_connections():
+    """Threads open their own connections; close them so the test database can be dropped."""
+    connections.close_all()
