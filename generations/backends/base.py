@@ -1,0 +1,58 @@
+"""What every generation backend takes, returns and raises."""
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class BackendRequest:
+    job_id: int
+    operation: str
+    model: str
+    tier: str
+    prompt: str
+    parameters: dict
+    is_edit: bool = False
+    #: For text edits: the text being revised.
+    source_text: str | None = None
+    #: The user's own key; None means the platform's configured key.
+    api_key: str | None = None
+
+
+@dataclass(frozen=True)
+class BackendOutput:
+    content: bytes
+    #: File extension of ``content``: "svg", "png" or "txt".
+    extension: str
+    #: What the run used: ``input_tokens`` / ``output_tokens`` for priced text, plus anything
+    #: worth keeping (the model's own name for itself, what the prompt was read as, ...).
+    usage: dict = field(default_factory=dict)
+
+
+class BackendError(Exception):
+    """A run that did not produce a result. ``message`` is for the user, ``detail`` for staff."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, detail: str = "", retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail or message
+        self.retry_after = retry_after
+
+
+class RetryableBackendError(BackendError):
+    """Worth trying again later: timeouts, connection failures, 429 and 5xx answers."""
+
+    retryable = True
+
+
+class PermanentBackendError(BackendError):
+    """Trying again gives the same answer: a rejected request, a bad key, a refused prompt."""
+
+
+class Backend(Protocol):
+    name: str
+
+    def run(self, request: BackendRequest) -> BackendOutput:
+        """Produce the result. Raises RetryableBackendError or PermanentBackendError."""

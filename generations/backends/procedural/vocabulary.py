@@ -1,0 +1,376 @@
+"""Reading a prompt: which colours, things, scenes, counts and arrangement its words ask for.
+
+The reading is deliberately literal: a colour word colours the next thing named ("three red
+circles", "a purple sky"), a number or count word counts it, "no"/"without" removes it (in
+edits), and words we do not know are skipped.
+"""
+
+import re
+from dataclasses import dataclass, field, replace
+
+COLOURS = {
+    "red": "#e03131", "scarlet": "#f03e3e", "crimson": "#c2255c", "ruby": "#b2163f",
+    "maroon": "#862e2e", "burgundy": "#7a1c33", "pink": "#f783ac", "rose": "#e64980",
+    "magenta": "#d6336c", "fuchsia": "#cc2fa8", "coral": "#ff6b6b", "salmon": "#fa8072",
+    "peach": "#ffb38a", "orange": "#fd7e14", "amber": "#ffb300", "yellow": "#fcc419",
+    "gold": "#f2b705", "golden": "#f2b705", "lemon": "#ffe066", "lime": "#82c91e",
+    "green": "#2f9e44", "emerald": "#0ca678", "jade": "#12b886", "olive": "#6b8e23",
+    "mint": "#63e6be", "teal": "#0c8599", "turquoise": "#22b8cf", "cyan": "#15aabf",
+    "aqua": "#3bc9db", "blue": "#1c7ed6", "azure": "#339af0", "sapphire": "#1946b9",
+    "cobalt": "#1f4fd1", "navy": "#1b2a6b", "indigo": "#4c3fbf", "violet": "#7950f2",
+    "purple": "#862e9c", "lavender": "#b197fc", "lilac": "#c8a2c8", "plum": "#8e4585",
+    "brown": "#8b5a2b", "chocolate": "#6f4518", "copper": "#b87333", "bronze": "#a97142",
+    "tan": "#d2b48c", "beige": "#e9d8a6", "cream": "#fff4d6", "ivory": "#fffbea",
+    "white": "#f8f9fa", "silver": "#adb5bd", "grey": "#868e96", "gray": "#868e96",
+    "charcoal": "#343a40", "black": "#15171c",
+}
+RAINBOW = ["#e03131", "#fd7e14", "#fcc419", "#2f9e44", "#1c7ed6", "#4c3fbf", "#862e9c"]
+SHADE_WORDS = {"dark": -0.38, "deep": -0.3, "light": 0.4, "pale": 0.5, "pastel": 0.45, "bright": 0.12, "neon": 0.1}
+
+#: Things that can be drawn, by the words that name them (singular, plural).
+OBJECT_WORDS = {
+    "circle": ["circle", "circles", "dot", "dots", "ball", "balls", "bubble", "bubbles", "orb", "orbs",
+               "disc", "discs", "disk", "disks", "sphere", "spheres"],
+    "square": ["square", "squares", "box", "boxes", "block", "blocks", "cube", "cubes"],
+    "rectangle": ["rectangle", "rectangles", "bar", "bars"],
+    "triangle": ["triangle", "triangles", "pyramid", "pyramids"],
+    "star": ["star", "stars"],
+    "heart": ["heart", "hearts"],
+    "hexagon": ["hexagon", "hexagons", "honeycomb"],
+    "diamond": ["diamond", "diamonds", "rhombus", "gem", "gems", "crystal", "crystals"],
+    "flower": ["flower", "flowers", "blossom", "blossoms", "tulip", "tulips", "daisy", "daisies",
+               "poppy", "poppies"],
+    "tree": ["tree", "trees", "pine", "pines", "oak", "oaks"],
+    "house": ["house", "houses", "home", "homes", "cabin", "cabins", "cottage", "cottages", "hut", "huts"],
+    "cloud": ["cloud", "clouds"],
+    "bird": ["bird", "birds", "seagull", "seagulls", "gull", "gulls", "crow", "crows"],
+    "fish": ["fish", "fishes", "goldfish"],
+    "boat": ["boat", "boats", "ship", "ships", "sailboat", "sailboats", "yacht", "yachts"],
+    "balloon": ["balloon", "balloons"],
+    "sun": ["sun", "suns"],
+    "moon": ["moon", "moons"],
+    "planet": ["planet", "planets"],
+}
+#: Words naming several of a thing ("fish" alone reads as several).
+PLURALS = {word for words in OBJECT_WORDS.values() for word in words if word.endswith("s")} | {"fish"}
+WORD_TO_OBJECT = {word: kind for kind, words in OBJECT_WORDS.items() for word in words}
+
+TIMES = {
+    "night": ["night", "nighttime", "midnight", "starry", "moonlit", "nocturnal"],
+    "sunset": ["sunset", "sundown", "dusk", "evening", "twilight"],
+    "sunrise": ["sunrise", "dawn", "morning", "daybreak"],
+    "day": ["day", "daytime", "noon", "midday", "sunny", "daylight", "summer"],
+}
+WORD_TO_TIME = {word: time for time, words in TIMES.items() for word in words}
+
+SETTINGS = {
+    "ocean": ["ocean", "oceans", "sea", "seas", "beach", "waves", "wave", "water", "lake", "coast",
+              "shore", "seaside", "harbor", "harbour", "bay"],
+    "forest": ["forest", "forests", "woods", "woodland", "jungle"],
+    "mountains": ["mountain", "mountains", "hills", "hill", "peaks", "peak", "alps", "volcano"],
+    "desert": ["desert", "dunes", "dune", "sand", "sahara"],
+    "city": ["city", "skyline", "buildings", "building", "town", "downtown", "skyscrapers",
+             "skyscraper", "urban", "metropolis"],
+    "snow": ["snow", "snowy", "winter", "snowfall", "snowflakes", "blizzard", "frozen"],
+    "rain": ["rain", "rainy", "storm", "stormy", "raining", "drizzle"],
+    "space": ["space", "galaxy", "cosmos", "cosmic", "universe", "nebula", "outer"],
+    "meadow": ["meadow", "field", "fields", "grass", "grassy", "garden", "prairie", "park", "lawn"],
+}
+WORD_TO_SETTING = {word: name for name, words in SETTINGS.items() for word in words}
+#: Settings drawn on the ground below a horizon.
+GROUND_SETTINGS = ("mountains", "city", "desert", "forest", "meadow", "snow", "ocean")
+
+LAYOUTS = {
+    "grid": ["grid", "checkerboard", "tiled", "tiles", "pattern", "matrix", "rows"],
+    "row": ["row", "line", "lined", "queue", "parade", "horizontal"],
+    "stack": ["stack", "stacked", "tower", "column", "vertical"],
+    "ring": ["ring", "around", "orbit", "orbiting", "wreath", "circular"],
+    "spiral": ["spiral", "swirl", "swirling", "vortex", "whirl"],
+    "scatter": ["scattered", "random", "confetti", "everywhere", "floating", "falling"],
+    "center": ["centered", "center", "centre", "middle", "single", "alone", "lonely"],
+}
+WORD_TO_LAYOUT = {word: layout for layout, words in LAYOUTS.items() for word in words}
+
+SIZES = {
+    "large": ["big", "large", "huge", "giant", "enormous", "massive", "bold"],
+    "small": ["small", "tiny", "little", "mini", "miniature", "petite"],
+}
+WORD_TO_SIZE = {word: size for size, words in SIZES.items() for word in words}
+
+COUNT_WORDS = {
+    "a": 1, "an": 1, "one": 1, "single": 1, "lone": 1, "two": 2, "pair": 2, "couple": 2,
+    "both": 2, "three": 3, "few": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "dozen": 12, "fifteen": 15,
+    "twenty": 20, "several": 5, "many": 14, "lots": 16, "dozens": 24, "hundreds": 40,
+    "countless": 40, "numerous": 14, "lot": 16,
+}
+ARTICLES = {"a", "an"}
+RAINBOW_WORDS = {"rainbow", "colorful", "colourful", "multicolored", "multicoloured"}
+#: Words that may stand between a colour and the thing it colours ("red and blue squares").
+_BRIDGE = {"and", "or"}
+NEGATIONS = {"no", "without", "remove", "not", "minus"}
+MAX_COUNT = 60
+_TOKEN = re.compile(r"[a-z]+|\d+")
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    kind: str
+    #: None: the prompt named the thing in the plural without saying how many.
+    count: int | None
+    colours: tuple[str, ...] = ()
+    size: str | None = None
+    #: The prompt said how many (a number or a count word, not just "a" or a singular).
+    counted: bool = False
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything the picture should show, as read from a prompt."""
+
+    objects: tuple[ObjectSpec, ...] = ()
+    time: str | None = None
+    settings: tuple[str, ...] = ()
+    layout: str | None = None
+    #: Colours named without a thing to colour: they tint the picture.
+    palette: tuple[str, ...] = ()
+    sky_colours: tuple[str, ...] = ()
+    setting_colours: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    removed: frozenset = field(default_factory=frozenset)
+
+    def setting_colour(self, setting: str) -> tuple[str, ...]:
+        return dict(self.setting_colours).get(setting, ())
+
+    def describe(self) -> str:
+        """A short account of what was read, for the job page."""
+        parts = []
+        for obj in self.objects:
+            count = "some" if obj.count is None else str(obj.count)
+            names = "/".join(colour_name(c) for c in obj.colours)
+            label = obj.kind if obj.count == 1 else _plural(obj.kind)
+            parts.append(" ".join(p for p in (count, obj.size or "", names, label) if p))
+        if self.sky_colours:
+            parts.append("/".join(colour_name(c) for c in self.sky_colours) + " sky")
+        if self.time:
+            parts.append(self.time)
+        for setting in self.settings:
+            tint = "/".join(colour_name(c) for c in self.setting_colour(setting))
+            parts.append(f"{tint} {setting}" if tint else setting)
+        if self.layout:
+            parts.append(f"{self.layout} layout")
+        if self.palette:
+            parts.append("tinted " + "/".join(colour_name(c) for c in self.palette))
+        return ", ".join(parts) or "an abstract composition"
+
+
+def _plural(kind: str) -> str:
+    return {"fish": "fish", "balloon": "balloons"}.get(kind, kind + ("es" if kind.endswith(("sh", "x")) else "s"))
+
+
+_NAME_OF = {}
+for _name, _hex in COLOURS.items():
+    _NAME_OF.setdefault(_hex, _name)
+
+
+def colour_name(hex_colour: str) -> str:
+    return _NAME_OF.get(hex_colour, hex_colour)
+
+
+def shade(hex_colour: str, amount: float) -> str:
+    """Lighten (amount > 0) or darken (amount < 0) a #rrggbb colour towards white or black."""
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    if amount >= 0:
+        r, g, b = (round(c + (255 - c) * amount) for c in (r, g, b))
+    else:
+        r, g, b = (round(c * (1 + amount)) for c in (r, g, b))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def parse(prompt: str) -> Spec:
+    """Read ``prompt`` into a Spec."""
+    objects: list[ObjectSpec] = []
+    settings: list[str] = []
+    setting_colours: dict[str, tuple[str, ...]] = {}
+    palette: list[str] = []
+    removed: set[str] = set()
+    time = layout = None
+    sky: tuple[str, ...] = ()
+    count = size = shade_by = None
+    counted = False
+    colours: list[str] = []
+    negate = False
+
+    def reset():
+        nonlocal count, counted, size, shade_by, colours, negate
+        count = size = shade_by = None
+        counted = False
+        colours = []
+        negate = False
+
+    last_named: tuple[str, str] | None = None
+
+    def colour_back(new: list[str]) -> bool:
+        """Give colours that follow a thing to that thing ("make the circles green")."""
+        nonlocal sky
+        if last_named is None:
+            return False
+        what, name = last_named
+        if what == "object":
+            for i, o in enumerate(objects):
+                if o.kind == name:
+                    objects[i] = replace(o, colours=tuple(dict.fromkeys(o.colours + tuple(new))))
+        elif what == "setting":
+            setting_colours[name] = tuple(dict.fromkeys(setting_colours.get(name, ()) + tuple(new)))
+        else:
+            sky = tuple(dict.fromkeys(sky + tuple(new)))
+        return True
+
+    tokens = _TOKEN.findall(prompt.lower())
+    for index, token in enumerate(tokens):
+        if token in COLOURS or token in RAINBOW_WORDS:
+            if token in COLOURS:
+                new = [shade(COLOURS[token], shade_by) if shade_by else COLOURS[token]]
+            else:
+                new = list(RAINBOW)
+            shade_by = None
+            if _leads_to_thing(tokens, index + 1) or not colour_back(new):
+                colours.extend(new)
+            continue
+        if token in NEGATIONS:
+            negate = True
+        elif token.isdigit():
+            count, counted = max(1, min(MAX_COUNT, int(token))), True
+        elif token in SHADE_WORDS:
+            shade_by = SHADE_WORDS[token]
+        elif token in WORD_TO_OBJECT:
+            kind = WORD_TO_OBJECT[token]
+            if negate:
+                removed.add(kind)
+                objects = [o for o in objects if o.kind != kind]
+            else:
+                plural = token in PLURALS
+                n = count if count is not None else (None if plural else 1)
+                existing = next((i for i, o in enumerate(objects) if o.kind == kind), None)
+                spec = ObjectSpec(kind=kind, count=n, colours=tuple(colours), size=size, counted=counted)
+                if existing is None:
+                    objects.append(spec)
+                else:  # "red circles ... more circles": one entry, the later words refine it
+                    old = objects[existing]
+                    objects[existing] = replace(
+                        old,
+                        count=n if counted else old.count,
+                        colours=spec.colours or old.colours,
+                        size=size or old.size,
+                        counted=old.counted or counted,
+                    )
+                last_named = ("object", kind)
+            reset()
+        elif token in WORD_TO_TIME:
+            if negate:
+                removed.add(WORD_TO_TIME[token])
+            else:
+                time = WORD_TO_TIME[token]
+                if colours:
+                    sky = tuple(colours)
+                last_named = ("sky", "")
+            reset()
+        elif token in WORD_TO_SETTING:
+            name = WORD_TO_SETTING[token]
+            if negate:
+                removed.add(name)
+                settings = [s for s in settings if s != name]
+            else:
+                if name not in settings:
+                    settings.append(name)
+                if colours:
+                    setting_colours[name] = tuple(colours)
+                last_named = ("setting", name)
+            reset()
+        elif token == "sky" or token == "background":
+            if colours:
+                sky = tuple(colours)
+            last_named = ("sky", "")
+            reset()
+        elif token in WORD_TO_LAYOUT:
+            layout = WORD_TO_LAYOUT[token]
+            if token == "single":
+                count, counted = 1, True
+            elif not counted:  # "a grid of circles": the article was not a count
+                count = None
+        elif token in WORD_TO_SIZE:
+            size = WORD_TO_SIZE[token]
+        elif token in ARTICLES:
+            if not counted:
+                count = 1
+        elif token in COUNT_WORDS:
+            count, counted = COUNT_WORDS[token], True
+    palette.extend(colours)
+    return Spec(
+        objects=tuple(objects),
+        time=time,
+        settings=tuple(settings),
+        layout=layout,
+        palette=tuple(dict.fromkeys(palette)),
+        sky_colours=sky,
+        setting_colours=tuple(sorted(setting_colours.items())),
+        removed=frozenset(removed),
+    )
+
+
+def _leads_to_thing(tokens: list[str], start: int) -> bool:
+    """Whether the words from ``start`` name a thing (after more colours, counts, sizes)."""
+    for token in tokens[start:]:
+        if token in WORD_TO_OBJECT or token in WORD_TO_SETTING or token in WORD_TO_TIME:
+            return True
+        if token in ("sky", "background"):
+            return True
+        if not (token in COLOURS or token in RAINBOW_WORDS or token in SHADE_WORDS or token in WORD_TO_SIZE
+                or token in COUNT_WORDS or token.isdigit() or token in _BRIDGE):
+            return False
+    return False
+
+
+def apply_edit(base: Spec, edit: Spec) -> Spec:
+    """``base`` changed as ``edit`` asks: named things are recoloured, recounted or added,
+    "no X" removes X, a new time of day or layout replaces the old, and colours named on
+    their own recolour everything."""
+    objects = [o for o in base.objects if o.kind not in edit.removed]
+    for change in edit.objects:
+        index = next((i for i, o in enumerate(objects) if o.kind == change.kind), None)
+        if index is None:
+            objects.append(change)
+            continue
+        old = objects[index]
+        objects[index] = replace(
+            old,
+            count=change.count if change.counted else old.count,
+            counted=old.counted or change.counted,
+            colours=change.colours or old.colours,
+            size=change.size or old.size,
+        )
+    if edit.palette:
+        objects = [replace(o, colours=edit.palette) if o.kind not in {c.kind for c in edit.objects if c.colours}
+                   else o for o in objects]
+    settings = [s for s in base.settings if s not in edit.removed]
+    settings += [s for s in edit.settings if s not in settings]
+    time = edit.time or (None if base.time in edit.removed else base.time)
+    setting_colours = dict(base.setting_colours)
+    setting_colours.update(dict(edit.setting_colours))
+    return Spec(
+        objects=tuple(objects),
+        time=time,
+        settings=tuple(settings),
+        layout=edit.layout or base.layout,
+        palette=edit.palette or base.palette,
+        sky_colours=edit.sky_colours or base.sky_colours,
+        setting_colours=tuple(sorted((k, v) for k, v in setting_colours.items() if k in settings)),
+        removed=base.removed | edit.removed,
+    )
+
+
+def read_chain(prompts: list[str]) -> Spec:
+    """The spec of a first prompt followed by edits, each applied in turn."""
+    spec = parse(prompts[0]) if prompts else Spec()
+    for edit in prompts[1:]:
+        spec = apply_edit(spec, parse(edit))
+    return spec

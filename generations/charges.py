@@ -1,0 +1,36 @@
+"""The ledger side of a job: its one charge and its at-most-one refund.
+
+A job is charged its estimate when submitted (key ``job:<id>:charge``). Later exactly one of
+these happens, under the same refund key ``job:<id>:refund`` (a spend is refunded at most
+once): on completion the difference between estimate and final cost comes back; on failure
+or cancellation everything comes back.
+"""
+
+from credits.models import LedgerEntry
+from credits.services import credits_refund
+
+
+def charge_key(job_id: int) -> str:
+    return f"job:{job_id}:charge"
+
+
+def refund_key(job_id: int) -> str:
+    return f"job:{job_id}:refund"
+
+
+def charge_entry(job) -> LedgerEntry:
+    return LedgerEntry.objects.get(idempotency_key=charge_key(job.pk))
+
+
+def refund_entry(job) -> LedgerEntry | None:
+    return LedgerEntry.objects.filter(idempotency_key=refund_key(job.pk)).first()
+
+
+def refund(job, *, amount: int | None, reason: str, created_by=None) -> LedgerEntry | None:
+    """Give back ``amount`` (None: all) of the job's charge. Nothing happens for zero."""
+    spend = charge_entry(job)
+    if amount is not None and amount <= 0:
+        return None
+    return credits_refund(
+        spend=spend, idempotency_key=refund_key(job.pk), amount=amount, reason=reason, created_by=created_by
+    )

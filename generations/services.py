@@ -1,0 +1,285 @@
+"""Ordering, cancelling and refunding generation jobs.
+
+``job_submit`` is one unit of work: under a lock on the user's row it checks the limit of
+jobs running at once, creates the job and charges its estimate (``job:<id>:charge``); the
+task is sent only after that commits. Too few credits, frozen spending or too many running
+jobs leave nothing behind.
+"""
+
+import secrets
+from dataclasses import dataclass
+from functools import partial
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from credits.services import credits_adjust, credits_spend
+
+from . import catalog, charges
+from .api_keys import has_api_key
+from .app_settings import app_settings
+from .catalog import Offering
+from .exceptions import GenerationsError, InvalidRequest, InvalidTransition, TooManyRunningJobs
+from .models import GenerationJob, Operation
+from .pricing import Estimate, Rates, estimate
+from .queue import enqueue_run
+from .running import read_text_result
+
+Status = GenerationJob.Status
+MIN_OUTPUT_TOKENS = 16
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What a user asks for, as typed into the form (validated by ``job_prepare``)."""
+
+    operation: str
+    model: str = ""
+    tier: str = ""
+    prompt: str = ""
+    is_edit: bool = False
+    source_id: int | None = None
+    seed: int | None = None
+    max_output_tokens: int | None = None
+    use_own_key: bool = True
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A validated, priced request: everything needed to create the job."""
+
+    offering: Offering
+    estimate: Estimate
+    prompt: str
+    tier: str
+    is_edit: bool
+    source: GenerationJob | None
+    own_key: bool
+    parameters: dict
+
+
+class NotAllowed(GenerationsError):
+    pass
+
+
+def job_prepare(*, user, request: JobRequest) -> PreparedJob:
+    """Validate and price ``request`` for ``user`` without changing anything.
+
+    Raises InvalidRequest (with the form field at fault) or NoPriceRule.
+    """
+    user_has_key = has_api_key(user=user)
+    model = request.model or catalog.default_model(operation=request.operation, user_has_key=user_has_key)
+    offering = catalog.find(operation=request.operation, model=model, user_has_key=user_has_key)
+
+    prompt = (request.prompt or "").strip()
+    if "\x00" in prompt:
+        raise InvalidRequest("The prompt contains a character that cannot be stored.", field="prompt")
+    if len(prompt) > app_settings.MAX_PROMPT_CHARS:
+        raise InvalidRequest(f"Keep the prompt under {app_settings.MAX_PROMPT_CHARS} characters.", field="prompt")
+    if not prompt and not offering.needs_source:
+        raise InvalidRequest("Describe what you want to make.", field="prompt")
+
+    tier = request.tier or ""
+    if offering.tiers:
+        if tier not in offering.tiers:
+            raise InvalidRequest(f"Choose one of {', '.join(offering.tiers)}.", field="tier")
+    else:
+        tier = ""
+
+    is_edit = bool(request.is_edit) and not offering.needs_source
+    if is_edit and not offering.supports_edit:
+        raise InvalidRequest("This model cannot edit an earlier result.", field="is_edit")
+    source = None
+    if offering.needs_source or is_edit:
+        source = _source_job(user=user, source_id=request.source_id, offering=offering)
+
+    own_key = False
+    if offering.remote:
+        if request.use_own_key and user_has_key:
+            own_key = True
+        elif app_settings.OPENAI_API_KEY:
+            own_key = False
+        elif user_has_key:
+            own_key = True
+        else:
+            raise InvalidRequest("This model needs an API key.", field="model")
+
+    parameters: dict = {"backend": offering.backend}
+    source_text = None
+    max_output_tokens = 0
+    if offering.backend == "procedural":
+        if source is not None:
+            chain = list(source.parameters.get("chain") or [source.prompt])
+            parameters["seed"] = int(source.parameters.get("seed", 0))
+            parameters["chain"] = chain + [prompt] if is_edit else chain
+        else:
+            parameters["seed"] = _seed(request.seed)
+            parameters["chain"] = [prompt]
+    if offering.operation == Operation.TEXT:
+        max_output_tokens = request.max_output_tokens or app_settings.DEFAULT_OUTPUT_TOKENS
+        if not (MIN_OUTPUT_TOKENS <= max_output_tokens <= app_settings.MAX_OUTPUT_TOKENS):
+            raise InvalidRequest(
+                f"Ask for {MIN_OUTPUT_TOKENS} to {app_settings.MAX_OUTPUT_TOKENS} output tokens.",
+                field="max_output_tokens",
+            )
+        parameters["max_output_tokens"] = max_output_tokens
+        if is_edit:
+            try:
+                source_text = read_text_result(source)
+            except Exception as exc:  # noqa: BLE001 - any reason the text is unreadable
+                raise InvalidRequest("The text to edit cannot be read any more.", field="source_id") from exc
+    if offering.operation == Operation.IMAGE and offering.remote:
+        parameters["size"] = app_settings.OPENAI_IMAGE_SIZE
+    if offering.needs_source and not prompt:
+        prompt = f"Enhance job #{source.pk} to {tier}"
+
+    priced = estimate(
+        operation=offering.operation,
+        model=offering.model,
+        tier=tier,
+        prompt=prompt,
+        source_text=source_text,
+        max_output_tokens=max_output_tokens,
+        is_edit=is_edit,
+        own_key=own_key,
+    )
+    parameters["pricing"] = {**Rates.of(priced.rule).as_json(), "rule_id": priced.rule.pk}
+    if offering.operation == Operation.TEXT:
+        parameters["input_token_bound"] = priced.input_tokens
+    return PreparedJob(
+        offering=offering,
+        estimate=priced,
+        prompt=prompt,
+        tier=tier,
+        is_edit=is_edit,
+        source=source,
+        own_key=own_key,
+        parameters=parameters,
+    )
+
+
+def job_submit(*, user, request: JobRequest) -> GenerationJob:
+    """Create the job and charge its estimate in one transaction; send its task after commit.
+
+    Raises InvalidRequest, NoPriceRule, TooManyRunningJobs, or the credits errors
+    InsufficientCredits / SpendingFrozen. In every such case nothing was created or charged.
+    """
+    prepared = job_prepare(user=user, request=request)
+    limit = app_settings.MAX_RUNNING_JOBS
+    with transaction.atomic(durable=True):
+        # One submitter per user at a time past this line, so the count below stays true
+        # until this transaction commits its own job.
+        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+        running = GenerationJob.objects.filter(user_id=user.pk, status__in=GenerationJob.ACTIVE_STATUSES).count()
+        if running >= limit:
+            raise TooManyRunningJobs(limit=limit)
+        job = GenerationJob.objects.create(
+            user=user,
+            operation=prepared.offering.operation,
+            model=prepared.offering.model,
+            tier=prepared.tier,
+            prompt=prepared.prompt,
+            parameters=prepared.parameters,
+            is_edit=prepared.is_edit,
+            source=prepared.source,
+            uses_own_key=prepared.own_key,
+            price_rule=prepared.estimate.rule,
+            estimated_credits=prepared.estimate.credits,
+            max_retries=app_settings.MAX_RETRIES,
+            next_attempt_at=timezone.now(),
+        )
+        credits_spend(
+            user=user,
+            amount=prepared.estimate.credits,
+            idempotency_key=charges.charge_key(job.pk),
+            description=f"Generation job #{job.pk} ({Operation(job.operation).label.lower()})",
+            metadata={"job_id": job.pk, "operation": job.operation, "model": job.model},
+            job=job,
+        )
+        transaction.on_commit(partial(enqueue_run, job_id=job.pk))
+    return job
+
+
+def job_cancel(*, user, job_id: int) -> GenerationJob:
+    """Cancel ``user``'s job while it is still PENDING, refunding it in full (once).
+
+    Raises GenerationJob.DoesNotExist for someone else's job, InvalidTransition when the job
+    has already started or finished.
+    """
+    with transaction.atomic(durable=True):
+        now = timezone.now()
+        cancelled = GenerationJob.objects.filter(pk=job_id, user_id=user.pk, status=Status.PENDING).update(
+            status=Status.CANCELLED,
+            completed_at=now,
+            next_attempt_at=None,
+            updated_at=now,
+            error_message="",
+        )
+        job = GenerationJob.objects.get(pk=job_id, user_id=user.pk)
+        if not cancelled:
+            raise InvalidTransition(job_id=job_id, current=job.status, target=Status.CANCELLED)
+        charges.refund(job, amount=None, reason=f"Job #{job.pk} cancelled")
+    return job
+
+
+def job_refund_completed(*, job_id: int, staff_user, reason: str) -> GenerationJob:
+    """Staff: give back what a COMPLETED job cost (a bad result) and mark it REFUNDED.
+
+    The job's one refund of its charge is used when it is still free; when it already
+    returned the unused estimate, the credits come back as an adjustment naming the job.
+    """
+    if staff_user is None or not staff_user.is_staff or not staff_user.has_perm("generations.manage_jobs"):
+        raise NotAllowed("Refunding a job needs the permission to manage jobs.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidRequest("Give a reason for the refund.", field="reason")
+    with transaction.atomic(durable=True):
+        job = GenerationJob.objects.select_for_update().get(pk=job_id)
+        if job.status != Status.COMPLETED:
+            raise InvalidTransition(job_id=job_id, current=job.status, target=Status.REFUNDED)
+        amount = job.credits_charged
+        job.status = Status.REFUNDED
+        job.error_message = f"Refunded by staff: {reason}"
+        job.save(update_fields=["status", "error_message", "updated_at"])
+        if amount > 0:
+            if charges.refund_entry(job) is None:
+                charges.refund(job, amount=amount, reason=f"Job #{job.pk} refunded: {reason}", created_by=staff_user)
+            else:
+                credits_adjust(
+                    user=job.user,
+                    amount=amount,
+                    reason=f"Refund of job #{job.pk}: {reason}",
+                    staff_user=staff_user,
+                    idempotency_key=f"job:{job.pk}:staff-refund",
+                    metadata={"job_id": job.pk},
+                )
+    return job
+
+
+def _source_job(*, user, source_id, offering: Offering) -> GenerationJob:
+    if not source_id:
+        raise InvalidRequest("Choose the earlier result to work on.", field="source_id")
+    try:
+        source = GenerationJob.objects.get(pk=int(source_id), user_id=user.pk)
+    except (GenerationJob.DoesNotExist, TypeError, ValueError):
+        raise InvalidRequest("That earlier result was not found.", field="source_id") from None
+    if source.status != Status.COMPLETED or not source.result_file:
+        raise InvalidRequest("Only a finished job can be edited or enhanced.", field="source_id")
+    wanted = Operation.IMAGE if offering.operation in (Operation.IMAGE, Operation.ENHANCE) else offering.operation
+    if source.operation != wanted or source.parameters.get("backend") != offering.backend:
+        raise InvalidRequest("That earlier result is of another kind.", field="source_id")
+    return source
+
+
+def _seed(value) -> int:
+    if value is None or value == "":
+        return secrets.randbelow(MAX_SEED)
+    try:
+        seed = int(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest("The seed is a whole number.", field="seed") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidRequest(f"The seed is between 0 and {MAX_SEED}.", field="seed")
+    return seed
