@@ -25,12 +25,12 @@ DEMO_PASSWORD = "credits-demo-pass"
 
 
 def project_apps() -> list:
-    """Installed apps that live in this repository (not third-party packages), in order."""
+    """Installed apps that live in this repository (not installed packages), in order."""
     base = Path(settings.BASE_DIR).resolve()
     found = []
     for config in apps.get_app_configs():
         path = Path(config.path).resolve()
-        if path.parent == base:
+        if path.is_relative_to(base) and "site-packages" not in path.parts:
             found.append(config)
     return found
 
