@@ -1,0 +1,325 @@
+"""PayPal webhooks at /webhooks/paypal/: our own signature check, then the shared pipeline."""
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from credits.models import CreditBalance, LedgerEntry
+from payments.models import CreditPackage, Order, WebhookEvent
+from payments.paypal_webhooks import signed_message
+from tests.payments.fake_paypal import FakePayPal, fake_paypal, make_signing_identity, sign_body  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+
+def balance(user) -> int:
+    return CreditBalance.objects.filter(user=user).values_list("balance", flat=True).first() or 0
+
+
+def holds(user) -> int:
+    return CreditBalance.objects.filter(user=user).values_list("spend_holds", flat=True).first() or 0
+
+
+def post(client, body: bytes, headers: dict):
+    headers = {k: v for k, v in headers.items() if k != "Content-Type"}
+    return client.post("/webhooks/paypal/", data=body, content_type="application/json", headers=headers)
+
+
+@pytest.fixture
+def deliver(client, django_capture_on_commit_callbacks):
+    """POST a signed delivery and run what the app queues on commit (the processing task)."""
+
+    def send(delivery, **changes):
+        body = changes.pop("body", delivery.body)
+        headers = {**delivery.headers, **changes}
+        with django_capture_on_commit_callbacks(execute=True):
+            return post(client, body, headers)
+
+    return send
+
+
+@pytest.fixture
+def paid_order(client, user, fake_paypal):
+    """An order bought through PayPal and captured on return: (order, capture id)."""
+    client.force_login(user)
+    package = CreditPackage.objects.get(name="Basic")
+    client.post("/billing/buy/", {"package": package.pk, "provider": "PAYPAL"})
+    order = Order.objects.filter(user=user).latest("pk")
+    fake_paypal.approve(order.provider_order_id)
+    client.get(f"/billing/paypal/return/?token={order.provider_order_id}&PayerID=X")
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED and balance(user) == 50
+    return order, order.provider_payment_id
+
+
+@pytest.fixture
+def pending_order(client, user, fake_paypal):
+    """An order the buyer approved whose capture is PENDING at PayPal: (order, capture id)."""
+    fake_paypal.capture_outcome = "PENDING"
+    client.force_login(user)
+    package = CreditPackage.objects.get(name="Basic")
+    client.post("/billing/buy/", {"package": package.pk, "provider": "PAYPAL"})
+    order = Order.objects.filter(user=user).latest("pk")
+    fake_paypal.approve(order.provider_order_id)
+    client.get(f"/billing/paypal/return/?token={order.provider_order_id}&PayerID=X")
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING
+    fake_paypal.capture_outcome = "COMPLETED"
+    return order, next(iter(fake_paypal.captures))
+
+
+def completed_event(fake, capture_id):
+    fake.settle_capture(capture_id)
+    return fake.sign(fake.capture_event("PAYMENT.CAPTURE.COMPLETED", capture_id))
+
+
+def test_a_valid_signed_webhook_is_stored_and_processed(deliver, user, fake_paypal, pending_order):
+    order, capture_id = pending_order
+    delivery = completed_event(fake_paypal, capture_id)
+
+    response = deliver(delivery)
+    assert response.status_code == 200 and response.json()["status"] == "received"
+    event = WebhookEvent.objects.get(provider="PAYPAL", event_id=delivery.event["id"])
+    assert event.signature_valid and event.status == WebhookEvent.Status.PROCESSED
+    assert event.type == "PAYMENT.CAPTURE.COMPLETED" and event.order == order
+    assert event.headers["paypal-transmission-id"] == delivery.headers["PAYPAL-TRANSMISSION-ID"]
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED and balance(user) == 50
+
+
+def test_a_tampered_body_is_refused_and_nothing_changes(deliver, user, fake_paypal, pending_order):
+    order, capture_id = pending_order
+    delivery = completed_event(fake_paypal, capture_id)
+    tampered = delivery.body.replace(b'"value":"9.99"', b'"value":"0.99"')
+    assert tampered != delivery.body
+
+    response = deliver(delivery, body=tampered)
+    assert response.status_code == 400
+    assert "signature does not match" in response.json()["error"]
+    assert not WebhookEvent.objects.exists()
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING and balance(user) == 0
+
+
+@pytest.mark.parametrize("cert_url", [
+    "https://evil.example.com/v1/notifications/certs/CERT-1",
+    "https://api.paypal.com.evil.example/v1/notifications/certs/CERT-1",
+    "https://evilpaypal.com/v1/notifications/certs/CERT-1",
+    "http://api.paypal.com/v1/notifications/certs/CERT-1",
+    "https://api.paypal.com:8443/v1/notifications/certs/CERT-1",
+    "https://api.paypal.com@evil.example/v1/notifications/certs/CERT-1",
+    "file:///etc/passwd",
+])
+def test_a_certificate_off_paypal_hosts_is_never_fetched(deliver, fake_paypal, pending_order, cert_url):
+    _, capture_id = pending_order
+    delivery = fake_paypal.sign(fake_paypal.capture_event("PAYMENT.CAPTURE.COMPLETED", capture_id), cert_url=cert_url)
+
+    response = deliver(delivery)
+    assert response.status_code == 400
+    assert "not on a PayPal host" in response.json()["error"]
+    assert fake_paypal.cert_requests == 0 and not WebhookEvent.objects.exists()
+
+
+def test_a_forger_with_their_own_certificate_server_is_refused(deliver, user, fake_paypal, pending_order):
+    """The forger signs with their key and points PAYPAL-CERT-URL at their own server."""
+    _, capture_id = pending_order
+    forger = FakePayPal(webhook_id=fake_paypal.webhook_id).start()
+    try:
+        event = fake_paypal.capture_event("PAYMENT.CAPTURE.COMPLETED", fake_paypal.settle_capture(capture_id)["id"])
+        delivery = forger.sign(event)
+        response = deliver(delivery)
+        assert response.status_code == 400 and forger.cert_requests == 0
+    finally:
+        forger.stop()
+    assert balance(user) == 0
+
+
+def test_a_signature_by_another_key_is_refused(deliver, user, fake_paypal, pending_order):
+    _, capture_id = pending_order
+    other_key, _ = make_signing_identity()
+    delivery = fake_paypal.sign(completed_event(fake_paypal, capture_id).event, key=other_key)
+
+    response = deliver(delivery)
+    assert response.status_code == 400 and "does not match" in response.json()["error"]
+    assert balance(user) == 0
+
+
+def test_a_signature_for_another_webhook_id_is_refused(deliver, user, fake_paypal, pending_order):
+    _, capture_id = pending_order
+    delivery = fake_paypal.sign(completed_event(fake_paypal, capture_id).event, webhook_id="ANOTHER-WEBHOOK")
+    assert deliver(delivery).status_code == 400
+    assert balance(user) == 0
+
+
+@pytest.mark.parametrize("age", [timedelta(hours=1), timedelta(days=3), -timedelta(hours=1)])
+def test_a_replayed_or_future_delivery_is_refused(deliver, user, fake_paypal, pending_order, age):
+    """A genuine signed delivery recorded and sent again later: the signature still matches,
+    but its transmission time gives it away."""
+    _, capture_id = pending_order
+    sent = (datetime.now(timezone.utc) - age).strftime("%Y-%m-%dT%H:%M:%SZ")
+    delivery = fake_paypal.sign(completed_event(fake_paypal, capture_id).event, transmission_time=sent)
+
+    response = deliver(delivery)
+    assert response.status_code == 400
+    assert "too old" in response.json()["error"] or "future" in response.json()["error"]
+    assert not WebhookEvent.objects.exists() and balance(user) == 0
+
+
+def test_the_same_event_delivered_again_is_processed_once(deliver, user, fake_paypal, pending_order):
+    _, capture_id = pending_order
+    first = completed_event(fake_paypal, capture_id)
+    again = fake_paypal.sign(first.event)  # PayPal's retry: same event, new transmission
+
+    assert deliver(first).json()["status"] == "received"
+    assert deliver(again).json()["status"] == "duplicate"
+    assert WebhookEvent.objects.filter(event_id=first.event["id"]).count() == 1
+    assert balance(user) == 50
+    assert LedgerEntry.objects.filter(kind="PURCHASE", user=user).count() == 1
+
+
+@pytest.mark.parametrize("missing", ["PAYPAL-TRANSMISSION-SIG", "PAYPAL-CERT-URL", "PAYPAL-TRANSMISSION-ID",
+                                     "PAYPAL-TRANSMISSION-TIME", "PAYPAL-AUTH-ALGO"])
+def test_an_unsigned_delivery_is_refused(client, fake_paypal, pending_order, missing):
+    _, capture_id = pending_order
+    delivery = completed_event(fake_paypal, capture_id)
+    headers = {k: v for k, v in delivery.headers.items() if k != missing}
+    response = post(client, delivery.body, headers)
+    assert response.status_code == 400 and missing.lower() in response.json()["error"]
+
+
+def test_an_unsupported_algorithm_is_refused(deliver, fake_paypal, pending_order):
+    _, capture_id = pending_order
+    delivery = completed_event(fake_paypal, capture_id)
+    assert deliver(delivery, **{"PAYPAL-AUTH-ALGO": "SHA1withRSA"}).status_code == 400
+
+
+def test_the_certificate_is_fetched_once_and_cached(deliver, fake_paypal, pending_order):
+    _, capture_id = pending_order
+    for event_type in ("PAYMENT.CAPTURE.PENDING", "PAYMENT.CAPTURE.PENDING", "PAYMENT.CAPTURE.COMPLETED"):
+        if event_type.endswith("COMPLETED"):
+            fake_paypal.settle_capture(capture_id)
+        assert deliver(fake_paypal.sign(fake_paypal.capture_event(event_type, capture_id))).status_code == 200
+    assert fake_paypal.cert_requests == 1
+
+
+def test_when_the_certificate_cannot_be_fetched_paypal_is_asked(deliver, user, fake_paypal, pending_order):
+    _, capture_id = pending_order
+    fake_paypal.fail("GET", "^/v1/notifications/certs/", status=503)
+
+    response = deliver(completed_event(fake_paypal, capture_id))
+    assert response.status_code == 200
+    postbacks = fake_paypal.calls_to("POST", "^/v1/notifications/verify-webhook-signature$")
+    assert len(postbacks) == 1
+    assert postbacks[0].body["webhook_id"] == fake_paypal.webhook_id
+    assert postbacks[0].headers["authorization"].startswith("Bearer ")
+    assert balance(user) == 50
+
+
+def test_the_fallback_still_refuses_a_forgery(deliver, user, fake_paypal, pending_order):
+    _, capture_id = pending_order
+    fake_paypal.fail("GET", "^/v1/notifications/certs/", status=503)
+    other_key, _ = make_signing_identity()
+    delivery = fake_paypal.sign(completed_event(fake_paypal, capture_id).event, key=other_key)
+
+    response = deliver(delivery)
+    assert response.status_code == 400 and "PayPal says the signature is not valid" in response.json()["error"]
+    assert balance(user) == 0
+
+
+def test_live_mode_ignores_the_test_certificate_origins(settings, deliver, fake_paypal, pending_order):
+    _, capture_id = pending_order
+    settings.PAYPAL_ENVIRONMENT = "live"
+    response = deliver(completed_event(fake_paypal, capture_id))
+    assert response.status_code == 400 and fake_paypal.cert_requests == 0
+
+
+def test_paypal_webhooks_are_404_when_paypal_is_not_configured(settings, client, fake_paypal, pending_order):
+    _, capture_id = pending_order
+    delivery = completed_event(fake_paypal, capture_id)
+    settings.PAYPAL_CLIENT_ID = ""
+    assert post(client, delivery.body, delivery.headers).status_code == 404
+
+
+def test_the_signed_message_is_the_documented_one():
+    body = b'{"id":"WH-1"}'
+    message = signed_message(transmission_id="t-id", transmission_time="2026-11-01T10:00:00Z",
+                             webhook_id="WH-ID", body=body)
+    # crc32(b'{"id":"WH-1"}') as an unsigned decimal, computed independently of zlib's sign.
+    import binascii
+
+    assert message == f"t-id|2026-11-01T10:00:00Z|WH-ID|{binascii.crc32(body) % 2**32}".encode()
+    headers = sign_body(body, key=make_signing_identity()[0], webhook_id="WH-ID", cert_url="https://x")
+    assert set(headers) >= {"PAYPAL-TRANSMISSION-SIG", "PAYPAL-CERT-URL", "PAYPAL-AUTH-ALGO"}
+
+
+# --- what the events do ---------------------------------------------------------------------------
+
+
+def test_a_denied_capture_fails_the_pending_order(deliver, user, fake_paypal, pending_order):
+    order, capture_id = pending_order
+    fake_paypal.settle_capture(capture_id, status="DECLINED")
+    deliver(fake_paypal.sign(fake_paypal.capture_event("PAYMENT.CAPTURE.DENIED", capture_id)))
+    order.refresh_from_db()
+    assert order.status == Order.Status.FAILED and balance(user) == 0
+
+
+def test_a_refund_made_at_paypal_takes_credits_back(deliver, user, fake_paypal, paid_order):
+    order, capture_id = paid_order
+    refund = fake_paypal.refund_externally(capture_id, "2.00")
+    deliver(fake_paypal.sign(fake_paypal.refund_event(refund)))
+    second = fake_paypal.refund_externally(capture_id, "7.99")
+    deliver(fake_paypal.sign(fake_paypal.refund_event(second)))
+
+    order.refresh_from_db()
+    assert order.amount_refunded == Decimal("9.99") and order.status == Order.Status.REFUNDED
+    assert balance(user) == 0 and order.credits_clawed_back == 50
+
+
+def test_refund_events_out_of_order_converge(deliver, user, fake_paypal, paid_order):
+    order, capture_id = paid_order
+    first = fake_paypal.refund_externally(capture_id, "2.00")
+    second = fake_paypal.refund_externally(capture_id, "3.00")
+    deliver(fake_paypal.sign(fake_paypal.refund_event(second)))  # cumulative 5.00 arrives first
+    deliver(fake_paypal.sign(fake_paypal.refund_event(first)))  # old news: 2.00 in all
+    order.refresh_from_db()
+    assert order.amount_refunded == Decimal("5.00") and order.status == Order.Status.PARTIALLY_REFUNDED
+    assert balance(user) == 50 - 25
+
+
+def test_a_reversal_takes_everything_back(deliver, user, fake_paypal, paid_order):
+    order, capture_id = paid_order
+    refund = fake_paypal.refund_externally(capture_id)  # PayPal takes the whole payment back
+    deliver(fake_paypal.sign(fake_paypal.refund_event(refund, "PAYMENT.CAPTURE.REVERSED")))
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED and balance(user) == 0
+
+
+def test_a_dispute_freezes_spending_until_it_is_resolved(deliver, user, fake_paypal, paid_order):
+    order, capture_id = paid_order
+    opened = fake_paypal.dispute_event("CUSTOMER.DISPUTE.CREATED", capture_id)
+    deliver(fake_paypal.sign(opened))
+    order.refresh_from_db()
+    assert order.status == Order.Status.DISPUTED and holds(user) == 1
+
+    resolved = fake_paypal.event("CUSTOMER.DISPUTE.RESOLVED", {
+        **opened["resource"], "status": "RESOLVED", "dispute_outcome": {"outcome_code": "RESOLVED_SELLER_FAVOUR"}})
+    deliver(fake_paypal.sign(resolved))
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED and order.dispute_status == "won"
+    assert holds(user) == 0 and balance(user) == 50
+
+
+def test_a_lost_dispute_takes_the_credits_back(deliver, user, fake_paypal, paid_order):
+    order, capture_id = paid_order
+    lost = fake_paypal.dispute_event("CUSTOMER.DISPUTE.RESOLVED", capture_id, outcome="RESOLVED_BUYER_FAVOUR")
+    deliver(fake_paypal.sign(lost))
+    order.refresh_from_db()
+    assert order.status == Order.Status.REFUNDED and order.dispute_status == "lost"
+    assert balance(user) == 0 and holds(user) == 0
+
+
+def test_an_event_type_we_do_not_act_on_is_stored_as_ignored(deliver, fake_paypal):
+    delivery = fake_paypal.sign(fake_paypal.event("BILLING.PLAN.CREATED", {"id": "P-1"}))
+    assert deliver(delivery).status_code == 200
+    assert WebhookEvent.objects.get(event_id=delivery.event["id"]).status == WebhookEvent.Status.IGNORED
