@@ -13,6 +13,11 @@ from .models import AdjustmentRequest
 from .services import ADJUST_PERMISSION, APPROVE_PERMISSION, adjustment_approve, adjustment_reject
 
 
+admin.site.site_header = "Credits staff admin"
+admin.site.site_title = "Credits staff"
+admin.site.index_title = "Run the business"
+
+
 class DecisionForm(ConfirmActionForm):
     reason = forms.CharField(
         label="Note",

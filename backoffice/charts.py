@@ -11,8 +11,8 @@ from decimal import Decimal
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-WIDTH, HEIGHT = 720, 260
-LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 44
+WIDTH, HEIGHT = 1000, 280
+LEFT, RIGHT, TOP, BOTTOM = 60, 40, 16, 48
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,12 @@ class Series:
 
 
 def nice_max(value: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 times a power of ten that is at least ``value`` (1 for 0)."""
+    """The smallest round number (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) that is at
+    least ``value`` (1 for 0), so the four grid lines fall on readable values."""
     if value <= 0:
         return 1.0
     exponent = math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         candidate = step * 10**exponent
         if candidate >= value:
             return float(candidate)
@@ -85,9 +86,9 @@ def line_chart(*, title: str, labels: Sequence[date], series: Sequence[Series], 
 def bar_chart(*, title: str, rows: Sequence[tuple[str, float | None, str]], maximum: float = 1.0,
               percent: bool = True) -> SafeString:
     """Horizontal bars, one per row (label, value or None, note shown after the bar)."""
-    row_h, label_w = 28, 230
-    height = TOP + row_h * max(1, len(rows)) + 24
-    plot_w = WIDTH - label_w - 140
+    row_h, label_w = 30, 260
+    height = TOP + row_h * max(1, len(rows)) + 16
+    plot_w = WIDTH - label_w - 330
     parts = [_open(title, title, height=height)]
     for i, (label, value, note) in enumerate(rows):
         y0 = TOP + i * row_h
@@ -122,5 +123,5 @@ def _legend(series: Sequence[Series]) -> str:
             f'<line class="bo-line {escape(s.css)}" x1="{x0}" x2="{x0 + 22}" y1="{HEIGHT - 10}" y2="{HEIGHT - 10}"/>'
             f'<text class="bo-legend" x="{x0 + 28}" y="{HEIGHT - 6}">{escape(s.name)}</text>'
         )
-        x0 += 40 + 8 * len(s.name)
+        x0 += 48 + 9 * len(s.name)
     return "".join(parts)

@@ -3,6 +3,7 @@
 import csv
 from datetime import date
 
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
 from django.http import StreamingHttpResponse
@@ -67,6 +68,7 @@ def dashboard(request):
     )
     query = urlencode({"start": start.isoformat(), "end": end.isoformat()})
     context = {
+        **admin.site.each_context(request),
         "title": "Dashboard",
         "form": form,
         "board": board,

@@ -51,10 +51,10 @@ def make_order(make_package):
         package = make_package(credits=credits, price=amount)
         from django.utils import timezone
 
+        extra.setdefault("completed_at", timezone.now() if status != Order.Status.PENDING else None)
         return Order.objects.create(
             user=user, package=package, status=status, amount=Decimal(amount), currency="USD",
-            credits=credits, provider=provider, provider_order_id=f"test_{uuid.uuid4().hex[:16]}",
-            completed_at=timezone.now() if status != Order.Status.PENDING else None, **extra,
+            credits=credits, provider=provider, provider_order_id=f"test_{uuid.uuid4().hex[:16]}", **extra,
         )
 
     return make
@@ -91,3 +91,54 @@ def post_action(client, admin_name: str, action: str, pks, *, follow: bool = Fal
     payload = {"action": action, "_selected_action": [str(pk) for pk in pks], "confirm": "yes",
                "submission_key": data.pop("submission_key", None) or new_key(), **data}
     return client.post(reverse(f"admin:{admin_name}_changelist"), payload, follow=follow)
+
+
+@pytest.fixture
+def fake_stripe(settings, monkeypatch):
+    """Stripe configured and pointed at the payments tests' fake Stripe on 127.0.0.1."""
+    import stripe
+
+    from tests.payments.fake_stripe import FakeStripe
+
+    fake = FakeStripe().start()
+    stripe.enable_telemetry = False
+    values = {"STRIPE_SECRET_KEY": "sk_test_fake", "STRIPE_WEBHOOK_SECRET": fake.webhook_secret,
+              "STRIPE_API_BASE": fake.url, "STRIPE_MAX_NETWORK_RETRIES": "0"}
+    for name, value in values.items():
+        setattr(settings, name, value)
+        monkeypatch.setenv(name, value)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def stripe_checkout(fake_stripe, make_user, make_package):
+    """An order whose Stripe checkout is open (not paid yet), made through the payments services."""
+    from payments.orders import order_create, order_start_checkout
+
+    def make(*, credits: int = 100, price: str = "20.00", user=None):
+        customer = user or make_user()
+        order = order_create(user=customer, package=make_package(credits=credits, price=price), provider="STRIPE")
+        order_start_checkout(order=order, success_url="http://testserver/billing/done/",
+                             cancel_url="http://testserver/billing/")
+        order.refresh_from_db()
+        return order
+
+    return make
+
+
+@pytest.fixture
+def paid_stripe_order(fake_stripe, stripe_checkout):
+    """An order paid on (fake) Stripe and fulfilled through the payments services."""
+    from payments.fulfilment import order_check_payment
+    from payments.models import Order
+
+    def make(**kwargs):
+        order = stripe_checkout(**kwargs)
+        fake_stripe.pay(order.provider_order_id)
+        order_check_payment(order=order, source="test")
+        order.refresh_from_db()
+        assert order.status == Order.Status.COMPLETED
+        return order
+
+    return make
