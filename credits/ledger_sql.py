@@ -8,9 +8,10 @@ taken and released inside the server, with no client round trip in between). The
 idempotency key makes a repeated movement fail as a whole, so it never moves money.
 
 Free-tier regeneration rides on the same statement: ``_PG_MOVE_WITH_REGEN`` locks the
-balance row, works out the credits due since ``regen_checked_at`` (whole periods, aligned to
-the epoch, topping up to the cap and never beyond), and writes the regeneration entry and
-the movement's entry, in that order, in one statement. ``_PG_REGEN`` does the same for a
+balance row, works out the credits due since ``regen_checked_at`` (whole periods, topping up
+to the cap and never beyond), and writes the regeneration entry and the movement's entry,
+in that order, in one statement. All times come from the database clock, so web servers
+with different clocks agree. ``_PG_REGEN`` does the same for a
 read of the balance: when nothing is due it is a plain read and takes no lock.
 
 SQLite (the no-servers development default) cannot modify data inside a CTE, so there the
@@ -22,9 +23,8 @@ refunds count on the spent side, every other kind on the earned side.
 """
 
 import json
-import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -36,6 +36,7 @@ from .models import SPENT_SIDE_KINDS, AuditLog, CreditBalance, LedgerEntry, Ledg
 SPENT_SIDE = SPENT_SIDE_KINDS
 REGEN_ACTION = "credits.regenerate"
 REGEN_DESCRIPTION = "Free-tier regeneration"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _INSERT_COLUMNS = """
     INSERT INTO credits_ledgerentry
@@ -71,30 +72,34 @@ WITH moved AS (
 SELECT id, kind, balance_before, balance_after, created_at FROM entry
 """
 
-# The credits due at the start of the current period (``slot``) for a locked row ``cur``:
-# whole periods since regen_checked_at, times the amount, topped up to the cap and never
-# beyond. A row never checked starts counting now; a regen_checked_at in the future (a clock
-# that went backwards) is kept, and nothing is due until the clock passes it.
+# The credits due for a locked row ``cur`` (columns balance, regen_checked_at, now_ts): whole
+# periods since regen_checked_at, times the amount, topped up to the cap and never beyond.
+# regen_checked_at advances by the whole periods only (the part of a period already waited
+# is kept), also at the cap (time at the cap is not banked). A row never checked starts
+# counting now; a regen_checked_at in the future (a clock that went backwards) is kept, and
+# nothing is due until the clock has caught up with it and a whole period has passed.
 _REGEN_CALC = """
-    SELECT cur.*,
-           GREATEST(cur.regen_checked_at, cur.slot) AS checked_to,
-           CASE WHEN cur.regen_checked_at IS NULL OR cur.regen_checked_at >= cur.slot THEN 0
-                ELSE floor(extract(epoch FROM cur.slot - cur.regen_checked_at) / %(regen_every)s)::bigint
-           END AS periods,
-           CASE WHEN cur.regen_checked_at IS NULL OR cur.regen_checked_at >= cur.slot
-                  OR cur.balance >= %(regen_cap)s THEN 0
-                ELSE LEAST(%(regen_cap)s - cur.balance,
-                           %(regen_amount)s * floor(extract(epoch FROM cur.slot - cur.regen_checked_at)
-                                                    / %(regen_every)s)::bigint)
+    SELECT due.*,
+           CASE WHEN due.regen_checked_at IS NULL THEN due.now_ts
+                ELSE due.regen_checked_at + due.periods * %(regen_every)s * interval '1 second'
+           END AS checked_to,
+           CASE WHEN due.balance >= %(regen_cap)s THEN 0
+                ELSE LEAST(%(regen_cap)s - due.balance, %(regen_amount)s * due.periods)
            END AS regen
-      FROM cur
+      FROM (SELECT cur.*,
+                   CASE WHEN cur.regen_checked_at IS NULL
+                          OR cur.regen_checked_at > cur.now_ts - %(regen_every)s * interval '1 second' THEN 0
+                        ELSE floor(extract(epoch FROM cur.now_ts - cur.regen_checked_at) / %(regen_every)s)::bigint
+                   END AS periods
+              FROM cur) AS due
 """
-_SLOT = "to_timestamp(floor(extract(epoch FROM now()) / %(regen_every)s) * %(regen_every)s)"
+# Something to write: a first check, or at least one whole period elapsed.
+_REGEN_DUE = "({t}.regen_checked_at IS NULL OR {t}.regen_checked_at <= {t}.now_ts - %(regen_every)s * interval '1 second')"
 _REGEN_ROW = """
     SELECT 1 AS ord, 'REGENERATION'::varchar AS kind, moved.regen AS amount, moved.before AS bb,
            %(regen_description)s::varchar AS description,
-           jsonb_build_object('periods', moved.periods, 'from', moved.prev, 'to', moved.slot) AS metadata,
-           'regen:' || %(uid)s::bigint || ':' || floor(extract(epoch FROM moved.slot))::bigint AS key,
+           jsonb_build_object('periods', moved.periods, 'from', moved.regen_from, 'to', moved.regen_to) AS metadata,
+           'regen:' || %(uid)s::bigint || ':' || (extract(epoch FROM moved.regen_to) * 1000000)::bigint AS key,
            NULL::bigint AS order_id, NULL::bigint AS job_id, NULL::bigint AS reverses_id,
            NULL::bigint AS created_by_id
       FROM moved
@@ -113,7 +118,7 @@ _REGEN_AUDIT = """
 
 _PG_MOVE_WITH_REGEN = f"""
 WITH cur AS MATERIALIZED (
-    SELECT balance, regen_checked_at AS prev, regen_checked_at, {_SLOT} AS slot
+    SELECT balance, regen_checked_at, now() AS now_ts
       FROM credits_creditbalance
      WHERE user_id = %(uid)s
        FOR UPDATE
@@ -130,7 +135,8 @@ WITH cur AS MATERIALIZED (
      WHERE b.user_id = %(uid)s
        AND calc.balance + calc.regen + %(delta)s >= 0
        AND (b.spend_holds = 0 OR NOT %(needs_no_holds)s)
-    RETURNING calc.balance AS before, calc.regen, calc.periods, calc.prev, calc.slot
+    RETURNING calc.balance AS before, calc.regen, calc.periods,
+              calc.regen_checked_at AS regen_from, calc.checked_to AS regen_to
 ), rows AS ({_REGEN_ROW}
     UNION ALL
     SELECT 2, %(kind)s, %(delta)s, moved.before + moved.regen, %(description)s, %(metadata)s::jsonb,
@@ -150,18 +156,17 @@ SELECT id, kind, balance_before, balance_after, created_at FROM entry ORDER BY i
 
 _PG_REGEN = f"""
 WITH peek AS (
-    SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, {_SLOT} AS slot
+    SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, now() AS now_ts
       FROM credits_creditbalance
      WHERE user_id = %(uid)s
 ), cur AS MATERIALIZED (
-    SELECT b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds,
-           b.regen_checked_at AS prev, b.regen_checked_at, peek.slot
+    SELECT b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at, peek.now_ts
       FROM credits_creditbalance b, peek
      WHERE b.user_id = %(uid)s
-       AND (peek.regen_checked_at IS NULL OR peek.regen_checked_at < peek.slot)
+       AND {_REGEN_DUE.format(t="peek")}
        FOR UPDATE OF b
 ), calc AS MATERIALIZED ({_REGEN_CALC}
-     WHERE cur.regen_checked_at IS NULL OR cur.regen_checked_at < cur.slot
+     WHERE {_REGEN_DUE.format(t="due")}
 ), moved AS (
     UPDATE credits_creditbalance b
        SET balance = calc.balance + calc.regen,
@@ -172,7 +177,8 @@ WITH peek AS (
       FROM calc
      WHERE b.user_id = %(uid)s
     RETURNING b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at,
-              calc.balance AS before, calc.regen, calc.periods, calc.prev, calc.slot
+              calc.balance AS before, calc.regen, calc.periods,
+              calc.regen_checked_at AS regen_from, calc.checked_to AS regen_to
 ), rows AS ({_REGEN_ROW}
 ), entry AS (
     {_INSERT_COLUMNS}
@@ -189,6 +195,17 @@ SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, 
 UNION ALL
 SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, 0 FROM peek
  WHERE NOT EXISTS (SELECT 1 FROM cur)
+"""
+
+# What ``_PG_REGEN`` would make the balance, without writing anything (for error messages).
+_PG_PEEK_REGEN = f"""
+WITH cur AS (
+    SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, now() AS now_ts
+      FROM credits_creditbalance
+     WHERE user_id = %(uid)s
+), calc AS ({_REGEN_CALC}
+)
+SELECT balance + regen, lifetime_earned + regen, lifetime_spent, spend_holds, checked_to, regen FROM calc
 """
 
 _SQLITE_MOVE = """
@@ -222,27 +239,28 @@ class RegenPolicy:
             "regen_action": REGEN_ACTION,
         }
 
-    def slot(self, now: datetime) -> datetime:
-        """The start of the period ``now`` falls in (periods are aligned to the epoch)."""
-        start = math.floor(now.timestamp() / self.every_seconds) * self.every_seconds
-        return datetime.fromtimestamp(start, tz=UTC)
-
     def due(self, *, balance: int, checked_at: datetime | None, now: datetime) -> tuple[int, int, datetime]:
         """(credits due, whole periods elapsed, the new regen_checked_at) — as ``_REGEN_CALC``."""
-        slot = self.slot(now)
         if checked_at is None:
-            return 0, 0, slot
-        if checked_at >= slot:
+            return 0, 0, now
+        every = timedelta(seconds=self.every_seconds)
+        if checked_at > now - every:
             return 0, 0, checked_at
-        periods = math.floor((slot - checked_at).total_seconds() / self.every_seconds)
+        periods = (now - checked_at) // every
+        checked_to = checked_at + periods * every
         if balance >= self.cap:
-            return 0, periods, slot
-        return min(self.cap - balance, self.amount * periods), periods, slot
+            return 0, periods, checked_to
+        return min(self.cap - balance, self.amount * periods), periods, checked_to
 
 
-def regen_key(*, user_id: int, slot: datetime) -> str:
-    """The idempotency key of the regeneration entry for ``user_id`` at period start ``slot``."""
-    return f"regen:{user_id}:{math.floor(slot.timestamp())}"
+def regen_key(*, user_id: int, checked_to: datetime) -> str:
+    """The idempotency key of the regeneration entry that accounts ``user_id`` up to ``checked_to``.
+
+    regen_checked_at only moves forward, so each catch-up has its own key; two catch-ups
+    racing for the same period compute the same key, and the second cannot be written.
+    """
+    micros = (checked_to - _EPOCH) // timedelta(microseconds=1)
+    return f"regen:{user_id}:{micros}"
 
 
 @dataclass(frozen=True)
@@ -359,6 +377,29 @@ def apply_regeneration(*, user_id: int, regen: RegenPolicy) -> BalanceSnapshot |
     return _regen_portable(user_id, regen)
 
 
+def peek_regeneration(*, user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
+    """The balance as ``apply_regeneration`` would leave it, computed without writing."""
+    if is_postgresql():
+        with connection.cursor() as cursor:
+            cursor.execute(_PG_PEEK_REGEN, {"uid": user_id, **regen.params()})
+            row = cursor.fetchone()
+        return None if row is None else BalanceSnapshot(*row)
+    snapshot = read_balance(user_id=user_id)
+    if snapshot is None:
+        return None
+    amount, _, checked_to = regen.due(
+        balance=snapshot.balance, checked_at=snapshot.regen_checked_at, now=timezone.now()
+    )
+    return BalanceSnapshot(
+        balance=snapshot.balance + amount,
+        lifetime_earned=snapshot.lifetime_earned + amount,
+        lifetime_spent=snapshot.lifetime_spent,
+        spend_holds=snapshot.spend_holds,
+        regen_checked_at=checked_to,
+        regenerated=amount,
+    )
+
+
 def read_balance(*, user_id: int) -> BalanceSnapshot | None:
     row = (
         CreditBalance.objects.filter(user_id=user_id)
@@ -419,7 +460,7 @@ def _regen_portable(user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
                 user_id=user_id,
                 delta=amount,
                 kind=LedgerKind.REGENERATION,
-                idempotency_key=regen_key(user_id=user_id, slot=checked_to),
+                idempotency_key=regen_key(user_id=user_id, checked_to=checked_to),
                 action=REGEN_ACTION,
                 description=REGEN_DESCRIPTION,
                 metadata={"periods": periods, "from": snapshot.regen_checked_at, "to": checked_to},

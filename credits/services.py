@@ -35,6 +35,7 @@ from .ledger_sql import (
     RegenPolicy,
     apply_movement,
     apply_regeneration,
+    peek_regeneration,
     read_balance,
     run_atomically,
 )
@@ -392,13 +393,10 @@ def _change_holds(*, user, step: int, reason: str, idempotency_key: str) -> bool
 
 
 def _refusal(m: Movement, regen: RegenPolicy | None) -> Exception:
+    # Report the balance with any regeneration due (computed, not written: a refusal writes nothing).
     snapshot = None
     if regen is not None:
-        # Report the balance with what regeneration made due (and write that catch-up).
-        try:
-            snapshot = run_atomically(lambda: apply_regeneration(user_id=m.user_id, regen=regen))
-        except IntegrityError:
-            snapshot = None
+        snapshot = peek_regeneration(user_id=m.user_id, regen=regen)
     snapshot = snapshot or read_balance(user_id=m.user_id) or BalanceSnapshot()
     if m.needs_no_holds and snapshot.spend_holds > 0:
         return SpendingFrozen()

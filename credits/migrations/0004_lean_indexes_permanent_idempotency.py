@@ -43,10 +43,20 @@ class Migration(migrations.Migration):
             name='order',
             field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='ledger_entries', to='payments.order'),
         ),
+        # Dropping the column's plain index would also drop this partial unique index on
+        # the same column, so it is taken down first and put back after.
+        migrations.RemoveConstraint(
+            model_name='ledgerentry',
+            name='credits_one_refund_per_spend',
+        ),
         migrations.AlterField(
             model_name='ledgerentry',
             name='reverses',
             field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='reversals', to='credits.ledgerentry'),
+        ),
+        migrations.AddConstraint(
+            model_name='ledgerentry',
+            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'REFUND')), fields=('reverses',), name='credits_one_refund_per_spend'),
         ),
         migrations.AlterField(
             model_name='ledgerentry',
