@@ -198,6 +198,11 @@ def find_order(event: NormalizedEvent) -> Order | None:
     return None
 
 
+#: Kinds whose handling does not depend on the payment's state: when the provider cannot be
+#: asked, they are handled anyway (a refund is recorded and applied once the payment is seen).
+STATUS_OPTIONAL = frozenset({EventKind.REFUNDED, EventKind.DISPUTE_OPENED, EventKind.DISPUTE_CLOSED})
+
+
 def _ask_provider(event: NormalizedEvent, order: Order | None) -> PaymentStatus | None:
     """What the provider says about an order not fulfilled yet (asked outside any transaction)."""
     if order is None or order.is_fulfilled:
@@ -208,7 +213,14 @@ def _ask_provider(event: NormalizedEvent, order: Order | None) -> PaymentStatus 
             provider_order_id=event.provider_order_id
         )
         order.refresh_from_db()
-    return fetch_payment_status(order=order)
+    try:
+        return fetch_payment_status(order=order)
+    except ProviderError as exc:
+        if event.kind not in STATUS_OPTIONAL:
+            raise
+        logger.warning("order %s: could not ask the provider (%s); handling %s without it", order.pk, exc,
+                       event.type)
+        return None
 
 
 def _record_failure(event_pk: int, exc: Exception) -> int:

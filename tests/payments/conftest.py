@@ -12,6 +12,12 @@ from tests.payments.fake_stripe import FakeStripe
 STRIPE_ENV = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "STRIPE_MAX_NETWORK_RETRIES")
 
 
+@pytest.fixture(autouse=True)
+def no_free_regeneration(settings):
+    """Balances in these tests move only by purchases, refunds and spends."""
+    settings.CREDITS_REGEN_CAP = 0
+
+
 @pytest.fixture
 def packages(db):
     from payments.demo import seed
@@ -79,3 +85,21 @@ def event_id(payload: str) -> str:
 def close_db_connections():
     """Threads open their own connections; close them so the test database can be dropped."""
     connections.close_all()
+
+
+@pytest.fixture
+def paid_order(client, user, packages, fake_stripe, deliver):
+    """A Basic order (50 credits for $9.99) paid through Stripe and fulfilled by its webhook."""
+
+    def make(package_name: str = "Basic", buyer=None):
+        from payments.models import Order
+
+        order = start_stripe_checkout(client, buyer or user, packages[package_name])
+        client.logout()
+        session = fake_stripe.pay(order.provider_order_id)
+        deliver(fake_stripe.event("checkout.session.completed", session))
+        order = Order.objects.get(pk=order.pk)
+        assert order.status == "COMPLETED"
+        return order
+
+    return make
