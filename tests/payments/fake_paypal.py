@@ -627,11 +627,10 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def fake_paypal(settings):
-    """A running fake PayPal with the app's settings pointed at it (PayPal is the only provider)."""
+    """A running fake PayPal with the app's settings pointed at it."""
     fake = FakePayPal().start()
     for name, value in fake.settings().items():
         setattr(settings, name, value)
-    settings.STRIPE_SECRET_KEY = ""
     settings.PAYMENTS_SANDBOX_ENABLED = False
     try:
         yield fake

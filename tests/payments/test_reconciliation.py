@@ -1,0 +1,316 @@
+"""Reconciliation against fake Stripe and PayPal servers: fix what was missed, flag the rest."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from credits.models import CreditBalance, LedgerEntry
+from payments.fulfilment import fulfil_order
+from payments.models import CreditPackage, Order, ReconciliationRun, WebhookEvent
+from payments.providers.base import PaymentStatus
+from payments.reconciliation import parse_since, reconcile_payments
+from tests.payments.fake_paypal import fake_paypal  # noqa: F401
+from tests.payments.fake_stripe_recon import recon_stripe  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+R = ReconciliationRun.Status
+
+
+def balance(user) -> int:
+    return CreditBalance.objects.filter(user=user).values_list("balance", flat=True).first() or 0
+
+
+def purchases(order) -> int:
+    return LedgerEntry.objects.filter(order=order, kind="PURCHASE").count()
+
+
+def buy(client, user, provider: str, package: str = "Basic") -> Order:
+    client.force_login(user)
+    response = client.post("/billing/buy/", {"package": CreditPackage.objects.get(name=package).pk,
+                                             "provider": provider})
+    assert response.status_code == 303, response.content
+    return Order.objects.filter(user=user).latest("pk")
+
+
+def run(**kwargs) -> ReconciliationRun:
+    return reconcile_payments(since=timezone.now() - timedelta(hours=1), **kwargs)
+
+
+def kinds(run_: ReconciliationRun, action: str | None = None) -> list[str]:
+    return sorted(d["kind"] for d in run_.discrepancies if action is None or d["action"] == action)
+
+
+# --- Stripe -------------------------------------------------------------------------------------
+
+
+def test_a_paid_stripe_session_whose_webhook_never_came_is_fulfilled_once(client, user, recon_stripe,
+                                                                         django_capture_on_commit_callbacks):
+    recon_stripe.page_size = 2  # several pages: the client follows has_more
+    orders = [buy(client, user, "STRIPE") for _ in range(3)]
+    paid = orders[1]
+    session = recon_stripe.pay(paid.provider_order_id)  # paid at Stripe; the webhook is lost
+
+    first = run()
+    paid.refresh_from_db()
+    assert paid.status == Order.Status.COMPLETED and balance(user) == 50 and purchases(paid) == 1
+    assert first.status == R.DISCREPANCIES
+    assert first.counts["stripe.sessions"] == 3
+    assert len(recon_stripe.calls("GET", "/v1/checkout/sessions")) >= 2  # paged
+    assert first.fixed == [{"kind": "payment_not_fulfilled", "provider": "STRIPE", "order_id": paid.pk,
+                            "reference": paid.provider_order_id, "result": "fulfilled: 50 credits granted"}]
+    entry = LedgerEntry.objects.get(order=paid, kind="PURCHASE")
+    assert entry.metadata["source"] == "reconciliation"
+
+    # The next sweep finds nothing left to do; the late webhook changes nothing either.
+    second = run()
+    assert second.status == R.CLEAN and second.discrepancies == [] and second.fixed == []
+    with django_capture_on_commit_callbacks(execute=True):
+        payload = recon_stripe.event("checkout.session.completed", session)
+        client.post("/webhooks/stripe/", data=payload, content_type="application/json",
+                    HTTP_STRIPE_SIGNATURE=recon_stripe.sign(payload))
+    assert WebhookEvent.objects.get(provider="STRIPE").status == WebhookEvent.Status.PROCESSED
+    assert balance(user) == 50 and purchases(paid) == 1
+    assert [o.status for o in Order.objects.filter(pk__in=[orders[0].pk, orders[2].pk])] == ["PENDING"] * 2
+
+
+def test_a_stripe_payment_settled_after_the_window_opened_is_still_found(client, user, recon_stripe):
+    """An hourly run looks at sessions created in the last hour; an older pending order that
+    got paid since is fetched by id."""
+    order = buy(client, user, "STRIPE")
+    recon_stripe.backdate(order.provider_order_id, 3 * 3600)
+    recon_stripe.pay(order.provider_order_id)
+
+    result = run()
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED and balance(user) == 50
+    assert result.counts["stripe.sessions"] == 0 and kinds(result, "fixed") == ["payment_not_fulfilled"]
+
+
+def test_a_stripe_refund_we_missed_is_applied(client, user, recon_stripe):
+    order = buy(client, user, "STRIPE")
+    recon_stripe.pay(order.provider_order_id)
+    run()
+    order.refresh_from_db()
+    recon_stripe.refund(order.provider_payment_id, 500)  # 5.00 refunded in the dashboard, no webhook
+
+    result = run()
+    order.refresh_from_db()
+    assert kinds(result, "fixed") == ["refund_not_applied"]
+    assert order.status == Order.Status.PARTIALLY_REFUNDED and order.amount_refunded == Decimal("5.00")
+    assert balance(user) == 25
+    assert run().status == R.CLEAN
+
+
+def test_a_stripe_dispute_we_missed_freezes_spending(client, user, recon_stripe):
+    order = buy(client, user, "STRIPE")
+    recon_stripe.pay(order.provider_order_id)
+    run()
+    order.refresh_from_db()
+    dispute = recon_stripe.open_dispute(order.provider_payment_id)
+
+    result = run()
+    order.refresh_from_db()
+    assert kinds(result, "fixed") == ["dispute_not_recorded"]
+    assert order.status == Order.Status.DISPUTED and order.dispute_id == dispute["id"]
+    assert CreditBalance.objects.get(user=user).spend_holds == 1
+
+
+def test_an_order_we_call_paid_that_stripe_does_not_know_is_flagged(user, recon_stripe):
+    package = CreditPackage.objects.get(name="Basic")
+    order = Order.objects.create(user=user, package=package, amount=package.price, currency="USD",
+                                 credits=package.credits, provider="STRIPE", provider_order_id="cs_test_nowhere")
+    fulfil_order(order_id=order.pk, source="test", status=PaymentStatus(
+        state="paid", provider_order_id="cs_test_nowhere", amount=package.price, currency="USD"))
+
+    result = run()
+    assert result.status == R.DISCREPANCIES
+    assert kinds(result, "flagged") == ["paid_order_unknown_to_provider"]
+    assert result.discrepancies[0]["order_id"] == order.pk and result.fixed == []
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED and balance(user) == 50  # flagged, not touched
+
+
+def test_a_stripe_amount_that_differs_is_flagged_not_granted(client, user, recon_stripe):
+    order = buy(client, user, "STRIPE")
+    recon_stripe.pay(order.provider_order_id, amount_total=100)  # 1.00 paid for a 9.99 order
+
+    result = run()
+    assert kinds(result, "flagged") == ["amount_mismatch"]
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING and balance(user) == 0
+
+
+def test_a_stripe_500_is_reported_and_nothing_is_half_done(client, user, recon_stripe):
+    orders = [buy(client, user, "STRIPE") for _ in range(2)]
+    for order in orders:
+        recon_stripe.pay(order.provider_order_id)
+    recon_stripe.fail_next("GET", "/v1/refunds", status=500)  # sessions listed fine, then Stripe fails
+
+    failed = run()
+    assert failed.status == R.FAILED
+    assert [(e["provider"], e["stage"], e["retryable"]) for e in failed.errors] == [("STRIPE", "collect", True)]
+    assert "500" in failed.errors[0]["error"]
+    assert failed.fixed == [] and failed.discrepancies == [] and failed.finished_at is not None
+    assert balance(user) == 0
+    assert {o.status for o in Order.objects.filter(pk__in=[o.pk for o in orders])} == {Order.Status.PENDING}
+
+    retried = run()
+    assert retried.status == R.DISCREPANCIES and len(retried.fixed) == 2 and balance(user) == 100
+
+
+# --- PayPal -------------------------------------------------------------------------------------
+
+
+def test_a_paypal_capture_we_never_heard_of_is_fulfilled(client, user, fake_paypal):
+    order = buy(client, user, "PAYPAL")
+    fake_paypal.approve(order.provider_order_id)
+    capture = fake_paypal.capture_directly(order.provider_order_id)  # the buyer's return was lost
+
+    result = run()
+    order.refresh_from_db()
+    assert kinds(result, "fixed") == ["payment_not_fulfilled"]
+    assert order.status == Order.Status.COMPLETED and order.provider_payment_id == capture["id"]
+    assert balance(user) == 50 and run().status == R.CLEAN
+
+
+def test_an_approved_paypal_order_nobody_captured_is_captured_once(client, user, fake_paypal):
+    order = buy(client, user, "PAYPAL")
+    fake_paypal.approve(order.provider_order_id)  # no return, no webhook
+
+    result = run()
+    order.refresh_from_db()
+    assert kinds(result, "fixed") == ["approved_not_captured"]
+    assert result.fixed[0]["result"] == "captured and fulfilled: 50 credits granted"
+    assert order.status == Order.Status.COMPLETED and balance(user) == 50
+    captures = fake_paypal.calls_to("POST", "/capture$")
+    assert [c.headers["paypal-request-id"] for c in captures] == [f"order-{order.pk}-capture"]
+    run()
+    assert len(fake_paypal.captures) == 1 and purchases(order) == 1
+
+
+def test_a_pending_paypal_capture_is_left_to_settle(client, user, fake_paypal):
+    fake_paypal.capture_outcome = "PENDING"
+    order = buy(client, user, "PAYPAL")
+    fake_paypal.approve(order.provider_order_id)
+    capture = fake_paypal.capture_directly(order.provider_order_id)
+
+    assert run().status == R.CLEAN
+    order.refresh_from_db()
+    assert order.status == Order.Status.PENDING and balance(user) == 0
+
+    fake_paypal.settle_capture(capture["id"])  # ...and its COMPLETED webhook is lost
+    assert kinds(run(), "fixed") == ["payment_not_fulfilled"]
+    assert balance(user) == 50
+
+
+def test_a_paypal_refund_we_missed_is_applied(client, user, fake_paypal):
+    order = buy(client, user, "PAYPAL")
+    fake_paypal.approve(order.provider_order_id)
+    client.get(f"/billing/paypal/return/?token={order.provider_order_id}&PayerID=X")
+    order.refresh_from_db()
+    fake_paypal.refund_externally(order.provider_payment_id, "9.99")
+
+    result = run()
+    order.refresh_from_db()
+    assert kinds(result, "fixed") == ["refund_not_applied"]
+    assert order.status == Order.Status.REFUNDED and balance(user) == 0
+
+
+def test_a_paid_paypal_order_paypal_does_not_know_is_flagged(client, user, fake_paypal):
+    order = buy(client, user, "PAYPAL")
+    fake_paypal.approve(order.provider_order_id)
+    client.get(f"/billing/paypal/return/?token={order.provider_order_id}&PayerID=X")
+    fake_paypal.forget_order(order.provider_order_id)
+
+    result = run()
+    assert kinds(result) == ["paid_order_unknown_to_provider"] and result.fixed == []
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED and balance(user) == 50
+
+
+def test_a_paypal_500_midway_is_reported_and_nothing_is_half_done(client, user, fake_paypal, recon_stripe):
+    paypal_orders = [buy(client, user, "PAYPAL") for _ in range(2)]
+    for order in paypal_orders:
+        fake_paypal.approve(order.provider_order_id)
+        fake_paypal.capture_directly(order.provider_order_id)
+    stripe_order = buy(client, user, "STRIPE")
+    recon_stripe.pay(stripe_order.provider_order_id)
+    # PayPal answers about the first order, then fails on the second.
+    fake_paypal.fail("GET", f"^/v2/checkout/orders/{paypal_orders[1].provider_order_id}$", status=500)
+
+    result = run()
+    assert result.status == R.FAILED
+    assert [(e["provider"], e["stage"]) for e in result.errors] == [("PAYPAL", "collect")]
+    assert "HTTP 500" in result.errors[0]["error"] and result.errors[0]["retryable"]
+    # Stripe's part was whole, so it was fixed; nothing of PayPal's was, not even the order read fine.
+    assert [(f["provider"], f["order_id"]) for f in result.fixed] == [("STRIPE", stripe_order.pk)]
+    assert all(Order.objects.get(pk=o.pk).status == Order.Status.PENDING for o in paypal_orders)
+    assert balance(user) == 50
+
+    again = run()
+    assert again.status == R.DISCREPANCIES and balance(user) == 150
+    assert sorted(f["order_id"] for f in again.fixed) == sorted(o.pk for o in paypal_orders)
+
+
+# --- the command and the periodic task ---------------------------------------------------------
+
+
+def test_the_command_reports_the_run(client, user, fake_paypal, capsys):
+    order = buy(client, user, "PAYPAL")
+    fake_paypal.approve(order.provider_order_id)
+
+    call_command("reconcile_payments", "--since", "24h")
+    out = capsys.readouterr().out
+    assert "Discrepancies found" in out
+    assert f"[fixed] PAYPAL approved_not_captured order #{order.pk}" in out
+    assert ReconciliationRun.objects.count() == 1 and balance(user) == 50
+
+    call_command("reconcile_payments", "--since", (timezone.now() - timedelta(days=2)).date().isoformat(),
+                 "--provider", "PAYPAL")
+    assert "Clean" in capsys.readouterr().out
+
+
+def test_the_command_fails_when_a_provider_cannot_be_read(client, user, fake_paypal):
+    buy(client, user, "PAYPAL")
+    fake_paypal.fail("GET", "^/v2/checkout/orders/", status=503)
+    with pytest.raises(CommandError, match="1 error"):
+        call_command("reconcile_payments", "--since", "1h")
+    assert ReconciliationRun.objects.get().status == R.FAILED
+
+
+def test_the_command_refuses_bad_input(fake_paypal):
+    with pytest.raises(CommandError, match="not a date"):
+        call_command("reconcile_payments", "--since", "yesterday-ish")
+    with pytest.raises(CommandError, match="Not configured here: STRIPE"):
+        call_command("reconcile_payments", "--provider", "STRIPE")
+    assert not ReconciliationRun.objects.exists()
+
+
+def test_since_accepts_dates_times_and_spans():
+    now = timezone.now()
+    assert parse_since("90m", now=now) == now - timedelta(minutes=90)
+    assert parse_since("24h", now=now) == now - timedelta(hours=24)
+    assert parse_since("7d", now=now) == now - timedelta(days=7)
+    assert parse_since("2026-01-02").isoformat() == "2026-01-02T00:00:00+00:00"
+    assert parse_since("2026-01-02T12:30").isoformat() == "2026-01-02T12:30:00+00:00"
+    with pytest.raises(ValueError, match="future"):
+        parse_since((now + timedelta(days=2)).date().isoformat(), now=now)
+
+
+def test_the_hourly_task_runs_a_reconciliation(client, user, fake_paypal):
+    from config.celery_app import app
+    from payments.reconciliation_tasks import reconcile_payments as task
+
+    assert app.tasks["payments.tasks.reconcile_payments"].name == task.name
+    order = buy(client, user, "PAYPAL")
+    fake_paypal.approve(order.provider_order_id)
+
+    result = task.delay().get()
+    run_ = ReconciliationRun.objects.get(pk=result["run"])
+    assert result["status"] == R.DISCREPANCIES and result["fixed"] == 1
+    assert run_.since < timezone.now() - timedelta(hours=23)
+    assert balance(user) == 50
