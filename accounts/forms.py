@@ -13,7 +13,7 @@ class SignupForm(AllauthSignupForm):
         label="Name",
         max_length=150,
         required=False,
-        widget=forms.TextInput(attrs={"autocomplete": "name", "placeholder": "Ada Lovelace"}),
+        widget=forms.TextInput(attrs={"autocomplete": "name"}),
         help_text="Shown on your invoices. You can change it later.",
     )
     field_order = ["name", "email", "password1", "password2"]
