@@ -37,7 +37,7 @@ class CreditBalanceAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixi
     search_fields = ("user__email",)
     search_help_text = "An exact email address or user id."
     exact_int_fields = ("user_id",)
-    exact_email_fields = ("user__email",)
+    exact_user_fields = ("user_id",)
     ordering = ("-updated_at",)
     fields = ("user_link", "balance", "lifetime_earned", "lifetime_spent", "spend_holds",
               "regen_checked_at", "version", "updated_at")
@@ -58,7 +58,7 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin,
     search_fields = ("user__email",)
     search_help_text = "An entry, order or job id; an exact email address; or an idempotency key."
     exact_int_fields = ("pk", "order_id", "job_id", "user_id")
-    exact_email_fields = ("user__email",)
+    exact_user_fields = ("user_id",)
     exact_text_fields = ("idempotency_key",)
     ordering = ("-id",)
     fields = ("id", "created_at", "user_link", "kind", "signed_amount", "balance_before", "balance_after",
@@ -117,7 +117,7 @@ class AuditLogAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, ad
     search_fields = ("action",)
     search_help_text = "An exact action name (staff.order_refund), email address, or user id."
     exact_int_fields = ("pk", "user_id", "actor_id")
-    exact_email_fields = ("user__email", "actor__email")
+    exact_user_fields = ("user_id", "actor_id")
     exact_text_fields = ("action",)
     ordering = ("-id",)
     fields = ("id", "created_at", "action", "success", "actor", "user", "error_message", "metadata_pretty")

@@ -36,7 +36,7 @@ class GenerationJobAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin
     search_fields = ("user__email",)
     search_help_text = "A job id or an exact email address."
     exact_int_fields = ("pk",)
-    exact_email_fields = ("user__email",)
+    exact_user_fields = ("user_id",)
     raw_id_fields = ("user",)
     ordering = ("-created_at",)
     fields = ("id", "user_link", "operation", "model", "tier", "status", "prompt", "parameters_pretty",

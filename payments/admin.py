@@ -94,7 +94,7 @@ class OrderAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin, admin.
     search_fields = ("user__email",)
     search_help_text = "An order id, an exact email address, or a provider order or payment id."
     exact_int_fields = ("pk",)
-    exact_email_fields = ("user__email",)
+    exact_user_fields = ("user_id",)
     exact_text_fields = ("provider_order_id", "provider_payment_id", "dispute_id")
     raw_id_fields = ("user", "package")
     ordering = ("-created_at",)
@@ -184,7 +184,7 @@ class InvoiceAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, adm
     search_fields = ("number",)
     search_help_text = "An exact invoice number, an order id, or an exact email address."
     exact_int_fields = ("order_id",)
-    exact_email_fields = ("order__user__email",)
+    exact_user_fields = ("order__user_id",)
     exact_text_fields = ("number", "provider_invoice_id")
     raw_id_fields = ("order",)
     ordering = ("-year", "-sequence")
