@@ -131,6 +131,10 @@ class GenerationJob(models.Model):
         return f"Job #{self.pk} {self.operation} {self.status}"
 
     @property
+    def operation_label(self) -> str:
+        return Operation(self.operation).label if self.operation in Operation.values else self.operation
+
+    @property
     def is_terminal(self) -> bool:
         return self.status in self.TERMINAL_STATUSES
 

@@ -64,10 +64,11 @@ class NotAllowed(GenerationsError):
     pass
 
 
-def job_prepare(*, user, request: JobRequest) -> PreparedJob:
+def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJob:
     """Validate and price ``request`` for ``user`` without changing anything.
 
-    Raises InvalidRequest (with the form field at fault) or NoPriceRule.
+    ``draft``: the request is still being typed (the live estimate), so an empty prompt is
+    allowed. Raises InvalidRequest (with the form field at fault) or NoPriceRule.
     """
     user_has_key = has_api_key(user=user)
     model = request.model or catalog.default_model(operation=request.operation, user_has_key=user_has_key)
@@ -78,7 +79,7 @@ def job_prepare(*, user, request: JobRequest) -> PreparedJob:
         raise InvalidRequest("The prompt contains a character that cannot be stored.", field="prompt")
     if len(prompt) > app_settings.MAX_PROMPT_CHARS:
         raise InvalidRequest(f"Keep the prompt under {app_settings.MAX_PROMPT_CHARS} characters.", field="prompt")
-    if not prompt and not offering.needs_source:
+    if not prompt and not offering.needs_source and not draft:
         raise InvalidRequest("Describe what you want to make.", field="prompt")
 
     tier = request.tier or ""
@@ -92,7 +93,7 @@ def job_prepare(*, user, request: JobRequest) -> PreparedJob:
     if is_edit and not offering.supports_edit:
         raise InvalidRequest("This model cannot edit an earlier result.", field="is_edit")
     source = None
-    if offering.needs_source or is_edit:
+    if (offering.needs_source or is_edit) and not (draft and not request.source_id):
         source = _source_job(user=user, source_id=request.source_id, offering=offering)
 
     own_key = False
@@ -125,14 +126,14 @@ def job_prepare(*, user, request: JobRequest) -> PreparedJob:
                 field="max_output_tokens",
             )
         parameters["max_output_tokens"] = max_output_tokens
-        if is_edit:
+        if is_edit and source is not None:
             try:
                 source_text = read_text_result(source)
             except Exception as exc:  # noqa: BLE001 - any reason the text is unreadable
                 raise InvalidRequest("The text to edit cannot be read any more.", field="source_id") from exc
     if offering.operation == Operation.IMAGE and offering.remote:
         parameters["size"] = app_settings.OPENAI_IMAGE_SIZE
-    if offering.needs_source and not prompt:
+    if offering.needs_source and not prompt and source is not None:
         prompt = f"Enhance job #{source.pk} to {tier}"
 
     priced = estimate(

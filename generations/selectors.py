@@ -1,0 +1,43 @@
+"""Reads for the generation pages. A user only ever sees their own jobs."""
+
+from django.http import Http404
+
+from credits.models import LedgerEntry
+
+from .models import GenerationJob, Operation
+
+MAX_TEXT_PREVIEW_BYTES = 200_000
+
+
+def jobs_for_user(*, user):
+    return GenerationJob.objects.filter(user_id=user.pk).order_by("-created_at", "-pk")
+
+
+def job_for_user(*, user, pk: int) -> GenerationJob:
+    """``user``'s job ``pk``; Http404 for anyone else's (never revealing that it exists)."""
+    job = GenerationJob.objects.filter(user_id=user.pk, pk=pk).select_related("source").first()
+    if job is None:
+        raise Http404("No such job.")
+    return job
+
+
+def job_ledger(*, job: GenerationJob) -> list[LedgerEntry]:
+    return list(LedgerEntry.objects.filter(job_id=job.pk).order_by("id"))
+
+
+def source_jobs(*, user, operation: str, limit: int = 30) -> list[GenerationJob]:
+    """Finished jobs of ``user`` that a new job of ``operation`` could edit or enhance."""
+    wanted = Operation.IMAGE if operation in (Operation.IMAGE, Operation.ENHANCE) else operation
+    jobs = jobs_for_user(user=user).filter(status=GenerationJob.Status.COMPLETED, operation=wanted)
+    if operation == Operation.ENHANCE:
+        jobs = jobs.filter(parameters__backend="procedural")
+    return list(jobs.exclude(result_file="")[:limit])
+
+
+def text_result(*, job: GenerationJob) -> str:
+    if job.result_kind != "text":
+        return ""
+    with job.result_file.open("rb") as fh:
+        data = fh.read(MAX_TEXT_PREVIEW_BYTES + 1)
+    text = data[:MAX_TEXT_PREVIEW_BYTES].decode("utf-8", "replace")
+    return text + ("\n…" if len(data) > MAX_TEXT_PREVIEW_BYTES else "")
