@@ -1,0 +1,29 @@
+"""Staff actions on generation jobs. Each calls the generations service that owns the rule
+and writes one staff action row (who, what, why, and how it ended)."""
+
+from generations.exceptions import GenerationsError
+from generations.models import GenerationJob
+from generations.services import job_refund_completed
+
+from .audit import staff_action_record
+
+MANAGE_JOBS_PERMISSION = "generations.manage_jobs"
+
+
+def staff_job_refund(*, job: GenerationJob, reason: str, staff_user) -> GenerationJob:
+    """Give back what a completed job cost (a bad result), through ``job_refund_completed``.
+
+    A failed job was already refunded in full when it failed; the service refuses it, and
+    the refusal is recorded.
+    """
+    reason = (reason or "").strip()
+    details = {"job_id": job.pk, "status": job.status, "credits_charged": job.credits_charged}
+    try:
+        done = job_refund_completed(job_id=job.pk, staff_user=staff_user, reason=reason)
+    except GenerationsError as exc:
+        staff_action_record(actor=staff_user, action="job_refund", reason=reason, user=job.user_id, success=False,
+                            error=f"{type(exc).__name__}: {exc}", details=details)
+        raise
+    staff_action_record(actor=staff_user, action="job_refund", reason=reason, user=job.user_id,
+                        details={**details, "new_status": done.status})
+    return done
