@@ -1,0 +1,132 @@
+"""Settings per environment, each read in a fresh process with a clean environment."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STRONG_KEY = "k3Y-" + "x1Y2z3A4b5C6d7E8f9G0h1I2j3K4l5M6n7O8p9Q0r1S2t3U4v5W6"
+PROD_ENV = {
+    "SECRET_KEY": STRONG_KEY,
+    "DATABASE_URL": "postgres://credits:secret@db.internal:5432/credits",
+    "ALLOWED_HOSTS": "credits.example.com",
+    "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
+}
+DUMP = (
+    "import json, django; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'DEBUG': s.DEBUG, 'ENGINE': s.DATABASES['default']['ENGINE'], "
+    "'NAME': str(s.DATABASES['default']['NAME']), 'EAGER': s.CELERY_TASK_ALWAYS_EAGER, "
+    "'BROKER': s.CELERY_BROKER_URL, 'EMAIL_BACKEND': s.EMAIL_BACKEND, 'EMAIL_FILE_PATH': s.EMAIL_FILE_PATH, "
+    "'EMAIL_HOST': s.EMAIL_HOST, 'EMAIL_PORT': s.EMAIL_PORT, 'CACHE': s.CACHES['default']['BACKEND'], "
+    "'TRUSTED_PROXY_COUNT': s.TRUSTED_PROXY_COUNT, 'ALLOWED_HOSTS': s.ALLOWED_HOSTS}))"
+)
+
+
+def run(module: str, env: dict, *args: str) -> subprocess.CompletedProcess:
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DJANGO_SETTINGS_MODULE": module, **env}
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
+    )
+
+
+def dump(module: str, env: dict) -> dict:
+    result = run(module, env, "-c", DUMP)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_production_without_its_secrets_refuses_to_start_and_names_them():
+    result = run("config.settings.prod", {}, "manage.py", "check")
+
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("django.core.exceptions.ImproperlyConfigured: Production settings")
+    for name in ("SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "CELERY_BROKER_URL"):
+        assert name in last_line
+
+
+@pytest.mark.parametrize("missing", sorted(PROD_ENV))
+def test_production_names_the_one_secret_that_is_missing(missing):
+    env = {k: v for k, v in PROD_ENV.items() if k != missing}
+    result = run("config.settings.prod", env, "-c", "import django; django.setup()")
+
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "ImproperlyConfigured" in last_line
+    assert missing in last_line
+    assert all(other not in last_line for other in PROD_ENV if other != missing)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"DATABASE_URL": "sqlite:////tmp/prod.sqlite3"}, "DATABASE_URL must point at PostgreSQL"),
+        ({"SECRET_KEY": "too-short"}, "SECRET_KEY is too weak"),
+        ({"SECRET_KEY": "django-insecure-" + "a1b2c3d4e5" * 5}, "SECRET_KEY is too weak"),
+    ],
+)
+def test_production_refuses_unsafe_values(override, message):
+    result = run("config.settings.prod", {**PROD_ENV, **override}, "-c", "import django; django.setup()")
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_production_passes_the_deployment_checklist_without_warnings():
+    result = run("config.settings.prod", PROD_ENV, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_production_sends_mail_over_smtp_from_the_environment():
+    settings = dump(
+        "config.settings.prod",
+        {**PROD_ENV, "EMAIL_HOST": "smtp.example.com", "EMAIL_PORT": "2525", "TRUSTED_PROXY_COUNT": "1"},
+    )
+    assert settings["DEBUG"] is False
+    assert settings["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+    assert (settings["EMAIL_HOST"], settings["EMAIL_PORT"]) == ("smtp.example.com", 2525)
+    assert settings["EAGER"] is False
+    assert settings["TRUSTED_PROXY_COUNT"] == 1
+    assert settings["ALLOWED_HOSTS"] == ["credits.example.com"]
+
+
+def test_development_needs_no_environment_at_all():
+    settings = dump("config.settings.dev", {})
+
+    assert settings["DEBUG"] is True
+    assert settings["ENGINE"] == "django.db.backends.sqlite3"
+    assert Path(settings["NAME"]) == ROOT / "var" / "db.sqlite3"
+    assert settings["EAGER"] is True
+    assert settings["BROKER"] == "memory://"
+    assert settings["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
+    assert settings["CACHE"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert settings["TRUSTED_PROXY_COUNT"] == 0
+    assert "var/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_development_switches_to_postgresql_redis_and_real_workers_from_the_environment():
+    settings = dump(
+        "config.settings.dev",
+        {"DATABASE_URL": "postgres://u:p@127.0.0.1:5432/x", "REDIS_URL": "redis://127.0.0.1:6379/3"},
+    )
+    assert settings["ENGINE"] == "django.db.backends.postgresql"
+    assert settings["EAGER"] is False
+    assert settings["BROKER"] == "redis://127.0.0.1:6379/3"
+    assert settings["CACHE"] == "django.core.cache.backends.redis.RedisCache"
+
+
+def test_development_can_write_mail_to_files():
+    settings = dump("config.settings.dev", {"EMAIL_BACKEND": "file"})
+    assert settings["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend"
+    assert Path(settings["EMAIL_FILE_PATH"]) == ROOT / "var" / "mail"
+
+
+def test_a_mistyped_email_backend_is_refused():
+    result = run("config.settings.dev", {"EMAIL_BACKEND": "smpt"}, "-c", "import django; django.setup()")
+    assert result.returncode != 0
+    assert "EMAIL_BACKEND must be one of" in result.stderr
