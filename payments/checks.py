@@ -1,0 +1,29 @@
+"""System checks of the payments settings (run by ``manage.py check`` and at start-up)."""
+
+from django.conf import settings
+from django.core import checks
+
+from . import app_settings
+
+
+@checks.register(checks.Tags.security, deploy=False)
+def check_payment_settings(app_configs=None, **kwargs) -> list:
+    errors = []
+    if app_settings.stripe_secret_key() and not app_settings.stripe_webhook_secret():
+        errors.append(checks.Error(
+            "STRIPE_SECRET_KEY is set but STRIPE_WEBHOOK_SECRET is not: Stripe's webhooks would all be refused.",
+            hint="Set STRIPE_WEBHOOK_SECRET to the whsec_ secret of the endpoint pointing at /webhooks/stripe/.",
+            id="payments.E001",
+        ))
+    minutes = app_settings.stripe_checkout_expires_minutes()
+    if not 30 <= minutes <= 1440:
+        errors.append(checks.Error(
+            f"STRIPE_CHECKOUT_EXPIRES_MINUTES is {minutes}; Stripe accepts 30 to 1440.", id="payments.E002"))
+    if app_settings.webhook_max_attempts() < 1:
+        errors.append(checks.Error("PAYMENTS_WEBHOOK_MAX_ATTEMPTS must be at least 1.", id="payments.E003"))
+    if app_settings.sandbox_forced() and not settings.DEBUG:
+        errors.append(checks.Warning(
+            "PAYMENTS_SANDBOX_ENABLED is on with DEBUG off: anyone can 'pay' on the sandbox checkout for free.",
+            id="payments.W001",
+        ))
+    return errors
