@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install everything and run the whole test suite against real PostgreSQL and Redis.
-# Starts PostgreSQL and Redis when they are not running (installing Debian's packages when
-# it can), installs Debian's chromium for the browser tests, and fails when no test ran.
-#   scripts/test.sh                  # the whole suite
-#   scripts/test.sh tests/credits -x # any pytest arguments
+# Starts PostgreSQL and Redis when they are not running (installing Debian's packages when it
+# can), installs Debian's chromium for the browser tests, and fails when no test ran.
+#   bash scripts/test.sh                   # the whole suite
+#   bash scripts/test.sh tests/credits -x  # any pytest arguments
+# DATABASE_URL, REDIS_URL and CELERY_BROKER_URL point it at other servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+started=$(date +%s)
 
 DB_NAME=${TEST_DB_NAME:-credits}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/$DB_NAME}
@@ -15,49 +17,65 @@ export CELERY_BROKER_URL=${CELERY_BROKER_URL:-$REDIS_URL}
 export DJANGO_SETTINGS_MODULE=config.settings.test
 export DJANGO_ALLOW_ASYNC_UNSAFE=true
 
-is_root() { [ "$(id -u)" = 0 ]; }
-can_apt() { is_root && command -v apt-get >/dev/null 2>&1; }
-APT_UPDATED=
-apt_install() {
-    if [ -z "$APT_UPDATED" ]; then apt-get update -qq >/dev/null || true; APT_UPDATED=1; fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+sync_env
+PY=.venv/bin/python
+
+# db_probe URL: 0 = logged in, 1 = nothing listening, 2 = listening but the login failed.
+db_probe() {
+    "$PY" - "$1" <<'PYCODE'
+import sys, psycopg
+try:
+    psycopg.connect(sys.argv[1], connect_timeout=3).close()
+except psycopg.OperationalError as exc:
+    text = str(exc)
+    sys.exit(1 if ("Connection refused" in text or "timeout expired" in text or "No such file" in text) else 2)
+PYCODE
 }
 
-pg_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+ADMIN_URL="${DATABASE_URL%/*}/postgres"
 ensure_postgres() {
-    pg_up && return 0
-    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
-        can_apt || die "PostgreSQL is not running on 127.0.0.1:5432 and cannot be installed here (install PostgreSQL 15+ or set DATABASE_URL)"
-        say "Installing PostgreSQL (Debian package postgresql)"
-        apt_install postgresql || die "apt-get install postgresql failed"
+    local status=0
+    db_probe "$ADMIN_URL" || status=$?
+    [ "$status" = 0 ] && return 0
+    if [ "$status" = 1 ]; then
+        if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+            can_apt || die "PostgreSQL is not running on 127.0.0.1:5432 and cannot be installed here: install PostgreSQL 15+ or set DATABASE_URL"
+            say "Installing PostgreSQL (Debian package postgresql)"
+            apt_install postgresql || die "apt-get install postgresql failed"
+        fi
+        local version
+        version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
+        [ -n "$version" ] || die "PostgreSQL is installed but has no cluster in /etc/postgresql"
+        say "Starting PostgreSQL $version"
+        as_root pg_ctlcluster "$version" main start 2>/dev/null || true
+        for _ in $(seq 30); do status=0; db_probe "$ADMIN_URL" || status=$?; [ "$status" = 1 ] || break; sleep 1; done
+        [ "$status" = 1 ] && die "PostgreSQL did not come up on 127.0.0.1:5432"
+        [ "$status" = 0 ] && return 0
     fi
-    say "Starting PostgreSQL"
-    local version
-    version=$(ls /etc/postgresql | sort -V | tail -1)
-    pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null ||
-        pg_ctlcluster "$version" main start || die "could not start PostgreSQL $version"
-    for _ in $(seq 30); do pg_up && break; sleep 1; done
-    pg_up || die "PostgreSQL did not come up on 127.0.0.1:5432"
-}
-
-# A freshly installed Debian PostgreSQL asks for a password over TCP: give the postgres role one.
-ensure_db_login() {
-    "$PSQL" "$ADMIN_URL" -Atqc 'select 1' >/dev/null 2>&1 && return 0
-    is_root && command -v su >/dev/null 2>&1 ||
+    # Listening, but the login failed: a fresh Debian cluster wants a password over TCP.
+    case "$DATABASE_URL" in
+        postgres://postgres@127.0.0.1:*|postgres://postgres@localhost:*) ;;
+        *) die "cannot log in to PostgreSQL with DATABASE_URL=$DATABASE_URL" ;;
+    esac
+    command -v su >/dev/null 2>&1 && can_apt ||
         die "cannot log in to PostgreSQL as postgres on 127.0.0.1 (set DATABASE_URL to a role that can create databases)"
     say "Setting a password for the postgres role (local test server)"
-    su postgres -c "psql -qc \"ALTER ROLE postgres PASSWORD 'postgres'\"" >/dev/null ||
+    as_root su postgres -c "psql -qc \"ALTER ROLE postgres PASSWORD 'postgres'\"" >/dev/null ||
         die "could not set the postgres role's password"
-    export DATABASE_URL="postgres://postgres:postgres@127.0.0.1:5432/$DB_NAME"
-    ADMIN_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
-    "$PSQL" "$ADMIN_URL" -Atqc 'select 1' >/dev/null || die "cannot log in to PostgreSQL"
+    export DATABASE_URL="postgres://postgres:postgres@${DATABASE_URL#postgres://postgres@}"
+    ADMIN_URL="${DATABASE_URL%/*}/postgres"
+    db_probe "$ADMIN_URL" || die "cannot log in to PostgreSQL as postgres"
 }
 
-redis_up() { "$VENV_PY" -c "import redis,sys; redis.Redis.from_url('$REDIS_URL', socket_connect_timeout=1).ping()" 2>/dev/null; }
+redis_up() { "$PY" -c "import redis,sys; redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1).ping()" "$REDIS_URL" 2>/dev/null; }
 ensure_redis() {
     redis_up && return 0
+    case "$REDIS_URL" in
+        redis://127.0.0.1:6379*|redis://localhost:6379*) ;;
+        *) die "Redis is not reachable at $REDIS_URL" ;;
+    esac
     if ! command -v redis-server >/dev/null 2>&1; then
-        can_apt || die "Redis is not running on 127.0.0.1:6379 and cannot be installed here (install redis-server or set REDIS_URL)"
+        can_apt || die "Redis is not running on 127.0.0.1:6379 and cannot be installed here: install redis-server or set REDIS_URL"
         say "Installing Redis (Debian package redis-server)"
         apt_install redis-server || die "apt-get install redis-server failed"
     fi
@@ -71,26 +89,21 @@ ensure_redis() {
 
 ensure_chromium() {
     [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] && return 0
-    can_apt || die "Chromium is missing at /usr/bin/chromium (install Debian's chromium package) for the browser tests"
+    can_apt || die "Chromium is missing at ${CHROMIUM_PATH:-/usr/bin/chromium}: install Debian's chromium package (the browser tests drive it)"
     say "Installing Chromium (Debian package chromium) for the browser tests"
     apt_install chromium || die "apt-get install chromium failed"
 }
 
-sync_env
-VENV_PY=.venv/bin/python
 ensure_postgres
-command -v psql >/dev/null 2>&1 || { can_apt && apt_install postgresql-client; }
-PSQL=psql
-ADMIN_URL="${DATABASE_URL%/*}/postgres"
-ensure_db_login
 ensure_redis
 ensure_chromium
 
 say "Running the test suite"
 set +e
-"$VENV_PY" -m pytest --create-db "$@"
+"$PY" -m pytest --create-db "$@"
 status=$?
 set -e
+say "Finished in $(( $(date +%s) - started ))s (pytest exit status $status)"
 if [ "$status" = 5 ]; then
     die "pytest collected no tests: that is a failure, not a pass"
 fi
