@@ -10,8 +10,9 @@ idempotency key makes a repeated movement fail as a whole, so it never moves mon
 Free-tier regeneration rides on the same statement: ``_PG_MOVE_WITH_REGEN`` locks the
 balance row, works out the credits due since ``regen_checked_at`` (whole periods, topping up
 to the cap and never beyond), and writes the regeneration entry and the movement's entry,
-in that order, in one statement. All times come from the database clock, so web servers
-with different clocks agree. ``_PG_REGEN`` does the same for a
+in that order, in one statement. All times come from the database clock (the statement's
+start, not the transaction's), so web servers with different clocks agree and a long
+transaction does not judge time by when it began. ``_PG_REGEN`` does the same for a
 read of the balance: when nothing is due it is a plain read and takes no lock.
 
 SQLite (the no-servers development default) cannot modify data inside a CTE, so there the
@@ -118,7 +119,7 @@ _REGEN_AUDIT = """
 
 _PG_MOVE_WITH_REGEN = f"""
 WITH cur AS MATERIALIZED (
-    SELECT balance, regen_checked_at, now() AS now_ts
+    SELECT balance, regen_checked_at, statement_timestamp() AS now_ts
       FROM credits_creditbalance
      WHERE user_id = %(uid)s
        FOR UPDATE
@@ -156,7 +157,7 @@ SELECT id, kind, balance_before, balance_after, created_at FROM entry ORDER BY i
 
 _PG_REGEN = f"""
 WITH peek AS (
-    SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, now() AS now_ts
+    SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, statement_timestamp() AS now_ts
       FROM credits_creditbalance
      WHERE user_id = %(uid)s
 ), cur AS MATERIALIZED (
@@ -200,7 +201,7 @@ SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, 
 # What ``_PG_REGEN`` would make the balance, without writing anything (for error messages).
 _PG_PEEK_REGEN = f"""
 WITH cur AS (
-    SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, now() AS now_ts
+    SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, statement_timestamp() AS now_ts
       FROM credits_creditbalance
      WHERE user_id = %(uid)s
 ), calc AS ({_REGEN_CALC}
