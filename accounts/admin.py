@@ -39,16 +39,24 @@ class LedgerEntryInline(RecentReadOnlyInline):
     model = LedgerEntry
     fk_name = "user"
     limit = 20
-    verbose_name_plural = "Newest ledger entries (20)"
-    fields = ("created_at", "kind", "amount", "balance_after", "description", "order_id", "job_id")
+    verbose_name_plural = "Newest ledger entries (up to 20)"
+    fields = ("created_at", "kind", "amount", "balance_after", "description", "order_link", "job_link")
     readonly_fields = fields
     ordering = ("-id",)
+
+    @admin.display(description="Order")
+    def order_link(self, obj):
+        return admin_link(Order, obj.order_id)
+
+    @admin.display(description="Job")
+    def job_link(self, obj):
+        return admin_link(GenerationJob, obj.job_id)
 
 
 class OrderInline(RecentReadOnlyInline):
     model = Order
     limit = 10
-    verbose_name_plural = "Newest orders (10)"
+    verbose_name_plural = "Newest orders (up to 10)"
     fields = ("created_at", "status", "provider", "amount", "currency", "credits", "amount_refunded")
     readonly_fields = fields
     ordering = ("-created_at",)
@@ -57,7 +65,7 @@ class OrderInline(RecentReadOnlyInline):
 class GenerationJobInline(RecentReadOnlyInline):
     model = GenerationJob
     limit = 10
-    verbose_name_plural = "Newest generation jobs (10)"
+    verbose_name_plural = "Newest generation jobs (up to 10)"
     fields = ("created_at", "operation", "model", "status", "estimated_credits", "credits_charged")
     readonly_fields = fields
     ordering = ("-created_at",)
@@ -163,6 +171,7 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
             ),
             done_url=done_url,
             form_url=form_url,
+            label=lambda u: f"User {u.email}",
         )
 
     def adjust_credits_view(self, request, object_id):
@@ -188,11 +197,11 @@ def _adjust_one(request, user, data):
     )
     if outcome.needs_approval:
         return messages.WARNING, format_html(
-            "{}: an adjustment of {} credits needs a second staff member; {} is waiting for approval.",
+            "User {}: an adjustment of {} credits needs a second staff member; {} is waiting for approval.",
             user, f"{amount:+d}", admin_link(type(outcome.request), outcome.request.pk, f"request #{outcome.request.pk}"),
         )
     return messages.SUCCESS, format_html(
-        "{}: adjusted by {} credits, balance now {} ({}).",
+        "User {}: adjusted by {} credits, balance now {} ({}).",
         user, f"{amount:+d}", outcome.entry.balance_after,
         admin_link(LedgerEntry, outcome.entry.pk, f"ledger entry #{outcome.entry.pk}"),
     )

@@ -95,6 +95,7 @@ class AdjustmentRequestAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
             perform=_approve_one, columns=self._columns(), submit_label="Approve and apply",
             intro="Each approved adjustment is applied to the user's balance at once. "
                   "You cannot approve an adjustment you asked for yourself.",
+            label=lambda r: f"Request #{r.pk}",
         )
 
     @admin.action(description="Reject the selected adjustments…", permissions=["approve_adjustment"])
@@ -104,6 +105,7 @@ class AdjustmentRequestAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
             action="reject", title="Reject adjustments", form_class=DecisionForm,
             perform=_reject_one, columns=self._columns(), submit_label="Reject",
             intro="Rejected adjustments are closed and never applied.",
+            label=lambda r: f"Request #{r.pk}",
         )
 
 

@@ -53,12 +53,14 @@ def confirmed_action(
     form_kwargs: dict | None = None,
     done_url: str | None = None,
     form_url: str = "",
+    label: Callable = str,
 ):
     """Render the confirmation page, or, when it was confirmed, act on each object.
 
     ``perform(request, obj, cleaned_data)`` makes the one service call for ``obj`` and
     returns ``(level, message)``; a refusal it raises becomes an error message for that
-    object alone. ``columns`` describe each object on the confirmation page.
+    object alone, prefixed with ``label(obj)``. ``columns`` describe each object on the
+    confirmation page.
     """
     objects = list(queryset)
     form_kwargs = {**(form_kwargs or {})}
@@ -69,7 +71,7 @@ def confirmed_action(
                 try:
                     level, message = perform(request, obj, form.cleaned_data)
                 except action_errors() as exc:
-                    modeladmin.message_user(request, f"{obj}: {exc}", messages.ERROR)
+                    modeladmin.message_user(request, f"{label(obj)}: {exc}", messages.ERROR)
                 else:
                     modeladmin.message_user(request, message, level)
             return HttpResponseRedirect(done_url) if done_url else None

@@ -103,6 +103,7 @@ class GenerationJobAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin
                 "Gives back what each completed job cost (a bad result) and marks it refunded. "
                 "Failed jobs were refunded in full when they failed."
             ),
+            label=lambda j: f"Job #{j.pk}",
         )
 
 

@@ -155,6 +155,7 @@ class OrderAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin, admin.
             ),
             done_url=done_url,
             form_url=form_url,
+            label=lambda o: f"Order #{o.pk}",
         )
 
     def refund_view(self, request, object_id):
@@ -280,6 +281,7 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin
                 "Each event is queued for processing again; a failed one gets a fresh set of attempts. "
                 "Processing is idempotent, and events already processed are left alone."
             ),
+            label=lambda e: f"Event {e.event_id}",
         )
 
     @admin.display(description="Order", ordering="order_id")

@@ -71,3 +71,22 @@ def test_dashboard_draws_its_charts(page, screenshot, make_staff, paid_stripe_or
     page.get_by_role("link", name="7 days").click()
     expect(page).to_have_url(re.compile(r"period=7"))
     screenshot(page, "dashboard")
+
+
+def test_staff_adjusts_credits_from_the_user_page(page, screenshot, make_staff, make_user):
+    customer = make_user("customer@example.com", credits=40)
+    make_staff("accounts.view_user", "credits.adjust_credits", "credits.view_ledgerentry", email="support@example.com")
+    admin_login(page, "support@example.com")
+
+    page.goto(f"/admin/accounts/user/{customer.pk}/change/")
+    summary = page.get_by_test_id("credits-summary")
+    expect(summary).to_contain_text("40")
+    page.get_by_test_id("adjust-credits").click()
+    page.get_by_label("Amount").fill("15")
+    page.get_by_label("Reason").fill("Goodwill: slow queue on Monday")
+    page.get_by_test_id("confirm-action").click()
+
+    expect(page.locator(".messagelist .success")).to_contain_text("adjusted by +15 credits, balance now 55")
+    expect(page.get_by_test_id("credits-summary")).to_contain_text("55")
+    expect(page.locator("#ledger_entries-group")).to_contain_text("Goodwill: slow queue on Monday")
+    screenshot(page, "user-page")
