@@ -10,6 +10,7 @@ and records the attempt, the error and FAILED when it goes wrong.
 
 import dataclasses
 import logging
+from contextlib import nullcontext
 from datetime import timedelta
 from decimal import Decimal
 from typing import Mapping
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 DONE = (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED)
 #: Failures that another attempt cannot fix: the event is left FAILED for staff.
 PERMANENT_ERRORS = (PaymentMismatch, InvalidTransition, ProviderNotConfigured, WebhookRejected)
+UNIQUE_EVENT = "payments_webhook_unique_event"
 KEPT_HEADERS = ("content-type", "user-agent", "stripe-signature", "sandbox-signature")
 KEPT_HEADER_PREFIXES = ("paypal-",)
 
@@ -63,8 +65,12 @@ def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str
     event = get_provider(provider_name).parse_webhook(body=body, headers=headers)
     if event.provider != provider_name or not event.event_id:
         raise WebhookRejected("The event does not belong to this endpoint.")
+    connection = transaction.get_connection()
+    # One INSERT, committed on its own (autocommit): a single round trip to the database.
+    # Inside a caller's transaction a savepoint keeps a duplicate from breaking it.
+    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
-        with transaction.atomic():
+        with guard:
             row = WebhookEvent.objects.create(
                 provider=provider_name,
                 event_id=event.event_id,
@@ -74,12 +80,21 @@ def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str
                 signature_valid=True,
                 normalized=event_to_json(event),
             )
-            _enqueue_on_commit(row.pk)
-    except IntegrityError:
-        if not WebhookEvent.objects.filter(provider=provider_name, event_id=event.event_id).exists():
+    except IntegrityError as exc:
+        if not _is_duplicate(exc, provider_name, event.event_id):
             raise
         return IngestResult(duplicate=True, event_pk=None, event_id=event.event_id, kind=event.kind)
+    _enqueue_on_commit(row.pk)
     return IngestResult(duplicate=False, event_pk=row.pk, event_id=event.event_id, kind=event.kind)
+
+
+def _is_duplicate(exc: IntegrityError, provider: str, event_id: str) -> bool:
+    """Whether the insert failed on the (provider, event id) unique constraint."""
+    diag = getattr(exc.__cause__, "diag", None)
+    constraint = getattr(diag, "constraint_name", None)
+    if constraint is not None:
+        return constraint == UNIQUE_EVENT
+    return WebhookEvent.objects.filter(provider=provider, event_id=event_id).exists()
 
 
 def _enqueue(event_pk: int) -> None:

@@ -1,0 +1,301 @@
+"""Webhook ingest under load, against a bare Django view measured in the same run.
+
+Builds its own database (``credits_bench_webhooks``), migrates it, and creates ``--events``
+paid sandbox checkouts (one PENDING order each). Serves the app with gunicorn (settings
+``bench.webhooks_settings``: the app plus /bench/ok/, a view that only returns 200), then:
+
+1. baseline: ``--senders`` concurrent senders POST the same bodies to /bench/ok/;
+2. ingest: the same senders deliver the signed sandbox webhooks to /webhooks/sandbox/,
+   ``--duplicates`` of the deliveries being repeats of events already sent (so the
+   unique-constraint path is exercised); nothing processes them yet (no worker runs);
+3. processing: one Celery worker process (solo pool) is started on the queue the events
+   wait in, and the time it takes to process them all gives events per second.
+
+It prints p50 / p99 / max latency and requests per second for both endpoints, their ratio,
+the worker's rate, and checks the outcome (every order fulfilled once, every duplicate
+acknowledged). Run:
+
+    .venv/bin/python bench/webhooks.py [--events 1000] [--senders 50] [--duplicates 0.2]
+        [--workers 2] [--threads 8] [--db credits_bench_webhooks] [--redis redis://127.0.0.1:6379/3]
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", default="credits_bench_webhooks")
+    parser.add_argument("--events", type=int, default=1000, help="distinct events (one order each)")
+    parser.add_argument("--senders", type=int, default=50)
+    parser.add_argument("--duplicates", type=float, default=0.2, help="share of deliveries that are repeats")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3"))
+    return parser.parse_args()
+
+
+def pg_base() -> str:
+    return os.environ.get("BENCH_POSTGRES", "postgres://postgres@127.0.0.1:5432")
+
+
+def environment(args, queue: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "PAYPAL_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="bench.webhooks_settings",
+        DATABASE_URL=f"{pg_base()}/{args.db}",
+        REDIS_URL=args.redis,
+        CELERY_BROKER_URL=args.redis,
+        CELERY_DEFAULT_QUEUE=queue,
+        LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def create_database(args) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{pg_base()}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{args.db}"')
+
+
+def setup_django(env: dict) -> None:
+    os.environ.update(env)
+    import django
+
+    django.setup()
+
+
+def prepare(args) -> list[tuple[bytes, str]]:
+    """Users, orders and paid sandbox checkouts; returns each event's (body, signature)."""
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from accounts.models import User
+    from payments.models import CreditPackage, Order, SandboxPayment
+    from payments.providers.sandbox import event_body, sign
+
+    package = CreditPackage.objects.get(name="Basic")
+    users = User.objects.bulk_create(
+        [User(email=f"buyer{i}@bench.example", password="!") for i in range(args.events)]
+    )
+    from credits.services import balance_ensure
+
+    for user in users:
+        balance_ensure(user_id=user.pk)
+    orders = Order.objects.bulk_create([
+        Order(user=u, package=package, amount=package.price, currency=package.currency, credits=package.credits,
+              provider="SANDBOX") for u in users
+    ])
+    payments = SandboxPayment.objects.bulk_create([
+        SandboxPayment(token=uuid.uuid4().hex, order_ref=str(o.pk), description="Basic: 50 credits",
+                       amount=o.amount, currency=o.currency, status="paid", success_url="/", cancel_url="/")
+        for o in orders
+    ])
+    for order, payment in zip(orders, payments):
+        order.provider_order_id = payment.checkout_id
+    Order.objects.bulk_update(orders, ["provider_order_id"])
+    events = []
+    for payment in payments:
+        body = event_body(payment, "checkout.paid")
+        events.append((body, sign(body)))
+    return events
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
+    log = open(ROOT / "var" / "bench-webhooks-gunicorn.log", "wb")
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi:application", "-b", f"127.0.0.1:{port}",
+         "-w", str(args.workers), "-k", "gthread", "--threads", str(args.threads), "--log-level", "warning",
+         "--keep-alive", "30"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("POST", "/bench/ok/", body=b"{}")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("gunicorn did not start; see var/bench-webhooks-gunicorn.log")
+
+
+def send_all(port: int, path: str, deliveries: list[tuple[bytes, str]], senders: int) -> tuple[list, float, dict]:
+    """POST every delivery with ``senders`` concurrent keep-alive connections."""
+    latencies: list[float] = []
+    statuses: dict = {}
+    lock = threading.Lock()
+    queue = list(reversed(deliveries))
+    start = threading.Barrier(senders + 1)
+
+    def sender():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        start.wait()
+        while True:
+            with lock:
+                if not queue:
+                    break
+                body, signature = queue.pop()
+            began = time.perf_counter()
+            conn.request("POST", path, body=body,
+                         headers={"Content-Type": "application/json", "Sandbox-Signature": signature})
+            response = conn.getresponse()
+            payload = response.read()
+            elapsed = time.perf_counter() - began
+            try:
+                key = (response.status, json.loads(payload).get("status", "error"))
+            except ValueError:
+                key = (response.status, "not json")
+            with lock:
+                latencies.append(elapsed)
+                statuses[key] = statuses.get(key, 0) + 1
+        conn.close()
+
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    for t in threads:
+        t.start()
+    start.wait()
+    began = time.perf_counter()
+    for t in threads:
+        t.join()
+    return latencies, time.perf_counter() - began, statuses
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def start_worker(env: dict, queue: str) -> tuple[subprocess.Popen, Path]:
+    log_path = ROOT / "var" / "bench-webhooks-worker.log"
+    worker_env = dict(env, LOG_LEVEL="WARNING")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-P", "solo", "-c", "1",
+         "-l", "INFO", "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=worker_env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if b" ready." in log_path.read_bytes():
+            return proc, log_path
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    raise SystemExit(f"celery worker did not start:\n{log_path.read_text()[-2000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+
+
+def row(name: str, latencies: list[float], seconds: float) -> str:
+    ms = [x * 1000 for x in latencies]
+    return (f"{name:<22} {statistics.median(ms):>8.1f} {percentile(ms, 99):>8.1f} {max(ms):>8.1f} "
+            f"{len(ms) / seconds:>9.0f}")
+
+
+def main() -> None:
+    args = parse_args()
+    queue = f"bench-webhooks-{uuid.uuid4().hex[:8]}"
+    env = environment(args, queue)
+    print(f"preparing {args.db}: {args.events} paid sandbox checkouts ...", flush=True)
+    create_database(args)
+    setup_django(env)
+    events = prepare(args)
+
+    duplicates = int(round(len(events) * args.duplicates / (1 - args.duplicates)))
+    rng = random.Random(7)
+    deliveries = list(events)
+    for _ in range(duplicates):  # a repeat lands somewhere after its original
+        i = rng.randrange(len(events))
+        deliveries.insert(rng.randrange(i + 1, len(deliveries) + 1), events[i])
+
+    port = free_port()
+    server = start_gunicorn(args, env, port)
+    worker = None
+    try:
+        warm = [(b'{"warm":1}', "t=0,v1=0")] * (args.senders * 2)
+        send_all(port, "/bench/ok/", warm, args.senders)
+        send_all(port, "/webhooks/sandbox/", warm, args.senders)  # rejected (400): warms the path
+
+        bare, bare_s, _ = send_all(port, "/bench/ok/", deliveries, args.senders)
+        ingest, ingest_s, statuses = send_all(port, "/webhooks/sandbox/", deliveries, args.senders)
+
+        from payments.models import WebhookEvent
+
+        stored = WebhookEvent.objects.count()
+        print(f"\ngunicorn {args.workers} workers x {args.threads} threads (gthread), {args.senders} concurrent "
+              f"senders, {len(deliveries)} deliveries ({duplicates} duplicates = "
+              f"{duplicates / len(deliveries):.0%}), {os.cpu_count()} CPU cores\n")
+        print(f"{'':<22} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>9}")
+        print(row("bare Django view", bare, bare_s))
+        print(row("webhook ingest", ingest, ingest_s))
+        b, w = [x * 1000 for x in bare], [x * 1000 for x in ingest]
+        print(f"{'ingest / bare':<22} {statistics.median(w) / statistics.median(b):>7.1f}x "
+              f"{percentile(w, 99) / percentile(b, 99):>7.1f}x")
+        print(f"\nresponses: {dict(sorted(statuses.items()))}; stored events: {stored}")
+
+        worker, worker_log = start_worker(env, queue)
+        began = time.perf_counter()
+        while True:
+            pending = WebhookEvent.objects.filter(status="RECEIVED").count()
+            if pending == 0 or time.perf_counter() - began > 600:
+                break
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - began
+        print(f"one worker (solo pool): {stored - pending} events processed in {elapsed:.2f} s = "
+              f"{(stored - pending) / elapsed:.0f} events/s (each: re-read the sandbox payment, lock, "
+              f"grant, invoice, mark COMPLETED)")
+
+        from credits.models import LedgerEntry
+        from payments.models import Order
+
+        completed = Order.objects.filter(status="COMPLETED").count()
+        grants = LedgerEntry.objects.filter(kind="PURCHASE").count()
+        failed = WebhookEvent.objects.exclude(status="PROCESSED").count()
+        ok = completed == grants == len(events) == stored and failed == 0 and statuses.get((200, "duplicate")) == duplicates
+        print(f"check: {completed} orders completed, {grants} purchase grants, "
+              f"{statuses.get((200, 'duplicate'), 0)} duplicates acknowledged, {failed} events not processed: "
+              f"{'OK' if ok else 'MISMATCH'}")
+        if not ok:
+            sys.exit(1)
+    finally:
+        if worker is not None:
+            stop(worker)
+        stop(server)
+        from django.db import connections
+
+        connections.close_all()
+
+
+if __name__ == "__main__":
+    main()
