@@ -636,3 +636,13 @@ def fake_paypal(settings):
         yield fake
     finally:
         fake.stop()
+
+
+@pytest.fixture
+def demo_packages(db):
+    """The four demo packages (a transactional test's flush removes the migration's copies)."""
+    import io
+
+    from payments.demo import seed
+
+    return {p.name: p for p in seed(stdout=io.StringIO())}

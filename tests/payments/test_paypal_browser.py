@@ -8,10 +8,11 @@ from playwright.sync_api import expect
 from credits.models import CreditBalance
 from payments.models import Order
 from tests.conftest import PASSWORD
-from tests.payments.fake_paypal import fake_paypal  # noqa: F401
+from tests.payments.fake_paypal import demo_packages, fake_paypal  # noqa: F401
 from tests.payments.fake_stripe_recon import recon_stripe  # noqa: F401
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("demo_packages")]
 
 
 def test_buying_credits_through_paypal_end_to_end(page, screenshot, make_user, fake_paypal, recon_stripe):

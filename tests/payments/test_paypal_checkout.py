@@ -11,9 +11,9 @@ from payments.exceptions import ProviderError
 from payments.models import CreditPackage, Invoice, Order, WebhookEvent
 from payments.providers.paypal import PayPalProvider
 from payments.refunds import order_refund
-from tests.payments.fake_paypal import fake_paypal  # noqa: F401
+from tests.payments.fake_paypal import demo_packages, fake_paypal  # noqa: F401
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_packages")]
 
 
 def balance(user) -> int:

@@ -8,9 +8,15 @@ import pytest
 from credits.models import CreditBalance, LedgerEntry
 from payments.models import CreditPackage, Order, WebhookEvent
 from payments.paypal_webhooks import signed_message
-from tests.payments.fake_paypal import FakePayPal, fake_paypal, make_signing_identity, sign_body  # noqa: F401
+from tests.payments.fake_paypal import (  # noqa: F401
+    FakePayPal,
+    demo_packages,
+    fake_paypal,
+    make_signing_identity,
+    sign_body,
+)
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_packages")]
 
 
 def balance(user) -> int:

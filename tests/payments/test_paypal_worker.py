@@ -5,9 +5,9 @@ import pytest
 from credits.models import CreditBalance, LedgerEntry
 from payments.models import CreditPackage, Order, WebhookEvent
 from tests.conftest import wait_until
-from tests.payments.fake_paypal import fake_paypal  # noqa: F401
+from tests.payments.fake_paypal import demo_packages, fake_paypal  # noqa: F401
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("demo_packages")]
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from payments.fulfilment import fulfil_order
 from payments.models import CreditPackage, Order, ReconciliationRun, WebhookEvent
 from payments.providers.base import PaymentStatus
 from payments.reconciliation import parse_since, reconcile_payments
-from tests.payments.fake_paypal import fake_paypal  # noqa: F401
+from tests.payments.fake_paypal import demo_packages, fake_paypal  # noqa: F401
 from tests.payments.fake_stripe_recon import recon_stripe  # noqa: F401
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("demo_packages")]
 
 R = ReconciliationRun.Status
 
