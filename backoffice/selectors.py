@@ -84,6 +84,16 @@ class Dashboard:
     discrepancy_runs: list[ReconciliationRun] = field(default_factory=list)
     latest_run: ReconciliationRun | None = None
 
+    @property
+    def discrepancies(self) -> list[dict]:
+        """The findings of the period's runs, flagged ones (left for staff) first, newest run first."""
+        items = [
+            {**d, "run": run} for run in self.discrepancy_runs for d in (run.discrepancies or [])
+            if isinstance(d, dict)
+        ]
+        items.sort(key=lambda d: d.get("action") != "flagged")
+        return items[:15]
+
 
 def revenue_per_day(*, period: Period) -> list[Revenue]:
     """Money taken per day (orders fulfilled that day), per currency, and refunds made in the period."""

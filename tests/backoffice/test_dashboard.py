@@ -28,7 +28,9 @@ def business(make_user, make_order, make_job):
                  operation="image", model="svg-procedural")
     make_job(bob, status=GenerationJob.Status.COMPLETED, charged=12, estimated=20, operation="text", model="gpt-x")
     ReconciliationRun.objects.create(since=now - timedelta(hours=1), status=ReconciliationRun.Status.DISCREPANCIES,
-                                     discrepancies=[{"order": 1, "problem": "paid at provider, not here"}])
+                                     discrepancies=[{"kind": "unknown_payment", "provider": "STRIPE", "order_id": None,
+                                                     "reference": "pi_1", "detail": "paid at provider, not here",
+                                                     "action": "flagged"}])
     return {"alice": alice, "bob": bob}
 
 
@@ -48,8 +50,8 @@ def test_dashboard_shows_the_period_figures_as_svg(client, make_staff, business)
     image = next(j for j in board.jobs if j.operation == "image")
     assert (image.completed, image.failed, image.mean_cost) == (2, 1, 6.0)
     assert 'data-testid="open-disputes">1<' in html and "dp_123" in html
-    assert "paid at provider" not in html and "Reconciliation discrepancies" in html
-    assert response.context["board"].discrepancy_runs
+    assert "Reconciliation discrepancies" in html
+    assert "STRIPE unknown_payment: paid at provider, not here" in html and ">flagged<" in html
 
 
 @pytest.mark.django_db
