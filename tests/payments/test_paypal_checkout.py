@@ -285,3 +285,13 @@ def test_another_users_paypal_token_is_not_found(client, user, make_user, fake_p
     assert return_from_paypal(client, order).status_code == 404
     order.refresh_from_db()
     assert order.status == Order.Status.PENDING and not fake_paypal.captures
+
+
+def test_a_provider_not_configured_here_cannot_be_chosen(client, user, fake_paypal):
+    client.force_login(user)
+    package = CreditPackage.objects.get(name="Basic")
+    response = client.post("/billing/buy/", {"package": package.pk, "provider": "STRIPE"}, follow=True)
+    assert not Order.objects.filter(user=user).exists()
+    assert b"not one of the available choices" in response.content
+    pricing = client.get("/billing/pricing/").content
+    assert b'name="provider"' not in pricing  # PayPal alone: nothing to choose

@@ -256,6 +256,24 @@ def test_a_paypal_500_midway_is_reported_and_nothing_is_half_done(client, user, 
     assert sorted(f["order_id"] for f in again.fixed) == sorted(o.pk for o in paypal_orders)
 
 
+# --- the sandbox (no real provider configured) -----------------------------------------------
+
+
+def test_the_sandbox_is_reconciled_by_asking_about_each_order(client, user, settings):
+    from payments.models import SandboxPayment
+
+    settings.PAYPAL_CLIENT_ID = settings.STRIPE_SECRET_KEY = ""
+    order = buy(client, user, "SANDBOX")
+    # The buyer paid on the sandbox page, but its webhook never reached us.
+    SandboxPayment.objects.filter(order_ref=str(order.pk)).update(status=SandboxPayment.Status.PAID)
+
+    result = run()
+    assert result.counts["sandbox.orders"] == 1 and kinds(result, "fixed") == ["payment_not_fulfilled"]
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED and balance(user) == 50
+    assert run().status == R.CLEAN
+
+
 # --- the command and the periodic task ---------------------------------------------------------
 
 
