@@ -49,6 +49,8 @@ STRIPE_DISPUTE_OPEN = frozenset({"warning_needs_response", "warning_under_review
 STRIPE_DISPUTE_OUTCOME = {"won": Order.DisputeStatus.WON, "lost": Order.DisputeStatus.LOST,
                           "warning_closed": Order.DisputeStatus.WON}
 SOURCE = "reconciliation"
+#: A PENDING PayPal order PayPal no longer knows, this long after it was made, was never approved.
+PAYPAL_UNAPPROVED_LIFETIME = timedelta(hours=6)
 
 
 def default_window() -> timedelta:
@@ -272,6 +274,11 @@ def _collect_paypal(*, name: str, since: datetime, now: datetime) -> Collected:
                 collected.add(Finding("paid_order_unknown_to_provider", name,
                                       f"the order is {order.status} but PayPal does not know order "
                                       f"{order.provider_order_id}", order.pk, order.provider_order_id))
+            elif order.status == S.PENDING and order.created_at < now - PAYPAL_UNAPPROVED_LIFETIME:
+                # PayPal drops an order nobody approved after a few hours: this checkout is over.
+                collected.add(Finding("checkout_expired_not_recorded", name,
+                                      "PayPal no longer has this unapproved order", order.pk,
+                                      order.provider_order_id, fix=_fix_mark_unpaid(order.pk, S.EXPIRED)))
             continue
         if snapshot.custom_id and snapshot.custom_id != str(order.pk):
             collected.add(Finding("order_reference_mismatch", name,

@@ -232,6 +232,20 @@ def test_a_paid_paypal_order_paypal_does_not_know_is_flagged(client, user, fake_
     assert order.status == Order.Status.COMPLETED and balance(user) == 50
 
 
+def test_an_abandoned_paypal_checkout_is_closed_once_paypal_drops_it(client, user, fake_paypal):
+    fresh = buy(client, user, "PAYPAL")
+    old = buy(client, user, "PAYPAL")
+    Order.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(hours=7))
+    fake_paypal.forget_order(old.provider_order_id)  # never approved: PayPal let it lapse
+    fake_paypal.forget_order(fresh.provider_order_id)  # (too recent to call it over)
+
+    result = reconcile_payments(since=timezone.now() - timedelta(hours=8))
+    assert [(d["kind"], d["order_id"], d["action"]) for d in result.discrepancies] == [
+        ("checkout_expired_not_recorded", old.pk, "fixed")]
+    assert Order.objects.get(pk=old.pk).status == Order.Status.EXPIRED
+    assert Order.objects.get(pk=fresh.pk).status == Order.Status.PENDING
+
+
 def test_a_paypal_500_midway_is_reported_and_nothing_is_half_done(client, user, fake_paypal, recon_stripe):
     paypal_orders = [buy(client, user, "PAYPAL") for _ in range(2)]
     for order in paypal_orders:
