@@ -17,6 +17,13 @@ USER_KEY = "sk-user-own-key-0002"
 FAST_RETRIES = {"GENERATIONS_RETRY_BACKOFF": "0.2", "GENERATIONS_RETRY_BACKOFF_MAX": "2"}
 
 
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Results of each test go to a folder of its own (workers get it through MEDIA_ROOT)."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return settings.MEDIA_ROOT
+
+
 @pytest.fixture
 def price_rules(db):
     """The demo price rules (the data migration's rules do not survive transactional tests)."""
@@ -91,7 +98,7 @@ def gen_worker(transactional_db, settings):
         share(settings, env)
         full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.generations.worker_settings",
                     "DATABASE_URL": database_url, "CELERY_BROKER_URL": broker, "CELERY_DEFAULT_QUEUE": queue,
-                    **env}
+                    "MEDIA_ROOT": settings.MEDIA_ROOT, **env}
         worker = WorkerProcess(full_env, queue, ARTIFACTS / "workers" / f"{queue}-{len(workers)}.log")
         workers.append(worker)
         return worker.start()
