@@ -21,12 +21,21 @@ ANONYMOUS_PAGES = [
     "account_reset_password_done",
     "account_email_verification_sent",
     "account_inactive",
+    "socialaccount_login_cancelled",
+    "socialaccount_login_error",
 ]
-SIGNED_IN_PAGES = ["accounts:profile", "account_email", "account_change_password", "account_logout"]
+SIGNED_IN_PAGES = [
+    "accounts:profile",
+    "account_email",
+    "account_change_password",
+    "account_logout",
+    "account_reauthenticate",
+    "socialaccount_connections",
+]
 
 
-def assert_in_site_layout(response):
-    assert response.status_code == 200
+def assert_in_site_layout(response, status=200):
+    assert response.status_code == status
     for marker in SITE_MARKERS:
         assert marker in response.text, marker
     assert "Menu:" not in response.text  # allauth's bare default layout
@@ -35,7 +44,8 @@ def assert_in_site_layout(response):
 @pytest.mark.django_db
 @pytest.mark.parametrize("name", ANONYMOUS_PAGES)
 def test_anonymous_account_pages_use_the_site_layout(client, name):
-    assert_in_site_layout(client.get(reverse(name)))
+    status = 401 if name == "socialaccount_login_error" else 200
+    assert_in_site_layout(client.get(reverse(name)), status)
 
 
 @pytest.mark.django_db
@@ -140,3 +150,11 @@ def test_google_login_is_offered_only_when_its_keys_are_configured(client, setti
     target = urlsplit(response["Location"])
     assert target.netloc == "accounts.google.com"
     assert parse_qs(target.query)["client_id"] == ["test-client-id.apps.googleusercontent.com"]
+
+
+@pytest.mark.django_db
+def test_the_google_confirmation_page_uses_the_site_layout(client, settings):
+    settings.SOCIALACCOUNT_PROVIDERS = {"google": {"APPS": [{"client_id": "id", "secret": "s", "key": ""}]}}
+    response = client.get(reverse("google_login"))
+    assert_in_site_layout(response)
+    assert "Google" in response.text
