@@ -58,6 +58,14 @@ class PriceRule(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.operation != Operation.TEXT and (self.credits_per_1k_input or self.credits_per_1k_output):
+            raise ValidationError("Only text is priced by tokens: pictures cost their base credits.")
+        if self.operation == Operation.ENHANCE and not self.tier:
+            raise ValidationError({"tier": "An enhancement rule names its tier (1K, 2K or 4K)."})
+
 
 class GenerationJob(models.Model):
     class Status(models.TextChoices):

@@ -334,7 +334,7 @@ def draw_ocean(p: Picture) -> None:
     top = p.shore if p.land else p.horizon
     override = p.spec.setting_colour("ocean")
     if override:
-        colours = [shade(override[0], 0.25), shade(override[0], -0.3)]
+        colours = [p.tint(shade(override[0], 0.25)), p.tint(shade(override[0], -0.3))]
     else:
         colours = {
             "night": ["#23356e", "#0a1230"],

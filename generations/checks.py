@@ -1,0 +1,41 @@
+"""System checks for the generations settings (run by manage.py check, migrate, runserver)."""
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+
+from .app_settings import app_settings
+
+
+@register(Tags.compatibility)
+def check_generations_settings(app_configs=None, **kwargs):
+    problems = []
+    try:
+        values = {
+            "GENERATIONS_MAX_RUNNING_JOBS": app_settings.MAX_RUNNING_JOBS,
+            "GENERATIONS_MAX_RETRIES": app_settings.MAX_RETRIES,
+            "GENERATIONS_RETRY_BACKOFF": app_settings.RETRY_BACKOFF,
+            "GENERATIONS_STUCK_AFTER": app_settings.STUCK_AFTER,
+            "GENERATIONS_MAX_OUTPUT_TOKENS": app_settings.MAX_OUTPUT_TOKENS,
+            "GENERATIONS_DEFAULT_OUTPUT_TOKENS": app_settings.DEFAULT_OUTPUT_TOKENS,
+            "OPENAI_TIMEOUT": app_settings.OPENAI_TIMEOUT,
+        }
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="generations.E001")]
+    if values["GENERATIONS_MAX_RUNNING_JOBS"] < 1:
+        problems.append(Error("GENERATIONS_MAX_RUNNING_JOBS must be at least 1.", id="generations.E002"))
+    if values["GENERATIONS_MAX_RETRIES"] < 0 or values["GENERATIONS_RETRY_BACKOFF"] < 0:
+        problems.append(Error("GENERATIONS_MAX_RETRIES and GENERATIONS_RETRY_BACKOFF cannot be negative.",
+                              id="generations.E003"))
+    if not 16 <= values["GENERATIONS_DEFAULT_OUTPUT_TOKENS"] <= values["GENERATIONS_MAX_OUTPUT_TOKENS"]:
+        problems.append(Error("GENERATIONS_DEFAULT_OUTPUT_TOKENS must be between 16 and "
+                              "GENERATIONS_MAX_OUTPUT_TOKENS.", id="generations.E004"))
+    hard_limit = getattr(settings, "CELERY_TASK_TIME_LIMIT", None) or 0
+    longest = max(hard_limit, values["OPENAI_TIMEOUT"] + app_settings.OPENAI_CONNECT_TIMEOUT)
+    if values["GENERATIONS_STUCK_AFTER"] <= longest:
+        problems.append(Warning(
+            f"GENERATIONS_STUCK_AFTER ({values['GENERATIONS_STUCK_AFTER']:g}s) should exceed the longest a job can "
+            f"run ({longest:g}s): live jobs would be taken for dead and run twice (only one result is kept).",
+            id="generations.W001",
+        ))
+    return problems
