@@ -20,6 +20,10 @@ CREDITS_HISTORY_PAGE_SIZE      50                          entries per history p
 CREDITS_EXPORT_CHUNK_SIZE      2000                        rows fetched per round trip by
                                                            the streaming CSV export
 CREDITS_MAX_AMOUNT             1_000_000_000               largest single movement accepted
+CREDITS_PREPARED_STATEMENTS    True                        prepare the ledger statements
+                                                           once per connection (PostgreSQL;
+                                                           False behind a transaction-pooling
+                                                           PgBouncer older than 1.21)
 =============================  ==========================  ==============================
 """
 
@@ -36,6 +40,7 @@ DEFAULTS = {
     "CREDITS_HISTORY_PAGE_SIZE": 50,
     "CREDITS_EXPORT_CHUNK_SIZE": 2000,
     "CREDITS_MAX_AMOUNT": 1_000_000_000,
+    "CREDITS_PREPARED_STATEMENTS": True,
 }
 
 
@@ -91,6 +96,11 @@ class AppSettings:
     @property
     def MAX_AMOUNT(self) -> int:
         return _get("CREDITS_MAX_AMOUNT")
+
+
+    @property
+    def PREPARED_STATEMENTS(self) -> bool:
+        return _get("CREDITS_PREPARED_STATEMENTS")
 
 
 app_settings = AppSettings()

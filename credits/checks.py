@@ -59,4 +59,11 @@ def check_credits_settings(app_configs=None, **kwargs) -> list[Error]:
                     id=check_id,
                 )
             )
+    if not isinstance(_get("CREDITS_PREPARED_STATEMENTS"), bool):
+        errors.append(
+            Error(
+                f"CREDITS_PREPARED_STATEMENTS must be True or False; it is {_get('CREDITS_PREPARED_STATEMENTS')!r}.",
+                id="credits.E009",
+            )
+        )
     return errors

@@ -27,11 +27,14 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
+from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import F
 from django.utils import timezone
 
+from .app_settings import app_settings
 from .models import SPENT_SIDE_KINDS, AuditLog, CreditBalance, LedgerEntry, LedgerKind
 
 SPENT_SIDE = SPENT_SIDE_KINDS
@@ -321,6 +324,53 @@ def is_postgresql() -> bool:
     return connection.vendor == "postgresql"
 
 
+class _PreparedCursor(psycopg.Cursor):
+    """Server-side binding, and every statement prepared once per connection."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+class _LoggedCursor(CursorDebugWrapper):
+    """Django's debug wrapper, logging the statement with its values (a prepared server-side
+    cursor has no client-side query text for Django to read back)."""
+
+    def execute(self, sql, params=None):
+        with self.debug_sql(self.db.ops.compose_sql(sql, params)):
+            return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
+
+
+# Explicitly requested preparation only: nothing else on the connection starts preparing.
+_PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
+
+
+def _run(sql: str, params: dict) -> list[tuple]:
+    """Run one of this module's statements and return its rows.
+
+    On PostgreSQL the statement is bound server-side and prepared once per connection, so
+    its (large) CTE is parsed and planned once instead of on every call. It still goes
+    through Django's cursor wrapper: query logging, counting and execute wrappers see it.
+    ``CREDITS_PREPARED_STATEMENTS = False`` turns this off (for a transaction-pooling
+    PgBouncer older than 1.21).
+    """
+    if not (is_postgresql() and app_settings.PREPARED_STATEMENTS):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:  # Django turns automatic preparation off
+        raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+    connection.validate_thread_sharing()
+    with connection.wrap_database_errors:
+        prepared = _PreparedCursor(raw)
+    cursor = _LoggedCursor(prepared, connection) if connection.queries_logged else CursorWrapper(prepared, connection)
+    with cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
 def run_atomically(apply):
     """Run ``apply()`` (which issues ONE statement on PostgreSQL) as one unit of work.
 
@@ -349,9 +399,7 @@ def apply_movement(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEn
         if regen is not None:
             params.update(regen.params())
             sql = _PG_MOVE_WITH_REGEN
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
+        rows = _run(sql, params)
         if not rows:
             return None
         entry_id, _kind, before, after, created_at = rows[-1]
@@ -371,20 +419,16 @@ def apply_regeneration(*, user_id: int, regen: RegenPolicy) -> BalanceSnapshot |
     when the user has no balance row.
     """
     if is_postgresql():
-        with connection.cursor() as cursor:
-            cursor.execute(_PG_REGEN, {"uid": user_id, "action": REGEN_ACTION, "audit": "{}", **regen.params()})
-            row = cursor.fetchone()
-        return None if row is None else BalanceSnapshot(*row)
+        rows = _run(_PG_REGEN, {"uid": user_id, "action": REGEN_ACTION, "audit": "{}", **regen.params()})
+        return BalanceSnapshot(*rows[0]) if rows else None
     return _regen_portable(user_id, regen)
 
 
 def peek_regeneration(*, user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
     """The balance as ``apply_regeneration`` would leave it, computed without writing."""
     if is_postgresql():
-        with connection.cursor() as cursor:
-            cursor.execute(_PG_PEEK_REGEN, {"uid": user_id, **regen.params()})
-            row = cursor.fetchone()
-        return None if row is None else BalanceSnapshot(*row)
+        rows = _run(_PG_PEEK_REGEN, {"uid": user_id, **regen.params()})
+        return BalanceSnapshot(*rows[0]) if rows else None
     snapshot = read_balance(user_id=user_id)
     if snapshot is None:
         return None

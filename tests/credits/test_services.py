@@ -314,3 +314,28 @@ def test_a_key_reused_for_a_different_operation_is_refused(make_user):
         credits_grant(user=user, amount=3, kind=LedgerKind.BONUS, idempotency_key="job:7:charge")
 
     assert state_of(user) == before
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_movements_work_with_and_without_prepared_statements(make_user, settings, prepared):
+    settings.CREDITS_PREPARED_STATEMENTS = prepared
+    user = make_user()
+    for i in range(7):  # past the point where the server switches to a generic plan
+        credits_grant(user=user, amount=3, kind=LedgerKind.BONUS, idempotency_key=f"g{i}")
+        credits_spend(user=user, amount=1, idempotency_key=f"s{i}")
+
+    assert balance_of(user) == 14
+    assert_ledger_clean()
+
+
+def test_the_debug_log_shows_each_statement_with_its_values(make_user, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user = make_user(credits=5)
+    with CaptureQueriesContext(connection) as queries:
+        credits_spend(user=user, amount=2, idempotency_key="logged-spend")
+
+    # (inside the test's transaction the statement runs in a savepoint: SAVEPOINT, it, RELEASE)
+    [statement] = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert "UPDATE credits_creditbalance" in statement and "'logged-spend'" in statement
