@@ -10,12 +10,12 @@ from django.core.paginator import Paginator
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from credits.models import CreditBalance
 
 from . import app_settings
-from .exceptions import PaymentsError
+from .exceptions import PaymentsError, ProviderError
 from .fulfilment import order_check_payment
 from .models import CreditPackage, Invoice, Order
 from .orders import order_create, order_start_checkout
@@ -62,12 +62,12 @@ def _pricing_context() -> dict:
     }
 
 
-@require_GET
+@require_safe
 def home(request):
     return render(request, "home.html", _pricing_context())
 
 
-@require_GET
+@require_safe
 def pricing(request):
     return render(request, "payments/pricing.html", _pricing_context())
 
@@ -88,8 +88,12 @@ def buy(request):
         cancel = request.build_absolute_uri(reverse("payments:order_cancel", args=[order.pk]))
         session = order_start_checkout(order=order, success_url=f"{success}?session_id={{CHECKOUT_SESSION_ID}}",
                                        cancel_url=cancel)
+    except ProviderError:
+        messages.error(request, "The payment provider did not answer, so the checkout could not start. "
+                                "Nothing was charged; please try again in a moment.")
+        return redirect("payments:pricing")
     except PaymentsError as exc:
-        messages.error(request, f"We could not start the checkout: {exc} Nothing was charged; please try again.")
+        messages.error(request, f"We could not start the checkout: {exc} Nothing was charged.")
         return redirect("payments:pricing")
     return HttpResponseRedirect(session.redirect_url, status=303)
 
@@ -105,7 +109,7 @@ def _status_context(request, order: Order) -> dict:
 
 
 @login_required
-@require_GET
+@require_safe
 def order_success(request, pk: int):
     """The page the provider sends the buyer back to: it fulfils too, then shows the credits."""
     order = _own_order(request, pk)
@@ -116,7 +120,7 @@ def order_success(request, pk: int):
 
 
 @login_required
-@require_GET
+@require_safe
 def order_status(request, pk: int):
     """The htmx fragment the return page polls until the order settles."""
     order = _own_order(request, pk)
@@ -127,14 +131,14 @@ def order_status(request, pk: int):
 
 
 @login_required
-@require_GET
+@require_safe
 def order_cancel(request, pk: int):
     order = _own_order(request, pk)
     return render(request, "payments/order_cancel.html", {"order": order})
 
 
 @login_required
-@require_GET
+@require_safe
 def orders(request):
     queryset = Order.objects.filter(user=request.user).select_related("package", "invoice").order_by("-created_at")
     page = Paginator(queryset, 20).get_page(request.GET.get("page"))
@@ -142,7 +146,7 @@ def orders(request):
 
 
 @login_required
-@require_GET
+@require_safe
 def invoice(request, number: str):
     invoice = get_object_or_404(
         Invoice.objects.select_related("order", "order__package", "order__user"),

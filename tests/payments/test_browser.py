@@ -114,3 +114,28 @@ def test_the_return_page_polls_until_the_credits_arrive(page, screenshot, packag
     assert page.get_by_test_id("header-balance").inner_text().strip() == "10 credits"
     screenshot(page, "2-arrived")
     assert CreditBalance.objects.get(user=user).balance == 10
+
+
+def test_the_buying_pages_fit_a_phone(browser, live_server, screenshot, packages, sandbox_only, make_user,
+                                      client):
+    from payments.orders import order_create, order_start_checkout
+
+    user = make_user("phone@example.com", password=PASSWORD)
+    order = order_create(user=user, package=packages["Pro"], provider="SANDBOX")
+    session = order_start_checkout(order=order, success_url="/s", cancel_url="/c")
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        page.goto("/accounts/login/")
+        page.get_by_label("Email").fill("phone@example.com")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_load_state()
+        for name, url in (("home", "/"), ("pricing", "/billing/pricing/"), ("checkout", session.redirect_url),
+                          ("orders", "/billing/orders/")):
+            page.goto(url)
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{name} scrolls sideways by {overflow}px on a phone"
+            screenshot(page, f"phone-{name}")
+    finally:
+        context.close()

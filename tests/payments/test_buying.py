@@ -75,7 +75,7 @@ def test_when_stripe_fails_the_order_fails_and_the_buyer_is_told(client, user, p
 
     response = client.post("/billing/buy/", {"package": packages["Basic"].pk}, follow=True)
 
-    assert "We could not start the checkout" in response.content.decode()
+    assert "the checkout could not start. Nothing was charged" in response.content.decode()
     assert Order.objects.get(user=user).status == "FAILED"
 
 
