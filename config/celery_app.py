@@ -1,10 +1,19 @@
-"""The Celery application, configured from Django settings (the CELERY_ namespace)."""
+"""The Celery application, configured from Django settings (the CELERY_ namespace).
+
+JSON only, acks_late with reject-on-worker-lost, prefetch 1 and time limits are set in
+config/settings/base.py. Without a broker configured, tasks run in-process (eager).
+"""
 
 import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+# config/__init__.py imports this module, so this default also applies to gunicorn and
+# anything else that imports `config` without DJANGO_SETTINGS_MODULE: production, which
+# refuses to start without its secrets, rather than DEBUG settings. manage.py sets the
+# development settings first; a local worker is started with
+# DJANGO_SETTINGS_MODULE=config.settings.dev celery -A config worker.
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.prod")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")

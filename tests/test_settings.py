@@ -130,3 +130,12 @@ def test_a_mistyped_email_backend_is_refused():
     result = run("config.settings.dev", {"EMAIL_BACKEND": "smpt"}, "-c", "import django; django.setup()")
     assert result.returncode != 0
     assert "EMAIL_BACKEND must be one of" in result.stderr
+
+
+def test_a_server_started_without_settings_uses_production_and_so_needs_its_secrets():
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # no DJANGO_SETTINGS_MODULE at all
+    result = subprocess.run(
+        [sys.executable, "-c", "import config.wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "Production settings (config.settings.prod) need these environment variables" in result.stderr
