@@ -128,7 +128,11 @@ def read_text_result(job: GenerationJob | None) -> str:
 def job_complete(*, claim: Claim, output: BackendOutput) -> str:
     """Store the result, mark the job COMPLETED with its final cost and refund the rest of the
     estimate - all in one transaction, and only while ``claim`` still holds the job."""
-    stored = _store(claim.job, output)
+    try:
+        stored = _store(claim.job, output)
+    except OSError as exc:
+        error = RetryableBackendError("The result could not be saved.", detail=f"storage error: {exc!r}")
+        return job_attempt_failed(claim=claim, error=error)
     committed = False
     try:
         with transaction.atomic(durable=True):

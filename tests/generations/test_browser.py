@@ -104,14 +104,28 @@ def test_enhance_a_picture_and_see_a_text_job_fail_with_its_refund(page, live_se
     page.get_by_test_id("job-status").filter(has_text="Completed").wait_for(timeout=60_000)
     first = GenerationJob.objects.get(user=user)
 
-    page.get_by_role("link", name="Enhance").click()
+    # Edit it: the same picture, with the cabin now red.
+    page.get_by_role("link", name="Edit", exact=True).click()
+    assert page.locator("select[name=source_id]").input_value() == str(first.pk)
+    page.wait_for_function("document.querySelector('[data-testid=estimate-credits]')?.innerText === '2'")
+    page.get_by_label("What to change").fill("make the cabin red")
+    screenshot(page, "edit-form")
+    page.get_by_test_id("submit-job").click()
+    page.get_by_test_id("job-status").filter(has_text="Completed").wait_for(timeout=60_000)
+    edit = GenerationJob.objects.exclude(pk=first.pk).get(user=user)
+    assert edit.is_edit and edit.source_id == first.pk and edit.credits_charged == 2
+    assert 'data-kind="house" data-colour="#e03131"' in edit.result_file.read().decode()
+    screenshot(page, "edited")
+
+    page.goto(f"/generate/{first.pk}/")
+    page.get_by_role("link", name="Enhance", exact=True).click()
     assert page.locator("select[name=source_id]").input_value() == str(first.pk)
     page.get_by_text("2K", exact=True).click()
     page.wait_for_function("document.querySelector('[data-testid=estimate-credits]')?.innerText === '5'")
     screenshot(page, "enhance-form")
     page.get_by_test_id("submit-job").click()
     page.get_by_test_id("job-status").filter(has_text="Completed").wait_for(timeout=60_000)
-    enhanced = GenerationJob.objects.exclude(pk=first.pk).get(user=user)
+    enhanced = GenerationJob.objects.get(user=user, operation="enhance")
     assert enhanced.operation == "enhance" and enhanced.tier == "2K" and enhanced.credits_charged == 5
     assert 'width="2048"' in enhanced.result_file.read().decode()
     screenshot(page, "enhanced")
@@ -127,6 +141,6 @@ def test_enhance_a_picture_and_see_a_text_job_fail_with_its_refund(page, live_se
     assert "HTTP 503" in error and "after 3 retries" in error and "were refunded" in error
     text_job = GenerationJob.objects.get(user=user, operation="text")
     assert f"Refunded {text_job.estimated_credits}" in page.get_by_test_id("job-credits").inner_text()
-    assert page.get_by_test_id("header-balance").inner_text() == "32 credits"  # 40 - 3 - 5
+    assert page.get_by_test_id("header-balance").inner_text() == "30 credits"  # 40 - 3 - 2 - 5
     screenshot(page, "failed")
     assert_ledger_clean()

@@ -108,3 +108,15 @@ def test_unknown_operations_and_tiers_are_permanent_errors():
         draw("x", operation="text")
     with pytest.raises(PermanentBackendError):
         draw("x", operation="enhance", tier="8K")
+
+
+def test_an_edit_can_resize_what_is_there():
+    def radii(svg):
+        return [float(c.find(f"{SVG}circle").get("r")) for c in things(svg, "circle")]
+
+    base, _ = draw("three red circles in a row", seed=2)
+    bigger, _ = draw("make them bigger", seed=2, chain=["three red circles in a row", "make them bigger"])
+    smaller, _ = draw("make the circles smaller", seed=2,
+                      chain=["three red circles in a row", "make the circles smaller"])
+    assert len(radii(bigger)) == 3
+    assert min(radii(bigger)) > max(radii(base)) > max(radii(smaller))

@@ -92,8 +92,8 @@ LAYOUTS = {
 WORD_TO_LAYOUT = {word: layout for layout, words in LAYOUTS.items() for word in words}
 
 SIZES = {
-    "large": ["big", "large", "huge", "giant", "enormous", "massive", "bold"],
-    "small": ["small", "tiny", "little", "mini", "miniature", "petite"],
+    "large": ["big", "bigger", "large", "larger", "huge", "giant", "enormous", "massive", "bold"],
+    "small": ["small", "smaller", "tiny", "little", "mini", "miniature", "petite"],
 }
 WORD_TO_SIZE = {word: size for size, words in SIZES.items() for word in words}
 
@@ -137,6 +137,8 @@ class Spec:
     sky_colours: tuple[str, ...] = ()
     setting_colours: tuple[tuple[str, tuple[str, ...]], ...] = ()
     removed: frozenset = field(default_factory=frozenset)
+    #: A size named for no thing in particular ("make them bigger"): an edit applies it to all.
+    resize: str | None = None
 
     def setting_colour(self, setting: str) -> tuple[str, ...]:
         return dict(self.setting_colours).get(setting, ())
@@ -208,6 +210,7 @@ def parse(prompt: str) -> Spec:
         negate = False
 
     last_named: tuple[str, str] | None = None
+    resize = None
 
     def colour_back(new: list[str]) -> bool:
         """Give colours that follow a thing to that thing ("make the circles green")."""
@@ -298,7 +301,15 @@ def parse(prompt: str) -> Spec:
             elif not counted:  # "a grid of circles": the article was not a count
                 count = None
         elif token in WORD_TO_SIZE:
-            size = WORD_TO_SIZE[token]
+            if not _leads_to_thing(tokens, index + 1):
+                if last_named and last_named[0] == "object":
+                    # "make the balloons bigger": the size follows the thing it is about
+                    objects = [replace(o, size=WORD_TO_SIZE[token]) if o.kind == last_named[1] else o
+                               for o in objects]
+                else:
+                    resize = WORD_TO_SIZE[token]
+            else:
+                size = WORD_TO_SIZE[token]
         elif token in ARTICLES:
             if not counted:
                 count = 1
@@ -314,6 +325,7 @@ def parse(prompt: str) -> Spec:
         sky_colours=sky,
         setting_colours=tuple(sorted(setting_colours.items())),
         removed=frozenset(removed),
+        resize=resize,
     )
 
 
@@ -348,6 +360,8 @@ def apply_edit(base: Spec, edit: Spec) -> Spec:
             colours=change.colours or old.colours,
             size=change.size or old.size,
         )
+    if edit.resize:
+        objects = [replace(o, size=edit.resize) for o in objects]
     if edit.palette:
         objects = [replace(o, colours=edit.palette) if o.kind not in {c.kind for c in edit.objects if c.colours}
                    else o for o in objects]
