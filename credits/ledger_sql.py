@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import F
 from django.utils import timezone
@@ -320,8 +320,14 @@ class BalanceSnapshot:
     regenerated: int = 0
 
 
+def _db():
+    """The default database's wrapper, looked up once (``django.db.connection`` is a proxy
+    that looks it up again on every attribute access)."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
 def is_postgresql() -> bool:
-    return connection.vendor == "postgresql"
+    return _db().vendor == "postgresql"
 
 
 class _PreparedCursor(psycopg.Cursor):
@@ -353,19 +359,20 @@ def _run(sql: str, params: dict) -> list[tuple]:
     ``CREDITS_PREPARED_STATEMENTS = False`` turns this off (for a transaction-pooling
     PgBouncer older than 1.21).
     """
-    if not (is_postgresql() and app_settings.PREPARED_STATEMENTS):
-        with connection.cursor() as cursor:
+    db = _db()
+    if db.vendor != "postgresql" or not app_settings.PREPARED_STATEMENTS:
+        with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = connection.connection
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    raw = db.connection
     if raw.prepare_threshold is None:  # Django turns automatic preparation off
         raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
-    connection.validate_thread_sharing()
-    with connection.wrap_database_errors:
+    db.validate_thread_sharing()
+    with db.wrap_database_errors:
         prepared = _PreparedCursor(raw)
-    cursor = _LoggedCursor(prepared, connection) if connection.queries_logged else CursorWrapper(prepared, connection)
+    cursor = _LoggedCursor(prepared, db) if db.queries_logged else CursorWrapper(prepared, db)
     with cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
@@ -380,7 +387,8 @@ def run_atomically(apply):
     statement (a repeated idempotency key) leaves the caller's transaction usable. On
     SQLite the several statements always run in ``transaction.atomic``.
     """
-    if is_postgresql() and not connection.in_atomic_block and connection.get_autocommit():
+    db = _db()
+    if db.vendor == "postgresql" and not db.in_atomic_block and db.get_autocommit():
         return apply()
     with transaction.atomic():
         return apply()
@@ -528,23 +536,28 @@ def _regen_portable(user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
         )
 
 
+_ENTRY_FIELDS = [f.attname for f in LedgerEntry._meta.concrete_fields]
+
+
 def _entry_from(m: Movement, entry_id, before: int, after: int, created_at: datetime) -> LedgerEntry:
-    entry = LedgerEntry(
-        id=entry_id,
-        user_id=m.user_id,
-        amount=m.delta,
-        kind=m.kind,
-        balance_before=before,
-        balance_after=after,
-        description=m.description[:255],
-        metadata=m.metadata,
-        idempotency_key=m.idempotency_key,
-        order_id=m.order_id,
-        job_id=m.job_id,
-        reverses_id=m.reverses_id,
-        created_by_id=m.created_by_id,
-        created_at=created_at,
-    )
+    values = {
+        "id": entry_id,
+        "user_id": m.user_id,
+        "amount": m.delta,
+        "kind": m.kind,
+        "balance_before": before,
+        "balance_after": after,
+        "description": m.description[:255],
+        "metadata": m.metadata,
+        "idempotency_key": m.idempotency_key,
+        "order_id": m.order_id,
+        "job_id": m.job_id,
+        "reverses_id": m.reverses_id,
+        "created_by_id": m.created_by_id,
+        "created_at": created_at,
+    }
+    # Positional arguments in field order: Model.__init__'s fast path.
+    entry = LedgerEntry(*[values[name] for name in _ENTRY_FIELDS])
     entry._state.adding = entry_id is None
-    entry._state.db = "default"
+    entry._state.db = DEFAULT_DB_ALIAS
     return entry
