@@ -14,8 +14,8 @@ class AccountAdapter(DefaultAccountAdapter):
     error_messages = {
         **DefaultAccountAdapter.error_messages,
         "too_many_login_attempts": (
-            "Too many failed log-in attempts. For your security, logging in to this account "
-            "is paused for a few minutes. Try again later, or reset your password."
+            "Too many failed log-in attempts. For your security, logging in is paused for a "
+            "few minutes. Try again later, or reset your password."
         ),
         "email_password_mismatch": "The email address or password is not correct.",
     }
