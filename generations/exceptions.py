@@ -32,5 +32,9 @@ class InvalidTransition(GenerationsError):
         super().__init__(f"Job #{job_id} is {current.lower()} and cannot become {target.lower()}.")
 
 
+class NotAllowed(GenerationsError):
+    """The person asking lacks the permission the action needs."""
+
+
 class ApiKeyUnavailable(GenerationsError):
     """The user's stored API key is missing or can no longer be decrypted."""

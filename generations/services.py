@@ -20,11 +20,14 @@ from . import catalog, charges
 from .api_keys import has_api_key
 from .app_settings import app_settings
 from .catalog import Offering
-from .exceptions import GenerationsError, InvalidRequest, InvalidTransition, TooManyRunningJobs
+from .exceptions import InvalidRequest, InvalidTransition, NotAllowed, TooManyRunningJobs
 from .models import GenerationJob, Operation
 from .pricing import Estimate, Rates, estimate
 from .queue import enqueue_run
 from .running import read_text_result
+
+__all__ = ["JobRequest", "NotAllowed", "PreparedJob", "job_cancel", "job_prepare", "job_refund_completed",
+           "job_submit"]
 
 Status = GenerationJob.Status
 MIN_OUTPUT_TOKENS = 16
@@ -58,10 +61,6 @@ class PreparedJob:
     source: GenerationJob | None
     own_key: bool
     parameters: dict
-
-
-class NotAllowed(GenerationsError):
-    pass
 
 
 def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJob:

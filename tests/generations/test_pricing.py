@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from generations.demo import DEMO_RULES, install, seed
+from generations.demo import DEMO_RULES, seed
 from generations.exceptions import NoPriceRule
 from generations.models import GenerationJob, PriceRule
 from generations.pricing import Rates, estimate, final_cost, price, rule_for

@@ -44,14 +44,14 @@ def test_a_completed_text_job_is_charged_its_usage_and_refunded_the_rest(make_us
     job.refresh_from_db()
     assert job.status == "COMPLETED" and job.completed_at and job.claim_token is None
     assert job.result_file.read().decode().startswith("Here is your text about")
-    input_tokens = endpoint.calls()[0]
+    sent = endpoint.calls()[0]
     assert job.usage["output_tokens"] == 42 and job.usage["input_tokens"] > 0
     # 1 base + input at 1/1k + 42 output at 4/1k = 2 credits, far below the estimate
     assert job.credits_charged == 2 < job.estimated_credits
     assert ledger(job) == [("SPEND", -job.estimated_credits), ("REFUND", job.estimated_credits - 2)]
     assert LedgerEntry.objects.filter(idempotency_key=f"job:{job.pk}:refund").exists()
     assert balance(user) == 18
-    assert input_tokens.body["max_tokens"] == 1000
+    assert sent.body["max_tokens"] == 1000
     assert_ledger_clean()
 
 

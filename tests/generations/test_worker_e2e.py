@@ -8,7 +8,6 @@ import time
 import pytest
 
 from credits.models import CreditBalance, LedgerEntry
-from generations.models import GenerationJob
 from generations.services import JobRequest, job_submit
 from generations.tasks import reap_stuck_jobs, run_job
 from tests.conftest import wait_until
