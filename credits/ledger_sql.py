@@ -83,19 +83,28 @@ SELECT id, kind, balance_before, balance_after, created_at FROM entry
 # counting now; a regen_checked_at in the future (a clock that went backwards) is kept, and
 # nothing is due until the clock has caught up with it and a whole period has passed.
 _REGEN_CALC = """
-    SELECT due.*,
-           CASE WHEN due.regen_checked_at IS NULL THEN due.now_ts
-                ELSE due.regen_checked_at + due.periods * %(regen_every)s * interval '1 second'
-           END AS checked_to,
-           CASE WHEN due.balance >= %(regen_cap)s THEN 0
-                ELSE LEAST(%(regen_cap)s - due.balance, %(regen_amount)s * due.periods)
+    SELECT marked.*,
+           CASE WHEN marked.balance >= %(regen_cap)s OR marked.periods = 0
+                  -- the period's entry exists already (regen_checked_at was moved back by hand)
+                  OR EXISTS (SELECT 1 FROM credits_ledgerentry e WHERE e.idempotency_key = marked.regen_key)
+                THEN 0
+                ELSE LEAST(%(regen_cap)s - marked.balance, %(regen_amount)s * marked.periods)
            END AS regen
-      FROM (SELECT cur.*,
-                   CASE WHEN cur.regen_checked_at IS NULL
-                          OR cur.regen_checked_at > cur.now_ts - %(regen_every)s * interval '1 second' THEN 0
-                        ELSE floor(extract(epoch FROM cur.now_ts - cur.regen_checked_at) / %(regen_every)s)::bigint
-                   END AS periods
-              FROM cur) AS due
+      FROM (SELECT due.*,
+                   'regen:' || %(uid)s::bigint || ':'
+                     || (extract(epoch FROM due.checked_to) * 1000000)::bigint AS regen_key
+              FROM (SELECT periods.*,
+                           CASE WHEN periods.regen_checked_at IS NULL THEN periods.now_ts
+                                ELSE periods.regen_checked_at + periods.periods * %(regen_every)s * interval '1 second'
+                           END AS checked_to
+                      FROM (SELECT cur.*,
+                                   CASE WHEN cur.regen_checked_at IS NULL
+                                          OR cur.regen_checked_at > cur.now_ts - %(regen_every)s * interval '1 second'
+                                        THEN 0
+                                        ELSE floor(extract(epoch FROM cur.now_ts - cur.regen_checked_at)
+                                                   / %(regen_every)s)::bigint
+                                   END AS periods
+                              FROM cur) AS periods) AS due) AS marked
 """
 # Something to write: a first check, or at least one whole period elapsed.
 _REGEN_DUE = "({t}.regen_checked_at IS NULL OR {t}.regen_checked_at <= {t}.now_ts - %(regen_every)s * interval '1 second')"
@@ -103,7 +112,7 @@ _REGEN_ROW = """
     SELECT 1 AS ord, 'REGENERATION'::varchar AS kind, moved.regen AS amount, moved.before AS bb,
            %(regen_description)s::varchar AS description,
            jsonb_build_object('periods', moved.periods, 'from', moved.regen_from, 'to', moved.regen_to) AS metadata,
-           'regen:' || %(uid)s::bigint || ':' || (extract(epoch FROM moved.regen_to) * 1000000)::bigint AS key,
+           moved.regen_key AS key,
            NULL::bigint AS order_id, NULL::bigint AS job_id, NULL::bigint AS reverses_id,
            NULL::bigint AS created_by_id
       FROM moved
@@ -139,7 +148,7 @@ WITH cur AS MATERIALIZED (
      WHERE b.user_id = %(uid)s
        AND calc.balance + calc.regen + %(delta)s >= 0
        AND (b.spend_holds = 0 OR NOT %(needs_no_holds)s)
-    RETURNING calc.balance AS before, calc.regen, calc.periods,
+    RETURNING calc.balance AS before, calc.regen, calc.periods, calc.regen_key,
               calc.regen_checked_at AS regen_from, calc.checked_to AS regen_to
 ), rows AS ({_REGEN_ROW}
     UNION ALL
@@ -170,7 +179,7 @@ WITH peek AS (
        AND {_REGEN_DUE.format(t="peek")}
        FOR UPDATE OF b
 ), calc AS MATERIALIZED ({_REGEN_CALC}
-     WHERE {_REGEN_DUE.format(t="due")}
+     WHERE {_REGEN_DUE.format(t="marked")}
 ), moved AS (
     UPDATE credits_creditbalance b
        SET balance = calc.balance + calc.regen,
@@ -181,7 +190,7 @@ WITH peek AS (
       FROM calc
      WHERE b.user_id = %(uid)s
     RETURNING b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at,
-              calc.balance AS before, calc.regen, calc.periods,
+              calc.balance AS before, calc.regen, calc.periods, calc.regen_key,
               calc.regen_checked_at AS regen_from, calc.checked_to AS regen_to
 ), rows AS ({_REGEN_ROW}
 ), entry AS (
@@ -423,8 +432,9 @@ def apply_movement(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEn
 def apply_regeneration(*, user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
     """Read the balance row, first writing the regeneration entry when credits are due.
 
-    One statement on PostgreSQL; a plain read (no lock) when nothing is due. Returns None
-    when the user has no balance row.
+    One statement on PostgreSQL; a plain read (no lock) when nothing is due. It cannot fail
+    on the entry's key (the statement checks it), so it needs no savepoint inside the
+    caller's transaction. Returns None when the user has no balance row.
     """
     if is_postgresql():
         rows = _run(_PG_REGEN, {"uid": user_id, "action": REGEN_ACTION, "audit": "{}", **regen.params()})

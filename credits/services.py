@@ -318,16 +318,10 @@ def balance_refresh(*, user) -> BalanceSnapshot:
     row lock, and its entry's key is derived from the user and the period).
     """
     policy = regen_policy_for(user)
-    snapshot = None
-    if policy is not None:
-        try:
-            snapshot = run_atomically(lambda: apply_regeneration(user_id=user.pk, regen=policy))
-        except IntegrityError:
-            # The period's entry exists already (regen_checked_at was moved back by hand):
-            # nothing more is due, so read the balance as it stands.
-            snapshot = None
-    if snapshot is None:
+    if policy is None:
         snapshot = read_balance(user_id=user.pk)
+    else:
+        snapshot = apply_regeneration(user_id=user.pk, regen=policy)
     return snapshot or BalanceSnapshot()
 
 
@@ -345,11 +339,6 @@ def _move(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEntry:
                 return _check_same(existing, m)
             if m.kind == LedgerKind.REFUND and _refunded(m.reverses_id):
                 raise RefundNotAllowed(f"Spend #{m.reverses_id} has already been refunded.") from None
-            if regen is not None and attempt == 1:
-                # The regeneration entry's key is taken (regen_checked_at was moved back by
-                # hand): apply the movement on its own.
-                regen = None
-                continue
             raise
         if entry is not None:
             return entry

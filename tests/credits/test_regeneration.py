@@ -201,3 +201,31 @@ def test_reads_and_spends_at_once_regenerate_once(make_user):
     assert [e.amount for e in regenerations(user)] == [6]
     assert balance_of(user) == 2
     assert_ledger_clean()
+
+
+@pytest.mark.django_db
+def test_a_mark_moved_back_by_hand_never_grants_a_period_twice(make_user):
+    user = make_user(credits=4)
+    checked = periods_ago(user, 3)
+    assert balance_refresh(user=user).regenerated == 3
+
+    CreditBalance.objects.filter(user=user).update(regen_checked_at=checked)  # back to before
+    again = balance_refresh(user=user)
+    CreditBalance.objects.filter(user=user).update(regen_checked_at=checked)
+    spend = credits_spend(user=user, amount=1, idempotency_key="after-tampering")
+
+    assert again.regenerated == 0 and again.balance == 7
+    assert spend.balance_before == 7
+    assert len(regenerations(user)) == 1
+    assert_ledger_clean()
+
+
+@pytest.mark.django_db
+def test_reading_the_balance_inside_a_transaction_is_one_statement(make_user, django_assert_num_queries):
+    user = make_user(credits=4)
+    periods_ago(user, 2)
+
+    with django_assert_num_queries(1):
+        assert balance_refresh(user=user).balance == 6
+    with django_assert_num_queries(1):
+        assert balance_refresh(user=user).balance == 6
