@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -111,32 +112,68 @@ class WorkerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-@pytest.fixture
-def celery_worker_process(transactional_db, settings):
-    """Start a real worker against Redis and the test database; tasks sent by the test go to it.
-
-    The test's own Celery app stops running tasks eagerly and publishes to a queue of its
-    own, so several suites on one Redis never take each other's tasks.
-    """
-    from django.db import connection
+@contextmanager
+def tasks_sent_to_queue(settings, queue: str):
+    """Tasks sent by this test process go through the broker to ``queue`` instead of running
+    in place; the queue is deleted afterwards."""
+    import redis
 
     from config.celery_app import app
 
-    db = connection.settings_dict
-    database_url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    queue = f"test-{uuid.uuid4().hex[:12]}"
     broker = settings.CELERY_BROKER_URL
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": database_url,
-           "CELERY_BROKER_URL": broker, "CELERY_DEFAULT_QUEUE": queue}
     saved = {k: app.conf[k] for k in ("task_always_eager", "task_default_queue", "broker_url")}
     app.conf.update(task_always_eager=False, task_default_queue=queue, broker_url=broker)
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    worker = WorkerProcess(env, queue, ARTIFACTS / "workers" / f"{queue}.log")
     try:
-        yield worker.start()
+        yield queue
     finally:
-        worker.stop()
         app.conf.update(saved)
+        client = redis.Redis.from_url(broker)
+        client.delete(queue)
+        client.close()
+
+
+def test_database_url() -> str:
+    """The URL of the test database, for processes the test starts."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    return (f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
+            f"{db['PORT'] or 5432}/{db['NAME']}")
+
+
+test_database_url.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture
+def celery_worker_factory(transactional_db, settings):
+    """``start(env=None) -> WorkerProcess``: real `celery worker` processes on Redis and the test
+    database, reading a queue of this test; ``env`` adds to their environment. Inside the
+    worker, tasks it sends (retries, re-queues) go through the broker as in production."""
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    workers: list[WorkerProcess] = []
+    with tasks_sent_to_queue(settings, queue):
+
+        def start(env: dict | None = None) -> WorkerProcess:
+            full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
+                        "DATABASE_URL": test_database_url(), "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+                        "CELERY_DEFAULT_QUEUE": queue, "CELERY_TASK_ALWAYS_EAGER": "false",
+                        "MEDIA_ROOT": str(settings.MEDIA_ROOT), **(env or {})}
+            worker = WorkerProcess(full_env, queue, ARTIFACTS / "workers" / f"{queue}-{len(workers)}.log")
+            workers.append(worker)
+            return worker.start()
+
+        try:
+            yield start
+        finally:
+            for worker in workers:
+                worker.stop()
+
+
+@pytest.fixture
+def celery_worker_process(celery_worker_factory):
+    """One real worker for this test (see ``celery_worker_factory``)."""
+    return celery_worker_factory()
 
 
 def wait_until(predicate, *, timeout: float = 30, interval: float = 0.2, message: str = "condition"):

@@ -5,7 +5,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403
-from .env import env_str
+from .env import env_bool, env_str
 
 if not os.environ.get("DATABASE_URL"):
     raise ImproperlyConfigured(
@@ -26,10 +26,11 @@ CACHES = {
         "KEY_PREFIX": os.environ["TEST_CACHE_PREFIX"],
     }
 }
-# The request-driven tests run tasks eagerly; the end-to-end tests start a real worker with
-# CELERY_BROKER_URL pointing at Redis and CELERY_TASK_ALWAYS_EAGER off (see tests/conftest.py).
+# The request-driven tests run tasks eagerly; the end-to-end tests start real worker processes
+# with CELERY_TASK_ALWAYS_EAGER=false, so tasks sent inside a worker (retries, re-queues) go
+# through Redis as in production (see tests/conftest.py).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
-CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", True)
 
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

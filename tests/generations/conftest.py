@@ -1,13 +1,12 @@
 """Fixtures for the generation tests: price rules, a fake OpenAI-compatible endpoint, real
 worker processes configured through their environment, and a queue nobody consumes."""
 
-import os
 import uuid
 
 import pytest
 from django.core.management import call_command
 
-from tests.conftest import ARTIFACTS, WorkerProcess
+from tests.conftest import tasks_sent_to_queue
 
 from .fake_openai import FakeOpenAI
 
@@ -66,67 +65,24 @@ def openai_settings(settings, fake_openai):
     return fake_openai
 
 
-def _delete_queue(broker: str, queue: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(broker)
-    client.delete(queue)
-    client.close()
-
-
 @pytest.fixture
-def gen_worker(transactional_db, settings):
-    """Start real `celery worker` processes on a queue of this test: ``start(env)`` returns a
-    started WorkerProcess whose environment carries ``env`` (a killed one can be started
-    again). Tasks sent by this process go to that queue."""
-    from django.db import connection
+def gen_worker(celery_worker_factory, settings):
+    """``start(env)`` returns a started real worker whose environment (and this process's
+    settings) carry ``env`` plus fast retries; a killed one can be started again."""
 
-    from config.celery_app import app
-
-    db = connection.settings_dict
-    database_url = (f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-                    f"{db['PORT'] or 5432}/{db['NAME']}")
-    queue = f"test-gen-{uuid.uuid4().hex[:12]}"
-    broker = settings.CELERY_BROKER_URL
-    saved = {k: app.conf[k] for k in ("task_always_eager", "task_default_queue", "broker_url")}
-    app.conf.update(task_always_eager=False, task_default_queue=queue, broker_url=broker)
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    workers: list[WorkerProcess] = []
-
-    def start(env: dict | None = None) -> WorkerProcess:
+    def start(env: dict | None = None):
         env = {**FAST_RETRIES, **(env or {})}
         share(settings, env)
-        full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.generations.worker_settings",
-                    "DATABASE_URL": database_url, "CELERY_BROKER_URL": broker, "CELERY_DEFAULT_QUEUE": queue,
-                    "MEDIA_ROOT": settings.MEDIA_ROOT, **env}
-        worker = WorkerProcess(full_env, queue, ARTIFACTS / "workers" / f"{queue}-{len(workers)}.log")
-        workers.append(worker)
-        return worker.start()
+        return celery_worker_factory(env)
 
-    try:
-        yield start
-    finally:
-        for worker in workers:
-            worker.stop()
-        app.conf.update(saved)
-        _delete_queue(broker, queue)
+    return start
 
 
 @pytest.fixture
 def parked_queue(settings):
     """Tasks are sent to a real queue that no worker reads (all workers are busy)."""
-    from config.celery_app import app
-
-    queue = f"test-parked-{uuid.uuid4().hex[:12]}"
-    broker = settings.CELERY_BROKER_URL
-    saved = {k: app.conf[k] for k in ("task_always_eager", "task_default_queue", "broker_url")}
-    app.conf.update(task_always_eager=False, task_default_queue=queue, broker_url=broker)
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    try:
+    with tasks_sent_to_queue(settings, f"test-parked-{uuid.uuid4().hex[:12]}") as queue:
         yield queue
-    finally:
-        app.conf.update(saved)
-        _delete_queue(broker, queue)
 
 
 def queued_job_ids(broker: str, queue: str) -> list[int]:
