@@ -60,7 +60,7 @@ def test_submit_a_picture_watch_it_complete_and_see_it(page, live_server, make_u
     image.wait_for()
     page.wait_for_function("document.querySelector('[data-testid=job-image]').complete "
                            "&& document.querySelector('[data-testid=job-image]').naturalWidth > 0")
-    assert page.get_by_test_id("header-balance").inner_text() == "1 credits"
+    assert page.get_by_test_id("header-balance").inner_text() == "1 credit"
     assert "Read from your prompt: 3 red circles, night, blue ocean" in page.content()
     shot = screenshot(page, "completed")
     assert shot.exists()
