@@ -3,7 +3,7 @@ and writes one staff action row (who, what, why, and how it ended)."""
 
 from generations.exceptions import GenerationsError
 from generations.models import GenerationJob
-from generations.services import job_refund_completed
+from generations.services import job_refund_completed, job_retry_failed
 
 from .audit import staff_action_record
 
@@ -27,3 +27,19 @@ def staff_job_refund(*, job: GenerationJob, reason: str, staff_user) -> Generati
     staff_action_record(actor=staff_user, action="job_refund", reason=reason, user=job.user_id,
                         details={**details, "new_status": done.status})
     return done
+
+
+def staff_job_retry(*, job: GenerationJob, reason: str, staff_user) -> GenerationJob:
+    """Run a failed job again as a new job, through ``job_retry_failed`` (charged like a fresh
+    submission: the failed job was refunded in full when it failed)."""
+    reason = (reason or "").strip()
+    details = {"job_id": job.pk, "status": job.status}
+    try:
+        retry = job_retry_failed(job_id=job.pk, staff_user=staff_user, reason=reason)
+    except GenerationsError as exc:
+        staff_action_record(actor=staff_user, action="job_retry", reason=reason, user=job.user_id, success=False,
+                            error=f"{type(exc).__name__}: {exc}", details=details)
+        raise
+    staff_action_record(actor=staff_user, action="job_retry", reason=reason, user=job.user_id,
+                        details={**details, "retry_job_id": retry.pk, "estimated_credits": retry.estimated_credits})
+    return retry

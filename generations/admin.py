@@ -13,7 +13,7 @@ from backoffice.admin_helpers import (
     admin_link,
 )
 from backoffice.forms import ConfirmActionForm
-from backoffice.generation_actions import MANAGE_JOBS_PERMISSION, staff_job_refund
+from backoffice.generation_actions import MANAGE_JOBS_PERMISSION, staff_job_refund, staff_job_retry
 from credits.admin import pretty_json
 from credits.models import LedgerEntry
 
@@ -47,15 +47,15 @@ class GenerationJobAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin
     search_help_text = "A job id or an exact email address."
     exact_int_fields = ("pk",)
     exact_user_fields = ("user_id",)
-    raw_id_fields = ("user", "source", "price_rule")
+    raw_id_fields = ("user", "source", "retry_of", "price_rule")
     ordering = ("-created_at",)
     fields = ("id", "user_link", "operation", "model", "tier", "status", "prompt", "parameters_pretty",
-              "is_edit", "source_link", "uses_own_key", "price_rule", "estimated_credits", "credits_charged",
+              "is_edit", "source_link", "retry_of", "uses_own_key", "price_rule", "estimated_credits", "credits_charged",
               "retry_count", "max_retries", "error_message", "error_detail", "result_file", "usage_pretty",
               "created_at", "started_at", "completed_at", "next_attempt_at", "updated_at")
     readonly_fields = fields
     inlines = (JobLedgerInline,)
-    actions = ("refund",)
+    actions = ("refund", "retry")
 
     def has_add_permission(self, request):
         return False
@@ -105,6 +105,34 @@ class GenerationJobAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin
             ),
             label=lambda j: f"Job #{j.pk}",
         )
+
+
+    @admin.action(description="Retry the selected failed jobs…", permissions=["manage_jobs"])
+    def retry(self, request, queryset):
+        return confirmed_action(
+            self, request, queryset.select_related("user"),
+            action="retry",
+            title="Retry failed generation jobs",
+            form_class=ConfirmActionForm,
+            perform=_retry_one,
+            columns=[
+                ("Job", lambda j: f"#{j.pk}"), ("User", lambda j: j.user), ("Operation", lambda j: j.operation),
+                ("Model", lambda j: j.model), ("Status", lambda j: j.get_status_display()),
+                ("Error", lambda j: j.error_message),
+            ],
+            submit_label="Retry",
+            intro=(
+                "Runs each failed job again as a new job for the same user. The failed job was "
+                "refunded in full, so the new one is charged like a fresh submission and refunded "
+                "in turn if it fails. Each failed job can be retried once."
+            ),
+            label=lambda j: f"Job #{j.pk}",
+        )
+
+
+def _retry_one(request, job, data):
+    retry = staff_job_retry(job=job, reason=data["reason"], staff_user=request.user)
+    return messages.SUCCESS, f"Job #{job.pk}: running again as job #{retry.pk} ({retry.estimated_credits} credits reserved)."
 
 
 def _refund_one(request, job, data):

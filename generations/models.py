@@ -91,6 +91,10 @@ class GenerationJob(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="derived_jobs"
     )
     #: Run on the user's own API key: charged the platform fee only.
+    #: The FAILED job that staff ran again as this one (each failed job at most once).
+    retry_of = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retried_as"
+    )
     uses_own_key = models.BooleanField(default=False)
     price_rule = models.ForeignKey(
         PriceRule, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"

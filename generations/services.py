@@ -27,7 +27,7 @@ from .queue import enqueue_run
 from .running import read_text_result
 
 __all__ = ["JobRequest", "NotAllowed", "PreparedJob", "job_cancel", "job_prepare", "job_refund_completed",
-           "job_submit"]
+           "job_retry_failed", "job_submit"]
 
 Status = GenerationJob.Status
 MIN_OUTPUT_TOKENS = 16
@@ -160,18 +160,22 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
     )
 
 
-def job_submit(*, user, request: JobRequest) -> GenerationJob:
+def job_submit(*, user, request: JobRequest, retry_of: GenerationJob | None = None) -> GenerationJob:
     """Create the job and charge its estimate in one transaction; send its task after commit.
 
-    Raises InvalidRequest, NoPriceRule, TooManyRunningJobs, or the credits errors
-    InsufficientCredits / SpendingFrozen. In every such case nothing was created or charged.
+    ``retry_of``: the FAILED job this one runs again (see ``job_retry_failed``).
+    Raises InvalidRequest, NoPriceRule, TooManyRunningJobs, InvalidTransition (``retry_of``
+    is not FAILED or was retried already), or the credits errors InsufficientCredits /
+    SpendingFrozen. In every such case nothing was created or charged.
     """
     prepared = job_prepare(user=user, request=request)
     limit = app_settings.MAX_RUNNING_JOBS
     with transaction.atomic(durable=True):
         # One submitter per user at a time past this line, so the count below stays true
-        # until this transaction commits its own job.
+        # until this transaction commits its own job (and a failed job is retried once).
         list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+        if retry_of is not None:
+            _check_retryable(failed=retry_of, user=user)
         running = GenerationJob.objects.filter(user_id=user.pk, status__in=GenerationJob.ACTIVE_STATUSES).count()
         if running >= limit:
             raise TooManyRunningJobs(limit=limit)
@@ -184,6 +188,7 @@ def job_submit(*, user, request: JobRequest) -> GenerationJob:
             parameters=prepared.parameters,
             is_edit=prepared.is_edit,
             source=prepared.source,
+            retry_of=retry_of,
             uses_own_key=prepared.own_key,
             price_rule=prepared.estimate.rule,
             estimated_credits=prepared.estimate.credits,
@@ -256,6 +261,45 @@ def job_refund_completed(*, job_id: int, staff_user, reason: str) -> GenerationJ
                     metadata={"job_id": job.pk},
                 )
     return job
+
+
+def job_retry_failed(*, job_id: int, staff_user, reason: str) -> GenerationJob:
+    """Staff: run a FAILED job again, as a new job for the same user and request.
+
+    The failed job was refunded in full when it failed, so the new job is priced and charged
+    like a fresh submission (at today's prices) and is refunded in turn if it fails too. A
+    failed job is retried at most once. Raises NotAllowed, InvalidRequest, InvalidTransition,
+    TooManyRunningJobs or the credits errors; then nothing was created or charged.
+    """
+    if staff_user is None or not staff_user.is_staff or not staff_user.has_perm("generations.manage_jobs"):
+        raise NotAllowed("Retrying a job needs the permission to manage jobs.")
+    if not (reason or "").strip():
+        raise InvalidRequest("Give a reason for the retry.", field="reason")
+    failed = GenerationJob.objects.select_related("user").get(pk=job_id)
+    if failed.status != Status.FAILED:
+        raise InvalidTransition(job_id=job_id, current=failed.status, target="retried")
+    request = JobRequest(
+        operation=failed.operation,
+        model=failed.model,
+        tier=failed.tier,
+        prompt=failed.prompt,
+        is_edit=failed.is_edit,
+        source_id=failed.source_id,
+        seed=failed.parameters.get("seed"),
+        max_output_tokens=failed.parameters.get("max_output_tokens"),
+        use_own_key=failed.uses_own_key,
+    )
+    return job_submit(user=failed.user, request=request, retry_of=failed)
+
+
+def _check_retryable(*, failed: GenerationJob, user) -> None:
+    if failed.user_id != user.pk:
+        raise InvalidRequest("A retry runs for the failed job's own user.", field="retry_of")
+    if GenerationJob.objects.filter(retry_of=failed).exists():
+        raise InvalidTransition(job_id=failed.pk, current="already retried", target="retried again")
+    status = GenerationJob.objects.filter(pk=failed.pk).values_list("status", flat=True).get()
+    if status != Status.FAILED:
+        raise InvalidTransition(job_id=failed.pk, current=status, target="retried")
 
 
 def _source_job(*, user, source_id, offering: Offering) -> GenerationJob:

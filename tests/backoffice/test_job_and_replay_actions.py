@@ -119,3 +119,56 @@ def test_replay_needs_its_permission(client, make_staff):
     post_action(client, "payments_webhookevent", "replay", [event.pk], reason="x")
     event.refresh_from_db()
     assert event.status == WebhookEvent.Status.FAILED
+
+
+@pytest.fixture
+def failed_job(make_user, settings, tmp_path):
+    """A picture job charged, claimed, and failed for good (so refunded in full) by the services."""
+    from generations.backends.base import BackendError
+    from generations.running import job_attempt_failed, job_claim
+    from generations.services import JobRequest, job_submit
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    customer = make_user(credits=20)
+    job = job_submit(user=customer, request=JobRequest(operation="image", model="procedural-svg",
+                                                       prompt="two green triangles in a forest", seed=7))
+    assert job_attempt_failed(claim=job_claim(job_id=job.pk), error=BackendError("The drawing broke.")) == "failed"
+    job.refresh_from_db()
+    assert job.status == GenerationJob.Status.FAILED and balance(customer) == 20
+    return job
+
+
+@pytest.mark.django_db
+def test_staff_retries_a_failed_job_once_as_a_new_charged_job(client, make_staff, failed_job):
+    staff = make_staff("generations.view_generationjob", "generations.manage_jobs")
+    client.force_login(staff)
+
+    response = post_action(client, "generations_generationjob", "retry", [failed_job.pk], follow=True,
+                           reason="The drawing service is back")
+    again = post_action(client, "generations_generationjob", "retry", [failed_job.pk], follow=True,
+                        reason="Clicked twice")
+
+    retry = GenerationJob.objects.get(retry_of=failed_job)
+    assert (retry.user_id, retry.prompt, retry.parameters["seed"]) == (failed_job.user_id, failed_job.prompt, 7)
+    # The retry waits for its task with its estimate reserved, charged once.
+    assert retry.status == GenerationJob.Status.PENDING
+    assert balance(failed_job.user) == 20 - retry.estimated_credits
+    assert LedgerEntry.objects.filter(job=retry, kind=LedgerKind.SPEND).count() == 1
+    assert any(f"Job #{failed_job.pk}: running again as job #{retry.pk}" in m for m in messages_of(response))
+    assert any("already retried" in m for m in messages_of(again))
+    assert GenerationJob.objects.filter(retry_of=failed_job).count() == 1
+    rows = list(AuditLog.objects.filter(action="staff.job_retry").order_by("id").values_list("success", flat=True))
+    assert rows == [True, False]
+
+
+@pytest.mark.django_db
+def test_only_failed_jobs_are_retried_and_only_with_the_permission(client, make_staff, completed_job, failed_job):
+    client.force_login(make_staff("generations.view_generationjob"))
+    post_action(client, "generations_generationjob", "retry", [failed_job.pk], reason="x")
+    assert not GenerationJob.objects.filter(retry_of=failed_job).exists()
+
+    client.force_login(make_staff("generations.view_generationjob", "generations.manage_jobs"))
+    response = post_action(client, "generations_generationjob", "retry", [completed_job.pk], follow=True,
+                           reason="Looks fine to me")
+    assert any("is completed and cannot become retried" in m for m in messages_of(response))
+    assert not GenerationJob.objects.filter(retry_of=completed_job).exists()
