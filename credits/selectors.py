@@ -72,10 +72,6 @@ def balance_for_request(request) -> BalanceSnapshot:
     return cached
 
 
-# The context processor's name for it.
-request_balance = balance_for_request
-
-
 def ledger_entries_filtered(
     *,
     user,

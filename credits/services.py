@@ -181,7 +181,9 @@ def credits_refund(
     amount = taken if amount is None else amount
     _require_positive(amount)
     if amount > taken:
-        raise RefundNotAllowed(f"A refund of {amount} is more than the {taken} credits spend #{spend.pk} took.")
+        raise RefundNotAllowed(
+            f"A refund of {amount} is more than the {taken} credits spend #{spend.pk} took."
+        )
     m = Movement(
         user_id=row["user_id"],
         delta=amount,
@@ -281,8 +283,12 @@ def credits_clawback(
         or entry.kind != LedgerKind.CLAWBACK
         or int(entry.metadata.get("requested", -1)) != amount
     ):
-        raise IdempotencyConflict(f"Idempotency key {idempotency_key!r} was already used for a different operation.")
-    return ClawbackResult(entry=entry, requested=amount, recovered=-entry.amount, unrecovered=amount + entry.amount)
+        raise IdempotencyConflict(
+            f"Idempotency key {idempotency_key!r} was already used for a different operation."
+        )
+    return ClawbackResult(
+        entry=entry, requested=amount, recovered=-entry.amount, unrecovered=amount + entry.amount
+    )
 
 
 def spending_hold(*, user, reason: str, idempotency_key: str) -> bool:
@@ -353,10 +359,11 @@ def _move(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEntry:
 
 def _lock_balance(*, user_id: int) -> int:
     """Lock the user's balance row (creating it if needed) and return the balance."""
-    held = CreditBalance.objects.select_for_update().filter(user_id=user_id).values_list("balance", flat=True).first()
+    locked = CreditBalance.objects.select_for_update().filter(user_id=user_id).values_list("balance", flat=True)
+    held = locked.first()
     if held is None:
         balance_ensure(user_id=user_id)
-        held = CreditBalance.objects.select_for_update().filter(user_id=user_id).values_list("balance", flat=True).get()
+        held = locked.get()
     return held
 
 
@@ -421,7 +428,9 @@ def _require_positive(amount) -> None:
     if not _is_int(amount) or amount <= 0:
         raise InvalidAmount(f"The amount must be a whole number of credits above zero, not {amount!r}.")
     if amount > app_settings.MAX_AMOUNT:
-        raise InvalidAmount(f"The amount {amount} is more than the {app_settings.MAX_AMOUNT} credits allowed at once.")
+        raise InvalidAmount(
+            f"The amount {amount} is more than the {app_settings.MAX_AMOUNT} credits allowed at once."
+        )
 
 
 def _pk(obj) -> int | None:
