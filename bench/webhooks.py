@@ -45,6 +45,8 @@ def parse_args():
     parser.add_argument("--duplicates", type=float, default=0.2, help="share of deliveries that are repeats")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
+    parser.add_argument("--rate", type=float, default=200,
+                        help="deliveries per second for the fixed-rate run (0 skips it)")
     parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3"))
     return parser.parse_args()
 
@@ -144,13 +146,21 @@ def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
     raise SystemExit("gunicorn did not start; see var/bench-webhooks-gunicorn.log")
 
 
-def send_all(port: int, path: str, deliveries: list[tuple[bytes, str]], senders: int) -> tuple[list, float, dict]:
-    """POST every delivery with ``senders`` concurrent keep-alive connections."""
+def send_all(port: int, path: str, deliveries: list[tuple[bytes, str]], senders: int,
+             rate: float = 0) -> tuple[list, float, dict]:
+    """POST every delivery with ``senders`` concurrent keep-alive connections.
+
+    ``rate`` 0: each sender sends its next delivery as soon as the last one is answered (the
+    server is saturated; latency is mostly queueing). ``rate`` > 0: delivery i is due at
+    i / rate seconds, as a provider's deliveries arrive, and its latency is counted from when
+    it was due, so a stalled server cannot hide its backlog.
+    """
     latencies: list[float] = []
     statuses: dict = {}
     lock = threading.Lock()
-    queue = list(reversed(deliveries))
+    queue = list(reversed(list(enumerate(deliveries))))
     start = threading.Barrier(senders + 1)
+    t0: list[float] = []
 
     def sender():
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -159,8 +169,13 @@ def send_all(port: int, path: str, deliveries: list[tuple[bytes, str]], senders:
             with lock:
                 if not queue:
                     break
-                body, signature = queue.pop()
-            began = time.perf_counter()
+                index, (body, signature) = queue.pop()
+            if rate:
+                due = t0[0] + index / rate
+                time.sleep(max(0.0, due - time.perf_counter()))
+                began = due
+            else:
+                began = time.perf_counter()
             conn.request("POST", path, body=body,
                          headers={"Content-Type": "application/json", "Sandbox-Signature": signature})
             response = conn.getresponse()
@@ -178,8 +193,9 @@ def send_all(port: int, path: str, deliveries: list[tuple[bytes, str]], senders:
     threads = [threading.Thread(target=sender) for _ in range(senders)]
     for t in threads:
         t.start()
+    t0.append(time.perf_counter())
     start.wait()
-    began = time.perf_counter()
+    began = t0[0]
     for t in threads:
         t.join()
     return latencies, time.perf_counter() - began, statuses
@@ -252,8 +268,16 @@ def main() -> None:
         send_all(port, "/bench/ok/", warm_events, args.senders)
         send_all(port, "/webhooks/sandbox/", warm_events, args.senders)
 
-        bare, bare_s, _ = send_all(port, "/bench/ok/", deliveries, args.senders)
-        ingest, ingest_s, statuses = send_all(port, "/webhooks/sandbox/", deliveries, args.senders)
+        half = len(deliveries) // 2 if args.rate else len(deliveries)
+        saturated, paced = deliveries[:half], deliveries[half:]
+        bare, bare_s, _ = send_all(port, "/bench/ok/", saturated, args.senders)
+        ingest, ingest_s, statuses = send_all(port, "/webhooks/sandbox/", saturated, args.senders)
+        if args.rate:
+            bare_r, bare_r_s, _ = send_all(port, "/bench/ok/", paced, args.senders, rate=args.rate)
+            ingest_r, ingest_r_s, paced_statuses = send_all(port, "/webhooks/sandbox/", paced, args.senders,
+                                                            rate=args.rate)
+            for key, count in paced_statuses.items():
+                statuses[key] = statuses.get(key, 0) + count
 
         from payments.models import WebhookEvent
 
@@ -261,12 +285,17 @@ def main() -> None:
         print(f"\ngunicorn {args.workers} workers x {args.threads} threads (gthread), {args.senders} concurrent "
               f"senders, {len(deliveries)} deliveries ({duplicates} duplicates = "
               f"{duplicates / len(deliveries):.0%}), {os.cpu_count()} CPU cores\n")
-        print(f"{'':<22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>9}")
-        print(row("bare Django view", bare, bare_s))
-        print(row("webhook ingest", ingest, ingest_s))
-        b, w = [x * 1000 for x in bare], [x * 1000 for x in ingest]
-        print(f"{'ingest / bare':<22} {statistics.median(w) / statistics.median(b):>7.1f}x "
-              f"{percentile(w, 90) / percentile(b, 90):>7.1f}x {percentile(w, 99) / percentile(b, 99):>7.1f}x")
+        runs = [(f"saturated: {len(saturated)} deliveries, each sender back-to-back", bare, bare_s, ingest, ingest_s)]
+        if args.rate:
+            runs.append((f"fixed rate: {len(paced)} deliveries at {args.rate:.0f}/s, latency from when due",
+                         bare_r, bare_r_s, ingest_r, ingest_r_s))
+        for title, bare_l, bare_t, ingest_l, ingest_t in runs:
+            print(f"{title}\n{'':<22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>9}")
+            print(row("bare Django view", bare_l, bare_t))
+            print(row("webhook ingest", ingest_l, ingest_t))
+            b, w = [x * 1000 for x in bare_l], [x * 1000 for x in ingest_l]
+            print(f"{'ingest / bare':<22} {statistics.median(w) / statistics.median(b):>7.1f}x "
+                  f"{percentile(w, 90) / percentile(b, 90):>7.1f}x {percentile(w, 99) / percentile(b, 99):>7.1f}x\n")
         print(f"\nresponses: {dict(sorted(statuses.items()))}; stored events: {stored}")
 
         worker, worker_log = start_worker(env, queue)
