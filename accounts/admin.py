@@ -16,6 +16,7 @@ from backoffice.admin_helpers import BigTableAdminMixin, ExactSearchMixin, Recen
 from backoffice.forms import AdjustCreditsForm
 from backoffice.services import ADJUST_PERMISSION, adjustment_submit
 from backoffice import app_settings as backoffice_settings
+from credits.admin import LedgerEntryInline
 from credits.models import LedgerEntry
 from generations.models import GenerationJob
 from payments.models import Order
@@ -35,14 +36,12 @@ class UserChangeForm(DjangoUserChangeForm):
         fields = "__all__"
 
 
-class LedgerEntryInline(RecentReadOnlyInline):
-    model = LedgerEntry
+class UserLedgerInline(LedgerEntryInline):
     fk_name = "user"
     limit = 20
     verbose_name_plural = "Newest ledger entries (up to 20)"
     fields = ("created_at", "kind", "amount", "balance_after", "description", "order_link", "job_link")
     readonly_fields = fields
-    ordering = ("-id",)
 
     @admin.display(description="Order")
     def order_link(self, obj):
@@ -94,7 +93,7 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "usable_password", "password1", "password2")}),)
-    inlines = (LedgerEntryInline, OrderInline, GenerationJobInline)
+    inlines = (UserLedgerInline, OrderInline, GenerationJobInline)
     actions = ("adjust_credits",)
 
     @admin.display(description="Balance", ordering="credit_balance__balance")

@@ -5,13 +5,31 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
-from backoffice.admin_helpers import BigTableAdminMixin, ExactSearchMixin, ReadOnlyAdminMixin, admin_link
+from backoffice.admin_helpers import (
+    BigTableAdminMixin,
+    ExactSearchMixin,
+    ReadOnlyAdminMixin,
+    RecentReadOnlyInline,
+    admin_link,
+)
 
 from .models import AuditLog, CreditBalance, IdempotencyRecord, LedgerEntry
 
 
 def pretty_json(value) -> str:
     return format_html('<pre class="bo-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+class LedgerEntryInline(RecentReadOnlyInline):
+    """The newest ledger entries of whatever the page shows (set ``fk_name`` and ``limit``)."""
+
+    model = LedgerEntry
+    fields = ("created_at", "kind", "amount", "balance_after", "description", "created_by")
+    readonly_fields = fields
+    ordering = ("-id",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("created_by")
 
 
 class SpendingFrozenFilter(admin.SimpleListFilter):

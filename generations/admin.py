@@ -9,13 +9,11 @@ from backoffice.admin_helpers import (
     ExactSearchMixin,
     NoBulkDeleteMixin,
     ReadOnlyAdminMixin,
-    RecentReadOnlyInline,
     admin_link,
 )
 from backoffice.forms import ConfirmActionForm
 from backoffice.generation_actions import MANAGE_JOBS_PERMISSION, staff_job_refund, staff_job_retry
-from credits.admin import pretty_json
-from credits.models import LedgerEntry
+from credits.admin import LedgerEntryInline, pretty_json
 
 from .exceptions import GenerationsError
 from .models import ApiCredential, GenerationJob, PriceRule
@@ -23,17 +21,10 @@ from .models import ApiCredential, GenerationJob, PriceRule
 register_action_error(GenerationsError)
 
 
-class JobLedgerInline(RecentReadOnlyInline):
-    model = LedgerEntry
+class JobLedgerInline(LedgerEntryInline):
     fk_name = "job"
     limit = 20
     verbose_name_plural = "Ledger entries of this job"
-    fields = ("created_at", "kind", "amount", "balance_after", "description", "created_by")
-    readonly_fields = fields
-    ordering = ("-id",)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("created_by")
 
 
 @admin.register(GenerationJob)

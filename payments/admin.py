@@ -18,8 +18,7 @@ from backoffice.admin_helpers import (
     RecentReadOnlyInline,
     admin_link,
 )
-from credits.admin import pretty_json
-from credits.models import LedgerEntry
+from credits.admin import LedgerEntryInline, pretty_json
 
 from .models import (
     CreditPackage,
@@ -46,17 +45,10 @@ class CreditPackageAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
     readonly_fields = ("created_at", "updated_at")
 
 
-class OrderLedgerInline(RecentReadOnlyInline):
-    model = LedgerEntry
+class OrderLedgerInline(LedgerEntryInline):
     fk_name = "order"
     limit = 50
     verbose_name_plural = "Ledger entries of this order"
-    fields = ("created_at", "kind", "amount", "balance_after", "description", "created_by")
-    readonly_fields = fields
-    ordering = ("-id",)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("created_by")
 
 
 class RefundInline(RecentReadOnlyInline):

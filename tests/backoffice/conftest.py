@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from tests.payments.conftest import fake_stripe  # noqa: F401  (the payments tests' fake Stripe)
+
 
 @pytest.fixture
 def make_staff(make_user):
@@ -91,24 +93,6 @@ def post_action(client, admin_name: str, action: str, pks, *, follow: bool = Fal
     payload = {"action": action, "_selected_action": [str(pk) for pk in pks], "confirm": "yes",
                "submission_key": data.pop("submission_key", None) or new_key(), **data}
     return client.post(reverse(f"admin:{admin_name}_changelist"), payload, follow=follow)
-
-
-@pytest.fixture
-def fake_stripe(settings, monkeypatch):
-    """Stripe configured and pointed at the payments tests' fake Stripe on 127.0.0.1."""
-    import stripe
-
-    from tests.payments.fake_stripe import FakeStripe
-
-    fake = FakeStripe().start()
-    stripe.enable_telemetry = False
-    values = {"STRIPE_SECRET_KEY": "sk_test_fake", "STRIPE_WEBHOOK_SECRET": fake.webhook_secret,
-              "STRIPE_API_BASE": fake.url, "STRIPE_MAX_NETWORK_RETRIES": "0"}
-    for name, value in values.items():
-        setattr(settings, name, value)
-        monkeypatch.setenv(name, value)
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture
