@@ -39,9 +39,12 @@ def test_signing_up_with_a_taken_address_creates_nothing_and_tells_the_owner(cli
 
     response = sign_up(client, "Taken@Example.com")
 
-    # The page answers exactly as for a new address (no way to probe who is a customer) ...
+    # The page answers exactly as for a new address (no way to probe who is a customer),
+    # and says what happens when the address already has an account ...
     assert response.status_code == 302
     assert response["Location"] == reverse("account_email_verification_sent")
+    page = client.get(response["Location"]).content.decode()
+    assert "Already have an account with this address? Then no new" in page
     assert User.objects.filter(email__iexact="taken@example.com").count() == 1
     owner.refresh_from_db()
     assert owner.password == password_before
