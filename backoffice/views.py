@@ -1,16 +1,15 @@
 """Staff pages: the dashboard and the CSV exports. Staff only; others go to the admin login."""
 
-import csv
 from datetime import date
 
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import urlencode
 
+from credits.csv_stream import streaming_csv_response
 from credits.models import LedgerEntry
 from payments.models import Order
 
@@ -91,37 +90,6 @@ def dashboard(request):
     return render(request, "backoffice/dashboard.html", context)
 
 
-class _Echo:
-    """A file-like object whose write returns the line, for csv.writer into a streaming response."""
-
-    def write(self, value):
-        return value
-
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _cell(value):
-    """Text that a spreadsheet would run as a formula is prefixed with a quote."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return "" if value is None else value
-
-
-def _stream_csv(filename: str, header: list[str], rows) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-
-    def lines():
-        yield writer.writerow(header)
-        for row in rows:
-            yield writer.writerow([_cell(v) for v in row])
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    response["Cache-Control"] = "no-store"
-    return response
-
-
 @staff_member_required
 def export_ledger(request):
     """Every ledger entry of the period, oldest first, streamed (constant memory at any size)."""
@@ -138,7 +106,7 @@ def export_ledger(request):
         .iterator(chunk_size=2000)
     )
     header = [c.replace("user__email", "user_email") for c in columns]
-    return _stream_csv(f"ledger-{start}-{end}.csv", header, rows)
+    return streaming_csv_response(filename=f"ledger-{start}-{end}.csv", header=header, rows=rows)
 
 
 @staff_member_required
@@ -158,7 +126,7 @@ def export_orders(request):
         .iterator(chunk_size=2000)
     )
     header = [c.replace("user__email", "user_email") for c in columns]
-    return _stream_csv(f"orders-{start}-{end}.csv", header, rows)
+    return streaming_csv_response(filename=f"orders-{start}-{end}.csv", header=header, rows=rows)
 
 
 

@@ -1,14 +1,13 @@
 """The credits page (balance, totals, history) and the CSV export. Thin: parse, select, render."""
 
-import csv
-
 from django.contrib.auth.decorators import login_required
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from .app_settings import app_settings
+from .csv_stream import streaming_csv_response
 from .forms import HistoryFilterForm
 from .selectors import balance_for_request, ledger_export_rows, ledger_history
 from .services import regen_policy_for
@@ -48,12 +47,13 @@ def export_csv(request):
     if not form.is_valid():
         errors = " ".join(_form_errors(form))
         return HttpResponse(f"Cannot export: {errors}\n", status=400, content_type="text/plain; charset=utf-8")
-    rows = ledger_export_rows(user=request.user, **form.filters())
-    response = StreamingHttpResponse(_csv_lines(rows), content_type="text/csv; charset=utf-8")
+    rows = (
+        (entry_id, created_at.isoformat(), kind, description, amount, before, after, job_id, order_id, reverses_id)
+        for entry_id, created_at, kind, amount, before, after, description, job_id, order_id, reverses_id
+        in ledger_export_rows(user=request.user, **form.filters())
+    )
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    response["Content-Disposition"] = f'attachment; filename="credits-history-{stamp}.csv"'
-    response["Cache-Control"] = "no-store"
-    return response
+    return streaming_csv_response(filename=f"credits-history-{stamp}.csv", header=EXPORT_HEADER, rows=rows)
 
 
 def _form_errors(form) -> list[str]:
@@ -63,30 +63,6 @@ def _form_errors(form) -> list[str]:
         label = form.fields[name].label if name in form.fields and name != "before" else None
         messages.extend(f"{label}: {error}" if label else str(error) for error in errors)
     return messages
-
-
-class _Echo:
-    """A file-like object whose write() hands back the line, for csv.writer."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_lines(rows):
-    writer = csv.writer(_Echo())
-    yield writer.writerow(EXPORT_HEADER)
-    for entry_id, created_at, kind, amount, before, after, description, job_id, order_id, reverses_id in rows:
-        yield writer.writerow(
-            [entry_id, created_at.isoformat(), kind, _cell(description), amount, before, after,
-             job_id or "", order_id or "", reverses_id or ""]
-        )
-
-
-def _cell(text: str) -> str:
-    """Text that a spreadsheet would run as a formula gets a leading quote."""
-    if text and text[0] in "=+-@\t\r":
-        return "'" + text
-    return text
 
 
 def _regen_context(user, balance) -> dict | None:
