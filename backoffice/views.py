@@ -90,43 +90,37 @@ def dashboard(request):
     return render(request, "backoffice/dashboard.html", context)
 
 
+LEDGER_EXPORT_COLUMNS = ["id", "created_at", "user_id", "user__email", "kind", "amount", "balance_before",
+                         "balance_after", "order_id", "job_id", "reverses_id", "created_by_id", "idempotency_key",
+                         "description"]
+ORDER_EXPORT_COLUMNS = ["id", "created_at", "completed_at", "user_id", "user__email", "status", "provider", "amount",
+                        "currency", "credits", "amount_refunded", "credits_clawed_back", "credits_unrecovered",
+                        "dispute_status", "provider_order_id", "provider_payment_id", "package_id"]
+
+
 @staff_member_required
 def export_ledger(request):
     """Every ledger entry of the period, oldest first, streamed (constant memory at any size)."""
-    if not request.user.has_perm(EXPORT_LEDGER_PERMISSION):
-        raise PermissionDenied
-    _, start, end = _period_form(request)
-    period = Period(start, end)
-    columns = ["id", "created_at", "user_id", "user__email", "kind", "amount", "balance_before", "balance_after",
-               "order_id", "job_id", "reverses_id", "created_by_id", "idempotency_key", "description"]
-    rows = (
-        LedgerEntry.objects.filter(created_at__gte=period.since, created_at__lt=period.until)
-        .order_by("id")
-        .values_list(*columns)
-        .iterator(chunk_size=2000)
-    )
-    header = [c.replace("user__email", "user_email") for c in columns]
-    return streaming_csv_response(filename=f"ledger-{start}-{end}.csv", header=header, rows=rows)
+    return _export_period(request, LedgerEntry, LEDGER_EXPORT_COLUMNS, EXPORT_LEDGER_PERMISSION, "ledger")
 
 
 @staff_member_required
 def export_orders(request):
     """Every order created in the period, oldest first, streamed."""
-    if not request.user.has_perm(EXPORT_ORDERS_PERMISSION):
+    return _export_period(request, Order, ORDER_EXPORT_COLUMNS, EXPORT_ORDERS_PERMISSION, "orders")
+
+
+def _export_period(request, model, columns: list[str], permission: str, name: str):
+    """Rows of ``model`` created in the requested period, oldest first, as a streamed CSV."""
+    if not request.user.has_perm(permission):
         raise PermissionDenied
     _, start, end = _period_form(request)
     period = Period(start, end)
-    columns = ["id", "created_at", "completed_at", "user_id", "user__email", "status", "provider", "amount",
-               "currency", "credits", "amount_refunded", "credits_clawed_back", "credits_unrecovered",
-               "dispute_status", "provider_order_id", "provider_payment_id", "package_id"]
     rows = (
-        Order.objects.filter(created_at__gte=period.since, created_at__lt=period.until)
+        model.objects.filter(created_at__gte=period.since, created_at__lt=period.until)
         .order_by("id")
         .values_list(*columns)
         .iterator(chunk_size=2000)
     )
     header = [c.replace("user__email", "user_email") for c in columns]
-    return streaming_csv_response(filename=f"orders-{start}-{end}.csv", header=header, rows=rows)
-
-
-
+    return streaming_csv_response(filename=f"{name}-{start}-{end}.csv", header=header, rows=rows)
