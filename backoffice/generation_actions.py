@@ -16,30 +16,34 @@ def staff_job_refund(*, job: GenerationJob, reason: str, staff_user) -> Generati
     A failed job was already refunded in full when it failed; the service refuses it, and
     the refusal is recorded.
     """
-    reason = (reason or "").strip()
-    details = {"job_id": job.pk, "status": job.status, "credits_charged": job.credits_charged}
-    try:
-        done = job_refund_completed(job_id=job.pk, staff_user=staff_user, reason=reason)
-    except GenerationsError as exc:
-        staff_action_record(actor=staff_user, action="job_refund", reason=reason, user=job.user_id, success=False,
-                            error=f"{type(exc).__name__}: {exc}", details=details)
-        raise
-    staff_action_record(actor=staff_user, action="job_refund", reason=reason, user=job.user_id,
-                        details={**details, "new_status": done.status})
-    return done
+    return _recorded(
+        job=job, action="job_refund", reason=reason, staff_user=staff_user,
+        details={"credits_charged": job.credits_charged},
+        service=job_refund_completed,
+        outcome=lambda done: {"new_status": done.status},
+    )
 
 
 def staff_job_retry(*, job: GenerationJob, reason: str, staff_user) -> GenerationJob:
     """Run a failed job again as a new job, through ``job_retry_failed`` (charged like a fresh
     submission: the failed job was refunded in full when it failed)."""
+    return _recorded(
+        job=job, action="job_retry", reason=reason, staff_user=staff_user, details={},
+        service=job_retry_failed,
+        outcome=lambda retry: {"retry_job_id": retry.pk, "estimated_credits": retry.estimated_credits},
+    )
+
+
+def _recorded(*, job, action: str, reason: str, staff_user, details: dict, service, outcome) -> GenerationJob:
+    """Call ``service`` for ``job`` and write one staff action row, refused or done."""
     reason = (reason or "").strip()
-    details = {"job_id": job.pk, "status": job.status}
+    details = {"job_id": job.pk, "status": job.status, **details}
     try:
-        retry = job_retry_failed(job_id=job.pk, staff_user=staff_user, reason=reason)
+        result = service(job_id=job.pk, staff_user=staff_user, reason=reason)
     except GenerationsError as exc:
-        staff_action_record(actor=staff_user, action="job_retry", reason=reason, user=job.user_id, success=False,
+        staff_action_record(actor=staff_user, action=action, reason=reason, user=job.user_id, success=False,
                             error=f"{type(exc).__name__}: {exc}", details=details)
         raise
-    staff_action_record(actor=staff_user, action="job_retry", reason=reason, user=job.user_id,
-                        details={**details, "retry_job_id": retry.pk, "estimated_credits": retry.estimated_credits})
-    return retry
+    staff_action_record(actor=staff_user, action=action, reason=reason, user=job.user_id,
+                        details={**details, **outcome(result)})
+    return result
