@@ -100,7 +100,7 @@ class RecentInlineFormSet(BaseInlineFormSet):
         return self._queryset
 
 
-class RecentReadOnlyInline(admin.TabularInline):
+class RecentReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):
     """A read-only list of a user's newest related rows on a change page."""
 
     formset = RecentInlineFormSet
@@ -114,15 +114,6 @@ class RecentReadOnlyInline(admin.TabularInline):
         formset = super().get_formset(request, obj, **kwargs)
         formset.limit = self.limit
         return formset
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 def admin_link(model, pk, text=None):
