@@ -40,7 +40,8 @@ class UserLedgerInline(LedgerEntryInline):
     fk_name = "user"
     limit = 20
     verbose_name_plural = "Newest ledger entries (up to 20)"
-    fields = ("created_at", "kind", "amount", "balance_after", "description", "order_link", "job_link")
+    fields = ("created_at", "kind", "amount", "balance_after", "description", "internal_note", "order_link",
+              "job_link")
     readonly_fields = fields
 
     @admin.display(description="Order")
@@ -191,6 +192,7 @@ def _adjust_one(request, user, data):
         user=user,
         amount=amount,
         reason=data["reason"],
+        description=data["description"],
         staff_user=request.user,
         idempotency_key=submission_key(data, "adjust", user),
     )

@@ -4,13 +4,19 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from credits.models import LedgerEntry
+from credits.models import LedgerEntry, staff_adjustment_description
 
 from .admin_actions import confirmed_action
 from .admin_helpers import NoBulkDeleteMixin, admin_link
 from .forms import ConfirmActionForm
 from .models import AdjustmentRequest
-from .services import ADJUST_PERMISSION, APPROVE_PERMISSION, adjustment_approve, adjustment_reject
+from .services import (
+    ADJUST_PERMISSION,
+    APPROVE_PERMISSION,
+    adjustment_approve,
+    adjustment_reject,
+    adjustment_request_description,
+)
 
 
 admin.site.site_header = "Credits staff admin"
@@ -83,7 +89,8 @@ class AdjustmentRequestAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
             ("User", lambda r: r.user),
             ("Amount", self.signed_amount),
             ("Asked by", lambda r: r.requested_by),
-            ("Reason", lambda r: r.reason),
+            ("Internal note", lambda r: r.reason),
+            ("Customer sees", lambda r: adjustment_request_description(r) or staff_adjustment_description(r.amount)),
             ("Status", lambda r: r.get_status_display()),
         ]
 

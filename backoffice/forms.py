@@ -8,6 +8,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from credits.models import STAFF_ADJUSTMENT_ADDED, STAFF_ADJUSTMENT_REMOVED
+
 from . import app_settings
 
 MAX_ADJUSTMENT = 10_000_000
@@ -42,13 +44,36 @@ class ConfirmActionForm(forms.Form):
 
 
 class AdjustCreditsForm(ConfirmActionForm):
+    """The internal note (``reason``) stays with staff; the description is what the customer reads."""
+
     amount = forms.IntegerField(
         min_value=-MAX_ADJUSTMENT,
         max_value=MAX_ADJUSTMENT,
         help_text="Credits to add (positive) or take away (negative).",
         widget=forms.NumberInput(attrs={"step": 1, "autofocus": True}),
     )
-    field_order = ["amount", "reason", "submission_key"]
+    description = forms.CharField(
+        label="Description shown to the customer",
+        required=False,
+        max_length=255,
+        widget=forms.TextInput(attrs={"size": 60}),
+        help_text=(
+            "The customer sees this in their credit history, CSV export and emails. Leave empty "
+            f"for \u201c{STAFF_ADJUSTMENT_ADDED}\u201d or \u201c{STAFF_ADJUSTMENT_REMOVED}\u201d."
+        ),
+    )
+    field_order = ["amount", "description", "reason", "submission_key"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].label = "Internal note (staff only)"
+        self.fields["reason"].help_text = (
+            "Why you make this adjustment. Written to the audit log with your name; "
+            "the customer never sees it."
+        )
+
+    def clean_description(self) -> str:
+        return " ".join(self.cleaned_data["description"].split())
 
     def clean_amount(self) -> int:
         value = self.cleaned_data["amount"]

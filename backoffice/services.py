@@ -13,8 +13,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from credits.exceptions import CreditsError, InvalidAmount
-from credits.models import LedgerEntry
-from credits.services import credits_adjust
+from credits.models import AuditLog, LedgerEntry
+from credits.services import DESCRIPTION_MAX_LENGTH, credits_adjust
 
 from . import app_settings
 from .audit import staff_action_record
@@ -41,23 +41,32 @@ def needs_second_approval(amount: int) -> bool:
     return abs(amount) > app_settings.adjustment_approval_threshold()
 
 
-def adjustment_submit(*, user, amount: int, reason: str, staff_user, idempotency_key: str) -> AdjustmentOutcome:
+def adjustment_submit(
+    *, user, amount: int, reason: str, staff_user, idempotency_key: str, description: str = ""
+) -> AdjustmentOutcome:
     """Adjust ``user``'s credits by ``amount`` (signed), or ask for approval when it is large.
 
-    ``idempotency_key`` identifies the staff member's request: submitting it again applies
-    (or files) the adjustment once. Raises a CreditsError or BackofficeError, changing nothing.
+    ``reason`` is the internal note (audit log and staff views only); ``description`` is what
+    the customer reads in their history (empty: a neutral line). A request waiting for
+    approval carries both. ``idempotency_key`` identifies the staff member's request:
+    submitting it again applies (or files) the adjustment once. Raises a CreditsError or
+    BackofficeError, changing nothing.
     """
     reason = (reason or "").strip()
+    description = " ".join((description or "").split())
     _check_amount_and_reason(amount, reason)
+    if len(description) > DESCRIPTION_MAX_LENGTH:
+        raise InvalidAmount(f"The customer-facing description is longer than {DESCRIPTION_MAX_LENGTH} characters.")
     _require_perm(staff_user, ADJUST_PERMISSION, "adjust credits")
-    details = {"amount": amount, "idempotency_key": idempotency_key}
+    details = {"amount": amount, "idempotency_key": idempotency_key, "description": description}
     if not needs_second_approval(amount):
         key = f"staff-adjust:{idempotency_key}"
         try:
             with transaction.atomic(durable=True):
                 repeat = LedgerEntry.objects.filter(idempotency_key=key).exists()
                 entry = credits_adjust(
-                    user=user, amount=amount, reason=reason, staff_user=staff_user, idempotency_key=key
+                    user=user, amount=amount, reason=reason, description=description,
+                    staff_user=staff_user, idempotency_key=key,
                 )
                 if not repeat:
                     staff_action_record(
@@ -101,6 +110,7 @@ def adjustment_approve(*, adjustment_request: AdjustmentRequest, staff_user, not
                 user=request.user,
                 amount=request.amount,
                 reason=request.reason,
+                description=adjustment_request_description(request),
                 staff_user=staff_user,
                 idempotency_key=request.idempotency_key,
                 metadata={"adjustment_request_id": request.pk, "requested_by_id": request.requested_by_id},
@@ -151,6 +161,20 @@ def adjustment_reject(*, adjustment_request: AdjustmentRequest, staff_user, note
                      "requested_by_id": request.requested_by_id},
         )
     return request
+
+
+def adjustment_request_description(request: AdjustmentRequest) -> str:
+    """The customer-facing description asked for with a pending request ("" for the neutral line).
+
+    It is kept in the metadata of the request's own staff action row, written in the same
+    transaction as the request.
+    """
+    row = (
+        AuditLog.objects.filter(action="staff.adjustment_request", metadata__adjustment_request_id=request.pk)
+        .values_list("metadata", flat=True)
+        .first()
+    )
+    return str((row or {}).get("description") or "")
 
 
 # --- internals ----------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def dashboard(request):
 
 LEDGER_EXPORT_COLUMNS = ["id", "created_at", "user_id", "user__email", "kind", "amount", "balance_before",
                          "balance_after", "order_id", "job_id", "reverses_id", "created_by_id", "idempotency_key",
-                         "description"]
+                         "description", "internal_note"]
 ORDER_EXPORT_COLUMNS = ["id", "created_at", "completed_at", "user_id", "user__email", "status", "provider", "amount",
                         "currency", "credits", "amount_refunded", "credits_clawed_back", "credits_unrecovered",
                         "dispute_status", "provider_order_id", "provider_payment_id", "package_id"]

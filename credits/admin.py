@@ -24,7 +24,7 @@ class LedgerEntryInline(RecentReadOnlyInline):
     """The newest ledger entries of whatever the page shows (set ``fk_name`` and ``limit``)."""
 
     model = LedgerEntry
-    fields = ("created_at", "kind", "amount", "balance_after", "description", "created_by")
+    fields = ("created_at", "kind", "amount", "balance_after", "description", "internal_note", "created_by")
     readonly_fields = fields
     ordering = ("-id",)
 
@@ -69,7 +69,7 @@ class CreditBalanceAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixi
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
     list_display = ("id", "created_at", "user", "kind", "signed_amount", "balance_after",
-                    "order_link", "job_link", "created_by", "description")
+                    "order_link", "job_link", "created_by", "description", "internal_note")
     list_display_links = ("id", "created_at")
     list_select_related = ("user", "created_by")
     list_filter = ("kind", ("created_at", admin.DateFieldListFilter))
@@ -80,7 +80,7 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin,
     exact_text_fields = ("idempotency_key",)
     ordering = ("-id",)
     fields = ("id", "created_at", "user_link", "kind", "signed_amount", "balance_before", "balance_after",
-              "description", "order_link", "job_link", "reverses_link", "created_by", "idempotency_key",
+              "description", "internal_note", "order_link", "job_link", "reverses_link", "created_by", "idempotency_key",
               "metadata_pretty")
     readonly_fields = fields
 

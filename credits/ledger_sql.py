@@ -44,7 +44,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _INSERT_COLUMNS = """
     INSERT INTO credits_ledgerentry
-           (user_id, amount, kind, balance_before, balance_after, description, metadata,
+           (user_id, amount, kind, balance_before, balance_after, description, internal_note, metadata,
             idempotency_key, order_id, job_id, reverses_id, created_by_id, created_at)
 """
 
@@ -63,8 +63,8 @@ WITH moved AS (
 ), entry AS (
     {_INSERT_COLUMNS}
     SELECT %(uid)s, %(delta)s, %(kind)s, moved.balance - %(delta)s, moved.balance,
-           %(description)s, %(metadata)s::jsonb, %(key)s, %(order_id)s::bigint, %(job_id)s::bigint,
-           %(reverses_id)s::bigint, %(created_by_id)s::bigint, now()
+           %(description)s, %(internal_note)s::text, %(metadata)s::jsonb, %(key)s, %(order_id)s::bigint,
+           %(job_id)s::bigint, %(reverses_id)s::bigint, %(created_by_id)s::bigint, now()
       FROM moved
     RETURNING id, kind, balance_before, balance_after, created_at
 ), audit AS (
@@ -110,7 +110,7 @@ _REGEN_CALC = """
 _REGEN_DUE = "({t}.regen_checked_at IS NULL OR {t}.regen_checked_at <= {t}.now_ts - %(regen_every)s * interval '1 second')"
 _REGEN_ROW = """
     SELECT 1 AS ord, 'REGENERATION'::varchar AS kind, moved.regen AS amount, moved.before AS bb,
-           %(regen_description)s::varchar AS description,
+           %(regen_description)s::varchar AS description, ''::text AS internal_note,
            jsonb_build_object('periods', moved.periods, 'from', moved.regen_from, 'to', moved.regen_to) AS metadata,
            moved.regen_key AS key,
            NULL::bigint AS order_id, NULL::bigint AS job_id, NULL::bigint AS reverses_id,
@@ -152,14 +152,15 @@ WITH cur AS MATERIALIZED (
               calc.regen_checked_at AS regen_from, calc.checked_to AS regen_to
 ), rows AS ({_REGEN_ROW}
     UNION ALL
-    SELECT 2, %(kind)s, %(delta)s, moved.before + moved.regen, %(description)s, %(metadata)s::jsonb,
+    SELECT 2, %(kind)s, %(delta)s, moved.before + moved.regen, %(description)s, %(internal_note)s::text,
+           %(metadata)s::jsonb,
            %(key)s, %(order_id)s::bigint, %(job_id)s::bigint, %(reverses_id)s::bigint,
            %(created_by_id)s::bigint
       FROM moved
 ), entry AS (
     {_INSERT_COLUMNS}
-    SELECT %(uid)s, amount, kind, bb, bb + amount, description, metadata, key, order_id, job_id,
-           reverses_id, created_by_id, now()
+    SELECT %(uid)s, amount, kind, bb, bb + amount, description, internal_note, metadata, key, order_id,
+           job_id, reverses_id, created_by_id, now()
       FROM (SELECT * FROM rows ORDER BY ord) AS ordered
     RETURNING id, kind, amount, balance_before, balance_after, created_at, created_by_id
 ), audit AS ({_REGEN_AUDIT}
@@ -195,8 +196,8 @@ WITH peek AS (
 ), rows AS ({_REGEN_ROW}
 ), entry AS (
     {_INSERT_COLUMNS}
-    SELECT %(uid)s, amount, kind, bb, bb + amount, description, metadata, key, order_id, job_id,
-           reverses_id, created_by_id, now()
+    SELECT %(uid)s, amount, kind, bb, bb + amount, description, internal_note, metadata, key, order_id,
+           job_id, reverses_id, created_by_id, now()
       FROM rows
     RETURNING id, kind, amount, created_by_id
 ), audit AS ({_REGEN_AUDIT}
@@ -286,6 +287,8 @@ class Movement:
     idempotency_key: str
     action: str
     description: str = ""
+    #: Staff only: never shown to the customer (see ``LedgerEntry.internal_note``).
+    internal_note: str = ""
     metadata: dict = field(default_factory=dict)
     audit: dict = field(default_factory=dict)
     order_id: int | None = None
@@ -306,6 +309,7 @@ class Movement:
             "kind": str(self.kind),
             "key": self.idempotency_key,
             "description": self.description[:255],
+            "internal_note": self.internal_note,
             "metadata": json.dumps(self.metadata, cls=DjangoJSONEncoder),
             "order_id": self.order_id,
             "job_id": self.job_id,
@@ -555,6 +559,7 @@ def _entry_from(m: Movement, entry_id, before: int, after: int, created_at: date
         "balance_before": before,
         "balance_after": after,
         "description": m.description[:255],
+        "internal_note": m.internal_note,
         "metadata": m.metadata,
         "idempotency_key": m.idempotency_key,
         "order_id": m.order_id,

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 
 
 class LedgerKind(models.TextChoices):
@@ -75,6 +75,30 @@ class CreditBalance(models.Model):
         return self.spend_holds > 0
 
 
+#: What a customer reads for a staff adjustment that has no customer-facing description.
+STAFF_ADJUSTMENT_ADDED = "Credits added by our support team"
+STAFF_ADJUSTMENT_REMOVED = "Credits removed by our support team"
+
+
+def staff_adjustment_description(amount: int) -> str:
+    return STAFF_ADJUSTMENT_ADDED if amount > 0 else STAFF_ADJUSTMENT_REMOVED
+
+
+def customer_description():
+    """The description a customer may read, as a query expression.
+
+    Adjustments written before internal notes were kept apart (``internal_note`` NULL)
+    hold the staff reason in ``description``: the customer reads a neutral line instead.
+    """
+    legacy = Q(kind=LedgerKind.ADJUSTMENT, internal_note__isnull=True)
+    return Case(
+        When(legacy & Q(amount__gt=0), then=Value(STAFF_ADJUSTMENT_ADDED)),
+        When(legacy, then=Value(STAFF_ADJUSTMENT_REMOVED)),
+        default=F("description"),
+        output_field=models.CharField(),
+    )
+
+
 class AppendOnlyQuerySet(models.QuerySet):
     def update(self, **kwargs):
         raise TypeError("Ledger entries are append-only: write a correcting entry instead.")
@@ -95,7 +119,12 @@ class LedgerEntry(models.Model):
     kind = models.CharField(max_length=24, choices=LedgerKind.choices)
     balance_before = models.BigIntegerField()
     balance_after = models.BigIntegerField()
+    #: What the customer sees (history page, CSV export, emails).
     description = models.CharField(max_length=255, blank=True, default="")
+    #: Staff only (admin, audit log): why staff made the movement. NULL on entries written
+    #: before notes were kept apart, whose staff adjustments carry the staff reason in
+    #: ``description``; customers see ``customer_description`` instead of it.
+    internal_note = models.TextField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=255, unique=True)
     order = models.ForeignKey(

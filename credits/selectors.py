@@ -10,12 +10,14 @@ from django.utils import timezone
 
 from .app_settings import app_settings
 from .ledger_sql import BalanceSnapshot
-from .models import LedgerEntry
+from .models import LedgerEntry, customer_description
 from .services import balance_refresh
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-#: The columns the history page and the export read; nothing else is fetched.
+#: The columns the history page and the export read; nothing else is fetched. The customer
+#: reads ``customer_description`` (annotated), never the stored description or internal note
+#: as such.
 HISTORY_FIELDS = (
     "id",
     "created_at",
@@ -23,7 +25,18 @@ HISTORY_FIELDS = (
     "amount",
     "balance_before",
     "balance_after",
-    "description",
+    "job_id",
+    "order_id",
+    "reverses_id",
+)
+EXPORT_FIELDS = (
+    "id",
+    "created_at",
+    "kind",
+    "amount",
+    "balance_before",
+    "balance_after",
+    "customer_description",
     "job_id",
     "order_id",
     "reverses_id",
@@ -80,7 +93,7 @@ def ledger_entries_filtered(
     date_to: date | None = None,
 ) -> QuerySet:
     """The user's entries, filtered by kind and by an inclusive range of dates (local time)."""
-    qs = LedgerEntry.objects.filter(user_id=user.pk)
+    qs = LedgerEntry.objects.filter(user_id=user.pk).annotate(customer_description=customer_description())
     if kinds:
         qs = qs.filter(kind__in=sorted(kinds))
     if date_from is not None:
@@ -127,7 +140,7 @@ def ledger_export_rows(
     date_to: date | None = None,
     chunk_size: int | None = None,
 ) -> Iterator[tuple]:
-    """Yield the user's entries oldest first as tuples of ``HISTORY_FIELDS``, in constant memory.
+    """Yield the user's entries oldest first as tuples of ``EXPORT_FIELDS``, in constant memory.
 
     A server-side cursor fetches ``chunk_size`` rows per round trip, inside one read
     transaction (one consistent snapshot; a holdable cursor would copy the whole result
@@ -135,7 +148,7 @@ def ledger_export_rows(
     """
     qs = ledger_entries_filtered(user=user, kinds=kinds, date_from=date_from, date_to=date_to)
     with transaction.atomic():
-        yield from qs.order_by("created_at", "id").values_list(*HISTORY_FIELDS).iterator(
+        yield from qs.order_by("created_at", "id").values_list(*EXPORT_FIELDS).iterator(
             chunk_size=chunk_size or app_settings.EXPORT_CHUNK_SIZE
         )
 

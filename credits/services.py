@@ -39,7 +39,17 @@ from .ledger_sql import (
     read_balance,
     run_atomically,
 )
-from .models import GRANT_KINDS, AuditLog, CreditBalance, LedgerEntry, LedgerKind
+from .models import (
+    GRANT_KINDS,
+    AuditLog,
+    CreditBalance,
+    LedgerEntry,
+    LedgerKind,
+    staff_adjustment_description,
+)
+
+#: The longest customer-facing description an entry keeps.
+DESCRIPTION_MAX_LENGTH = LedgerEntry._meta.get_field("description").max_length
 
 
 @dataclass(frozen=True)
@@ -210,9 +220,16 @@ def credits_adjust(
     reason: str,
     staff_user,
     idempotency_key: str,
+    description: str = "",
     metadata: dict | None = None,
 ) -> LedgerEntry:
-    """A staff correction of ``amount`` (signed, not zero). It never takes the balance below zero."""
+    """A staff correction of ``amount`` (signed, not zero). It never takes the balance below zero.
+
+    ``reason`` is the staff's internal note: it goes to the entry's ``internal_note`` and the
+    audit row, never to the customer. ``description`` is what the customer reads in their
+    history, export and emails; when empty, a neutral line saying that support changed
+    the balance.
+    """
     if not _is_int(amount) or amount == 0 or abs(amount) > app_settings.MAX_AMOUNT:
         raise InvalidAmount(
             f"An adjustment must be a whole number of credits other than zero, at most "
@@ -220,8 +237,13 @@ def credits_adjust(
         )
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidAmount("An adjustment needs a reason.")
+    if not isinstance(description, str):
+        raise InvalidAmount("An adjustment's customer-facing description must be text.")
+    if len(description.strip()) > DESCRIPTION_MAX_LENGTH:
+        raise InvalidAmount(f"The customer-facing description is longer than {DESCRIPTION_MAX_LENGTH} characters.")
     if staff_user is None or not getattr(staff_user, "is_staff", False):
         raise StaffRequired("Only staff can adjust credits.")
+    note = reason.strip()
     return _move(
         Movement(
             user_id=user.pk,
@@ -229,9 +251,10 @@ def credits_adjust(
             kind=LedgerKind.ADJUSTMENT,
             idempotency_key=require_key(idempotency_key),
             action="credits.adjust",
-            description=reason.strip(),
-            metadata={**(metadata or {}), "reason": reason.strip()},
-            audit={"reason": reason.strip()},
+            description=description.strip() or staff_adjustment_description(amount),
+            internal_note=note,
+            metadata=metadata or {},
+            audit={"reason": note},
             created_by_id=staff_user.pk,
         )
     )

@@ -1,7 +1,74 @@
-from django.db import migrations
+"""Ledger entries keep the staff's internal note apart from the customer-facing description.
+
+Existing rows get NULL (no row is rewritten: the ledger is append-only), which marks them as
+written before the two were kept apart. The append-only trigger now covers the new column.
+"""
+
+from django.db import migrations, models
+
+_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION credits_ledger_append_only() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'credits_ledgerentry is append-only: DELETE of entry %% refused', OLD.id
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    IF (NEW.id, NEW.user_id, NEW.amount, NEW.kind, NEW.balance_before, NEW.balance_after,
+        NEW.description, NEW.metadata, NEW.idempotency_key, NEW.reverses_id, NEW.created_at{new_note})
+       IS DISTINCT FROM
+       (OLD.id, OLD.user_id, OLD.amount, OLD.kind, OLD.balance_before, OLD.balance_after,
+        OLD.description, OLD.metadata, OLD.idempotency_key, OLD.reverses_id, OLD.created_at{old_note})
+       OR (NEW.order_id IS DISTINCT FROM OLD.order_id AND NEW.order_id IS NOT NULL)
+       OR (NEW.job_id IS DISTINCT FROM OLD.job_id AND NEW.job_id IS NOT NULL)
+       OR (NEW.created_by_id IS DISTINCT FROM OLD.created_by_id AND NEW.created_by_id IS NOT NULL)
+    THEN
+        RAISE EXCEPTION 'credits_ledgerentry is append-only: UPDATE of entry %% refused', OLD.id
+            USING ERRCODE = 'restrict_violation';
+    END IF;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql;
+"""
+PG_WITH_NOTE = _PG_FUNCTION.format(new_note=", NEW.internal_note", old_note=", OLD.internal_note")
+PG_WITHOUT_NOTE = _PG_FUNCTION.format(new_note="", old_note="")
+
+_SQLITE_TRIGGER = """
+CREATE TRIGGER credits_ledger_no_update BEFORE UPDATE ON credits_ledgerentry
+WHEN NEW.id IS NOT OLD.id OR NEW.user_id IS NOT OLD.user_id OR NEW.amount IS NOT OLD.amount
+  OR NEW.kind IS NOT OLD.kind OR NEW.balance_before IS NOT OLD.balance_before
+  OR NEW.balance_after IS NOT OLD.balance_after OR NEW.description IS NOT OLD.description
+  OR NEW.metadata IS NOT OLD.metadata OR NEW.idempotency_key IS NOT OLD.idempotency_key
+  OR NEW.reverses_id IS NOT OLD.reverses_id OR NEW.created_at IS NOT OLD.created_at{note}
+  OR (NEW.order_id IS NOT OLD.order_id AND NEW.order_id IS NOT NULL)
+  OR (NEW.job_id IS NOT OLD.job_id AND NEW.job_id IS NOT NULL)
+  OR (NEW.created_by_id IS NOT OLD.created_by_id AND NEW.created_by_id IS NOT NULL)
+BEGIN SELECT RAISE(ABORT, 'credits_ledgerentry is append-only: UPDATE refused'); END;
+"""
+_SQLITE_DROP = "DROP TRIGGER IF EXISTS credits_ledger_no_update;"
+SQLITE_WITH_NOTE = [_SQLITE_DROP, _SQLITE_TRIGGER.format(note=" OR NEW.internal_note IS NOT OLD.internal_note")]
+SQLITE_WITHOUT_NOTE = [_SQLITE_DROP, _SQLITE_TRIGGER.format(note="")]
+
+
+def _run(statements_by_vendor):
+    def run(apps, schema_editor):
+        statements = statements_by_vendor.get(schema_editor.connection.vendor, [])
+        for statement in [statements] if isinstance(statements, str) else statements:
+            schema_editor.execute(statement)
+
+    return run
 
 
 class Migration(migrations.Migration):
     dependencies = [("credits", "0007_trial_claims")]
 
-    operations = []
+    operations = [
+        migrations.AddField(
+            model_name="ledgerentry",
+            name="internal_note",
+            field=models.TextField(blank=True, null=True),
+        ),
+        migrations.RunPython(
+            _run({"postgresql": PG_WITH_NOTE, "sqlite": SQLITE_WITH_NOTE}),
+            _run({"postgresql": PG_WITHOUT_NOTE, "sqlite": SQLITE_WITHOUT_NOTE}),
+        ),
+    ]

@@ -9,6 +9,8 @@ from credits.models import AuditLog, CreditBalance, LedgerEntry, LedgerKind
 
 from .conftest import messages_of, new_key, post_action
 
+SECRET_NOTE = "Chargeback risk flagged by fraud team (ticket 4411)"
+
 ADJUST = "credits.adjust_credits"
 APPROVE = "credits.approve_adjustment"
 VIEW_USER = "accounts.view_user"
@@ -45,7 +47,8 @@ def test_small_adjustment_from_the_user_page_applies_once_and_is_audited(client,
 
     assert balance(customer) == 25
     entry = LedgerEntry.objects.get(user=customer, kind=LedgerKind.ADJUSTMENT)
-    assert entry.amount == -15 and entry.created_by_id == staff.pk and entry.description == "Duplicate trial grant"
+    assert entry.amount == -15 and entry.created_by_id == staff.pk and entry.internal_note == "Duplicate trial grant"
+    assert entry.description == "Credits removed by our support team"
     staff_rows = AuditLog.objects.filter(action="staff.credits_adjust")
     assert staff_rows.count() == 1
     row = staff_rows.get()
@@ -160,3 +163,89 @@ def test_threshold_is_configurable(client, make_user, make_staff, settings):
 
     assert balance(customer) == 20
     assert AdjustmentRequest.objects.get(user=customer).amount == 21
+
+
+# --- the internal note stays with staff; the customer reads the description ---------------
+
+
+def customer_history(client, customer) -> tuple[str, str]:
+    """The customer's history page and CSV export, as the customer sees them."""
+    client.force_login(customer)
+    page = client.get("/credits/").content.decode()
+    export = b"".join(client.get("/credits/export.csv").streaming_content).decode()
+    return page, export
+
+
+@pytest.mark.django_db
+def test_the_customer_reads_the_description_and_never_the_internal_note(client, make_user, make_staff):
+    customer = make_user(credits=10)
+    staff = make_staff(ADJUST, VIEW_USER, "credits.view_ledgerentry")
+    client.force_login(staff)
+    url = reverse("admin:accounts_user_adjust_credits", args=[customer.pk])
+
+    form_page = client.get(url).content.decode()
+    assert "Internal note (staff only)" in form_page and "the customer never sees it" in form_page
+    assert "Description shown to the customer" in form_page
+
+    response = client.post(url, {"confirm": "yes", "submission_key": new_key(), "amount": "5",
+                                 "reason": SECRET_NOTE, "description": "Sorry about the failed render"})
+    assert response.status_code == 302
+    entry = LedgerEntry.objects.get(user=customer, kind=LedgerKind.ADJUSTMENT)
+    assert (entry.description, entry.internal_note) == ("Sorry about the failed render", SECRET_NOTE)
+    # Staff still read the note: in the ledger admin and in the audit log.
+    assert SECRET_NOTE in client.get(reverse("admin:credits_ledgerentry_change", args=[entry.pk])).content.decode()
+    assert AuditLog.objects.get(action="staff.credits_adjust").metadata["reason"] == SECRET_NOTE
+
+    page, export = customer_history(client, customer)
+    assert "Sorry about the failed render" in page and "Sorry about the failed render" in export
+    assert "fraud" not in page.lower() and "fraud" not in export.lower()
+
+
+@pytest.mark.django_db
+def test_an_adjustment_without_a_description_reads_as_a_neutral_line(client, make_user, make_staff):
+    customer = make_user(credits=10)
+    client.force_login(make_staff(ADJUST, VIEW_USER))
+
+    post_action(client, "accounts_user", "adjust_credits", [customer.pk], amount="-3", reason=SECRET_NOTE)
+
+    page, export = customer_history(client, customer)
+    assert "Credits removed by our support team" in page and "Credits removed by our support team" in export
+    assert "fraud" not in page.lower() and "fraud" not in export.lower()
+
+
+@pytest.mark.django_db
+def test_a_large_adjustment_request_carries_both_texts_to_the_approver(client, make_user, make_staff):
+    customer = make_user(credits=10)
+    asker = make_staff(ADJUST, VIEW_USER, email="asker@example.com")
+    approver = make_staff(APPROVE, VIEW_REQUESTS, email="approver@example.com")
+    client.force_login(asker)
+    post_action(client, "accounts_user", "adjust_credits", [customer.pk], amount="900",
+                reason=SECRET_NOTE, description="Credits for the conference demo")
+    request = AdjustmentRequest.objects.get(user=customer)
+
+    client.force_login(approver)
+    confirm_page = client.post(
+        reverse("admin:backoffice_adjustmentrequest_changelist"),
+        {"action": "approve", "_selected_action": [request.pk]},
+    ).content.decode()
+    assert SECRET_NOTE in confirm_page and "Credits for the conference demo" in confirm_page
+    post_action(client, "backoffice_adjustmentrequest", "approve", [request.pk], reason="Checked")
+
+    entry = LedgerEntry.objects.get(idempotency_key=f"adjustment-request:{request.pk}")
+    assert (entry.amount, entry.description, entry.internal_note) == (
+        900, "Credits for the conference demo", SECRET_NOTE)
+    page, export = customer_history(client, customer)
+    assert "Credits for the conference demo" in page and "fraud" not in page.lower() + export.lower()
+
+
+@pytest.mark.django_db
+def test_a_description_longer_than_the_ledger_keeps_is_a_form_error(client, make_user, make_staff):
+    customer = make_user(credits=10)
+    client.force_login(make_staff(ADJUST, VIEW_USER))
+    url = reverse("admin:accounts_user_adjust_credits", args=[customer.pk])
+
+    response = client.post(url, {"confirm": "yes", "submission_key": new_key(), "amount": "5",
+                                 "reason": "Goodwill", "description": "x" * 256})
+
+    assert response.status_code == 200 and "at most 255 characters" in response.content.decode()
+    assert not LedgerEntry.objects.filter(user=customer, kind=LedgerKind.ADJUSTMENT).exists()

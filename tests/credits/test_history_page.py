@@ -209,3 +209,25 @@ def test_other_users_entries_are_never_shown(client, customer, make_user):
     assert all(e.user_id == customer.pk for e in response.context["page"].entries)
     assert len(rows) == 2 and int(rows[1][0]) == LedgerEntry.objects.get(user=customer).pk
     assert LedgerEntry.objects.filter(user=other).exists()
+
+
+def test_staff_reasons_of_adjustments_made_before_notes_were_kept_apart_stay_hidden(client, customer, make_user):
+    """Such entries hold the staff reason as their description (and no internal note): the
+    customer reads a neutral line, in the page and the export; staff still see the reason."""
+    from credits.ledger_sql import Movement, apply_movement, run_atomically
+
+    staff = make_user(is_staff=True)
+    for delta, key in ((7, "legacy-add"), (-2, "legacy-take")):
+        run_atomically(lambda: apply_movement(Movement(
+            user_id=customer.pk, delta=delta, kind=LedgerKind.ADJUSTMENT, idempotency_key=key,
+            action="credits.adjust", description="Suspected reseller, see fraud ticket",
+            internal_note=None, created_by_id=staff.pk,
+        )))
+    assert LedgerEntry.objects.filter(user=customer, internal_note__isnull=True, kind="ADJUSTMENT").count() == 2
+
+    page = client.get(URL).content.decode()
+    export = b"".join(client.get(EXPORT).streaming_content).decode()
+
+    for text in (page, export):
+        assert "fraud" not in text and "reseller" not in text
+        assert "Credits added by our support team" in text and "Credits removed by our support team" in text
