@@ -12,9 +12,13 @@ name, so a deployment configures providers without editing settings modules.
 - ``STRIPE_WEBHOOK_TOLERANCE``: how old a signed delivery may be, in seconds (default 300).
 - ``PAYPAL_CLIENT_ID`` / ``PAYPAL_CLIENT_SECRET``: turn PayPal on (its own settings live in
   payments/providers/paypal_settings.py).
-- ``SANDBOX_WEBHOOK_SECRET``: the offline sandbox provider's signing secret; derived from
-  ``SECRET_KEY`` by default. ``PAYMENTS_SANDBOX_ENABLED``: offer the sandbox even when a real
-  provider is configured (never do this in production: its checkout page pays for free).
+- ``PAYMENTS_SANDBOX_ENABLED``: whether the offline sandbox provider may run here at all
+  (default: on with ``DEBUG``, off without). When on, it stands in for buyers while no real
+  provider is configured; when off, it is never offered and its checkout page and webhook
+  endpoint answer 404. Its checkout page pays for free: ``check --deploy`` fails whenever
+  production would offer it.
+- ``SANDBOX_WEBHOOK_SECRET``: the sandbox's signing secret; derived from ``SECRET_KEY`` by
+  default.
 - ``PAYMENTS_SANDBOX_WEBHOOK_URL``: where the sandbox delivers its webhooks (default: the
   app's own /webhooks/sandbox/ on the host the buyer used, else ``SITE_URL``).
 - ``PAYMENTS_WEBHOOK_MAX_ATTEMPTS`` (default 8) and ``PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS``
@@ -99,8 +103,9 @@ def sandbox_webhook_secret() -> str:
     return "whsec_sbx_" + derived.hexdigest()
 
 
-def sandbox_forced() -> bool:
-    return _bool("PAYMENTS_SANDBOX_ENABLED", False)
+def sandbox_enabled() -> bool:
+    """Whether the sandbox may run here: ``PAYMENTS_SANDBOX_ENABLED``, by default ``DEBUG``."""
+    return _bool("PAYMENTS_SANDBOX_ENABLED", settings.DEBUG)
 
 
 def sandbox_webhook_url() -> str:

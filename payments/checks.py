@@ -21,9 +21,30 @@ def check_payment_settings(app_configs=None, **kwargs) -> list:
             f"STRIPE_CHECKOUT_EXPIRES_MINUTES is {minutes}; Stripe accepts 30 to 1440.", id="payments.E002"))
     if app_settings.webhook_max_attempts() < 1:
         errors.append(checks.Error("PAYMENTS_WEBHOOK_MAX_ATTEMPTS must be at least 1.", id="payments.E003"))
-    if app_settings.sandbox_forced() and not settings.DEBUG:
-        errors.append(checks.Warning(
-            "PAYMENTS_SANDBOX_ENABLED is on with DEBUG off: anyone can 'pay' on the sandbox checkout for free.",
-            id="payments.W001",
-        ))
     return errors
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_payment_deployment(app_configs=None, **kwargs) -> list:
+    """``check --deploy``: production must never offer the sandbox, and should sell something."""
+    from .providers import SANDBOX, available_providers
+
+    if settings.DEBUG:
+        return []
+    providers = available_providers()
+    if SANDBOX in providers:
+        return [checks.Error(
+            "The offline sandbox payment provider is offered with DEBUG off: anyone can buy credits for free "
+            "on its checkout page.",
+            hint="Set PAYMENTS_SANDBOX_ENABLED=false (the default without DEBUG) and configure Stripe "
+                 "(STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET) or PayPal (PAYPAL_CLIENT_ID, PAYPAL_CLIENT_SECRET).",
+            id="payments.E004",
+        )]
+    if not providers:
+        return [checks.Warning(
+            "No payment provider is configured: nothing can be bought (the pricing page says so).",
+            hint="Configure Stripe (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET) or PayPal "
+                 "(PAYPAL_CLIENT_ID, PAYPAL_CLIENT_SECRET).",
+            id="payments.W002",
+        )]
+    return []

@@ -24,6 +24,7 @@ from .providers import SANDBOX, available_providers
 logger = logging.getLogger(__name__)
 
 PROVIDER_LABELS = dict(Order.Provider.choices)
+NO_PROVIDER_MESSAGE = "No payment method is available right now, so credits cannot be bought. Nothing was charged."
 #: Statuses after which the return page stops polling.
 SETTLED = {Order.Status.COMPLETED, Order.Status.FAILED, Order.Status.EXPIRED, Order.Status.REFUNDED,
            Order.Status.PARTIALLY_REFUNDED, Order.Status.DISPUTED}
@@ -41,6 +42,8 @@ class BuyForm(forms.Form):
         self.fields["provider"].choices = [(p, PROVIDER_LABELS[p]) for p in available_providers()]
 
     def clean_provider(self):
+        if not available_providers():
+            raise forms.ValidationError(NO_PROVIDER_MESSAGE)
         return self.cleaned_data.get("provider") or available_providers()[0]
 
 
@@ -58,6 +61,7 @@ def _pricing_context() -> dict:
         "cards": cards,
         "providers": [(p, PROVIDER_LABELS[p]) for p in providers],
         "sandbox_mode": providers == [SANDBOX],
+        "no_provider": not providers,
         "featured_name": "Pro",
     }
 

@@ -75,11 +75,44 @@ def test_production_refuses_unsafe_values(override, message):
     assert message in result.stderr
 
 
+STRIPE_ENV = {"STRIPE_SECRET_KEY": "sk_live_x", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
+
+
 def test_production_passes_the_deployment_checklist_without_warnings():
-    result = run("config.settings.prod", PROD_ENV, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    env = {**PROD_ENV, **STRIPE_ENV}
+    result = run("config.settings.prod", env, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+PROVIDERS = "import django; django.setup(); from payments.providers import available_providers as a; print(a())"
+
+
+def test_production_without_provider_keys_offers_nothing_and_the_checklist_warns():
+    """What .env.example leaves: no keys. The free sandbox must not stand in."""
+    assert run("config.settings.prod", PROD_ENV, "-c", PROVIDERS).stdout.strip() == "[]"
+
+    result = run("config.settings.prod", PROD_ENV, "manage.py", "check", "--deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "payments.W002" in result.stderr and "nothing can be bought" in result.stderr
+
+
+@pytest.mark.parametrize("extra", [{}, {"DEBUG": "true"}])
+def test_the_deployment_checklist_fails_with_an_error_when_production_would_offer_the_sandbox(extra):
+    env = {**PROD_ENV, "PAYMENTS_SANDBOX_ENABLED": "true", **extra}
+    assert run("config.settings.prod", env, "-c", PROVIDERS).stdout.strip() == "['SANDBOX']"
+
+    result = run("config.settings.prod", env, "manage.py", "check", "--deploy")
+    assert result.returncode != 0
+    assert "ERRORS:" in result.stderr and "payments.E004" in result.stderr
+    assert "anyone can buy credits for free" in result.stderr
+
+
+def test_an_enabled_sandbox_does_not_stand_in_beside_a_real_provider():
+    env = {**PROD_ENV, **STRIPE_ENV, "PAYMENTS_SANDBOX_ENABLED": "true"}
+    assert run("config.settings.prod", env, "-c", PROVIDERS).stdout.strip() == "['STRIPE']"
+    assert run("config.settings.prod", env, "manage.py", "check", "--deploy").returncode == 0
 
 
 def test_production_sends_mail_over_smtp_from_the_environment():

@@ -71,6 +71,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "credits.context_processors.balance",
+                "payments.context_processors.payment_methods",
             ],
         },
     },

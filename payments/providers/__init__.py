@@ -6,8 +6,9 @@ where that provider is used. An adapter class is built with no arguments and rea
 settings.
 
 A provider is available when it is configured: Stripe with ``STRIPE_SECRET_KEY``, PayPal
-with ``PAYPAL_CLIENT_ID`` and ``PAYPAL_CLIENT_SECRET``. The offline sandbox stands in when
-neither is (or when ``PAYMENTS_SANDBOX_ENABLED`` forces it on, for development).
+with ``PAYPAL_CLIENT_ID`` and ``PAYPAL_CLIENT_SECRET``. The offline sandbox (which pays for
+free) stands in when neither is, and only where it is enabled (``PAYMENTS_SANDBOX_ENABLED``,
+by default only with ``DEBUG``). So a production site without keys offers nothing at all.
 """
 
 from django.utils.module_loading import import_string
@@ -35,9 +36,9 @@ def _real_provider_configured(name: str) -> bool:
 
 
 def available_providers() -> list[str]:
-    """The providers a buyer can pay with here, preferred first (never empty)."""
+    """The providers a buyer can pay with here, preferred first (empty when none is)."""
     names = [name for name in PROVIDERS if name != SANDBOX and _real_provider_configured(name)]
-    if not names or app_settings.sandbox_forced():
+    if not names and app_settings.sandbox_enabled():
         names.append(SANDBOX)
     return names
 
@@ -60,4 +61,8 @@ def get_provider(name: str) -> PaymentProvider:
 
 
 def default_provider() -> str:
-    return available_providers()[0]
+    """The preferred available provider. Raises ProviderNotConfigured when there is none."""
+    names = available_providers()
+    if not names:
+        raise ProviderNotConfigured("No payment method is available here.")
+    return names[0]

@@ -34,8 +34,21 @@ def test_the_sandbox_is_what_buyers_get_when_no_provider_is_configured(sandbox_o
     assert available_providers() == ["SANDBOX"]
     settings.STRIPE_SECRET_KEY = "sk_test_x"
     assert available_providers() == ["STRIPE"]
+    settings.PAYPAL_CLIENT_ID, settings.PAYPAL_CLIENT_SECRET = "id", "secret"
+    assert available_providers() == ["STRIPE", "PAYPAL"]
+
+
+def test_the_sandbox_stands_in_only_where_it_is_enabled(sandbox_only, settings, monkeypatch):
+    monkeypatch.delenv("PAYMENTS_SANDBOX_ENABLED", raising=False)
+    del settings.PAYMENTS_SANDBOX_ENABLED  # the default: on with DEBUG, off without
+    settings.DEBUG = True
+    assert available_providers() == ["SANDBOX"]
+    settings.DEBUG = False
+    assert available_providers() == []
     settings.PAYMENTS_SANDBOX_ENABLED = True
-    assert available_providers() == ["STRIPE", "SANDBOX"]
+    assert available_providers() == ["SANDBOX"]
+    settings.DEBUG, settings.PAYMENTS_SANDBOX_ENABLED = True, False
+    assert available_providers() == []
 
 
 def test_paying_on_the_sandbox_page_sends_a_signed_webhook_that_fulfils(client, checkout,
