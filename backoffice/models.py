@@ -4,6 +4,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+FINANCE_CODENAME = "view_finance"
+#: Who may see revenue (the dashboard and the exports), as a has_perm() string.
+FINANCE_PERMISSION = f"backoffice.{FINANCE_CODENAME}"
+
 
 class AdjustmentRequest(models.Model):
     """An adjustment above the approval threshold, applied only once a different staff member approves."""
@@ -33,6 +37,9 @@ class AdjustmentRequest(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The back office's own permissions live on its one model (Django keys them by app label):
+        # view_finance gates revenue, i.e. the dashboard and the CSV exports (not given by is_staff).
+        permissions = [(FINANCE_CODENAME, "Can see revenue: the staff dashboard and the CSV exports")]
         indexes = [models.Index(fields=["status", "created_at"], name="backoffice_adjreq_status_time")]
         constraints = [
             models.CheckConstraint(condition=~Q(amount=0), name="backoffice_adjreq_amount_not_zero"),

@@ -1,4 +1,5 @@
-"""Staff pages: the dashboard and the CSV exports. Staff only; others go to the admin login."""
+"""Staff pages: the dashboard and the CSV exports. Staff only (others go to the admin login),
+and only staff holding ``backoffice.view_finance``: they show revenue (others get a 403)."""
 
 from datetime import date
 
@@ -15,10 +16,16 @@ from payments.models import Order
 
 from . import charts
 from .forms import PeriodForm
+from .models import FINANCE_PERMISSION
 from .selectors import Period, dashboard_build
 
 EXPORT_LEDGER_PERMISSION = "credits.view_ledgerentry"
 EXPORT_ORDERS_PERMISSION = "payments.view_order"
+
+
+def _require_finance(request) -> None:
+    if not request.user.has_perm(FINANCE_PERMISSION):
+        raise PermissionDenied
 
 
 def _period_form(request) -> tuple[PeriodForm, date, date]:
@@ -29,6 +36,7 @@ def _period_form(request) -> tuple[PeriodForm, date, date]:
 
 @staff_member_required
 def dashboard(request):
+    _require_finance(request)
     form, start, end = _period_form(request)
     board = dashboard_build(start=start, end=end)
     days = board.period.days
@@ -112,6 +120,7 @@ def export_orders(request):
 
 def _export_period(request, model, columns: list[str], permission: str, name: str):
     """Rows of ``model`` created in the requested period, oldest first, as a streamed CSV."""
+    _require_finance(request)
     if not request.user.has_perm(permission):
         raise PermissionDenied
     _, start, end = _period_form(request)

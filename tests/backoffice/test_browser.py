@@ -61,7 +61,8 @@ def test_dashboard_draws_its_charts(page, screenshot, make_staff, paid_stripe_or
     for status in ("COMPLETED", "COMPLETED", "FAILED"):
         make_job(buyer, status=status, charged=8 if status == "COMPLETED" else 0)
     make_job(buyer, operation="text", model="small-llm", charged=3, estimated=5)
-    make_staff("credits.view_ledgerentry", "payments.view_order", email="analyst@example.com")
+    make_staff("backoffice.view_finance", "credits.view_ledgerentry", "payments.view_order",
+               email="analyst@example.com")
     admin_login(page, "analyst@example.com")
 
     page.get_by_test_id("dashboard-link").get_by_role("link").click()

@@ -12,6 +12,8 @@ from credits.services import credits_grant, credits_spend
 from generations.models import GenerationJob
 from payments.models import Order, ReconciliationRun
 
+FINANCE = "backoffice.view_finance"
+
 
 @pytest.fixture
 def business(make_user, make_order, make_job):
@@ -36,7 +38,7 @@ def business(make_user, make_order, make_job):
 
 @pytest.mark.django_db
 def test_dashboard_shows_the_period_figures_as_svg(client, make_staff, business):
-    client.force_login(make_staff())
+    client.force_login(make_staff(FINANCE))
     response = client.get(reverse("backoffice:dashboard"))
     html = response.content.decode()
 
@@ -56,7 +58,7 @@ def test_dashboard_shows_the_period_figures_as_svg(client, make_staff, business)
 
 @pytest.mark.django_db
 def test_period_choice_and_date_range(client, make_staff, business):
-    client.force_login(make_staff())
+    client.force_login(make_staff(FINANCE))
     week = client.get(reverse("backoffice:dashboard"), {"period": "7"})
     assert len(week.context["board"].period.days) == 7
 
@@ -76,7 +78,7 @@ def test_period_choice_and_date_range(client, make_staff, business):
     ({"period": "12"}, "Select a valid choice."),
 ])
 def test_invalid_period_is_explained_and_falls_back_to_30_days(client, make_staff, params, error):
-    client.force_login(make_staff())
+    client.force_login(make_staff(FINANCE))
     response = client.get(reverse("backoffice:dashboard"), params)
     assert response.status_code == 200
     assert error in response.content.decode()
@@ -98,7 +100,7 @@ def read_csv(response) -> list[list[str]]:
 
 @pytest.mark.django_db
 def test_ledger_export_streams_the_period_and_defuses_formulas(client, make_staff, business):
-    client.force_login(make_staff("credits.view_ledgerentry"))
+    client.force_login(make_staff(FINANCE, "credits.view_ledgerentry"))
     response = client.get(reverse("backoffice:export_ledger"), {"period": "7"})
 
     assert response["Content-Type"].startswith("text/csv")
@@ -109,12 +111,12 @@ def test_ledger_export_streams_the_period_and_defuses_formulas(client, make_staf
     assert ("alice@example.com", "PURCHASE", "100") in kinds
     assert ("alice@example.com", "SPEND", "-30") in kinds
     spend = next(r for r in rows[1:] if r[4] == "SPEND")
-    assert spend[-1].startswith("'=HYPERLINK")
+    assert spend[rows[0].index("description")].startswith("'=HYPERLINK")
 
 
 @pytest.mark.django_db
 def test_orders_export_lists_the_period_orders(client, make_staff, business):
-    client.force_login(make_staff("payments.view_order"))
+    client.force_login(make_staff(FINANCE, "payments.view_order"))
     rows = read_csv(client.get(reverse("backoffice:export_orders")))
     assert rows[0][:5] == ["id", "created_at", "completed_at", "user_id", "user_email"]
     assert sorted(r[7] for r in rows[1:]) == ["20.00", "5.00", "99.00"]  # created today, all three

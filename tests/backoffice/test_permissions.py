@@ -101,7 +101,28 @@ def test_staff_with_permission_sees_the_actions(client, make_user, make_staff, m
 
 @pytest.mark.django_db
 def test_staff_without_view_permission_cannot_export(client, make_staff):
-    client.force_login(make_staff())
+    client.force_login(make_staff("backoffice.view_finance"))
     assert client.get(reverse("backoffice:dashboard")).status_code == 200
     assert client.get(reverse("backoffice:export_ledger")).status_code == 403
     assert client.get(reverse("backoffice:export_orders")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_revenue_is_shown_only_to_staff_with_the_finance_permission(client, make_user, make_staff, make_order):
+    make_order(make_user(), amount="42.00")
+    support = make_staff("credits.view_ledgerentry", "payments.view_order", "accounts.view_user",
+                         email="support@example.com")
+    client.force_login(support)
+
+    for url_name in ("backoffice:dashboard", "backoffice:export_ledger", "backoffice:export_orders"):
+        response = client.get(reverse(url_name))
+        assert response.status_code == 403, url_name
+        assert b"42.00" not in response.content
+    assert 'data-testid="dashboard-link"' not in client.get(reverse("admin:index")).content.decode()
+
+    finance = make_staff("backoffice.view_finance", "payments.view_order", email="finance@example.com")
+    client.force_login(finance)
+    assert 'data-testid="dashboard-link"' in client.get(reverse("admin:index")).content.decode()
+    assert "42.00" in client.get(reverse("backoffice:dashboard")).content.decode()
+    orders = client.get(reverse("backoffice:export_orders"))
+    assert orders.status_code == 200 and b"42.00" in b"".join(orders.streaming_content)
