@@ -17,6 +17,7 @@ from credits.admin import LedgerEntryInline, pretty_json
 
 from .exceptions import GenerationsError
 from .models import ApiCredential, GenerationJob, PriceRule
+from .text import credits_text
 
 register_action_error(GenerationsError)
 
@@ -123,12 +124,12 @@ class GenerationJobAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin
 
 def _retry_one(request, job, data):
     retry = staff_job_retry(job=job, reason=data["reason"], staff_user=request.user)
-    return messages.SUCCESS, f"Job #{job.pk}: running again as job #{retry.pk} ({retry.estimated_credits} credits reserved)."
+    return messages.SUCCESS, f"Job #{job.pk}: running again as job #{retry.pk} ({credits_text(retry.estimated_credits)} reserved)."
 
 
 def _refund_one(request, job, data):
     done = staff_job_refund(job=job, reason=data["reason"], staff_user=request.user)
-    return messages.SUCCESS, f"Job #{done.pk}: {done.credits_charged} credits given back to {done.user}."
+    return messages.SUCCESS, f"Job #{done.pk}: {credits_text(done.credits_charged)} given back to {done.user}."
 
 
 @admin.register(PriceRule)

@@ -54,7 +54,9 @@ def decrypt(token: str) -> str:
 
 
 def api_key_store(*, user, api_key: str) -> ApiCredential:
-    """Store (or replace) ``user``'s own API key, encrypted."""
+    """Check ``user``'s own API key against the endpoint, then store it (or replace the old
+    one), encrypted. Raises InvalidRequest (field ``api_key``), saying why, when the key is
+    malformed, refused by the endpoint, or cannot be checked; then nothing is stored."""
     api_key = (api_key or "").strip()
     if not (MIN_KEY_LENGTH <= len(api_key) <= MAX_KEY_LENGTH) or any(ch.isspace() for ch in api_key):
         raise InvalidRequest(
@@ -62,6 +64,7 @@ def api_key_store(*, user, api_key: str) -> ApiCredential:
         )
     if not api_key.isascii() or not api_key.isprintable():
         raise InvalidRequest("An API key contains only plain printable characters.", field="api_key")
+    _check_with_endpoint(api_key)
     with transaction.atomic():
         credential, _ = ApiCredential.objects.update_or_create(
             user=user,
@@ -86,3 +89,24 @@ def api_key_for(*, user_id: int) -> str:
 
 def has_api_key(*, user) -> bool:
     return user.is_authenticated and ApiCredential.objects.filter(user=user).exists()
+
+
+def _check_with_endpoint(api_key: str) -> None:
+    """A cheap authenticated call to the endpoint (before any transaction)."""
+    from .backends import PermanentBackendError, RetryableBackendError
+    from .backends.openai import OpenAICompatibleBackend
+
+    try:
+        OpenAICompatibleBackend().check_key(api_key)
+    except PermanentBackendError as exc:
+        raise InvalidRequest(
+            f"{exc.message} Check that you copied the whole key and that it is still active. "
+            "It was not saved.",
+            field="api_key",
+        ) from exc
+    except RetryableBackendError as exc:
+        raise InvalidRequest(
+            f"The key could not be checked: {exc.message[0].lower()}{exc.message[1:]} "
+            "It was not saved; try again in a few minutes.",
+            field="api_key",
+        ) from exc

@@ -59,8 +59,15 @@ class AppSettings:
 
     @property
     def PENDING_RESEND_AFTER(self) -> float:
-        """Seconds a PENDING job may wait past its due time before its task is sent again."""
-        return _read("GENERATIONS_PENDING_RESEND_AFTER", 600.0, float)
+        """Seconds a PENDING job may wait past its due time before the sweep sends its task
+        again (a duplicate is harmless: only one delivery claims the job)."""
+        return _read("GENERATIONS_PENDING_RESEND_AFTER", 60.0, float)
+
+    @property
+    def PENDING_RESEND_MAX(self) -> float:
+        """The longest wait between two resends of one job: each resend waits as long as the
+        job has already waited, from PENDING_RESEND_AFTER up to this."""
+        return _read("GENERATIONS_PENDING_RESEND_MAX", 600.0, float)
 
     @property
     def REAP_BATCH(self) -> int:

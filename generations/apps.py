@@ -6,4 +6,6 @@ class GenerationsConfig(AppConfig):
     verbose_name = "Generations"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401
+        from . import account_data, checks  # noqa: F401
+
+        account_data.register()

@@ -54,6 +54,13 @@ def operations(*, user_has_key: bool = False) -> list[tuple[str, str]]:
     return list(seen.items())
 
 
+def unavailable(*, user_has_key: bool = False) -> list[tuple[str, str]]:
+    """The operations this site has but that cannot be ordered now, as (operation, label):
+    text needs an OpenAI-compatible endpoint, through the platform's key or the user's own."""
+    available = {operation for operation, _ in operations(user_has_key=user_has_key)}
+    return [(operation.value, operation.label) for operation in Operation if operation.value not in available]
+
+
 def find(*, operation: str, model: str, user_has_key: bool = False) -> Offering:
     available = offerings(user_has_key=user_has_key)
     if operation not in {item.operation for item in available}:

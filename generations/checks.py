@@ -19,6 +19,8 @@ def check_generations_settings(app_configs=None, **kwargs):
             "GENERATIONS_MAX_OUTPUT_TOKENS": app_settings.MAX_OUTPUT_TOKENS,
             "GENERATIONS_DEFAULT_OUTPUT_TOKENS": app_settings.DEFAULT_OUTPUT_TOKENS,
             "OPENAI_TIMEOUT": app_settings.OPENAI_TIMEOUT,
+            "GENERATIONS_PENDING_RESEND_AFTER": app_settings.PENDING_RESEND_AFTER,
+            "GENERATIONS_PENDING_RESEND_MAX": app_settings.PENDING_RESEND_MAX,
         }
     except ImproperlyConfigured as exc:
         return [Error(str(exc), id="generations.E001")]
@@ -30,6 +32,9 @@ def check_generations_settings(app_configs=None, **kwargs):
     if not 16 <= values["GENERATIONS_DEFAULT_OUTPUT_TOKENS"] <= values["GENERATIONS_MAX_OUTPUT_TOKENS"]:
         problems.append(Error("GENERATIONS_DEFAULT_OUTPUT_TOKENS must be between 16 and "
                               "GENERATIONS_MAX_OUTPUT_TOKENS.", id="generations.E004"))
+    if not 0 < values["GENERATIONS_PENDING_RESEND_AFTER"] <= values["GENERATIONS_PENDING_RESEND_MAX"]:
+        problems.append(Error("GENERATIONS_PENDING_RESEND_AFTER must be above 0 and at most "
+                              "GENERATIONS_PENDING_RESEND_MAX.", id="generations.E005"))
     hard_limit = getattr(settings, "CELERY_TASK_TIME_LIMIT", None) or 0
     longest = max(hard_limit, values["OPENAI_TIMEOUT"] + app_settings.OPENAI_CONNECT_TIMEOUT)
     if values["GENERATIONS_STUCK_AFTER"] <= longest:

@@ -32,6 +32,17 @@ class InvalidTransition(GenerationsError):
         super().__init__(f"Job #{job_id} is {current.lower()} and cannot become {target.lower()}.")
 
 
+class AlreadyRetried(InvalidTransition):
+    """A failed job runs again at most once."""
+
+    def __init__(self, *, job_id, retry_id):
+        self.retry_id = retry_id
+        GenerationsError.__init__(
+            self, f"Job #{job_id} was already tried again as job #{retry_id}: a failed job is retried once."
+        )
+        self.current, self.target = "retried", "retried again"
+
+
 class NotAllowed(GenerationsError):
     """The person asking lacks the permission the action needs."""
 

@@ -32,6 +32,8 @@ class JobForm(forms.Form):
         self.user_has_key = user_has_key
         ops = catalog.operations(user_has_key=user_has_key)
         self.fields["operation"].choices = ops
+        #: Shown disabled, with how to enable them (see the form template).
+        self.unavailable_operations = catalog.unavailable(user_has_key=user_has_key)
         data = self.data if self.is_bound else {}
         operation = data.get("operation") or self.initial.get("operation") or Operation.IMAGE
         if operation not in dict(ops):

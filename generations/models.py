@@ -90,11 +90,11 @@ class GenerationJob(models.Model):
     source = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="derived_jobs"
     )
-    #: Run on the user's own API key: charged the platform fee only.
-    #: The FAILED job that staff ran again as this one (each failed job at most once).
+    #: The FAILED job that its owner or staff ran again as this one (each failed job at most once).
     retry_of = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retried_as"
     )
+    #: Run on the user's own API key: charged the platform fee only.
     uses_own_key = models.BooleanField(default=False)
     price_rule = models.ForeignKey(
         PriceRule, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
@@ -114,6 +114,9 @@ class GenerationJob(models.Model):
     claim_token = models.UUIDField(null=True, blank=True)
     #: When a PENDING job's task is due (the reaper sends it again if it never ran).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    #: When the sweep sends a still-PENDING job's task again (its message never started:
+    #: the broker was down when it was sent, or lost it). Each resend waits longer.
+    resend_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -126,6 +129,7 @@ class GenerationJob(models.Model):
             models.Index(fields=["user", "created_at"], name="generations_job_user_time"),
             models.Index(fields=["status", "started_at"], name="generations_job_status_start"),
             models.Index(fields=["status", "next_attempt_at"], name="generations_job_status_due"),
+            models.Index(fields=["status", "resend_at"], name="generations_job_status_resend"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(estimated_credits__gt=0), name="generations_estimate_positive"),

@@ -34,6 +34,8 @@ from .exceptions import ApiKeyUnavailable
 from .models import GenerationJob, Operation
 from .pricing import final_cost
 from .queue import enqueue_run
+from .text import credits_text
+from .validation import check_output
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +78,8 @@ def job_claim(*, job_id: int) -> Claim | None:
     now = timezone.now()
     token = uuid.uuid4()
     claimed = GenerationJob.objects.filter(pk=job_id, status=Status.PENDING).update(
-        status=Status.PROCESSING, claim_token=token, started_at=now, next_attempt_at=None, updated_at=now
+        status=Status.PROCESSING, claim_token=token, started_at=now, next_attempt_at=None, resend_at=None,
+        updated_at=now,
     )
     if not claimed:
         # A stale run (its worker died, this is the redelivered message): take it over, counting
@@ -127,7 +130,14 @@ def read_text_result(job: GenerationJob | None) -> str:
 
 def job_complete(*, claim: Claim, output: BackendOutput) -> str:
     """Store the result, mark the job COMPLETED with its final cost and refund the rest of the
-    estimate - all in one transaction, and only while ``claim`` still holds the job."""
+    estimate - all in one transaction, and only while ``claim`` still holds the job.
+
+    An output that fails its check (``validation.check_output``) is never kept: the attempt
+    fails permanently and the job is refunded in full."""
+    try:
+        check_output(output)
+    except BackendError as error:
+        return job_attempt_failed(claim=claim, error=error)
     try:
         stored = _store(claim.job, output)
     except OSError as exc:
@@ -178,9 +188,11 @@ def job_attempt_failed(*, claim: Claim, error: BackendError) -> str:
             job.status = Status.PENDING
             job.claim_token = None
             job.next_attempt_at = now + timedelta(seconds=countdown)
+            job.resend_at = first_resend_at(job.next_attempt_at)
             job.error_message = f"{error.message} Trying again ({job.retry_count} of {job.max_retries})."
             job.save(update_fields=[
-                "status", "claim_token", "next_attempt_at", "retry_count", "error_message", "error_detail", "updated_at",
+                "status", "claim_token", "next_attempt_at", "resend_at", "retry_count", "error_message",
+                "error_detail", "updated_at",
             ])
             transaction.on_commit(partial(enqueue_run, job_id=job.pk, countdown=countdown))
             return "retrying"
@@ -209,9 +221,11 @@ def job_reap_stale(*, job_id: int) -> str | None:
             job.status = Status.PENDING
             job.claim_token = None
             job.next_attempt_at = now
+            job.resend_at = first_resend_at(now)
             job.error_message = f"{WORKER_LOST} It was queued again ({job.retry_count} of {job.max_retries})."
             job.save(update_fields=[
-                "status", "claim_token", "next_attempt_at", "retry_count", "error_message", "error_detail", "updated_at",
+                "status", "claim_token", "next_attempt_at", "resend_at", "retry_count", "error_message",
+                "error_detail", "updated_at",
             ])
             transaction.on_commit(partial(enqueue_run, job_id=job.pk))
             return "requeued"
@@ -220,23 +234,31 @@ def job_reap_stale(*, job_id: int) -> str | None:
 
 
 def job_resend(*, job_id: int) -> bool:
-    """Send the task again for a PENDING job whose task is long overdue (lost by the broker,
-    or never sent because the broker was down). Duplicates are harmless: only one run claims."""
+    """Send the task again for a PENDING job whose task has not started by its ``resend_at``
+    (never sent because the broker was down, or lost by the broker). Duplicates are harmless:
+    only one delivery claims the job. The next resend waits as long as the job has already
+    waited (PENDING_RESEND_AFTER to PENDING_RESEND_MAX), so a busy queue is not flooded."""
     now = timezone.now()
-    overdue = now - timedelta(seconds=app_settings.PENDING_RESEND_AFTER)
     with transaction.atomic(durable=True):
-        sent = (
-            GenerationJob.objects.filter(pk=job_id, status=Status.PENDING)
-            .filter(_overdue_q(overdue))
-            .update(next_attempt_at=now, updated_at=now)
+        job = (
+            GenerationJob.objects.select_for_update(skip_locked=True)
+            .filter(_resend_due_q(now), pk=job_id, status=Status.PENDING)
+            .only("pk", "next_attempt_at", "created_at", "resend_at")
+            .first()
         )
-        if sent:
-            transaction.on_commit(partial(enqueue_run, job_id=job_id))
-    return bool(sent)
+        if job is None:
+            return False
+        waited = (now - (job.next_attempt_at or job.created_at)).total_seconds()
+        gap = min(app_settings.PENDING_RESEND_MAX, max(app_settings.PENDING_RESEND_AFTER, waited))
+        job.resend_at = now + timedelta(seconds=gap)
+        job.save(update_fields=["resend_at", "updated_at"])
+        transaction.on_commit(partial(enqueue_run, job_id=job_id))
+    return True
 
 
 def jobs_reap() -> dict:
-    """The periodic sweep: settle stale PROCESSING jobs and resend overdue PENDING ones."""
+    """The periodic sweep, driven by the jobs' rows: settle stale PROCESSING jobs and resend
+    PENDING ones whose task has not started by their ``resend_at``."""
     now = timezone.now()
     batch = app_settings.REAP_BATCH
     stale_ids = list(
@@ -249,17 +271,21 @@ def jobs_reap() -> dict:
         outcome = job_reap_stale(job_id=job_id)
         if outcome:
             report[outcome] += 1
-    overdue = now - timedelta(seconds=app_settings.PENDING_RESEND_AFTER)
-    overdue_ids = list(
-        GenerationJob.objects.filter(status=Status.PENDING).filter(_overdue_q(overdue))
+    due_ids = list(
+        GenerationJob.objects.filter(_resend_due_q(now), status=Status.PENDING)
         .order_by("created_at")
         .values_list("pk", flat=True)[:batch]
     )
-    for job_id in overdue_ids:
+    for job_id in due_ids:
         report["resent"] += job_resend(job_id=job_id)
     if any(report.values()):
         logger.warning("Reaped generation jobs: %s", report)
     return report
+
+
+def first_resend_at(due):
+    """When the sweep first sends again the task of a job due at ``due``, if it has not started."""
+    return due + timedelta(seconds=app_settings.PENDING_RESEND_AFTER)
 
 
 def backoff(*, retry: int, retry_after: float | None = None) -> float:
@@ -280,11 +306,12 @@ def _fail(job: GenerationJob, *, message: str) -> None:
     job.status = Status.FAILED
     job.claim_token = None
     job.next_attempt_at = None
+    job.resend_at = None
     job.credits_charged = 0
     job.completed_at = timezone.now()
-    job.error_message = f"{message} Your {job.estimated_credits} credits were refunded."
+    job.error_message = f"{message} Your {credits_text(job.estimated_credits)} {'was' if job.estimated_credits == 1 else 'were'} refunded."
     job.save(update_fields=[
-        "status", "claim_token", "next_attempt_at", "credits_charged", "completed_at", "error_message",
+        "status", "claim_token", "next_attempt_at", "resend_at", "credits_charged", "completed_at", "error_message",
         "error_detail", "retry_count", "updated_at",
     ])
     charges.refund(job, amount=None, reason=f"Job #{job.pk} failed")
@@ -308,10 +335,15 @@ def _stale_before(now):
     return now - timedelta(seconds=app_settings.STUCK_AFTER)
 
 
-def _overdue_q(overdue):
+def _resend_due_q(now):
+    """PENDING jobs due for a resend: past their ``resend_at`` (rows written before it existed:
+    PENDING_RESEND_AFTER past their due time)."""
     from django.db.models import Q
 
-    return Q(next_attempt_at__lt=overdue) | Q(next_attempt_at__isnull=True, created_at__lt=overdue)
+    overdue = now - timedelta(seconds=app_settings.PENDING_RESEND_AFTER)
+    return Q(resend_at__lte=now) | Q(resend_at__isnull=True) & (
+        Q(next_attempt_at__lt=overdue) | Q(next_attempt_at__isnull=True, created_at__lt=overdue)
+    )
 
 
 def _append(text: str, line: str) -> str:

@@ -20,14 +20,15 @@ from . import catalog, charges
 from .api_keys import has_api_key
 from .app_settings import app_settings
 from .catalog import Offering
-from .exceptions import InvalidRequest, InvalidTransition, NotAllowed, TooManyRunningJobs
+from .exceptions import AlreadyRetried, InvalidRequest, InvalidTransition, NotAllowed, TooManyRunningJobs
 from .models import GenerationJob, Operation
 from .pricing import Estimate, Rates, estimate
 from .queue import enqueue_run
-from .running import read_text_result
+from .running import first_resend_at, read_text_result
+from .validation import clean_prompt
 
 __all__ = ["JobRequest", "NotAllowed", "PreparedJob", "job_cancel", "job_prepare", "job_refund_completed",
-           "job_retry_failed", "job_submit"]
+           "job_retry_failed", "job_retry_own", "job_submit"]
 
 Status = GenerationJob.Status
 MIN_OUTPUT_TOKENS = 16
@@ -73,9 +74,7 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
     model = request.model or catalog.default_model(operation=request.operation, user_has_key=user_has_key)
     offering = catalog.find(operation=request.operation, model=model, user_has_key=user_has_key)
 
-    prompt = (request.prompt or "").strip()
-    if "\x00" in prompt:
-        raise InvalidRequest("The prompt contains a character that cannot be stored.", field="prompt")
+    prompt = clean_prompt(request.prompt)
     if len(prompt) > app_settings.MAX_PROMPT_CHARS:
         raise InvalidRequest(f"Keep the prompt under {app_settings.MAX_PROMPT_CHARS} characters.", field="prompt")
     if not prompt and not offering.needs_source and not draft:
@@ -179,6 +178,7 @@ def job_submit(*, user, request: JobRequest, retry_of: GenerationJob | None = No
         running = GenerationJob.objects.filter(user_id=user.pk, status__in=GenerationJob.ACTIVE_STATUSES).count()
         if running >= limit:
             raise TooManyRunningJobs(limit=limit)
+        now = timezone.now()
         job = GenerationJob.objects.create(
             user=user,
             operation=prepared.offering.operation,
@@ -193,7 +193,8 @@ def job_submit(*, user, request: JobRequest, retry_of: GenerationJob | None = No
             price_rule=prepared.estimate.rule,
             estimated_credits=prepared.estimate.credits,
             max_retries=app_settings.MAX_RETRIES,
-            next_attempt_at=timezone.now(),
+            next_attempt_at=now,
+            resend_at=first_resend_at(now),
         )
         credits_spend(
             user=user,
@@ -219,6 +220,7 @@ def job_cancel(*, user, job_id: int) -> GenerationJob:
             status=Status.CANCELLED,
             completed_at=now,
             next_attempt_at=None,
+            resend_at=None,
             updated_at=now,
             error_message="",
         )
@@ -276,8 +278,23 @@ def job_retry_failed(*, job_id: int, staff_user, reason: str) -> GenerationJob:
     if not (reason or "").strip():
         raise InvalidRequest("Give a reason for the retry.", field="reason")
     failed = GenerationJob.objects.select_related("user").get(pk=job_id)
+    return _retry(failed)
+
+
+def job_retry_own(*, user, job_id: int) -> GenerationJob:
+    """The owner runs their own FAILED job again: the same mechanism and rules as the staff
+    retry (a new job charged like a fresh submission, at most once per failed job).
+
+    Raises GenerationJob.DoesNotExist for someone else's job, AlreadyRetried, InvalidTransition,
+    InvalidRequest, TooManyRunningJobs or the credits errors; then nothing was created or charged.
+    """
+    failed = GenerationJob.objects.select_related("user").get(pk=job_id, user_id=user.pk)
+    return _retry(failed)
+
+
+def _retry(failed: GenerationJob) -> GenerationJob:
     if failed.status != Status.FAILED:
-        raise InvalidTransition(job_id=job_id, current=failed.status, target="retried")
+        raise InvalidTransition(job_id=failed.pk, current=failed.status, target="retried")
     request = JobRequest(
         operation=failed.operation,
         model=failed.model,
@@ -295,8 +312,9 @@ def job_retry_failed(*, job_id: int, staff_user, reason: str) -> GenerationJob:
 def _check_retryable(*, failed: GenerationJob, user) -> None:
     if failed.user_id != user.pk:
         raise InvalidRequest("A retry runs for the failed job's own user.", field="retry_of")
-    if GenerationJob.objects.filter(retry_of=failed).exists():
-        raise InvalidTransition(job_id=failed.pk, current="already retried", target="retried again")
+    retry_id = GenerationJob.objects.filter(retry_of=failed).values_list("pk", flat=True).first()
+    if retry_id is not None:
+        raise AlreadyRetried(job_id=failed.pk, retry_id=retry_id)
     status = GenerationJob.objects.filter(pk=failed.pk).values_list("status", flat=True).get()
     if status != Status.FAILED:
         raise InvalidTransition(job_id=failed.pk, current=status, target="retried")

@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:pk>/status/", views.job_status, name="status"),
     path("<int:pk>/row/", views.job_row, name="row"),
     path("<int:pk>/cancel/", views.job_cancel_view, name="cancel"),
+    path("<int:pk>/retry/", views.job_retry_view, name="retry"),
     path("<int:pk>/preview/", views.job_preview, name="preview"),
     path("<int:pk>/download/", views.job_download, name="download"),
 ]

@@ -14,8 +14,9 @@ from .api_keys import api_key_remove, api_key_store, has_api_key
 from .exceptions import GenerationsError, InvalidRequest, InvalidTransition, NoPriceRule, TooManyRunningJobs
 from .forms import ApiKeyForm, JobForm
 from .models import ApiCredential, GenerationJob, Operation
-from .selectors import job_for_user, job_ledger, jobs_for_user, text_result
-from .services import job_cancel, job_prepare, job_submit
+from .selectors import job_for_user, job_ledger, job_retry_of, job_waiting, jobs_for_user, text_result
+from .services import job_cancel, job_prepare, job_retry_own, job_submit
+from .text import credits_text
 
 PAGE_SIZE = 25
 RESULT_TYPES = {"svg": "image/svg+xml", "png": "image/png", "jpg": "image/jpeg", "webp": "image/webp",
@@ -54,11 +55,8 @@ def job_new(request):
                 form.add_error(None, str(exc))
                 status = 400
             else:
-                messages.success(
-                    request,
-                    f"Job #{job.pk} is queued. {job.estimated_credits} credits are reserved; "
-                    "whatever it does not use comes back when it finishes.",
-                )
+                # No flash message: the job page's live status panel says it is queued (and
+                # stops saying so once the job has moved on).
                 return redirect(job)
         else:
             status = 400
@@ -129,8 +127,22 @@ def job_cancel_view(request, pk: int):
     except InvalidTransition as exc:
         messages.error(request, f"{exc} It can only be cancelled while it waits to start.")
     else:
-        messages.success(request, f"Job #{job.pk} is cancelled and its {job.estimated_credits} credits refunded.")
+        messages.success(request, f"Job #{job.pk} is cancelled and its {credits_text(job.estimated_credits)} refunded.")
     return redirect("generations:detail", pk=pk)
+
+
+@login_required
+@require_POST
+def job_retry_view(request, pk: int):
+    """The owner tries a failed job again: a new job, charged like a fresh submission, once."""
+    try:
+        retry = job_retry_own(user=request.user, job_id=pk)
+    except GenerationJob.DoesNotExist:
+        raise Http404("No such job.") from None
+    except (GenerationsError, InsufficientCredits, SpendingFrozen) as exc:
+        messages.error(request, str(exc))
+        return redirect("generations:detail", pk=pk)
+    return redirect(retry)
 
 
 @login_required
@@ -190,6 +202,8 @@ def _job_context(job: GenerationJob) -> dict:
     refunded = sum(e.amount for e in entries if e.kind == "REFUND")
     return {
         "job": job,
+        "waiting": job_waiting(job=job) if job.status == GenerationJob.Status.PENDING else None,
+        "retry": job_retry_of(job=job) if job.status == GenerationJob.Status.FAILED else None,
         "entries": entries,
         "reserved": charged,
         "refunded": refunded,

@@ -19,6 +19,8 @@ from ..prompts import chat_messages
 from .base import BackendOutput, BackendRequest, PermanentBackendError, RetryableBackendError
 
 USER_AGENT = "credits-generations/1"
+#: Seconds to wait for the answer to a key check (a page waits for it).
+KEY_CHECK_TIMEOUT = 10.0
 IMAGE_SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpg"),
@@ -103,6 +105,34 @@ class OpenAICompatibleBackend:
             if isinstance(reported.get(theirs), int):
                 usage[ours] = reported[theirs]
         return BackendOutput(content=content, extension=extension, usage=usage)
+
+    def check_key(self, key: str) -> None:
+        """A cheap authenticated call (GET /v1/models) to learn whether the endpoint accepts
+        ``key``. Raises PermanentBackendError when it refuses the key (401 or 403), and
+        RetryableBackendError when it cannot be reached or answers anything else."""
+        path = "/v1/models"
+        try:
+            response = requests.get(
+                self._url(path),
+                headers={"Authorization": f"Bearer {key}", "User-Agent": USER_AGENT},
+                timeout=(app_settings.OPENAI_CONNECT_TIMEOUT, KEY_CHECK_TIMEOUT),
+                stream=True,
+            )
+            raw = _read_limited(response)
+        except requests.RequestException as exc:
+            raise RetryableBackendError(
+                "The model service could not be reached.", detail=f"{type(exc).__name__} on {path}: {exc}"
+            ) from exc
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        detail = f"HTTP {status} on {path}: {raw[:300].decode('utf-8', 'replace')}"
+        if status in (401, 403):
+            reason = _provider_message(raw)
+            raise PermanentBackendError(
+                f"The model service refused this key (HTTP {status}){': ' + reason if reason else '.'}", detail=detail
+            )
+        raise RetryableBackendError(f"The model service did not confirm the key (HTTP {status}).", detail=detail)
 
     # --- HTTP -------------------------------------------------------------------------------
 

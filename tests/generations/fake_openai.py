@@ -1,8 +1,8 @@
 """A local stand-in for an OpenAI-compatible endpoint, speaking its wire format over HTTP.
 
-It answers POST /v1/chat/completions and /v1/images/generations like the real service
-(bodies, usage, error objects, status codes), checks the bearer key, and records every
-request. Tests script it: ``fake.script(...)`` queues the next answers (an error status, a
+It answers GET /v1/models (the key check), POST /v1/chat/completions and
+/v1/images/generations like the real service (bodies, usage, error objects, status codes),
+checks the bearer key, and records every request. Tests script it: ``fake.script(...)`` queues the next answers (an error status, a
 hang, or a "block until released" for crash tests); with nothing queued it succeeds.
 """
 
@@ -112,6 +112,30 @@ class FakeOpenAI:
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):  # quiet
                 pass
+
+            def do_GET(self):
+                fake.requests.append(Seen(self.path, dict(self.headers), {}))
+                if self.path != "/v1/models":
+                    return self._send(404, {"error": {"message": "Unknown path", "type": "invalid_request_error"}})
+                if not self._authorised():
+                    return self._refuse()
+                answer = fake._next()
+                if answer.delay:
+                    time.sleep(answer.delay)
+                if answer.status != 200 or answer.body is not None:
+                    return self._send(answer.status, answer.body or {
+                        "error": {"message": f"Error {answer.status}", "type": "server_error"}}, answer.headers)
+                self._send(200, {"object": "list", "data": [
+                    {"id": model, "object": "model", "created": 1700000000, "owned_by": "system"}
+                    for model in ("test-chat", "test-image")]})
+
+            def _authorised(self) -> bool:
+                auth = self.headers.get("Authorization", "")
+                return auth.startswith("Bearer ") and auth[7:] in fake.keys
+
+            def _refuse(self):
+                self._send(401, {"error": {"message": "Incorrect API key provided.",
+                                           "type": "invalid_request_error", "code": "invalid_api_key"}})
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)

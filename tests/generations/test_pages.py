@@ -1,5 +1,7 @@
 """The generation pages through the test client: form, live estimate, job pages, results."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -12,6 +14,7 @@ from generations.running import job_claim, job_run
 from generations.services import JobRequest, job_submit
 
 from .conftest import USER_KEY
+from .fake_openai import Answer
 
 pytestmark = pytest.mark.django_db
 
@@ -82,8 +85,8 @@ def test_submitting_the_form_starts_the_job_and_shows_it(make_user, client_for, 
     job = GenerationJob.objects.get(user=user)
     assert response.status_code == 302 and response["Location"] == reverse("generations:detail", args=[job.pk])
     page = client.get(response["Location"]).content.decode()
-    assert "is queued. 3 credits are reserved" in page
     assert 'data-testid="job-status">Completed<' in page
+    assert "is queued" not in page  # no leftover message contradicts the badge
     assert reverse("generations:preview", args=[job.pk]) in page
     assert "Read from your prompt: 1 large yellow sun, green meadow" in page
     assert CreditBalance.objects.get(user=user).balance == 7
@@ -175,12 +178,14 @@ def test_the_job_list_costs_the_same_queries_for_few_or_many_jobs(make_user, cli
     assert html.count('id="job-row-') == 22
 
 
-def test_storing_an_api_key_keeps_it_encrypted_and_never_shows_it(make_user, client_for):
+def test_storing_an_api_key_keeps_it_encrypted_and_never_shows_it(make_user, client_for, openai_settings):
     user = make_user()
     client = client_for(user)
     response = client.post(reverse("generations:api_key"), {"api_key": USER_KEY}, follow=True)
     html = response.content.decode()
     assert "stored, encrypted" in html and USER_KEY not in html and "…0002" in html
+    check = openai_settings.calls("/v1/models")[-1]  # checked with one cheap authenticated call
+    assert check.headers["Authorization"] == f"Bearer {USER_KEY}"
     stored = ApiCredential.objects.get(user=user)
     assert USER_KEY not in stored.encrypted_key and decrypt(stored.encrypted_key) == USER_KEY
     bad = client.post(reverse("generations:api_key"), {"api_key": "has space in it"})
@@ -189,7 +194,7 @@ def test_storing_an_api_key_keeps_it_encrypted_and_never_shows_it(make_user, cli
     assert not ApiCredential.objects.filter(user=user).exists()
 
 
-def test_a_changed_encryption_key_makes_stored_keys_unreadable_not_wrong(make_user, settings):
+def test_a_changed_encryption_key_makes_stored_keys_unreadable_not_wrong(make_user, settings, openai_settings):
     from generations.api_keys import api_key_for, api_key_store
     from generations.exceptions import ApiKeyUnavailable
 
@@ -201,3 +206,139 @@ def test_a_changed_encryption_key_makes_stored_keys_unreadable_not_wrong(make_us
     settings.FIELD_ENCRYPTION_KEY = "another-secret"
     with pytest.raises(ApiKeyUnavailable):
         api_key_for(user_id=user.pk)
+
+
+def test_a_key_the_endpoint_refuses_or_cannot_check_is_not_saved_and_says_why(make_user, client_for,
+                                                                              openai_settings, settings):
+    user = make_user()
+    client = client_for(user)
+    url = reverse("generations:api_key")
+    refused = client.post(url, {"api_key": "sk-not-a-real-key-9999"})
+    html = refused.content.decode()
+    assert refused.status_code == 400
+    assert "The model service refused this key (HTTP 401): Incorrect API key provided." in html
+    assert "It was not saved." in html
+    openai_settings.script(Answer(status=503))
+    busy = client.post(url, {"api_key": USER_KEY})
+    assert busy.status_code == 400 and "could not be checked" in busy.content.decode()
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9"  # nothing listens there
+    unreachable = client.post(url, {"api_key": USER_KEY})
+    assert unreachable.status_code == 400
+    assert "The key could not be checked: the model service could not be reached." in unreachable.content.decode()
+    assert not ApiCredential.objects.filter(user=user).exists()
+
+
+def test_without_a_model_service_text_is_shown_unavailable_with_how_to_enable_it(make_user, client_for,
+                                                                                 price_rules, settings):
+    settings.OPENAI_API_KEY = ""
+    html = client_for(make_user(credits=5)).get(reverse("generations:new")).content.decode()
+    unavailable = html.split('data-testid="operation-unavailable-text"')[1].split("</div>")[0]
+    assert "Not available" in unavailable and "disabled" in unavailable
+    assert f'href="{reverse("generations:api_key")}">Add your own API key' in unavailable
+    assert "OPENAI_API_KEY" in unavailable
+    assert 'name="operation" value="text"' not in html  # it cannot be submitted
+
+
+def test_with_a_model_service_text_is_offered(make_user, client_for, price_rules, openai_settings):
+    html = client_for(make_user(credits=5)).get(reverse("generations:new")).content.decode()
+    assert 'name="operation" value="text"' in html and "operation-unavailable" not in html
+
+
+def test_a_prompt_with_control_characters_is_refused_on_the_form_and_nothing_is_charged(make_user, client_for,
+                                                                                        price_rules):
+    user = make_user(credits=10)
+    response = client_for(user).post(reverse("generations:new"), {
+        "operation": "image", "model": "procedural-svg", "prompt": "blue\x01 star\x0b moon\x1b"})
+    assert response.status_code == 400
+    assert "invisible control characters (U+0001, U+000B, U+001B)" in response.content.decode()
+    assert not GenerationJob.objects.exists() and CreditBalance.objects.get(user=user).balance == 10
+
+
+def test_a_waiting_job_says_how_long_it_has_waited_and_that_it_is_sent_again(make_user, client_for, price_rules,
+                                                                            parked_queue):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    user = make_user(credits=10)
+    client = client_for(user)
+    job = job_submit(user=user, request=JobRequest(operation="image", model="procedural-svg", prompt="a blue fish"))
+    html = client.get(reverse("generations:status", args=[job.pk])).content.decode()
+    assert re.search(r"Waiting for a worker: queued \d+ s ago\.", html)
+    assert f"Job #{job.pk} is queued. 3 credits are reserved" in html and "sent to the workers again" not in html
+    GenerationJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=75))
+    html = client.get(reverse("generations:status", args=[job.pk])).content.decode()
+    assert re.search(r"Waiting for a worker: queued 7\d s ago\.", html) and "sent to the workers again" in html
+    GenerationJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() + timedelta(seconds=30),
+                                                   retry_count=1)
+    html = client.get(reverse("generations:status", args=[job.pk])).content.decode()
+    assert re.search(r"Trying again in [23]\d s\.", html) and "Waiting for a worker" not in html
+
+
+def _failed_text_job(user, fake, *, prompt="A haiku about tea"):
+    fake.script(Answer(status=400, body={"error": {"message": "Unsupported value: 'max_tokens'."}}))
+    job = job_submit(user=user, request=JobRequest(operation="text", model="test-chat", prompt=prompt,
+                                                   max_output_tokens=256))
+    assert job_run(job_id=job.pk) == "failed"
+    job.refresh_from_db()
+    return job
+
+
+def test_one_credit_is_one_credit_everywhere(make_user, client_for, price_rules, openai_settings):
+    from generations.api_keys import api_key_store
+
+    user = make_user(credits=5)
+    client = client_for(user)
+    api_key_store(user=user, api_key=USER_KEY)  # own key: the 1-credit platform fee
+    failed = _failed_text_job(user, openai_settings)
+    assert failed.estimated_credits == 1
+    assert failed.error_message.endswith("Your 1 credit was refunded.")
+    cancelled = job_submit(user=user, request=JobRequest(operation="text", model="test-chat", prompt="Hello",
+                                                         max_output_tokens=256))
+    response = client.post(reverse("generations:cancel", args=[cancelled.pk]), follow=True)
+    html = response.content.decode()
+    assert f"Job #{cancelled.pk} is cancelled and its 1 credit refunded." in html
+    assert "Its 1 credit was refunded." in html and "1 credits" not in html
+
+
+def test_the_owner_retries_a_failed_job_once_as_a_new_charged_job(make_user, client_for, price_rules,
+                                                                 openai_settings, django_capture_on_commit_callbacks):
+    user = make_user(credits=50)
+    client = client_for(user)
+    failed = _failed_text_job(user, openai_settings)
+    page = client.get(reverse("generations:detail", args=[failed.pk])).content.decode()
+    assert f'action="{reverse("generations:retry", args=[failed.pk])}"' in page and 'data-testid="retry-job"' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("generations:retry", args=[failed.pk]))
+    retry = GenerationJob.objects.get(retry_of=failed)
+    assert response.status_code == 302 and response["Location"] == reverse("generations:detail", args=[retry.pk])
+    assert retry.user == user and retry.prompt == failed.prompt and retry.status == "COMPLETED"
+    assert CreditBalance.objects.get(user=user).balance == 50 - retry.credits_charged
+    assert "a new try of" in client.get(response["Location"]).content.decode()
+    page = client.get(reverse("generations:detail", args=[failed.pk])).content.decode()
+    assert f"Tried again as <a href=\"{reverse('generations:detail', args=[retry.pk])}\">job #{retry.pk}</a>" in page
+    assert 'data-testid="retry-job"' not in page
+    again = client.post(reverse("generations:retry", args=[failed.pk]), follow=True)
+    assert (f"Job #{failed.pk} was already tried again as job #{retry.pk}: a failed job is retried once."
+            in again.content.decode())
+    assert GenerationJob.objects.filter(retry_of=failed).count() == 1
+    assert CreditBalance.objects.get(user=user).balance == 50 - retry.credits_charged
+
+
+def test_only_the_owner_can_retry_and_only_a_failed_job_with_a_csrf_token(make_user, client_for, price_rules,
+                                                                         openai_settings):
+    from django.test import Client
+
+    owner = make_user(credits=50)
+    failed = _failed_text_job(owner, openai_settings)
+    url = reverse("generations:retry", args=[failed.pk])
+    stranger = client_for(make_user(credits=50))
+    assert stranger.post(url).status_code == 404
+    assert stranger.get(url).status_code == 405
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(owner)
+    assert strict.post(url).status_code == 403
+    done = submit_and_run(owner)
+    response = client_for(owner).post(reverse("generations:retry", args=[done.pk]), follow=True)
+    assert "is completed and cannot become retried" in response.content.decode()
+    assert not GenerationJob.objects.filter(retry_of__isnull=False).exists()

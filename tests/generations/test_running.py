@@ -200,15 +200,102 @@ def test_the_reaper_fails_and_refunds_a_dead_run_with_no_retries_left(make_user,
     assert_ledger_clean()
 
 
-def test_the_reaper_sends_again_a_task_the_broker_lost(make_user, endpoint, settings, parked_queue):
-    settings.GENERATIONS_PENDING_RESEND_AFTER = "300"
+def test_the_sweep_resends_a_task_that_never_started_after_a_minute_then_less_and_less_often(
+        make_user, endpoint, settings, parked_queue):
+    user = make_user(credits=20)
+    job = job_submit(user=user, request=PICTURE)  # its message waits in a queue nobody reads
+    assert jobs_reap()["resent"] == 0  # just sent: not due yet
+    submitted = job.next_attempt_at
+
+    def at(seconds):  # the sweep as it would run ``seconds`` after the submission
+        return jobs_reap_at(submitted + timedelta(seconds=seconds))
+
+    assert at(59)["resent"] == 0
+    assert at(61)["resent"] == 1  # about a minute, not ten
+    assert at(100)["resent"] == 0  # once per resend, not at every sweep
+    assert at(125)["resent"] == 1  # then after as long as it has waited so far...
+    assert at(240)["resent"] == 0
+    assert at(255)["resent"] == 1
+    assert at(1000)["resent"] == 1  # ...up to GENERATIONS_PENDING_RESEND_MAX
+    assert at(1500)["resent"] == 0 and at(1601)["resent"] == 1
+    assert queued_job_ids(settings.CELERY_BROKER_URL, parked_queue) == [job.pk] * 6
+    # Every copy is delivered in the end: the first runs the job, the rest do nothing.
+    outcomes = [job_run(job_id=job.pk) for _ in range(6)]
+    assert outcomes == ["completed"] + ["skipped"] * 5
+    job.refresh_from_db()
+    assert job.status == "COMPLETED" and job.resend_at is None
+    assert ledger(job) == [("SPEND", -3)] and balance(user) == 17
+    assert jobs_reap_at(submitted + timedelta(hours=1))["resent"] == 0
+    assert_ledger_clean()
+
+
+def test_a_job_waiting_out_its_retry_backoff_is_not_resent_early(make_user, endpoint, settings, parked_queue):
+    settings.GENERATIONS_RETRY_BACKOFF = "120"
+    settings.GENERATIONS_RETRY_BACKOFF_MAX = "120"
+    endpoint.script(Answer(status=503))
+    job = job_submit(user=make_user(credits=20), request=TEXT)
+    assert job_run(job_id=job.pk) == "retrying"
+    job.refresh_from_db()
+    assert jobs_reap_at(job.next_attempt_at + timedelta(seconds=30))["resent"] == 0
+    assert jobs_reap_at(job.next_attempt_at + timedelta(seconds=61))["resent"] == 1
+
+
+def jobs_reap_at(moment):
+    """Run the sweep as if the clock showed ``moment`` (the database rows are all it reads)."""
+    from unittest import mock
+
+    with mock.patch("django.utils.timezone.now", return_value=moment):
+        return jobs_reap()
+
+
+def test_an_output_that_fails_its_check_fails_the_job_and_refunds_it_in_full(make_user, endpoint):
+    endpoint.script(Answer(body={
+        "id": "chatcmpl-bad", "object": "chat.completion", "created": 1, "model": "test-chat",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": "blue\u0001 star\u000b moon\u001b"}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+    }))
+    user = make_user(credits=20)
+    job = job_submit(user=user, request=TEXT)
+    assert job_run(job_id=job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.status == "FAILED" and not job.result_file and job.retry_count == 0
+    assert "damaged" in job.error_message and "control characters" in job.error_detail
+    assert ledger(job) == [("SPEND", -job.estimated_credits), ("REFUND", job.estimated_credits)]
+    assert balance(user) == 20 and len(endpoint.calls("/v1/chat/completions")) == 1  # not retried
+    assert_ledger_clean()
+
+
+@pytest.mark.parametrize("content,extension", [
+    (b"<svg xmlns='http://www.w3.org/2000/svg'><title>blue\x01 star</title></svg>", "svg"),
+    (b"<svg><title>unclosed</svg>", "svg"),
+    (b"<html><body>not a picture</body></html>", "svg"),
+    (b'<!DOCTYPE svg [<!ENTITY a "aaaa">]><svg>&a;</svg>', "svg"),
+    (b"\xff\xfe not utf-8", "txt"),
+    (b"   ", "txt"),
+    (b"GIF89a...", "png"),
+])
+def test_damaged_outputs_of_every_kind_are_refused(content, extension):
+    from generations.backends import PermanentBackendError
+    from generations.validation import check_output
+
+    with pytest.raises(PermanentBackendError):
+        check_output(BackendOutput(content=content, extension=extension))
+
+
+def test_a_stored_prompt_with_control_characters_still_draws_a_well_formed_svg(make_user, endpoint):
+    """A prompt that reached the database before prompts were checked still draws a picture
+    that displays: the renderer drops what XML cannot carry."""
+    from xml.etree import ElementTree
+
     user = make_user(credits=20)
     job = job_submit(user=user, request=PICTURE)
-    assert jobs_reap()["resent"] == 0
-    GenerationJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() - timedelta(minutes=10))
-    assert jobs_reap()["resent"] == 1
-    assert jobs_reap()["resent"] == 0  # not again until it is overdue again
-    assert queued_job_ids(settings.CELERY_BROKER_URL, parked_queue) == [job.pk, job.pk]
+    GenerationJob.objects.filter(pk=job.pk).update(
+        prompt="blue\x01 star\x0b moon\x1b", parameters={**job.parameters, "chain": ["blue\x01 star\x0b moon\x1b"]})
+    assert job_run(job_id=job.pk) == "completed"
+    job.refresh_from_db()
+    root = ElementTree.fromstring(job.result_file.read())
+    assert root.find("{http://www.w3.org/2000/svg}title").text == "blue star moon"
 
 
 def test_a_key_removed_before_the_run_fails_the_job_with_a_refund(make_user, endpoint):
@@ -227,7 +314,7 @@ def test_own_key_jobs_call_the_endpoint_with_the_users_key(make_user, endpoint):
     api_key_store(user=user, api_key=USER_KEY)
     job = job_submit(user=user, request=TEXT)
     assert job_run(job_id=job.pk) == "completed"
-    assert endpoint.calls()[0].headers["Authorization"] == f"Bearer {USER_KEY}"
+    assert endpoint.calls("/v1/chat/completions")[0].headers["Authorization"] == f"Bearer {USER_KEY}"
     job.refresh_from_db()
     assert job.credits_charged == 1 and balance(user) == 19
 

@@ -113,6 +113,8 @@ def test_nobody_can_cancel_someone_elses_job(make_user, price_rules, parked_queu
     (JobRequest(operation="enhance", model="procedural-svg", tier="16K", source_id=1), "tier"),
     (JobRequest(operation="image", model="procedural-svg", prompt="a cat", seed=-4), "seed"),
     (JobRequest(operation="image", model="procedural-svg", prompt="x" * 5000), "prompt"),
+    (JobRequest(operation="image", model="procedural-svg", prompt="blue\x01 star\x0b moon\x1b"), "prompt"),
+    (JobRequest(operation="image", model="procedural-svg", prompt="a cat\x00"), "prompt"),
 ])
 def test_bad_requests_are_refused_with_the_field_at_fault(make_user, price_rules, parked_queue, request_, field):
     user = make_user(credits=50)
@@ -120,6 +122,14 @@ def test_bad_requests_are_refused_with_the_field_at_fault(make_user, price_rules
         job_submit(user=user, request=request_)
     assert caught.value.field == field
     assert not GenerationJob.objects.exists() and balance(user) == 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prompt_keeps_its_line_breaks_and_tabs(make_user, price_rules, parked_queue):
+    user = make_user(credits=10)
+    job = job_submit(user=user, request=JobRequest(operation="image", model="procedural-svg",
+                                                   prompt="  a red sun\r\nover\tthe sea  "))
+    assert job.prompt == "a red sun\nover\tthe sea"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -136,9 +146,11 @@ def test_nobody_can_edit_or_enhance_someone_elses_picture(make_user, price_rules
 
 
 @pytest.mark.django_db(transaction=True)
-def test_text_on_the_users_own_key_costs_the_platform_fee(make_user, price_rules, parked_queue, settings):
+def test_text_on_the_users_own_key_costs_the_platform_fee(make_user, price_rules, parked_queue, settings,
+                                                          fake_openai):
     settings.OPENAI_API_KEY = ""  # the platform has no key: only users with their own can use the model
     settings.OPENAI_MODEL = "test-chat"
+    settings.OPENAI_BASE_URL = fake_openai.url  # where the key is checked when it is stored
     user = make_user(credits=5)
     text = JobRequest(operation="text", model="test-chat", prompt="A slogan for a bakery", max_output_tokens=4096)
     with pytest.raises(InvalidRequest):

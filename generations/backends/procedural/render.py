@@ -8,6 +8,7 @@ the rest of the picture where it was. ``detail`` (0 to 3) adds texture for enhan
 import hashlib
 import math
 import random
+import re
 from xml.sax.saxutils import escape
 
 from .vocabulary import GROUND_SETTINGS, Spec, shade
@@ -825,6 +826,16 @@ def render(spec: Spec, *, seed: int, title: str, detail: int = 0, width: int = W
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {W} {H}" '
         f'role="img" aria-labelledby="title desc">'
-        f'<title id="title">{escape(title[:300])}</title><desc id="desc">{escape(spec.describe())}</desc>'
+        f'<title id="title">{_xml_text(title[:300])}</title><desc id="desc">{_xml_text(spec.describe())}</desc>'
         f'<defs>{"".join(p.defs)}</defs>{"".join(p.body)}</svg>'
     )
+
+
+#: Characters XML 1.0 cannot carry, even escaped: C0 controls but tab and line breaks, and
+#: U+FFFE / U+FFFF.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """``text`` escaped for an XML text node, dropping what XML cannot carry."""
+    return escape(_NOT_XML.sub("", text))
