@@ -2,12 +2,15 @@
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.internal.flows.signup import prevent_enumeration
+from allauth.core import context as allauth_context
 from allauth.core.exceptions import ImmediateHttpResponse
 from django.contrib import messages
+from django.contrib.sites.shortcuts import get_current_site
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 
 from .net import client_ip
+from .outbox import outbound_email_queue
 
 
 class AccountAdapter(DefaultAccountAdapter):
@@ -39,6 +42,16 @@ class AccountAdapter(DefaultAccountAdapter):
                 # uniqueness check and this insert: answer as for any taken address.
                 raise ImmediateHttpResponse(prevent_enumeration(request, email=user.email)) from None
         return user
+
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        """Render allauth's email as allauth does, then queue it in the outbox.
+
+        It is sent after the request's work commits, by a task that retries: a mail server
+        that is down or refuses never fails the request.
+        """
+        request = allauth_context.request
+        ctx = {"request": request, "email": email, "current_site": get_current_site(request), **context}
+        outbound_email_queue(message=self.render_mail(template_prefix, email, ctx), kind=template_prefix)
 
     def respond_email_verification_sent(self, request, user):
         match = getattr(request, "resolver_match", None)

@@ -207,3 +207,5 @@ def _adjust_one(request, user, data):
         admin_link(LedgerEntry, outcome.entry.pk, f"ledger entry #{outcome.entry.pk}"),
     )
 
+
+from . import outbox_admin  # noqa: E402,F401  (the outbox's read-only admin)

@@ -68,3 +68,46 @@ class User(AbstractBaseUser, PermissionsMixin):
         if self.membership_tier == self.Tier.FREE:
             return False
         return self.membership_expires_at is None or self.membership_expires_at > timezone.now()
+
+
+class OutboundEmail(models.Model):
+    """An account email waiting to be sent, or sent: the outbox (see ``accounts.outbox``).
+
+    Written in the request that asks for the email, sent after commit by a task; the row,
+    not the broker, says what is still due (``next_attempt_at`` of a PENDING row).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        SENT = "SENT", "Sent"
+        FAILED = "FAILED", "Failed (gave up)"
+
+    #: What the email is, e.g. allauth's template prefix "account/email/email_confirmation".
+    kind = models.CharField(max_length=200, blank=True, default="")
+    from_email = models.CharField(max_length=320)
+    to = models.JSONField(default=list)
+    subject = models.TextField()
+    #: Emptied once sent: the bodies may carry one-time links.
+    body = models.TextField(blank=True, default="")
+    html_body = models.TextField(blank=True, default="")
+    headers = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="accounts_outbox_due",
+                condition=models.Q(status="PENDING"),
+            ),
+            models.Index(fields=["created_at"], name="accounts_outbox_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind or 'email'} to {', '.join(self.to)} ({self.status})"

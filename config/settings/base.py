@@ -224,6 +224,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generations.tasks.reap_stuck_jobs",
         "schedule": 60.0,
     },
+    # Account emails whose send failed or whose task was lost (accounts/outbox.py).
+    "send-due-account-emails": {
+        "task": "accounts.tasks.send_due_outbound_emails",
+        "schedule": 60.0,  # ACCOUNTS_EMAIL_SWEEP_INTERVAL (accounts/app_settings.py)
+    },
 }
 
 # --- Logging --------------------------------------------------------------------------------

@@ -25,9 +25,21 @@ def links_in(message) -> list[str]:
     return LINK.findall(message.body)
 
 
+def sent_mail() -> list:
+    """The emails sent so far (Django's test outbox), after delivering the outbox table.
+
+    Account emails are sent after the request commits; inside a test's transaction nothing
+    commits, so the test delivers what the outbox holds, as the beat sweep would.
+    """
+    from accounts.tasks import send_due_outbound_emails
+
+    send_due_outbound_emails()
+    return mail.outbox
+
+
 def confirmation_link(email: str) -> str:
     """The confirmation link in the last email sent to ``email``."""
-    sent = [m for m in mail.outbox if email in m.to]
+    sent = [m for m in sent_mail() if email in m.to]
     assert sent, f"no email was sent to {email}; outbox: {[m.to for m in mail.outbox]}"
     links = [link for link in links_in(sent[-1]) if "/confirm-email/" in link]
     assert links, f"no confirmation link in:\n{sent[-1].body}"

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from accounts.models import User
 
-from .conftest import confirmation_link
+from .conftest import confirmation_link, sent_mail
 
 PASSWORD = "a-long-unusual-passphrase-42"
 
@@ -39,7 +39,7 @@ def test_sign_up_confirm_log_in_and_see_the_account_page(client):
     assert "Confirm your email address" in page.text
     assert client.get(reverse("accounts:profile")).status_code == 302
 
-    assert len(mail.outbox) == 1
+    assert len(sent_mail()) == 1
     message = mail.outbox[0]
     assert message.to == ["ada@example.com"]
     assert "confirm" in message.subject.lower()

@@ -1,0 +1,124 @@
+"""Account emails through an outbox table: written in the request, sent after commit.
+
+``outbound_email_queue`` stores the rendered message (inside the caller's transaction when
+one is open) and, once that commits, hands its id to the ``send_outbound_email`` task. A
+send that fails is recorded on the row with the next attempt due after a growing wait; the
+task retries then, and the beat sweep (``outbound_emails_due``) sends whatever is overdue,
+so a lost broker message or a dead worker delays an email but never loses it. A request
+never fails because an email cannot be sent.
+
+Each attempt first claims the row with one conditional UPDATE that moves
+``next_attempt_at`` a lease ahead, so the task, its retry and the sweep never send the
+same email at the same time; a worker that dies mid-send leaves the email due again when
+the lease ends (it may then be sent twice: SMTP has no idempotency).
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import app_settings
+from .models import OutboundEmail
+
+logger = logging.getLogger(__name__)
+
+#: Rows handed to the task per sweep, oldest due first.
+SWEEP_BATCH = 500
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    """What one attempt did: ``sent``, or the wait before the next try (None: no retry)."""
+
+    sent: bool
+    retry_in: timedelta | None = None
+    skipped: bool = False
+
+
+def outbound_email_queue(*, message: EmailMessage, kind: str = "") -> OutboundEmail:
+    """Store ``message`` for sending and send it once the current transaction commits."""
+    html = ""
+    for content, mimetype in getattr(message, "alternatives", None) or []:
+        if mimetype == "text/html":
+            html = content
+    email = OutboundEmail.objects.create(
+        kind=kind[:200],
+        from_email=message.from_email or "",
+        to=list(message.to),
+        subject=message.subject,
+        body=message.body,
+        html_body=html,
+        headers={str(k): str(v) for k, v in (message.extra_headers or {}).items()},
+    )
+    transaction.on_commit(lambda: _enqueue(email.pk), robust=True)
+    return email
+
+
+def outbound_email_send(*, email_id: int) -> SendOutcome:
+    """One attempt at sending the email ``email_id`` if it is due; records the outcome on the row."""
+    now = timezone.now()
+    claimed = OutboundEmail.objects.filter(
+        pk=email_id, status=OutboundEmail.Status.PENDING, next_attempt_at__lte=now
+    ).update(next_attempt_at=now + app_settings.email_send_lease(), attempts=F("attempts") + 1)
+    if not claimed:
+        return SendOutcome(sent=False, skipped=True)
+    email = OutboundEmail.objects.get(pk=email_id)
+    try:
+        _message(email).send(fail_silently=False)
+    except Exception as exc:  # any failure of the mail backend: record it and try again later
+        return _record_failure(email, exc)
+    OutboundEmail.objects.filter(pk=email_id, status=OutboundEmail.Status.PENDING).update(
+        status=OutboundEmail.Status.SENT, sent_at=timezone.now(), last_error="", body="", html_body=""
+    )
+    return SendOutcome(sent=True)
+
+
+def outbound_emails_due(*, limit: int = SWEEP_BATCH) -> list[int]:
+    """Ids of the PENDING emails whose next attempt is due now, oldest due first."""
+    return list(
+        OutboundEmail.objects.filter(status=OutboundEmail.Status.PENDING, next_attempt_at__lte=timezone.now())
+        .order_by("next_attempt_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+# --- internals ----------------------------------------------------------------------------
+
+
+def _enqueue(email_id: int) -> None:
+    from .tasks import send_outbound_email
+
+    send_outbound_email.delay(email_id)
+
+
+def _message(email: OutboundEmail) -> EmailMultiAlternatives:
+    message = EmailMultiAlternatives(
+        subject=email.subject,
+        body=email.body,
+        from_email=email.from_email or None,
+        to=email.to,
+        headers=email.headers or None,
+        connection=get_connection(fail_silently=False),
+    )
+    if email.html_body:
+        message.attach_alternative(email.html_body, "text/html")
+    return message
+
+
+def _record_failure(email: OutboundEmail, exc: Exception) -> SendOutcome:
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    attempts = email.attempts
+    pending = OutboundEmail.objects.filter(pk=email.pk, status=OutboundEmail.Status.PENDING)
+    if attempts >= app_settings.email_max_attempts():
+        pending.update(status=OutboundEmail.Status.FAILED, last_error=error)
+        logger.error("Gave up sending email %s to %s after %s attempts: %s", email.pk, email.to, attempts, error)
+        return SendOutcome(sent=False)
+    delay = app_settings.email_retry_delay(attempts)
+    pending.update(next_attempt_at=timezone.now() + delay, last_error=error)
+    logger.warning("Sending email %s failed (attempt %s), next try in %s: %s", email.pk, attempts, delay, error)
+    return SendOutcome(sent=False, retry_in=delay)
