@@ -1,10 +1,19 @@
 from django.conf import settings
 from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from payments import views as payment_views
 
+
+def favicon(request):
+    """Browsers ask for /favicon.ico on every page (the admin's too): send them to the static one."""
+    return HttpResponseRedirect(static("favicon.ico"))
+
+
 urlpatterns = [
+    path("favicon.ico", favicon),
     path("", payment_views.home, name="home"),
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),

@@ -22,7 +22,7 @@ from .models import Order
 from .providers import get_provider
 from .providers.base import PaymentStatus
 from .refunds import apply_refunded_total
-from .transitions import order_transition
+from .transitions import UNPAID_ENDINGS, order_transition
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +92,12 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
 
 
 def order_mark_unpaid(*, order_id: int, to: str, source: str) -> Order:
-    """Record that a checkout ended without payment (FAILED or EXPIRED).
+    """Record that a checkout ended without payment (FAILED, EXPIRED or CANCELLED).
 
     Only a PENDING order changes: a payment seen earlier always wins over a late failure or
     expiry, and a completion seen later still fulfils (see ``transitions.ALLOWED``).
     """
-    if to not in (Order.Status.FAILED, Order.Status.EXPIRED):
+    if to not in UNPAID_ENDINGS:
         raise ValueError(f"{to} is not an unpaid ending")
     with transaction.atomic():
         order = Order.objects.select_for_update().get(pk=order_id)

@@ -35,6 +35,7 @@ class Order(models.Model):
         COMPLETED = "COMPLETED", "Completed"
         FAILED = "FAILED", "Failed"
         EXPIRED = "EXPIRED", "Expired"
+        CANCELLED = "CANCELLED", "Cancelled"  # the buyer left the provider's checkout (cancel, back)
         REFUNDED = "REFUNDED", "Refunded"
         PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED", "Partially refunded"
         DISPUTED = "DISPUTED", "Disputed"

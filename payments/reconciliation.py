@@ -40,6 +40,7 @@ from .models import Order, ReconciliationRun
 from .providers import PAYPAL, SANDBOX, STRIPE, available_providers, get_provider
 from .providers.base import PaymentStatus
 from .refunds import order_apply_refund
+from .transitions import UNPAID_ENDINGS
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +289,7 @@ def _collect_paypal(*, name: str, since: datetime, now: datetime) -> Collected:
         collected.counts["captures"] += len(snapshot.captures)
         collected.counts["refunds"] += len(snapshot.refunds)
         if snapshot.approved and not snapshot.captures:
-            if order.status in (S.PENDING, S.FAILED, S.EXPIRED) and not order.is_fulfilled:
+            if order.status in (S.PENDING, *UNPAID_ENDINGS) and not order.is_fulfilled:
                 collected.add(Finding("approved_not_captured", name,
                                       "the buyer approved the payment but nobody captured it",
                                       order.pk, snapshot.id, fix=_fix_capture(order.pk)))

@@ -12,9 +12,11 @@ S = Order.Status
 #: Where each status may go. Staying in the same status is always allowed (a no-op).
 ALLOWED: dict[str, frozenset[str]] = {
     # The provider says paid (even after a failure or expiry we saw first): fulfil.
-    S.PENDING: frozenset({S.COMPLETED, S.FAILED, S.EXPIRED}),
+    S.PENDING: frozenset({S.COMPLETED, S.FAILED, S.EXPIRED, S.CANCELLED}),
     S.FAILED: frozenset({S.COMPLETED}),
     S.EXPIRED: frozenset({S.COMPLETED}),
+    # The buyer pressed cancel (or back) on the provider's page, but may still pay there.
+    S.CANCELLED: frozenset({S.COMPLETED}),
     S.COMPLETED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED, S.DISPUTED}),
     S.PARTIALLY_REFUNDED: frozenset({S.REFUNDED, S.DISPUTED}),
     # A closed dispute goes back to what the refunds say (won) or to REFUNDED (lost).
@@ -22,6 +24,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     # A bank may still open a dispute on a refunded payment.
     S.REFUNDED: frozenset({S.DISPUTED}),
 }
+
+#: How a checkout ends without a payment; a payment the provider reports later still fulfils.
+UNPAID_ENDINGS = frozenset({S.FAILED, S.EXPIRED, S.CANCELLED})
 
 #: Statuses in which the order's credits have been granted.
 FULFILLED = frozenset({S.COMPLETED, S.PARTIALLY_REFUNDED, S.REFUNDED, S.DISPUTED})

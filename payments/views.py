@@ -16,7 +16,7 @@ from credits.models import CreditBalance
 
 from . import app_settings
 from .exceptions import PaymentsError, ProviderError
-from .fulfilment import order_check_payment
+from .fulfilment import order_check_payment, order_mark_unpaid
 from .models import CreditPackage, Invoice, Order
 from .orders import order_create, order_start_checkout
 from .providers import SANDBOX, available_providers
@@ -26,8 +26,8 @@ logger = logging.getLogger(__name__)
 PROVIDER_LABELS = dict(Order.Provider.choices)
 NO_PROVIDER_MESSAGE = "No payment method is available right now, so credits cannot be bought. Nothing was charged."
 #: Statuses after which the return page stops polling.
-SETTLED = {Order.Status.COMPLETED, Order.Status.FAILED, Order.Status.EXPIRED, Order.Status.REFUNDED,
-           Order.Status.PARTIALLY_REFUNDED, Order.Status.DISPUTED}
+SETTLED = {Order.Status.COMPLETED, Order.Status.FAILED, Order.Status.EXPIRED, Order.Status.CANCELLED,
+           Order.Status.REFUNDED, Order.Status.PARTIALLY_REFUNDED, Order.Status.DISPUTED}
 
 
 class BuyForm(forms.Form):
@@ -137,7 +137,15 @@ def order_status(request, pk: int):
 @login_required
 @require_safe
 def order_cancel(request, pk: int):
+    """Where the provider sends a buyer who cancelled (or went back): the order says so.
+
+    Only a PENDING order becomes CANCELLED; a payment the provider confirms later still
+    fulfils it, and an order already paid goes to its own page.
+    """
     order = _own_order(request, pk)
+    if order.is_fulfilled:
+        return redirect("payments:order_success", order.pk)
+    order = order_mark_unpaid(order_id=order.pk, to=Order.Status.CANCELLED, source="cancel_page")
     return render(request, "payments/order_cancel.html", {"order": order})
 
 

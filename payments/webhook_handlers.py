@@ -114,6 +114,7 @@ HANDLERS: dict[EventKind, Handler] = {
     EventKind.PAYMENT_PENDING: handle_payment_pending,
     EventKind.PAYMENT_FAILED: _unpaid_ending(Order.Status.FAILED),
     EventKind.CHECKOUT_EXPIRED: _unpaid_ending(Order.Status.EXPIRED),
+    EventKind.CHECKOUT_CANCELLED: _unpaid_ending(Order.Status.CANCELLED),
     EventKind.REFUNDED: handle_refunded,
     EventKind.DISPUTE_OPENED: handle_dispute_opened,
     EventKind.DISPUTE_CLOSED: handle_dispute_closed,

@@ -20,6 +20,7 @@ class EventKind(StrEnum):
     PAYMENT_FAILED = "payment_failed"
     CHECKOUT_APPROVED = "checkout_approved"  # buyer approved, we still have to capture (PayPal)
     CHECKOUT_EXPIRED = "checkout_expired"
+    CHECKOUT_CANCELLED = "checkout_cancelled"  # the buyer left the checkout (cancel, back)
     REFUNDED = "refunded"  # amount_refunded is cumulative for the payment
     DISPUTE_OPENED = "dispute_opened"
     DISPUTE_CLOSED = "dispute_closed"  # dispute_outcome: "won" or "lost"

@@ -40,7 +40,7 @@ SESSION_PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
 EVENT_KINDS = {
     "checkout.paid": EventKind.PAYMENT_SUCCEEDED,
     "checkout.failed": EventKind.PAYMENT_FAILED,
-    "checkout.canceled": EventKind.CHECKOUT_EXPIRED,
+    "checkout.canceled": EventKind.CHECKOUT_CANCELLED,
 }
 STATES = {"open": "open", "paid": "paid", "failed": "failed", "canceled": "expired"}
 OUTCOME_EVENTS = {

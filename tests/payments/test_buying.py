@@ -101,3 +101,17 @@ def test_checkout_retry_after_a_timeout_reuses_the_same_session(user, packages, 
 
     assert first.provider_order_id == again.provider_order_id
     assert len(fake_stripe.sessions) == 1
+
+
+def test_a_one_credit_pack_says_one_credit_everywhere(client, user, fake_stripe, deliver):
+    from payments.models import CreditPackage, Invoice
+
+    single = CreditPackage.objects.create(name="Single", credits=1, price=Decimal("0.99"))
+    assert "1 credit<" in client.get("/billing/pricing/").content.decode()
+    order = start_stripe_checkout(client, user, single)
+    deliver(fake_stripe.event("checkout.session.completed", fake_stripe.pay(order.provider_order_id)))
+
+    pages = [client.get(f"/billing/orders/{order.pk}/success/").content.decode(),
+             client.get(f"/billing/invoices/{Invoice.objects.get(order=order).number}/").content.decode()]
+    assert "1 credit added" in pages[0] and "Single credit pack: 1 credit<" in pages[1]
+    assert all("1 credits" not in page for page in pages)

@@ -90,7 +90,10 @@ def test_cancelling_returns_to_the_cancel_page_and_closes_the_order(client, chec
     assert response["Location"].endswith(f"/billing/orders/{order.pk}/cancel/")
     assert "Nothing was charged" in client.get(response["Location"]).content.decode()
     order.refresh_from_db()
-    assert order.status == "EXPIRED"
+    assert order.status == "CANCELLED"
+    assert WebhookEvent.objects.get().type == "checkout.canceled"
+    orders = client.get("/billing/orders/").content.decode()
+    assert ">Cancelled<" in orders and "Expired" not in orders
 
 
 def test_pressing_pay_twice_pays_once(client, checkout, django_capture_on_commit_callbacks):
