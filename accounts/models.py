@@ -32,6 +32,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+    #: When the account was deleted: its personal data erased, the row kept (anonymised and
+    #: inactive) because orders, invoices and ledger entries point at it.
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = UserManager()
 
@@ -41,6 +44,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("export_user_data", "Can download a user's data"),
+            ("erase_user", "Can delete a user's account and erase their personal data"),
+        ]
         indexes = [models.Index(fields=["status"]), models.Index(fields=["created_at"])]
         constraints = [
             # Addresses are stored lower-cased; this keeps "A@x.com" and "a@x.com" one account

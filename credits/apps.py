@@ -6,4 +6,6 @@ class CreditsConfig(AppConfig):
     verbose_name = "Credits"
 
     def ready(self) -> None:
-        from . import checks, receivers  # noqa: F401
+        from . import account_data, checks, receivers  # noqa: F401
+
+        account_data.register()

@@ -46,8 +46,9 @@ class CreditBalance(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="credit_balance"
     )
     balance = models.BigIntegerField(default=0)
-    lifetime_earned = models.BigIntegerField(default=0)
-    lifetime_spent = models.BigIntegerField(default=0)
+    #: Everything ever added (shown as "received"), and everything spent net of refunds.
+    lifetime_earned = models.BigIntegerField("lifetime received", default=0)
+    lifetime_spent = models.BigIntegerField("lifetime spent", default=0)
     #: Open reasons to refuse spending (for example payment disputes); spending needs 0.
     spend_holds = models.IntegerField(default=0)
     #: Free-tier regeneration has been accounted for up to this moment.
@@ -255,3 +256,21 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class TrialClaim(models.Model):
+    """One free trial per address: the canonical form of the verified address it was granted for.
+
+    Kept as a SHA-256 digest of ``accounts.addresses.canonical_email`` (not the address
+    itself), so it outlives the account's deletion without keeping the address readable.
+    ``user`` is unique too: one claim, and one trial, per account.
+    """
+
+    address_digest = models.CharField(max_length=64, unique=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="trial_claim"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"trial claim {self.address_digest[:12]}… ({self.user_id})"

@@ -6,12 +6,16 @@ chain kept in the parameters), result files, and the stored API key. An account 
 still pending or running cannot be deleted until it has finished.
 """
 
+import logging
+
 from django.db import transaction
 from django.urls import reverse
 
 from accounts.lifecycle import register_account_data
 
 from .models import ApiCredential, GenerationJob
+
+logger = logging.getLogger(__name__)
 
 
 def export_jobs(user):
@@ -65,7 +69,10 @@ def erase(*, user, actor, reason: str) -> None:
 
     def delete_files() -> None:
         for storage, name in files:
-            storage.delete(name)
+            try:
+                storage.delete(name)
+            except Exception:  # a file left behind must not hide the others; staff see the log
+                logger.exception("could not delete result file %s of deleted user %s", name, user.pk)
 
     transaction.on_commit(delete_files)
 

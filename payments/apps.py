@@ -6,4 +6,6 @@ class PaymentsConfig(AppConfig):
     verbose_name = "Payments"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401
+        from . import account_data, checks  # noqa: F401
+
+        account_data.register()

@@ -1,0 +1,59 @@
+"""The payments part of a user's data export and account deletion (see ``accounts.lifecycle``).
+
+Orders, their invoices and refunds are exported and kept on deletion: they are financial
+records (and hold no personal data beyond the link to the anonymised user). An account with
+an order still waiting for its payment cannot be deleted until that order has settled: a
+payment arriving afterwards would be for an account nobody can use.
+"""
+
+from accounts.lifecycle import register_account_data
+
+from .models import Order, Refund
+
+
+def export_orders(user):
+    orders = (
+        Order.objects.filter(user_id=user.pk)
+        .select_related("package", "invoice")
+        .order_by("created_at", "pk")
+    )
+    refunds: dict[int, list[dict]] = {}
+    for refund in Refund.objects.filter(order__user_id=user.pk).order_by("created_at", "pk"):
+        refunds.setdefault(refund.order_id, []).append(
+            {"amount": refund.amount, "currency": refund.currency, "status": refund.status,
+             "created_at": refund.created_at}
+        )
+    for order in orders.iterator(chunk_size=500):
+        invoice = getattr(order, "invoice", None)
+        yield {
+            "id": order.pk,
+            "created_at": order.created_at,
+            "completed_at": order.completed_at,
+            "status": order.status,
+            "package": order.package.name,
+            "credits": order.credits,
+            "amount": order.amount,
+            "currency": order.currency,
+            "provider": order.provider,
+            "amount_refunded": order.amount_refunded,
+            "invoice": None if invoice is None else {
+                "number": invoice.number, "status": invoice.status, "amount_paid": invoice.amount_paid,
+                "currency": invoice.currency, "paid_at": invoice.paid_at,
+            },
+            "refunds": refunds.get(order.pk, []),
+        }
+
+
+def deletion_blockers(user) -> list[str]:
+    pending = list(
+        Order.objects.filter(user_id=user.pk, status=Order.Status.PENDING).order_by("pk").values_list("pk", flat=True)
+    )
+    if not pending:
+        return []
+    numbers = ", ".join(f"#{pk}" for pk in pending)
+    return [f"Order {numbers} is still waiting for its payment: finish or cancel the checkout, "
+            "or wait until it expires, then try again."]
+
+
+def register() -> None:
+    register_account_data("orders", export=export_orders, blockers=deletion_blockers)
