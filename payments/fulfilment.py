@@ -13,6 +13,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.services import user_mark_paying
 from credits.models import LedgerKind
 from credits.services import credits_grant
 
@@ -85,6 +86,7 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
         order_transition(order=order, to=Order.Status.COMPLETED, save=False)
         order.completed_at = now
         order.save()
+        user_mark_paying(user=order.user)
         if order.amount_refunded > 0:
             apply_refunded_total(order=order, total=order.amount_refunded, source=f"{source} (refund seen earlier)")
         logger.info("order %s fulfilled: %s credits to user %s (%s)", order.pk, order.credits, order.user_id, source)
