@@ -31,6 +31,7 @@ from .models import (
     SandboxRefund,
     WebhookEvent,
 )
+from .templatetags.money import money
 
 
 @admin.register(CreditPackage)
@@ -135,8 +136,8 @@ class OrderAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin, admin.
                 ("Order", lambda o: f"#{o.pk}"),
                 ("User", lambda o: o.user),
                 ("Status", lambda o: o.get_status_display()),
-                ("Paid", lambda o: f"{o.amount} {o.currency}"),
-                ("Refunded so far", lambda o: f"{o.amount_refunded} {o.currency}"),
+                ("Paid", lambda o: money(o.amount, o.currency)),
+                ("Refunded so far", lambda o: money(o.amount_refunded, o.currency)),
                 ("Credits", lambda o: o.credits),
             ],
             submit_label="Refund",
@@ -225,11 +226,14 @@ def _refund_one(request, order, data):
         order=order, amount=data.get("amount"), reason=data["reason"], staff_user=request.user,
         idempotency_key=submission_key(data, "refund", order),
     )
+    in_flight = refund is not None and refund.status != refund.Status.SUCCEEDED
     text = format_html(
-        "Order #{}: refunded {} {} (provider refund {}); {} refunded in all, status {}; "
+        "Order #{}: refunded {} {} (provider refund {}{}); {} {} refunded in all, status {}; "
         "{} credits taken back{}.",
-        order.pk, refund.amount if refund else data.get("amount"), order.currency,
-        refund.provider_refund_id if refund else "–", done.amount_refunded, done.get_status_display().lower(),
+        order.pk, refund.amount if refund else data.get("amount"), refund.currency if refund else order.currency,
+        refund.provider_refund_id if refund else "–",
+        f", {refund.get_status_display().lower()} at the provider: credits come back if it fails" if in_flight else "",
+        done.amount_refunded, done.currency, done.get_status_display().lower(),
         done.credits_clawed_back,
         f", {done.credits_unrecovered} already spent and unrecovered" if done.credits_unrecovered else "",
     )

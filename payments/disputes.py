@@ -1,11 +1,14 @@
 """Disputes (chargebacks): freeze spending while open, take the credits back when lost.
 
-Opening a dispute places a spending hold on the buyer and marks the order DISPUTED; the
-credits stay. A won dispute releases the hold and the order returns to what its refunds
-say. A lost dispute takes back all of the order's credits not already taken back (never
-below a zero balance; the rest is recorded as unrecovered, as for refunds), releases the
-hold and leaves the order REFUNDED. Events may arrive twice or in any order: a close seen
-before its open places and releases the hold itself, and the late open is then ignored.
+Opening a dispute (any open stage: an inquiry, a chargeback awaiting evidence or review, an
+appeal) places a spending hold on the buyer and marks the order DISPUTED; the credits stay.
+A dispute closing as won, prevented or withdrawn releases the hold and the order returns
+to what its refunds say. A lost dispute takes back all of the order's credits not already
+taken back (never below a zero balance; the rest is recorded as unrecovered, as for
+refunds), releases the hold and leaves the order REFUNDED. Events may arrive twice or in
+any order: a close seen before its open places and releases the hold itself, and the late
+open is then ignored. A decided dispute reported later with another outcome (an appeal
+won after a loss) is not acted on: ``DisputeOutcomeChanged`` flags it for staff.
 """
 
 import logging
@@ -14,7 +17,7 @@ from django.db import transaction
 
 from credits.services import spending_hold, spending_release
 
-from .exceptions import OrderNotReady
+from .exceptions import DisputeOutcomeChanged, OrderNotReady
 from .invoices import invoice_sync_status
 from .models import Order
 from .refunds import claw_back_to, refund_status
@@ -23,6 +26,9 @@ from .transitions import order_transition
 logger = logging.getLogger(__name__)
 
 D = Order.DisputeStatus
+#: Outcomes that end a dispute, and those of them that leave the buyer their credits.
+CLOSED = frozenset({D.WON, D.LOST, D.PREVENTED, D.WITHDRAWN})
+RELEASED = frozenset({D.WON, D.PREVENTED, D.WITHDRAWN})
 
 
 def _hold_key(order: Order, dispute_id: str) -> str:
@@ -34,7 +40,7 @@ def _lock(order_id: int) -> Order:
 
 
 def _closed_already(order: Order, dispute_id: str) -> bool:
-    return order.dispute_id == dispute_id and order.dispute_status in (D.WON, D.LOST)
+    return order.dispute_id == dispute_id and order.dispute_status in CLOSED
 
 
 def order_open_dispute(*, order_id: int, dispute_id: str, source: str) -> Order:
@@ -56,12 +62,18 @@ def order_open_dispute(*, order_id: int, dispute_id: str, source: str) -> Order:
 
 
 def order_close_dispute(*, order_id: int, dispute_id: str, outcome: str, source: str) -> Order:
-    """A dispute closed: ``outcome`` "won" restores spending; "lost" takes the credits back."""
-    if outcome not in (D.WON, D.LOST):
-        raise ValueError(f"A dispute is won or lost, not {outcome!r}.")
+    """A dispute closed: ``outcome`` won, prevented or withdrawn restores spending; lost takes
+    the credits back. Raises DisputeOutcomeChanged when the dispute was closed with another
+    outcome before (nothing is changed)."""
+    if outcome not in CLOSED:
+        raise ValueError(f"A dispute closes as {', '.join(sorted(CLOSED))}, not {outcome!r}.")
     with transaction.atomic():
         order = _lock(order_id)
         if _closed_already(order, dispute_id):
+            if order.dispute_status != outcome:
+                raise DisputeOutcomeChanged(
+                    f"Dispute {dispute_id} on order #{order.pk} was recorded {order.dispute_status}; the provider "
+                    f"now says {outcome}. Nothing was changed: staff decide.")
             return order
         if not order.is_fulfilled:
             raise OrderNotReady(f"Dispute {dispute_id} closed on order #{order.pk}, whose payment is not fulfilled yet.")

@@ -58,3 +58,22 @@ class OrderNotReady(PaymentsError):
 
 class RefundNotAllowed(PaymentsError):
     """A staff refund that cannot be made (amount, order state, permission). Nothing changed."""
+
+
+class UnknownProviderStatus(ProviderError):
+    """The provider reported a status (or outcome) we have no rule for.
+
+    Nothing is changed and nothing is guessed: the webhook event is left FAILED with this
+    message (a reconciliation run flags it) for staff to read. Retrying does not help.
+    """
+
+    def __init__(self, message: str, *, provider: str = "", code: str = ""):
+        super().__init__(message, retryable=False, provider=provider, code=code or "UNKNOWN_STATUS")
+
+
+class DisputeOutcomeChanged(UnknownProviderStatus):
+    """A dispute we recorded as decided is reported with another outcome (an appeal won
+    after a loss, for example). Nothing is changed automatically: staff decide."""
+
+    def __init__(self, message: str, *, provider: str = ""):
+        super().__init__(message, provider=provider, code="DISPUTE_OUTCOME_CHANGED")

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class CreditPackage(models.Model):
@@ -46,9 +47,19 @@ class Order(models.Model):
         SANDBOX = "SANDBOX", "Sandbox"
 
     class DisputeStatus(models.TextChoices):
+        """Where the latest dispute stands, in what it means for the buyer's credits.
+
+        Open (any stage: an inquiry, a chargeback awaiting evidence or review, an appeal):
+        spending frozen. Won, prevented or withdrawn: spending restored, credits kept.
+        Lost: the order's credits taken back. Each provider's own statuses map onto these
+        in its adapter; a status no adapter knows is flagged, never guessed.
+        """
+
         OPEN = "open", "Open"
         WON = "won", "Won"
         LOST = "lost", "Lost"
+        PREVENTED = "prevented", "Prevented"
+        WITHDRAWN = "withdrawn", "Withdrawn (closed without a chargeback)"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
     package = models.ForeignKey(CreditPackage, on_delete=models.PROTECT, related_name="orders")
@@ -103,7 +114,15 @@ class Order(models.Model):
 
 
 class Refund(models.Model):
-    """A refund we asked the provider for (staff, from the admin), recorded once per key."""
+    """A refund at the provider: one we asked for (staff, from the admin), recorded once per
+    key, or one the provider told us about when its status changed (no ``created_by``)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        REQUIRES_ACTION = "requires_action", "Requires action"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="refunds")
     amount = models.DecimalField(max_digits=10, decimal_places=2)
@@ -111,11 +130,15 @@ class Refund(models.Model):
     reason = models.CharField(max_length=255)
     idempotency_key = models.CharField(max_length=255, unique=True)
     provider_refund_id = models.CharField(max_length=255, unique=True)
-    status = models.CharField(max_length=16)  # the provider's word: succeeded / pending
+    #: The provider's word, in Stripe's vocabulary (PayPal's COMPLETED reads as succeeded).
+    #: Pending and requires-action refunds count as refunded (their credits are taken back);
+    #: a failed or canceled one gives them back, once.
+    status = models.CharField(max_length=24, choices=Status.choices)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -192,12 +215,21 @@ class WebhookEvent(models.Model):
     order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events")
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
+    #: When the sweep must queue this event again if nothing has settled it by then: set at
+    #: ingest and at each attempt (a lease), after a failure (the backoff, plus the lease),
+    #: and by the sweep when it queues it. Empty once the event is PROCESSED or IGNORED, or
+    #: FAILED for good (a permanent error or no attempts left: staff decide, see the admin).
+    #: The database, not a worker's memory, says what is due.
+    next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
 
     class Meta:
         ordering = ["-received_at"]
         indexes = [
             models.Index(fields=["status", "received_at"], name="payments_webhook_status_time"),
             models.Index(fields=["type", "received_at"], name="payments_webhook_type_time"),
+            # The sweep's read: events still to settle, by when they are due.
+            models.Index(fields=["next_attempt_at"], name="payments_webhook_due",
+                         condition=Q(status__in=["RECEIVED", "FAILED"])),
         ]
         constraints = [
             models.UniqueConstraint(fields=["provider", "event_id"], name="payments_webhook_unique_event"),

@@ -11,9 +11,16 @@ A run has two phases per provider:
 2. **Fix** each finding that has a safe fix, one at a time, through the same idempotent
    services the webhooks use: ``fulfil_order`` for a payment we never fulfilled,
    ``order_apply_refund`` for a refund we never applied, the dispute services for a
-   dispute we never recorded. A fix that fails leaves its order as it was (each service
+   dispute we never recorded, ``order_refund_status`` for a refund that failed or was
+   canceled after we counted it. A fix that fails leaves its order as it was (each service
    is one transaction) and is reported. Everything else (a paid order the provider does
-   not know, amounts that differ, money with no order of ours) is only flagged for staff.
+   not know, amounts that differ, money with no order of ours, a status no rule knows) is
+   only flagged for staff.
+
+Each fix holds the order's row lock from before the service call until it commits and
+compares the order (and its refunds) before and after: it is reported ``fixed`` only when
+its own call changed something, and ``already fixed`` when a webhook or another run got
+there first. Two runs at once, or a run racing a webhook, never both claim one fix.
 
 Every run is stored as a ``ReconciliationRun`` with counts, each discrepancy, what was
 fixed and the errors, readable in the admin. Running twice is harmless: the fixes are
@@ -28,27 +35,26 @@ from decimal import Decimal
 from typing import Callable, Iterable, Sequence
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from credits.exceptions import CreditsError
 
-from .disputes import order_close_dispute, order_open_dispute
+from .disputes import CLOSED, order_close_dispute, order_open_dispute
 from .exceptions import PaymentsError, ProviderError, ProviderNotConfigured
 from .fulfilment import assert_no_transaction, fetch_payment_status, fulfil_order, order_mark_unpaid
-from .models import Order, ReconciliationRun
+from .models import Order, ReconciliationRun, Refund
 from .providers import PAYPAL, SANDBOX, STRIPE, available_providers, get_provider
-from .providers.base import PaymentStatus
-from .refunds import order_apply_refund
+from .providers.base import EventKind, PaymentStatus
+from .providers.paypal import REFUND_STATUSES as PAYPAL_REFUND_STATUSES
+from .refunds import COUNTED, REVERSED, order_apply_refund, order_refund_status
 from .transitions import UNPAID_ENDINGS
 
 logger = logging.getLogger(__name__)
 
 S = Order.Status
 
-STRIPE_DISPUTE_OPEN = frozenset({"warning_needs_response", "warning_under_review", "needs_response", "under_review"})
-STRIPE_DISPUTE_OUTCOME = {"won": Order.DisputeStatus.WON, "lost": Order.DisputeStatus.LOST,
-                          "warning_closed": Order.DisputeStatus.WON}
 SOURCE = "reconciliation"
 #: A PENDING PayPal order PayPal no longer knows, this long after it was made, was never approved.
 PAYPAL_UNAPPROVED_LIFETIME = timedelta(hours=6)
@@ -74,7 +80,8 @@ class Finding:
     detail: str
     order_id: int | None = None
     reference: str = ""  # the provider's object (session, capture, refund, dispute)
-    fix: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    #: Returns (whether this call changed anything, what it did): see ``_locked``.
+    fix: Callable[[], tuple[bool, str]] | None = field(default=None, repr=False, compare=False)
 
     def as_json(self, action: str) -> dict:
         return {"kind": self.kind, "provider": self.provider, "order_id": self.order_id,
@@ -128,9 +135,14 @@ def reconcile_payments(*, since: datetime, providers: Sequence[str] | None = Non
                                        "kind": finding.kind, "error": f"{type(exc).__name__}: {exc}",
                                        "retryable": bool(getattr(exc, "retryable", False))})
                     else:
-                        action = "fixed"
-                        fixed.append({"kind": finding.kind, "provider": name, "order_id": finding.order_id,
-                                      "reference": finding.reference, "result": result})
+                        changed, text = result
+                        if changed:
+                            action = "fixed"
+                            fixed.append({"kind": finding.kind, "provider": name, "order_id": finding.order_id,
+                                          "reference": finding.reference, "result": text})
+                        else:
+                            action = "already fixed"
+                            counts["already_fixed"] += 1
                 discrepancies.append(finding.as_json(action))
     except Exception as exc:  # noqa: BLE001 - the run must end with a report, whatever happened
         logger.exception("reconciliation %s crashed", run.pk)
@@ -156,51 +168,88 @@ def reconcile_payments(*, since: datetime, providers: Sequence[str] | None = Non
 # --- fixes: the same services the webhooks call ------------------------------------------------
 
 
-def _fix_fulfil(order_id: int, status: PaymentStatus) -> Callable[[], str]:
-    def fix() -> str:
-        order = fulfil_order(order_id=order_id, status=status, source=SOURCE)
-        return f"fulfilled: {order.credits} credits granted"
+def _state(order_id: int) -> tuple:
+    """What a fix can change about an order, read under its row lock."""
+    order = (Order.objects.select_for_update(of=("self",))
+             .values_list("status", "amount_refunded", "credits_clawed_back", "credits_unrecovered", "dispute_id",
+                          "dispute_status", "completed_at", "provider_payment_id").get(pk=order_id))
+    refunds = tuple(Refund.objects.filter(order_id=order_id).order_by("pk").values_list("provider_refund_id",
+                                                                                        "status"))
+    return order, refunds
+
+
+def _locked(order_id: int, apply: Callable[[], Order], describe: Callable[[Order], str]) -> tuple[bool, str]:
+    """Run one fix's service call with the order's row lock held from before the call until
+    commit, and say whether this call changed the order (or its refunds). The service's own
+    lock joins this one, so nothing else can change the order in between: a run reports
+    only what its own call did."""
+    with transaction.atomic():
+        before = _state(order_id)
+        order = apply()
+        changed = _state(order_id) != before
+    return changed, describe(order) if changed else "already fixed by someone else"
+
+
+def _fix_fulfil(order_id: int, status: PaymentStatus) -> Callable[[], tuple[bool, str]]:
+    def fix():
+        return _locked(order_id, lambda: fulfil_order(order_id=order_id, status=status, source=SOURCE),
+                       lambda order: f"fulfilled: {order.credits} credits granted")
 
     return fix
 
 
-def _fix_refund(order_id: int, total: Decimal, currency: str) -> Callable[[], str]:
-    def fix() -> str:
-        order = order_apply_refund(order_id=order_id, amount_refunded=total, source=SOURCE, currency=currency)
-        return f"refund applied: {order.amount_refunded} {order.currency} refunded in all, order {order.status}"
+def _fix_refund(order_id: int, total: Decimal, currency: str) -> Callable[[], tuple[bool, str]]:
+    def fix():
+        return _locked(order_id, lambda: order_apply_refund(order_id=order_id, amount_refunded=total, source=SOURCE,
+                                                            currency=currency),
+                       lambda order: f"refund applied: {order.amount_refunded} {order.currency} refunded in all, "
+                                     f"order {order.status}")
 
     return fix
 
 
-def _fix_mark_unpaid(order_id: int, to: str) -> Callable[[], str]:
-    def fix() -> str:
-        order = order_mark_unpaid(order_id=order_id, to=to, source=SOURCE)
-        return f"marked {order.status}"
+def _fix_refund_status(order_id: int, refund_id: str, status: str, amount: Decimal | None,
+                       currency: str) -> Callable[[], tuple[bool, str]]:
+    def fix():
+        return _locked(order_id, lambda: order_refund_status(order_id=order_id, provider_refund_id=refund_id,
+                                                             status=status, amount=amount, currency=currency,
+                                                             source=SOURCE),
+                       lambda order: f"refund {refund_id} recorded as {status}: {order.amount_refunded} "
+                                     f"{order.currency} refunded in all, order {order.status}")
 
     return fix
 
 
-def _fix_dispute(order_id: int, dispute_id: str, outcome: str) -> Callable[[], str]:
-    def fix() -> str:
+def _fix_mark_unpaid(order_id: int, to: str) -> Callable[[], tuple[bool, str]]:
+    def fix():
+        return _locked(order_id, lambda: order_mark_unpaid(order_id=order_id, to=to, source=SOURCE),
+                       lambda order: f"marked {order.status}")
+
+    return fix
+
+
+def _fix_dispute(order_id: int, dispute_id: str, outcome: str) -> Callable[[], tuple[bool, str]]:
+    def fix():
         if outcome:
-            order = order_close_dispute(order_id=order_id, dispute_id=dispute_id, outcome=outcome, source=SOURCE)
-            return f"dispute {dispute_id} recorded as {outcome}, order {order.status}"
-        order = order_open_dispute(order_id=order_id, dispute_id=dispute_id, source=SOURCE)
-        return f"dispute {dispute_id} recorded as open, order {order.status}"
+            return _locked(order_id, lambda: order_close_dispute(order_id=order_id, dispute_id=dispute_id,
+                                                                 outcome=outcome, source=SOURCE),
+                           lambda order: f"dispute {dispute_id} recorded as {outcome}, order {order.status}")
+        return _locked(order_id, lambda: order_open_dispute(order_id=order_id, dispute_id=dispute_id, source=SOURCE),
+                       lambda order: f"dispute {dispute_id} recorded as open, order {order.status}")
 
     return fix
 
 
-def _fix_capture(order_id: int) -> Callable[[], str]:
+def _fix_capture(order_id: int) -> Callable[[], tuple[bool, str]]:
     """An approved PayPal order nobody captured: capture it (once per order) and fulfil."""
 
-    def fix() -> str:
+    def fix():
         order = Order.objects.get(pk=order_id)
-        status = fetch_payment_status(order=order)  # captures an approved PayPal order
+        status = fetch_payment_status(order=order)  # captures an approved PayPal order (outside any transaction)
         if status.paid:
-            order = fulfil_order(order_id=order_id, status=status, source=SOURCE)
-            return f"captured and fulfilled: {order.credits} credits granted"
-        return f"captured; the payment is {status.state}"
+            return _locked(order_id, lambda: fulfil_order(order_id=order_id, status=status, source=SOURCE),
+                           lambda order: f"captured and fulfilled: {order.credits} credits granted")
+        return True, f"captured; the payment is {status.state}"
 
     return fix
 
@@ -298,9 +347,44 @@ def _collect_paypal(*, name: str, since: datetime, now: datetime) -> Collected:
         _check_payment(collected, name=name, order=order, status=status,
                        reference=status.provider_payment_id or snapshot.id)
         if snapshot.refunds:
-            _check_refunds(collected, name=name, order=order, total=snapshot.amount_refunded,
-                           currency=snapshot.currency or order.currency, reference=snapshot.id)
+            reversing = _check_refund_statuses(collected, name=name, order=order, refunds=[
+                (r.id, PAYPAL_REFUND_STATUSES.get(r.status.upper(), r.status), r.amount, r.currency)
+                for r in snapshot.refunds])
+            if not reversing:
+                _check_refunds(collected, name=name, order=order, total=snapshot.amount_refunded,
+                               currency=snapshot.currency or order.currency, reference=snapshot.id)
+    _collect_paypal_disputes(collected, name=name, provider=provider, since=since)
     return collected
+
+
+def _collect_paypal_disputes(collected: Collected, *, name: str, provider, since: datetime) -> None:
+    """PayPal's disputes created in the window, and those we hold open, read one by one
+    from the Disputes API (a listing carries no disputed transactions)."""
+    from .providers.paypal import dispute_payment, dispute_reading as paypal_dispute_reading
+    from .providers.paypal_disputes import get_dispute, list_disputes
+
+    ids = [str(d.get("dispute_id") or "") for d in list_disputes(since=since, conf=provider.conf)]
+    ids = list(dict.fromkeys([i for i in ids if i] + _open_disputes(name)))
+    disputes = [(dispute_id, get_dispute(dispute_id=dispute_id, conf=provider.conf)) for dispute_id in ids]
+    collected.counts["disputes"] = len(disputes)
+    for dispute_id, dispute in disputes:
+        if dispute is None:
+            order = Order.objects.filter(provider=name, dispute_id=dispute_id).first()
+            collected.add(Finding("dispute_unknown_to_provider", name, "PayPal does not know this dispute",
+                                  order.pk if order else None, dispute_id))
+            continue
+        capture_id, ref = dispute_payment(dispute)
+        order = Order.objects.filter(provider=name, provider_payment_id=capture_id).first() if capture_id else None
+        if order is None and ref.isdigit():
+            order = Order.objects.filter(provider=name, pk=int(ref)).first()
+        if order is None:
+            collected.add(Finding("dispute_for_unknown_payment", name,
+                                  f"dispute on capture {capture_id or '(none)'} matches no order of ours", None,
+                                  dispute_id))
+            continue
+        kind, outcome, stage = paypal_dispute_reading(dispute)
+        _check_dispute(collected, name=name, order=order, dispute_id=dispute_id, kind=kind, outcome=outcome,
+                       stage=stage)
 
 
 def _collect_by_status(*, name: str, since: datetime, now: datetime) -> Collected:
@@ -317,10 +401,11 @@ def _collect_by_status(*, name: str, since: datetime, now: datetime) -> Collecte
 
 
 def _collect_stripe(*, name: str, since: datetime, now: datetime) -> Collected:
-    from .providers.stripe_provider import session_status
+    from .providers.stripe_provider import dispute_reading as stripe_dispute_reading, from_minor, session_status
     from .reconciliation_stripe import StripeListing
 
-    listing = StripeListing.fetch(since=since, orders=_recent_orders(name, since=since, now=now))
+    listing = StripeListing.fetch(since=since, orders=_recent_orders(name, since=since, now=now),
+                                  open_disputes=_open_disputes(name), refunds_in_flight=_refunds_in_flight(name))
     collected = Collected()
     collected.counts.update(sessions=len(listing.sessions), refunds=len(listing.refunds),
                             disputes=len(listing.disputes))
@@ -352,14 +437,28 @@ def _collect_stripe(*, name: str, since: datetime, now: datetime) -> Collected:
                                   order.provider_order_id or ""))
 
     by_intent = _orders_by_intent(name, listing)
+    reversing: set[int] = set()
+    for intent, refunds in sorted(listing.refunds_by_intent.items()):
+        order = by_intent.get(intent)
+        if order is not None and _check_refund_statuses(collected, name=name, order=order, refunds=[
+                (r["id"], r.get("status") or "", from_minor(r.get("amount"), (r.get("currency") or "").upper()),
+                 (r.get("currency") or "").upper()) for r in refunds]):
+            reversing.add(order.pk)
     for intent, total in sorted(listing.refunded_by_intent.items()):
         order = by_intent.get(intent)
         if order is None:
             collected.add(Finding("refund_for_unknown_payment", name,
                                   f"refunds of {intent} match no order of ours", None, intent))
             continue
-        _check_refunds(collected, name=name, order=order, total=total, currency=order.currency, reference=intent)
-    for dispute in listing.disputes:
+        if order.pk not in reversing:  # the reversal brings our total down to Stripe's
+            _check_refunds(collected, name=name, order=order, total=total, currency=order.currency, reference=intent)
+    for intent, order in sorted(by_intent.items()):
+        # Every refund of the payment failed or was canceled: Stripe's counted total is zero.
+        if (intent in listing.refunds_by_intent and intent not in listing.refunded_by_intent
+                and order.pk not in reversing and order.amount_refunded > 0):
+            _check_refunds(collected, name=name, order=order, total=Decimal("0"), currency=order.currency,
+                           reference=intent)
+    for dispute in listing.all_disputes():
         intent = dispute.get("payment_intent") or ""
         order = by_intent.get(intent)
         if order is None:
@@ -367,15 +466,63 @@ def _collect_stripe(*, name: str, since: datetime, now: datetime) -> Collected:
                                   f"dispute on {intent or dispute.get('charge')} matches no order of ours",
                                   None, dispute["id"]))
             continue
-        outcome = STRIPE_DISPUTE_OUTCOME.get(dispute.get("status", ""), "")
-        if dispute.get("status") in STRIPE_DISPUTE_OPEN:
-            if order.dispute_id != dispute["id"]:
-                collected.add(Finding("dispute_not_recorded", name, f"open dispute ({dispute.get('status')})",
-                                      order.pk, dispute["id"], fix=_fix_dispute(order.pk, dispute["id"], "")))
-        elif outcome and not (order.dispute_id == dispute["id"] and order.dispute_status == outcome):
-            collected.add(Finding("dispute_outcome_not_recorded", name, f"dispute closed: {outcome}",
-                                  order.pk, dispute["id"], fix=_fix_dispute(order.pk, dispute["id"], outcome)))
+        kind, outcome = stripe_dispute_reading(str(dispute.get("status") or ""))
+        _check_dispute(collected, name=name, order=order, dispute_id=dispute["id"], kind=kind, outcome=outcome,
+                       stage=str(dispute.get("status") or ""))
     return collected
+
+
+def _check_dispute(collected: Collected, *, name: str, order: Order, dispute_id: str, kind: EventKind, outcome: str,
+                   stage: str) -> None:
+    """Compare one dispute the provider reports with the order's record of it."""
+    recorded = order.dispute_id == dispute_id
+    if kind == EventKind.DISPUTE_OPENED:
+        if not recorded:
+            collected.add(Finding("dispute_not_recorded", name, f"open dispute ({stage})", order.pk, dispute_id,
+                                  fix=_fix_dispute(order.pk, dispute_id, "")))
+        return
+    if outcome not in CLOSED:
+        collected.add(Finding("dispute_status_unknown", name,
+                              f"the dispute is {stage!r}: no rule says whether it is open, won or lost",
+                              order.pk, dispute_id))
+        return
+    if recorded and order.dispute_status == outcome:
+        return
+    if recorded and order.dispute_status in CLOSED:
+        collected.add(Finding("dispute_outcome_changed", name,
+                              f"we recorded the dispute {order.dispute_status}, the provider now says {outcome} "
+                              f"({stage}): staff decide", order.pk, dispute_id))
+        return
+    collected.add(Finding("dispute_outcome_not_recorded", name, f"dispute closed: {outcome} ({stage})", order.pk,
+                          dispute_id, fix=_fix_dispute(order.pk, dispute_id, outcome)))
+
+
+def _check_refund_statuses(collected: Collected, *, name: str, order: Order,
+                           refunds: list[tuple[str, str, Decimal | None, str]]) -> bool:
+    """Each refund of the order's payment: one that failed or was canceled after we counted
+    it is undone; one in a status no rule knows is flagged. True when one is to be undone."""
+    ours = {r.provider_refund_id: r for r in Refund.objects.filter(order=order)}
+    reversing = False
+    for refund_id, status, amount, currency in refunds:
+        if status not in Refund.Status.values:
+            collected.add(Finding("refund_status_unknown", name,
+                                  f"refund {refund_id} is {status!r}: no rule says whether it counts", order.pk,
+                                  refund_id))
+            continue
+        row = ours.get(refund_id)
+        if status in REVERSED and (row is None or row.status in COUNTED):
+            if row is None and order.amount_refunded <= 0:
+                continue  # never applied here: nothing to undo
+            reversing = True
+            collected.add(Finding("refund_reversal_not_applied", name,
+                                  f"refund {refund_id} of {amount} {currency} is {status} at the provider",
+                                  order.pk, refund_id, fix=_fix_refund_status(order.pk, refund_id, status, amount,
+                                                                              currency)))
+        elif row is not None and row.status != status and row.status in COUNTED and status in COUNTED:
+            collected.add(Finding("refund_status_not_recorded", name,
+                                  f"refund {refund_id} is {status}, we recorded {row.status}", order.pk, refund_id,
+                                  fix=_fix_refund_status(order.pk, refund_id, status, amount, currency)))
+    return reversing
 
 
 def _order_by_ref(name: str, session: dict) -> Order | None:
@@ -389,7 +536,8 @@ def _order_by_ref(name: str, session: dict) -> Order | None:
 
 
 def _orders_by_intent(name: str, listing) -> dict[str, Order]:
-    intents = set(listing.refunded_by_intent) | {d.get("payment_intent") for d in listing.disputes}
+    intents = (set(listing.refunded_by_intent) | set(listing.refunds_by_intent)
+               | {d.get("payment_intent") for d in listing.all_disputes()})
     intents.discard(None)
     intents.discard("")
     found = {o.provider_payment_id: o for o in Order.objects.filter(provider=name,
@@ -401,6 +549,20 @@ def _orders_by_intent(name: str, listing) -> dict[str, Order]:
             if order is not None:
                 found[intent] = order
     return found
+
+
+def _open_disputes(name: str) -> list[str]:
+    """Disputes we hold open, whenever they were opened: each is read again until it closes."""
+    return list(Order.objects.filter(provider=name, dispute_status=Order.DisputeStatus.OPEN).exclude(dispute_id="")
+                .order_by("pk").values_list("dispute_id", flat=True)[:1000])
+
+
+def _refunds_in_flight(name: str) -> list[str]:
+    """Payments with a refund we counted while the provider had not completed it."""
+    return list(Refund.objects.filter(order__provider=name, status__in=(Refund.Status.PENDING,
+                                                                       Refund.Status.REQUIRES_ACTION))
+                .exclude(order__provider_payment_id="").order_by("order__provider_payment_id")
+                .values_list("order__provider_payment_id", flat=True).distinct()[:1000])
 
 
 COLLECTORS: dict[str, Callable[..., Collected]] = {

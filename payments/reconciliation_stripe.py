@@ -2,9 +2,12 @@
 
 Listed with the Stripe adapter's own ``StripeClient``: Checkout Sessions, refunds and
 disputes created since a moment (all pages), then the sessions of our recent orders the
-listing did not include (a PENDING order opened before the window) and, for every payment
-with a refund in the window, all its refunds, so the refunded amount is cumulative like
-the one ``charge.refunded`` reports. Any Stripe error aborts the whole read.
+listing did not include (a PENDING order opened before the window), the disputes we hold
+open that the listing did not include (opened before the window, maybe closed since) and,
+for every payment with a refund in the window or a refund we counted while Stripe had not
+completed it, all its refunds, so the refunded amount is cumulative like the one
+``charge.refunded`` reports and a refund that failed later is seen. Any Stripe error
+aborts the whole read.
 """
 
 from collections import defaultdict
@@ -17,6 +20,7 @@ import stripe
 from .exceptions import ProviderError
 from .providers import STRIPE, get_provider
 from .providers.stripe_provider import from_minor
+from .refunds import COUNTED
 
 #: At most this many objects of one kind are read per run (a runaway listing is an error).
 MAX_OBJECTS = 10_000
@@ -28,7 +32,11 @@ class StripeListing:
     extra_sessions: list[dict] = field(default_factory=list)  # our orders' sessions outside it
     refunds: list[dict] = field(default_factory=list)
     disputes: list[dict] = field(default_factory=list)
-    refunded_by_intent: dict[str, Decimal] = field(default_factory=dict)  # cumulative, succeeded only
+    extra_disputes: list[dict] = field(default_factory=list)  # disputes we hold open, opened before the window
+    #: Cumulative per payment, counting refunds that succeeded or are on their way (pending,
+    #: requires_action), as the order's refunded amount does.
+    refunded_by_intent: dict[str, Decimal] = field(default_factory=dict)
+    refunds_by_intent: dict[str, list[dict]] = field(default_factory=dict)  # every refund, any status
     orders: list = field(default_factory=list)  # the recent orders of ours that were compared
 
     @property
@@ -38,8 +46,11 @@ class StripeListing:
     def all_sessions(self) -> list[dict]:
         return self.sessions + self.extra_sessions
 
+    def all_disputes(self) -> list[dict]:
+        return self.disputes + self.extra_disputes
+
     @classmethod
-    def fetch(cls, *, since: datetime, orders) -> "StripeListing":
+    def fetch(cls, *, since: datetime, orders, open_disputes=(), refunds_in_flight=()) -> "StripeListing":
         client = get_provider(STRIPE).client
         created = {"gte": int(since.timestamp())}
         listing = cls(orders=list(orders))
@@ -57,11 +68,21 @@ class StripeListing:
                             continue  # Stripe does not know it: compared as unknown
                         raise
                     listing.extra_sessions.append(_plain(session))
-            intents = sorted({_id(r.get("payment_intent")) for r in listing.refunds} - {""})
+            listed_disputes = {d["id"] for d in listing.disputes}
+            for dispute_id in open_disputes:
+                if dispute_id not in listed_disputes:
+                    try:
+                        listing.extra_disputes.append(_plain(client.v1.disputes.retrieve(dispute_id)))
+                    except stripe.InvalidRequestError as exc:
+                        if getattr(exc, "http_status", None) != 404:
+                            raise
+            intents = sorted(({_id(r.get("payment_intent")) for r in listing.refunds} | set(refunds_in_flight)) - {""})
             for intent in intents:
                 totals: dict[str, Decimal] = defaultdict(Decimal)
-                for refund in _all(client.v1.refunds.list({"payment_intent": intent, "limit": 100})):
-                    if refund.get("status") == "succeeded":
+                refunds = _all(client.v1.refunds.list({"payment_intent": intent, "limit": 100}))
+                listing.refunds_by_intent[intent] = refunds
+                for refund in refunds:
+                    if refund.get("status") in COUNTED:
                         currency = (refund.get("currency") or "").upper()
                         totals[currency] += from_minor(refund.get("amount"), currency) or Decimal("0")
                 if totals:
@@ -72,7 +93,7 @@ class StripeListing:
             raise ProviderError(f"Stripe listing failed: HTTP {status or '-'} {type(exc).__name__}: "
                                 f"{getattr(exc, 'user_message', None) or exc}", retryable=retryable,
                                 provider=STRIPE, code=getattr(exc, "code", "") or str(status)) from exc
-        for dispute in listing.disputes:
+        for dispute in listing.all_disputes():
             dispute["payment_intent"] = _id(dispute.get("payment_intent"))
         for session in listing.all_sessions():
             session["payment_intent"] = _id(session.get("payment_intent"))

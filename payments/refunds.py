@@ -11,6 +11,13 @@ It is not taken from later purchases.
 Provider-reported refunds (webhooks) carry the cumulative refunded amount; staff refunds
 go through ``order_refund``, which asks the provider first (outside any transaction) and
 applies the result only when the provider agreed.
+
+A refund the provider accepted but has not completed (Stripe's ``pending`` and
+``requires_action``) counts as refunded at once: its credits are taken back while the
+money is on its way, so a buyer never holds both. When such a refund later fails or is
+canceled (``refund.failed`` / ``refund.updated``, or reconciliation), ``order_refund_status``
+gives exactly those credits back (keyed by the refund's id, so only once) and lowers the
+order's refunded amount.
 """
 
 import logging
@@ -21,7 +28,10 @@ from django.db.models import Sum
 
 from credits.services import credits_clawback
 
-from .exceptions import PaymentMismatch, ProviderError, RefundNotAllowed
+from credits.models import LedgerKind
+from credits.services import credits_grant
+
+from .exceptions import PaymentMismatch, ProviderError, RefundNotAllowed, UnknownProviderStatus
 from .invoices import invoice_sync_status
 from .models import Order, Refund
 from .providers import get_provider
@@ -32,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 CENT = Decimal("0.01")
 REFUNDABLE = (Order.Status.COMPLETED, Order.Status.PARTIALLY_REFUNDED)
+RS = Refund.Status
+#: Refund statuses whose amount counts as refunded, and those that undo a refund for good.
+COUNTED = frozenset({RS.PENDING, RS.REQUIRES_ACTION, RS.SUCCEEDED})
+REVERSED = frozenset({RS.FAILED, RS.CANCELED})
 
 
 def credits_for_refund(*, order: Order, refunded: Decimal) -> int:
@@ -94,10 +108,13 @@ def apply_refunded_total(*, order: Order, total: Decimal, source: str, created_b
         order.amount_refunded = total
     if order.is_fulfilled:
         target = credits_for_refund(order=order, refunded=order.amount_refunded)
+        # After a refund was reversed (credits given back), taking back to the same target
+        # again is a new movement: the key counts the reversals so far.
+        reversals = Refund.objects.filter(order=order, status__in=REVERSED).count()
         claw_back_to(
             order=order,
             target=target,
-            key=f"order:{order.pk}:refund-clawback:{target}",
+            key=f"order:{order.pk}:refund-clawback:{target}" + (f":after-{reversals}" if reversals else ""),
             reason=f"Refund of {order.amount_refunded} {order.currency} on order #{order.pk}",
             created_by=created_by,
         )
@@ -152,9 +169,14 @@ def order_refund(*, order: Order, amount: Decimal, reason: str, staff_user, idem
     result = get_provider(order.provider).refund(
         order=order, amount=amount, idempotency_key=idempotency_key, reason=reason.strip()
     )
-    if result.status not in ("succeeded", "pending"):
-        raise ProviderError(f"The provider did not refund order #{order.pk} (status {result.status}).",
-                            provider=order.provider)
+    if result.status in REVERSED:
+        raise ProviderError(f"The provider did not refund order #{order.pk}: refund {result.provider_refund_id} "
+                            f"is {result.status}.", provider=order.provider)
+    if result.status not in COUNTED:
+        raise UnknownProviderStatus(
+            f"The provider answered refund {result.provider_refund_id or '(no id)'} of order #{order.pk} with "
+            f"status {result.status!r}, which has no rule here: nothing was recorded; check it at the provider.",
+            provider=order.provider)
     return order_record_refund(order_id=order.pk, result=result, reason=reason.strip(), staff_user=staff_user,
                                idempotency_key=idempotency_key)
 
@@ -176,9 +198,91 @@ def order_record_refund(*, order_id: int, result: RefundResult, reason: str, sta
                 "created_by": staff_user,
             },
         )
-        ours = Refund.objects.filter(order=order).aggregate(total=Sum("amount"))["total"] or Decimal("0")
+        ours = (Refund.objects.filter(order=order, status__in=COUNTED).aggregate(total=Sum("amount"))["total"]
+                or Decimal("0"))
         return apply_refunded_total(order=order, total=max(order.amount_refunded, ours),
                                     source=f"staff refund by user {staff_user.pk}", created_by=staff_user)
+
+
+def order_refund_status(*, order_id: int, provider_refund_id: str, status: str, amount: Decimal | None,
+                        currency: str, source: str) -> Order:
+    """Record what the provider now says about one refund of the order, and undo it if it
+    failed or was canceled.
+
+    The refund is kept as a ``Refund`` row (made here when the refund did not come from us).
+    A refund reversed for the first time lowers the order's refunded amount by its amount
+    and gives back the credits the lower total no longer takes: first from what was
+    recorded as unrecovered (never taken), then as a grant keyed by the refund's id, so a
+    repeated or concurrent report gives back nothing more. A reversed refund stays
+    reversed. An unknown status raises UnknownProviderStatus and changes nothing.
+    """
+    if status not in RS.values:
+        raise UnknownProviderStatus(f"Refund {provider_refund_id} of order #{order_id} is {status!r}, a status "
+                                    f"with no rule here: nothing was changed.", code="UNKNOWN_REFUND_STATUS")
+    with transaction.atomic():
+        order = Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
+        if currency and currency.upper() != order.currency.upper():
+            raise PaymentMismatch(f"Refund {provider_refund_id} in {currency} reported for order #{order.pk} in "
+                                  f"{order.currency}.")
+        refund = Refund.objects.select_for_update().filter(provider_refund_id=provider_refund_id).first()
+        if refund is not None and refund.order_id != order.pk:
+            raise PaymentMismatch(f"Refund {provider_refund_id} belongs to order #{refund.order_id}, "
+                                  f"not #{order.pk}.")
+        if refund is None:
+            if amount is None or amount <= 0:
+                raise PaymentMismatch(f"Refund {provider_refund_id} of order #{order.pk} has no amount.")
+            # A refund made at the provider (its dashboard): was its amount part of the
+            # cumulative total we applied? Only the part of our total that no refund row of
+            # ours explains can hold it.
+            known = (Refund.objects.filter(order=order, status__in=COUNTED).aggregate(total=Sum("amount"))["total"]
+                     or Decimal("0"))
+            applied = order.amount_refunded - known >= amount
+            refund = Refund.objects.create(
+                order=order, amount=amount, currency=(currency or order.currency).upper(),
+                reason="Reported by the provider", idempotency_key=f"{order.provider.lower()}:{provider_refund_id}",
+                provider_refund_id=provider_refund_id, status=status,
+            )
+            if status in REVERSED and applied:
+                _reverse(order=order, refund=refund, source=source)
+            elif status in REVERSED:
+                logger.info("order %s: refund %s %s before it was applied here", order.pk, provider_refund_id, status)
+            return order
+        if refund.status in REVERSED or refund.status == status:
+            return order  # a reversal is final; the same news again changes nothing
+        refund.status = status
+        refund.save(update_fields=["status", "updated_at"])
+        if status in REVERSED:
+            _reverse(order=order, refund=refund, source=source)
+        logger.info("order %s: refund %s is %s (%s)", order.pk, provider_refund_id, status, source)
+    return order
+
+
+def _reverse(*, order: Order, refund: Refund, source: str) -> None:
+    """Undo ``refund`` (already marked failed or canceled) on the locked ``order``."""
+    order.amount_refunded = max(Decimal("0"), order.amount_refunded - refund.amount)
+    lost = order.dispute_status == Order.DisputeStatus.LOST  # the lost dispute took every credit back
+    if order.is_fulfilled:
+        target = order.credits if lost else credits_for_refund(order=order, refunded=order.amount_refunded)
+        excess = order.credits_clawed_back + order.credits_unrecovered - target
+        never_taken = min(max(excess, 0), order.credits_unrecovered)
+        order.credits_unrecovered -= never_taken
+        give_back = min(max(excess - never_taken, 0), order.credits_clawed_back)
+        if give_back:
+            credits_grant(
+                user=order.user, amount=give_back, kind=LedgerKind.PURCHASE,
+                idempotency_key=f"order:{order.pk}:refund-reversed:{refund.provider_refund_id}", order=order,
+                description=f"Refund of {refund.amount} {refund.currency} on order #{order.pk} {refund.status}: "
+                            f"credits given back",
+                metadata={"source": source, "refund_id": refund.provider_refund_id, "refund_status": refund.status},
+            )
+            order.credits_clawed_back -= give_back
+        if order.status != Order.Status.DISPUTED and not lost:
+            order_transition(order=order, to=refund_status(order), save=False)
+    order.save()
+    if order.is_fulfilled:
+        invoice_sync_status(order=order)
+    logger.warning("order %s: refund %s of %s %s %s; %s %s refunded in all (%s)", order.pk, refund.provider_refund_id,
+                   refund.amount, refund.currency, refund.status, order.amount_refunded, order.currency, source)
 
 
 def _assert_no_transaction(what: str) -> None:

@@ -18,11 +18,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     # The buyer pressed cancel (or back) on the provider's page, but may still pay there.
     S.CANCELLED: frozenset({S.COMPLETED}),
     S.COMPLETED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED, S.DISPUTED}),
-    S.PARTIALLY_REFUNDED: frozenset({S.REFUNDED, S.DISPUTED}),
+    # A refund that fails or is canceled at the provider after we counted it goes back.
+    S.PARTIALLY_REFUNDED: frozenset({S.REFUNDED, S.DISPUTED, S.COMPLETED}),
     # A closed dispute goes back to what the refunds say (won) or to REFUNDED (lost).
     S.DISPUTED: frozenset({S.COMPLETED, S.PARTIALLY_REFUNDED, S.REFUNDED}),
-    # A bank may still open a dispute on a refunded payment.
-    S.REFUNDED: frozenset({S.DISPUTED}),
+    # A bank may still open a dispute on a refunded payment; a refund that fails goes back.
+    S.REFUNDED: frozenset({S.DISPUTED, S.COMPLETED, S.PARTIALLY_REFUNDED}),
 }
 
 #: How a checkout ends without a payment; a payment the provider reports later still fulfils.

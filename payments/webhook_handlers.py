@@ -9,12 +9,12 @@ opened). It calls one service and says how the event ended.
 from dataclasses import dataclass
 from typing import Callable
 
-from .disputes import order_close_dispute, order_open_dispute
-from .exceptions import OrderNotFound, PaymentNotConfirmed
+from .disputes import CLOSED, order_close_dispute, order_open_dispute
+from .exceptions import OrderNotFound, PaymentNotConfirmed, UnknownProviderStatus
 from .fulfilment import fulfil_order, order_mark_unpaid
 from .models import Order, WebhookEvent
 from .providers.base import EventKind, NormalizedEvent, PaymentStatus
-from .refunds import order_apply_refund
+from .refunds import order_apply_refund, order_refund_status
 
 
 @dataclass(frozen=True)
@@ -87,18 +87,31 @@ def handle_dispute_opened(*, event, order, status) -> Outcome:
         raise OrderNotFound("A dispute on a payment we cannot match to an order (yet).")
     _fulfil_if_paid(event, order, status)
     order_open_dispute(order_id=order.pk, dispute_id=event.dispute_id, source=_source(event))
-    return Outcome(PROCESSED, "dispute opened: spending frozen")
+    return Outcome(PROCESSED, f"dispute open ({event.dispute_stage}): spending frozen")
 
 
 def handle_dispute_closed(*, event, order, status) -> Outcome:
+    if event.dispute_outcome not in CLOSED:
+        # A status or outcome the adapter has no rule for: left FAILED with the reason for
+        # staff (spending stays as it is; nothing is guessed).
+        raise UnknownProviderStatus(f"Dispute {event.dispute_id} is {event.dispute_stage or '(no status)'!r}: "
+                                    f"no rule says whether it is open, won or lost. Nothing was changed.",
+                                    provider=event.provider)
     if order is None:
         raise OrderNotFound("A dispute on a payment we cannot match to an order (yet).")
-    if event.dispute_outcome not in (Order.DisputeStatus.WON, Order.DisputeStatus.LOST):
-        return Outcome(IGNORED, f"dispute closed as {event.dispute_outcome!r}")
     _fulfil_if_paid(event, order, status)
     order_close_dispute(order_id=order.pk, dispute_id=event.dispute_id, outcome=event.dispute_outcome,
                         source=_source(event))
-    return Outcome(PROCESSED, f"dispute {event.dispute_outcome}")
+    return Outcome(PROCESSED, f"dispute {event.dispute_outcome} ({event.dispute_stage})")
+
+
+def handle_refund_updated(*, event, order, status) -> Outcome:
+    """One refund's status changed (Stripe ``refund.*``): a failed or canceled one is undone."""
+    if order is None:
+        raise OrderNotFound("A refund of a payment we cannot match to an order (yet).")
+    order_refund_status(order_id=order.pk, provider_refund_id=event.refund_id, status=event.refund_status,
+                        amount=event.amount, currency=event.currency, source=_source(event))
+    return Outcome(PROCESSED, f"refund {event.refund_id} {event.refund_status}")
 
 
 def handle_ignored(*, event, order, status) -> Outcome:
@@ -116,6 +129,7 @@ HANDLERS: dict[EventKind, Handler] = {
     EventKind.CHECKOUT_EXPIRED: _unpaid_ending(Order.Status.EXPIRED),
     EventKind.CHECKOUT_CANCELLED: _unpaid_ending(Order.Status.CANCELLED),
     EventKind.REFUNDED: handle_refunded,
+    EventKind.REFUND_UPDATED: handle_refund_updated,
     EventKind.DISPUTE_OPENED: handle_dispute_opened,
     EventKind.DISPUTE_CLOSED: handle_dispute_closed,
     EventKind.IGNORED: handle_ignored,

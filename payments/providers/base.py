@@ -22,8 +22,9 @@ class EventKind(StrEnum):
     CHECKOUT_EXPIRED = "checkout_expired"
     CHECKOUT_CANCELLED = "checkout_cancelled"  # the buyer left the checkout (cancel, back)
     REFUNDED = "refunded"  # amount_refunded is cumulative for the payment
-    DISPUTE_OPENED = "dispute_opened"
-    DISPUTE_CLOSED = "dispute_closed"  # dispute_outcome: "won" or "lost"
+    REFUND_UPDATED = "refund_updated"  # one refund's status (refund_id, refund_status, amount)
+    DISPUTE_OPENED = "dispute_opened"  # any open stage: inquiry, needs response, review, appeal
+    DISPUTE_CLOSED = "dispute_closed"  # dispute_outcome: won, lost, prevented or withdrawn
     IGNORED = "ignored"  # a type we store but do not act on
 
 
@@ -52,7 +53,7 @@ class PaymentStatus:
 @dataclass(frozen=True)
 class RefundResult:
     provider_refund_id: str
-    status: str  # "succeeded", "pending", "failed"
+    status: str  # a Refund.Status value ("succeeded", "pending", "requires_action", "failed", "canceled")
     amount: Decimal
     currency: str
 
@@ -70,7 +71,13 @@ class NormalizedEvent:
     amount_refunded: Decimal | None = None  # cumulative, for REFUNDED
     currency: str = ""
     dispute_id: str = ""
-    dispute_outcome: str = ""  # "won" / "lost" for DISPUTE_CLOSED
+    dispute_outcome: str = ""  # an Order.DisputeStatus other than open, for DISPUTE_CLOSED
+    #: The provider's own word for the dispute (Stripe's status, PayPal's status and outcome
+    #: code), kept for the record; an outcome the adapter has no rule for leaves
+    #: ``dispute_outcome`` empty on a DISPUTE_CLOSED event and is flagged.
+    dispute_stage: str = ""
+    refund_id: str = ""  # for REFUND_UPDATED
+    refund_status: str = ""  # a Refund.Status value, or the provider's unknown word
     raw: dict = field(default_factory=dict)
 
 

@@ -46,6 +46,9 @@ CAPTURE_STATES = {
     "DECLINED": "failed",
     "FAILED": "failed",
 }
+#: PayPal's refund statuses in the Refund.Status vocabulary; any other word is passed on as
+#: it is (and refused as unknown by the refund service).
+REFUND_STATUSES = {"COMPLETED": "succeeded", "PENDING": "pending", "FAILED": "failed", "CANCELLED": "canceled"}
 ORDER_STATES = {
     "CREATED": "open",
     "SAVED": "open",
@@ -98,8 +101,10 @@ class PayPalOrderSnapshot:
 
     @property
     def amount_refunded(self) -> Decimal:
-        """Cumulative completed refunds of this order's captures."""
-        return sum((r.amount or Decimal("0") for r in self.refunds if r.status == "COMPLETED"), Decimal("0"))
+        """Cumulative refunds of this order's captures that completed or are on their way
+        (PENDING), as the order's refunded amount counts them."""
+        return sum((r.amount or Decimal("0") for r in self.refunds if r.status in ("COMPLETED", "PENDING")),
+                   Decimal("0"))
 
     def payment_status(self) -> PaymentStatus:
         capture = self.capture
@@ -211,7 +216,7 @@ class PayPalProvider:
         ))
         data = response_json(response)
         money = data.get("amount") or {}
-        status = {"COMPLETED": "succeeded", "PENDING": "pending"}.get(data.get("status", ""), "failed")
+        status = REFUND_STATUSES.get(str(data.get("status") or "").upper(), str(data.get("status") or ""))
         return RefundResult(provider_refund_id=data.get("id", ""), status=status,
                             amount=parse_amount(money.get("value")) or amount,
                             currency=money.get("currency_code") or order.currency)
@@ -355,24 +360,58 @@ def _reversal_event(resource: dict) -> dict:
     return fields
 
 
-DISPUTE_LOST = frozenset({"RESOLVED_BUYER_FAVOUR", "RESOLVED_WITH_PAYOUT", "ACCEPTED", "REFUNDED"})
+#: PayPal's documented dispute statuses (Disputes API v1) that leave the dispute open: the
+#: buyer's spending stays frozen. ``OTHER`` is PayPal's "none of the others": still open.
+DISPUTE_OPEN = frozenset({"OPEN", "WAITING_FOR_BUYER_RESPONSE", "WAITING_FOR_SELLER_RESPONSE", "UNDER_REVIEW",
+                          "OTHER"})
+#: Every ``dispute_outcome.outcome_code`` PayPal documents for a RESOLVED dispute, and what
+#: it means for the credits. The buyer got the money back (decided for them, the seller
+#: accepted the claim, or PayPal paid them out): lost, the credits are taken back. Decided
+#: for the seller or the claim denied: won. The buyer withdrew: withdrawn. ``NONE`` says
+#: nothing about who got the money, so it is not read as either: like an outcome PayPal does
+#: not document, it is flagged for staff and spending stays frozen.
+DISPUTE_OUTCOMES = {
+    "RESOLVED_BUYER_FAVOUR": "lost",
+    "ACCEPTED": "lost",
+    "RESOLVED_WITH_PAYOUT": "lost",
+    "RESOLVED_SELLER_FAVOUR": "won",
+    "DENIED": "won",
+    "CANCELED_BY_BUYER": "withdrawn",
+}
 
 
-def _dispute_event(kind: EventKind):
-    def parse(resource: dict) -> dict:
-        transactions = resource.get("disputed_transactions") or [{}]
-        first = transactions[0] if isinstance(transactions[0], dict) else {}
-        money = resource.get("dispute_amount") or first.get("gross_amount") or {}
-        fields = {"kind": kind, "dispute_id": resource.get("dispute_id", ""),
-                  "provider_payment_id": first.get("seller_transaction_id", ""),
-                  "order_ref": str(first.get("custom") or first.get("custom_id") or ""),
-                  "amount": parse_amount(money.get("value")), "currency": money.get("currency_code", "")}
-        if kind == EventKind.DISPUTE_CLOSED:
-            outcome = ((resource.get("dispute_outcome") or {}).get("outcome_code") or "").upper()
-            fields["dispute_outcome"] = "lost" if outcome in DISPUTE_LOST else "won"
-        return fields
+def dispute_reading(resource: dict) -> tuple[EventKind, str, str]:
+    """(kind, outcome, stage) for a PayPal dispute (a webhook resource or the Disputes API's
+    representation). An unknown status, or a RESOLVED one without a documented decisive
+    outcome, is DISPUTE_CLOSED with no outcome: the handler flags it."""
+    status = str(resource.get("status") or "").upper()
+    code = str((resource.get("dispute_outcome") or {}).get("outcome_code") or "").upper()
+    stage = f"{status}/{code}" if code else status
+    if status in DISPUTE_OPEN:
+        return EventKind.DISPUTE_OPENED, "", stage
+    if status == "RESOLVED":
+        return EventKind.DISPUTE_CLOSED, DISPUTE_OUTCOMES.get(code, ""), stage
+    return EventKind.DISPUTE_CLOSED, "", stage
 
-    return parse
+
+def dispute_payment(resource: dict) -> tuple[str, str]:
+    """(capture id, our order reference) of a dispute's first disputed transaction."""
+    transactions = resource.get("disputed_transactions") or [{}]
+    first = transactions[0] if isinstance(transactions[0], dict) else {}
+    return str(first.get("seller_transaction_id") or ""), str(first.get("custom") or first.get("custom_id") or "")
+
+
+def _dispute_event(resource: dict) -> dict:
+    """CUSTOMER.DISPUTE.CREATED / UPDATED / RESOLVED: the dispute's status and outcome say
+    where it stands, whatever the event is called (events arrive in any order)."""
+    transactions = resource.get("disputed_transactions") or [{}]
+    first = transactions[0] if isinstance(transactions[0], dict) else {}
+    money = resource.get("dispute_amount") or first.get("gross_amount") or {}
+    kind, outcome, stage = dispute_reading(resource)
+    capture_id, ref = dispute_payment(resource)
+    return {"kind": kind, "dispute_id": resource.get("dispute_id", ""), "provider_payment_id": capture_id,
+            "order_ref": ref, "amount": parse_amount(money.get("value")), "currency": money.get("currency_code", ""),
+            "dispute_outcome": outcome, "dispute_stage": stage}
 
 
 EVENT_PARSERS = {
@@ -383,8 +422,9 @@ EVENT_PARSERS = {
     "PAYMENT.CAPTURE.DECLINED": _capture_event(EventKind.PAYMENT_FAILED),
     "PAYMENT.CAPTURE.REFUNDED": _refund_event,
     "PAYMENT.CAPTURE.REVERSED": _reversal_event,
-    "CUSTOMER.DISPUTE.CREATED": _dispute_event(EventKind.DISPUTE_OPENED),
-    "CUSTOMER.DISPUTE.RESOLVED": _dispute_event(EventKind.DISPUTE_CLOSED),
+    "CUSTOMER.DISPUTE.CREATED": _dispute_event,
+    "CUSTOMER.DISPUTE.UPDATED": _dispute_event,
+    "CUSTOMER.DISPUTE.RESOLVED": _dispute_event,
 }
 
 _CAPTURE_LINK = re.compile(r"/v2/payments/captures/([A-Za-z0-9-]+)")

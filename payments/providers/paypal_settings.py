@@ -10,8 +10,9 @@ same name, so a deployment configures PayPal without editing settings modules.
 - ``PAYPAL_ENVIRONMENT``: ``sandbox`` (default) or ``live``.
 - ``PAYPAL_BASE_URL``: overrides the API base URL the environment implies.
 - ``PAYPAL_TIMEOUT``: seconds for each API call (default 20).
-- ``PAYPAL_WEBHOOK_TOLERANCE``: how old (or how far ahead) a transmission time may be, in
-  seconds (default 900); older deliveries are refused as replays.
+- ``PAYPAL_WEBHOOK_TOLERANCE``: how far ahead of our clock a transmission time may be, in
+  seconds (default 900). An old transmission time is not refused: PayPal retries an event
+  for up to three days (see payments/paypal_webhooks.py).
 - ``PAYPAL_CERT_TIMEOUT``: seconds for fetching a signing certificate (default 5).
 - ``PAYPAL_CERT_CACHE_SECONDS``: how long a fetched certificate is cached (default 86400).
 - ``PAYPAL_WEBHOOK_CERT_EXTRA_ORIGINS``: origins (``scheme://host:port``) besides

@@ -31,8 +31,28 @@ CHECKOUT_KINDS = {
     "checkout.session.async_payment_failed": EventKind.PAYMENT_FAILED,
     "checkout.session.expired": EventKind.CHECKOUT_EXPIRED,
 }
-#: How a closed dispute's status reads to us; anything else is ignored.
-DISPUTE_OUTCOMES = {"won": "won", "warning_closed": "won", "lost": "lost"}
+#: Every dispute status Stripe documents (stripe-python 16.1), and what it means for the
+#: buyer's credits. Open stages freeze spending: an inquiry (``warning_*``), a chargeback
+#: awaiting evidence or the bank's review, an appeal. Closed ones: ``won`` and
+#: ``prevented`` (the dispute never went through) restore spending; ``warning_closed`` (an
+#: inquiry that closed without becoming a chargeback) too, recorded as withdrawn; ``lost``
+#: takes the credits back. A status not listed here is flagged, never guessed.
+DISPUTE_OPEN = frozenset({"warning_needs_response", "warning_under_review", "needs_response", "under_review",
+                          "appeal_needs_response", "appeal_under_review"})
+DISPUTE_OUTCOMES = {"won": "won", "prevented": "prevented", "warning_closed": "withdrawn", "lost": "lost"}
+DISPUTE_EVENTS = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
+                            "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"})
+#: Refund statuses Stripe documents; anything else is flagged.
+REFUND_STATUSES = frozenset({"pending", "requires_action", "succeeded", "failed", "canceled"})
+REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
+
+
+def dispute_reading(status: str) -> tuple[EventKind, str]:
+    """(kind, outcome) for a Stripe dispute status: open, closed with an outcome, or unknown
+    (DISPUTE_CLOSED with no outcome, which the handler flags)."""
+    if status in DISPUTE_OPEN:
+        return EventKind.DISPUTE_OPENED, ""
+    return EventKind.DISPUTE_CLOSED, DISPUTE_OUTCOMES.get(status, "")
 
 
 def to_minor(amount: Decimal, currency: str) -> int:
@@ -165,7 +185,7 @@ class StripeProvider:
         currency = (refund.get("currency") or order.currency).upper()
         return RefundResult(
             provider_refund_id=refund["id"],
-            status=refund.get("status") or "pending",
+            status=str(refund.get("status") or ""),
             amount=from_minor(refund.get("amount"), currency),
             currency=currency,
         )
@@ -233,16 +253,32 @@ def normalize_event(data: dict) -> NormalizedEvent:
             amount_refunded=from_minor(obj.get("amount_refunded"), currency),
             currency=currency,
         )
-    if event_type in ("charge.dispute.created", "charge.dispute.closed"):
-        closed = event_type.endswith("closed")
+    if event_type in DISPUTE_EVENTS:
+        # The dispute's own status says where it stands, whatever the event is called: a
+        # ``created`` may already be closed (a prevented dispute), an ``updated`` may open
+        # an appeal, and events arrive in any order.
+        status = str(obj.get("status") or "")
+        kind, outcome = dispute_reading(status)
         return NormalizedEvent(
             **common,
-            kind=EventKind.DISPUTE_CLOSED if closed else EventKind.DISPUTE_OPENED,
+            kind=kind,
             order_ref=str((obj.get("metadata") or {}).get("order_id") or ""),
             provider_payment_id=_id(obj.get("payment_intent")),
             amount=from_minor(obj.get("amount"), currency),
             currency=currency,
             dispute_id=obj.get("id", ""),
-            dispute_outcome=DISPUTE_OUTCOMES.get(obj.get("status", ""), obj.get("status", "")) if closed else "",
+            dispute_outcome=outcome,
+            dispute_stage=status,
+        )
+    if event_type in REFUND_EVENTS:
+        return NormalizedEvent(
+            **common,
+            kind=EventKind.REFUND_UPDATED,
+            order_ref=str((obj.get("metadata") or {}).get("order_id") or ""),
+            provider_payment_id=_id(obj.get("payment_intent")),
+            amount=from_minor(obj.get("amount"), currency),
+            currency=currency,
+            refund_id=obj.get("id", ""),
+            refund_status=str(obj.get("status") or ""),
         )
     return NormalizedEvent(**common, kind=EventKind.IGNORED)

@@ -2,7 +2,8 @@
 
 It serves OAuth tokens (``/v1/oauth2/token``), Orders v2 (create / get / capture, with
 ``PayPal-Request-Id`` replay and PayPal's 422 issues), captures and refunds
-(``/v2/payments/...``), the ``verify-webhook-signature`` postback, a signing certificate
+(``/v2/payments/...``), disputes (``/v1/customer/disputes``: listed by ``start_time`` in
+pages with a ``next`` link, and read one by one), the ``verify-webhook-signature`` postback, a signing certificate
 made with ``cryptography`` from its own RSA key, and an approval page that sends the buyer
 back to the order's return or cancel URL. Webhooks are signed exactly as PayPal signs them:
 RSA PKCS#1 v1.5 SHA-256 over ``transmission_id|transmission_time|webhook_id|crc32(body)``.
@@ -108,6 +109,8 @@ class FakePayPal:
         self.orders: dict[str, dict] = {}
         self.captures: dict[str, dict] = {}  # capture id -> capture
         self.refunds: dict[str, dict] = {}
+        self.disputes: dict[str, dict] = {}
+        self.dispute_page_size = 50  # PayPal's largest page; tests lower it to make the client page
         self.capture_order_of: dict[str, str] = {}  # capture id -> order id
         self.replies: dict[tuple[str, str], tuple[int, dict]] = {}  # (endpoint, request id) -> reply
         self.sent_events: dict[str, bytes] = {}
@@ -229,13 +232,17 @@ class FakePayPal:
     def refund_event(self, refund: dict, event_type: str = "PAYMENT.CAPTURE.REFUNDED") -> dict:
         return self.event(event_type, refund)
 
-    def dispute_event(self, event_type: str, capture_id: str, *, outcome: str = "") -> dict:
+    def open_dispute(self, capture_id: str, *, status: str = "WAITING_FOR_SELLER_RESPONSE",
+                     stage: str = "CHARGEBACK", age: timedelta = timedelta(0)) -> dict:
+        """A buyer disputes a capture at PayPal (whether or not its webhook reaches us)."""
         with self.lock:
             capture = self.captures[capture_id]
-            resource = {
-                "dispute_id": "PP-D-" + _id()[:8],
-                "create_time": _now(),
-                "update_time": _now(),
+            created = (datetime.now(timezone.utc) - age).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            dispute_id = "PP-D-" + _id()[:8]
+            self.disputes[dispute_id] = {
+                "dispute_id": dispute_id,
+                "create_time": created,
+                "update_time": created,
                 "disputed_transactions": [{
                     "seller_transaction_id": capture_id,
                     "create_time": capture["create_time"],
@@ -243,15 +250,39 @@ class FakePayPal:
                     "gross_amount": capture["amount"],
                     "invoice_number": capture.get("invoice_id", ""),
                     "custom": capture.get("custom_id", ""),
+                    "buyer": {"name": "Test Buyer"},
+                    "seller": {"merchant_id": "FAKEMERCHANT1", "name": "Credits"},
                 }],
                 "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
-                "status": "RESOLVED" if outcome else "OPEN",
-                "dispute_amount": capture["amount"],
-                "dispute_life_cycle_stage": "INQUIRY",
+                "status": status,
+                "dispute_amount": dict(capture["amount"]),
+                "dispute_life_cycle_stage": stage,
                 "dispute_channel": "INTERNAL",
+                "links": [{"href": f"{self.url}/v1/customer/disputes/{dispute_id}", "rel": "self", "method": "GET"}],
             }
+            return json.loads(json.dumps(self.disputes[dispute_id]))
+
+    def resolve_dispute(self, dispute_id: str, outcome: str, *, status: str = "RESOLVED") -> dict:
+        """PayPal decides: the dispute is RESOLVED with ``outcome`` (an ``outcome_code``)."""
+        with self.lock:
+            dispute = self.disputes[dispute_id]
+            dispute["status"] = status
+            dispute["update_time"] = _now()
+            dispute["dispute_outcome"] = {"outcome_code": outcome}
+            if outcome in ("RESOLVED_BUYER_FAVOUR", "ACCEPTED", "RESOLVED_WITH_PAYOUT"):
+                dispute["dispute_outcome"]["amount_refunded"] = dict(dispute["dispute_amount"])
+            return json.loads(json.dumps(dispute))
+
+    def dispute_event(self, event_type: str, capture_id: str = "", *, outcome: str = "",
+                      dispute_id: str = "") -> dict:
+        """A CUSTOMER.DISPUTE.* event for a dispute: ``dispute_id``'s as it stands, or a new
+        one on ``capture_id`` (RESOLVED with ``outcome`` when one is given)."""
+        if not dispute_id:
+            dispute_id = self.open_dispute(capture_id, stage="INQUIRY", status="OPEN")["dispute_id"]
             if outcome:
-                resource["dispute_outcome"] = {"outcome_code": outcome}
+                self.resolve_dispute(dispute_id, outcome)
+        with self.lock:
+            resource = {k: v for k, v in self.disputes[dispute_id].items() if k != "links"}
         return self.event(event_type, resource)
 
     def sign(self, event: dict | bytes, *, transmission_time: str | None = None, cert_url: str | None = None,
@@ -322,7 +353,40 @@ class FakePayPal:
                 return (200, json.loads(json.dumps(refund)), {}) if refund else _not_found()
         if method == "POST" and path == "/v1/notifications/verify-webhook-signature":
             return self._verify_postback(body or {})
+        if method == "GET" and path == "/v1/customer/disputes":
+            return self._list_disputes(query)
+        match = re.fullmatch(r"/v1/customer/disputes/([A-Za-z0-9-]+)", path)
+        if match and method == "GET":
+            with self.lock:
+                dispute = self.disputes.get(match.group(1))
+                return (200, json.loads(json.dumps(dispute)), {}) if dispute else _not_found()
         return _not_found()
+
+    def _list_disputes(self, query: dict) -> tuple[int, dict, dict]:
+        """Summaries, newest first, created at or after ``start_time``; ``next_page_token`` pages."""
+        start = (query.get("start_time") or [""])[0]
+        try:
+            since = datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None
+        except ValueError:
+            return 400, _error("INVALID_REQUEST", "INVALID_PARAMETER_VALUE", "start_time"), {}
+        size = min(int((query.get("page_size") or ["10"])[0]), 50, self.dispute_page_size)
+        offset = int((query.get("next_page_token") or ["0"])[0] or 0)
+        with self.lock:
+            found = sorted(self.disputes.values(), key=lambda d: d["create_time"], reverse=True)
+            if since is not None:
+                found = [d for d in found if datetime.fromisoformat(d["create_time"].replace("Z", "+00:00")) >= since]
+            page = found[offset:offset + size]
+            items = [{k: d[k] for k in ("dispute_id", "create_time", "update_time", "reason", "status",
+                                        "dispute_amount", "dispute_life_cycle_stage", "dispute_channel", "links")}
+                     | ({"outcome": d["dispute_outcome"]["outcome_code"]} if d.get("dispute_outcome") else {})
+                     for d in page]
+        links = [{"href": f"{self.url}/v1/customer/disputes?{urlencode({'start_time': start, 'page_size': size})}",
+                  "rel": "self", "method": "GET"}]
+        if offset + size < len(found):
+            links.append({"href": f"{self.url}/v1/customer/disputes?" + urlencode(
+                {"start_time": start, "page_size": size, "next_page_token": str(offset + size)}),
+                "rel": "next", "method": "GET"})
+        return 200, {"items": json.loads(json.dumps(items)), "links": links}, {}
 
     def _token(self, headers: dict, raw: bytes) -> tuple[int, dict, dict]:
         expected = "Basic " + base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()

@@ -53,6 +53,7 @@ class FakeStripe:
         self.requests: list[dict] = []
         self._idempotency: dict[str, tuple[dict, int, dict]] = {}
         self._failures: list[tuple[str, str, int, dict]] = []
+        self.refund_outcome = "succeeded"  # the status new refunds get: pending, requires_action, ...
         self.lock = threading.RLock()
         fake = self
 
@@ -133,6 +134,20 @@ class FakeStripe:
             self._create_refund({"payment_intent": payment_intent, "amount": str(amount)})
             return dict(self._charge_of(payment_intent))
 
+    def set_refund_status(self, refund_id: str, status: str) -> dict:
+        """A refund moves on at Stripe (a pending one succeeds, fails or is canceled): returns it.
+        A failed or canceled refund's amount goes back onto the charge, as Stripe does."""
+        with self.lock:
+            refund = self.refunds[refund_id]
+            if status in ("failed", "canceled") and refund["status"] not in ("failed", "canceled"):
+                charge = self.charges[refund["charge"]]
+                charge["amount_refunded"] -= refund["amount"]
+                charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+                if status == "failed":
+                    refund["failure_reason"] = "expired_or_canceled_card"
+            refund["status"] = status
+            return self.public(refund)
+
     def charge_for(self, payment_intent: str) -> dict:
         return dict(self._charge_of(payment_intent))
 
@@ -209,6 +224,12 @@ class FakeStripe:
             return 200, self.public(session)
         if method == "POST" and path == "/v1/refunds":
             return self._create_refund(params)
+        match = re.fullmatch(r"/v1/refunds/([^/]+)", path)
+        if method == "GET" and match:
+            refund = self.refunds.get(match.group(1))
+            if refund is None:
+                return self._error(404, f"No such refund: '{match.group(1)}'", "resource_missing")
+            return 200, self.public(refund)
         match = re.fullmatch(r"/v1/payment_intents/([^/]+)", path)
         if method == "GET" and match and match.group(1) in self.payment_intents:
             return 200, self.payment_intents[match.group(1)]
@@ -257,7 +278,7 @@ class FakeStripe:
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
         refund = {"id": refund_id, "object": "refund", "amount": amount, "currency": charge["currency"],
-                  "status": "succeeded", "payment_intent": pi["id"], "charge": charge["id"],
+                  "status": self.refund_outcome, "payment_intent": pi["id"], "charge": charge["id"],
                   "reason": params.get("reason"), "metadata": params.get("metadata", {})}
         self.refunds[refund_id] = refund
         return 200, refund

@@ -2,11 +2,13 @@
 
 ``GET /v1/checkout/sessions``, ``/v1/refunds`` and ``/v1/disputes`` as Stripe serves them:
 newest first, ``created[gte]`` and ``payment_intent`` filters, ``limit`` and
-``starting_after`` pagination with ``has_more``. Objects get a ``created`` time when made;
-``backdate`` moves it into the past.
+``starting_after`` pagination with ``has_more``; ``GET /v1/disputes/{id}``. Objects get a
+``created`` time when made; ``backdate`` moves it into the past. ``gather`` holds requests
+to a path until a number of them are waiting (two readers seeing the same moment).
 """
 
 import secrets
+import threading
 import time
 
 import pytest
@@ -22,6 +24,28 @@ class ReconFakeStripe(FakeStripe):
         super().__init__(**kwargs)
         self.disputes: dict[str, dict] = {}
         self.page_size = 100  # Stripe's largest page; tests lower it to make the client page
+        self._gates: dict[str, threading.Barrier] = {}
+
+    def gather(self, path: str, parties: int, *, timeout: float = 20) -> None:
+        """Hold the next GETs of ``path`` until ``parties`` of them are waiting, then answer
+        them all (once: later requests are answered at once)."""
+        self._gates[path] = threading.Barrier(parties, timeout=timeout)
+
+    def close_dispute(self, dispute_id: str, status: str) -> dict:
+        """The bank decides (or the dispute moves on): its status changes at Stripe."""
+        with self.lock:
+            self.disputes[dispute_id]["status"] = status
+            return dict(self.disputes[dispute_id])
+
+    def _handle(self, request, method):
+        gate = self._gates.get(request.path.split("?")[0]) if method == "GET" else None
+        if gate is not None:
+            try:
+                gate.wait()
+            except threading.BrokenBarrierError:
+                pass
+            self._gates.pop(request.path.split("?")[0], None)
+        super()._handle(request, method)
 
     def open_dispute(self, payment_intent: str, *, status: str = "needs_response") -> dict:
         """A dispute the bank opened (its webhook may never reach us)."""
@@ -40,6 +64,11 @@ class ReconFakeStripe(FakeStripe):
     def _route(self, method, path, params):
         if method == "GET" and path in LISTS:
             return self._list(getattr(self, LISTS[path]), params, path)
+        if method == "GET" and path.startswith("/v1/disputes/"):
+            dispute = self.disputes.get(path.rsplit("/", 1)[1])
+            if dispute is None:
+                return self._error(404, "No such dispute", "resource_missing")
+            return 200, self.public(dispute)
         return super()._route(method, path, params)
 
     def _create_session(self, params):

@@ -18,14 +18,16 @@ S = Order.Status
     (S.PENDING, S.COMPLETED), (S.EXPIRED, S.COMPLETED), (S.FAILED, S.COMPLETED),
     (S.COMPLETED, S.PARTIALLY_REFUNDED), (S.PARTIALLY_REFUNDED, S.REFUNDED), (S.COMPLETED, S.DISPUTED),
     (S.DISPUTED, S.COMPLETED), (S.DISPUTED, S.REFUNDED), (S.COMPLETED, S.COMPLETED),
+    # A refund that fails or is canceled at the provider after it was counted goes back.
+    (S.REFUNDED, S.COMPLETED), (S.REFUNDED, S.PARTIALLY_REFUNDED), (S.PARTIALLY_REFUNDED, S.COMPLETED),
 ])
 def test_allowed_transitions(current, target):
     assert can_transition(current, target)
 
 
 @pytest.mark.parametrize("current, target", [
-    (S.COMPLETED, S.PENDING), (S.COMPLETED, S.FAILED), (S.COMPLETED, S.EXPIRED), (S.REFUNDED, S.COMPLETED),
-    (S.PENDING, S.REFUNDED), (S.PENDING, S.DISPUTED), (S.FAILED, S.EXPIRED), (S.REFUNDED, S.PARTIALLY_REFUNDED),
+    (S.COMPLETED, S.PENDING), (S.COMPLETED, S.FAILED), (S.COMPLETED, S.EXPIRED), (S.REFUNDED, S.PENDING),
+    (S.PENDING, S.REFUNDED), (S.PENDING, S.DISPUTED), (S.FAILED, S.EXPIRED), (S.REFUNDED, S.FAILED),
 ])
 def test_forbidden_transitions(current, target):
     assert not can_transition(current, target)
