@@ -172,3 +172,22 @@ def test_a_server_started_without_settings_uses_production_and_so_needs_its_secr
     )
     assert result.returncode != 0
     assert "Production settings (config.settings.prod) need these environment variables" in result.stderr
+
+
+HTTP_GET = (
+    "import django; django.setup(); from django.test import Client; "
+    "r = Client().get('/webhooks/stripe/', HTTP_HOST='localhost'); print(r.status_code, r.get('Location', ''))"
+)
+
+
+def test_production_redirects_plain_http_to_https_unless_told_not_to():
+    """TLS ends at a proxy in production; to try the stack on http://localhost without one, an
+    operator sets SECURE_SSL_REDIRECT=false (the default stays on)."""
+    env = {**PROD_ENV, "ALLOWED_HOSTS": "localhost"}
+    assert run("config.settings.prod", env, "-c", HTTP_GET).stdout.split() == [
+        "301", "https://localhost/webhooks/stripe/"]
+    behind_proxy = HTTP_GET.replace("HTTP_HOST='localhost'", "HTTP_HOST='localhost', HTTP_X_FORWARDED_PROTO='https'")
+    assert run("config.settings.prod", env, "-c", behind_proxy).stdout.split() == ["405"]
+
+    plain = run("config.settings.prod", {**env, "SECURE_SSL_REDIRECT": "false"}, "-c", HTTP_GET)
+    assert plain.stdout.split() == ["405"], plain.stderr  # served over http: the view answers itself
