@@ -23,8 +23,10 @@ name, so a deployment configures providers without editing settings modules.
   app's own /webhooks/sandbox/ on the host the buyer used, else ``SITE_URL``).
 - ``PAYMENTS_WEBHOOK_MAX_ATTEMPTS`` (default 8) and ``PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS``
   (default 10, doubled per attempt, at most an hour) for processing stored events.
-- ``PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS``: a stored event still RECEIVED after this long is
-  re-queued by the sweep (default 60).
+- ``PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS``: the lease of a queued or running attempt (default
+  60): an event not settled this long after it was queued, started, or due for its retry is
+  queued again by the sweep (``payments.tasks.requeue_stuck_webhook_events``, every
+  ``BEAT_REQUEUE_STUCK_WEBHOOK_EVENTS_SECONDS``), whatever its state.
 - ``PAYMENTS_STATUS_RECHECK_SECONDS``: the success page asks the provider at most this often
   per order while it waits for the payment (default 5).
 """
@@ -32,6 +34,7 @@ name, so a deployment configures providers without editing settings modules.
 import hashlib
 import hmac
 import os
+from datetime import timedelta
 
 from django.conf import settings
 
@@ -129,6 +132,11 @@ def webhook_retry_base_seconds() -> int:
 
 def webhook_stuck_after_seconds() -> int:
     return _int("PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS", 60)
+
+
+def webhook_lease() -> timedelta:
+    """How long a queued or running attempt may take before the sweep queues the event again."""
+    return timedelta(seconds=webhook_stuck_after_seconds())
 
 
 def status_recheck_seconds() -> int:

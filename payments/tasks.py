@@ -11,21 +11,27 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, name="payments.tasks.process_webhook_event", max_retries=None, acks_late=True)
-def process_webhook_event(self, event_pk: int) -> str:
-    """Process one stored webhook event; retried with backoff while another attempt may help."""
+def process_webhook_event(self, event_pk: int, unrecorded_error: str = "") -> str:
+    """Process one stored webhook event. A failed attempt is retried here after its backoff
+    (the fast path); the event's ``next_attempt_at`` lets the sweep retry it should this
+    worker die first."""
     try:
-        return webhook_process(event_pk=event_pk)
+        return webhook_process(event_pk=event_pk, unrecorded_error=unrecorded_error)
     except WebhookRetry as exc:
         if self.request.is_eager:
             # No broker (development): nothing would run the retry; the event stays FAILED
-            # with its error for staff to replay.
+            # with its error and its next attempt for the sweep or staff.
             return "FAILED"
-        raise self.retry(exc=exc, countdown=retry_delay(exc.attempts)) from None
+        attempts = max(exc.attempts, self.request.retries + 1)
+        raise self.retry(
+            exc=exc, countdown=retry_delay(attempts),
+            args=(event_pk,), kwargs={"unrecorded_error": "" if exc.recorded else str(exc)},
+        ) from None
 
 
 @shared_task(name="payments.tasks.requeue_stuck_webhook_events")
 def requeue_stuck_webhook_events() -> int:
-    """Beat: queue again the events left RECEIVED (the broker was down when they arrived)."""
+    """Beat: queue again every event whose next attempt is overdue, whatever its state."""
     return webhook_requeue_stuck()
 
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Mapping
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
 from . import app_settings
@@ -29,6 +29,8 @@ from .webhook_handlers import HANDLERS, ORDER_KINDS, handle_ignored
 logger = logging.getLogger(__name__)
 
 DONE = (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED)
+#: States in which an event may be due (``next_attempt_at``); the partial index covers them.
+DUE_STATUSES = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED)
 #: Failures that another attempt cannot fix: the event is left FAILED for staff.
 PERMANENT_ERRORS = (PaymentMismatch, InvalidTransition, ProviderNotConfigured, WebhookRejected)
 UNIQUE_EVENT = "payments_webhook_unique_event"
@@ -45,11 +47,14 @@ class IngestResult:
 
 
 class WebhookRetry(Exception):
-    """Processing failed in a way another attempt may fix; the attempt was recorded."""
+    """Processing failed in a way another attempt may fix; the attempt was recorded, unless
+    ``recorded`` is False (the database could not take it: pass the message to the next
+    attempt as ``unrecorded_error``)."""
 
-    def __init__(self, message: str, *, attempts: int):
+    def __init__(self, message: str, *, attempts: int, recorded: bool = True):
         super().__init__(message)
         self.attempts = attempts
+        self.recorded = recorded
 
 
 # --- ingest (in the request) ----------------------------------------------------------------
@@ -79,6 +84,8 @@ def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str
                 headers=_kept_headers(headers),
                 signature_valid=True,
                 normalized=event_to_json(event),
+                # The message queued on commit should have run by then; else the sweep queues it.
+                next_attempt_at=timezone.now() + app_settings.webhook_lease(),
             )
     except IntegrityError as exc:
         if not _is_duplicate(exc, provider_name, event.event_id):
@@ -105,7 +112,7 @@ def _enqueue(event_pk: int) -> None:
 
 def _enqueue_on_commit(event_pk: int) -> None:
     """Queue processing once the row is committed. A broker that is down is logged, not
-    raised: the event stays RECEIVED and the sweep queues it again."""
+    raised: the event stays due (``next_attempt_at``) and the sweep queues it again."""
 
     def enqueue_webhook_event():
         _enqueue(event_pk)
@@ -125,16 +132,26 @@ def _kept_headers(headers: Mapping[str, str]) -> dict:
 # --- processing (in the task) ---------------------------------------------------------------
 
 
-def webhook_process(*, event_pk: int) -> str:
+def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
     """Process one stored event once; returns its status afterwards.
 
-    Raises WebhookRetry when the attempt failed and another may succeed (the task retries
-    with backoff up to ``PAYMENTS_WEBHOOK_MAX_ATTEMPTS``).
+    Every failure, the database's own included, is recorded on the event (attempts, error,
+    FAILED and when the next attempt is due) and raises WebhookRetry while another attempt
+    may help (up to ``PAYMENTS_WEBHOOK_MAX_ATTEMPTS``). When the database cannot take the
+    record, WebhookRetry says so (``recorded=False``) and the caller passes the error back
+    as ``unrecorded_error`` on the next attempt, which records it first.
     """
-    row = WebhookEvent.objects.filter(pk=event_pk).only("status", "normalized").first()
-    if row is None or row.status in DONE:
-        return row.status if row else "missing"
     try:
+        if unrecorded_error:
+            _record_failure(event_pk, unrecorded_error)
+        # The lease: until it runs out, the sweep leaves this attempt alone.
+        leased = WebhookEvent.objects.filter(pk=event_pk).exclude(status__in=DONE).update(
+            next_attempt_at=timezone.now() + app_settings.webhook_lease()
+        )
+        if not leased:
+            row = WebhookEvent.objects.filter(pk=event_pk).only("status").first()
+            return row.status if row else "missing"
+        row = WebhookEvent.objects.only("normalized").get(pk=event_pk)
         event = event_from_json(row.normalized)
         order, status = None, None
         if event.kind in ORDER_KINDS:
@@ -151,18 +168,26 @@ def webhook_process(*, event_pk: int) -> str:
             row.attempts += 1
             row.last_error = "" if outcome.status == WebhookEvent.Status.PROCESSED else outcome.note
             row.processed_at = timezone.now()
-            row.save(update_fields=["status", "order", "attempts", "last_error", "processed_at"])
+            row.next_attempt_at = None
+            row.save(update_fields=["status", "order", "attempts", "last_error", "processed_at", "next_attempt_at"])
         logger.info("webhook %s %s %s: %s", row.provider, row.type, row.event_id, outcome.note)
         return row.status
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the event
-        attempts = _record_failure(event_pk, exc)
+        error = f"{type(exc).__name__}: {exc}"
         retryable = not isinstance(exc, PERMANENT_ERRORS) and not (
             isinstance(exc, ProviderError) and not exc.retryable
         )
-        if retryable and attempts < app_settings.webhook_max_attempts():
-            raise WebhookRetry(f"{type(exc).__name__}: {exc}", attempts=attempts) from exc
-        logger.error("webhook event %s failed for good after %s attempts: %s", event_pk, attempts, exc)
-        return WebhookEvent.Status.FAILED
+        try:
+            attempts, status = _record_failure(event_pk, error, retryable=retryable)
+        except DatabaseError as db_exc:
+            # Nothing can be written now. The row keeps its lease, so the sweep queues the
+            # event again once it runs out; the caller's retry carries the error along.
+            logger.error("webhook event %s: attempt failed (%s) and could not be recorded: %s",
+                         event_pk, error, db_exc)
+            raise WebhookRetry(error, attempts=1, recorded=False) from exc
+        if status == WebhookEvent.Status.FAILED and retryable and attempts < app_settings.webhook_max_attempts():
+            raise WebhookRetry(error, attempts=attempts) from exc
+        return status
 
 
 def webhook_replay(*, event_pk: int) -> None:
@@ -170,21 +195,34 @@ def webhook_replay(*, event_pk: int) -> None:
     WebhookEvent.objects.filter(pk=event_pk, status=WebhookEvent.Status.FAILED).update(
         status=WebhookEvent.Status.RECEIVED, attempts=0
     )
+    WebhookEvent.objects.filter(pk=event_pk).exclude(status__in=DONE).update(
+        next_attempt_at=timezone.now() + app_settings.webhook_lease()
+    )
     _enqueue_on_commit(event_pk)
 
 
-def webhook_requeue_stuck(*, older_than: timedelta | None = None, limit: int = 500) -> int:
-    """Queue again the events still RECEIVED after ``older_than`` (their message was lost)."""
-    older_than = older_than or timedelta(seconds=app_settings.webhook_stuck_after_seconds())
-    pks = list(
-        WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED, received_at__lt=timezone.now() - older_than)
-        .order_by("received_at")
-        .values_list("pk", flat=True)[:limit]
-    )
+def webhook_requeue_stuck(*, limit: int = 500) -> int:
+    """Queue again every event whose next attempt is overdue, RECEIVED or FAILED alike (its
+    message was lost, its worker died, or its retry lived only in a dead worker's memory).
+
+    Each queued event is leased forward first, so the next sweeps leave it alone while its
+    message waits; rows locked by a running attempt are skipped. A duplicate message is
+    harmless: processing locks the row and handles an event once.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        pks = list(
+            WebhookEvent.objects.select_for_update(skip_locked=True)
+            .filter(status__in=DUE_STATUSES, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if pks:
+            WebhookEvent.objects.filter(pk__in=pks).update(next_attempt_at=now + app_settings.webhook_lease())
     for pk in pks:
         _enqueue(pk)
     if pks:
-        logger.warning("re-queued %s webhook events stuck in RECEIVED", len(pks))
+        logger.warning("re-queued %s overdue webhook events", len(pks))
     return len(pks)
 
 
@@ -238,17 +276,38 @@ def _ask_provider(event: NormalizedEvent, order: Order | None) -> PaymentStatus 
         return None
 
 
-def _record_failure(event_pk: int, exc: Exception) -> int:
+def _record_failure(event_pk: int, error: str, *, retryable: bool = True) -> tuple[int, str]:
+    """Write a failed attempt on the event: FAILED, the error, one more attempt, and when the
+    next attempt is due (the backoff plus the lease), or none when it failed for good.
+
+    Returns the attempts and the status afterwards. An event settled meanwhile (a duplicate
+    delivery processed it) is left as it is.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        # After a lost connection or a failed query, start again on a usable one.
+        connection.close_if_unusable_or_obsolete()
     with transaction.atomic():
         row = WebhookEvent.objects.select_for_update().filter(pk=event_pk).first()
         if row is None:
-            return 0
+            return 0, "missing"
+        if row.status in DONE:
+            return row.attempts, row.status
         row.attempts += 1
-        row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+        row.last_error = error[:4000]
         row.status = WebhookEvent.Status.FAILED
-        row.save(update_fields=["attempts", "last_error", "status"])
-        logger.warning("webhook %s %s attempt %s failed: %s", row.provider, row.event_id, row.attempts, row.last_error)
-        return row.attempts
+        if retryable and row.attempts < app_settings.webhook_max_attempts():
+            row.next_attempt_at = timezone.now() + timedelta(seconds=retry_delay(row.attempts)) + app_settings.webhook_lease()
+            logger.warning("webhook %s %s attempt %s failed: %s", row.provider, row.event_id, row.attempts,
+                           row.last_error)
+        else:
+            # Failed for good: nothing will try again; staff see it FAILED with no next
+            # attempt in the admin and may replay it.
+            row.next_attempt_at = None
+            logger.error("webhook %s %s failed for good after %s attempts: %s", row.provider, row.event_id,
+                         row.attempts, row.last_error)
+        row.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
+        return row.attempts, row.status
 
 
 # --- the stored, provider-neutral reading of an event ---------------------------------------

@@ -1,14 +1,16 @@
-"""Events whose processing message was lost are picked up again by the sweep."""
+"""The database says which webhook events are due; the sweep queues every overdue one."""
 
 from datetime import timedelta
 
 import pytest
+import redis
 from django.utils import timezone
 
-from credits.models import CreditBalance
-from payments.models import WebhookEvent
-from payments.tasks import requeue_stuck_webhook_events
+from credits.models import CreditBalance, LedgerEntry
+from payments.models import Order, WebhookEvent
+from payments.tasks import process_webhook_event, requeue_stuck_webhook_events
 from payments.webhooks import webhook_ingest
+from tests.conftest import tasks_sent_to_queue
 from tests.payments.conftest import start_stripe_checkout
 
 pytestmark = pytest.mark.django_db
@@ -21,33 +23,102 @@ def stored_without_processing(fake_stripe, payload: str) -> WebhookEvent:
     return WebhookEvent.objects.get(pk=result.event_pk)
 
 
-def test_the_sweep_requeues_events_stuck_in_received_for_over_a_minute(client, user, packages, fake_stripe):
-    order = start_stripe_checkout(client, user, packages["Basic"])
+def paid_checkout_event(client, user, package, fake_stripe) -> tuple[Order, WebhookEvent]:
+    order = start_stripe_checkout(client, user, package)
+    client.logout()
     session = fake_stripe.pay(order.provider_order_id)
-    stuck = stored_without_processing(fake_stripe, fake_stripe.event("checkout.session.completed", session))
-    fresh = stored_without_processing(fake_stripe, fake_stripe.event("checkout.session.completed", session))
-    WebhookEvent.objects.filter(pk=stuck.pk).update(received_at=timezone.now() - timedelta(minutes=2))
-    WebhookEvent.objects.filter(pk=fresh.pk).update(received_at=timezone.now() - timedelta(seconds=20))
-
-    assert requeue_stuck_webhook_events() == 1
-
-    stuck.refresh_from_db()
-    fresh.refresh_from_db()
-    order.refresh_from_db()
-    assert (stuck.status, fresh.status) == ("PROCESSED", "RECEIVED")
-    assert order.status == "COMPLETED"
-    assert CreditBalance.objects.get(user=user).balance == 50
+    return order, stored_without_processing(fake_stripe, fake_stripe.event("checkout.session.completed", session))
 
 
-def test_the_sweep_leaves_processed_failed_and_ignored_events_alone(fake_stripe):
-    old = timezone.now() - timedelta(hours=1)
-    for status in ("PROCESSED", "FAILED", "IGNORED"):
-        WebhookEvent.objects.create(provider="STRIPE", event_id=f"evt_{status}", type="x", raw_body="{}",
-                                    status=status)
-    WebhookEvent.objects.update(received_at=old)
+def time_passes(*events: WebhookEvent) -> None:
+    """Whatever each event waits for (its lease, its retry) is over."""
+    WebhookEvent.objects.filter(pk__in=[e.pk for e in events]).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1))
 
+
+def test_the_sweep_requeues_every_overdue_event_received_or_failed(client, make_user, packages, fake_stripe):
+    first, second = make_user(), make_user()
+    lost_order, lost = paid_checkout_event(client, first, packages["Basic"], fake_stripe)
+    failed_order, failed = paid_checkout_event(client, second, packages["Starter"], fake_stripe)
+    fake_stripe.fail_next("GET", "/v1/checkout/sessions/", status=500)
+    process_webhook_event.delay(failed.pk)  # the provider answers 500; the retry was in a worker now gone
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempts) == ("FAILED", 1) and "ProviderError" in failed.last_error
+    assert failed.next_attempt_at > timezone.now()
+
+    assert requeue_stuck_webhook_events() == 0  # nothing is overdue yet
+
+    time_passes(lost, failed)
+    assert requeue_stuck_webhook_events() == 2
+
+    for event in (lost, failed):
+        event.refresh_from_db()
+        assert (event.status, event.next_attempt_at) == ("PROCESSED", None)
+    assert Order.objects.get(pk=lost_order.pk).status == Order.objects.get(pk=failed_order.pk).status == "COMPLETED"
+    assert CreditBalance.objects.get(user=first).balance == 50
+    assert CreditBalance.objects.get(user=second).balance == 10
     assert requeue_stuck_webhook_events() == 0
-    assert sorted(WebhookEvent.objects.values_list("status", flat=True)) == ["FAILED", "IGNORED", "PROCESSED"]
+
+
+def test_a_sweep_leases_what_it_queues_so_the_next_sweep_does_not_queue_it_again(
+        client, user, packages, fake_stripe, settings):
+    _, event = paid_checkout_event(client, user, packages["Basic"], fake_stripe)
+    time_passes(event)
+
+    with tasks_sent_to_queue(settings, "test-sweep-lease") as queue:  # no worker reads it
+        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+        assert requeue_stuck_webhook_events() == 1
+        assert requeue_stuck_webhook_events() == 0
+        assert broker.llen(queue) == 1
+        broker.close()
+
+    event.refresh_from_db()
+    assert event.status == "RECEIVED"
+    assert event.next_attempt_at > timezone.now() + timedelta(seconds=30)  # the lease (60 s by default)
+
+
+def test_settled_and_given_up_events_are_never_due(client, make_user, packages, fake_stripe, settings):
+    settings.PAYMENTS_WEBHOOK_MAX_ATTEMPTS = 2
+    _, processed = paid_checkout_event(client, make_user(), packages["Basic"], fake_stripe)
+    process_webhook_event.delay(processed.pk)
+    ignored = stored_without_processing(fake_stripe, fake_stripe.event("customer.created", {"id": "cus_1"}))
+    process_webhook_event.delay(ignored.pk)
+    _, given_up = paid_checkout_event(client, make_user(), packages["Starter"], fake_stripe)
+    for _ in range(2):
+        fake_stripe.fail_next("GET", "/v1/checkout/sessions/", status=500)
+        process_webhook_event.delay(given_up.pk)
+
+    rows = {row.pk: row for row in WebhookEvent.objects.all()}
+    assert rows[processed.pk].status == "PROCESSED" and rows[ignored.pk].status == "IGNORED"
+    # Out of attempts: FAILED with the error and no next attempt, which is what staff look for.
+    assert (rows[given_up.pk].status, rows[given_up.pk].attempts) == ("FAILED", 2)
+    assert "ProviderError" in rows[given_up.pk].last_error
+    assert [row.next_attempt_at for row in rows.values()] == [None, None, None]
+
+    WebhookEvent.objects.update(received_at=timezone.now() - timedelta(days=3))
+    assert requeue_stuck_webhook_events() == 0
+
+
+def test_a_staff_replay_gives_a_given_up_event_fresh_attempts_and_makes_it_due(
+        client, user, packages, fake_stripe, settings, django_capture_on_commit_callbacks):
+    from payments.webhooks import webhook_replay
+
+    settings.PAYMENTS_WEBHOOK_MAX_ATTEMPTS = 1
+    order, event = paid_checkout_event(client, user, packages["Basic"], fake_stripe)
+    fake_stripe.fail_next("GET", "/v1/checkout/sessions/", status=500)
+    process_webhook_event.delay(event.pk)
+    event.refresh_from_db()
+    assert (event.status, event.next_attempt_at) == ("FAILED", None)
+
+    with django_capture_on_commit_callbacks() as queued:
+        webhook_replay(event_pk=event.pk)
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("RECEIVED", 0) and event.next_attempt_at > timezone.now()
+
+    queued[0]()  # the message sent on commit
+    event.refresh_from_db()
+    assert (event.status, event.attempts, event.next_attempt_at) == ("PROCESSED", 1, None)
+    assert LedgerEntry.objects.filter(order=order).count() == 1
 
 
 def test_the_sweep_is_scheduled_by_name():

@@ -1,5 +1,7 @@
 """The webhook path end to end with a real Celery worker process (no eager mode)."""
 
+import re
+
 import pytest
 from django.test import Client
 
@@ -76,7 +78,7 @@ def test_the_beat_sweep_runs_on_the_worker_and_recovers_a_lost_message(fake_stri
         result = webhook_ingest(provider_name="STRIPE", body=payload.encode(),
                                 headers={"Stripe-Signature": fake_stripe.sign(payload)})
         transaction.get_connection().run_on_commit.clear()
-    WebhookEvent.objects.filter(pk=result.event_pk).update(received_at=timezone.now() - timedelta(minutes=5))
+    WebhookEvent.objects.filter(pk=result.event_pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     assert WebhookEvent.objects.get(pk=result.event_pk).status == "RECEIVED"
 
     requeue_stuck_webhook_events.delay()
@@ -85,3 +87,40 @@ def test_the_beat_sweep_runs_on_the_worker_and_recovers_a_lost_message(fake_stri
                message=f"the sweep to recover the event\n{celery_worker_process.log()[-2000:]}")
     assert WebhookEvent.objects.get(pk=result.event_pk).status == "PROCESSED"
     assert CreditBalance.objects.get(user=user).balance == 50
+
+
+def test_a_paid_order_converges_after_the_worker_holding_its_retry_is_killed(
+        fake_stripe, user, packages, celery_worker_factory, monkeypatch, settings):
+    # The retry waits 3 s in the worker's memory; the database makes the event overdue 1 s
+    # later (the lease), and the sweep queues it again. Redis's visibility timeout (an hour)
+    # never comes into it.
+    for name, value in {"PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS": "3", "PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS": "1"}.items():
+        monkeypatch.setenv(name, value)
+        setattr(settings, name, int(value))
+    first = celery_worker_factory()
+    order = buy(user, packages["Basic"])
+    payload = fake_stripe.event("checkout.session.completed", fake_stripe.pay(order.provider_order_id))
+    fake_stripe.fail_next("GET", "/v1/checkout/sessions/", status=500)
+
+    post_stripe(Client(), payload, fake=fake_stripe)
+    event_row = lambda: WebhookEvent.objects.get(event_id=event_id(payload))  # noqa: E731
+    # The retry is held when the worker has received the task a second time (same task id).
+    retry_held = lambda: len(re.findall(r"process_webhook_event\[[\w-]+\] received", first.log())) >= 2  # noqa: E731
+    wait_until(lambda: event_row().status == "FAILED" and retry_held(), timeout=30,
+               message=f"the first attempt to fail and its retry to wait in the worker\n{first.log()[-2000:]}")
+    first.kill()
+    assert (event_row().attempts, Order.objects.get(pk=order.pk).status) == (1, "PENDING")
+
+    second = celery_worker_factory()
+
+    def swept_and_completed():
+        requeue_stuck_webhook_events.delay()  # what beat sends every few seconds
+        return Order.objects.get(pk=order.pk).status == "COMPLETED"
+
+    wait_until(swept_and_completed, timeout=60, interval=1,
+               message=f"the sweep to recover the event\n{second.log()[-2000:]}")
+    event = event_row()
+    assert (event.status, event.attempts, event.next_attempt_at) == ("PROCESSED", 2, None)
+    assert CreditBalance.objects.get(user=user).balance == 50
+    assert LedgerEntry.objects.filter(order=order).count() == 1
+    assert "re-queued 1 overdue webhook events" in second.log()
