@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from credits.models import STAFF_ADJUSTMENT_ADDED, STAFF_ADJUSTMENT_REMOVED
+from payments.templatetags.money import money
 
 from . import app_settings
 
@@ -105,7 +106,7 @@ class RefundOrderForm(ConfirmActionForm):
             order = self.orders[0]
             remaining = order.amount - order.amount_refunded
             if amount > remaining:
-                self.add_error("amount", f"At most {remaining} {order.currency} is left to refund on this order.")
+                self.add_error("amount", f"At most {money(remaining, order.currency)} is left to refund on this order.")
         return cleaned
 
 

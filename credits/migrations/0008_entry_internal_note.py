@@ -1,5 +1,7 @@
 """Ledger entries keep the staff's internal note apart from the customer-facing description.
 
+(Also: the lifetime totals are labelled "received" and "spent", as every page calls them.)
+
 Existing rows get NULL (no row is rewritten: the ledger is append-only), which marks them as
 written before the two were kept apart. The append-only trigger now covers the new column.
 """
@@ -62,6 +64,16 @@ class Migration(migrations.Migration):
     dependencies = [("credits", "0007_trial_claims")]
 
     operations = [
+        migrations.AlterField(
+            model_name="creditbalance",
+            name="lifetime_earned",
+            field=models.BigIntegerField(default=0, verbose_name="lifetime received"),
+        ),
+        migrations.AlterField(
+            model_name="creditbalance",
+            name="lifetime_spent",
+            field=models.BigIntegerField(default=0, verbose_name="lifetime spent"),
+        ),
         migrations.AddField(
             model_name="ledgerentry",
             name="internal_note",

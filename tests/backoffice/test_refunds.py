@@ -92,7 +92,7 @@ def test_refund_more_than_is_left_is_a_form_error(client, make_staff, paid_strip
     response = post_action(client, "payments_order", "refund", [order.pk], amount="25.00", reason="Too much")
 
     assert response.status_code == 200
-    assert "At most 20.00 USD is left to refund on this order." in response.content.decode()
+    assert "At most $20.00 is left to refund on this order." in response.content.decode()
     assert not fake_stripe.calls("POST", "/v1/refunds")
 
 

@@ -231,3 +231,12 @@ def test_staff_reasons_of_adjustments_made_before_notes_were_kept_apart_stay_hid
     for text in (page, export):
         assert "fraud" not in text and "reseller" not in text
         assert "Credits added by our support team" in text and "Credits removed by our support team" in text
+
+
+def test_the_account_page_and_the_credits_page_name_the_totals_alike(client, customer):
+    credits_spend(user=customer, amount=3, idempotency_key="words", description="Poster")
+
+    for url in (URL, "/account/"):
+        body = client.get(url).content.decode()
+        assert ">Received<" in body and ">Spent<" in body, url
+        assert "Earned" not in body, url
