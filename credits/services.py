@@ -159,9 +159,13 @@ def credits_refund(
     idempotency_key: str,
     amount: int | None = None,
     reason: str = "",
+    internal_note: str = "",
     created_by=None,
 ) -> LedgerEntry:
     """Give back ``amount`` (default: all) of a SPEND entry. A spend is refunded at most once.
+
+    ``reason`` is the description the customer reads; ``internal_note`` (staff only) says
+    why staff refunded it.
 
     Raises RefundNotAllowed for anything but a stored spend, for a refund larger than the
     spend, and for a spend already refunded under another key.
@@ -201,6 +205,7 @@ def credits_refund(
         idempotency_key=idempotency_key,
         action="credits.refund",
         description=reason or f"Refund of spend #{spend.pk}",
+        internal_note=internal_note.strip(),
         metadata={"reason": reason} if reason else {},
         job_id=row["job_id"],
         reverses_id=spend.pk,

@@ -22,6 +22,8 @@ def entry(make_user):
     [
         "UPDATE credits_ledgerentry SET amount = -1 WHERE id = %s",
         "UPDATE credits_ledgerentry SET description = 'edited' WHERE id = %s",
+        "UPDATE credits_ledgerentry SET internal_note = 'edited' WHERE id = %s",
+        "UPDATE credits_ledgerentry SET internal_note = NULL WHERE id = %s",
         "UPDATE credits_ledgerentry SET idempotency_key = 'other' WHERE id = %s",
         "DELETE FROM credits_ledgerentry WHERE id = %s",
     ],

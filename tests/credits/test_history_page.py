@@ -240,3 +240,18 @@ def test_the_account_page_and_the_credits_page_name_the_totals_alike(client, cus
         body = client.get(url).content.decode()
         assert ">Received<" in body and ">Spent<" in body, url
         assert "Earned" not in body, url
+
+
+def test_a_refund_shows_its_description_and_keeps_the_staff_note_to_staff(client, customer):
+    from credits.services import credits_refund
+
+    spend = credits_spend(user=customer, amount=4, idempotency_key="to-refund", description="Poster")
+    refund = credits_refund(spend=spend, idempotency_key="refund-it", reason="Refund of a blurry poster",
+                            internal_note="Customer threatened a chargeback")
+
+    page = client.get(URL).content.decode()
+    export = b"".join(client.get(EXPORT).streaming_content).decode()
+
+    assert refund.internal_note == "Customer threatened a chargeback"
+    assert "Refund of a blurry poster" in page and "Refund of a blurry poster" in export
+    assert "chargeback" not in page and "chargeback" not in export
