@@ -4,7 +4,10 @@ from pathlib import Path
 
 import dj_database_url
 
+from accounts.app_settings import EMAIL_SWEEP_INTERVAL_DEFAULT
+
 from .env import email_backend, env_bool, env_int, env_list, env_str
+from .schedule import beat_schedule, every
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -207,29 +210,21 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
-CELERY_BEAT_SCHEDULE = {
-    "purge-expired-idempotency-records": {
-        "task": "credits.tasks.purge_expired_idempotency_records",
-        "schedule": 3600.0,
-    },
-    "requeue-stuck-webhook-events": {
-        "task": "payments.tasks.requeue_stuck_webhook_events",
-        "schedule": 300.0,
-    },
-    "reconcile-payments": {
-        "task": "payments.tasks.reconcile_payments",
-        "schedule": 3600.0,
-    },
-    "reap-stuck-generation-jobs": {
-        "task": "generations.tasks.reap_stuck_jobs",
-        "schedule": 60.0,
-    },
+# Periodic tasks: one every(...) line per entry. Each interval is a setting read from the
+# environment (BEAT_<ENTRY NAME>_SECONDS unless the entry names its variable) and checked when
+# the settings load (config/settings/schedule.py). Every beat start writes these into
+# django-celery-beat's tables, so change an interval here or in the environment, not in the admin.
+CELERY_BEAT_SCHEDULE = beat_schedule(
+    every("purge-expired-idempotency-records", "credits.tasks.purge_expired_idempotency_records", seconds=3600),
+    # Webhook events whose next attempt is overdue (payments/webhooks.py): with the 60 s lease,
+    # a paid order converges within about 90 s of its worker dying.
+    every("requeue-stuck-webhook-events", "payments.tasks.requeue_stuck_webhook_events", seconds=30),
+    every("reconcile-payments", "payments.tasks.reconcile_payments", seconds=3600),
+    every("reap-stuck-generation-jobs", "generations.tasks.reap_stuck_jobs", seconds=60),
     # Account emails whose send failed or whose task was lost (accounts/outbox.py).
-    "send-due-account-emails": {
-        "task": "accounts.tasks.send_due_outbound_emails",
-        "schedule": 60.0,  # ACCOUNTS_EMAIL_SWEEP_INTERVAL (accounts/app_settings.py)
-    },
-}
+    every("send-due-account-emails", "accounts.tasks.send_due_outbound_emails",
+          seconds=EMAIL_SWEEP_INTERVAL_DEFAULT, variable="ACCOUNTS_EMAIL_SWEEP_INTERVAL"),
+)
 
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = {
