@@ -13,7 +13,8 @@ from backoffice.admin_helpers import (
     admin_link,
 )
 
-from .models import AuditLog, CreditBalance, IdempotencyRecord, LedgerEntry
+from .models import AuditLog, CreditBalance, IdempotencyRecord, LedgerEntry, TrialClaim
+from .trials import address_digest
 
 
 def pretty_json(value) -> str:
@@ -163,3 +164,31 @@ class IdempotencyRecordAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdmin
     @admin.display(description="Result")
     def result_pretty(self, obj):
         return pretty_json(obj.result)
+
+
+@admin.register(TrialClaim)
+class TrialClaimAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
+    """Which addresses have had their free trial (stored as digests: search by the address)."""
+
+    list_display = ("address_digest", "user_link", "created_at")
+    search_fields = ("address_digest",)
+    search_help_text = "An email address, in any spelling (case, plus-tag, Gmail dots), or a user id."
+    ordering = ("-id",)
+    fields = ("address_digest", "user_link", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="User")
+    def user_link(self, obj):
+        from django.contrib.auth import get_user_model
+
+        return admin_link(get_user_model(), obj.user_id)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "@" in term:
+            return queryset.filter(address_digest=address_digest(term)), False
+        if term.isdigit():
+            return queryset.filter(user_id=int(term)), False
+        return queryset.none(), False

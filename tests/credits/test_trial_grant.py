@@ -188,3 +188,16 @@ def test_staff_marking_addresses_verified_in_bulk_grants_each_trial_once(client,
     assert balances["erin1@example.com"] == 10
     # erin0 and erin0+twin are one mailbox: whichever was verified first got the trial.
     assert sorted([balances["erin0@example.com"], balances["erin0+twin@example.com"]]) == [0, 10]
+
+
+def test_staff_find_a_claim_by_any_spelling_of_the_address(client, staff_user, make_user):
+    from credits.trials import trial_grant_for_address
+
+    trial_grant_for_address(user=make_user("frank.n@gmail.com"), email="frank.n@gmail.com")
+    client.force_login(staff_user)
+
+    found = client.get("/admin/credits/trialclaim/", {"q": "Frank.N+promo@googlemail.com"})
+    missed = client.get("/admin/credits/trialclaim/", {"q": "frank.m@gmail.com"})
+
+    assert found.context["cl"].result_count == 1
+    assert missed.context["cl"].result_count == 0
