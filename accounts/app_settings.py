@@ -3,8 +3,6 @@
 =====================================  =========  ==============================================
 Setting                                Default    Meaning
 =====================================  =========  ==============================================
-ACCOUNTS_EMAIL_SWEEP_INTERVAL          60         seconds between beat sweeps that send account
-                                                  emails whose next attempt is due
 ACCOUNTS_EMAIL_RETRY_BASE_SECONDS      30         wait after a failed send, doubled per attempt
 ACCOUNTS_EMAIL_RETRY_MAX_SECONDS       3600       longest wait between two attempts
 ACCOUNTS_EMAIL_MAX_ATTEMPTS            12         attempts before an email is marked FAILED
@@ -15,14 +13,20 @@ ACCOUNTS_EMAIL_SEND_LEASE_SECONDS      300        how long one attempt holds an 
 
 With the defaults an email that cannot be sent is retried for about eight hours.
 ``accounts.checks`` validates these at start-up.
+
+The beat sweep that sends overdue emails runs every ``EMAIL_SWEEP_INTERVAL_DEFAULT``
+seconds; like every beat interval it is changed through the environment
+(``ACCOUNTS_EMAIL_SWEEP_INTERVAL``, read by config/settings/schedule.py).
 """
 
 from datetime import timedelta
 
 from django.conf import settings
 
+#: Seconds between two beat sweeps of the outbox (the default of ACCOUNTS_EMAIL_SWEEP_INTERVAL).
+EMAIL_SWEEP_INTERVAL_DEFAULT = 60
+
 DEFAULTS = {
-    "ACCOUNTS_EMAIL_SWEEP_INTERVAL": 60,
     "ACCOUNTS_EMAIL_RETRY_BASE_SECONDS": 30,
     "ACCOUNTS_EMAIL_RETRY_MAX_SECONDS": 3600,
     "ACCOUNTS_EMAIL_MAX_ATTEMPTS": 12,
@@ -32,10 +36,6 @@ DEFAULTS = {
 
 def _get(name: str):
     return getattr(settings, name, DEFAULTS[name])
-
-
-def email_sweep_interval() -> float:
-    return float(_get("ACCOUNTS_EMAIL_SWEEP_INTERVAL"))
 
 
 def email_max_attempts() -> int:
