@@ -49,7 +49,8 @@ def test_full_refund_from_the_order_page_refunds_once_and_claws_back(client, mak
     assert (audit.actor_id, audit.user_id, audit.success) == (staff.pk, order.user_id, True)
     assert audit.metadata["reason"] == "Customer asked within 14 days"
     assert audit.metadata["provider_refund_id"] == refund.provider_refund_id
-    assert any("refunded 20.00 USD" in m and "100 credits taken back" in m for m in messages_of(second))
+    assert any("refunded 20.00 USD" in m and "20.00 USD refunded in all" in m and "100 credits taken back" in m
+               for m in messages_of(second))
 
 
 def test_partial_refund_from_the_changelist_takes_back_a_share(client, make_staff, paid_stripe_order, fake_stripe):
@@ -63,7 +64,22 @@ def test_partial_refund_from_the_changelist_takes_back_a_share(client, make_staf
     assert order.status == Order.Status.PARTIALLY_REFUNDED and order.amount_refunded == Decimal("5.00")
     assert order.credits_clawed_back == 25 and balance(order.user) == 75
     assert fake_stripe.charge_for(order.provider_payment_id)["amount_refunded"] == 500
-    assert any("refunded 5.00 USD" in m for m in messages_of(response))
+    assert any("refunded 5.00 USD" in m and "5.00 USD refunded in all" in m for m in messages_of(response))
+
+
+def test_a_refund_stripe_has_not_completed_says_so_and_counts(client, make_staff, paid_stripe_order, fake_stripe):
+    order = paid_stripe_order(credits=100, price="20.00")
+    client.force_login(make_staff(*REFUND_PERMS))
+    fake_stripe.refund_outcome = "requires_action"
+
+    response = post_action(client, "payments_order", "refund", [order.pk], follow=True, amount="5.00",
+                           reason="One image was broken")
+
+    msgs = messages_of(response)
+    assert any("requires action at the provider" in m and "5.00 USD refunded in all" in m for m in msgs), msgs
+    order.refresh_from_db()
+    assert order.status == Order.Status.PARTIALLY_REFUNDED and balance(order.user) == 75
+    assert Refund.objects.get(order=order).status == "requires_action"
 
 
 def test_provider_failure_is_shown_and_changes_nothing(client, make_staff, paid_stripe_order, fake_stripe):

@@ -158,17 +158,43 @@ def test_a_signature_for_another_webhook_id_is_refused(deliver, user, fake_paypa
     assert balance(user) == 0
 
 
-@pytest.mark.parametrize("age", [timedelta(hours=1), timedelta(days=3), -timedelta(hours=1)])
-def test_a_replayed_or_future_delivery_is_refused(deliver, user, fake_paypal, pending_order, age):
-    """A genuine signed delivery recorded and sent again later: the signature still matches,
-    but its transmission time gives it away."""
+@pytest.mark.parametrize("ahead", [timedelta(hours=1), timedelta(days=3)])
+def test_a_delivery_from_the_future_is_refused(deliver, user, fake_paypal, pending_order, ahead):
     _, capture_id = pending_order
-    sent = (datetime.now(timezone.utc) - age).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sent = (datetime.now(timezone.utc) + ahead).strftime("%Y-%m-%dT%H:%M:%SZ")
     delivery = fake_paypal.sign(completed_event(fake_paypal, capture_id).event, transmission_time=sent)
 
     response = deliver(delivery)
-    assert response.status_code == 400
-    assert "too old" in response.json()["error"] or "future" in response.json()["error"]
+    assert response.status_code == 400 and "future" in response.json()["error"]
+    assert not WebhookEvent.objects.exists() and balance(user) == 0
+
+
+@pytest.mark.parametrize("age", [timedelta(hours=1), timedelta(days=3)])
+def test_a_genuine_retry_keeping_its_first_transmission_time_is_processed_once(deliver, user, fake_paypal,
+                                                                                pending_order, age):
+    """PayPal resends an event it could not deliver for up to three days, and nothing it
+    documents gives the resend a fresh transmission time: a valid signature is not refused
+    for its age. Processing asks PayPal about the payment and stores each event once."""
+    _, capture_id = pending_order
+    event = completed_event(fake_paypal, capture_id).event
+    sent = (datetime.now(timezone.utc) - age).strftime("%Y-%m-%dT%H:%M:%SZ")
+    retry = fake_paypal.sign(event, transmission_time=sent)
+
+    response = deliver(retry)
+    assert response.status_code == 200 and response.json()["status"] == "received"
+    assert deliver(fake_paypal.sign(event, transmission_time=sent)).json()["status"] == "duplicate"
+    assert WebhookEvent.objects.get(event_id=event["id"]).status == WebhookEvent.Status.PROCESSED
+    assert balance(user) == 50
+    assert LedgerEntry.objects.filter(kind="PURCHASE", user=user).count() == 1
+
+
+def test_an_old_signature_over_a_changed_body_is_still_refused(deliver, user, fake_paypal, pending_order):
+    _, capture_id = pending_order
+    sent = (datetime.now(timezone.utc) - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    delivery = fake_paypal.sign(completed_event(fake_paypal, capture_id).event, transmission_time=sent)
+
+    forged = delivery.body.replace(b'"COMPLETED"', b'"COMPLETED" ', 1)
+    assert deliver(delivery, body=forged).status_code == 400
     assert not WebhookEvent.objects.exists() and balance(user) == 0
 
 
@@ -329,3 +355,65 @@ def test_an_event_type_we_do_not_act_on_is_stored_as_ignored(deliver, fake_paypa
     delivery = fake_paypal.sign(fake_paypal.event("BILLING.PLAN.CREATED", {"id": "P-1"}))
     assert deliver(delivery).status_code == 200
     assert WebhookEvent.objects.get(event_id=delivery.event["id"]).status == WebhookEvent.Status.IGNORED
+
+
+#: PayPal's documented outcome codes of a RESOLVED dispute -> (order status, dispute status, balance).
+PAYPAL_OUTCOMES = {
+    "RESOLVED_BUYER_FAVOUR": ("REFUNDED", "lost", 0),
+    "ACCEPTED": ("REFUNDED", "lost", 0),
+    "RESOLVED_WITH_PAYOUT": ("REFUNDED", "lost", 0),
+    "RESOLVED_SELLER_FAVOUR": ("COMPLETED", "won", 50),
+    "DENIED": ("COMPLETED", "won", 50),
+    "CANCELED_BY_BUYER": ("COMPLETED", "withdrawn", 50),
+}
+
+
+@pytest.mark.parametrize("outcome", sorted(PAYPAL_OUTCOMES))
+def test_every_documented_paypal_outcome_has_a_rule(deliver, user, fake_paypal, paid_order, outcome):
+    order, capture_id = paid_order
+    opened = fake_paypal.dispute_event("CUSTOMER.DISPUTE.CREATED", capture_id)
+    deliver(fake_paypal.sign(opened))
+    assert holds(user) == 1
+    dispute_id = opened["resource"]["dispute_id"]
+    fake_paypal.resolve_dispute(dispute_id, outcome)
+
+    deliver(fake_paypal.sign(fake_paypal.dispute_event("CUSTOMER.DISPUTE.RESOLVED", dispute_id=dispute_id)))
+
+    order.refresh_from_db()
+    want_status, want_dispute, want_balance = PAYPAL_OUTCOMES[outcome]
+    assert (order.status, order.dispute_status) == (want_status, want_dispute)
+    assert (balance(user), holds(user)) == (want_balance, 0)
+
+
+@pytest.mark.parametrize("outcome", ["NONE", "SPLIT_DECISION"])
+def test_an_outcome_that_says_nothing_or_is_undocumented_is_flagged_and_spending_stays_frozen(
+        deliver, user, fake_paypal, paid_order, outcome):
+    order, capture_id = paid_order
+    opened = fake_paypal.dispute_event("CUSTOMER.DISPUTE.CREATED", capture_id)
+    deliver(fake_paypal.sign(opened))
+    dispute_id = opened["resource"]["dispute_id"]
+    fake_paypal.resolve_dispute(dispute_id, outcome)
+
+    resolved = fake_paypal.sign(fake_paypal.dispute_event("CUSTOMER.DISPUTE.RESOLVED", dispute_id=dispute_id))
+    deliver(resolved)
+
+    event = WebhookEvent.objects.get(event_id=resolved.event["id"])
+    assert event.status == WebhookEvent.Status.FAILED and f"RESOLVED/{outcome}" in event.last_error
+    order.refresh_from_db()
+    assert (order.status, order.dispute_status) == ("DISPUTED", "open")  # not read as won
+    assert (balance(user), holds(user)) == (50, 1)
+
+
+def test_a_dispute_update_moving_to_review_keeps_spending_frozen(deliver, user, fake_paypal, paid_order):
+    order, capture_id = paid_order
+    opened = fake_paypal.dispute_event("CUSTOMER.DISPUTE.CREATED", capture_id)
+    deliver(fake_paypal.sign(opened))
+    dispute_id = opened["resource"]["dispute_id"]
+    fake_paypal.disputes[dispute_id]["status"] = "UNDER_REVIEW"
+
+    deliver(fake_paypal.sign(fake_paypal.dispute_event("CUSTOMER.DISPUTE.UPDATED", dispute_id=dispute_id)))
+
+    order.refresh_from_db()
+    assert (order.status, order.dispute_status) == ("DISPUTED", "open") and holds(user) == 1
+    assert set(WebhookEvent.objects.filter(type__startswith="CUSTOMER.DISPUTE").values_list("status", flat=True)) == {
+        "PROCESSED"}

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from credits.models import CreditBalance, LedgerEntry
 from payments.fulfilment import fulfil_order
-from payments.models import CreditPackage, Order, ReconciliationRun, WebhookEvent
+from payments.models import CreditPackage, Order, ReconciliationRun, Refund, WebhookEvent
 from payments.providers.base import PaymentStatus
 from payments.reconciliation import parse_since, reconcile_payments
 from tests.payments.fake_paypal import demo_packages, fake_paypal  # noqa: F401
@@ -346,3 +346,183 @@ def test_the_hourly_task_runs_a_reconciliation(client, user, fake_paypal):
     assert result["status"] == R.DISCREPANCIES and result["fixed"] == 1
     assert run_.since < timezone.now() - timedelta(hours=23)
     assert balance(user) == 50
+
+
+# --- provider outcomes: disputes closing, refunds failing ---------------------------------------
+
+
+def stripe_paid(client, user, recon_stripe) -> Order:
+    order = buy(client, user, "STRIPE")
+    recon_stripe.pay(order.provider_order_id)
+    run()
+    order.refresh_from_db()
+    return order
+
+
+def holds(user) -> int:
+    return CreditBalance.objects.get(user=user).spend_holds
+
+
+@pytest.mark.parametrize("status, outcome, want_balance", [
+    ("prevented", "prevented", 50), ("won", "won", 50), ("warning_closed", "withdrawn", 50), ("lost", "lost", 0)])
+def test_a_stripe_dispute_opened_long_ago_that_closed_unseen_is_closed(client, user, recon_stripe, status, outcome,
+                                                                       want_balance):
+    order = stripe_paid(client, user, recon_stripe)
+    dispute = recon_stripe.open_dispute(order.provider_payment_id)
+    assert kinds(run(), "fixed") == ["dispute_not_recorded"] and holds(user) == 1
+    recon_stripe.backdate(dispute["id"], 30 * 86400)  # opened a month ago: outside the window
+    recon_stripe.close_dispute(dispute["id"], status)  # ...and its close never reached us
+
+    result = run()
+    order.refresh_from_db()
+    assert kinds(result, "fixed") == ["dispute_outcome_not_recorded"]
+    assert order.dispute_status == outcome and holds(user) == 0 and balance(user) == want_balance
+    assert run().status == R.CLEAN
+
+
+@pytest.mark.parametrize("status", ["appeal_needs_response", "appeal_under_review", "warning_under_review"])
+def test_a_stripe_dispute_in_any_open_stage_freezes_spending(client, user, recon_stripe, status):
+    order = stripe_paid(client, user, recon_stripe)
+    recon_stripe.open_dispute(order.provider_payment_id, status=status)
+
+    assert kinds(run(), "fixed") == ["dispute_not_recorded"]
+    order.refresh_from_db()
+    assert order.dispute_status == "open" and holds(user) == 1
+
+
+def test_an_unknown_stripe_dispute_status_is_flagged_for_staff(client, user, recon_stripe):
+    order = stripe_paid(client, user, recon_stripe)
+    recon_stripe.open_dispute(order.provider_payment_id, status="arbitration_pending")
+
+    result = run()
+    assert kinds(result, "flagged") == ["dispute_status_unknown"] and result.fixed == []
+    assert "'arbitration_pending'" in result.discrepancies[0]["detail"]
+    order.refresh_from_db()
+    assert order.dispute_status == "" and holds(user) == 0
+
+
+def test_a_pending_staff_refund_that_failed_unseen_gives_the_credits_back(client, user, make_user, recon_stripe):
+    from django.contrib.auth.models import Permission
+
+    from payments.refunds import order_refund
+
+    order = stripe_paid(client, user, recon_stripe)
+    staff = make_user(is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="refund_order"))
+    recon_stripe.refund_outcome = "pending"
+    order_refund(order=order, amount=Decimal("5.00"), reason="Customer request",
+                 staff_user=type(staff).objects.get(pk=staff.pk), idempotency_key="staff-pending")
+    assert balance(user) == 25 and Refund.objects.get(order=order).status == "pending"
+    assert run().status == R.CLEAN  # a pending refund counts, at Stripe as here
+
+    refund = next(iter(recon_stripe.refunds.values()))
+    recon_stripe.backdate(refund["id"], 7 * 86400)  # made a week ago: outside the window
+    recon_stripe.set_refund_status(refund["id"], "failed")  # and refund.failed never reached us
+    result = run()
+    order.refresh_from_db()
+    assert kinds(result, "fixed") == ["refund_reversal_not_applied"]
+    assert (order.status, order.amount_refunded, balance(user)) == ("COMPLETED", Decimal("0.00"), 50)
+    assert Refund.objects.get(order=order).status == "failed"
+    assert run().status == R.CLEAN
+
+
+def paypal_paid(client, user, fake_paypal) -> Order:
+    order = buy(client, user, "PAYPAL")
+    fake_paypal.approve(order.provider_order_id)
+    client.get(f"/billing/paypal/return/?token={order.provider_order_id}&PayerID=X")
+    order.refresh_from_db()
+    assert order.status == Order.Status.COMPLETED
+    return order
+
+
+def test_a_paypal_dispute_whose_webhooks_were_lost_freezes_then_claws_back(client, user, make_user, fake_paypal):
+    fake_paypal.dispute_page_size = 1  # several pages: the client follows the next link's token
+    order = paypal_paid(client, user, fake_paypal)
+    kept = paypal_paid(client, user, fake_paypal)
+    other_buyer = make_user()
+    other = paypal_paid(client, other_buyer, fake_paypal)
+    dispute = fake_paypal.open_dispute(order.provider_payment_id)
+    fake_paypal.open_dispute(other.provider_payment_id)
+    assert balance(user) == 100
+
+    opened = run()
+    order.refresh_from_db()
+    assert kinds(opened, "fixed") == ["dispute_not_recorded", "dispute_not_recorded"]
+    assert order.status == Order.Status.DISPUTED and order.dispute_id == dispute["dispute_id"]
+    assert holds(user) == 1 and holds(other_buyer) == 1
+    assert len(fake_paypal.calls_to("GET", "^/v1/customer/disputes$")) == 2  # paged
+    assert all(c.headers["authorization"].startswith("Bearer ") for c in fake_paypal.calls_to("GET", "/disputes"))
+
+    # Weeks later PayPal decides for the buyer and CUSTOMER.DISPUTE.RESOLVED never arrives:
+    # a dispute we hold open is read again, however long ago it was opened.
+    fake_paypal.disputes[dispute["dispute_id"]]["create_time"] = "2026-01-01T00:00:00.000Z"
+    Order.objects.filter(pk__in=[order.pk, kept.pk]).update(created_at=timezone.now() - timedelta(days=20))
+    fake_paypal.resolve_dispute(dispute["dispute_id"], "RESOLVED_BUYER_FAVOUR")
+    closed = run()
+    order.refresh_from_db()
+    assert kinds(closed, "fixed") == ["dispute_outcome_not_recorded"]
+    assert (order.status, order.dispute_status, order.credits_clawed_back) == ("REFUNDED", "lost", 50)
+    assert (balance(user), holds(user)) == (50, 0)  # the other order's credits stay
+    assert run().status == R.CLEAN
+
+
+def test_a_paypal_dispute_resolved_with_no_outcome_is_flagged_not_won(client, user, fake_paypal):
+    order = paypal_paid(client, user, fake_paypal)
+    dispute = fake_paypal.open_dispute(order.provider_payment_id)
+    run()
+    fake_paypal.resolve_dispute(dispute["dispute_id"], "NONE")
+
+    result = run()
+    assert kinds(result, "flagged") == ["dispute_status_unknown"]
+    order.refresh_from_db()
+    assert order.dispute_status == "open" and holds(user) == 1
+
+
+def test_paypal_disputes_unreadable_fail_the_paypal_part_of_the_run(client, user, fake_paypal):
+    order = paypal_paid(client, user, fake_paypal)
+    fake_paypal.open_dispute(order.provider_payment_id)
+    fake_paypal.fail("GET", "^/v1/customer/disputes$", status=503)
+
+    result = run()
+    assert result.status == R.FAILED and result.errors[0]["provider"] == "PAYPAL"
+    assert result.errors[0]["retryable"] is True
+    assert holds(user) == 0 and result.fixed == []
+
+
+# --- two runs at once --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_at_once_report_each_fix_once(client, user, recon_stripe):
+    import threading
+
+    from tests.payments.conftest import close_db_connections
+
+    orders = [buy(client, user, "STRIPE") for _ in range(3)]
+    for order in orders:
+        recon_stripe.pay(order.provider_order_id)  # three payments whose webhooks were lost
+    recon_stripe.gather("/v1/disputes", 2)  # both runs have read Stripe before either fixes
+
+    runs: list[ReconciliationRun] = []
+
+    def one_run():
+        try:
+            runs.append(run(providers=["STRIPE"]))
+        finally:
+            close_db_connections()
+
+    threads = [threading.Thread(target=one_run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(runs) == 2
+    for each in runs:  # both saw the same three missed payments
+        assert kinds(each) == ["payment_not_fulfilled"] * 3
+    fixed = sorted(entry["order_id"] for each in runs for entry in each.fixed)
+    assert fixed == sorted(o.pk for o in orders)  # each fix reported by exactly one run
+    actions = sorted(d["action"] for each in runs for d in each.discrepancies)
+    assert actions == ["already fixed"] * 3 + ["fixed"] * 3
+    assert sum(each.counts.get("already_fixed", 0) for each in runs) == 3
+    assert balance(user) == 150 and all(purchases(o) == 1 for o in orders)

@@ -9,7 +9,7 @@ from django.db import transaction
 from credits.models import CreditBalance, LedgerEntry
 from credits.services import credits_spend
 from payments.exceptions import ProviderError, RefundNotAllowed
-from payments.models import Invoice, Order, Refund
+from payments.models import Invoice, Order, Refund, WebhookEvent
 from payments.refunds import credits_for_refund, order_refund
 
 pytestmark = pytest.mark.django_db
@@ -213,3 +213,110 @@ def test_a_staff_refund_never_runs_inside_a_transaction(paid_order, refunder, fa
 def test_the_proportional_rule(refunded, expected):
     order = Order(amount=Decimal("9.99"), credits=50)
     assert credits_for_refund(order=order, refunded=Decimal(refunded)) == expected
+
+
+# --- refunds that fail or are canceled after they were counted ------------------------------------
+
+
+def refund_id_for(fake_stripe, order) -> str:
+    return next(r["id"] for r in fake_stripe.refunds.values() if r["payment_intent"] == order.provider_payment_id)
+
+
+@pytest.mark.parametrize("ending", ["failed", "canceled"])
+def test_a_refund_that_fails_later_gives_the_credits_back_once(paid_order, fake_stripe, deliver, ending):
+    order = paid_order()
+    deliver(refunded_event(fake_stripe, order, 500))  # 5.00 refunded in the dashboard: 25 credits back
+    assert balance(order.user) == 25
+    refund = fake_stripe.set_refund_status(refund_id_for(fake_stripe, order), ending)
+
+    # Stripe reports it twice (refund.failed and refund.updated), and once more as a retry.
+    first = fake_stripe.event("refund.failed" if ending == "failed" else "refund.updated", refund)
+    deliver(first)
+    deliver(fake_stripe.event("refund.updated", refund))
+    deliver(fake_stripe.event("charge.refund.updated", refund))
+
+    order.refresh_from_db()
+    assert (order.status, order.amount_refunded, order.credits_clawed_back) == ("COMPLETED", Decimal("0.00"), 0)
+    assert balance(order.user) == 50
+    assert LedgerEntry.objects.filter(order=order, metadata__refund_id=refund["id"]).count() == 1
+    assert Refund.objects.get(provider_refund_id=refund["id"]).status == ending
+    assert Invoice.objects.get(order=order).status == "PAID"
+
+    # A later refund of the same amount takes the credits back again.
+    deliver(refunded_event(fake_stripe, order, 500))
+    order.refresh_from_db()
+    assert (order.amount_refunded, order.credits_clawed_back, balance(order.user)) == (Decimal("5.00"), 25, 25)
+
+
+def test_a_failed_refund_of_spent_credits_gives_back_only_what_was_taken(paid_order, fake_stripe, deliver):
+    order = paid_order()
+    credits_spend(user=order.user, amount=45, idempotency_key="spent-first")
+    deliver(refunded_event(fake_stripe, order, 999))  # full refund: 5 taken back, 45 unrecovered
+    order.refresh_from_db()
+    assert (order.credits_clawed_back, order.credits_unrecovered, balance(order.user)) == (5, 45, 0)
+
+    deliver(fake_stripe.event("refund.failed", fake_stripe.set_refund_status(refund_id_for(fake_stripe, order),
+                                                                             "failed")))
+
+    order.refresh_from_db()
+    assert (order.status, order.credits_clawed_back, order.credits_unrecovered) == ("COMPLETED", 0, 0)
+    assert balance(order.user) == 5
+
+
+@pytest.mark.parametrize("answer", ["pending", "requires_action"])
+def test_a_staff_refund_stripe_has_not_completed_is_recorded_and_undone_if_it_fails(paid_order, fake_stripe,
+                                                                                  refunder, deliver, answer):
+    order = paid_order()
+    fake_stripe.refund_outcome = answer
+
+    result = order_refund(order=order, amount=Decimal("9.99"), reason="Customer request", staff_user=refunder,
+                          idempotency_key="refund-in-flight")
+
+    refund = Refund.objects.get(order=order)
+    assert refund.status == answer  # the refund exists at Stripe: recorded, not a failure
+    assert (result.status, result.amount_refunded, balance(order.user)) == ("REFUNDED", Decimal("9.99"), 0)
+
+    # It completes: nothing more moves.
+    done = fake_stripe.set_refund_status(refund.provider_refund_id, "succeeded")
+    deliver(fake_stripe.event("refund.updated", done))
+    refund.refresh_from_db()
+    assert refund.status == "succeeded" and balance(order.user) == 0
+
+
+def test_a_pending_staff_refund_that_fails_gives_the_credits_back(paid_order, fake_stripe, refunder, deliver):
+    order = paid_order()
+    fake_stripe.refund_outcome = "pending"
+    order_refund(order=order, amount=Decimal("5.00"), reason="Customer request", staff_user=refunder,
+                 idempotency_key="refund-pending")
+    assert balance(order.user) == 25
+    refund = Refund.objects.get(order=order)
+
+    deliver(fake_stripe.event("refund.failed", fake_stripe.set_refund_status(refund.provider_refund_id, "failed")))
+
+    order.refresh_from_db()
+    refund.refresh_from_db()
+    assert refund.status == "failed"
+    assert (order.status, order.amount_refunded, balance(order.user)) == ("COMPLETED", Decimal("0.00"), 50)
+
+
+def test_a_refund_stripe_fails_at_once_is_refused_and_records_nothing(paid_order, fake_stripe, refunder):
+    order = paid_order()
+    fake_stripe.refund_outcome = "failed"
+
+    with pytest.raises(ProviderError, match="is failed"):
+        order_refund(order=order, amount=Decimal("5.00"), reason="Customer request", staff_user=refunder,
+                     idempotency_key="refund-failed-now")
+    assert not Refund.objects.exists() and balance(order.user) == 50
+
+
+def test_a_refund_status_stripe_does_not_document_is_flagged(paid_order, fake_stripe, deliver):
+    order = paid_order()
+    deliver(refunded_event(fake_stripe, order, 500))
+    refund = fake_stripe.set_refund_status(refund_id_for(fake_stripe, order), "reversed_by_bank")
+
+    deliver(fake_stripe.event("refund.updated", refund))
+
+    event = WebhookEvent.objects.get(type="refund.updated")
+    assert event.status == "FAILED" and "'reversed_by_bank'" in event.last_error
+    order.refresh_from_db()
+    assert (order.amount_refunded, balance(order.user)) == (Decimal("5.00"), 25)
