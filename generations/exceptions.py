@@ -38,7 +38,7 @@ class AlreadyRetried(InvalidTransition):
     def __init__(self, *, job_id, retry_id):
         self.retry_id = retry_id
         GenerationsError.__init__(
-            self, f"Job #{job_id} was already tried again as job #{retry_id}: a failed job is retried once."
+            self, f"Job #{job_id} was already retried as job #{retry_id}: a failed job runs again only once."
         )
         self.current, self.target = "retried", "retried again"
 

@@ -106,6 +106,16 @@ def queued_job_ids(broker: str, queue: str) -> list[int]:
     return ids
 
 
+def jobs_reap_at(moment):
+    """Run the periodic sweep as if the clock showed ``moment`` (it reads only the jobs' rows)."""
+    from unittest import mock
+
+    from generations.running import jobs_reap
+
+    with mock.patch("django.utils.timezone.now", return_value=moment):
+        return jobs_reap()
+
+
 def assert_ledger_clean() -> None:
     """The ledger engineer's check: every balance equals its ledger, every chain is intact."""
     call_command("check_ledger")

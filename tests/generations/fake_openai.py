@@ -73,6 +73,11 @@ class FakeOpenAI:
         with self._lock:
             self._queue.extend(answers)
 
+    def clear(self) -> None:
+        """Forget the scripted answers left: from now on every request succeeds."""
+        with self._lock:
+            self._queue.clear()
+
     def always(self, answer: Answer, times: int = 50) -> None:
         self.script(*([answer] * times))
 

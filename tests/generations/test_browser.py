@@ -1,5 +1,6 @@
 """In Chromium: fill in the form, watch the estimate follow the options, submit, watch the
-job complete on a real worker, and see a picture that shows what was asked for."""
+job complete on a real worker, and see a picture that shows what was asked for; a failed job
+is tried again by its owner."""
 
 import pytest
 from django.test import Client
@@ -42,6 +43,11 @@ def test_submit_a_picture_watch_it_complete_and_see_it(page, live_server, make_u
     page.goto("/generate/new/")
     estimate = page.get_by_test_id("estimate-credits")
     assert estimate.inner_text() == "3"
+    # No model service here: Text is shown, unavailable, with how to enable it.
+    unavailable = page.get_by_test_id("operation-unavailable-text")
+    assert "Not available" in unavailable.inner_text()
+    assert unavailable.locator("input").is_disabled()
+    assert unavailable.get_by_role("link", name="Add your own API key").get_attribute("href") == "/generate/api-key/"
     page.locator("input[name=operation][value=enhance]").check()  # the form follows the operation...
     page.get_by_text("4K", exact=True).click()
     page.wait_for_function("document.querySelector('[data-testid=estimate-credits]')?.innerText === '10'")
@@ -62,6 +68,7 @@ def test_submit_a_picture_watch_it_complete_and_see_it(page, live_server, make_u
                            "&& document.querySelector('[data-testid=job-image]').naturalWidth > 0")
     assert page.get_by_test_id("header-balance").inner_text() == "1 credit"
     assert "Read from your prompt: 3 red circles, night, blue ocean" in page.content()
+    assert "is queued" not in page.content()  # nothing beside the badge still says it waits
     shot = screenshot(page, "completed")
     assert shot.exists()
 
@@ -139,8 +146,22 @@ def test_enhance_a_picture_and_see_a_text_job_fail_with_its_refund(page, live_se
     page.get_by_test_id("job-status").filter(has_text="Failed").wait_for(timeout=60_000)
     error = page.get_by_test_id("job-error").inner_text()
     assert "HTTP 503" in error and "after 3 retries" in error and "were refunded" in error
+    assert "is queued" not in page.content()
     text_job = GenerationJob.objects.get(user=user, operation="text")
     assert f"Refunded {text_job.estimated_credits}" in page.get_by_test_id("job-credits").inner_text()
     assert page.get_by_test_id("header-balance").inner_text() == "30 credits"  # 40 - 3 - 2 - 5
     screenshot(page, "failed")
+
+    # The service is back: the customer tries the failed job again, once, as a new charged job.
+    fake_openai.clear()
+    page.get_by_test_id("retry-job").click()
+    page.get_by_test_id("job-status").filter(has_text="Completed").wait_for(timeout=60_000)
+    retry = GenerationJob.objects.get(retry_of=text_job)
+    assert page.url.endswith(f"/generate/{retry.pk}/") and retry.prompt == text_job.prompt
+    assert "Here is your text about" in page.get_by_test_id("job-text").inner_text()
+    assert page.get_by_test_id("header-balance").inner_text() == f"{30 - retry.credits_charged} credits"
+    screenshot(page, "retried")
+    page.goto(f"/generate/{text_job.pk}/")
+    assert f"Tried again as job #{retry.pk}" in page.get_by_test_id("job-retried").inner_text()
+    assert page.get_by_test_id("retry-job").count() == 0
     assert_ledger_clean()

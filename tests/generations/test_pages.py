@@ -319,7 +319,7 @@ def test_the_owner_retries_a_failed_job_once_as_a_new_charged_job(make_user, cli
     assert f"Tried again as <a href=\"{reverse('generations:detail', args=[retry.pk])}\">job #{retry.pk}</a>" in page
     assert 'data-testid="retry-job"' not in page
     again = client.post(reverse("generations:retry", args=[failed.pk]), follow=True)
-    assert (f"Job #{failed.pk} was already tried again as job #{retry.pk}: a failed job is retried once."
+    assert (f"Job #{failed.pk} was already retried as job #{retry.pk}: a failed job runs again only once."
             in again.content.decode())
     assert GenerationJob.objects.filter(retry_of=failed).count() == 1
     assert CreditBalance.objects.get(user=user).balance == 50 - retry.credits_charged

@@ -15,7 +15,7 @@ from generations.models import GenerationJob
 from generations.running import backoff, job_claim, job_complete, job_run, jobs_reap
 from generations.services import JobRequest, job_submit
 
-from .conftest import USER_KEY, assert_ledger_clean, queued_job_ids
+from .conftest import USER_KEY, assert_ledger_clean, jobs_reap_at, queued_job_ids
 from .fake_openai import Answer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -238,14 +238,6 @@ def test_a_job_waiting_out_its_retry_backoff_is_not_resent_early(make_user, endp
     job.refresh_from_db()
     assert jobs_reap_at(job.next_attempt_at + timedelta(seconds=30))["resent"] == 0
     assert jobs_reap_at(job.next_attempt_at + timedelta(seconds=61))["resent"] == 1
-
-
-def jobs_reap_at(moment):
-    """Run the sweep as if the clock showed ``moment`` (the database rows are all it reads)."""
-    from unittest import mock
-
-    with mock.patch("django.utils.timezone.now", return_value=moment):
-        return jobs_reap()
 
 
 def test_an_output_that_fails_its_check_fails_the_job_and_refunds_it_in_full(make_user, endpoint):

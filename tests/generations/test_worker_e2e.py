@@ -2,8 +2,12 @@
 here run there; backends fail, workers are killed with SIGKILL, and every job still ends
 completed or refunded, with a clean ledger."""
 
+import shutil
+import socket
+import subprocess
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 
@@ -12,7 +16,7 @@ from generations.services import JobRequest, job_submit
 from generations.tasks import reap_stuck_jobs, run_job
 from tests.conftest import wait_until
 
-from .conftest import assert_ledger_clean, openai_env
+from .conftest import assert_ledger_clean, jobs_reap_at, openai_env
 from .fake_openai import Answer
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -154,4 +158,86 @@ def test_the_reaper_settles_a_killed_workers_job(make_user, price_rules, gen_wor
         assert ledger(job) == [("SPEND", -job.estimated_credits, f"job:{job.pk}:charge"),
                                ("REFUND", job.estimated_credits, f"job:{job.pk}:refund")]
         assert CreditBalance.objects.get(user=user).balance == 20
+    assert_ledger_clean()
+
+
+class RedisServer:
+    """A redis-server of one test's own, on a spare port, that the test may stop and start
+    (a broker outage); it keeps nothing across a restart, like a restarted broker."""
+
+    def __init__(self, workdir):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+        def answers():
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    return conn.recv(16).startswith(b"+PONG")
+            except OSError:
+                return False
+
+        wait_until(answers, timeout=20, message="the test's redis-server to answer")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def own_broker(settings, tmp_path):
+    """This test's tasks and workers use a redis-server of its own (never the shared one)."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed")
+    from config.celery_app import app
+
+    server = RedisServer(tmp_path)
+    server.start()
+    settings.CELERY_BROKER_URL = server.url
+    saved = {key: app.conf[key] for key in ("broker_read_url", "broker_write_url")}
+
+    def use(urls: dict) -> None:
+        app.conf.update(urls)
+        app._pool = None  # connections are pooled per broker: start afresh
+        if "amqp" in app.__dict__:
+            app.amqp._producer_pool = None
+
+    use({"broker_read_url": server.url, "broker_write_url": server.url})
+    yield server
+    server.stop()
+    use(saved)
+
+
+def test_a_job_sent_while_the_broker_is_down_runs_once_soon_after_it_is_back(make_user, price_rules, own_broker,
+                                                                           settings, request):
+    start_worker = request.getfixturevalue("gen_worker")  # its queue is on this test's broker
+    own_broker.stop()  # the broker goes away
+    user = make_user(credits=10)
+    job = job_submit(user=user, request=PICTURE)  # sending its task fails after the commit
+    job.refresh_from_db()
+    assert job.status == "PENDING" and ledger(job) == [("SPEND", -3, f"job:{job.pk}:charge")]
+    own_broker.start()  # the broker is back, empty: the job's message never reached it
+    worker = start_worker()
+    assert reap_stuck_jobs()["resent"] == 0  # what beat runs every minute: not due yet...
+    assert jobs_reap_at(job.created_at + timedelta(seconds=61))["resent"] == 1  # ...but a minute later it is
+    status_of(job, "COMPLETED")
+    assert job.retry_count == 0 and job.resend_at is None
+    assert ledger(job) == [("SPEND", -3, f"job:{job.pk}:charge")]
+    assert CreditBalance.objects.get(user=user).balance == 7
+    assert worker.log().count("succeeded") >= 1
     assert_ledger_clean()
