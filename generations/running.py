@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
+from celery import current_app
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F, TextField, Value
+from django.db.models import F, Q, TextField, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 Status = GenerationJob.Status
 WORKER_LOST = "The worker running this job stopped before it finished."
 MAX_DETAIL_CHARS = 8000
+#: How early a task may start before its job's due time (clocks of machines differ a little).
+CLOCK_SLACK = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,16 @@ def job_run(*, job_id: int) -> str:
 
 def job_claim(*, job_id: int) -> Claim | None:
     """Move the job to PROCESSING under a new claim, or return None when this delivery has
-    nothing to do (the job is finished, or another live run holds it)."""
+    nothing to do (the job is finished, another live run holds it, or a retry is not due yet:
+    the delivery meant for it is still to come, and the sweep resends it if it never does)."""
     now = timezone.now()
     token = uuid.uuid4()
-    claimed = GenerationJob.objects.filter(pk=job_id, status=Status.PENDING).update(
+    # Only once it is due: a duplicate delivery (a resend) never cuts a retry's backoff short.
+    # Tasks run in-process (no broker) ignore countdowns and have no duplicates: no check there.
+    due = Q()
+    if not current_app.conf.task_always_eager:
+        due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + CLOCK_SLACK)
+    claimed = GenerationJob.objects.filter(due, pk=job_id, status=Status.PENDING).update(
         status=Status.PROCESSING, claim_token=token, started_at=now, next_attempt_at=None, resend_at=None,
         updated_at=now,
     )
@@ -338,8 +347,6 @@ def _stale_before(now):
 def _resend_due_q(now):
     """PENDING jobs due for a resend: past their ``resend_at`` (rows written before it existed:
     PENDING_RESEND_AFTER past their due time)."""
-    from django.db.models import Q
-
     overdue = now - timedelta(seconds=app_settings.PENDING_RESEND_AFTER)
     return Q(resend_at__lte=now) | Q(resend_at__isnull=True) & (
         Q(next_attempt_at__lt=overdue) | Q(next_attempt_at__isnull=True, created_at__lt=overdue)

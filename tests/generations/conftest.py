@@ -106,13 +106,18 @@ def queued_job_ids(broker: str, queue: str) -> list[int]:
     return ids
 
 
-def jobs_reap_at(moment):
-    """Run the periodic sweep as if the clock showed ``moment`` (it reads only the jobs' rows)."""
+def clock_at(moment):
+    """The clock shows ``moment`` in this process (the jobs' rows carry every time they use)."""
     from unittest import mock
 
+    return mock.patch("django.utils.timezone.now", return_value=moment)
+
+
+def jobs_reap_at(moment):
+    """Run the periodic sweep as if the clock showed ``moment``."""
     from generations.running import jobs_reap
 
-    with mock.patch("django.utils.timezone.now", return_value=moment):
+    with clock_at(moment):
         return jobs_reap()
 
 

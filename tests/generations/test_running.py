@@ -15,7 +15,7 @@ from generations.models import GenerationJob
 from generations.running import backoff, job_claim, job_complete, job_run, jobs_reap
 from generations.services import JobRequest, job_submit
 
-from .conftest import USER_KEY, assert_ledger_clean, jobs_reap_at, queued_job_ids
+from .conftest import USER_KEY, assert_ledger_clean, clock_at, jobs_reap_at, queued_job_ids
 from .fake_openai import Answer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -93,10 +93,14 @@ def test_retryable_errors_are_retried_with_growing_backoff_then_succeed(make_use
     assert job.status == "PENDING" and job.retry_count == 1
     assert "HTTP 500" in job.error_message and "Trying again (1 of 3)" in job.error_message
     assert timedelta(seconds=1.5) < job.next_attempt_at - before < timedelta(seconds=3)
-    assert job_run(job_id=job.pk) == "retrying"
+    first_retry = job.next_attempt_at
+    with clock_at(first_retry):
+        assert job_run(job_id=job.pk) == "retrying"
     job.refresh_from_db()
-    assert job.retry_count == 2 and timedelta(seconds=3.5) < job.next_attempt_at - before < timedelta(seconds=5)
-    assert job_run(job_id=job.pk) == "completed"
+    assert job.retry_count == 2 and job.next_attempt_at - first_retry == timedelta(seconds=4)
+    assert job_run(job_id=job.pk) == "skipped"  # a duplicate delivery never cuts the backoff short
+    with clock_at(job.next_attempt_at):
+        assert job_run(job_id=job.pk) == "completed"
     job.refresh_from_db()
     assert job.status == "COMPLETED" and job.error_message == "" and "HTTP 503" in job.error_detail
     assert queued_job_ids(settings.CELERY_BROKER_URL, parked_queue) == [job.pk] * 3  # first send + 2 retries
@@ -238,6 +242,15 @@ def test_a_job_waiting_out_its_retry_backoff_is_not_resent_early(make_user, endp
     job.refresh_from_db()
     assert jobs_reap_at(job.next_attempt_at + timedelta(seconds=30))["resent"] == 0
     assert jobs_reap_at(job.next_attempt_at + timedelta(seconds=61))["resent"] == 1
+
+
+def test_without_a_broker_a_retry_runs_in_process_and_completes(make_user, openai_settings, price_rules, settings):
+    """The first-run mode (tasks in-process) ignores countdowns: its retries are never held back."""
+    settings.GENERATIONS_RETRY_BACKOFF = "5"
+    openai_settings.script(Answer(status=500))
+    job = job_submit(user=make_user(credits=20), request=TEXT)
+    job.refresh_from_db()
+    assert job.status == "COMPLETED" and job.retry_count == 1
 
 
 def test_an_output_that_fails_its_check_fails_the_job_and_refunds_it_in_full(make_user, endpoint):
