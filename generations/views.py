@@ -11,7 +11,8 @@ from credits.exceptions import InsufficientCredits, SpendingFrozen
 from credits.models import CreditBalance
 
 from .api_keys import api_key_remove, api_key_store, has_api_key
-from .exceptions import GenerationsError, InvalidRequest, InvalidTransition, NoPriceRule, TooManyRunningJobs
+from .app_settings import app_settings
+from .exceptions import AlreadyRetried, GenerationsError, InvalidRequest, InvalidTransition, NoPriceRule, TooManyRunningJobs
 from .forms import ApiKeyForm, JobForm
 from .models import ApiCredential, GenerationJob, Operation
 from .selectors import job_for_user, job_ledger, job_retry_of, job_waiting, jobs_for_user, text_result
@@ -125,7 +126,10 @@ def job_cancel_view(request, pk: int):
     try:
         job = job_cancel(user=request.user, job_id=pk)
     except InvalidTransition as exc:
-        messages.error(request, f"{exc} It can only be cancelled while it waits to start.")
+        # Worded for the moment it happened: the status panel beside it moves on by itself.
+        was = GenerationJob.Status(exc.current).label.lower()
+        messages.error(request, f"Job #{pk} was not cancelled: it was already {was}. "
+                                "Only a job still waiting to start can be cancelled.")
     else:
         messages.success(request, f"Job #{job.pk} is cancelled and its {credits_text(job.estimated_credits)} refunded.")
     return redirect("generations:detail", pk=pk)
@@ -139,10 +143,15 @@ def job_retry_view(request, pk: int):
         retry = job_retry_own(user=request.user, job_id=pk)
     except GenerationJob.DoesNotExist:
         raise Http404("No such job.") from None
-    except (GenerationsError, InsufficientCredits, SpendingFrozen) as exc:
+    except AlreadyRetried as exc:
         messages.error(request, str(exc))
-        return redirect("generations:detail", pk=pk)
-    return redirect(retry)
+    except InvalidTransition:
+        messages.error(request, "Only a failed job can be tried again.")
+    except (GenerationsError, InsufficientCredits, SpendingFrozen) as exc:
+        messages.error(request, f"Job #{pk} was not tried again: {exc}")
+    else:
+        return redirect(retry)
+    return redirect("generations:detail", pk=pk)
 
 
 @login_required
@@ -165,7 +174,9 @@ def api_key(request):
     if request.method == "POST":
         if request.POST.get("action") == "remove":
             if api_key_remove(user=request.user):
-                messages.success(request, "Your API key is removed. Jobs now run on the platform's key.")
+                messages.success(request, "Your API key is removed. " + (
+                    "Jobs now run on the platform's key." if app_settings.OPENAI_API_KEY else
+                    "Text jobs are not available until you add a key again."))
             return redirect("generations:api_key")
         form = ApiKeyForm(request.POST)
         if form.is_valid():
@@ -174,7 +185,8 @@ def api_key(request):
             except InvalidRequest as exc:
                 form.add_error("api_key", str(exc))
             else:
-                messages.success(request, "Your API key is stored, encrypted. It is never shown again.")
+                messages.success(request, "The model service accepted your API key. It is stored, encrypted, "
+                                          "and never shown again.")
                 return redirect("generations:api_key")
         status = 400
     credential = ApiCredential.objects.filter(user=request.user).first()

@@ -158,7 +158,7 @@ def test_cancelling_from_the_job_page(make_user, client_for, price_rules):
     assert "is cancelled and its 3 credits refunded" in response.content.decode()
     assert CreditBalance.objects.get(user=user).balance == 10
     again = client.post(reverse("generations:cancel", args=[job.pk]), follow=True).content.decode()
-    assert "cannot become cancelled" in again and CreditBalance.objects.get(user=user).balance == 10
+    assert "was not cancelled: it was already cancelled." in again and CreditBalance.objects.get(user=user).balance == 10
 
 
 def test_the_job_list_costs_the_same_queries_for_few_or_many_jobs(make_user, client_for, price_rules,
@@ -340,5 +340,5 @@ def test_only_the_owner_can_retry_and_only_a_failed_job_with_a_csrf_token(make_u
     assert strict.post(url).status_code == 403
     done = submit_and_run(owner)
     response = client_for(owner).post(reverse("generations:retry", args=[done.pk]), follow=True)
-    assert "is completed and cannot become retried" in response.content.decode()
+    assert "Only a failed job can be tried again." in response.content.decode()
     assert not GenerationJob.objects.filter(retry_of__isnull=False).exists()

@@ -50,6 +50,8 @@ def test_staff_refund_of_a_text_job_that_already_returned_its_unused_estimate(ma
     ("GENERATIONS_MAX_RUNNING_JOBS", 0, "generations.E002"),
     ("GENERATIONS_MAX_RETRIES", "lots", "generations.E001"),
     ("GENERATIONS_STUCK_AFTER", 10, "generations.W001"),
+    ("GENERATIONS_PENDING_RESEND_AFTER", 0, "generations.E005"),
+    ("GENERATIONS_PENDING_RESEND_MAX", 30, "generations.E005"),
 ])
 def test_bad_settings_are_reported(settings, name, value, check_id):
     setattr(settings, name, value)
