@@ -11,15 +11,25 @@ Each attempt first claims the row with one conditional UPDATE that moves
 ``next_attempt_at`` a lease ahead, so the task, its retry and the sweep never send the
 same email at the same time; a worker that dies mid-send leaves the email due again when
 the lease ends (it may then be sent twice: SMTP has no idempotency).
+
+When an account is deleted, ``outbound_emails_erase`` (in the deletion's transaction)
+cancels every email to its addresses still waiting to be sent and erases the address,
+subject and bodies of every one of them, sent or not; the rows stay as a record that an
+email of that kind existed. A cancelled email is no longer PENDING, so neither a task
+already queued nor the sweep sends it: the attempt claims only PENDING rows and reads the
+row back only while it is still PENDING. (One already handed to the mail server when the
+deletion commits cannot be called back.)
 """
 
+import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from . import app_settings
@@ -29,6 +39,8 @@ logger = logging.getLogger(__name__)
 
 #: Rows handed to the task per sweep, oldest due first.
 SWEEP_BATCH = 500
+#: What a cancelled email says instead of an error.
+CANCELLED_ON_DELETION = "Cancelled: the account was deleted before this email was sent."
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,10 @@ def outbound_email_send(*, email_id: int) -> SendOutcome:
     ).update(next_attempt_at=now + app_settings.email_send_lease(), attempts=F("attempts") + 1)
     if not claimed:
         return SendOutcome(sent=False, skipped=True)
-    email = OutboundEmail.objects.get(pk=email_id)
+    # Cancelled (the account was deleted) since the claim: nothing to send.
+    email = OutboundEmail.objects.filter(pk=email_id, status=OutboundEmail.Status.PENDING).first()
+    if email is None:
+        return SendOutcome(sent=False, skipped=True)
     try:
         _message(email).send(fail_silently=False)
     except Exception as exc:  # any failure of the mail backend: record it and try again later
@@ -84,6 +99,33 @@ def outbound_emails_due(*, limit: int = SWEEP_BATCH) -> list[int]:
         OutboundEmail.objects.filter(status=OutboundEmail.Status.PENDING, next_attempt_at__lte=timezone.now())
         .order_by("next_attempt_at", "id")
         .values_list("pk", flat=True)[:limit]
+    )
+
+
+def outbound_emails_erase(*, addresses: Iterable[str], replacement: str) -> int:
+    """Cancel the unsent emails to any of ``addresses`` and erase what every one of them holds.
+
+    Run inside the account deletion's transaction. Addresses match whatever their case.
+    Each matching row's recipients become ``[replacement]`` (the anonymised address), its
+    subject, bodies, headers and error are emptied; a PENDING row becomes FAILED with a
+    note saying it was cancelled. Returns the number of rows changed.
+    """
+    needles = {json.dumps(address.strip(), ensure_ascii=False) for address in addresses if address.strip()}
+    if not needles:
+        return 0
+    # ``to`` is a JSON list: an element equal to the address appears in its text, quoted.
+    matches = Q()
+    for needle in needles:
+        matches |= Q(to__icontains=needle)
+    pending = Q(status=OutboundEmail.Status.PENDING)
+    return OutboundEmail.objects.filter(matches).update(
+        to=[replacement],
+        subject="",
+        body="",
+        html_body="",
+        headers={},
+        status=Case(When(pending, then=Value(OutboundEmail.Status.FAILED)), default=F("status")),
+        last_error=Case(When(pending, then=Value(CANCELLED_ON_DELETION)), default=Value("")),
     )
 
 

@@ -2,8 +2,9 @@
 
 Deletion anonymises rather than removes the user row: orders, invoices and ledger entries
 are financial records and keep pointing at it. What identifies the person (address, name,
-login addresses and times, allauth email addresses and social accounts, the password) is
-erased here; each app above erases what it holds through ``accounts.lifecycle``.
+login addresses and times, allauth email addresses and social accounts, the password, the
+outbox's emails to the account's addresses) is erased here; each app above erases what it
+holds through ``accounts.lifecycle``.
 """
 
 import json
@@ -18,6 +19,7 @@ from django.utils import timezone
 from .exceptions import AccountNotDeletable
 from .lifecycle import account_data_sections
 from .models import User
+from .outbox import outbound_emails_erase
 
 EXPORT_FORMAT = "account-data/1"
 DELETED_DOMAIN = "deleted.invalid"
@@ -120,6 +122,11 @@ def account_delete(*, user: User, actor: User | None = None, reason: str = "") -
         for section in account_data_sections():
             if section.erase is not None:
                 section.erase(user=user, actor=actor, reason=reason)
+        # Emails to any of its addresses: the unsent ones are cancelled, all are erased.
+        outbound_emails_erase(
+            addresses=[user.email, *EmailAddress.objects.filter(user=user).values_list("email", flat=True)],
+            replacement=anonymised_email(user.pk),
+        )
         SocialAccount.objects.filter(user=user).delete()  # their tokens go with them
         EmailAddress.objects.filter(user=user).delete()
         user.email = anonymised_email(user.pk)

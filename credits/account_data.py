@@ -1,17 +1,23 @@
 """The credits part of a user's data export and account deletion (see ``accounts.lifecycle``).
 
 The balance and every ledger entry are exported (with the description the customer reads,
-never staff notes). Deletion keeps them: ledger entries are financial records, and the
-balance stays on the anonymised account, where nothing can spend it. The deletion's audit
-row is written here, in the deletion's transaction.
+never staff notes). Deletion keeps the entries (they are financial records) and forfeits the
+remaining balance with a FORFEIT entry (key ``account:<id>:forfeit``), so the ledger no
+longer says the closed account is owed credits: its balance ends at 0. A frozen balance (an
+open dispute) is forfeited too; its holds stay for the dispute to release, and a clawback
+afterwards records what it could not recover. The forfeiture and the deletion's audit row
+are written here, in the deletion's transaction.
 """
 
 from accounts.lifecycle import register_account_data
 
 from .models import AuditLog, CreditBalance
 from .selectors import EXPORT_FIELDS, ledger_export_rows
+from .services import credits_forfeit
 
 DELETE_ACTION = "accounts.delete"
+#: What the customer's history (and the finance exports) say about the forfeiture.
+FORFEIT_DESCRIPTION = "Balance forfeited when the account was deleted"
 
 
 def export_balance(user) -> list[dict]:
@@ -32,13 +38,24 @@ def export_ledger(user):
 
 def record_deletion(*, user, actor, reason: str) -> None:
     by_self = actor is None or getattr(actor, "pk", None) == user.pk
+    forfeit = credits_forfeit(
+        user=user,
+        idempotency_key=forfeit_key(user_id=user.pk),
+        description=FORFEIT_DESCRIPTION,
+        internal_note=reason,
+        created_by=actor,
+    )
     AuditLog.objects.create(
         user_id=user.pk,
         actor_id=None if actor is None else actor.pk,
         action=DELETE_ACTION,
         metadata={"by": "self" if by_self else "staff", "reason": reason,
-                  "balance_forfeited": (export_balance(user) or [{"balance": 0}])[0]["balance"]},
+                  "balance_forfeited": 0 if forfeit is None else -forfeit.amount},
     )
+
+
+def forfeit_key(*, user_id: int) -> str:
+    return f"account:{user_id}:forfeit"
 
 
 def register() -> None:

@@ -24,7 +24,7 @@ refunds count on the spent side, every other kind on the earned side.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -220,6 +220,43 @@ WITH cur AS (
 ), calc AS ({_REGEN_CALC}
 )
 SELECT balance + regen, lifetime_earned + regen, lifetime_spent, spend_holds, checked_to, regen FROM calc
+"""
+
+# The whole balance, taken in one movement (a forfeiture): the amount is what the locked row
+# holds when the statement runs, so a movement committed just before it is included. Nothing
+# is written when the balance is 0. Spending holds do not stop it: it is not a spend. The kind
+# is on the earned side (as expiry and clawback are), so lifetime received goes down by the
+# amount and ``balance == lifetime_earned - lifetime_spent`` still holds.
+_PG_TAKE_ALL = f"""
+WITH cur AS MATERIALIZED (
+    SELECT balance
+      FROM credits_creditbalance
+     WHERE user_id = %(uid)s
+       FOR UPDATE
+), moved AS (
+    UPDATE credits_creditbalance b
+       SET balance = 0,
+           lifetime_earned = b.lifetime_earned - cur.balance,
+           version = b.version + 1,
+           updated_at = now()
+      FROM cur
+     WHERE b.user_id = %(uid)s
+       AND cur.balance > 0
+    RETURNING cur.balance AS before
+), entry AS (
+    {_INSERT_COLUMNS}
+    SELECT %(uid)s, -moved.before, %(kind)s, moved.before, 0,
+           %(description)s, %(internal_note)s::text, %(metadata)s::jsonb, %(key)s, %(order_id)s::bigint,
+           %(job_id)s::bigint, %(reverses_id)s::bigint, %(created_by_id)s::bigint, now()
+      FROM moved
+    RETURNING id, amount, balance_before, balance_after, created_at
+), audit AS (
+    INSERT INTO credits_auditlog (user_id, actor_id, action, success, metadata, error_message, created_at)
+    SELECT %(uid)s, %(created_by_id)s::bigint, %(action)s, true,
+           %(audit)s::jsonb || jsonb_build_object('amount', entry.amount, 'ledger_entry_id', entry.id), '', now()
+      FROM entry
+)
+SELECT id, amount, balance_before, balance_after, created_at FROM entry
 """
 
 _SQLITE_MOVE = """
@@ -441,6 +478,33 @@ def apply_movement(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEn
         entry_id, before, after, created_at = _apply_portable(m)
         if entry_id is None:
             return None
+    return _entry_from(m, entry_id, before, after, created_at)
+
+
+def apply_take_all(m: Movement) -> LedgerEntry | None:
+    """Take the user's whole balance as the movement ``m`` (its ``delta`` is ignored), in the
+    caller's transaction.
+
+    For kinds on the earned side only (see ``_PG_TAKE_ALL``). Returns the new entry, or None
+    when there was nothing to take (a zero balance, or no balance row). Raises IntegrityError
+    when the idempotency key already exists.
+    """
+    if m.kind in SPENT_SIDE:
+        raise ValueError(f"A {m.kind} movement cannot take the whole balance.")
+    if is_postgresql():
+        rows = _run(_PG_TAKE_ALL, m.params())
+        if not rows:
+            return None
+        entry_id, amount, before, after, created_at = rows[0]
+        return _entry_from(replace(m, delta=amount), entry_id, before, after, created_at)
+    # SQLite serialises writers: the balance read here is the one the conditional update takes.
+    snapshot = read_balance(user_id=m.user_id)
+    if snapshot is None or snapshot.balance <= 0:
+        return None
+    m = replace(m, delta=-snapshot.balance)
+    entry_id, before, after, created_at = _apply_portable(m)
+    if entry_id is None:
+        return None
     return _entry_from(m, entry_id, before, after, created_at)
 
 

@@ -17,6 +17,8 @@ class LedgerKind(models.TextChoices):
     ADJUSTMENT = "ADJUSTMENT", "Adjustment"
     CLAWBACK = "CLAWBACK", "Clawback"
     EXPIRY = "EXPIRY", "Expiry"
+    #: The whole remaining balance, given up when the account is deleted.
+    FORFEIT = "FORFEIT", "Forfeited balance"
 
 
 #: Kinds that add credits (amount > 0), take them (amount < 0), or may go either way.
@@ -31,7 +33,7 @@ CREDIT_KINDS = frozenset(
         LedgerKind.REFUND,
     }
 )
-DEBIT_KINDS = frozenset({LedgerKind.SPEND, LedgerKind.EXPIRY})
+DEBIT_KINDS = frozenset({LedgerKind.SPEND, LedgerKind.EXPIRY, LedgerKind.FORFEIT})
 #: Kinds a caller may pass to ``credits_grant``. Refunds go through ``credits_refund`` and
 #: regeneration is written only by the regeneration itself (it must respect the cap).
 GRANT_KINDS = CREDIT_KINDS - {LedgerKind.REFUND, LedgerKind.REGENERATION}

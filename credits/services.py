@@ -35,6 +35,7 @@ from .ledger_sql import (
     RegenPolicy,
     apply_movement,
     apply_regeneration,
+    apply_take_all,
     peek_regeneration,
     read_balance,
     run_atomically,
@@ -319,6 +320,50 @@ def credits_clawback(
     )
 
 
+def credits_forfeit(
+    *,
+    user,
+    idempotency_key: str,
+    description: str,
+    internal_note: str = "",
+    metadata: dict | None = None,
+    created_by=None,
+) -> LedgerEntry | None:
+    """Take the user's whole remaining balance (FORFEIT): the credits are given up for good.
+
+    Used when the account is deleted, inside the deletion's transaction. The amount is the
+    balance when the statement runs, under the balance row's lock. Spending holds (an open
+    dispute) do not stop it: a forfeiture is not a spend, and the holds stay counted on the
+    row for their own release; a clawback after it finds nothing left to take and records
+    the credits it could not recover. Returns the entry (the first one on a repeat of the
+    key), or None when the balance was already 0 (nothing is written).
+    """
+    m = Movement(
+        user_id=user.pk,
+        delta=0,  # the statement takes whatever the balance is
+        kind=LedgerKind.FORFEIT,
+        idempotency_key=require_key(idempotency_key),
+        action="credits.forfeit",
+        description=description,
+        internal_note=internal_note.strip(),
+        metadata=metadata or {},
+        created_by_id=_pk(created_by),
+    )
+    existing = _existing(idempotency_key)
+    if existing is None:
+        try:
+            return run_atomically(lambda: apply_take_all(m))
+        except IntegrityError:
+            existing = _existing(idempotency_key)
+            if existing is None:
+                raise
+    if existing.user_id != user.pk or existing.kind != LedgerKind.FORFEIT:
+        raise IdempotencyConflict(
+            f"Idempotency key {idempotency_key!r} was already used for a different operation."
+        )
+    return existing
+
+
 def spending_hold(*, user, reason: str, idempotency_key: str) -> bool:
     """Freeze the user's spending (for example while a payment dispute is open).
 
@@ -334,8 +379,13 @@ def spending_release(*, user, reason: str, idempotency_key: str) -> bool:
 
 
 def regen_policy_for(user) -> RegenPolicy | None:
-    """The free-tier regeneration that applies to ``user``, or None (paid plan, or turned off)."""
-    if not app_settings.REGEN_ENABLED or getattr(user, "has_paid_plan", False):
+    """The free-tier regeneration that applies to ``user``, or None (paid plan, turned off, or
+    a deleted account, whose balance was forfeited)."""
+    if (
+        not app_settings.REGEN_ENABLED
+        or getattr(user, "has_paid_plan", False)
+        or getattr(user, "deleted_at", None) is not None
+    ):
         return None
     return RegenPolicy(
         every_seconds=app_settings.REGEN_INTERVAL_SECONDS,

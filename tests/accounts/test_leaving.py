@@ -11,12 +11,17 @@ import pytest
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount
 from django.contrib.auth.models import Permission
+from django.core import mail
+from django.core.mail import EmailMessage
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import User
+from accounts.models import OutboundEmail, User
+from accounts.outbox import outbound_email_queue
+from accounts.tasks import send_due_outbound_emails, send_outbound_email
 from credits.models import AuditLog, CreditBalance, LedgerEntry
+from credits.services import credits_clawback, credits_forfeit, spending_hold, spending_release
 from generations.api_keys import encrypt
 from generations.models import ApiCredential, GenerationJob
 from generations.services import JobRequest, job_submit
@@ -119,7 +124,8 @@ def test_deleting_erases_personal_data_and_keeps_the_financial_records(client, c
     job = GenerationJob.objects.get(user=customer)
     result_path = Path(settings.MEDIA_ROOT) / job.result_file.name
     assert result_path.exists()
-    ledger_before = list(LedgerEntry.objects.filter(user=customer).values_list("pk", "amount", "balance_after"))
+    ledger_before = list(LedgerEntry.objects.filter(user=customer).order_by("pk").values_list("pk", "amount",
+                                                                                              "balance_after"))
 
     with django_capture_on_commit_callbacks(execute=True):  # result files are deleted after commit
         response = client.post(reverse("accounts:delete"), {"password": PASSWORD}, follow=True)
@@ -136,13 +142,22 @@ def test_deleting_erases_personal_data_and_keeps_the_financial_records(client, c
     job.refresh_from_db()
     assert job.prompt == "" and "chain" not in job.parameters and not job.result_file
     assert not result_path.exists()
-    # Financial records stay, linked to the anonymised account, and the ledger still adds up.
+    # Financial records stay, linked to the anonymised account; the remaining balance is
+    # forfeited by a ledger entry, so the ledger no longer says the account holds credits.
     assert Order.objects.get(user=user).status == "COMPLETED" and Invoice.objects.filter(order__user=user).exists()
-    assert list(LedgerEntry.objects.filter(user=user).values_list("pk", "amount", "balance_after")) == ledger_before
-    assert CreditBalance.objects.get(user=user).balance == 72
+    entries = list(LedgerEntry.objects.filter(user=user).order_by("pk"))
+    assert [(e.pk, e.amount, e.balance_after) for e in entries[:-1]] == ledger_before
+    forfeit = entries[-1]
+    assert (forfeit.kind, forfeit.amount, forfeit.balance_before, forfeit.balance_after) == ("FORFEIT", -72, 72, 0)
+    assert forfeit.description == "Balance forfeited when the account was deleted"
+    assert forfeit.idempotency_key == f"account:{user.pk}:forfeit"
+    balance = CreditBalance.objects.get(user=user)
+    assert (balance.balance, balance.lifetime_earned, balance.lifetime_spent) == (0, 3, 3)
     call_command("check_ledger")
     audit = AuditLog.objects.get(action="accounts.delete")
     assert (audit.user_id, audit.actor_id, audit.metadata["by"]) == (user.pk, user.pk, "self")
+    assert audit.metadata["balance_forfeited"] == 72
+    assert AuditLog.objects.get(action="credits.forfeit").metadata["ledger_entry_id"] == forfeit.pk
     # Signed out everywhere; the old password no longer works; the address is free again.
     assert other_session.get(reverse("accounts:profile")).status_code == 302
     assert not Client().login(username="leaver@example.com", password=PASSWORD)
@@ -176,6 +191,82 @@ def test_an_account_without_a_password_confirms_with_its_address(client, make_us
 
     assert response.status_code == 302
     assert User.objects.get(pk=user.pk).deleted_at is not None
+    assert not LedgerEntry.objects.filter(user=user).exists()  # nothing to forfeit, nothing written
+
+
+# --- what deletion does to emails and to the balance ----------------------------------------
+
+
+def test_deleting_cancels_unsent_emails_to_the_account_and_erases_every_email_it_had(
+    client, make_user, django_capture_on_commit_callbacks
+):
+    user = make_user("mailer@example.com", name="Mai Ler")
+    other = make_user("stays@example.com")
+    client.force_login(user)
+    with django_capture_on_commit_callbacks(execute=True):  # sent at once: a reset link, now spent
+        client.post(reverse("account_reset_password"), {"email": "Mailer@Example.com"})
+    assert [m.to for m in mail.outbox] == [["mailer@example.com"]]
+    # Waiting to be sent, their tasks already queued: a link to confirm a second address, a
+    # message to the account in another spelling of its address, and one to someone else.
+    with django_capture_on_commit_callbacks() as queued:
+        client.post(reverse("account_email"), {"action_add": "", "email": "second@example.com"})
+        outbound_email_queue(message=EmailMessage("Low balance, Mai", "Top up soon", to=["MAILER@example.com"]))
+        outbound_email_queue(message=EmailMessage("Hello", "For someone else", to=[other.email]))
+    mine = list(OutboundEmail.objects.exclude(to=[other.email]).order_by("pk"))
+    assert [e.status for e in mine] == ["SENT", "PENDING", "PENDING"]
+    assert "/confirm-email/" in mine[1].body
+
+    client.post(reverse("accounts:delete"), {"password": PASSWORD})
+
+    deleted = User.objects.get(pk=user.pk)
+    assert deleted.deleted_at is not None
+    # The tasks queued before the deletion run now, the sweep runs: only the other user's email goes.
+    for callback in queued:
+        callback()
+    send_due_outbound_emails()
+    assert [m.to for m in mail.outbox] == [["mailer@example.com"], ["stays@example.com"]]
+    assert send_outbound_email(mine[1].pk) == "skipped"
+    # The rows stay as a record that an email existed, with nothing that identifies the person.
+    rows = list(OutboundEmail.objects.filter(pk__in=[e.pk for e in mine]).order_by("pk"))
+    assert [e.status for e in rows] == ["SENT", "FAILED", "FAILED"]
+    assert [e.kind for e in rows] == [e.kind for e in mine]
+    for row in rows:
+        assert (row.to, row.subject, row.body, row.html_body, row.headers) == ([deleted.email], "", "", "", {})
+    assert all("account was deleted" in row.last_error for row in rows[1:])
+    stored = json.dumps(list(OutboundEmail.objects.filter(pk__in=[e.pk for e in mine]).values()), default=str)
+    assert "mailer@" not in stored.lower() and "second@" not in stored and "Mai" not in stored
+    assert OutboundEmail.objects.get(to=[other.email]).status == "SENT"
+
+
+def test_a_frozen_balance_is_forfeited_too_and_a_later_dispute_outcome_still_adds_up(client, make_user):
+    user = make_user("disputed@example.com", credits=40)
+    spending_hold(user=user, reason="dispute opened", idempotency_key="dispute:1:hold")
+    client.force_login(user)
+
+    assert client.post(reverse("accounts:delete"), {"password": PASSWORD}).status_code == 302
+
+    balance = CreditBalance.objects.get(user=user)
+    assert (balance.balance, balance.spend_holds) == (0, 1)  # the hold stays for the dispute to release
+    assert LedgerEntry.objects.get(user=user, kind="FORFEIT").amount == -40
+    # The dispute is lost afterwards: nothing left to take back, and the ledger says so.
+    lost = credits_clawback(user=user, amount=40, idempotency_key="dispute:1:lost", reason="Dispute lost")
+    assert (lost.recovered, lost.unrecovered) == (0, 40)
+    assert spending_release(user=user, reason="dispute closed", idempotency_key="dispute:1:release")
+    assert CreditBalance.objects.get(user=user).balance == 0
+    call_command("check_ledger")
+
+
+def test_the_forfeiture_is_written_once_whatever_repeats_it(make_user):
+    user = make_user("twice@example.com", credits=9)
+
+    first = credits_forfeit(user=user, idempotency_key=f"account:{user.pk}:forfeit", description="Forfeited")
+    again = credits_forfeit(user=user, idempotency_key=f"account:{user.pk}:forfeit", description="Forfeited")
+
+    assert first is not None and again.pk == first.pk and first.amount == -9
+    assert LedgerEntry.objects.filter(user=user, kind="FORFEIT").count() == 1
+    assert CreditBalance.objects.get(user=user).balance == 0
+    assert credits_forfeit(user=user, idempotency_key="nothing-left", description="Forfeited") is None
+    call_command("check_ledger")
 
 
 # --- staff ---------------------------------------------------------------------------------
@@ -218,6 +309,7 @@ def test_staff_download_a_users_data_with_an_audit_row(client, customer, support
 
 
 def test_staff_delete_an_account_after_a_confirmation_with_a_reason(client, customer, support):
+    queued = outbound_email_queue(message=EmailMessage("Your receipt", "Thanks, Lee", to=[customer.email]))
     client.force_login(grant(support, "erase_user"))
     url = reverse("admin:accounts_user_delete_account", args=[customer.pk])
 
@@ -236,7 +328,15 @@ def test_staff_delete_an_account_after_a_confirmation_with_a_reason(client, cust
     assert staff_row.metadata["reason"] == "Erasure request by email, ticket 81"
     done = AuditLog.objects.get(action="accounts.delete")
     assert (done.actor_id, done.metadata["by"]) == (support.pk, "staff")
+    forfeit = LedgerEntry.objects.get(user=user, kind="FORFEIT")
+    assert (forfeit.amount, forfeit.created_by_id) == (-72, support.pk)
+    assert forfeit.internal_note == "Erasure request by email, ticket 81"
+    assert CreditBalance.objects.get(user=user).balance == 0
     call_command("check_ledger")
+    # The email queued for the account before the deletion is never sent, and keeps no address.
+    email = OutboundEmail.objects.get(pk=queued.pk)
+    assert (email.status, email.to, email.subject, email.body) == ("FAILED", [user.email], "", "")
+    assert send_due_outbound_emails() == 0 and mail.outbox == []
 
 
 def test_staff_deleting_a_staff_account_is_refused_and_recorded(client, support, make_user):
