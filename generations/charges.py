@@ -26,11 +26,18 @@ def refund_entry(job) -> LedgerEntry | None:
     return LedgerEntry.objects.filter(idempotency_key=refund_key(job.pk)).first()
 
 
-def refund(job, *, amount: int | None, reason: str, created_by=None) -> LedgerEntry | None:
+def refund(
+    job, *, amount: int | None, reason: str, internal_note: str = "", created_by=None
+) -> LedgerEntry | None:
     """Give back ``amount`` (None: all) of the job's charge. Nothing happens for zero."""
     spend = charge_entry(job)
     if amount is not None and amount <= 0:
         return None
     return credits_refund(
-        spend=spend, idempotency_key=refund_key(job.pk), amount=amount, reason=reason, created_by=created_by
+        spend=spend,
+        idempotency_key=refund_key(job.pk),
+        amount=amount,
+        reason=reason,
+        internal_note=internal_note,
+        created_by=created_by,
     )

@@ -248,16 +248,22 @@ def job_refund_completed(*, job_id: int, staff_user, reason: str) -> GenerationJ
             raise InvalidTransition(job_id=job_id, current=job.status, target=Status.REFUNDED)
         amount = job.credits_charged
         job.status = Status.REFUNDED
-        job.error_message = f"Refunded by staff: {reason}"
+        # The customer reads a neutral line; the staff reason stays in the internal note and
+        # the audit row.
+        job.error_message = "Refunded by our support team."
         job.save(update_fields=["status", "error_message", "updated_at"])
         if amount > 0:
+            description = f"Refund of job #{job.pk}"
             if charges.refund_entry(job) is None:
-                charges.refund(job, amount=amount, reason=f"Job #{job.pk} refunded: {reason}", created_by=staff_user)
+                charges.refund(
+                    job, amount=amount, reason=description, internal_note=reason, created_by=staff_user
+                )
             else:
                 credits_adjust(
                     user=job.user,
                     amount=amount,
                     reason=f"Refund of job #{job.pk}: {reason}",
+                    description=description,
                     staff_user=staff_user,
                     idempotency_key=f"job:{job.pk}:staff-refund",
                     metadata={"job_id": job.pk},

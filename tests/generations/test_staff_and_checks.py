@@ -2,6 +2,7 @@
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.urls import reverse
 
 from credits.models import CreditBalance, LedgerEntry
 from generations.checks import check_generations_settings
@@ -18,7 +19,15 @@ def staff_with_permission(make_user):
     return staff
 
 
-def test_staff_refund_a_bad_picture_once(make_user, price_rules, parked_queue):
+def customer_sees(client, user, job) -> str:
+    """The customer's credit history and job page, as they read them."""
+    client.force_login(user)
+    return client.get(reverse("credits:history")).content.decode() + client.get(
+        reverse("generations:detail", args=[job.pk])
+    ).content.decode()
+
+
+def test_staff_refund_a_bad_picture_once(client, make_user, price_rules, parked_queue):
     user, staff = make_user(credits=10), staff_with_permission(make_user)
     job = job_submit(user=user, request=JobRequest(operation="image", model="procedural-svg", prompt="a cat"))
     job_run(job_id=job.pk)
@@ -28,12 +37,15 @@ def test_staff_refund_a_bad_picture_once(make_user, price_rules, parked_queue):
     assert refunded.status == "REFUNDED" and CreditBalance.objects.get(user=user).balance == 10
     refund = LedgerEntry.objects.get(job=job, kind="REFUND")
     assert refund.created_by_id == staff.pk and refund.amount == 3
+    assert refund.internal_note == "The picture came out blank"
+    page = customer_sees(client, user, job)
+    assert f"Refund of job #{job.pk}" in page and "came out blank" not in page
     with pytest.raises(InvalidTransition):
         job_refund_completed(job_id=job.pk, staff_user=staff, reason="again")
     assert CreditBalance.objects.get(user=user).balance == 10
 
 
-def test_staff_refund_of_a_text_job_that_already_returned_its_unused_estimate(make_user, price_rules,
+def test_staff_refund_of_a_text_job_that_already_returned_its_unused_estimate(client, make_user, price_rules,
                                                                               openai_settings, parked_queue):
     user, staff = make_user(credits=20), staff_with_permission(make_user)
     job = job_submit(user=user, request=JobRequest(operation="text", model="test-chat", prompt="A limerick"))
@@ -44,6 +56,8 @@ def test_staff_refund_of_a_text_job_that_already_returned_its_unused_estimate(ma
     assert CreditBalance.objects.get(user=user).balance == 20
     adjustment = LedgerEntry.objects.get(idempotency_key=f"job:{job.pk}:staff-refund")
     assert adjustment.kind == "ADJUSTMENT" and adjustment.amount == job.credits_charged
+    page = customer_sees(client, user, job)
+    assert f"Refund of job #{job.pk}" in page and "Off-topic" not in page
 
 
 @pytest.mark.parametrize("name,value,check_id", [
