@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 #: Characters PostgreSQL cannot store in text: NUL and lone surrogates.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 #: A JSON escape that decodes to one of them (checked by decoding before refusing).
-UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89abAB-fF][0-9a-fA-F]{2})")
+UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
