@@ -202,6 +202,9 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300)
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
 # A task that outlives the visibility timeout is redelivered; keep it above the hard limit.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# Redis through kombu's transport with the fault that ends a worker when Redis goes away
+# mid-task fixed (config/redis_transport.py).
+CELERY_BROKER_TRANSPORT = "config.redis_transport:Transport" if CELERY_BROKER_URL.startswith("redis://") else None
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_DEFAULT_QUEUE", "default")
 # Keep retrying the broker when a worker starts before Redis is up (compose, restarts).
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -43,6 +43,13 @@ def _listify(node):
     return node
 
 
+class Hold:
+    """A request the fake keeps waiting: ``arrived`` once it came in, answered once ``release`` is set."""
+
+    def __init__(self):
+        self.arrived, self.release = threading.Event(), threading.Event()
+
+
 class FakeStripe:
     def __init__(self, *, webhook_secret: str = "whsec_fake_secret"):
         self.webhook_secret = webhook_secret
@@ -53,6 +60,7 @@ class FakeStripe:
         self.requests: list[dict] = []
         self._idempotency: dict[str, tuple[dict, int, dict]] = {}
         self._failures: list[tuple[str, str, int, dict]] = []
+        self._holds: list[tuple[str, str, Hold]] = []
         self.refund_outcome = "succeeded"  # the status new refunds get: pending, requires_action, ...
         self.lock = threading.RLock()
         fake = self
@@ -86,6 +94,14 @@ class FakeStripe:
         """Answer the next matching request with an error (500: APIError; 400: InvalidRequestError)."""
         error_type = "api_error" if status >= 500 else "invalid_request_error"
         self._failures.append((method, path_prefix, status, {"error": {"type": error_type, "message": message}}))
+
+    def hold_next(self, method: str, path_prefix: str) -> "Hold":
+        """Keep the next matching request waiting (a slow Stripe): ``hold.arrived`` is set when it
+        comes in; it is answered as usual once ``hold.release`` is set."""
+        hold = Hold()
+        with self.lock:
+            self._holds.append((method, path_prefix, hold))
+        return hold
 
     def calls(self, method: str, path_prefix: str) -> list[dict]:
         return [r for r in self.requests if r["method"] == method and r["path"].startswith(path_prefix)]
@@ -189,6 +205,13 @@ class FakeStripe:
         path = urlsplit(request.path).path
         params = _decode_form(raw if method == "POST" else urlsplit(request.path).query)
         key = request.headers.get("Idempotency-Key", "")
+        with self.lock:
+            hold = next((h for h in self._holds if h[0] == method and path.startswith(h[1])), None)
+            if hold is not None:
+                self._holds.remove(hold)
+        if hold is not None:
+            hold[2].arrived.set()
+            hold[2].release.wait(120)
         with self.lock:
             self.requests.append({"method": method, "path": path, "params": params, "idempotency_key": key,
                                   "authorization": request.headers.get("Authorization", "")})
