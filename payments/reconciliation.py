@@ -4,8 +4,12 @@ A run has two phases per provider:
 
 1. **Collect** (provider calls only, no writes): Stripe's recent Checkout Sessions, refunds
    and disputes, listed; PayPal's orders (with their captures and refunds) for our recent
-   and still-pending PayPal orders, one by one; for any other provider (the sandbox), the
-   payment status of each recent order. The comparison with our orders yields findings.
+   and still-pending PayPal orders, one by one, and PayPal's recent disputes from its
+   Disputes API; with both, every dispute we hold open (however old) and every payment
+   with a refund we counted while it was pending, read again until they settle; for any
+   other provider (the sandbox), the payment status of each recent order. Each dispute or
+   refund status maps through the adapter's table; one without a rule is flagged. The
+   comparison with our orders yields findings.
    If any call fails (a provider 500, a timeout), that provider's findings are dropped and
    the error is reported: nothing is decided on a partial picture.
 2. **Fix** each finding that has a safe fix, one at a time, through the same idempotent
