@@ -242,7 +242,7 @@ def _refund_one(request, order, data):
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "received_at", "provider", "type", "event_id", "status", "attempts",
+    list_display = ("id", "received_at", "provider", "type", "event_id", "status", "attempts", "next_attempt",
                     "signature_valid", "order_link")
     list_filter = ("status", "provider", "signature_valid", ("received_at", admin.DateFieldListFilter))
     search_fields = ("event_id",)
@@ -251,10 +251,18 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin
     exact_text_fields = ("event_id", "type")
     raw_id_fields = ("order",)
     ordering = ("-received_at",)
-    fields = ("id", "provider", "event_id", "type", "status", "attempts", "signature_valid", "last_error",
-              "order_link", "received_at", "processed_at", "normalized_pretty", "headers_pretty", "raw_body")
+    fields = ("id", "provider", "event_id", "type", "status", "attempts", "next_attempt", "signature_valid",
+              "last_error", "order_link", "received_at", "processed_at", "normalized_pretty", "headers_pretty",
+              "raw_body")
     readonly_fields = fields
     actions = ("replay",)
+
+    @admin.display(description="Next attempt", ordering="next_attempt_at")
+    def next_attempt(self, obj):
+        """When the sweep tries again; a FAILED event with none has failed for good: replay it or not."""
+        if obj.next_attempt_at is not None:
+            return obj.next_attempt_at
+        return "None: failed for good, staff decide" if obj.status == WebhookEvent.Status.FAILED else "-"
 
     def has_replay_permission(self, request):
         return request.user.has_perm(REPLAY_PERMISSION)

@@ -21,6 +21,10 @@ def check_payment_settings(app_configs=None, **kwargs) -> list:
             f"STRIPE_CHECKOUT_EXPIRES_MINUTES is {minutes}; Stripe accepts 30 to 1440.", id="payments.E002"))
     if app_settings.webhook_max_attempts() < 1:
         errors.append(checks.Error("PAYMENTS_WEBHOOK_MAX_ATTEMPTS must be at least 1.", id="payments.E003"))
+    for name, value in (("PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS", app_settings.webhook_retry_base_seconds()),
+                        ("PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS", app_settings.webhook_stuck_after_seconds())):
+        if value < 1:
+            errors.append(checks.Error(f"{name} is {value}; it must be at least 1 second.", id="payments.E010"))
     return errors
 
 

@@ -127,3 +127,14 @@ def test_the_sweep_is_scheduled_by_name():
     names = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "payments.tasks.requeue_stuck_webhook_events" in names
     assert requeue_stuck_webhook_events.name == "payments.tasks.requeue_stuck_webhook_events"
+
+
+def test_a_lease_or_backoff_under_a_second_is_refused_by_the_system_checks(settings):
+    from django.core import checks
+
+    settings.PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS = 0
+    settings.PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS = 0
+
+    errors = [e for e in checks.run_checks() if e.id == "payments.E010"]
+    assert sorted(e.msg.split()[0] for e in errors) == [
+        "PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS", "PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS"]
