@@ -84,10 +84,14 @@ def test_staff_adjusts_credits_from_the_user_page(page, screenshot, make_staff, 
     expect(summary).to_contain_text("40")
     page.get_by_test_id("adjust-credits").click()
     page.get_by_label("Amount").fill("15")
-    page.get_by_label("Reason").fill("Goodwill: slow queue on Monday")
+    page.get_by_label("Description shown to the customer").fill("Sorry for the slow queue")
+    page.get_by_label("Internal note (staff only)").fill("Goodwill: slow queue on Monday")
     page.get_by_test_id("confirm-action").click()
 
     expect(page.locator(".messagelist .success")).to_contain_text("adjusted by +15 credits, balance now 55")
     expect(page.get_by_test_id("credits-summary")).to_contain_text("55")
     expect(page.locator("#ledger_entries-group")).to_contain_text("Goodwill: slow queue on Monday")
     screenshot(page, "user-page")
+    entry = LedgerEntry.objects.get(user=customer, kind=LedgerKind.ADJUSTMENT)
+    assert entry.description == "Sorry for the slow queue"
+    assert entry.internal_note == "Goodwill: slow queue on Monday"
