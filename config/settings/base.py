@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount",
     "allauth.socialaccount.providers.google",
     "django_celery_beat",
+    "core",
     "accounts",
     "credits",
     "payments",
