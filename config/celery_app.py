@@ -1,7 +1,10 @@
 """The Celery application, configured from Django settings (the CELERY_ namespace).
 
 JSON only, acks_late with reject-on-worker-lost, prefetch 1 and time limits are set in
-config/settings/base.py. Without a broker configured, tasks run in-process (eager).
+config/settings/base.py. Without a broker configured, tasks run in-process (eager). A
+``redis://`` broker goes through config/redis_transport.py (kombu's transport with the fault
+that ended a busy worker when Redis went away fixed). The periodic tasks and their intervals
+are in config/settings/base.py (``CELERY_BEAT_SCHEDULE``, intervals from the environment).
 """
 
 import os
