@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from backoffice.admin_helpers import BigTableAdminMixin, ReadOnlyAdminMixin
+from core.admin import BigTableAdminMixin, ReadOnlyAdminMixin
 
 from .models import OutboundEmail
 

@@ -1,14 +1,16 @@
-"""Large credit adjustments waiting for a second staff member: approve or reject them here."""
+"""The back office in the admin: large credit adjustments waiting for a second staff member
+(approve or reject them here), and, from the modules imported below, the staff actions on the
+other apps' models and the staff's user page."""
 
 from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from core.admin import NoBulkDeleteMixin, admin_link
+from core.admin_actions import ConfirmActionForm, confirmed_action
 from credits.models import LedgerEntry, staff_adjustment_description
 
-from .admin_actions import confirmed_action
-from .admin_helpers import NoBulkDeleteMixin, admin_link
-from .forms import ConfirmActionForm
+from . import generation_admin, payment_admin, user_admin  # noqa: F401  (the staff actions on the apps' models)
 from .models import AdjustmentRequest
 from .services import (
     ADJUST_PERMISSION,

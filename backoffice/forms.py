@@ -1,6 +1,5 @@
 """Confirmation forms of the staff actions and the dashboard's period form."""
 
-import uuid
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -8,40 +7,13 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from core.admin_actions import ConfirmActionForm
 from credits.models import STAFF_ADJUSTMENT_ADDED, STAFF_ADJUSTMENT_REMOVED
 from payments.templatetags.money import money
 
 from . import app_settings
 
 MAX_ADJUSTMENT = 10_000_000
-
-
-class ConfirmActionForm(forms.Form):
-    """What every staff action asks: why. ``submission_key`` makes a double submit act once."""
-
-    submission_key = forms.CharField(widget=forms.HiddenInput, max_length=64)
-    reason = forms.CharField(
-        max_length=500,
-        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-        help_text="Written to the audit log with your name.",
-    )
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("initial", {}).setdefault("submission_key", uuid.uuid4().hex)
-        super().__init__(*args, **kwargs)
-
-    def clean_submission_key(self) -> str:
-        value = self.cleaned_data["submission_key"]
-        try:
-            return uuid.UUID(hex=value).hex
-        except ValueError:
-            raise ValidationError("The form is stale: reload the page and try again.")
-
-    def clean_reason(self) -> str:
-        value = self.cleaned_data["reason"].strip()
-        if not value:
-            raise ValidationError("Say why.")
-        return value
 
 
 class AdjustCreditsForm(ConfirmActionForm):

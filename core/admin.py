@@ -1,4 +1,8 @@
-"""Building blocks of the money admins: read-only, no bulk delete, big-table lists, exact search."""
+"""Building blocks every app's admin uses: read-only, no bulk delete, big-table lists, exact search,
+read-only inlines of the newest rows, links to change pages.
+
+This module registers nothing; the apps' own ``admin.py`` modules do.
+"""
 
 from django.contrib import admin
 from django.contrib.admin import ShowFacets

@@ -5,32 +5,50 @@ listing the chosen objects and a form (amount, reason, ...); that page posts bac
 action with ``confirm=yes``; then each object gets its own service call and its own success
 or error message. The form carries a one-time ``submission_key`` from which the services'
 idempotency keys are derived, so submitting the same confirmation twice acts once.
+
+A refusal (an ``ApplicationError``) becomes that object's error message; anything else is
+a bug and surfaces as one.
 """
 
+import uuid
 from collections.abc import Callable, Sequence
 
+from django import forms
 from django.contrib import messages
 from django.contrib.admin import helpers
+from django.core.exceptions import ValidationError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from credits.exceptions import CreditsError
-from payments.exceptions import PaymentsError
-
-from .exceptions import BackofficeError
-
-#: Refusals a service may answer with; anything else is a bug and surfaces as one.
-_ACTION_ERRORS: list[type[Exception]] = [CreditsError, PaymentsError, BackofficeError]
+from .errors import ApplicationError, admin_error_message
 
 
-def register_action_error(error: type[Exception]) -> None:
-    """Let another app's error hierarchy be shown as a per-object message."""
-    if error not in _ACTION_ERRORS:
-        _ACTION_ERRORS.append(error)
+class ConfirmActionForm(forms.Form):
+    """What every staff action asks: why. ``submission_key`` makes a double submit act once."""
 
+    submission_key = forms.CharField(widget=forms.HiddenInput, max_length=64)
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Written to the audit log with your name.",
+    )
 
-def action_errors() -> tuple[type[Exception], ...]:
-    return tuple(_ACTION_ERRORS)
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("initial", {}).setdefault("submission_key", uuid.uuid4().hex)
+        super().__init__(*args, **kwargs)
+
+    def clean_submission_key(self) -> str:
+        value = self.cleaned_data["submission_key"]
+        try:
+            return uuid.UUID(hex=value).hex
+        except ValueError:
+            raise ValidationError("The form is stale: reload the page and try again.")
+
+    def clean_reason(self) -> str:
+        value = self.cleaned_data["reason"].strip()
+        if not value:
+            raise ValidationError("Say why.")
+        return value
 
 
 def submission_key(data: dict, action: str, obj) -> str:
@@ -60,24 +78,39 @@ def confirmed_action(
     ``perform(request, obj, cleaned_data)`` makes the one service call for ``obj`` and
     returns ``(level, message)``; a refusal it raises becomes an error message for that
     object alone, prefixed with ``label(obj)``. ``columns`` describe each object on the
-    confirmation page.
+    confirmation page. ``done_url`` is where to go once done (None: back to the changelist);
+    ``form_url`` is where the page posts when it is not the changelist's action (a button on
+    a change page).
     """
     objects = list(queryset)
-    form_kwargs = {**(form_kwargs or {})}
-    if request.method == "POST" and request.POST.get("confirm") == "yes":
-        form = form_class(request.POST, **form_kwargs)
-        if form.is_valid() and objects:
-            for obj in objects:
-                try:
-                    level, message = perform(request, obj, form.cleaned_data)
-                except action_errors() as exc:
-                    modeladmin.message_user(request, f"{label(obj)}: {exc}", messages.ERROR)
-                else:
-                    modeladmin.message_user(request, message, level)
-            return HttpResponseRedirect(done_url) if done_url else None
-    else:
-        form = form_class(**form_kwargs)
+    confirmed = request.method == "POST" and request.POST.get("confirm") == "yes"
+    form = form_class(request.POST, **(form_kwargs or {})) if confirmed else form_class(**(form_kwargs or {}))
+    if confirmed and form.is_valid() and objects:
+        for obj in objects:
+            _perform_one(modeladmin, request, obj, form.cleaned_data, perform=perform, label=label)
+        return HttpResponseRedirect(done_url) if done_url else None
+    return _confirmation_page(
+        modeladmin, request, objects, form,
+        action=action, title=title, columns=columns, submit_label=submit_label, intro=intro,
+        done_url=done_url, form_url=form_url,
+    )
 
+
+def _perform_one(modeladmin, request, obj, data: dict, *, perform: Callable, label: Callable) -> None:
+    """One object's service call and its one message: what was done, or why it was refused."""
+    try:
+        level, message = perform(request, obj, data)
+    except ApplicationError as exc:
+        modeladmin.message_user(request, admin_error_message(exc, label=str(label(obj))), messages.ERROR)
+    else:
+        modeladmin.message_user(request, message, level)
+
+
+def _confirmation_page(
+    modeladmin, request, objects: list, form, *, action: str, title: str, columns, submit_label: str,
+    intro: str, done_url: str | None, form_url: str,
+) -> TemplateResponse:
+    """The page listing ``objects`` with ``form``, posting back the same action (or ``form_url``)."""
     opts = modeladmin.model._meta
     context = {
         **modeladmin.admin_site.each_context(request),
@@ -89,7 +122,7 @@ def confirmed_action(
         "form": form,
         "action": action if not form_url else "",
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "columns": [label for label, _ in columns],
+        "columns": [heading for heading, _ in columns],
         "rows": [(obj, [value(obj) for _, value in columns]) for obj in objects],
         "submit_label": submit_label,
         "form_url": form_url,
@@ -99,9 +132,6 @@ def confirmed_action(
     request.current_app = modeladmin.admin_site.name
     return TemplateResponse(
         request,
-        [
-            f"admin/{opts.app_label}/{opts.model_name}/confirm_action.html",
-            "admin/backoffice/confirm_action.html",
-        ],
+        [f"admin/{opts.app_label}/{opts.model_name}/confirm_action.html", "admin/core/confirm_action.html"],
         context,
     )

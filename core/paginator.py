@@ -13,20 +13,29 @@ no stored row count), and that is most of the time the page takes. Here:
 ``is_estimate`` tells the template to say "about" or "more than".
 """
 
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.functional import cached_property
 
-from . import app_settings
+
+def estimated_count_threshold() -> int:
+    """Unfiltered changelists of tables estimated above this many rows show an estimate."""
+    return int(getattr(settings, "BACKOFFICE_ESTIMATED_COUNT_THRESHOLD", 50_000))
+
+
+def filtered_count_cap() -> int:
+    """Filtered changelists count matching rows only up to this many."""
+    return int(getattr(settings, "BACKOFFICE_FILTERED_COUNT_CAP", 10_000))
 
 
 class EstimatedCountPaginator(Paginator):
     def __init__(self, *args, estimate_threshold: int | None = None, cap: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.estimate_threshold = (
-            app_settings.estimated_count_threshold() if estimate_threshold is None else estimate_threshold
+            estimated_count_threshold() if estimate_threshold is None else estimate_threshold
         )
-        self.cap = app_settings.filtered_count_cap() if cap is None else cap
+        self.cap = filtered_count_cap() if cap is None else cap
         self.is_estimate = False
         self.is_capped = False
 

@@ -1,11 +1,15 @@
 """The ledger in the admin: read-only. Credits move only through credits.services."""
 
 import json
+from functools import partial
 
 from django.contrib import admin
+from django.contrib.admin.checks import InlineModelAdminChecks
+from django.contrib.admin.utils import flatten_fieldsets
+from django.forms.models import BaseModelFormSet, modelformset_factory
 from django.utils.html import format_html
 
-from backoffice.admin_helpers import (
+from core.admin import (
     BigTableAdminMixin,
     ExactSearchMixin,
     ReadOnlyAdminMixin,
@@ -14,11 +18,21 @@ from backoffice.admin_helpers import (
 )
 
 from .models import AuditLog, CreditBalance, IdempotencyRecord, LedgerEntry, TrialClaim
+from .references import admin_link_parts
 from .trials import address_digest
 
 
 def pretty_json(value) -> str:
     return format_html('<pre class="bo-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def source_link(entry):
+    """A link to the admin page of what caused ``entry`` ("Order #12"), or a dash."""
+    parts = admin_link_parts(entry.source_type, entry.source_id)
+    if parts is None:
+        return "–" if entry.source_id is None else f"{entry.source_type} #{entry.source_id}"
+    model, text = parts
+    return admin_link(model, entry.source_id, text)
 
 
 class LedgerEntryInline(RecentReadOnlyInline):
@@ -31,6 +45,71 @@ class LedgerEntryInline(RecentReadOnlyInline):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("created_by")
+
+    @admin.display(description="Caused by")
+    def source_link(self, obj):
+        return source_link(obj)
+
+
+class SourceLedgerFormSet(BaseModelFormSet):
+    """The newest ``limit`` entries caused by the page's object: ``(source_type, its pk)``."""
+
+    source_type = ""
+    limit = 20
+
+    def __init__(self, data=None, files=None, instance=None, save_as_new=False, prefix=None, queryset=None,
+                 **kwargs):
+        self.instance = instance
+        queryset = LedgerEntry.objects.all() if queryset is None else queryset
+        if instance is None or instance.pk is None:
+            queryset = queryset.none()
+        else:
+            queryset = queryset.filter(source_type=self.source_type, source_id=instance.pk)[: self.limit]
+        super().__init__(data, files, prefix=prefix, queryset=queryset, **kwargs)
+
+    @classmethod
+    def get_default_prefix(cls):
+        return "ledger_entries"
+
+
+class _SourceInlineChecks(InlineModelAdminChecks):
+    """An entry names its source by type and id, not by a foreign key to the page's model."""
+
+    def _check_exclude_of_parent_model(self, obj, parent_model):
+        return []
+
+    def _check_relation(self, obj, parent_model):
+        return []
+
+
+class SourceLedgerInline(LedgerEntryInline):
+    """The newest ledger entries caused by the object the page shows (set ``source_type``)."""
+
+    checks_class = _SourceInlineChecks
+    formset = SourceLedgerFormSet
+    #: The registered source type of the page's model (``"payments.order"``).
+    source_type = ""
+
+    def get_formset(self, request, obj=None, **kwargs):
+        fields = kwargs.pop("fields", None) or flatten_fieldsets(self.get_fieldsets(request, obj))
+        exclude = [*(self.exclude or []), *self.get_readonly_fields(request, obj)]
+        formset = type(
+            f"{self.__class__.__name__}FormSet",
+            (self.formset,),
+            {"source_type": self.source_type, "limit": self.limit},
+        )
+        return modelformset_factory(
+            self.model,
+            form=self.form,
+            formset=formset,
+            formfield_callback=partial(self.formfield_for_dbfield, request=request),
+            fields=[name for name in fields if name not in exclude],
+            exclude=exclude or None,
+            extra=0,
+            max_num=0,
+            can_delete=False,
+            **kwargs,
+        )
 
 
 class SpendingFrozenFilter(admin.SimpleListFilter):
@@ -70,18 +149,18 @@ class CreditBalanceAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixi
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
     list_display = ("id", "created_at", "user", "kind", "signed_amount", "balance_after",
-                    "order_link", "job_link", "created_by", "description", "internal_note")
+                    "source_link", "created_by", "description", "internal_note")
     list_display_links = ("id", "created_at")
     list_select_related = ("user", "created_by")
     list_filter = ("kind", ("created_at", admin.DateFieldListFilter))
     search_fields = ("user__email",)
     search_help_text = "An entry, order or job id; an exact email address; or an idempotency key."
-    exact_int_fields = ("pk", "order_id", "job_id", "user_id")
+    exact_int_fields = ("pk", "source_id", "user_id")
     exact_user_fields = ("user_id",)
     exact_text_fields = ("idempotency_key",)
     ordering = ("-id",)
     fields = ("id", "created_at", "user_link", "kind", "signed_amount", "balance_before", "balance_after",
-              "description", "internal_note", "order_link", "job_link", "reverses_link", "created_by", "idempotency_key",
+              "description", "internal_note", "source_link", "reverses_link", "created_by", "idempotency_key",
               "metadata_pretty")
     readonly_fields = fields
 
@@ -89,17 +168,9 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin,
     def signed_amount(self, obj):
         return f"{obj.amount:+d}"
 
-    @admin.display(description="Order", ordering="order_id")
-    def order_link(self, obj):
-        from payments.models import Order
-
-        return admin_link(Order, obj.order_id)
-
-    @admin.display(description="Job", ordering="job_id")
-    def job_link(self, obj):
-        from generations.models import GenerationJob
-
-        return admin_link(GenerationJob, obj.job_id)
+    @admin.display(description="Caused by", ordering="source_id")
+    def source_link(self, obj):
+        return source_link(obj)
 
     @admin.display(description="Reverses")
     def reverses_link(self, obj):

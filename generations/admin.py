@@ -1,29 +1,24 @@
-"""Generation jobs and their price rules in the admin. Jobs are read-only; staff refund a
-job with a bad result through the generations services."""
+"""Generation jobs and their price rules in the admin. Jobs are read-only; the staff actions
+on them (refund a bad result, retry a failed job) are added by the back office
+(``backoffice/generation_admin.py``)."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from backoffice.admin_actions import confirmed_action, register_action_error
-from backoffice.admin_helpers import (
+from core.admin import (
     BigTableAdminMixin,
     ExactSearchMixin,
     NoBulkDeleteMixin,
     ReadOnlyAdminMixin,
     admin_link,
 )
-from backoffice.forms import ConfirmActionForm
-from backoffice.generation_actions import MANAGE_JOBS_PERMISSION, staff_job_refund, staff_job_retry
-from credits.admin import LedgerEntryInline, pretty_json
+from credits.admin import SourceLedgerInline, pretty_json
 
-from .exceptions import GenerationsError
+from .charges import JOB_SOURCE
 from .models import ApiCredential, GenerationJob, PriceRule
-from .text import credits_text
-
-register_action_error(GenerationsError)
 
 
-class JobLedgerInline(LedgerEntryInline):
-    fk_name = "job"
+class JobLedgerInline(SourceLedgerInline):
+    source_type = JOB_SOURCE
     limit = 20
     verbose_name_plural = "Ledger entries of this job"
 
@@ -47,7 +42,6 @@ class GenerationJobAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin
               "created_at", "started_at", "completed_at", "next_attempt_at", "updated_at")
     readonly_fields = fields
     inlines = (JobLedgerInline,)
-    actions = ("refund", "retry")
 
     def has_add_permission(self, request):
         return False
@@ -57,9 +51,6 @@ class GenerationJobAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user", "price_rule")
-
-    def has_manage_jobs_permission(self, request):
-        return request.user.has_perm(MANAGE_JOBS_PERMISSION)
 
     @admin.display(description="User")
     def user_link(self, obj):
@@ -76,60 +67,6 @@ class GenerationJobAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin
     @admin.display(description="Usage")
     def usage_pretty(self, obj):
         return pretty_json(obj.usage)
-
-    @admin.action(description="Refund the selected completed jobs…", permissions=["manage_jobs"])
-    def refund(self, request, queryset):
-        return confirmed_action(
-            self, request, queryset.select_related("user"),
-            action="refund",
-            title="Refund generation jobs",
-            form_class=ConfirmActionForm,
-            perform=_refund_one,
-            columns=[
-                ("Job", lambda j: f"#{j.pk}"), ("User", lambda j: j.user), ("Operation", lambda j: j.operation),
-                ("Model", lambda j: j.model), ("Status", lambda j: j.get_status_display()),
-                ("Charged", lambda j: j.credits_charged),
-            ],
-            submit_label="Refund",
-            intro=(
-                "Gives back what each completed job cost (a bad result) and marks it refunded. "
-                "Failed jobs were refunded in full when they failed."
-            ),
-            label=lambda j: f"Job #{j.pk}",
-        )
-
-
-    @admin.action(description="Retry the selected failed jobs…", permissions=["manage_jobs"])
-    def retry(self, request, queryset):
-        return confirmed_action(
-            self, request, queryset.select_related("user"),
-            action="retry",
-            title="Retry failed generation jobs",
-            form_class=ConfirmActionForm,
-            perform=_retry_one,
-            columns=[
-                ("Job", lambda j: f"#{j.pk}"), ("User", lambda j: j.user), ("Operation", lambda j: j.operation),
-                ("Model", lambda j: j.model), ("Status", lambda j: j.get_status_display()),
-                ("Error", lambda j: j.error_message),
-            ],
-            submit_label="Retry",
-            intro=(
-                "Runs each failed job again as a new job for the same user. The failed job was "
-                "refunded in full, so the new one is charged like a fresh submission and refunded "
-                "in turn if it fails. Each failed job can be retried once."
-            ),
-            label=lambda j: f"Job #{j.pk}",
-        )
-
-
-def _retry_one(request, job, data):
-    retry = staff_job_retry(job=job, reason=data["reason"], staff_user=request.user)
-    return messages.SUCCESS, f"Job #{job.pk}: running again as job #{retry.pk} ({credits_text(retry.estimated_credits)} reserved)."
-
-
-def _refund_one(request, job, data):
-    done = staff_job_refund(job=job, reason=data["reason"], staff_user=request.user)
-    return messages.SUCCESS, f"Job #{done.pk}: {credits_text(done.credits_charged)} given back to {done.user}."
 
 
 @admin.register(PriceRule)

@@ -1,16 +1,10 @@
-"""Payments in the admin. Orders, invoices and refunds change only through the payments
-services; the admin shows them and offers the staff actions (refund, webhook replay)."""
+"""Payments in the admin, read-only. Orders, invoices and refunds change only through the
+payments services; the staff actions on them (refund, webhook replay) are added by the back
+office (``backoffice/payment_admin.py``)."""
 
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
-from django.utils.html import format_html
+from django.contrib import admin
 
-from backoffice.admin_actions import confirmed_action, submission_key
-from backoffice.forms import ConfirmActionForm, RefundOrderForm
-from backoffice.payment_actions import REFUND_PERMISSION, REPLAY_PERMISSION, staff_order_refund, staff_webhook_replay
-from backoffice.admin_helpers import (
+from core.admin import (
     BigTableAdminMixin,
     ExactSearchMixin,
     NoBulkDeleteMixin,
@@ -18,8 +12,9 @@ from backoffice.admin_helpers import (
     RecentReadOnlyInline,
     admin_link,
 )
-from credits.admin import LedgerEntryInline, pretty_json
+from credits.admin import SourceLedgerInline, pretty_json
 
+from .ledger import ORDER_SOURCE
 from .models import (
     CreditPackage,
     Invoice,
@@ -31,7 +26,6 @@ from .models import (
     SandboxRefund,
     WebhookEvent,
 )
-from .templatetags.money import money
 
 
 @admin.register(CreditPackage)
@@ -46,8 +40,8 @@ class CreditPackageAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
     readonly_fields = ("created_at", "updated_at")
 
 
-class OrderLedgerInline(LedgerEntryInline):
-    fk_name = "order"
+class OrderLedgerInline(SourceLedgerInline):
+    source_type = ORDER_SOURCE
     limit = 50
     verbose_name_plural = "Ledger entries of this order"
 
@@ -97,7 +91,6 @@ class OrderAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin, admin.
               "completed_at", "invoice_link")
     readonly_fields = fields
     inlines = (RefundInline, OrderLedgerInline)
-    actions = ("refund",)
     change_form_template = "admin/payments/order/change_form.html"
 
     def has_add_permission(self, request):
@@ -108,57 +101,6 @@ class OrderAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin, admin.
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("user", "package")
-
-    def has_refund_order_permission(self, request):
-        return request.user.has_perm(REFUND_PERMISSION)
-
-    def get_urls(self):
-        return [
-            path("<path:object_id>/refund/", self.admin_site.admin_view(self.refund_view),
-                 name="payments_order_refund"),
-        ] + super().get_urls()
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "can_refund": self.has_refund_order_permission(request)}
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    @admin.action(description="Refund the selected orders…", permissions=["refund_order"])
-    def refund(self, request, queryset, *, done_url=None, form_url=""):
-        orders = list(queryset.select_related("user"))
-        return confirmed_action(
-            self, request, orders,
-            action="refund",
-            title="Refund orders",
-            form_class=RefundOrderForm,
-            form_kwargs={"orders": orders},
-            perform=_refund_one,
-            columns=[
-                ("Order", lambda o: f"#{o.pk}"),
-                ("User", lambda o: o.user),
-                ("Status", lambda o: o.get_status_display()),
-                ("Paid", lambda o: money(o.amount, o.currency)),
-                ("Refunded so far", lambda o: money(o.amount_refunded, o.currency)),
-                ("Credits", lambda o: o.credits),
-            ],
-            submit_label="Refund",
-            intro=(
-                "The provider refunds the buyer first; then the matching share of the order's credits is "
-                "taken back from the balance (never below zero: what was already spent is recorded as "
-                "unrecovered). If the provider refuses, nothing changes."
-            ),
-            done_url=done_url,
-            form_url=form_url,
-            label=lambda o: f"Order #{o.pk}",
-        )
-
-    def refund_view(self, request, object_id):
-        if not self.has_refund_order_permission(request):
-            raise PermissionDenied
-        order = get_object_or_404(self.get_queryset(request), pk=object_id)
-        return self.refund(
-            request, Order.objects.filter(pk=order.pk),
-            done_url=reverse("admin:payments_order_change", args=[order.pk]), form_url=request.path,
-        )
 
     @admin.display(description="User")
     def user_link(self, obj):
@@ -221,25 +163,6 @@ class RefundAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admi
         return admin_link(Order, obj.order_id)
 
 
-def _refund_one(request, order, data):
-    done, refund = staff_order_refund(
-        order=order, amount=data.get("amount"), reason=data["reason"], staff_user=request.user,
-        idempotency_key=submission_key(data, "refund", order),
-    )
-    in_flight = refund is not None and refund.status != refund.Status.SUCCEEDED
-    text = format_html(
-        "Order #{}: refunded {} {} (provider refund {}{}); {} {} refunded in all, status {}; "
-        "{} credits taken back{}.",
-        order.pk, refund.amount if refund else data.get("amount"), refund.currency if refund else order.currency,
-        refund.provider_refund_id if refund else "–",
-        f", {refund.get_status_display().lower()} at the provider: credits come back if it fails" if in_flight else "",
-        done.amount_refunded, done.currency, done.get_status_display().lower(),
-        done.credits_clawed_back,
-        f", {done.credits_unrecovered} already spent and unrecovered" if done.credits_unrecovered else "",
-    )
-    return (messages.WARNING if done.credits_unrecovered else messages.SUCCESS), text
-
-
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
     list_display = ("id", "received_at", "provider", "type", "event_id", "status", "attempts", "next_attempt",
@@ -255,7 +178,6 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin
               "last_error", "order_link", "received_at", "processed_at", "normalized_pretty", "headers_pretty",
               "raw_body")
     readonly_fields = fields
-    actions = ("replay",)
 
     @admin.display(description="Next attempt", ordering="next_attempt_at")
     def next_attempt(self, obj):
@@ -263,30 +185,6 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin
         if obj.next_attempt_at is not None:
             return obj.next_attempt_at
         return "None: failed for good, staff decide" if obj.status == WebhookEvent.Status.FAILED else "-"
-
-    def has_replay_permission(self, request):
-        return request.user.has_perm(REPLAY_PERMISSION)
-
-    @admin.action(description="Replay the selected events…", permissions=["replay"])
-    def replay(self, request, queryset):
-        return confirmed_action(
-            self, request, queryset,
-            action="replay",
-            title="Replay webhook events",
-            form_class=ConfirmActionForm,
-            perform=_replay_one,
-            columns=[
-                ("Event", lambda e: e.event_id), ("Provider", lambda e: e.get_provider_display()),
-                ("Type", lambda e: e.type), ("Status", lambda e: e.get_status_display()),
-                ("Attempts", lambda e: e.attempts), ("Last error", lambda e: e.last_error[:120] or "–"),
-            ],
-            submit_label="Replay",
-            intro=(
-                "Each event is queued for processing again; a failed one gets a fresh set of attempts. "
-                "Processing is idempotent, and events already processed are left alone."
-            ),
-            label=lambda e: f"Event {e.event_id}",
-        )
 
     @admin.display(description="Order", ordering="order_id")
     def order_link(self, obj):
@@ -299,11 +197,6 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin
     @admin.display(description="Headers")
     def headers_pretty(self, obj):
         return pretty_json(obj.headers)
-
-
-def _replay_one(request, event, data):
-    staff_webhook_replay(event=event, reason=data["reason"], staff_user=request.user)
-    return messages.SUCCESS, f"Event {event.event_id} ({event.type}) queued for processing again."
 
 
 @admin.register(ReconciliationRun)

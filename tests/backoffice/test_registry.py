@@ -14,7 +14,7 @@ def test_every_model_has_an_admin(app_label):
 
 
 def test_big_tables_never_count_in_full():
-    from backoffice.paginator import EstimatedCountPaginator
+    from core.paginator import EstimatedCountPaginator
 
     for model_name in ["credits.LedgerEntry", "credits.AuditLog", "payments.Order", "payments.WebhookEvent",
                        "generations.GenerationJob", "accounts.User"]:
