@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self) -> None:
-        from . import checks, receivers  # noqa: F401
+        from . import checks, receivers, tasks  # noqa: F401

@@ -32,6 +32,8 @@ from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from core.queue import task_send
+
 from . import app_settings
 from .models import OutboundEmail
 
@@ -133,9 +135,7 @@ def outbound_emails_erase(*, addresses: Iterable[str], replacement: str) -> int:
 
 
 def _enqueue(email_id: int) -> None:
-    from .tasks import send_outbound_email
-
-    send_outbound_email.delay(email_id)
+    task_send("accounts.tasks.send_outbound_email", args=[email_id])
 
 
 def _message(email: OutboundEmail) -> EmailMultiAlternatives:

@@ -1,7 +1,6 @@
 """The account page: who you are, your plan, your credits, your last login; and leaving."""
 
 from allauth.account.models import EmailAddress
-from django.apps import apps
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
@@ -12,18 +11,8 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from .exceptions import AccountNotDeletable
 from .forms import AccountDeleteForm, ProfileForm
+from .lifecycle import account_summaries
 from .services import account_delete, account_deletion_blockers, account_export_chunks
-
-
-def _balance(user) -> dict:
-    """The user's credit balance row, read through the model (accounts imports no app)."""
-    CreditBalance = apps.get_model("credits", "CreditBalance")
-    row = (
-        CreditBalance.objects.filter(user_id=user.pk)
-        .values("balance", "lifetime_earned", "lifetime_spent", "spend_holds")
-        .first()
-    )
-    return row or {"balance": 0, "lifetime_earned": 0, "lifetime_spent": 0, "spend_holds": 0}
 
 
 @login_required
@@ -40,7 +29,7 @@ def profile(request):
         form = ProfileForm(instance=user)
     context = {
         "form": form,
-        "credits": _balance(user),
+        **account_summaries(user),
         "email_addresses": list(EmailAddress.objects.filter(user=user).order_by("-primary", "email")),
     }
     return render(request, "accounts/profile.html", context, status=400 if form.errors else 200)
@@ -76,7 +65,7 @@ def account_delete_view(request):
             logout(request)
             messages.success(request, "Your account is deleted and your personal data erased. Goodbye.")
             return redirect("/")
-    context = {"form": form, "blockers": blockers, "credits": _balance(user)}
+    context = {"form": form, "blockers": blockers, **account_summaries(user)}
     status = 200
     if request.method == "POST":
         status = 409 if blockers and form.is_valid() else 400

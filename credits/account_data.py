@@ -9,13 +9,15 @@ afterwards records what it could not recover. The forfeiture and the deletion's 
 are written here, in the deletion's transaction.
 """
 
-from accounts.lifecycle import register_account_data
+from accounts.lifecycle import register_account_data, register_account_summary
+from core.audit import AuditAction
 
 from .models import AuditLog, CreditBalance
+from .references import export_columns, export_values
 from .selectors import EXPORT_FIELDS, ledger_export_rows
 from .services import credits_forfeit
 
-DELETE_ACTION = "accounts.delete"
+DELETE_ACTION = AuditAction.ACCOUNT_DELETE
 #: What the customer's history (and the finance exports) say about the forfeiture.
 FORFEIT_DESCRIPTION = "Balance forfeited when the account was deleted"
 
@@ -29,9 +31,20 @@ def export_balance(user) -> list[dict]:
     return [row] if row else []
 
 
+def balance_summary(user) -> dict:
+    """The balance the account pages show (zeros before the first movement)."""
+    rows = export_balance(user)
+    return rows[0] if rows else {"balance": 0, "lifetime_earned": 0, "lifetime_spent": 0, "spend_holds": 0}
+
+
 def export_ledger(user):
+    columns = export_columns()
     for values in ledger_export_rows(user=user):
         row = dict(zip(EXPORT_FIELDS, values))
+        source = row.pop("source_type"), row.pop("source_id")
+        reverses_id = row.pop("reverses_id")
+        row.update(zip(columns, export_values(*source)))  # job_id, order_id: one per source type
+        row["reverses_id"] = reverses_id
         row["description"] = row.pop("customer_description", "")
         yield row
 
@@ -61,3 +74,4 @@ def forfeit_key(*, user_id: int) -> str:
 def register() -> None:
     register_account_data("balance", export=export_balance)
     register_account_data("ledger", export=export_ledger, erase=record_deletion)
+    register_account_summary("credits", balance_summary)

@@ -6,6 +6,8 @@ class GenerationsConfig(AppConfig):
     verbose_name = "Generations"
 
     def ready(self) -> None:
-        from . import account_data, checks  # noqa: F401
+        from . import account_data, charges, checks  # noqa: F401
+        from . import tasks  # noqa: F401  (registered here: services send them by name)
 
         account_data.register()
+        charges.register()

@@ -18,7 +18,9 @@ from credits.models import LedgerKind
 from credits.services import credits_grant
 
 from .exceptions import PaymentMismatch, PaymentNotConfirmed, PaymentsError
+from .guards import assert_no_transaction
 from .invoices import invoice_issue
+from .ledger import order_source
 from .models import Order
 from .providers import get_provider
 from .providers.base import PaymentStatus
@@ -30,17 +32,6 @@ logger = logging.getLogger(__name__)
 
 def purchase_key(order_id: int) -> str:
     return f"order:{order_id}:purchase"
-
-
-def assert_no_transaction(what: str) -> None:
-    """Provider calls must never run while a database transaction is open.
-
-    (The atomic block a test case wraps around each test does not count, as for Django's
-    own ``durable`` check.)
-    """
-    connection = transaction.get_connection()
-    if connection.in_atomic_block and any(not a._from_testcase for a in connection.atomic_blocks):
-        raise RuntimeError(f"{what} talks to the payment provider: call it outside any transaction.")
 
 
 def fetch_payment_status(*, order: Order) -> PaymentStatus:
@@ -73,7 +64,7 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
             amount=order.credits,
             kind=LedgerKind.PURCHASE,
             idempotency_key=purchase_key(order.pk),
-            order=order,
+            source=order_source(order),
             description=f"{order.package.name} package, order #{order.pk}",
             metadata={"source": source, "provider": order.provider, "amount": str(order.amount),
                       "currency": order.currency},

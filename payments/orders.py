@@ -4,7 +4,7 @@ import logging
 
 from django.db import transaction
 
-from .fulfilment import assert_no_transaction
+from .guards import assert_no_transaction
 from .exceptions import ProviderError, ProviderNotConfigured
 from .models import CreditPackage, Order
 from .providers import get_provider, is_available

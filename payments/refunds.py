@@ -21,6 +21,7 @@ order's refunded amount.
 """
 
 import logging
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django.db import transaction
@@ -32,7 +33,9 @@ from credits.models import LedgerKind
 from credits.services import credits_grant
 
 from .exceptions import PaymentMismatch, ProviderError, RefundNotAllowed, UnknownProviderStatus
+from .guards import assert_no_transaction
 from .invoices import invoice_sync_status
+from .ledger import order_source
 from .models import Order, Refund
 from .providers import get_provider
 from .providers.base import RefundResult
@@ -81,7 +84,7 @@ def claw_back_to(*, order: Order, target: int, key: str, reason: str, created_by
         amount=missing,
         idempotency_key=key,
         reason=reason,
-        order=order,
+        source=order_source(order),
         metadata={"order_id": order.pk, "target": target},
         created_by=created_by,
     )
@@ -139,18 +142,20 @@ def order_apply_refund(*, order_id: int, amount_refunded: Decimal, source: str, 
         return apply_refunded_total(order=order, total=Decimal(amount_refunded), source=source)
 
 
-def order_refund(*, order: Order, amount: Decimal, reason: str, staff_user, idempotency_key: str) -> Order:
+def order_refund(*, order: Order, amount: Decimal, reason: str, staff_user, idempotency_key: str,
+                 audit: Callable[[Order, Refund], object] | None = None) -> Order:
     """Refund ``amount`` of ``order`` to the buyer through its provider, then take back credits.
 
     For staff (permission ``payments.refund_order``). The provider is asked first, outside
     any transaction, with ``idempotency_key`` (so a retry after a timeout never refunds
     twice); its answer is then recorded and applied in one transaction. A ProviderError
     (or a RefundNotAllowed for a bad request) changes nothing. Calling again with the same
-    key returns the order as that refund left it.
+    key returns the order as that refund left it. ``audit`` is called with the order and the
+    new refund inside the transaction that records it (not on a repeat).
     """
     amount = _validate(order=order, amount=amount, reason=reason, staff_user=staff_user,
                        idempotency_key=idempotency_key)
-    _assert_no_transaction("order_refund")
+    assert_no_transaction("order_refund")
 
     done = Refund.objects.filter(idempotency_key=idempotency_key).first()
     if done is not None:
@@ -178,15 +183,19 @@ def order_refund(*, order: Order, amount: Decimal, reason: str, staff_user, idem
             f"status {result.status!r}, which has no rule here: nothing was recorded; check it at the provider.",
             provider=order.provider)
     return order_record_refund(order_id=order.pk, result=result, reason=reason.strip(), staff_user=staff_user,
-                               idempotency_key=idempotency_key)
+                               idempotency_key=idempotency_key, audit=audit)
 
 
 def order_record_refund(*, order_id: int, result: RefundResult, reason: str, staff_user,
-                        idempotency_key: str) -> Order:
-    """Record a refund the provider made for us and apply it (idempotent per key)."""
+                        idempotency_key: str, audit: Callable[[Order, Refund], object] | None = None) -> Order:
+    """Record a refund the provider made for us and apply it (idempotent per key).
+
+    ``audit`` is called with the order as left and the refund, in the same transaction, when
+    this call recorded the refund.
+    """
     with transaction.atomic():
         order = Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
-        Refund.objects.get_or_create(
+        refund, created = Refund.objects.get_or_create(
             idempotency_key=idempotency_key,
             defaults={
                 "order": order,
@@ -200,8 +209,11 @@ def order_record_refund(*, order_id: int, result: RefundResult, reason: str, sta
         )
         ours = (Refund.objects.filter(order=order, status__in=COUNTED).aggregate(total=Sum("amount"))["total"]
                 or Decimal("0"))
-        return apply_refunded_total(order=order, total=max(order.amount_refunded, ours),
+        done = apply_refunded_total(order=order, total=max(order.amount_refunded, ours),
                                     source=f"staff refund by user {staff_user.pk}", created_by=staff_user)
+        if audit is not None and created:
+            audit(done, refund)
+        return done
 
 
 def order_refund_status(*, order_id: int, provider_refund_id: str, status: str, amount: Decimal | None,
@@ -270,7 +282,8 @@ def _reverse(*, order: Order, refund: Refund, source: str) -> None:
         if give_back:
             credits_grant(
                 user=order.user, amount=give_back, kind=LedgerKind.PURCHASE,
-                idempotency_key=f"order:{order.pk}:refund-reversed:{refund.provider_refund_id}", order=order,
+                idempotency_key=f"order:{order.pk}:refund-reversed:{refund.provider_refund_id}",
+                source=order_source(order),
                 description=f"Refund of {refund.amount} {refund.currency} on order #{order.pk} {refund.status}: "
                             f"credits given back",
                 metadata={"source": source, "refund_id": refund.provider_refund_id, "refund_status": refund.status},
@@ -283,12 +296,6 @@ def _reverse(*, order: Order, refund: Refund, source: str) -> None:
         invoice_sync_status(order=order)
     logger.warning("order %s: refund %s of %s %s %s; %s %s refunded in all (%s)", order.pk, refund.provider_refund_id,
                    refund.amount, refund.currency, refund.status, order.amount_refunded, order.currency, source)
-
-
-def _assert_no_transaction(what: str) -> None:
-    from .fulfilment import assert_no_transaction
-
-    assert_no_transaction(what)
 
 
 def _validate(*, order, amount, reason, staff_user, idempotency_key) -> Decimal:

@@ -18,8 +18,11 @@ from typing import Mapping
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone
 
+from core.errors import is_retryable
+from core.queue import task_send
+
 from . import app_settings
-from .exceptions import InvalidTransition, PaymentMismatch, ProviderError, ProviderNotConfigured, WebhookRejected
+from .exceptions import PaymentMismatch, ProviderError, WebhookRejected
 from .fulfilment import fetch_payment_status
 from .models import Order, WebhookEvent
 from .providers import get_provider
@@ -32,7 +35,6 @@ DONE = (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED)
 #: States in which an event may be due (``next_attempt_at``); the partial index covers them.
 DUE_STATUSES = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED)
 #: Failures that another attempt cannot fix: the event is left FAILED for staff.
-PERMANENT_ERRORS = (PaymentMismatch, InvalidTransition, ProviderNotConfigured, WebhookRejected)
 UNIQUE_EVENT = "payments_webhook_unique_event"
 KEPT_HEADERS = ("content-type", "user-agent", "stripe-signature", "sandbox-signature")
 KEPT_HEADER_PREFIXES = ("paypal-",)
@@ -105,9 +107,7 @@ def _is_duplicate(exc: IntegrityError, provider: str, event_id: str) -> bool:
 
 
 def _enqueue(event_pk: int) -> None:
-    from .tasks import process_webhook_event
-
-    process_webhook_event.delay(event_pk)
+    task_send("payments.tasks.process_webhook_event", args=[event_pk])
 
 
 def _enqueue_on_commit(event_pk: int) -> None:
@@ -174,9 +174,9 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
         return row.status
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the event
         error = f"{type(exc).__name__}: {exc}"
-        retryable = not isinstance(exc, PERMANENT_ERRORS) and not (
-            isinstance(exc, ProviderError) and not exc.retryable
-        )
+        # The error says whether trying again may help (a mismatch, an impossible transition or
+        # a provider's final refusal do not); anything unexpected is tried again.
+        retryable = is_retryable(exc)
         try:
             attempts, status = _record_failure(event_pk, error, retryable=retryable)
         except DatabaseError as db_exc:
