@@ -7,12 +7,12 @@ from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from credits.exceptions import InsufficientCredits, SpendingFrozen
+from core.errors import ApplicationError
 from credits.models import CreditBalance
 
 from .api_keys import api_key_remove, api_key_store, has_api_key
 from .app_settings import app_settings
-from .exceptions import AlreadyRetried, GenerationsError, InvalidRequest, InvalidTransition, NoPriceRule, TooManyRunningJobs
+from .exceptions import AlreadyRetried, GenerationsError, InvalidRequest, InvalidTransition
 from .forms import ApiKeyForm, JobForm
 from .models import ApiCredential, GenerationJob, Operation
 from .selectors import job_for_user, job_ledger, job_retry_of, job_waiting, jobs_for_user, text_result
@@ -43,18 +43,10 @@ def job_new(request):
         if form.is_valid():
             try:
                 job = job_submit(user=request.user, request=form.job_request())
-            except InvalidRequest as exc:
-                form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-                status = 400
-            except (InsufficientCredits, SpendingFrozen) as exc:
-                form.add_error(None, str(exc))
-                status = 402
-            except TooManyRunningJobs as exc:
-                form.add_error(None, str(exc))
-                status = 429
-            except NoPriceRule as exc:
-                form.add_error(None, str(exc))
-                status = 400
+            except ApplicationError as exc:  # the error carries its status (402, 429, 400, ...)
+                field = getattr(exc, "field", None)
+                form.add_error(field if field in form.fields else None, exc.message)
+                status = exc.status
             else:
                 # No flash message: the job page's live status panel says it is queued (and
                 # stops saying so once the job has moved on).
@@ -144,11 +136,11 @@ def job_retry_view(request, pk: int):
     except GenerationJob.DoesNotExist:
         raise Http404("No such job.") from None
     except AlreadyRetried as exc:
-        messages.error(request, str(exc))
+        messages.error(request, exc.message)
     except InvalidTransition:
         messages.error(request, "Only a failed job can be tried again.")
-    except (GenerationsError, InsufficientCredits, SpendingFrozen) as exc:
-        messages.error(request, f"Job #{pk} was not tried again: {exc}")
+    except ApplicationError as exc:
+        messages.error(request, f"Job #{pk} was not tried again: {exc.message}")
     else:
         return redirect(retry)
     return redirect("generations:detail", pk=pk)

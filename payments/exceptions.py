@@ -1,22 +1,37 @@
-"""Errors of the payments app. Edges turn them into a message, a 4xx, or a retry."""
+"""Errors of the payments app. Edges turn them into a message, a 4xx, or a retry.
+
+A webhook attempt that fails with a payments error is tried again unless the error says it
+is not ``retryable`` (a payment that does not match, a transition the order cannot make, a
+provider that refused for good): the event may simply have arrived before what it needs.
+"""
+
+from core import errors
 
 
-class PaymentsError(Exception):
-    pass
+class PaymentsError(errors.ApplicationError):
+    code = "payments_error"
+    retryable = True
 
 
 class ProviderError(PaymentsError):
-    """The provider refused or failed a call. ``retryable`` says whether trying again may help."""
+    """The provider refused or failed a call. ``retryable`` says whether trying again may help.
+
+    ``code`` is the provider's own error code when it gave one (``INSTRUMENT_DECLINED``),
+    else ``provider_error``.
+    """
+
+    code = "provider_error"
+    status = 502
 
     def __init__(self, message: str, *, retryable: bool = False, provider: str = "", code: str = ""):
-        super().__init__(message)
-        self.retryable = retryable
+        super().__init__(message, retryable=retryable, code=code or None)
         self.provider = provider
-        self.code = code
 
 
 class ProviderNotConfigured(PaymentsError):
-    pass
+    code = "provider_not_configured"
+    status = 503
+    retryable = False
 
 
 class WebhookRejected(PaymentsError):
@@ -25,19 +40,30 @@ class WebhookRejected(PaymentsError):
     The view answers 400 with ``reason`` and stores nothing as processed.
     """
 
+    code = "webhook_rejected"
+    retryable = False
+
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
 
 
-class InvalidTransition(PaymentsError):
+class InvalidTransition(PaymentsError, errors.InvalidTransition):
+    """An order cannot move from its status to the one asked for (409, never retried)."""
+
+    code = "invalid_transition"
+    status = 409
+    retryable = False
+
     def __init__(self, *, order_id, current: str, target: str):
-        super().__init__(f"Order #{order_id} cannot go from {current} to {target}.")
-        self.current, self.target = current, target
+        super().__init__(f"Order #{order_id} cannot go from {current} to {target}.", current=current, target=target)
 
 
 class PaymentNotConfirmed(PaymentsError):
     """The provider does not (yet) say the order is paid: nothing is granted."""
+
+    code = "payment_not_confirmed"
+    status = 409
 
 
 class PaymentMismatch(PaymentsError):
@@ -46,18 +72,32 @@ class PaymentMismatch(PaymentsError):
     Never granted; logged for staff. Retrying does not help.
     """
 
+    code = "payment_mismatch"
+    status = 409
+    retryable = False
+
 
 class OrderNotFound(PaymentsError):
     """A provider event names no order of ours (yet)."""
+
+    code = "order_not_found"
+    status = 404
 
 
 class OrderNotReady(PaymentsError):
     """The event needs a state the order has not reached yet (for example a dispute on an
     order whose payment we have not seen): try again later."""
 
+    code = "order_not_ready"
+    status = 409
+
 
 class RefundNotAllowed(PaymentsError):
     """A staff refund that cannot be made (amount, order state, permission). Nothing changed."""
+
+    code = "refund_not_allowed"
+    status = 409
+    retryable = False
 
 
 class UnknownProviderStatus(ProviderError):

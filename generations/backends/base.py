@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from core.errors import ApplicationError
+
 
 @dataclass(frozen=True)
 class BackendRequest:
@@ -29,9 +31,14 @@ class BackendOutput:
     usage: dict = field(default_factory=dict)
 
 
-class BackendError(Exception):
-    """A run that did not produce a result. ``message`` is for the user, ``detail`` for staff."""
+class BackendError(ApplicationError):
+    """A run that did not produce a result. ``message`` is for the user, ``detail`` for staff.
 
+    ``retryable`` (on the class) tells the task whether to try again with backoff.
+    """
+
+    code = "backend_error"
+    status = 502
     retryable = False
 
     def __init__(self, message: str, *, detail: str = "", retry_after: float | None = None):
