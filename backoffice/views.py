@@ -6,12 +6,15 @@ from datetime import date
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
+from django.db.models import BigIntegerField, Case, F, QuerySet, When
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import urlencode
 
 from credits.csv_stream import streaming_csv_response
 from credits.models import LedgerEntry
+from generations.charges import JOB_SOURCE
+from payments.ledger import ORDER_SOURCE
 from payments.models import Order
 
 from . import charts
@@ -101,6 +104,8 @@ def dashboard(request):
 LEDGER_EXPORT_COLUMNS = ["id", "created_at", "user_id", "user__email", "kind", "amount", "balance_before",
                          "balance_after", "order_id", "job_id", "reverses_id", "created_by_id", "idempotency_key",
                          "description", "internal_note"]
+#: The ledger export's columns for an entry's source, one per kind (as when entries held them apart).
+LEDGER_SOURCE_COLUMNS = {"order_id": ORDER_SOURCE, "job_id": JOB_SOURCE}
 ORDER_EXPORT_COLUMNS = ["id", "created_at", "completed_at", "user_id", "user__email", "status", "provider", "amount",
                         "currency", "credits", "amount_refunded", "credits_clawed_back", "credits_unrecovered",
                         "dispute_status", "provider_order_id", "provider_payment_id", "package_id"]
@@ -109,24 +114,28 @@ ORDER_EXPORT_COLUMNS = ["id", "created_at", "completed_at", "user_id", "user__em
 @staff_member_required
 def export_ledger(request):
     """Every ledger entry of the period, oldest first, streamed (constant memory at any size)."""
-    return _export_period(request, LedgerEntry, LEDGER_EXPORT_COLUMNS, EXPORT_LEDGER_PERMISSION, "ledger")
+    entries = LedgerEntry.objects.annotate(**{
+        column: Case(When(source_type=source_type, then=F("source_id")), output_field=BigIntegerField())
+        for column, source_type in LEDGER_SOURCE_COLUMNS.items()
+    })
+    return _export_period(request, entries, LEDGER_EXPORT_COLUMNS, EXPORT_LEDGER_PERMISSION, "ledger")
 
 
 @staff_member_required
 def export_orders(request):
     """Every order created in the period, oldest first, streamed."""
-    return _export_period(request, Order, ORDER_EXPORT_COLUMNS, EXPORT_ORDERS_PERMISSION, "orders")
+    return _export_period(request, Order.objects.all(), ORDER_EXPORT_COLUMNS, EXPORT_ORDERS_PERMISSION, "orders")
 
 
-def _export_period(request, model, columns: list[str], permission: str, name: str):
-    """Rows of ``model`` created in the requested period, oldest first, as a streamed CSV."""
+def _export_period(request, rows_of: QuerySet, columns: list[str], permission: str, name: str):
+    """Rows of ``rows_of`` created in the requested period, oldest first, as a streamed CSV."""
     _require_finance(request)
     if not request.user.has_perm(permission):
         raise PermissionDenied
     _, start, end = _period_form(request)
     period = Period(start, end)
     rows = (
-        model.objects.filter(created_at__gte=period.since, created_at__lt=period.until)
+        rows_of.filter(created_at__gte=period.since, created_at__lt=period.until)
         .order_by("id")
         .values_list(*columns)
         .iterator(chunk_size=2000)

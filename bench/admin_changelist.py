@@ -152,9 +152,9 @@ def install_urls():
     plain_site = admin.AdminSite(name="plain")
 
     class PlainLedgerAdmin(admin.ModelAdmin):
-        list_display = ("id", "created_at", "user", "kind", "amount", "balance_after", "order", "job",
+        list_display = ("id", "created_at", "user", "kind", "amount", "balance_after", "source_type", "source_id",
                         "created_by", "description")
-        list_select_related = ("user", "created_by", "order", "job")
+        list_select_related = ("user", "created_by")
         list_filter = ("kind", "created_at")
         search_fields = ("user__email", "idempotency_key")
         ordering = ("-id",)

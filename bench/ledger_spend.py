@@ -48,7 +48,7 @@ RETURNING balance
 _THREE_ENTRY = """
 INSERT INTO credits_ledgerentry
        (user_id, amount, kind, balance_before, balance_after, description, metadata, idempotency_key,
-        order_id, job_id, reverses_id, created_by_id, created_at)
+        source_type, source_id, reverses_id, created_by_id, created_at)
 VALUES (%(uid)s, -%(amount)s, 'SPEND', %(after)s + %(amount)s, %(after)s, '', '{}'::jsonb, %(key)s,
         NULL, NULL, NULL, NULL, now())
 RETURNING id

@@ -1,6 +1,6 @@
 """The statements that move a balance and append its ledger entry and audit row.
 
-On PostgreSQL a movement is ONE statement: a conditional ``UPDATE ... RETURNING`` of the
+A movement is ONE statement: a conditional ``UPDATE ... RETURNING`` of the
 balance row feeding the ledger insert and the audit insert in the same CTE. The balance
 row's lock is therefore held only from that statement to the commit right after it (and
 when the caller has no transaction open, the statement is its own transaction: the lock is
@@ -15,10 +15,6 @@ start, not the transaction's), so web servers with different clocks agree and a 
 transaction does not judge time by when it began. ``_PG_REGEN`` does the same for a
 read of the balance: when nothing is due it is a plain read and takes no lock.
 
-SQLite (the no-servers development default) cannot modify data inside a CTE, so there the
-same writes run as separate statements; SQLite serialises writers, so the outcome is the
-same.
-
 Every movement keeps ``balance == lifetime_earned - lifetime_spent``: spends and their
 refunds count on the spent side, every other kind on the earned side.
 """
@@ -29,23 +25,23 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-from django.db.models import F
-from django.utils import timezone
+
+from core.audit import AuditAction
 
 from .app_settings import app_settings
-from .models import SPENT_SIDE_KINDS, AuditLog, CreditBalance, LedgerEntry, LedgerKind
+from .models import SPENT_SIDE_KINDS, CreditBalance, LedgerEntry
 
 SPENT_SIDE = SPENT_SIDE_KINDS
-REGEN_ACTION = "credits.regenerate"
+REGEN_ACTION = AuditAction.REGENERATE
 REGEN_DESCRIPTION = "Free-tier regeneration"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _INSERT_COLUMNS = """
     INSERT INTO credits_ledgerentry
            (user_id, amount, kind, balance_before, balance_after, description, internal_note, metadata,
-            idempotency_key, order_id, job_id, reverses_id, created_by_id, created_at)
+            idempotency_key, source_type, source_id, reverses_id, created_by_id, created_at)
 """
 
 _PG_MOVE = f"""
@@ -63,8 +59,8 @@ WITH moved AS (
 ), entry AS (
     {_INSERT_COLUMNS}
     SELECT %(uid)s, %(delta)s, %(kind)s, moved.balance - %(delta)s, moved.balance,
-           %(description)s, %(internal_note)s::text, %(metadata)s::jsonb, %(key)s, %(order_id)s::bigint,
-           %(job_id)s::bigint, %(reverses_id)s::bigint, %(created_by_id)s::bigint, now()
+           %(description)s, %(internal_note)s::text, %(metadata)s::jsonb, %(key)s, %(source_type)s::varchar,
+           %(source_id)s::bigint, %(reverses_id)s::bigint, %(created_by_id)s::bigint, now()
       FROM moved
     RETURNING id, kind, balance_before, balance_after, created_at
 ), audit AS (
@@ -113,7 +109,7 @@ _REGEN_ROW = """
            %(regen_description)s::varchar AS description, ''::text AS internal_note,
            jsonb_build_object('periods', moved.periods, 'from', moved.regen_from, 'to', moved.regen_to) AS metadata,
            moved.regen_key AS key,
-           NULL::bigint AS order_id, NULL::bigint AS job_id, NULL::bigint AS reverses_id,
+           NULL::varchar AS source_type, NULL::bigint AS source_id, NULL::bigint AS reverses_id,
            NULL::bigint AS created_by_id
       FROM moved
      WHERE moved.regen > 0
@@ -154,13 +150,13 @@ WITH cur AS MATERIALIZED (
     UNION ALL
     SELECT 2, %(kind)s, %(delta)s, moved.before + moved.regen, %(description)s, %(internal_note)s::text,
            %(metadata)s::jsonb,
-           %(key)s, %(order_id)s::bigint, %(job_id)s::bigint, %(reverses_id)s::bigint,
+           %(key)s, %(source_type)s::varchar, %(source_id)s::bigint, %(reverses_id)s::bigint,
            %(created_by_id)s::bigint
       FROM moved
 ), entry AS (
     {_INSERT_COLUMNS}
-    SELECT %(uid)s, amount, kind, bb, bb + amount, description, internal_note, metadata, key, order_id,
-           job_id, reverses_id, created_by_id, now()
+    SELECT %(uid)s, amount, kind, bb, bb + amount, description, internal_note, metadata, key, source_type,
+           source_id, reverses_id, created_by_id, now()
       FROM (SELECT * FROM rows ORDER BY ord) AS ordered
     RETURNING id, kind, amount, balance_before, balance_after, created_at, created_by_id
 ), audit AS ({_REGEN_AUDIT}
@@ -196,8 +192,8 @@ WITH peek AS (
 ), rows AS ({_REGEN_ROW}
 ), entry AS (
     {_INSERT_COLUMNS}
-    SELECT %(uid)s, amount, kind, bb, bb + amount, description, internal_note, metadata, key, order_id,
-           job_id, reverses_id, created_by_id, now()
+    SELECT %(uid)s, amount, kind, bb, bb + amount, description, internal_note, metadata, key, source_type,
+           source_id, reverses_id, created_by_id, now()
       FROM rows
     RETURNING id, kind, amount, created_by_id
 ), audit AS ({_REGEN_AUDIT}
@@ -246,8 +242,8 @@ WITH cur AS MATERIALIZED (
 ), entry AS (
     {_INSERT_COLUMNS}
     SELECT %(uid)s, -moved.before, %(kind)s, moved.before, 0,
-           %(description)s, %(internal_note)s::text, %(metadata)s::jsonb, %(key)s, %(order_id)s::bigint,
-           %(job_id)s::bigint, %(reverses_id)s::bigint, %(created_by_id)s::bigint, now()
+           %(description)s, %(internal_note)s::text, %(metadata)s::jsonb, %(key)s, %(source_type)s::varchar,
+           %(source_id)s::bigint, %(reverses_id)s::bigint, %(created_by_id)s::bigint, now()
       FROM moved
     RETURNING id, amount, balance_before, balance_after, created_at
 ), audit AS (
@@ -259,18 +255,6 @@ WITH cur AS MATERIALIZED (
 SELECT id, amount, balance_before, balance_after, created_at FROM entry
 """
 
-_SQLITE_MOVE = """
-UPDATE credits_creditbalance
-   SET balance = balance + %(delta)s,
-       lifetime_earned = lifetime_earned + %(earned)s,
-       lifetime_spent = lifetime_spent + %(spent)s,
-       version = version + 1,
-       updated_at = %(now)s
- WHERE user_id = %(uid)s
-   AND balance + %(delta)s >= 0
-   AND (spend_holds = 0 OR NOT %(needs_no_holds)s)
-RETURNING balance
-"""
 
 
 @dataclass(frozen=True)
@@ -290,18 +274,6 @@ class RegenPolicy:
             "regen_action": REGEN_ACTION,
         }
 
-    def due(self, *, balance: int, checked_at: datetime | None, now: datetime) -> tuple[int, int, datetime]:
-        """(credits due, whole periods elapsed, the new regen_checked_at) — as ``_REGEN_CALC``."""
-        if checked_at is None:
-            return 0, 0, now
-        every = timedelta(seconds=self.every_seconds)
-        if checked_at > now - every:
-            return 0, 0, checked_at
-        periods = (now - checked_at) // every
-        checked_to = checked_at + periods * every
-        if balance >= self.cap:
-            return 0, periods, checked_to
-        return min(self.cap - balance, self.amount * periods), periods, checked_to
 
 
 def regen_key(*, user_id: int, checked_to: datetime) -> str:
@@ -328,8 +300,9 @@ class Movement:
     internal_note: str = ""
     metadata: dict = field(default_factory=dict)
     audit: dict = field(default_factory=dict)
-    order_id: int | None = None
-    job_id: int | None = None
+    #: What caused it (see ``credits.references``): both None or both set.
+    source_type: str | None = None
+    source_id: int | None = None
     reverses_id: int | None = None
     created_by_id: int | None = None
     #: Refuse the movement while the user's spending is frozen (open dispute).
@@ -348,8 +321,8 @@ class Movement:
             "description": self.description[:255],
             "internal_note": self.internal_note,
             "metadata": json.dumps(self.metadata, cls=DjangoJSONEncoder),
-            "order_id": self.order_id,
-            "job_id": self.job_id,
+            "source_type": self.source_type,
+            "source_id": self.source_id,
             "reverses_id": self.reverses_id,
             "created_by_id": self.created_by_id,
             "action": self.action,
@@ -369,26 +342,12 @@ class BalanceSnapshot:
     #: Credits regenerated by this read (0 when nothing was due).
     regenerated: int = 0
 
-    def after_regeneration(self, *, amount: int, checked_to: datetime | None) -> "BalanceSnapshot":
-        """This balance once ``amount`` regenerated credits (counted as earned) are added."""
-        return BalanceSnapshot(
-            balance=self.balance + amount,
-            lifetime_earned=self.lifetime_earned + amount,
-            lifetime_spent=self.lifetime_spent,
-            spend_holds=self.spend_holds,
-            regen_checked_at=checked_to,
-            regenerated=amount,
-        )
 
 
 def _db():
     """The default database's wrapper, looked up once (``django.db.connection`` is a proxy
     that looks it up again on every attribute access)."""
     return connections[DEFAULT_DB_ALIAS]
-
-
-def is_postgresql() -> bool:
-    return _db().vendor == "postgresql"
 
 
 class _PreparedCursor(psycopg.Cursor):
@@ -414,14 +373,14 @@ _PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
 def _run(sql: str, params: dict) -> list[tuple]:
     """Run one of this module's statements and return its rows.
 
-    On PostgreSQL the statement is bound server-side and prepared once per connection, so
+    The statement is bound server-side and prepared once per connection, so
     its (large) CTE is parsed and planned once instead of on every call. It still goes
     through Django's cursor wrapper: query logging, counting and execute wrappers see it.
     ``CREDITS_PREPARED_STATEMENTS = False`` turns this off (for a transaction-pooling
     PgBouncer older than 1.21).
     """
     db = _db()
-    if db.vendor != "postgresql" or not app_settings.PREPARED_STATEMENTS:
+    if not app_settings.PREPARED_STATEMENTS:
         with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
@@ -440,16 +399,15 @@ def _run(sql: str, params: dict) -> list[tuple]:
 
 
 def run_atomically(apply):
-    """Run ``apply()`` (which issues ONE statement on PostgreSQL) as one unit of work.
+    """Run ``apply()`` (which issues ONE statement) as one unit of work.
 
-    With no transaction open, a single PostgreSQL statement is already its own transaction:
+    With no transaction open, a single statement is already its own transaction:
     it runs bare, saving the BEGIN and COMMIT round trips and keeping the balance row's lock
     inside the server. Inside the caller's transaction it runs in a savepoint, so a failed
-    statement (a repeated idempotency key) leaves the caller's transaction usable. On
-    SQLite the several statements always run in ``transaction.atomic``.
+    statement (a repeated idempotency key) leaves the caller's transaction usable.
     """
     db = _db()
-    if db.vendor == "postgresql" and not db.in_atomic_block and db.get_autocommit():
+    if not db.in_atomic_block and db.get_autocommit():
         return apply()
     with transaction.atomic():
         return apply()
@@ -462,22 +420,15 @@ def apply_movement(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEn
     balance is too small, spending is frozen, or the user has no balance row). Raises
     IntegrityError when the idempotency key (or a one-per-spend refund) already exists.
     """
-    if is_postgresql():
-        params = m.params()
-        sql = _PG_MOVE
-        if regen is not None:
-            params.update(regen.params())
-            sql = _PG_MOVE_WITH_REGEN
-        rows = _run(sql, params)
-        if not rows:
-            return None
-        entry_id, _kind, before, after, created_at = rows[-1]
-    else:
-        if regen is not None:
-            _regen_portable(m.user_id, regen)
-        entry_id, before, after, created_at = _apply_portable(m)
-        if entry_id is None:
-            return None
+    params = m.params()
+    sql = _PG_MOVE
+    if regen is not None:
+        params.update(regen.params())
+        sql = _PG_MOVE_WITH_REGEN
+    rows = _run(sql, params)
+    if not rows:
+        return None
+    entry_id, _kind, before, after, created_at = rows[-1]
     return _entry_from(m, entry_id, before, after, created_at)
 
 
@@ -491,48 +442,28 @@ def apply_take_all(m: Movement) -> LedgerEntry | None:
     """
     if m.kind in SPENT_SIDE:
         raise ValueError(f"A {m.kind} movement cannot take the whole balance.")
-    if is_postgresql():
-        rows = _run(_PG_TAKE_ALL, m.params())
-        if not rows:
-            return None
-        entry_id, amount, before, after, created_at = rows[0]
-        return _entry_from(replace(m, delta=amount), entry_id, before, after, created_at)
-    # SQLite serialises writers: the balance read here is the one the conditional update takes.
-    snapshot = read_balance(user_id=m.user_id)
-    if snapshot is None or snapshot.balance <= 0:
+    rows = _run(_PG_TAKE_ALL, m.params())
+    if not rows:
         return None
-    m = replace(m, delta=-snapshot.balance)
-    entry_id, before, after, created_at = _apply_portable(m)
-    if entry_id is None:
-        return None
-    return _entry_from(m, entry_id, before, after, created_at)
+    entry_id, amount, before, after, created_at = rows[0]
+    return _entry_from(replace(m, delta=amount), entry_id, before, after, created_at)
 
 
 def apply_regeneration(*, user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
     """Read the balance row, first writing the regeneration entry when credits are due.
 
-    One statement on PostgreSQL; a plain read (no lock) when nothing is due. It cannot fail
+    One statement; a plain read (no lock) when nothing is due. It cannot fail
     on the entry's key (the statement checks it), so it needs no savepoint inside the
     caller's transaction. Returns None when the user has no balance row.
     """
-    if is_postgresql():
-        rows = _run(_PG_REGEN, {"uid": user_id, "action": REGEN_ACTION, "audit": "{}", **regen.params()})
-        return BalanceSnapshot(*rows[0]) if rows else None
-    return _regen_portable(user_id, regen)
+    rows = _run(_PG_REGEN, {"uid": user_id, "action": REGEN_ACTION, "audit": "{}", **regen.params()})
+    return BalanceSnapshot(*rows[0]) if rows else None
 
 
 def peek_regeneration(*, user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
     """The balance as ``apply_regeneration`` would leave it, computed without writing."""
-    if is_postgresql():
-        rows = _run(_PG_PEEK_REGEN, {"uid": user_id, **regen.params()})
-        return BalanceSnapshot(*rows[0]) if rows else None
-    snapshot = read_balance(user_id=user_id)
-    if snapshot is None:
-        return None
-    amount, _, checked_to = regen.due(
-        balance=snapshot.balance, checked_at=snapshot.regen_checked_at, now=timezone.now()
-    )
-    return snapshot.after_regeneration(amount=amount, checked_to=checked_to)
+    rows = _run(_PG_PEEK_REGEN, {"uid": user_id, **regen.params()})
+    return BalanceSnapshot(*rows[0]) if rows else None
 
 
 def read_balance(*, user_id: int) -> BalanceSnapshot | None:
@@ -542,73 +473,6 @@ def read_balance(*, user_id: int) -> BalanceSnapshot | None:
         .first()
     )
     return None if row is None else BalanceSnapshot(*row)
-
-
-# --- the portable path (SQLite) ---------------------------------------------------------------
-
-
-def _apply_portable(m: Movement) -> tuple:
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(_SQLITE_MOVE, {**m.params(), "now": now})
-        row = cursor.fetchone()
-    if row is None:
-        return None, None, None, None
-    after = row[0]
-    entry = _entry_from(m, None, after - m.delta, after, now)
-    LedgerEntry.objects.bulk_create([entry])
-    AuditLog.objects.create(
-        user_id=m.user_id,
-        actor_id=m.created_by_id,
-        action=m.action,
-        success=True,
-        metadata={**m.audit, "kind": str(m.kind), "amount": m.delta, "ledger_entry_id": entry.pk},
-    )
-    return entry.pk, after - m.delta, after, now
-
-
-def _regen_portable(user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
-    with transaction.atomic():
-        snapshot = read_balance(user_id=user_id)
-        if snapshot is None:
-            return None
-        now = timezone.now()
-        amount, periods, checked_to = regen.due(
-            balance=snapshot.balance, checked_at=snapshot.regen_checked_at, now=now
-        )
-        if checked_to == snapshot.regen_checked_at:
-            return snapshot
-        # Conditional on the values read: a concurrent catch-up makes this match nothing.
-        changed = CreditBalance.objects.filter(
-            user_id=user_id, regen_checked_at=snapshot.regen_checked_at, balance=snapshot.balance
-        ).update(
-            balance=F("balance") + amount,
-            lifetime_earned=F("lifetime_earned") + amount,
-            regen_checked_at=checked_to,
-            version=F("version") + 1,
-            updated_at=now,
-        )
-        if not changed:
-            return read_balance(user_id=user_id)
-        if amount:
-            m = Movement(
-                user_id=user_id,
-                delta=amount,
-                kind=LedgerKind.REGENERATION,
-                idempotency_key=regen_key(user_id=user_id, checked_to=checked_to),
-                action=REGEN_ACTION,
-                description=REGEN_DESCRIPTION,
-                metadata={"periods": periods, "from": snapshot.regen_checked_at, "to": checked_to},
-            )
-            entry = _entry_from(m, None, snapshot.balance, snapshot.balance + amount, now)
-            entry.metadata = json.loads(json.dumps(m.metadata, cls=DjangoJSONEncoder))
-            LedgerEntry.objects.bulk_create([entry])
-            AuditLog.objects.create(
-                user_id=user_id,
-                action=REGEN_ACTION,
-                metadata={"kind": str(m.kind), "amount": amount, "ledger_entry_id": entry.pk},
-            )
-        return snapshot.after_regeneration(amount=amount, checked_to=checked_to)
 
 
 _ENTRY_FIELDS = [f.attname for f in LedgerEntry._meta.concrete_fields]
@@ -626,14 +490,14 @@ def _entry_from(m: Movement, entry_id, before: int, after: int, created_at: date
         "internal_note": m.internal_note,
         "metadata": m.metadata,
         "idempotency_key": m.idempotency_key,
-        "order_id": m.order_id,
-        "job_id": m.job_id,
+        "source_type": m.source_type,
+        "source_id": m.source_id,
         "reverses_id": m.reverses_id,
         "created_by_id": m.created_by_id,
         "created_at": created_at,
     }
     # Positional arguments in field order: Model.__init__'s fast path.
     entry = LedgerEntry(*[values[name] for name in _ENTRY_FIELDS])
-    entry._state.adding = entry_id is None
+    entry._state.adding = False
     entry._state.db = DEFAULT_DB_ALIAS
     return entry

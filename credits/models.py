@@ -4,6 +4,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, Q, Value, When
 
+from core.audit import AuditAction
+
+from .references import SOURCE_TYPE_MAX_LENGTH, Source, SourceLink, customer_link
+
 
 class LedgerKind(models.TextChoices):
     TRIAL_GRANT = "TRIAL_GRANT", "Trial grant"
@@ -103,6 +107,10 @@ def customer_description():
 
 
 class AppendOnlyQuerySet(models.QuerySet):
+    def caused_by(self, source: Source) -> "AppendOnlyQuerySet":
+        """The entries whose source is ``source`` (an order's, a job's, ...)."""
+        return self.filter(source_type=source.type, source_id=source.id)
+
     def update(self, **kwargs):
         raise TypeError("Ledger entries are append-only: write a correcting entry instead.")
 
@@ -113,8 +121,8 @@ class AppendOnlyQuerySet(models.QuerySet):
 class LedgerEntry(models.Model):
     """One movement of credits. Never updated, never deleted: corrections are new entries."""
 
-    # Lookups by user use the (user, created_at, id) index; the nullable links are indexed
-    # only where set (partial indexes), so a spend maintains as few indexes as possible.
+    # Lookups by user use the (user, created_at, id) index; the nullable links and the source
+    # are indexed only where set (partial indexes), so a spend maintains as few indexes as possible.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False
     )
@@ -130,22 +138,11 @@ class LedgerEntry(models.Model):
     internal_note = models.TextField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=255, unique=True)
-    order = models.ForeignKey(
-        "payments.Order",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="ledger_entries",
-        db_index=False,
-    )
-    job = models.ForeignKey(
-        "generations.GenerationJob",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="ledger_entries",
-        db_index=False,
-    )
+    #: What caused the movement (an order, a job, ...), as a stable type name and that
+    #: object's id; both NULL or both set. No foreign key: ``credits`` depends on no app above
+    #: it (see ``credits.references``). Never changes once written.
+    source_type = models.CharField(max_length=SOURCE_TYPE_MAX_LENGTH, null=True, blank=True)
+    source_id = models.BigIntegerField(null=True, blank=True)
     reverses = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals", db_index=False
     )
@@ -167,8 +164,11 @@ class LedgerEntry(models.Model):
         indexes = [
             models.Index(fields=["user", "created_at", "id"], name="credits_ledger_user_time"),
             models.Index(fields=["kind", "created_at"], name="credits_ledger_kind_time"),
-            models.Index(fields=["order"], name="credits_ledger_order", condition=Q(order__isnull=False)),
-            models.Index(fields=["job"], name="credits_ledger_job", condition=Q(job__isnull=False)),
+            # The entries of one order or job (source_id first: it is the selective part, and
+            # the admin's search by a bare id uses the same index).
+            models.Index(
+                fields=["source_id", "source_type"], name="credits_ledger_source", condition=Q(source_id__isnull=False)
+            ),
             models.Index(fields=["reverses"], name="credits_ledger_reverses", condition=Q(reverses__isnull=False)),
             models.Index(
                 fields=["created_by"], name="credits_ledger_created_by", condition=Q(created_by__isnull=False)
@@ -188,6 +188,11 @@ class LedgerEntry(models.Model):
                 ),
                 name="credits_entry_sign_by_kind",
             ),
+            models.CheckConstraint(
+                condition=Q(source_type__isnull=True, source_id__isnull=True)
+                | Q(source_type__isnull=False, source_id__isnull=False),
+                name="credits_entry_source_pair",
+            ),
             # A spend is refunded at most once.
             models.UniqueConstraint(
                 fields=["reverses"], condition=Q(kind=LedgerKind.REFUND), name="credits_one_refund_per_spend"
@@ -196,6 +201,15 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount:+d} ({self.user_id})"
+
+    @property
+    def source(self) -> Source | None:
+        return None if self.source_type is None else Source(self.source_type, self.source_id)
+
+    @property
+    def source_link(self) -> SourceLink | None:
+        """The source as the customer's history shows it ("job #12", linked), or None."""
+        return customer_link(self.source_type, self.source_id)
 
     def save(self, *args, **kwargs):
         if self.pk is not None:
@@ -225,7 +239,7 @@ class AuditLog(models.Model):
         related_name="+",
         db_index=False,
     )
-    action = models.CharField(max_length=64)
+    action = models.CharField(max_length=64, choices=AuditAction.choices)
     success = models.BooleanField(default=True)
     metadata = models.JSONField(default=dict, blank=True)
     error_message = models.TextField(blank=True, default="")

@@ -1,4 +1,8 @@
-"""Reads of the ledger: the history page (keyset pages, never OFFSET) and the CSV export."""
+"""Reads of the ledger: the history page (keyset pages, never OFFSET) and the CSV export.
+
+Selectors only read: anything that writes (regeneration due on a balance read, for one) is a
+service in credits/services.py.
+"""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -9,9 +13,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from .app_settings import app_settings
-from .ledger_sql import BalanceSnapshot
 from .models import LedgerEntry, customer_description
-from .services import balance_refresh
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -25,8 +27,8 @@ HISTORY_FIELDS = (
     "amount",
     "balance_before",
     "balance_after",
-    "job_id",
-    "order_id",
+    "source_type",
+    "source_id",
     "reverses_id",
 )
 EXPORT_FIELDS = (
@@ -37,8 +39,8 @@ EXPORT_FIELDS = (
     "balance_before",
     "balance_after",
     "customer_description",
-    "job_id",
-    "order_id",
+    "source_type",
+    "source_id",
     "reverses_id",
 )
 
@@ -71,18 +73,6 @@ class Cursor:
 class HistoryPage:
     entries: list[LedgerEntry]
     next_cursor: Cursor | None
-
-
-def balance_for_request(request) -> BalanceSnapshot:
-    """The signed-in user's balance, refreshed once per request (with regeneration due).
-
-    The credits page and the header share it, so a page view refreshes the balance once.
-    """
-    cached = getattr(request, "_credits_balance", None)
-    if cached is None:
-        cached = balance_refresh(user=request.user)
-        request._credits_balance = cached
-    return cached
 
 
 def ledger_entries_filtered(

@@ -18,6 +18,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
+from core.audit import AuditAction
+
 from .app_settings import app_settings
 from .exceptions import (
     IdempotencyConflict,
@@ -48,6 +50,7 @@ from .models import (
     LedgerKind,
     staff_adjustment_description,
 )
+from .references import Source, require_registered
 
 #: The longest customer-facing description an entry keeps.
 DESCRIPTION_MAX_LENGTH = LedgerEntry._meta.get_field("description").max_length
@@ -80,10 +83,13 @@ def credits_grant(
     idempotency_key: str,
     description: str = "",
     metadata: dict | None = None,
-    order=None,
+    source: Source | None = None,
     created_by=None,
 ) -> LedgerEntry:
-    """Add ``amount`` (> 0) credits of a granting ``kind`` (purchase, trial, bonus, ...)."""
+    """Add ``amount`` (> 0) credits of a granting ``kind`` (purchase, trial, bonus, ...).
+
+    ``source``: what caused it (the order that bought it, ...), see ``credits.references``.
+    """
     _require_positive(amount)
     if kind not in GRANT_KINDS:
         raise InvalidKind(f"{kind!r} is not a kind of grant; use one of {sorted(GRANT_KINDS)}.")
@@ -93,10 +99,10 @@ def credits_grant(
             delta=amount,
             kind=kind,
             idempotency_key=require_key(idempotency_key),
-            action="credits.grant",
+            action=AuditAction.GRANT,
             description=description,
             metadata=metadata or {},
-            order_id=_pk(order),
+            **_source_columns(source),
             created_by_id=_pk(created_by),
         )
     )
@@ -131,9 +137,11 @@ def credits_spend(
     idempotency_key: str,
     description: str = "",
     metadata: dict | None = None,
-    job=None,
+    source: Source | None = None,
 ) -> LedgerEntry:
     """Take ``amount`` (> 0) credits. Raises InsufficientCredits or SpendingFrozen, changing nothing.
+
+    ``source``: what the credits were spent on (a job, ...); a refund of the spend names it too.
 
     For a free-tier user, regeneration due is applied first, in the same statement.
     """
@@ -144,10 +152,10 @@ def credits_spend(
             delta=-amount,
             kind=LedgerKind.SPEND,
             idempotency_key=require_key(idempotency_key),
-            action="credits.spend",
+            action=AuditAction.SPEND,
             description=description,
             metadata=metadata or {},
-            job_id=_pk(job),
+            **_source_columns(source),
             needs_no_holds=True,
         ),
         regen=regen_policy_for(user),
@@ -184,7 +192,7 @@ def credits_refund(
                 )[:1]
             )
         )
-        .values("kind", "amount", "user_id", "job_id", "refund_key")
+        .values("kind", "amount", "user_id", "source_type", "source_id", "refund_key")
         .first()
     )
     if row is None:
@@ -204,11 +212,12 @@ def credits_refund(
         delta=amount,
         kind=LedgerKind.REFUND,
         idempotency_key=idempotency_key,
-        action="credits.refund",
+        action=AuditAction.REFUND,
         description=reason or f"Refund of spend #{spend.pk}",
         internal_note=internal_note.strip(),
         metadata={"reason": reason} if reason else {},
-        job_id=row["job_id"],
+        source_type=row["source_type"],
+        source_id=row["source_id"],
         reverses_id=spend.pk,
         created_by_id=_pk(created_by),
     )
@@ -256,7 +265,7 @@ def credits_adjust(
             delta=amount,
             kind=LedgerKind.ADJUSTMENT,
             idempotency_key=require_key(idempotency_key),
-            action="credits.adjust",
+            action=AuditAction.ADJUST,
             description=description.strip() or staff_adjustment_description(amount),
             internal_note=note,
             metadata=metadata or {},
@@ -272,7 +281,7 @@ def credits_clawback(
     amount: int,
     idempotency_key: str,
     reason: str,
-    order=None,
+    source: Source | None = None,
     metadata: dict | None = None,
     created_by=None,
 ) -> ClawbackResult:
@@ -298,11 +307,11 @@ def credits_clawback(
                         delta=-recovered,
                         kind=LedgerKind.CLAWBACK,
                         idempotency_key=idempotency_key,
-                        action="credits.clawback",
+                        action=AuditAction.CLAWBACK,
                         description=reason,
                         metadata={**(metadata or {}), "requested": amount, "unrecovered": amount - recovered},
                         audit={"reason": reason, "requested": amount},
-                        order_id=_pk(order),
+                        **_source_columns(source),
                         created_by_id=_pk(created_by),
                     )
                 )
@@ -343,7 +352,7 @@ def credits_forfeit(
         delta=0,  # the statement takes whatever the balance is
         kind=LedgerKind.FORFEIT,
         idempotency_key=require_key(idempotency_key),
-        action="credits.forfeit",
+        action=AuditAction.FORFEIT,
         description=description,
         internal_note=internal_note.strip(),
         metadata=metadata or {},
@@ -409,6 +418,18 @@ def balance_refresh(*, user) -> BalanceSnapshot:
     return snapshot or BalanceSnapshot()
 
 
+def balance_refresh_for_request(*, request) -> BalanceSnapshot:
+    """The signed-in user's balance, refreshed once per request (``balance_refresh``).
+
+    The credits page and the header share it, so a page view refreshes the balance once.
+    """
+    cached = getattr(request, "_credits_balance", None)
+    if cached is None:
+        cached = balance_refresh(user=request.user)
+        request._credits_balance = cached
+    return cached
+
+
 # --- internals ----------------------------------------------------------------------------
 
 
@@ -458,7 +479,7 @@ def _change_holds(*, user, step: int, reason: str, idempotency_key: str) -> bool
         )
         AuditLog.objects.create(
             user_id=user.pk,
-            action="credits.hold" if step > 0 else "credits.release",
+            action=AuditAction.HOLD if step > 0 else AuditAction.RELEASE,
             success=bool(changed),
             metadata={"reason": reason, "idempotency_key": idempotency_key},
             error_message="" if changed else "no hold to release",
@@ -513,3 +534,10 @@ def _require_positive(amount) -> None:
 
 def _pk(obj) -> int | None:
     return None if obj is None else obj.pk
+
+
+def _source_columns(source: Source | None) -> dict:
+    """The movement's source columns; ValueError for a type no app registered."""
+    if require_registered(source) is None:
+        return {}
+    return {"source_type": source.type, "source_id": source.id}

@@ -9,18 +9,22 @@ from django.views.decorators.http import require_GET
 from .app_settings import app_settings
 from .csv_stream import streaming_csv_response
 from .forms import HistoryFilterForm
-from .selectors import balance_for_request, ledger_export_rows, ledger_history
-from .services import regen_policy_for
+from .references import export_columns, export_values
+from .selectors import ledger_export_rows, ledger_history
+from .services import balance_refresh_for_request, regen_policy_for
 
-EXPORT_HEADER = ["entry_id", "created_at", "kind", "description", "amount", "balance_before",
-                 "balance_after", "job_id", "order_id", "refund_of"]
+
+def export_header() -> list[str]:
+    """The export's columns: one id column per registered source type (``job_id``, ``order_id``)."""
+    return ["entry_id", "created_at", "kind", "description", "amount", "balance_before", "balance_after",
+            *export_columns(), "refund_of"]
 
 
 @require_GET
 @login_required
 def history(request):
     form = HistoryFilterForm(request.GET)
-    balance = balance_for_request(request)
+    balance = balance_refresh_for_request(request=request)
     page = None
     status = 200
     if form.is_valid():
@@ -48,12 +52,13 @@ def export_csv(request):
         errors = " ".join(_form_errors(form))
         return HttpResponse(f"Cannot export: {errors}\n", status=400, content_type="text/plain; charset=utf-8")
     rows = (
-        (entry_id, created_at.isoformat(), kind, description, amount, before, after, job_id, order_id, reverses_id)
-        for entry_id, created_at, kind, amount, before, after, description, job_id, order_id, reverses_id
+        (entry_id, created_at.isoformat(), kind, description, amount, before, after,
+         *export_values(source_type, source_id), reverses_id)
+        for entry_id, created_at, kind, amount, before, after, description, source_type, source_id, reverses_id
         in ledger_export_rows(user=request.user, **form.filters())
     )
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    return streaming_csv_response(filename=f"credits-history-{stamp}.csv", header=EXPORT_HEADER, rows=rows)
+    return streaming_csv_response(filename=f"credits-history-{stamp}.csv", header=export_header(), rows=rows)
 
 
 def _form_errors(form) -> list[str]:

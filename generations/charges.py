@@ -6,8 +6,33 @@ once): on completion the difference between estimate and final cost comes back; 
 or cancellation everything comes back.
 """
 
+from django.db.models import QuerySet
+
 from credits.models import LedgerEntry
+from credits.references import Source, register_source_type
 from credits.services import credits_refund
+
+#: How the ledger names a job: its charge and refunds carry ``("generations.job", id)``.
+JOB_SOURCE = "generations.job"
+
+
+def job_source(job) -> Source:
+    return Source(JOB_SOURCE, job.pk)
+
+
+def job_ledger_entries(job) -> QuerySet:
+    """The ledger entries caused by ``job`` (its charge and its refund)."""
+    return LedgerEntry.objects.caused_by(job_source(job))
+
+
+def register() -> None:
+    """Tell the ledger how to show a job (called when the app starts)."""
+    from .models import GenerationJob
+
+    register_source_type(
+        name=JOB_SOURCE, label="job", model=GenerationJob, export_column="job_id",
+        customer_url_name="generations:list",
+    )
 
 
 def charge_key(job_id: int) -> str:

@@ -8,6 +8,7 @@ from django.utils import timezone
 from credits.models import LedgerEntry
 
 from .app_settings import app_settings
+from .charges import job_ledger_entries
 from .models import GenerationJob, Operation
 from .text import seconds_text
 
@@ -27,15 +28,16 @@ def job_for_user(*, user, pk: int) -> GenerationJob:
 
 
 def job_ledger(*, job: GenerationJob) -> list[LedgerEntry]:
-    return list(LedgerEntry.objects.filter(job_id=job.pk).order_by("id"))
+    return list(job_ledger_entries(job).order_by("id"))
 
 
-def source_jobs(*, user, operation: str, limit: int = 30) -> list[GenerationJob]:
-    """Finished jobs of ``user`` that a new job of ``operation`` could edit or enhance."""
+def source_jobs(*, user, operation: str, backend: str | None = None, limit: int = 30) -> list[GenerationJob]:
+    """Finished jobs of ``user`` that a new job of ``operation`` could edit or enhance
+    (only those ``backend`` made, when it is given)."""
     wanted = Operation.IMAGE if operation in (Operation.IMAGE, Operation.ENHANCE) else operation
     jobs = jobs_for_user(user=user).filter(status=GenerationJob.Status.COMPLETED, operation=wanted)
-    if operation == Operation.ENHANCE:
-        jobs = jobs.filter(parameters__backend="procedural")
+    if backend is not None:
+        jobs = jobs.filter(parameters__backend=backend)
     return list(jobs.exclude(result_file="")[:limit])
 
 

@@ -6,7 +6,7 @@ task is sent only after that commits. Too few credits, frozen spending or too ma
 jobs leave nothing behind.
 """
 
-import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -19,6 +19,7 @@ from credits.services import credits_adjust, credits_spend
 from . import catalog, charges
 from .api_keys import has_api_key
 from .app_settings import app_settings
+from .backends import JobDraft, get_backend
 from .catalog import Offering
 from .exceptions import AlreadyRetried, InvalidRequest, InvalidTransition, NotAllowed, TooManyRunningJobs
 from .models import GenerationJob, Operation
@@ -31,8 +32,6 @@ __all__ = ["JobRequest", "NotAllowed", "PreparedJob", "job_cancel", "job_prepare
            "job_retry_failed", "job_retry_own", "job_submit"]
 
 Status = GenerationJob.Status
-MIN_OUTPUT_TOKENS = 16
-MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -67,70 +66,32 @@ class PreparedJob:
 def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJob:
     """Validate and price ``request`` for ``user`` without changing anything.
 
-    ``draft``: the request is still being typed (the live estimate), so an empty prompt is
-    allowed. Raises InvalidRequest (with the form field at fault) or NoPriceRule.
+    The common checks are made here; the offering's backend adds and checks its own
+    parameters (``Backend.prepare``). ``draft``: the request is still being typed (the live
+    estimate), so an empty prompt is allowed. Raises InvalidRequest (with the form field at
+    fault) or NoPriceRule.
     """
     user_has_key = has_api_key(user=user)
     model = request.model or catalog.default_model(operation=request.operation, user_has_key=user_has_key)
     offering = catalog.find(operation=request.operation, model=model, user_has_key=user_has_key)
-
-    prompt = clean_prompt(request.prompt)
-    if len(prompt) > app_settings.MAX_PROMPT_CHARS:
-        raise InvalidRequest(f"Keep the prompt under {app_settings.MAX_PROMPT_CHARS} characters.", field="prompt")
-    if not prompt and not offering.needs_source and not draft:
-        raise InvalidRequest("Describe what you want to make.", field="prompt")
-
-    tier = request.tier or ""
-    if offering.tiers:
-        if tier not in offering.tiers:
-            raise InvalidRequest(f"Choose one of {', '.join(offering.tiers)}.", field="tier")
-    else:
-        tier = ""
-
+    prompt = _checked_prompt(request.prompt, offering=offering, draft=draft)
+    tier = _checked_tier(request.tier, offering=offering)
     is_edit = bool(request.is_edit) and not offering.needs_source
     if is_edit and not offering.supports_edit:
         raise InvalidRequest("This model cannot edit an earlier result.", field="is_edit")
     source = None
     if (offering.needs_source or is_edit) and not (draft and not request.source_id):
         source = _source_job(user=user, source_id=request.source_id, offering=offering)
+    own_key = _uses_own_key(offering=offering, wanted=request.use_own_key, user_has_key=user_has_key)
 
-    own_key = False
-    if offering.remote:
-        if request.use_own_key and user_has_key:
-            own_key = True
-        elif app_settings.OPENAI_API_KEY:
-            own_key = False
-        elif user_has_key:
-            own_key = True
-        else:
-            raise InvalidRequest("This model needs an API key.", field="model")
-
-    parameters: dict = {"backend": offering.backend}
-    source_text = None
-    max_output_tokens = 0
-    if offering.backend == "procedural":
-        if source is not None:
-            chain = list(source.parameters.get("chain") or [source.prompt])
-            parameters["seed"] = int(source.parameters.get("seed", 0))
-            parameters["chain"] = chain + [prompt] if is_edit else chain
-        else:
-            parameters["seed"] = _seed(request.seed)
-            parameters["chain"] = [prompt]
-    if offering.operation == Operation.TEXT:
-        max_output_tokens = request.max_output_tokens or app_settings.DEFAULT_OUTPUT_TOKENS
-        if not (MIN_OUTPUT_TOKENS <= max_output_tokens <= app_settings.MAX_OUTPUT_TOKENS):
-            raise InvalidRequest(
-                f"Ask for {MIN_OUTPUT_TOKENS} to {app_settings.MAX_OUTPUT_TOKENS} output tokens.",
-                field="max_output_tokens",
-            )
-        parameters["max_output_tokens"] = max_output_tokens
-        if is_edit and source is not None:
-            try:
-                source_text = read_text_result(source)
-            except Exception as exc:  # noqa: BLE001 - any reason the text is unreadable
-                raise InvalidRequest("The text to edit cannot be read any more.", field="source_id") from exc
-    if offering.operation == Operation.IMAGE and offering.remote:
-        parameters["size"] = app_settings.OPENAI_IMAGE_SIZE
+    parameters: dict = {"backend": offering.backend, **get_backend(offering.backend).prepare(JobDraft(
+        operation=offering.operation, model=offering.model, prompt=prompt, is_edit=is_edit,
+        source_parameters=source.parameters if source is not None else None,
+        source_prompt=source.prompt if source is not None else "", seed=request.seed,
+        max_output_tokens=request.max_output_tokens,
+    ))}
+    text_edit = offering.operation == Operation.TEXT and is_edit and source is not None
+    source_text = _text_to_edit(source) if text_edit else None
     if offering.needs_source and not prompt and source is not None:
         prompt = f"Enhance job #{source.pk} to {tier}"
 
@@ -140,7 +101,7 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
         tier=tier,
         prompt=prompt,
         source_text=source_text,
-        max_output_tokens=max_output_tokens,
+        max_output_tokens=parameters.get("max_output_tokens", 0),
         is_edit=is_edit,
         own_key=own_key,
     )
@@ -159,10 +120,51 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
     )
 
 
-def job_submit(*, user, request: JobRequest, retry_of: GenerationJob | None = None) -> GenerationJob:
+def _checked_prompt(text: str, *, offering: Offering, draft: bool) -> str:
+    prompt = clean_prompt(text)
+    if len(prompt) > app_settings.MAX_PROMPT_CHARS:
+        raise InvalidRequest(f"Keep the prompt under {app_settings.MAX_PROMPT_CHARS} characters.", field="prompt")
+    if not prompt and not offering.needs_source and not draft:
+        raise InvalidRequest("Describe what you want to make.", field="prompt")
+    return prompt
+
+
+def _checked_tier(tier: str, *, offering: Offering) -> str:
+    if not offering.tiers:
+        return ""
+    if (tier or "") not in offering.tiers:
+        raise InvalidRequest(f"Choose one of {', '.join(offering.tiers)}.", field="tier")
+    return tier or ""
+
+
+def _uses_own_key(*, offering: Offering, wanted: bool, user_has_key: bool) -> bool:
+    """Whether a remote model runs on the user's own key (when they have one and want it, or
+    when the platform has none)."""
+    if not offering.remote:
+        return False
+    if wanted and user_has_key:
+        return True
+    if app_settings.OPENAI_API_KEY:
+        return False
+    if user_has_key:
+        return True
+    raise InvalidRequest("This model needs an API key.", field="model")
+
+
+def _text_to_edit(source: GenerationJob) -> str:
+    try:
+        return read_text_result(source)
+    except Exception as exc:  # noqa: BLE001 - any reason the text is unreadable
+        raise InvalidRequest("The text to edit cannot be read any more.", field="source_id") from exc
+
+
+def job_submit(*, user, request: JobRequest, retry_of: GenerationJob | None = None,
+               audit: Callable[[GenerationJob], object] | None = None) -> GenerationJob:
     """Create the job and charge its estimate in one transaction; send its task after commit.
 
     ``retry_of``: the FAILED job this one runs again (see ``job_retry_failed``).
+    ``audit``: called with the new job inside the transaction (a staff action's audit row,
+    kept or rolled back with the job).
     Raises InvalidRequest, NoPriceRule, TooManyRunningJobs, InvalidTransition (``retry_of``
     is not FAILED or was retried already), or the credits errors InsufficientCredits /
     SpendingFrozen. In every such case nothing was created or charged.
@@ -202,8 +204,10 @@ def job_submit(*, user, request: JobRequest, retry_of: GenerationJob | None = No
             idempotency_key=charges.charge_key(job.pk),
             description=f"Generation job #{job.pk} ({Operation(job.operation).label.lower()})",
             metadata={"job_id": job.pk, "operation": job.operation, "model": job.model},
-            job=job,
+            source=charges.job_source(job),
         )
+        if audit is not None:
+            audit(job)
         transaction.on_commit(partial(enqueue_run, job_id=job.pk))
     return job
 
@@ -231,11 +235,13 @@ def job_cancel(*, user, job_id: int) -> GenerationJob:
     return job
 
 
-def job_refund_completed(*, job_id: int, staff_user, reason: str) -> GenerationJob:
+def job_refund_completed(*, job_id: int, staff_user, reason: str,
+                         audit: Callable[[GenerationJob], object] | None = None) -> GenerationJob:
     """Staff: give back what a COMPLETED job cost (a bad result) and mark it REFUNDED.
 
     The job's one refund of its charge is used when it is still free; when it already
     returned the unused estimate, the credits come back as an adjustment naming the job.
+    ``audit`` is called with the job inside the refund's transaction.
     """
     if staff_user is None or not staff_user.is_staff or not staff_user.has_perm("generations.manage_jobs"):
         raise NotAllowed("Refunding a job needs the permission to manage jobs.")
@@ -268,23 +274,27 @@ def job_refund_completed(*, job_id: int, staff_user, reason: str) -> GenerationJ
                     idempotency_key=f"job:{job.pk}:staff-refund",
                     metadata={"job_id": job.pk},
                 )
+        if audit is not None:
+            audit(job)
     return job
 
 
-def job_retry_failed(*, job_id: int, staff_user, reason: str) -> GenerationJob:
+def job_retry_failed(*, job_id: int, staff_user, reason: str,
+                     audit: Callable[[GenerationJob], object] | None = None) -> GenerationJob:
     """Staff: run a FAILED job again, as a new job for the same user and request.
 
     The failed job was refunded in full when it failed, so the new job is priced and charged
     like a fresh submission (at today's prices) and is refunded in turn if it fails too. A
     failed job is retried at most once. Raises NotAllowed, InvalidRequest, InvalidTransition,
     TooManyRunningJobs or the credits errors; then nothing was created or charged.
+    ``audit`` is called with the new job inside the transaction that creates it.
     """
     if staff_user is None or not staff_user.is_staff or not staff_user.has_perm("generations.manage_jobs"):
         raise NotAllowed("Retrying a job needs the permission to manage jobs.")
     if not (reason or "").strip():
         raise InvalidRequest("Give a reason for the retry.", field="reason")
     failed = GenerationJob.objects.select_related("user").get(pk=job_id)
-    return _retry(failed)
+    return _retry(failed, audit=audit)
 
 
 def job_retry_own(*, user, job_id: int) -> GenerationJob:
@@ -298,7 +308,7 @@ def job_retry_own(*, user, job_id: int) -> GenerationJob:
     return _retry(failed)
 
 
-def _retry(failed: GenerationJob) -> GenerationJob:
+def _retry(failed: GenerationJob, *, audit: Callable[[GenerationJob], object] | None = None) -> GenerationJob:
     if failed.status != Status.FAILED:
         raise InvalidTransition(job_id=failed.pk, current=failed.status, target="retried")
     request = JobRequest(
@@ -312,7 +322,7 @@ def _retry(failed: GenerationJob) -> GenerationJob:
         max_output_tokens=failed.parameters.get("max_output_tokens"),
         use_own_key=failed.uses_own_key,
     )
-    return job_submit(user=failed.user, request=request, retry_of=failed)
+    return job_submit(user=failed.user, request=request, retry_of=failed, audit=audit)
 
 
 def _check_retryable(*, failed: GenerationJob, user) -> None:
@@ -339,15 +349,3 @@ def _source_job(*, user, source_id, offering: Offering) -> GenerationJob:
     if source.operation != wanted or source.parameters.get("backend") != offering.backend:
         raise InvalidRequest("That earlier result is of another kind.", field="source_id")
     return source
-
-
-def _seed(value) -> int:
-    if value is None or value == "":
-        return secrets.randbelow(MAX_SEED)
-    try:
-        seed = int(value)
-    except (TypeError, ValueError):
-        raise InvalidRequest("The seed is a whole number.", field="seed") from None
-    if not 0 <= seed <= MAX_SEED:
-        raise InvalidRequest(f"The seed is between 0 and {MAX_SEED}.", field="seed")
-    return seed

@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from credits.models import LedgerEntry, LedgerKind
+from payments.ledger import order_ledger_entries
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -51,7 +52,7 @@ def test_staff_refunds_an_order_and_sees_the_ledger_entry(page, screenshot, make
     expect(row).to_contain_text("-25")
     expect(row).to_contain_text(order.user.email)
     screenshot(page, "ledger")
-    entry = LedgerEntry.objects.get(order=order, kind=LedgerKind.CLAWBACK)
+    entry = order_ledger_entries(order).get(kind=LedgerKind.CLAWBACK)
     assert entry.amount == -25 and entry.created_by.email == "refunds@example.com"
 
 

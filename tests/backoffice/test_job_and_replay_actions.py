@@ -3,8 +3,10 @@
 import pytest
 from django.urls import reverse
 
-from credits.models import AuditLog, CreditBalance, LedgerEntry, LedgerKind
+from credits.models import AuditLog, CreditBalance, LedgerKind
+from generations.charges import job_ledger_entries
 from generations.models import GenerationJob
+from payments.ledger import order_ledger_entries
 from payments.models import Order, WebhookEvent
 
 from .conftest import messages_of, post_action
@@ -97,7 +99,7 @@ def test_replaying_a_failed_event_processes_it(client, make_staff, failed_paymen
     order.refresh_from_db()
     assert event.status == WebhookEvent.Status.PROCESSED and event.attempts == 1
     assert order.status == Order.Status.COMPLETED and balance(order.user) == 100
-    assert LedgerEntry.objects.filter(order=order, kind=LedgerKind.PURCHASE).count() == 1
+    assert order_ledger_entries(order).filter(kind=LedgerKind.PURCHASE).count() == 1
     assert any("queued for processing again" in m for m in messages_of(response))
     audit = AuditLog.objects.get(action="staff.webhook_replay")
     assert audit.actor_id == staff.pk and audit.metadata["previous_status"] == "FAILED"
@@ -106,7 +108,7 @@ def test_replaying_a_failed_event_processes_it(client, make_staff, failed_paymen
     # Replaying it again is refused: it is processed, and processing it twice would change nothing.
     again = post_action(client, "payments_webhookevent", "replay", [event.pk], follow=True, reason="again")
     assert any("already processed" in m for m in messages_of(again))
-    assert LedgerEntry.objects.filter(order=order, kind=LedgerKind.PURCHASE).count() == 1
+    assert order_ledger_entries(order).filter(kind=LedgerKind.PURCHASE).count() == 1
     assert AuditLog.objects.filter(action="staff.webhook_replay", success=False).count() == 1
 
 
@@ -153,7 +155,7 @@ def test_staff_retries_a_failed_job_once_as_a_new_charged_job(client, make_staff
     # The retry waits for its task with its estimate reserved, charged once.
     assert retry.status == GenerationJob.Status.PENDING
     assert balance(failed_job.user) == 20 - retry.estimated_credits
-    assert LedgerEntry.objects.filter(job=retry, kind=LedgerKind.SPEND).count() == 1
+    assert job_ledger_entries(retry).filter(kind=LedgerKind.SPEND).count() == 1
     assert any(f"Job #{failed_job.pk}: running again as job #{retry.pk}" in m for m in messages_of(response))
     assert any("already retried" in m for m in messages_of(again))
     assert GenerationJob.objects.filter(retry_of=failed_job).count() == 1

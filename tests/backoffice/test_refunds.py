@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from credits.models import AuditLog, CreditBalance, LedgerEntry, LedgerKind
 from credits.services import credits_spend
+from payments.ledger import order_ledger_entries
 from payments.models import Order, Refund
 
 from .conftest import messages_of, new_key, post_action
@@ -41,7 +42,7 @@ def test_full_refund_from_the_order_page_refunds_once_and_claws_back(client, mak
     order.refresh_from_db()
     assert order.status == Order.Status.REFUNDED and order.amount_refunded == Decimal("20.00")
     assert order.credits_clawed_back == 100 and balance(order.user) == 0
-    clawback = LedgerEntry.objects.get(order=order, kind=LedgerKind.CLAWBACK)
+    clawback = order_ledger_entries(order).get(kind=LedgerKind.CLAWBACK)
     assert clawback.amount == -100 and clawback.created_by_id == staff.pk
     refund = Refund.objects.get(order=order)
     assert refund.created_by_id == staff.pk and refund.reason == "Customer asked within 14 days"

@@ -57,23 +57,34 @@ def test_the_model_refuses_save_and_delete(entry):
     assert_ledger_clean()
 
 
-def test_deleting_a_linked_order_only_unlinks_the_entry(make_user):
-    """The one change the database allows: ON DELETE SET NULL of a link; the facts stay."""
+def test_deleting_an_order_keeps_the_entry_and_the_order_it_names(make_user):
+    """The ledger holds no foreign key to orders: deleting one changes no entry, which still
+    names the order that caused it; the pair itself can never be changed."""
     from decimal import Decimal
 
     from credits.services import credits_grant
+    from payments.ledger import order_source
     from payments.models import CreditPackage, Order
 
     user = make_user()
     package = CreditPackage.objects.create(name="Small", credits=5, price=Decimal("5.00"))
     order = Order.objects.create(user=user, package=package, amount=Decimal("5.00"), currency="USD", credits=5,
                                  provider=Order.Provider.SANDBOX)
-    grant = credits_grant(user=user, amount=5, kind=LedgerKind.PURCHASE, idempotency_key="o", order=order)
+    grant = credits_grant(user=user, amount=5, kind=LedgerKind.PURCHASE, idempotency_key="o",
+                          source=order_source(order))
+    source = order_source(order)
 
     order.delete()
 
     stored = LedgerEntry.objects.get(pk=grant.pk)
-    assert (stored.order_id, stored.amount, stored.balance_after) == (None, 5, 5)
+    assert (stored.source, stored.amount, stored.balance_after) == (source, 5, 5)
+    for sql in ("UPDATE credits_ledgerentry SET source_id = NULL, source_type = NULL WHERE id = %s",
+                "UPDATE credits_ledgerentry SET source_id = source_id + 1 WHERE id = %s",
+                "UPDATE credits_ledgerentry SET source_type = 'generations.job' WHERE id = %s"):
+        with pytest.raises(DatabaseError, match="append-only"):
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, [grant.pk])
+    assert LedgerEntry.objects.get(pk=grant.pk).source == source
 
 
 def test_raw_sql_cannot_relink_an_entry(make_user):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from credits.models import CreditBalance, LedgerEntry
 from generations.api_keys import api_key_remove, api_key_store
 from generations.backends import BackendOutput
+from generations.charges import job_ledger_entries
 from generations.models import GenerationJob
 from generations.running import backoff, job_claim, job_complete, job_run, jobs_reap
 from generations.services import JobRequest, job_submit
@@ -34,7 +35,7 @@ def balance(user):
 
 
 def ledger(job):
-    return [(e.kind, e.amount) for e in LedgerEntry.objects.filter(job=job).order_by("id")]
+    return [(e.kind, e.amount) for e in job_ledger_entries(job).order_by("id")]
 
 
 def test_a_completed_text_job_is_charged_its_usage_and_refunded_the_rest(make_user, endpoint):

@@ -5,6 +5,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from credits.models import CreditBalance, LedgerEntry
+from generations.charges import job_ledger_entries
 from generations.checks import check_generations_settings
 from generations.exceptions import InvalidTransition
 from generations.running import job_run
@@ -35,7 +36,7 @@ def test_staff_refund_a_bad_picture_once(client, make_user, price_rules, parked_
         job_refund_completed(job_id=job.pk, staff_user=make_user(is_staff=True), reason="no permission")
     refunded = job_refund_completed(job_id=job.pk, staff_user=staff, reason="The picture came out blank")
     assert refunded.status == "REFUNDED" and CreditBalance.objects.get(user=user).balance == 10
-    refund = LedgerEntry.objects.get(job=job, kind="REFUND")
+    refund = job_ledger_entries(job).get(kind="REFUND")
     assert refund.created_by_id == staff.pk and refund.amount == 3
     assert refund.internal_note == "The picture came out blank"
     page = customer_sees(client, user, job)

@@ -9,6 +9,7 @@ from credits.exceptions import InsufficientCredits, SpendingFrozen
 from credits.models import CreditBalance, LedgerEntry
 from credits.services import spending_hold
 from generations.api_keys import api_key_store
+from generations.charges import job_ledger_entries, job_source
 from generations.exceptions import InvalidRequest, InvalidTransition, TooManyRunningJobs
 from generations.models import GenerationJob
 from generations.running import job_run
@@ -30,7 +31,7 @@ def test_submitting_charges_the_estimate_once_and_queues_the_task_after_commit(
     job = job_submit(user=user, request=PICTURE)
     assert job.status == "PENDING" and job.estimated_credits == 3
     charge = LedgerEntry.objects.get(idempotency_key=f"job:{job.pk}:charge")
-    assert charge.kind == "SPEND" and charge.amount == -3 and charge.job_id == job.pk
+    assert charge.kind == "SPEND" and charge.amount == -3 and charge.source == job_source(job)
     assert balance(user) == 17
     assert queued_job_ids(settings.CELERY_BROKER_URL, parked_queue) == [job.pk]
 
@@ -77,7 +78,7 @@ def test_cancelling_a_pending_job_refunds_it_once_and_its_task_then_does_nothing
     assert cancelled.status == "CANCELLED" and balance(user) == 10
     with pytest.raises(InvalidTransition):
         job_cancel(user=user, job_id=job.pk)
-    refunds = LedgerEntry.objects.filter(job=job, kind="REFUND")
+    refunds = job_ledger_entries(job).filter(kind="REFUND")
     assert [(r.amount, r.idempotency_key) for r in refunds] == [(3, f"job:{job.pk}:refund")]
     assert job_run(job_id=job.pk) == "skipped"  # the queued task arrives later
     job.refresh_from_db()

@@ -11,7 +11,8 @@ from datetime import timedelta
 
 import pytest
 
-from credits.models import CreditBalance, LedgerEntry
+from credits.models import CreditBalance
+from generations.charges import job_ledger_entries
 from generations.services import JobRequest, job_submit
 from generations.tasks import reap_stuck_jobs, run_job
 from tests.conftest import wait_until
@@ -35,7 +36,7 @@ def status_of(job, *statuses, timeout=60):
 
 
 def ledger(job):
-    return [(e.kind, e.amount, e.idempotency_key) for e in LedgerEntry.objects.filter(job=job).order_by("id")]
+    return [(e.kind, e.amount, e.idempotency_key) for e in job_ledger_entries(job).order_by("id")]
 
 
 def test_a_picture_job_runs_on_a_real_worker(make_user, price_rules, gen_worker):

@@ -12,7 +12,8 @@ from django.db import transaction
 from django.test import Client
 
 from config.celery_app import app
-from credits.models import CreditBalance, LedgerEntry
+from credits.models import CreditBalance
+from payments.ledger import order_ledger_entries
 from payments.models import Order, WebhookEvent
 from payments.tasks import process_webhook_event, requeue_stuck_webhook_events
 from payments.webhooks import webhook_ingest
@@ -117,4 +118,4 @@ def test_a_busy_worker_survives_redis_going_away_and_the_interrupted_work_comple
 
     assert WebhookEvent.objects.get(pk=event.event_pk).status == "PROCESSED"
     assert CreditBalance.objects.get(user=user).balance == 50
-    assert LedgerEntry.objects.filter(order=order).count() == 1
+    assert order_ledger_entries(order).count() == 1

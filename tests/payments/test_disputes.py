@@ -3,8 +3,9 @@
 import pytest
 
 from credits.exceptions import SpendingFrozen
-from credits.models import CreditBalance, LedgerEntry
+from credits.models import CreditBalance
 from credits.services import credits_spend
+from payments.ledger import order_ledger_entries
 from payments.models import Invoice, WebhookEvent
 
 pytestmark = pytest.mark.django_db
@@ -82,7 +83,7 @@ def test_a_close_arriving_before_the_open_ends_the_same_and_the_late_open_is_ign
     order.refresh_from_db()
     assert (order.status, order.dispute_status, order.credits_clawed_back) == ("REFUNDED", "lost", 50)
     assert account(order.user) == (0, 0)
-    assert LedgerEntry.objects.filter(order=order, kind="CLAWBACK").count() == 1
+    assert order_ledger_entries(order).filter(kind="CLAWBACK").count() == 1
     assert set(WebhookEvent.objects.values_list("status", flat=True)) == {"PROCESSED"}
 
 

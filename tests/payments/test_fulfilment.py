@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from credits.models import CreditBalance, LedgerEntry
+from credits.models import CreditBalance
+from payments.ledger import order_ledger_entries
 from payments.models import Invoice, WebhookEvent
 from tests.payments.conftest import event_id, start_stripe_checkout
 
@@ -34,7 +35,7 @@ def test_a_paid_checkout_grants_the_credits_once_and_issues_an_invoice(order, fa
     assert order.status == "COMPLETED" and order.completed_at is not None
     assert order.provider_payment_id == session["payment_intent"]
     assert balance(order.user) == 50
-    [entry] = LedgerEntry.objects.filter(order=order)
+    [entry] = order_ledger_entries(order)
     assert (entry.kind, entry.amount, entry.idempotency_key) == ("PURCHASE", 50, f"order:{order.pk}:purchase")
     invoice = Invoice.objects.get(order=order)
     assert invoice.number == f"INV-{invoice.paid_at.year}-{invoice.sequence:06d}"

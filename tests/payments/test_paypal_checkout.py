@@ -6,8 +6,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from credits.models import CreditBalance, LedgerEntry
+from credits.models import CreditBalance
 from payments.exceptions import ProviderError
+from payments.ledger import order_ledger_entries
 from payments.models import CreditPackage, Invoice, Order, WebhookEvent
 from payments.providers.paypal import PayPalProvider
 from payments.refunds import order_refund
@@ -21,7 +22,7 @@ def balance(user) -> int:
 
 
 def purchases(order) -> int:
-    return LedgerEntry.objects.filter(order=order, kind="PURCHASE").count()
+    return order_ledger_entries(order).filter(kind="PURCHASE").count()
 
 
 def start_checkout(client, user, package_name="Basic", **extra):

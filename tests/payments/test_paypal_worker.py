@@ -2,7 +2,8 @@
 
 import pytest
 
-from credits.models import CreditBalance, LedgerEntry
+from credits.models import CreditBalance
+from payments.ledger import order_ledger_entries
 from payments.models import CreditPackage, Order, WebhookEvent
 from tests.conftest import wait_until
 from tests.payments.fake_paypal import demo_packages, fake_paypal  # noqa: F401
@@ -43,5 +44,5 @@ def test_a_pending_paypal_payment_completes_through_a_real_worker(client, user, 
     event = WebhookEvent.objects.get(provider="PAYPAL", event_id=delivery.event["id"])
     assert event.status == WebhookEvent.Status.PROCESSED and event.attempts == 1
     assert CreditBalance.objects.get(user=user).balance == 150
-    assert LedgerEntry.objects.filter(order=order, kind="PURCHASE").count() == 1
+    assert order_ledger_entries(order).filter(kind="PURCHASE").count() == 1
     assert "payments.tasks.process_webhook_event" in celery_worker_process.log()

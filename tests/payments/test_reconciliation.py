@@ -7,8 +7,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from credits.models import CreditBalance, LedgerEntry
+from credits.models import CreditBalance
 from payments.fulfilment import fulfil_order
+from payments.ledger import order_ledger_entries
 from payments.models import CreditPackage, Order, ReconciliationRun, Refund, WebhookEvent
 from payments.providers.base import PaymentStatus
 from payments.reconciliation import parse_since, reconcile_payments
@@ -25,7 +26,7 @@ def balance(user) -> int:
 
 
 def purchases(order) -> int:
-    return LedgerEntry.objects.filter(order=order, kind="PURCHASE").count()
+    return order_ledger_entries(order).filter(kind="PURCHASE").count()
 
 
 def buy(client, user, provider: str, package: str = "Basic") -> Order:
@@ -62,7 +63,7 @@ def test_a_paid_stripe_session_whose_webhook_never_came_is_fulfilled_once(client
     assert len(recon_stripe.calls("GET", "/v1/checkout/sessions")) >= 2  # paged
     assert first.fixed == [{"kind": "payment_not_fulfilled", "provider": "STRIPE", "order_id": paid.pk,
                             "reference": paid.provider_order_id, "result": "fulfilled: 50 credits granted"}]
-    entry = LedgerEntry.objects.get(order=paid, kind="PURCHASE")
+    entry = order_ledger_entries(paid).get(kind="PURCHASE")
     assert entry.metadata["source"] == "reconciliation"
 
     # The next sweep finds nothing left to do; the late webhook changes nothing either.

@@ -6,7 +6,8 @@ import pytest
 import redis
 from django.utils import timezone
 
-from credits.models import CreditBalance, LedgerEntry
+from credits.models import CreditBalance
+from payments.ledger import order_ledger_entries
 from payments.models import Order, WebhookEvent
 from payments.tasks import process_webhook_event, requeue_stuck_webhook_events
 from payments.webhooks import webhook_ingest
@@ -118,7 +119,7 @@ def test_a_staff_replay_gives_a_given_up_event_fresh_attempts_and_makes_it_due(
     queued[0]()  # the message sent on commit
     event.refresh_from_db()
     assert (event.status, event.attempts, event.next_attempt_at) == ("PROCESSED", 1, None)
-    assert LedgerEntry.objects.filter(order=order).count() == 1
+    assert order_ledger_entries(order).count() == 1
 
 
 def test_the_sweep_is_scheduled_by_name():

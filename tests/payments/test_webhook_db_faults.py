@@ -5,7 +5,8 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from credits.models import CreditBalance, LedgerEntry
+from credits.models import CreditBalance
+from payments.ledger import order_ledger_entries
 from payments.models import Order, WebhookEvent
 from payments.webhooks import WebhookRetry, webhook_ingest, webhook_process
 from tests.conftest import test_database_url
@@ -52,7 +53,7 @@ def test_a_lost_database_connection_on_the_first_query_is_recorded_and_retried(
     assert (event.status, event.attempts, event.last_error, event.next_attempt_at) == ("PROCESSED", 2, "", None)
     assert Order.objects.get(pk=order.pk).status == "COMPLETED"
     assert CreditBalance.objects.get(user=user).balance == 50
-    assert LedgerEntry.objects.filter(order=order).count() == 1
+    assert order_ledger_entries(order).count() == 1
 
 
 def test_a_failure_the_database_could_not_take_is_recorded_by_the_next_attempt(

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from credits.models import CreditBalance, LedgerEntry
+from credits.models import CreditBalance
+from payments.ledger import order_ledger_entries
 from payments.models import Order, WebhookEvent
 from tests.payments.conftest import post_stripe, start_stripe_checkout
 
@@ -24,7 +25,7 @@ def assert_nothing_happened(order):
     order.refresh_from_db()
     assert order.status == "PENDING"
     assert not WebhookEvent.objects.exists()
-    assert not LedgerEntry.objects.filter(order=order).exists()
+    assert not order_ledger_entries(order).exists()
     assert CreditBalance.objects.filter(user=order.user, balance__gt=0).count() == 0
 
 
