@@ -1,6 +1,8 @@
 """Staff actions on generation jobs. Each calls the generations service that owns the rule
-and writes one staff action row (who, what, why, and how it ended)."""
+and writes one staff action row (who, what, why, and how it ended): a done action's row in
+the service's own transaction, a refusal's after it was rolled back."""
 
+from core.audit import AuditAction
 from generations.exceptions import GenerationsError
 from generations.models import GenerationJob
 from generations.services import job_refund_completed, job_retry_failed
@@ -17,7 +19,7 @@ def staff_job_refund(*, job: GenerationJob, reason: str, staff_user) -> Generati
     the refusal is recorded.
     """
     return _recorded(
-        job=job, action="job_refund", reason=reason, staff_user=staff_user,
+        job=job, action=AuditAction.STAFF_JOB_REFUND, reason=reason, staff_user=staff_user,
         details={"credits_charged": job.credits_charged},
         service=job_refund_completed,
         outcome=lambda done: {"new_status": done.status},
@@ -28,22 +30,29 @@ def staff_job_retry(*, job: GenerationJob, reason: str, staff_user) -> Generatio
     """Run a failed job again as a new job, through ``job_retry_failed`` (charged like a fresh
     submission: the failed job was refunded in full when it failed)."""
     return _recorded(
-        job=job, action="job_retry", reason=reason, staff_user=staff_user, details={},
+        job=job, action=AuditAction.STAFF_JOB_RETRY, reason=reason, staff_user=staff_user, details={},
         service=job_retry_failed,
         outcome=lambda retry: {"retry_job_id": retry.pk, "estimated_credits": retry.estimated_credits},
     )
 
 
-def _recorded(*, job, action: str, reason: str, staff_user, details: dict, service, outcome) -> GenerationJob:
-    """Call ``service`` for ``job`` and write one staff action row, refused or done."""
+def _recorded(*, job, action: AuditAction, reason: str, staff_user, details: dict, service,
+              outcome) -> GenerationJob:
+    """Call ``service`` for ``job`` and write one staff action row, refused or done.
+
+    The row of a done action is written by the service's ``audit`` hook, inside the
+    transaction of the change: if either fails, neither is kept.
+    """
     reason = (reason or "").strip()
     details = {"job_id": job.pk, "status": job.status, **details}
+
+    def audit(result: GenerationJob) -> None:
+        staff_action_record(actor=staff_user, action=action, reason=reason, user=job.user_id,
+                            details={**details, **outcome(result)})
+
     try:
-        result = service(job_id=job.pk, staff_user=staff_user, reason=reason)
+        return service(job_id=job.pk, staff_user=staff_user, reason=reason, audit=audit)
     except GenerationsError as exc:
         staff_action_record(actor=staff_user, action=action, reason=reason, user=job.user_id, success=False,
                             error=f"{type(exc).__name__}: {exc}", details=details)
         raise
-    staff_action_record(actor=staff_user, action=action, reason=reason, user=job.user_id,
-                        details={**details, **outcome(result)})
-    return result

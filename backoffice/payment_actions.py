@@ -8,6 +8,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from core.audit import AuditAction
 from payments.exceptions import PaymentsError
 from payments.models import Order, Refund, WebhookEvent
 from payments.refunds import order_refund
@@ -28,7 +29,8 @@ def staff_order_refund(*, order: Order, amount: Decimal | None, reason: str, sta
 
     Outside any transaction (the provider is called). The same ``idempotency_key`` refunds
     once: a repeat returns the order as the first call left it. A ProviderError or a
-    RefundNotAllowed changes nothing and is recorded as a refused staff action.
+    RefundNotAllowed changes nothing and is recorded as a refused staff action. The row of a
+    done refund is written in the transaction that records the refund and takes back credits.
     """
     reason = (reason or "").strip()
     earlier = Refund.objects.filter(idempotency_key=idempotency_key).first()
@@ -36,24 +38,25 @@ def staff_order_refund(*, order: Order, amount: Decimal | None, reason: str, sta
         amount = earlier.amount if earlier else Order.objects.get(pk=order.pk).amount_refundable
     details = {"order_id": order.pk, "amount": str(amount), "currency": order.currency,
                "idempotency_key": idempotency_key}
-    try:
-        done = order_refund(order=order, amount=amount, reason=reason, staff_user=staff_user,
-                            idempotency_key=idempotency_key)
-    except PaymentsError as exc:
-        staff_action_record(actor=staff_user, action="order_refund", reason=reason, user=order.user_id,
-                            success=False, error=f"{type(exc).__name__}: {exc}", details=details)
-        raise
-    refund = Refund.objects.filter(idempotency_key=idempotency_key).first()
-    if earlier is None:
+
+    def audit(done: Order, refund: Refund) -> None:
         staff_action_record(
-            actor=staff_user, action="order_refund", reason=reason, user=order.user_id,
-            details={**details, "refund_id": refund.pk if refund else None,
-                     "provider_refund_id": refund.provider_refund_id if refund else "",
+            actor=staff_user, action=AuditAction.STAFF_ORDER_REFUND, reason=reason, user=order.user_id,
+            details={**details, "refund_id": refund.pk, "provider_refund_id": refund.provider_refund_id,
                      "order_status": done.status, "amount_refunded": str(done.amount_refunded),
                      "credits_clawed_back": done.credits_clawed_back,
                      "credits_unrecovered": done.credits_unrecovered},
         )
-    return done, refund
+
+    try:
+        done = order_refund(order=order, amount=amount, reason=reason, staff_user=staff_user,
+                            idempotency_key=idempotency_key, audit=audit)
+    except PaymentsError as exc:
+        staff_action_record(actor=staff_user, action=AuditAction.STAFF_ORDER_REFUND, reason=reason,
+                            user=order.user_id, success=False, error=f"{type(exc).__name__}: {exc}",
+                            details=details)
+        raise
+    return done, Refund.objects.filter(idempotency_key=idempotency_key).first()
 
 
 def staff_webhook_replay(*, event: WebhookEvent, reason: str, staff_user) -> WebhookEvent:
@@ -80,11 +83,11 @@ def staff_webhook_replay(*, event: WebhookEvent, reason: str, staff_user) -> Web
                 )
             previous = row.status
             webhook_replay(event_pk=row.pk)
-            staff_action_record(actor=staff_user, action="webhook_replay", reason=reason,
+            staff_action_record(actor=staff_user, action=AuditAction.STAFF_WEBHOOK_REPLAY, reason=reason,
                                 user=row.order.user_id if row.order_id else None,
                                 details={**details, "previous_status": previous, "attempts": row.attempts})
     except BackofficeError as exc:
-        staff_action_record(actor=staff_user, action="webhook_replay", reason=reason, success=False,
+        staff_action_record(actor=staff_user, action=AuditAction.STAFF_WEBHOOK_REPLAY, reason=reason, success=False,
                             error=f"{type(exc).__name__}: {exc}", details=details)
         raise
     return WebhookEvent.objects.get(pk=event.pk)

@@ -1,4 +1,4 @@
-from .selectors import balance_for_request
+from .services import balance_refresh_for_request
 
 
 def balance(request) -> dict:
@@ -6,4 +6,4 @@ def balance(request) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    return {"credit_balance": balance_for_request(request).balance}
+    return {"credit_balance": balance_refresh_for_request(request=request).balance}

@@ -1,7 +1,15 @@
-from django.db import migrations
+from django.db import migrations, models
+
+import core.audit
 
 
 class Migration(migrations.Migration):
     dependencies = [("credits", "0010_entry_reference")]
 
-    operations = []
+    operations = [
+        migrations.AlterField(
+            model_name="auditlog",
+            name="action",
+            field=models.CharField(choices=core.audit.AuditAction.choices, max_length=64),
+        ),
+    ]
