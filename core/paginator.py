@@ -46,8 +46,6 @@ class EstimatedCountPaginator(Paginator):
         if query is None:  # a list, not a queryset
             return len(qs)
         connection = connections[qs.db]
-        if connection.vendor != "postgresql":
-            return qs.count()
         if not query.where and not query.distinct and not query.combinator:
             estimate = self._estimate(connection, qs.model._meta.db_table)
             if estimate >= self.estimate_threshold:

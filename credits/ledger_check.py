@@ -124,15 +124,13 @@ class LedgerReport:
 
 def ledger_check() -> LedgerReport:
     """Check the whole ledger: one pass over it, and a count, in one snapshot."""
-    postgres = connection.vendor == "postgresql"
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         with connection.cursor() as cursor:
-            if postgres:
-                if outermost:
-                    cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                # The per-user sort then fits in memory for a few million rows.
-                cursor.execute("SET LOCAL work_mem = '64MB'")
+            if outermost:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            # The per-user sort then fits in memory for a few million rows.
+            cursor.execute("SET LOCAL work_mem = '64MB'")
             cursor.execute(_PG_CHECK)
             drift = [UserDrift(*row) for row in cursor.fetchall()]
             cursor.execute(_PG_COUNTS)

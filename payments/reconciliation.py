@@ -38,13 +38,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Callable, Iterable, Sequence
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from credits.exceptions import CreditsError
 
+from . import app_settings
 from .disputes import CLOSED, order_close_dispute, order_open_dispute
 from .exceptions import PaymentsError, ProviderError, ProviderNotConfigured
 from .fulfilment import assert_no_transaction, fetch_payment_status, fulfil_order, order_mark_unpaid
@@ -66,13 +66,13 @@ PAYPAL_UNAPPROVED_LIFETIME = timedelta(hours=6)
 
 def default_window() -> timedelta:
     """How far back the periodic run looks (``PAYMENTS_RECONCILE_WINDOW_HOURS``, default 24)."""
-    return timedelta(hours=int(getattr(settings, "PAYMENTS_RECONCILE_WINDOW_HOURS", 24)))
+    return app_settings.reconcile_window()
 
 
 def pending_lookback() -> timedelta:
     """PENDING orders this recent are checked even when created before ``since``
     (``PAYMENTS_RECONCILE_PENDING_DAYS``, default 3): a payment may settle days later."""
-    return timedelta(days=int(getattr(settings, "PAYMENTS_RECONCILE_PENDING_DAYS", 3)))
+    return app_settings.reconcile_pending_age()
 
 
 @dataclass

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install everything and run the whole test suite against real PostgreSQL and Redis.
-# Starts PostgreSQL and Redis when they are not running (installing Debian's packages when it
-# can), installs Debian's chromium for the browser tests, and fails when no test ran.
+# Uses PostgreSQL on 127.0.0.1:5432 when it answers, else starts the project's own (the one
+# scripts/run.sh uses, data under var/postgres) and stops it at the end. Starts Redis when it is
+# not running (installing Debian's package when it can), installs Debian's chromium for the
+# browser tests, and fails when no test ran.
 #   bash scripts/test.sh                   # the whole suite
 #   bash scripts/test.sh tests/credits -x  # any pytest arguments
 # DATABASE_URL, REDIS_URL and CELERY_BROKER_URL point it at other servers.
@@ -11,6 +13,7 @@ cd "$(dirname "$0")/.."
 started=$(date +%s)
 
 DB_NAME=${TEST_DB_NAME:-credits}
+CHOSEN_DATABASE_URL=${DATABASE_URL:-}
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/$DB_NAME}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/15}
 export CELERY_BROKER_URL=${CELERY_BROKER_URL:-$REDIS_URL}
@@ -32,25 +35,39 @@ except psycopg.OperationalError as exc:
 PYCODE
 }
 
+LOCAL_POSTGRES_STARTED=
+stop_local_postgres() {
+    [ -n "$LOCAL_POSTGRES_STARTED" ] || return 0
+    say "Stopping PostgreSQL"
+    "$PY" -m config.local_postgres stop >/dev/null || true
+}
+
+# Nothing answers where the tests would look by default: the project's own server, as
+# scripts/run.sh runs it (left running when something else had started it).
+use_local_postgres() {
+    say "Nothing answers on 127.0.0.1:5432: starting the project's own PostgreSQL (data in ${LOCAL_POSTGRES_DIR:-var/postgres})"
+    local out
+    out=$("$PY" -m config.local_postgres start) || die "could not start PostgreSQL (see ${LOCAL_POSTGRES_DIR:-var/postgres}/log)"
+    if [ "$(printf '%s\n' "$out" | tail -1)" = started ]; then
+        LOCAL_POSTGRES_STARTED=1
+        trap stop_local_postgres EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM HUP
+    fi
+    local url
+    url=$(printf '%s\n' "$out" | head -1)
+    export DATABASE_URL="${url%/*}/$DB_NAME"
+}
+
 ADMIN_URL="${DATABASE_URL%/*}/postgres"
 ensure_postgres() {
     local status=0
     db_probe "$ADMIN_URL" || status=$?
     [ "$status" = 0 ] && return 0
     if [ "$status" = 1 ]; then
-        if ! command -v pg_ctlcluster >/dev/null 2>&1; then
-            can_apt || die "PostgreSQL is not running on 127.0.0.1:5432 and cannot be installed here: install PostgreSQL 15+ or set DATABASE_URL"
-            say "Installing PostgreSQL (Debian package postgresql)"
-            apt_install postgresql || die "apt-get install postgresql failed"
-        fi
-        local version
-        version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)
-        [ -n "$version" ] || die "PostgreSQL is installed but has no cluster in /etc/postgresql"
-        say "Starting PostgreSQL $version"
-        as_root pg_ctlcluster "$version" main start 2>/dev/null || true
-        for _ in $(seq 30); do status=0; db_probe "$ADMIN_URL" || status=$?; [ "$status" = 1 ] || break; sleep 1; done
-        [ "$status" = 1 ] && die "PostgreSQL did not come up on 127.0.0.1:5432"
-        [ "$status" = 0 ] && return 0
+        [ -z "$CHOSEN_DATABASE_URL" ] || die "nothing answers at DATABASE_URL=$DATABASE_URL"
+        use_local_postgres
+        return 0
     fi
     # Listening, but the login failed: a fresh Debian cluster wants a password over TCP.
     case "$DATABASE_URL" in

@@ -8,6 +8,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -138,8 +139,8 @@ def test_database_url() -> str:
     from django.db import connection
 
     db = connection.settings_dict
-    return (f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}")
+    host = quote(db["HOST"] or "127.0.0.1", safe="")  # a unix socket's directory, percent-encoded
+    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 test_database_url.__test__ = False  # a helper, not a test

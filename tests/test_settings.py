@@ -128,18 +128,40 @@ def test_production_sends_mail_over_smtp_from_the_environment():
     assert settings["ALLOWED_HOSTS"] == ["credits.example.com"]
 
 
-def test_development_needs_no_environment_at_all():
-    settings = dump("config.settings.dev", {})
+# What scripts/run.sh gives development settings: the project's own server (tests/test_first_run.py
+# runs the real one; the settings are only read here, so nothing needs to answer).
+LOCAL_SERVER = {"DATABASE_URL": "postgres://postgres@%2Fsrv%2Fcredits%2Fvar%2Fpostgres:5432/credits"}
+
+
+def test_development_needs_no_servers_but_its_postgresql():
+    settings = dump("config.settings.dev", LOCAL_SERVER)
 
     assert settings["DEBUG"] is True
-    assert settings["ENGINE"] == "django.db.backends.sqlite3"
-    assert Path(settings["NAME"]) == ROOT / "var" / "db.sqlite3"
+    assert settings["ENGINE"] == "django.db.backends.postgresql"
     assert settings["EAGER"] is True
     assert settings["BROKER"] == "memory://"
     assert settings["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
     assert settings["CACHE"] == "django.core.cache.backends.locmem.LocMemCache"
     assert settings["TRUSTED_PROXY_COUNT"] == 0
     assert "var/" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_development_without_a_database_says_how_to_start_one(tmp_path):
+    """No DATABASE_URL and the project's own PostgreSQL not running (nothing in its directory)."""
+    result = run("config.settings.dev", {"LOCAL_POSTGRES_DIR": str(tmp_path / "postgres")},
+                 "-c", "import django; django.setup()")
+
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "ImproperlyConfigured: No database: DATABASE_URL is not set" in last_line
+    assert str(tmp_path / "postgres") in last_line and "bash scripts/run.sh" in last_line
+
+
+@pytest.mark.parametrize("module", ["config.settings.dev", "config.settings.test"])
+def test_every_environment_refuses_a_database_other_than_postgresql(module):
+    result = run(module, {"DATABASE_URL": "sqlite:////tmp/db.sqlite3"}, "-c", "import django; django.setup()")
+    assert result.returncode != 0
+    assert "DATABASE_URL must point at PostgreSQL (postgres://...), got sqlite://" in result.stderr
 
 
 def test_development_switches_to_postgresql_redis_and_real_workers_from_the_environment():
@@ -154,7 +176,7 @@ def test_development_switches_to_postgresql_redis_and_real_workers_from_the_envi
 
 
 def test_development_can_write_mail_to_files():
-    settings = dump("config.settings.dev", {"EMAIL_BACKEND": "file"})
+    settings = dump("config.settings.dev", {**LOCAL_SERVER, "EMAIL_BACKEND": "file"})
     assert settings["EMAIL_BACKEND"] == "django.core.mail.backends.filebased.EmailBackend"
     assert Path(settings["EMAIL_FILE_PATH"]) == ROOT / "var" / "mail"
 

@@ -2,11 +2,9 @@
 
 from pathlib import Path
 
-import dj_database_url
-
 from accounts.app_settings import EMAIL_SWEEP_INTERVAL_DEFAULT
 
-from .env import email_backend, env_bool, env_int, env_list, env_str
+from .env import database, email_backend, env_bool, env_int, env_list, env_str
 from .schedule import beat_schedule, every
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -84,14 +82,11 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-# No DATABASE_URL: a SQLite file under var/ (git-ignored) so a first run needs no servers.
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
-    )
-}
+# PostgreSQL only (15 or later: checked by core/checks.py), at DATABASE_URL. Without it,
+# development settings use the project's own server under var/postgres (config/local_postgres.py,
+# started by scripts/run.sh); test and production settings refuse to start.
+DATABASE_URL = env_str("DATABASE_URL")
+DATABASES = {"default": database(DATABASE_URL)} if DATABASE_URL else {}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import os
 
+import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 
@@ -44,6 +45,19 @@ def env_required(name: str) -> str:
     if value in (None, ""):
         raise ImproperlyConfigured(f"{name} must be set in production")
     return value
+
+
+def database(url: str) -> dict:
+    """Django's settings for the PostgreSQL database at ``url`` (postgres://...; a unix socket's
+    directory goes in the host part, percent-encoded: postgres://user@%2Fpath%2Fto%2Fdir/name)."""
+    settings = dj_database_url.parse(
+        url, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60), conn_health_checks=True
+    )
+    if settings["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must point at PostgreSQL (postgres://...), got {url.split(':', 1)[0]}://..."
+        )
+    return settings
 
 
 def missing(*names: str) -> list[str]:

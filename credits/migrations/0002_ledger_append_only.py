@@ -39,35 +39,9 @@ DROP TRIGGER IF EXISTS credits_ledger_append_only ON credits_ledgerentry;
 DROP FUNCTION IF EXISTS credits_ledger_append_only();
 """
 
-SQLITE_CREATE = [
-    """
-    CREATE TRIGGER credits_ledger_no_delete BEFORE DELETE ON credits_ledgerentry
-    BEGIN SELECT RAISE(ABORT, 'credits_ledgerentry is append-only: DELETE refused'); END;
-    """,
-    """
-    CREATE TRIGGER credits_ledger_no_update BEFORE UPDATE ON credits_ledgerentry
-    WHEN NEW.id IS NOT OLD.id OR NEW.user_id IS NOT OLD.user_id OR NEW.amount IS NOT OLD.amount
-      OR NEW.kind IS NOT OLD.kind OR NEW.balance_before IS NOT OLD.balance_before
-      OR NEW.balance_after IS NOT OLD.balance_after OR NEW.description IS NOT OLD.description
-      OR NEW.metadata IS NOT OLD.metadata OR NEW.idempotency_key IS NOT OLD.idempotency_key
-      OR NEW.reverses_id IS NOT OLD.reverses_id OR NEW.created_at IS NOT OLD.created_at
-      OR (NEW.order_id IS NOT OLD.order_id AND NEW.order_id IS NOT NULL)
-      OR (NEW.job_id IS NOT OLD.job_id AND NEW.job_id IS NOT NULL)
-      OR (NEW.created_by_id IS NOT OLD.created_by_id AND NEW.created_by_id IS NOT NULL)
-    BEGIN SELECT RAISE(ABORT, 'credits_ledgerentry is append-only: UPDATE refused'); END;
-    """,
-]
-SQLITE_DROP = [
-    "DROP TRIGGER IF EXISTS credits_ledger_no_delete;",
-    "DROP TRIGGER IF EXISTS credits_ledger_no_update;",
-]
-
-
-def _run(statements_by_vendor):
+def _run(sql):
     def run(apps, schema_editor):
-        statements = statements_by_vendor.get(schema_editor.connection.vendor, [])
-        for statement in [statements] if isinstance(statements, str) else statements:
-            schema_editor.execute(statement)
+        schema_editor.execute(sql)
 
     return run
 
@@ -77,7 +51,7 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunPython(
-            _run({"postgresql": PG_CREATE, "sqlite": SQLITE_CREATE}),
-            _run({"postgresql": PG_DROP, "sqlite": SQLITE_DROP}),
+            _run(PG_CREATE),
+            _run(PG_DROP),
         )
     ]

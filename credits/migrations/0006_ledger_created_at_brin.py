@@ -1,7 +1,7 @@
 """A BRIN index on the ledger's created_at, for reads by period over the whole ledger (the
 staff dashboard and the ledger CSV export). The ledger is append-only, so rows arrive in
 created_at order and a BRIN index stays tiny and costs next to nothing on insert, which a
-B-tree on the hot spend path would not. PostgreSQL only: SQLite has no BRIN."""
+B-tree on the hot spend path would not."""
 
 from django.db import migrations
 
@@ -9,10 +9,9 @@ CREATE = "CREATE INDEX IF NOT EXISTS credits_ledger_created_brin ON credits_ledg
 DROP = "DROP INDEX IF EXISTS credits_ledger_created_brin"
 
 
-def _on_postgresql(sql):
+def _run(sql):
     def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
+        schema_editor.execute(sql)
 
     return run
 
@@ -20,4 +19,4 @@ def _on_postgresql(sql):
 class Migration(migrations.Migration):
     dependencies = [("credits", "0005_restore_one_refund_per_spend")]
 
-    operations = [migrations.RunPython(_on_postgresql(CREATE), _on_postgresql(DROP))]
+    operations = [migrations.RunPython(_run(CREATE), _run(DROP))]

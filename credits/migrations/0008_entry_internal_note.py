@@ -34,28 +34,9 @@ $$ LANGUAGE plpgsql;
 PG_WITH_NOTE = _PG_FUNCTION.format(new_note=", NEW.internal_note", old_note=", OLD.internal_note")
 PG_WITHOUT_NOTE = _PG_FUNCTION.format(new_note="", old_note="")
 
-_SQLITE_TRIGGER = """
-CREATE TRIGGER credits_ledger_no_update BEFORE UPDATE ON credits_ledgerentry
-WHEN NEW.id IS NOT OLD.id OR NEW.user_id IS NOT OLD.user_id OR NEW.amount IS NOT OLD.amount
-  OR NEW.kind IS NOT OLD.kind OR NEW.balance_before IS NOT OLD.balance_before
-  OR NEW.balance_after IS NOT OLD.balance_after OR NEW.description IS NOT OLD.description
-  OR NEW.metadata IS NOT OLD.metadata OR NEW.idempotency_key IS NOT OLD.idempotency_key
-  OR NEW.reverses_id IS NOT OLD.reverses_id OR NEW.created_at IS NOT OLD.created_at{note}
-  OR (NEW.order_id IS NOT OLD.order_id AND NEW.order_id IS NOT NULL)
-  OR (NEW.job_id IS NOT OLD.job_id AND NEW.job_id IS NOT NULL)
-  OR (NEW.created_by_id IS NOT OLD.created_by_id AND NEW.created_by_id IS NOT NULL)
-BEGIN SELECT RAISE(ABORT, 'credits_ledgerentry is append-only: UPDATE refused'); END;
-"""
-_SQLITE_DROP = "DROP TRIGGER IF EXISTS credits_ledger_no_update;"
-SQLITE_WITH_NOTE = [_SQLITE_DROP, _SQLITE_TRIGGER.format(note=" OR NEW.internal_note IS NOT OLD.internal_note")]
-SQLITE_WITHOUT_NOTE = [_SQLITE_DROP, _SQLITE_TRIGGER.format(note="")]
-
-
-def _run(statements_by_vendor):
+def _run(sql):
     def run(apps, schema_editor):
-        statements = statements_by_vendor.get(schema_editor.connection.vendor, [])
-        for statement in [statements] if isinstance(statements, str) else statements:
-            schema_editor.execute(statement)
+        schema_editor.execute(sql)
 
     return run
 
@@ -80,7 +61,7 @@ class Migration(migrations.Migration):
             field=models.TextField(blank=True, null=True),
         ),
         migrations.RunPython(
-            _run({"postgresql": PG_WITH_NOTE, "sqlite": SQLITE_WITH_NOTE}),
-            _run({"postgresql": PG_WITHOUT_NOTE, "sqlite": SQLITE_WITHOUT_NOTE}),
+            _run(PG_WITH_NOTE),
+            _run(PG_WITHOUT_NOTE),
         ),
     ]

@@ -1,12 +1,9 @@
 """A ledger kind for a balance forfeited when its account is deleted (FORFEIT, amount < 0).
 
-The sign-by-kind CHECK gains the kind. On PostgreSQL the new CHECK is added NOT VALID (a
-brief lock; new rows are checked from then on) and validated in a separate step that lets
-writes go on while it reads the existing entries; nothing is rewritten. SQLite rebuilds the
-table, which drops its triggers: the append-only triggers are made again.
+The sign-by-kind CHECK gains the kind. The new CHECK is added NOT VALID (a brief lock; new
+rows are checked from then on) and validated in a separate step that lets writes go on while
+it reads the existing entries; nothing is rewritten.
 """
-
-import importlib
 
 from django.db import migrations, models
 
@@ -47,27 +44,16 @@ def _swap_pg(schema_editor, check: str) -> None:
 
 
 def forwards(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    if vendor == "postgresql":
-        _swap_pg(schema_editor, NEW_CHECK)
-    elif vendor == "sqlite":
-        # ``apps`` already holds the new constraint: the rebuilt table gets it.
-        schema_editor.add_constraint(apps.get_model("credits", "LedgerEntry"), SIGN_BY_KIND)
-        append_only = importlib.import_module("credits.migrations.0002_ledger_append_only")
-        with_note = importlib.import_module("credits.migrations.0008_entry_internal_note")
-        for statement in [*append_only.SQLITE_DROP, append_only.SQLITE_CREATE[0], *with_note.SQLITE_WITH_NOTE]:
-            schema_editor.execute(statement)
+    _swap_pg(schema_editor, NEW_CHECK)
 
 
 def backwards(apps, schema_editor):
-    # Refused by PostgreSQL while FORFEIT entries exist (the ledger is append-only). SQLite keeps
-    # the wider CHECK: it only allows more.
-    if schema_editor.connection.vendor == "postgresql":
-        _swap_pg(schema_editor, OLD_CHECK)
+    # Refused while FORFEIT entries exist (the ledger is append-only).
+    _swap_pg(schema_editor, OLD_CHECK)
 
 
 class Migration(migrations.Migration):
-    # The NOT VALID constraint and its validation run as separate transactions on PostgreSQL.
+    # The NOT VALID constraint and its validation run as separate transactions.
     atomic = False
 
     dependencies = [("credits", "0008_entry_internal_note")]

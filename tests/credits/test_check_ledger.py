@@ -8,6 +8,7 @@ from django.db import connection
 
 from credits.models import LedgerKind
 from credits.services import credits_grant, credits_refund, credits_spend
+from tests.conftest import test_database_url
 from tests.credits.helpers import check_ledger
 
 pytestmark = pytest.mark.django_db
@@ -93,8 +94,7 @@ def test_entries_without_a_balance_row_are_drift(history):
 def test_the_command_exits_non_zero_on_drift(make_user):
     user = make_user(credits=5)
     raw("UPDATE credits_creditbalance SET balance = 4, lifetime_earned = 4 WHERE user_id = %s", [user.pk])
-    db = connection.settings_dict
-    env = {"DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+    env = {"DATABASE_URL": test_database_url(),
            "DJANGO_SETTINGS_MODULE": "config.settings.test", "PATH": "/usr/bin:/bin"}
 
     result = subprocess.run([sys.executable, "manage.py", "check_ledger"], capture_output=True, text=True, env=env,
