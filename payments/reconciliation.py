@@ -2,14 +2,15 @@
 
 A run has two phases per provider:
 
-1. **Collect** (provider calls only, no writes): Stripe's recent Checkout Sessions, refunds
-   and disputes, listed; PayPal's orders (with their captures and refunds) for our recent
-   and still-pending PayPal orders, one by one, and PayPal's recent disputes from its
-   Disputes API; with both, every dispute we hold open (however old) and every payment
-   with a refund we counted while it was pending, read again until they settle; for any
-   other provider (the sandbox), the payment status of each recent order. Each dispute or
-   refund status maps through the adapter's table; one without a rule is flagged. The
-   comparison with our orders yields findings.
+1. **Collect** (provider calls only, no writes): the same three reads from each provider's
+   adapter (``payments/providers/base.py``), in provider-neutral records: its checkouts
+   created in the window and those of our recent and still-pending orders
+   (``recent_checkouts``), every refund of each payment refunded in the window or with a
+   refund we counted while it was pending (``recent_refunds``), and its disputes opened in
+   the window and every one we hold open, however old (``disputes``). How each provider
+   lists them (Stripe's listings, PayPal's orders one by one and its Disputes API, the
+   sandbox's own records) and what its statuses mean is the adapter's business; a status
+   no rule maps is flagged. The comparison with our orders yields findings.
    If any call fails (a provider 500, a timeout), that provider's findings are dropped and
    the error is reported: nothing is decided on a partial picture.
 2. **Fix** each finding that has a safe fix, one at a time, through the same idempotent
@@ -47,11 +48,11 @@ from credits.exceptions import CreditsError
 from . import app_settings
 from .disputes import CLOSED, order_close_dispute, order_open_dispute
 from .exceptions import PaymentsError, ProviderError, ProviderNotConfigured
-from .fulfilment import assert_no_transaction, fetch_payment_status, fulfil_order, order_mark_unpaid
+from .fulfilment import fetch_payment_status, fulfil_order, order_mark_unpaid
+from .guards import assert_no_transaction
 from .models import Order, ReconciliationRun, Refund
-from .providers import PAYPAL, SANDBOX, STRIPE, available_providers, get_provider
-from .providers.base import EventKind, PaymentStatus
-from .providers.paypal import REFUND_STATUSES as PAYPAL_REFUND_STATUSES
+from .providers import available_providers, get_provider
+from .providers.base import EventKind, PaymentStatus, ProviderCheckout, ProviderDispute, ProviderRefund
 from .refunds import COUNTED, REVERSED, order_apply_refund, order_refund_status
 from .transitions import UNPAID_ENDINGS
 
@@ -60,8 +61,6 @@ logger = logging.getLogger(__name__)
 S = Order.Status
 
 SOURCE = "reconciliation"
-#: A PENDING PayPal order PayPal no longer knows, this long after it was made, was never approved.
-PAYPAL_UNAPPROVED_LIFETIME = timedelta(hours=6)
 
 
 def default_window() -> timedelta:
@@ -119,7 +118,7 @@ def reconcile_payments(*, since: datetime, providers: Sequence[str] | None = Non
     try:
         for name in names:
             try:
-                collected = COLLECTORS.get(name, _collect_by_status)(name=name, since=since, now=now)
+                collected = _collect(name=name, since=since, now=now)
             except (ProviderError, ProviderNotConfigured) as exc:
                 logger.warning("reconciliation %s: %s could not be read: %s", run.pk, name, exc)
                 errors.append({"provider": name, "stage": "collect", "error": str(exc),
@@ -275,8 +274,7 @@ def _amount_problem(order: Order, amount: Decimal | None, currency: str) -> str:
     return ""
 
 
-def _check_payment(collected: Collected, *, name: str, order: Order, status: PaymentStatus, reference: str,
-                   fix_unpaid: bool = True) -> None:
+def _check_payment(collected: Collected, *, name: str, order: Order, status: PaymentStatus, reference: str) -> None:
     """Compare one order with what its provider says about its payment."""
     if status.paid:
         problem = _amount_problem(order, status.amount, status.currency)
@@ -297,9 +295,12 @@ def _check_payment(collected: Collected, *, name: str, order: Order, status: Pay
                                   f"the order is {order.status} but the provider says {status.state}",
                                   order.pk, reference))
         return
-    if fix_unpaid and status.state == "failed" and order.status == S.PENDING:
+    if status.state == "failed" and order.status == S.PENDING:
         collected.add(Finding("payment_failed_not_recorded", name, "the provider says the payment failed",
                               order.pk, reference, fix=_fix_mark_unpaid(order.pk, S.FAILED)))
+    elif status.state == "expired" and order.status == S.PENDING:
+        collected.add(Finding("checkout_expired_not_recorded", name, "the checkout expired", order.pk, reference,
+                              fix=_fix_mark_unpaid(order.pk, S.EXPIRED)))
 
 
 def _check_refunds(collected: Collected, *, name: str, order: Order, total: Decimal, currency: str,
@@ -315,165 +316,125 @@ def _check_refunds(collected: Collected, *, name: str, order: Order, total: Deci
                               order.pk, reference))
 
 
-def _collect_paypal(*, name: str, since: datetime, now: datetime) -> Collected:
+def _collect(*, name: str, since: datetime, now: datetime) -> Collected:
+    """Read everything ``name``'s adapter has to say, then compare it with our orders. The
+    reads all come first, so a failed one (a ProviderError) leaves no findings at all."""
     provider = get_provider(name)
+    orders = list(_recent_orders(name, since=since, now=now))
+    checkouts = provider.recent_checkouts(since=since, orders=orders)
+    refunds = provider.recent_refunds(since=since, payment_ids=_refunds_in_flight(name))
+    disputes = provider.disputes(since=since, open_ids=_open_disputes(name))
     collected = Collected()
-    snapshots = []
-    for order in _recent_orders(name, since=since, now=now).exclude(provider_order_id__isnull=True):
-        snapshots.append((order, provider.fetch_order(provider_order_id=order.provider_order_id)))
-    collected.counts["orders"] = len(snapshots)
-    for order, snapshot in snapshots:
-        if snapshot is None:
-            if order.is_fulfilled:
-                collected.add(Finding("paid_order_unknown_to_provider", name,
-                                      f"the order is {order.status} but PayPal does not know order "
-                                      f"{order.provider_order_id}", order.pk, order.provider_order_id))
-            elif order.status == S.PENDING and order.created_at < now - PAYPAL_UNAPPROVED_LIFETIME:
-                # PayPal drops an order nobody approved after a few hours: this checkout is over.
-                collected.add(Finding("checkout_expired_not_recorded", name,
-                                      "PayPal no longer has this unapproved order", order.pk,
-                                      order.provider_order_id, fix=_fix_mark_unpaid(order.pk, S.EXPIRED)))
-            continue
-        if snapshot.custom_id and snapshot.custom_id != str(order.pk):
+    for listing in (checkouts, refunds, disputes):
+        collected.counts.update(listing.counts)
+    compared = _compare_checkouts(collected, name=name, provider=provider, orders=orders, checkouts=checkouts.items,
+                                  now=now)
+    all_refunds = [*refunds.items, *(refund for checkout in compared for refund in checkout.refunds)]
+    by_payment = _orders_by_payment(name, checkouts=checkouts.items,
+                                    payment_ids={r.payment_id for r in all_refunds} | {d.payment_id for d in
+                                                                                        disputes.items})
+    _compare_refunds(collected, name=name, refunds=all_refunds, by_payment=by_payment)
+    _compare_disputes(collected, name=name, disputes=disputes.items, by_payment=by_payment)
+    return collected
+
+
+def _compare_checkouts(collected: Collected, *, name: str, provider, orders: list[Order],
+                       checkouts: list[ProviderCheckout], now: datetime) -> list[ProviderCheckout]:
+    """Each checkout with the order it pays for, and each recent order with no checkout at the
+    provider. Returns the checkouts that were compared with their order."""
+    by_id = {o.provider_order_id: o for o in Order.objects.filter(provider=name,
+                                                                   provider_order_id__in=[c.id for c in checkouts])}
+    seen: set[int] = set()
+    compared = []
+    for checkout in checkouts:
+        order = by_id.get(checkout.id)
+        if order is None:
+            order = _order_by_ref(name, checkout.order_ref)
+            if order is not None and order.provider_order_id and order.provider_order_id != checkout.id:
+                order = None  # another checkout of the same order: ours is the one we stored
+        elif checkout.order_ref and checkout.order_ref != str(order.pk):
+            seen.add(order.pk)
             collected.add(Finding("order_reference_mismatch", name,
-                                  f"PayPal order {snapshot.id} carries custom_id {snapshot.custom_id}",
-                                  order.pk, snapshot.id))
+                                  f"{_label(name)} checkout {checkout.id} carries order reference "
+                                  f"{checkout.order_ref}", order.pk, checkout.id))
             continue
-        collected.counts["captures"] += len(snapshot.captures)
-        collected.counts["refunds"] += len(snapshot.refunds)
-        if snapshot.approved and not snapshot.captures:
+        if order is None:
+            if checkout.status.paid:
+                collected.add(Finding("payment_without_order", name,
+                                      f"paid checkout for reference {checkout.order_ref!r} matches no order of ours",
+                                      None, checkout.id))
+            continue
+        seen.add(order.pk)
+        compared.append(checkout)
+        if checkout.approved:
             if order.status in (S.PENDING, *UNPAID_ENDINGS) and not order.is_fulfilled:
                 collected.add(Finding("approved_not_captured", name,
                                       "the buyer approved the payment but nobody captured it",
-                                      order.pk, snapshot.id, fix=_fix_capture(order.pk)))
+                                      order.pk, checkout.id, fix=_fix_capture(order.pk)))
             continue
-        status = snapshot.payment_status()
-        _check_payment(collected, name=name, order=order, status=status,
-                       reference=status.provider_payment_id or snapshot.id)
-        if snapshot.refunds:
-            reversing = _check_refund_statuses(collected, name=name, order=order, refunds=[
-                (r.id, PAYPAL_REFUND_STATUSES.get(r.status.upper(), r.status), r.amount, r.currency)
-                for r in snapshot.refunds])
-            if not reversing:
-                _check_refunds(collected, name=name, order=order, total=snapshot.amount_refunded,
-                               currency=snapshot.currency or order.currency, reference=snapshot.id)
-    _collect_paypal_disputes(collected, name=name, provider=provider, since=since)
-    return collected
+        _check_payment(collected, name=name, order=order, status=checkout.status, reference=checkout.id)
+    for order in orders:
+        if order.pk not in seen:
+            _check_absent(collected, name=name, order=order, lifetime=provider.checkout_lifetime, now=now)
+    return compared
 
 
-def _collect_paypal_disputes(collected: Collected, *, name: str, provider, since: datetime) -> None:
-    """PayPal's disputes created in the window, and those we hold open, read one by one
-    from the Disputes API (a listing carries no disputed transactions)."""
-    from .providers.paypal import dispute_payment, dispute_reading as paypal_dispute_reading
-    from .providers.paypal_disputes import get_dispute, list_disputes
+def _check_absent(collected: Collected, *, name: str, order: Order, lifetime: timedelta | None,
+                  now: datetime) -> None:
+    """One of our recent orders whose checkout the provider does not have."""
+    if order.is_fulfilled:
+        collected.add(Finding("paid_order_unknown_to_provider", name,
+                              f"the order is {order.status} but {_label(name)} has no checkout "
+                              f"{order.provider_order_id or '(none recorded)'}", order.pk,
+                              order.provider_order_id or ""))
+    elif (lifetime is not None and order.provider_order_id and order.status == S.PENDING
+          and order.created_at < now - lifetime):
+        # The provider drops a checkout nobody paid after a while: this one is over.
+        collected.add(Finding("checkout_expired_not_recorded", name,
+                              f"{_label(name)} no longer has this unpaid checkout", order.pk,
+                              order.provider_order_id, fix=_fix_mark_unpaid(order.pk, S.EXPIRED)))
 
-    ids = [str(d.get("dispute_id") or "") for d in list_disputes(since=since, conf=provider.conf)]
-    ids = list(dict.fromkeys([i for i in ids if i] + _open_disputes(name)))
-    disputes = [(dispute_id, get_dispute(dispute_id=dispute_id, conf=provider.conf)) for dispute_id in ids]
-    collected.counts["disputes"] = len(disputes)
-    for dispute_id, dispute in disputes:
-        if dispute is None:
-            order = Order.objects.filter(provider=name, dispute_id=dispute_id).first()
-            collected.add(Finding("dispute_unknown_to_provider", name, "PayPal does not know this dispute",
-                                  order.pk if order else None, dispute_id))
+
+def _compare_refunds(collected: Collected, *, name: str, refunds: list[ProviderRefund],
+                     by_payment: dict[str, Order]) -> None:
+    """All refunds of each payment against its order: each refund's status, then the total."""
+    by_id: dict[str, dict[str, ProviderRefund]] = {}
+    for refund in refunds:
+        if refund.payment_id:
+            by_id.setdefault(refund.payment_id, {})[refund.id] = refund
+    for payment_id, of_payment in sorted(by_id.items()):
+        totals: dict[str, Decimal] = {}
+        for refund in of_payment.values():
+            if refund.status in COUNTED:
+                totals[refund.currency] = totals.get(refund.currency, Decimal("0")) + (refund.amount or Decimal("0"))
+        order = by_payment.get(payment_id)
+        if order is None:
+            if totals:
+                collected.add(Finding("refund_for_unknown_payment", name,
+                                      f"refunds of {payment_id} match no order of ours", None, payment_id))
             continue
-        capture_id, ref = dispute_payment(dispute)
-        order = Order.objects.filter(provider=name, provider_payment_id=capture_id).first() if capture_id else None
-        if order is None and ref.isdigit():
-            order = Order.objects.filter(provider=name, pk=int(ref)).first()
+        if not _check_refund_statuses(collected, name=name, order=order, refunds=list(of_payment.values())):
+            # (a refund being undone brings our total down to the provider's by itself)
+            _check_refunds(collected, name=name, order=order, total=max(totals.values(), default=Decimal("0")),
+                           currency=order.currency, reference=payment_id)
+
+
+def _compare_disputes(collected: Collected, *, name: str, disputes: list[ProviderDispute],
+                      by_payment: dict[str, Order]) -> None:
+    for dispute in disputes:
+        if not dispute.known:
+            order = Order.objects.filter(provider=name, dispute_id=dispute.id).first()
+            collected.add(Finding("dispute_unknown_to_provider", name, f"{_label(name)} does not know this dispute",
+                                  order.pk if order else None, dispute.id))
+            continue
+        order = by_payment.get(dispute.payment_id) or _order_by_ref(name, dispute.order_ref)
         if order is None:
             collected.add(Finding("dispute_for_unknown_payment", name,
-                                  f"dispute on capture {capture_id or '(none)'} matches no order of ours", None,
-                                  dispute_id))
+                                  f"dispute on payment {dispute.payment_id or '(none)'} matches no order of ours",
+                                  None, dispute.id))
             continue
-        kind, outcome, stage = paypal_dispute_reading(dispute)
-        _check_dispute(collected, name=name, order=order, dispute_id=dispute_id, kind=kind, outcome=outcome,
-                       stage=stage)
-
-
-def _collect_by_status(*, name: str, since: datetime, now: datetime) -> Collected:
-    """Any provider without listings (the sandbox): ask about each recent order."""
-    provider = get_provider(name)
-    collected = Collected()
-    statuses = [(order, provider.fetch_payment_status(order=order))
-                for order in _recent_orders(name, since=since, now=now).exclude(provider_order_id__isnull=True)]
-    collected.counts["orders"] = len(statuses)
-    for order, status in statuses:
-        _check_payment(collected, name=name, order=order, status=status,
-                       reference=status.provider_payment_id or order.provider_order_id or "")
-    return collected
-
-
-def _collect_stripe(*, name: str, since: datetime, now: datetime) -> Collected:
-    from .providers.stripe_provider import dispute_reading as stripe_dispute_reading, from_minor, session_status
-    from .reconciliation_stripe import StripeListing
-
-    listing = StripeListing.fetch(since=since, orders=_recent_orders(name, since=since, now=now),
-                                  open_disputes=_open_disputes(name), refunds_in_flight=_refunds_in_flight(name))
-    collected = Collected()
-    collected.counts.update(sessions=len(listing.sessions), refunds=len(listing.refunds),
-                            disputes=len(listing.disputes))
-    by_session = {o.provider_order_id: o for o in Order.objects.filter(
-        provider=name, provider_order_id__in=[s["id"] for s in listing.all_sessions()])}
-    checked: set[int] = set()
-    for session in listing.all_sessions():
-        order = by_session.get(session["id"]) or _order_by_ref(name, session)
-        status = session_status(session)
-        paid = status.paid
-        if order is None:
-            if paid:
-                collected.add(Finding("payment_without_order", name,
-                                      f"paid session for reference {session.get('client_reference_id')!r} "
-                                      f"matches no order of ours", None, session["id"]))
-            continue
-        checked.add(order.pk)
-        _check_payment(collected, name=name, order=order, status=status, reference=session["id"], fix_unpaid=False)
-        if status.state == "expired" and order.status == S.PENDING:
-            collected.add(Finding("checkout_expired_not_recorded", name, "the checkout session expired",
-                                  order.pk, session["id"], fix=_fix_mark_unpaid(order.pk, S.EXPIRED)))
-    for order in listing.orders:
-        if order.pk in checked or not order.is_fulfilled:
-            continue
-        if order.provider_order_id not in listing.known_sessions:
-            collected.add(Finding("paid_order_unknown_to_provider", name,
-                                  f"the order is {order.status} but Stripe has no checkout session "
-                                  f"{order.provider_order_id or '(none recorded)'}", order.pk,
-                                  order.provider_order_id or ""))
-
-    by_intent = _orders_by_intent(name, listing)
-    reversing: set[int] = set()
-    for intent, refunds in sorted(listing.refunds_by_intent.items()):
-        order = by_intent.get(intent)
-        if order is not None and _check_refund_statuses(collected, name=name, order=order, refunds=[
-                (r["id"], r.get("status") or "", from_minor(r.get("amount"), (r.get("currency") or "").upper()),
-                 (r.get("currency") or "").upper()) for r in refunds]):
-            reversing.add(order.pk)
-    for intent, total in sorted(listing.refunded_by_intent.items()):
-        order = by_intent.get(intent)
-        if order is None:
-            collected.add(Finding("refund_for_unknown_payment", name,
-                                  f"refunds of {intent} match no order of ours", None, intent))
-            continue
-        if order.pk not in reversing:  # the reversal brings our total down to Stripe's
-            _check_refunds(collected, name=name, order=order, total=total, currency=order.currency, reference=intent)
-    for intent, order in sorted(by_intent.items()):
-        # Every refund of the payment failed or was canceled: Stripe's counted total is zero.
-        if (intent in listing.refunds_by_intent and intent not in listing.refunded_by_intent
-                and order.pk not in reversing and order.amount_refunded > 0):
-            _check_refunds(collected, name=name, order=order, total=Decimal("0"), currency=order.currency,
-                           reference=intent)
-    for dispute in listing.all_disputes():
-        intent = dispute.get("payment_intent") or ""
-        order = by_intent.get(intent)
-        if order is None:
-            collected.add(Finding("dispute_for_unknown_payment", name,
-                                  f"dispute on {intent or dispute.get('charge')} matches no order of ours",
-                                  None, dispute["id"]))
-            continue
-        kind, outcome = stripe_dispute_reading(str(dispute.get("status") or ""))
-        _check_dispute(collected, name=name, order=order, dispute_id=dispute["id"], kind=kind, outcome=outcome,
-                       stage=str(dispute.get("status") or ""))
-    return collected
+        _check_dispute(collected, name=name, order=order, dispute_id=dispute.id, kind=dispute.kind,
+                       outcome=dispute.dispute_outcome, stage=dispute.dispute_stage)
 
 
 def _check_dispute(collected: Collected, *, name: str, order: Order, dispute_id: str, kind: EventKind, outcome: str,
@@ -501,13 +462,13 @@ def _check_dispute(collected: Collected, *, name: str, order: Order, dispute_id:
                           dispute_id, fix=_fix_dispute(order.pk, dispute_id, outcome)))
 
 
-def _check_refund_statuses(collected: Collected, *, name: str, order: Order,
-                           refunds: list[tuple[str, str, Decimal | None, str]]) -> bool:
+def _check_refund_statuses(collected: Collected, *, name: str, order: Order, refunds: list[ProviderRefund]) -> bool:
     """Each refund of the order's payment: one that failed or was canceled after we counted
     it is undone; one in a status no rule knows is flagged. True when one is to be undone."""
     ours = {r.provider_refund_id: r for r in Refund.objects.filter(order=order)}
     reversing = False
-    for refund_id, status, amount, currency in refunds:
+    for refund in refunds:
+        refund_id, status, amount, currency = refund.id, refund.status, refund.amount, refund.currency
         if status not in Refund.Status.values:
             collected.add(Finding("refund_status_unknown", name,
                                   f"refund {refund_id} is {status!r}: no rule says whether it counts", order.pk,
@@ -529,30 +490,26 @@ def _check_refund_statuses(collected: Collected, *, name: str, order: Order,
     return reversing
 
 
-def _order_by_ref(name: str, session: dict) -> Order | None:
-    ref = str(session.get("client_reference_id") or (session.get("metadata") or {}).get("order_id") or "")
-    if not ref.isdigit():
-        return None
-    order = Order.objects.filter(provider=name, pk=int(ref)).first()
-    if order is not None and order.provider_order_id and order.provider_order_id != session["id"]:
-        return None  # another session of the same order: ours is the one we stored
-    return order
+def _order_by_ref(name: str, ref: str) -> Order | None:
+    """Our order by the reference a provider echoes back (our order id)."""
+    return Order.objects.filter(provider=name, pk=int(ref)).first() if ref.isdigit() else None
 
 
-def _orders_by_intent(name: str, listing) -> dict[str, Order]:
-    intents = (set(listing.refunded_by_intent) | set(listing.refunds_by_intent)
-               | {d.get("payment_intent") for d in listing.all_disputes()})
-    intents.discard(None)
-    intents.discard("")
-    found = {o.provider_payment_id: o for o in Order.objects.filter(provider=name,
-                                                                    provider_payment_id__in=sorted(intents))}
-    for session in listing.all_sessions():  # an order fulfilled before its payment id was stored
-        intent = session.get("payment_intent")
-        if intent in intents and intent not in found:
-            order = Order.objects.filter(provider=name, provider_order_id=session["id"]).first()
+def _orders_by_payment(name: str, *, checkouts: list[ProviderCheckout], payment_ids: set[str]) -> dict[str, Order]:
+    """Our orders of ``payment_ids`` (refunded or disputed payments), by payment id."""
+    ids = payment_ids - {""}
+    found = {o.provider_payment_id: o for o in Order.objects.filter(provider=name, provider_payment_id__in=sorted(ids))}
+    for checkout in checkouts:  # an order fulfilled before its payment id was stored
+        payment_id = checkout.status.provider_payment_id
+        if payment_id in ids and payment_id not in found:
+            order = Order.objects.filter(provider=name, provider_order_id=checkout.id).first()
             if order is not None:
-                found[intent] = order
+                found[payment_id] = order
     return found
+
+
+def _label(name: str) -> str:
+    return dict(Order.Provider.choices).get(name, name.title())
 
 
 def _open_disputes(name: str) -> list[str]:
@@ -567,13 +524,6 @@ def _refunds_in_flight(name: str) -> list[str]:
                                                                        Refund.Status.REQUIRES_ACTION))
                 .exclude(order__provider_payment_id="").order_by("order__provider_payment_id")
                 .values_list("order__provider_payment_id", flat=True).distinct()[:1000])
-
-
-COLLECTORS: dict[str, Callable[..., Collected]] = {
-    STRIPE: _collect_stripe,
-    PAYPAL: _collect_paypal,
-    SANDBOX: _collect_by_status,
-}
 
 
 def parse_since(value: str, *, now: datetime | None = None) -> datetime:

@@ -7,9 +7,10 @@ refunds of credits and disputes are handled once, provider-neutrally, on top of 
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Mapping, Protocol
+from typing import Generic, Mapping, Protocol, Sequence, TypeVar
 
 
 class EventKind(StrEnum):
@@ -81,8 +82,63 @@ class NormalizedEvent:
     raw: dict = field(default_factory=dict)
 
 
+# --- what reconciliation reads: provider-neutral records ---------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderRefund:
+    """One refund as the provider has it now."""
+
+    id: str
+    payment_id: str  # the payment it refunds, as ``Order.provider_payment_id`` stores it
+    status: str  # a Refund.Status value, or the provider's own word when no rule maps it
+    amount: Decimal | None
+    currency: str
+
+
+@dataclass(frozen=True)
+class ProviderCheckout:
+    """One checkout as the provider has it now (a Stripe Checkout Session, a PayPal order)."""
+
+    id: str  # as ``Order.provider_order_id`` stores it
+    status: PaymentStatus
+    order_ref: str = ""  # our order id as the provider echoes it back
+    #: The buyer approved the payment and nobody captured it yet: ours to capture.
+    approved: bool = False
+    #: Refunds the provider reports with the checkout (a PayPal order carries its captures').
+    refunds: tuple[ProviderRefund, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProviderDispute:
+    """One dispute as the provider has it now."""
+
+    id: str
+    #: False: the provider does not know this dispute (any more); nothing else is set.
+    known: bool = True
+    payment_id: str = ""  # the disputed payment, as ``Order.provider_payment_id`` stores it
+    order_ref: str = ""  # our order id, when the dispute carries it
+    kind: EventKind = EventKind.DISPUTE_OPENED  # DISPUTE_OPENED or DISPUTE_CLOSED
+    dispute_outcome: str = ""  # for DISPUTE_CLOSED: an Order.DisputeStatus, empty when no rule knows it
+    dispute_stage: str = ""  # the provider's own word for where the dispute stands
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Listing(Generic[T]):
+    """Records read from a provider, and how many of what were read (for the run's counts)."""
+
+    items: list[T] = field(default_factory=list)
+    counts: Mapping[str, int] = field(default_factory=dict)
+
+
 class PaymentProvider(Protocol):
     name: str  # an Order.Provider value
+    #: A PENDING order whose checkout the provider no longer knows, this long after it was
+    #: made, was never paid: reconciliation closes it (None: never concluded from absence).
+    checkout_lifetime: timedelta | None
 
     def create_checkout(self, *, order, success_url: str, cancel_url: str) -> CheckoutSession:
         """Open a hosted checkout for ``order`` (idempotent per order). Raises ProviderError."""
@@ -95,3 +151,19 @@ class PaymentProvider(Protocol):
 
     def refund(self, *, order, amount: Decimal, idempotency_key: str, reason: str = "") -> RefundResult:
         """Refund ``amount`` of ``order``'s payment, once per ``idempotency_key``. Raises ProviderError."""
+
+    # Reconciliation reads (no writes; any failure raises ProviderError and the run drops
+    # everything read from this provider). A provider with nothing to list returns an
+    # empty Listing.
+
+    def recent_checkouts(self, *, since: datetime, orders: Sequence) -> Listing[ProviderCheckout]:
+        """The checkouts created since ``since``, and those of ``orders`` (our recent orders
+        with this provider) however old. A checkout the provider does not know is left out."""
+
+    def recent_refunds(self, *, since: datetime, payment_ids: Sequence[str]) -> Listing[ProviderRefund]:
+        """Every refund of each payment refunded since ``since`` and of each of ``payment_ids``
+        (refunds we counted before the provider completed them), all of them, so a
+        payment's refunded total is cumulative."""
+
+    def disputes(self, *, since: datetime, open_ids: Sequence[str]) -> Listing[ProviderDispute]:
+        """Disputes opened since ``since``, and those of ``open_ids`` (held open here) however old."""

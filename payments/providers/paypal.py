@@ -11,8 +11,9 @@ our database.
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Mapping
+from typing import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from django.urls import reverse
@@ -31,7 +32,18 @@ from paypalserversdk.models.purchase_unit_request import PurchaseUnitRequest
 from paypalserversdk.models.refund_request import RefundRequest
 
 from ..exceptions import ProviderError, WebhookRejected
-from .base import CheckoutSession, EventKind, NormalizedEvent, PaymentStatus, RefundResult
+from . import paypal_disputes
+from .base import (
+    CheckoutSession,
+    EventKind,
+    Listing,
+    NormalizedEvent,
+    PaymentStatus,
+    ProviderCheckout,
+    ProviderDispute,
+    ProviderRefund,
+    RefundResult,
+)
 from .paypal_client import PROVIDER, paypal_call, response_json
 from .paypal_settings import PayPalSettings, paypal_settings
 
@@ -49,6 +61,9 @@ CAPTURE_STATES = {
 #: PayPal's refund statuses in the Refund.Status vocabulary; any other word is passed on as
 #: it is (and refused as unknown by the refund service).
 REFUND_STATUSES = {"COMPLETED": "succeeded", "PENDING": "pending", "FAILED": "failed", "CANCELLED": "canceled"}
+#: PayPal drops an order nobody approved after a few hours: one it no longer knows, this long
+#: after it was made, was never paid.
+UNAPPROVED_LIFETIME = timedelta(hours=6)
 ORDER_STATES = {
     "CREATED": "open",
     "SAVED": "open",
@@ -106,6 +121,15 @@ class PayPalOrderSnapshot:
         return sum((r.amount or Decimal("0") for r in self.refunds if r.status in ("COMPLETED", "PENDING")),
                    Decimal("0"))
 
+    def as_checkout(self) -> ProviderCheckout:
+        capture_id = self.capture.id if self.capture else ""
+        # One capture per order: its refunds are the order's, whatever capture they link to.
+        refunds = tuple(ProviderRefund(id=r.id, payment_id=capture_id,
+                                       status=REFUND_STATUSES.get(r.status.upper(), r.status), amount=r.amount,
+                                       currency=r.currency) for r in self.refunds)
+        return ProviderCheckout(id=self.id, status=self.payment_status(), order_ref=self.custom_id,
+                                approved=self.approved and not self.captures, refunds=refunds)
+
     def payment_status(self) -> PaymentStatus:
         capture = self.capture
         if capture is not None:
@@ -121,6 +145,7 @@ class PayPalProvider:
     """The PayPal adapter. Settings are read when it is made (``paypal_settings()``)."""
 
     name = PROVIDER
+    checkout_lifetime = UNAPPROVED_LIFETIME
 
     def __init__(self, conf: PayPalSettings | None = None):
         self.conf = conf or paypal_settings()
@@ -259,6 +284,48 @@ class PayPalProvider:
                     return snapshot
             raise
         return parse_order(response_json(response))
+
+
+    # --- reconciliation reads ----------------------------------------------------------------
+
+    def recent_checkouts(self, *, since: datetime, orders: Sequence) -> Listing[ProviderCheckout]:
+        """Each of ``orders``' PayPal orders, read one by one (PayPal lists no orders), with
+        its captures' refunds."""
+        checkouts = []
+        counts = {"orders": 0, "captures": 0, "refunds": 0}
+        for order in orders:
+            if order.provider_order_id is None:
+                continue
+            counts["orders"] += 1
+            snapshot = self.fetch_order(provider_order_id=order.provider_order_id)
+            if snapshot is None:
+                continue
+            if not snapshot.custom_id or snapshot.custom_id == str(order.pk):
+                counts["captures"] += len(snapshot.captures)
+                counts["refunds"] += len(snapshot.refunds)
+            checkouts.append(snapshot.as_checkout())
+        return Listing(checkouts, counts)
+
+    def recent_refunds(self, *, since: datetime, payment_ids: Sequence[str]) -> Listing[ProviderRefund]:
+        """None apart from those each order carries (``recent_checkouts``)."""
+        return Listing()
+
+    def disputes(self, *, since: datetime, open_ids: Sequence[str]) -> Listing[ProviderDispute]:
+        """The disputes created since ``since`` and ``open_ids``, each read whole from the
+        Disputes API (a listing carries no disputed transactions)."""
+        listed = [str(d.get("dispute_id") or "") for d in paypal_disputes.list_disputes(since=since, conf=self.conf)]
+        ids = list(dict.fromkeys([i for i in listed if i] + list(open_ids)))
+        records = []
+        for dispute_id in ids:
+            dispute = paypal_disputes.get_dispute(dispute_id=dispute_id, conf=self.conf)
+            if dispute is None:
+                records.append(ProviderDispute(id=dispute_id, known=False))
+                continue
+            capture_id, ref = dispute_payment(dispute)
+            kind, outcome, stage = dispute_reading(dispute)
+            records.append(ProviderDispute(id=dispute_id, payment_id=capture_id, order_ref=ref, kind=kind,
+                                           dispute_outcome=outcome, dispute_stage=stage))
+        return Listing(records, {"disputes": len(records)})
 
 
 def capture_key(order) -> str:

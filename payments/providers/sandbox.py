@@ -18,8 +18,9 @@ import json
 import logging
 import secrets
 import time
+from datetime import datetime
 from decimal import Decimal
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import requests
 from django.db import transaction
@@ -28,7 +29,17 @@ from django.urls import reverse
 from .. import app_settings
 from ..exceptions import ProviderError, WebhookRejected
 from ..models import SandboxPayment, SandboxRefund
-from .base import CheckoutSession, EventKind, NormalizedEvent, PaymentStatus, RefundResult
+from .base import (
+    CheckoutSession,
+    EventKind,
+    Listing,
+    NormalizedEvent,
+    PaymentStatus,
+    ProviderCheckout,
+    ProviderDispute,
+    ProviderRefund,
+    RefundResult,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +118,7 @@ def payment_for(checkout_id: str) -> SandboxPayment | None:
 
 class SandboxProvider:
     name = NAME
+    checkout_lifetime = None
 
     def create_checkout(self, *, order, success_url: str, cancel_url: str) -> CheckoutSession:
         payment = SandboxPayment.objects.filter(order_ref=str(order.pk)).first()
@@ -157,6 +169,25 @@ class SandboxProvider:
             amount=payment.amount,
             currency=payment.currency,
         )
+
+    # --- reconciliation reads: each order's payment; refunds and disputes happen here only
+    # through our own calls, so there are none to list -------------------------------------
+
+    def recent_checkouts(self, *, since: datetime, orders: Sequence) -> Listing[ProviderCheckout]:
+        checkouts = []
+        asked = [order for order in orders if order.provider_order_id is not None]
+        for order in asked:
+            payment = payment_for(order.provider_order_id)
+            if payment is not None:
+                checkouts.append(ProviderCheckout(id=payment.checkout_id, status=self.fetch_payment_status(order=order),
+                                                  order_ref=payment.order_ref))
+        return Listing(checkouts, {"orders": len(asked)})
+
+    def recent_refunds(self, *, since: datetime, payment_ids: Sequence[str]) -> Listing[ProviderRefund]:
+        return Listing()
+
+    def disputes(self, *, since: datetime, open_ids: Sequence[str]) -> Listing[ProviderDispute]:
+        return Listing()
 
     def refund(self, *, order, amount: Decimal, idempotency_key: str, reason: str = "") -> RefundResult:
         """Sandbox refunds succeed at once (up to what was paid), once per idempotency key."""

@@ -1,4 +1,4 @@
-"""What Stripe says about recent payments, read for reconciliation (reads only, no writes).
+"""Stripe's listings for reconciliation, as plain dicts (reads only, no writes).
 
 Listed with the Stripe adapter's own ``StripeClient``: Checkout Sessions, refunds and
 disputes created since a moment (all pages), then the sessions of our recent orders the
@@ -6,98 +6,81 @@ listing did not include (a PENDING order opened before the window), the disputes
 open that the listing did not include (opened before the window, maybe closed since) and,
 for every payment with a refund in the window or a refund we counted while Stripe had not
 completed it, all its refunds, so the refunded amount is cumulative like the one
-``charge.refunded`` reports and a refund that failed later is seen. Any Stripe error
-aborts the whole read.
+``charge.refunded`` reports and a refund that failed later is seen. Any Stripe error is a
+``ProviderError`` that aborts the whole read.
 """
 
-from collections import defaultdict
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from datetime import datetime
-from decimal import Decimal
+from typing import Iterator, Sequence
 
 import stripe
 
-from .exceptions import ProviderError
-from .providers import STRIPE, get_provider
-from .providers.stripe_provider import from_minor
-from .refunds import COUNTED
+from ..exceptions import ProviderError
 
+NAME = "STRIPE"
 #: At most this many objects of one kind are read per run (a runaway listing is an error).
 MAX_OBJECTS = 10_000
 
 
-@dataclass
-class StripeListing:
-    sessions: list[dict] = field(default_factory=list)  # created since the window opened
-    extra_sessions: list[dict] = field(default_factory=list)  # our orders' sessions outside it
-    refunds: list[dict] = field(default_factory=list)
-    disputes: list[dict] = field(default_factory=list)
-    extra_disputes: list[dict] = field(default_factory=list)  # disputes we hold open, opened before the window
-    #: Cumulative per payment, counting refunds that succeeded or are on their way (pending,
-    #: requires_action), as the order's refunded amount does.
-    refunded_by_intent: dict[str, Decimal] = field(default_factory=dict)
-    refunds_by_intent: dict[str, list[dict]] = field(default_factory=dict)  # every refund, any status
-    orders: list = field(default_factory=list)  # the recent orders of ours that were compared
+def list_sessions(client: stripe.StripeClient, *, since: datetime, orders: Sequence) -> tuple[list[dict], int]:
+    """The sessions created since ``since`` and those of ``orders`` the listing left out (one
+    Stripe does not know is left out), and how many the window held."""
+    with _listing_errors():
+        sessions = _all(client.v1.checkout.sessions.list({"created": _created(since), "limit": 100}))
+        listed = {s["id"] for s in sessions}
+        extra = [_retrieve(client.v1.checkout.sessions, order.provider_order_id) for order in orders
+                 if order.provider_order_id and order.provider_order_id not in listed]
+    return sessions + [s for s in extra if s is not None], len(sessions)
 
-    @property
-    def known_sessions(self) -> set[str]:
-        return {s["id"] for s in self.all_sessions()}
 
-    def all_sessions(self) -> list[dict]:
-        return self.sessions + self.extra_sessions
+def list_refunds(client: stripe.StripeClient, *, since: datetime,
+                 payment_ids: Sequence[str]) -> tuple[list[tuple[str, dict]], int]:
+    """(payment intent, refund) for every refund of each payment refunded since ``since`` and
+    of each of ``payment_ids``, and how many refunds the window held."""
+    with _listing_errors():
+        recent = _all(client.v1.refunds.list({"created": _created(since), "limit": 100}))
+        intents = sorted(({_id(r.get("payment_intent")) for r in recent} | set(payment_ids)) - {""})
+        refunds = [(intent, refund) for intent in intents
+                   for refund in _all(client.v1.refunds.list({"payment_intent": intent, "limit": 100}))]
+    return refunds, len(recent)
 
-    def all_disputes(self) -> list[dict]:
-        return self.disputes + self.extra_disputes
 
-    @classmethod
-    def fetch(cls, *, since: datetime, orders, open_disputes=(), refunds_in_flight=()) -> "StripeListing":
-        client = get_provider(STRIPE).client
-        created = {"gte": int(since.timestamp())}
-        listing = cls(orders=list(orders))
-        try:
-            listing.sessions = _all(client.v1.checkout.sessions.list({"created": created, "limit": 100}))
-            listing.refunds = _all(client.v1.refunds.list({"created": created, "limit": 100}))
-            listing.disputes = _all(client.v1.disputes.list({"created": created, "limit": 100}))
-            listed = {s["id"] for s in listing.sessions}
-            for order in listing.orders:
-                if order.provider_order_id and order.provider_order_id not in listed:
-                    try:
-                        session = client.v1.checkout.sessions.retrieve(order.provider_order_id)
-                    except stripe.InvalidRequestError as exc:
-                        if getattr(exc, "http_status", None) == 404:
-                            continue  # Stripe does not know it: compared as unknown
-                        raise
-                    listing.extra_sessions.append(_plain(session))
-            listed_disputes = {d["id"] for d in listing.disputes}
-            for dispute_id in open_disputes:
-                if dispute_id not in listed_disputes:
-                    try:
-                        listing.extra_disputes.append(_plain(client.v1.disputes.retrieve(dispute_id)))
-                    except stripe.InvalidRequestError as exc:
-                        if getattr(exc, "http_status", None) != 404:
-                            raise
-            intents = sorted(({_id(r.get("payment_intent")) for r in listing.refunds} | set(refunds_in_flight)) - {""})
-            for intent in intents:
-                totals: dict[str, Decimal] = defaultdict(Decimal)
-                refunds = _all(client.v1.refunds.list({"payment_intent": intent, "limit": 100}))
-                listing.refunds_by_intent[intent] = refunds
-                for refund in refunds:
-                    if refund.get("status") in COUNTED:
-                        currency = (refund.get("currency") or "").upper()
-                        totals[currency] += from_minor(refund.get("amount"), currency) or Decimal("0")
-                if totals:
-                    listing.refunded_by_intent[intent] = max(totals.values())
-        except stripe.StripeError as exc:
-            status = getattr(exc, "http_status", None) or 0
-            retryable = isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)) or status >= 500
-            raise ProviderError(f"Stripe listing failed: HTTP {status or '-'} {type(exc).__name__}: "
-                                f"{getattr(exc, 'user_message', None) or exc}", retryable=retryable,
-                                provider=STRIPE, code=getattr(exc, "code", "") or str(status)) from exc
-        for dispute in listing.all_disputes():
-            dispute["payment_intent"] = _id(dispute.get("payment_intent"))
-        for session in listing.all_sessions():
-            session["payment_intent"] = _id(session.get("payment_intent"))
-        return listing
+def list_disputes(client: stripe.StripeClient, *, since: datetime,
+                  open_ids: Sequence[str]) -> tuple[list[dict], int]:
+    """The disputes created since ``since`` and those of ``open_ids`` the listing left out
+    (one Stripe does not know is left out), and how many the window held."""
+    with _listing_errors():
+        disputes = _all(client.v1.disputes.list({"created": _created(since), "limit": 100}))
+        listed = {d["id"] for d in disputes}
+        extra = [_retrieve(client.v1.disputes, dispute_id) for dispute_id in open_ids if dispute_id not in listed]
+    return disputes + [d for d in extra if d is not None], len(disputes)
+
+
+@contextmanager
+def _listing_errors() -> Iterator[None]:
+    try:
+        yield
+    except stripe.StripeError as exc:
+        status = getattr(exc, "http_status", None) or 0
+        retryable = isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)) or status >= 500
+        raise ProviderError(f"Stripe listing failed: HTTP {status or '-'} {type(exc).__name__}: "
+                            f"{getattr(exc, 'user_message', None) or exc}", retryable=retryable,
+                            provider=NAME, code=getattr(exc, "code", "") or str(status)) from exc
+
+
+def _retrieve(service, object_id: str) -> dict | None:
+    """The object, or None when Stripe answers 404."""
+    try:
+        return _plain(service.retrieve(object_id))
+    except stripe.InvalidRequestError as exc:
+        if getattr(exc, "http_status", None) == 404:
+            return None
+        raise
+
+
+def _created(since: datetime) -> dict:
+    return {"gte": int(since.timestamp())}
 
 
 def _all(page) -> list[dict]:
@@ -106,7 +89,7 @@ def _all(page) -> list[dict]:
         items.append(_plain(item))
         if len(items) >= MAX_OBJECTS:
             raise ProviderError(f"Stripe listed more than {MAX_OBJECTS} objects; narrow the window.",
-                                provider=STRIPE, code="TOO_MANY")
+                                provider=NAME, code="TOO_MANY")
     return items
 
 

@@ -9,15 +9,26 @@ at-least-once and unordered, so the pipeline re-fetches the session when it matt
 """
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import stripe
 
 from .. import app_settings
 from ..exceptions import ProviderError, ProviderNotConfigured, WebhookRejected
-from .base import CheckoutSession, EventKind, NormalizedEvent, PaymentStatus, RefundResult
+from . import stripe_listing
+from .base import (
+    CheckoutSession,
+    EventKind,
+    Listing,
+    NormalizedEvent,
+    PaymentStatus,
+    ProviderCheckout,
+    ProviderDispute,
+    ProviderRefund,
+    RefundResult,
+)
 
 NAME = "STRIPE"
 SIGNATURE_HEADER = "Stripe-Signature"
@@ -86,6 +97,7 @@ def _id(value) -> str:
 
 class StripeProvider:
     name = NAME
+    checkout_lifetime = None  # every session Stripe ever made can be read back
 
     def __init__(self):
         key = app_settings.stripe_secret_key()
@@ -190,6 +202,33 @@ class StripeProvider:
             currency=currency,
         )
 
+    # --- reconciliation reads (the listings: stripe_listing) --------------------------------
+
+    def recent_checkouts(self, *, since: datetime, orders: Sequence) -> Listing[ProviderCheckout]:
+        sessions, in_window = stripe_listing.list_sessions(self.client, since=since, orders=orders)
+        return Listing([ProviderCheckout(id=s["id"], status=session_status(s), order_ref=session_ref(s))
+                        for s in sessions],
+                       {"sessions": in_window})
+
+    def recent_refunds(self, *, since: datetime, payment_ids: Sequence[str]) -> Listing[ProviderRefund]:
+        refunds, in_window = stripe_listing.list_refunds(self.client, since=since, payment_ids=payment_ids)
+        records = []
+        for intent, refund in refunds:
+            currency = (refund.get("currency") or "").upper()
+            records.append(ProviderRefund(id=refund["id"], payment_id=intent, status=refund.get("status") or "",
+                                          amount=from_minor(refund.get("amount"), currency), currency=currency))
+        return Listing(records, {"refunds": in_window})
+
+    def disputes(self, *, since: datetime, open_ids: Sequence[str]) -> Listing[ProviderDispute]:
+        disputes, in_window = stripe_listing.list_disputes(self.client, since=since, open_ids=open_ids)
+        records = []
+        for dispute in disputes:
+            status = str(dispute.get("status") or "")
+            kind, outcome = dispute_reading(status)
+            records.append(ProviderDispute(id=dispute["id"], payment_id=_id(dispute.get("payment_intent")), kind=kind,
+                                           dispute_outcome=outcome, dispute_stage=status))
+        return Listing(records, {"disputes": in_window})
+
 
 def _header(headers: Mapping[str, str], name: str) -> str:
     lowered = name.lower()
@@ -197,6 +236,11 @@ def _header(headers: Mapping[str, str], name: str) -> str:
         if key.lower() == lowered:
             return value
     return ""
+
+
+def session_ref(session: dict) -> str:
+    """Our order id as a Checkout Session carries it."""
+    return str(session.get("client_reference_id") or (session.get("metadata") or {}).get("order_id") or "")
 
 
 def session_status(session: dict) -> PaymentStatus:
