@@ -4,6 +4,7 @@ from django import forms
 
 from . import catalog
 from .app_settings import app_settings
+from .backends import get_backend
 from .models import Operation
 from .selectors import source_jobs
 from .services import JobRequest
@@ -46,6 +47,8 @@ class JobForm(forms.Form):
         if not self.is_bound:
             self.initial["operation"] = operation
             self.initial["model"] = self.offering.model
+        #: The fields the offering's backend reads beyond the common ones.
+        self.backend_fields = get_backend(self.offering.backend).form_fields(operation=operation)
         self.fields["tier"].choices = [(t, t) for t in self.offering.tiers]
         self.fields["tier"].required = bool(self.offering.tiers)
         if self.offering.tiers and self.initial.get("tier") not in self.offering.tiers:
@@ -57,7 +60,9 @@ class JobForm(forms.Form):
             if self.offering.tiers and data.get("tier") not in self.offering.tiers:
                 data["tier"] = self.offering.tiers[0]
             self.data = data
-        sources = source_jobs(user=user, operation=operation) if (
+        # An enhancement works only on what its own backend made.
+        sources = source_jobs(user=user, operation=operation,
+                              backend=self.offering.backend if self.offering.needs_source else None) if (
             self.offering.supports_edit or self.offering.needs_source) else []
         self.sources = sources
         self.fields["source_id"].choices = [("", "Choose…")] + [
@@ -90,11 +95,12 @@ class JobForm(forms.Form):
 
     @property
     def shows_seed(self) -> bool:
-        return self.offering.backend == "procedural" and not self.offering.needs_source and not self._flag("is_edit")
+        """A fresh picture only: an edit or an enhancement keeps its source's seed."""
+        return "seed" in self.backend_fields and not self.offering.needs_source and not self._flag("is_edit")
 
     @property
     def shows_tokens(self) -> bool:
-        return self.current_operation == Operation.TEXT
+        return "max_output_tokens" in self.backend_fields
 
     @property
     def shows_own_key(self) -> bool:

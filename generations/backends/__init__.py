@@ -1,27 +1,43 @@
-"""Generation backends, chosen by name. Each turns a BackendRequest into a BackendOutput."""
+"""Generation backends, found by name in a registry. Each prepares its own job parameters
+(``prepare``) and turns a BackendRequest into a BackendOutput (``run``).
+
+``BACKENDS`` maps a backend's name (what a catalog offering and a job's ``parameters
+["backend"]`` name) to the dotted path of its class, built with no arguments; a class is
+imported on first use, so a backend's client library is loaded only where it runs. Adding a
+backend adds a class and one ``register`` call, not branches.
+"""
+
+from django.utils.module_loading import import_string
 
 from .base import (
     Backend,
     BackendError,
     BackendOutput,
     BackendRequest,
+    JobDraft,
     PermanentBackendError,
     RetryableBackendError,
 )
 
 __all__ = [
-    "Backend", "BackendError", "BackendOutput", "BackendRequest", "PermanentBackendError",
-    "RetryableBackendError", "get_backend",
+    "BACKENDS", "Backend", "BackendError", "BackendOutput", "BackendRequest", "JobDraft", "PermanentBackendError",
+    "RetryableBackendError", "get_backend", "register",
 ]
+
+BACKENDS: dict[str, str] = {}
+
+
+def register(name: str, path: str) -> None:
+    """Make the backend class at dotted ``path`` available as ``name``."""
+    BACKENDS[name] = path
 
 
 def get_backend(name: str) -> Backend:
-    if name == "procedural":
-        from .procedural import ProceduralSvgBackend
+    """The backend called ``name``. Raises PermanentBackendError when there is none."""
+    if name not in BACKENDS:
+        raise PermanentBackendError(f"There is no backend called {name!r}.")
+    return import_string(BACKENDS[name])()
 
-        return ProceduralSvgBackend()
-    if name == "openai":
-        from .openai import OpenAICompatibleBackend
 
-        return OpenAICompatibleBackend()
-    raise PermanentBackendError(f"There is no backend called {name!r}.")
+register("procedural", "generations.backends.procedural.ProceduralSvgBackend")
+register("openai", "generations.backends.openai.OpenAICompatibleBackend")

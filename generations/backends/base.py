@@ -58,8 +58,33 @@ class PermanentBackendError(BackendError):
     """Trying again gives the same answer: a rejected request, a bad key, a refused prompt."""
 
 
+@dataclass(frozen=True)
+class JobDraft:
+    """A job being ordered, already checked against the catalog, for its backend to add
+    and check its own parameters."""
+
+    operation: str
+    model: str
+    prompt: str
+    is_edit: bool = False
+    #: The earlier job's parameters and prompt, for an edit or an enhancement (None: no
+    #: source, or none chosen yet while the live estimate is drawn).
+    source_parameters: dict | None = None
+    source_prompt: str = ""
+    #: What the form sent for the backend's own fields (see ``form_fields``).
+    seed: int | None = None
+    max_output_tokens: int | None = None
+
+
 class Backend(Protocol):
     name: str
+
+    def form_fields(self, *, operation: str) -> frozenset[str]:
+        """The job form's fields of this backend's own (``seed``, ``max_output_tokens``)."""
+
+    def prepare(self, draft: JobDraft) -> dict:
+        """The job parameters this backend runs with (stored on the job, read back in
+        ``run``; ``max_output_tokens`` is priced). Raises InvalidRequest naming the field."""
 
     def run(self, request: BackendRequest) -> BackendOutput:
         """Produce the result. Raises RetryableBackendError or PermanentBackendError."""

@@ -15,12 +15,15 @@ import requests
 from django.utils import timezone
 
 from ..app_settings import app_settings
+from ..exceptions import InvalidRequest
 from ..prompts import chat_messages
-from .base import BackendOutput, BackendRequest, PermanentBackendError, RetryableBackendError
+from .base import BackendOutput, BackendRequest, JobDraft, PermanentBackendError, RetryableBackendError
 
 USER_AGENT = "credits-generations/1"
 #: Seconds to wait for the answer to a key check (a page waits for it).
 KEY_CHECK_TIMEOUT = 10.0
+#: The shortest answer a text job may ask for, in tokens.
+MIN_OUTPUT_TOKENS = 16
 IMAGE_SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpg"),
@@ -29,6 +32,21 @@ IMAGE_SIGNATURES = (
 
 class OpenAICompatibleBackend:
     name = "openai"
+
+    def form_fields(self, *, operation: str) -> frozenset[str]:
+        return frozenset({"max_output_tokens"}) if operation == "text" else frozenset()
+
+    def prepare(self, draft: JobDraft) -> dict:
+        """Text: the longest answer asked for (priced as the most it may cost). Pictures: the size."""
+        if draft.operation == "text":
+            tokens = draft.max_output_tokens or app_settings.DEFAULT_OUTPUT_TOKENS
+            if not (MIN_OUTPUT_TOKENS <= tokens <= app_settings.MAX_OUTPUT_TOKENS):
+                raise InvalidRequest(f"Ask for {MIN_OUTPUT_TOKENS} to {app_settings.MAX_OUTPUT_TOKENS} output tokens.",
+                                     field="max_output_tokens")
+            return {"max_output_tokens": tokens}
+        if draft.operation == "image":
+            return {"size": app_settings.OPENAI_IMAGE_SIZE}
+        return {}
 
     def run(self, request: BackendRequest) -> BackendOutput:
         key = request.api_key or app_settings.OPENAI_API_KEY

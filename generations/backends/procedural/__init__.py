@@ -5,17 +5,33 @@ redraw the earlier picture with the changes asked for; enhancements redraw it la
 with more detail.
 """
 
-from ..base import BackendOutput, BackendRequest, PermanentBackendError
+import secrets
+
+from ...exceptions import InvalidRequest
+from ..base import BackendOutput, BackendRequest, JobDraft, PermanentBackendError
 from .render import render
 from .vocabulary import read_chain
 
 MODEL = "procedural-svg"
 #: Enhancement tiers: output width in pixels and the level of added detail.
 ENHANCE_TIERS = {"1K": (1024, 1), "2K": (2048, 2), "4K": (4096, 3)}
+MAX_SEED = 2**31 - 1
 
 
 class ProceduralSvgBackend:
     name = "procedural"
+
+    def form_fields(self, *, operation: str) -> frozenset[str]:
+        return frozenset({"seed"})
+
+    def prepare(self, draft: JobDraft) -> dict:
+        """The seed and the chain of prompts the picture is drawn from: an edit adds its
+        prompt to the earlier picture's chain, an enhancement redraws that chain."""
+        source = draft.source_parameters
+        if source is None:
+            return {"seed": _seed(draft.seed), "chain": [draft.prompt]}
+        chain = list(source.get("chain") or [draft.source_prompt])
+        return {"seed": int(source.get("seed", 0)), "chain": chain + [draft.prompt] if draft.is_edit else chain}
 
     def run(self, request: BackendRequest) -> BackendOutput:
         params = request.parameters
@@ -35,3 +51,15 @@ class ProceduralSvgBackend:
             extension="svg",
             usage={"reading": spec.describe(), "width": width, "detail": detail},
         )
+
+
+def _seed(value) -> int:
+    if value is None or value == "":
+        return secrets.randbelow(MAX_SEED)
+    try:
+        seed = int(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest("The seed is a whole number.", field="seed") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise InvalidRequest(f"The seed is between 0 and {MAX_SEED}.", field="seed")
+    return seed
