@@ -190,143 +190,173 @@ def shade(hex_colour: str, amount: float) -> str:
 
 def parse(prompt: str) -> Spec:
     """Read ``prompt`` into a Spec."""
-    objects: list[ObjectSpec] = []
-    settings: list[str] = []
-    setting_colours: dict[str, tuple[str, ...]] = {}
-    palette: list[str] = []
-    removed: set[str] = set()
-    time = layout = None
+    reading = _Reading(_TOKEN.findall(prompt.lower()))
+    for index, token in enumerate(reading.tokens):
+        reading.read(index, token)
+    return reading.spec()
+
+
+@dataclass
+class _Reading:
+    """A prompt read word by word: what the words so far name, and the describing words
+    (colours, a count, a size, a shade, "no") still waiting for the thing they describe."""
+
+    tokens: list[str]
+    objects: list[ObjectSpec] = field(default_factory=list)
+    settings: list[str] = field(default_factory=list)
+    setting_colours: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    removed: set[str] = field(default_factory=set)
+    time: str | None = None
+    layout: str | None = None
     sky: tuple[str, ...] = ()
-    count = size = shade_by = None
-    counted = False
-    colours: list[str] = []
-    negate = False
-
-    def reset():
-        nonlocal count, counted, size, shade_by, colours, negate
-        count = size = shade_by = None
-        counted = False
-        colours = []
-        negate = False
-
+    resize: str | None = None
+    #: The last thing named, ("object", kind), ("setting", name) or ("sky", ""): colours and
+    #: sizes that come after it are about it ("make the circles green").
     last_named: tuple[str, str] | None = None
-    resize = None
+    # the waiting words
+    count: int | None = None
+    counted: bool = False
+    size: str | None = None
+    shade_by: float | None = None
+    colours: list[str] = field(default_factory=list)
+    negate: bool = False
 
-    def colour_back(new: list[str]) -> bool:
-        """Give colours that follow a thing to that thing ("make the circles green")."""
-        nonlocal sky
-        if last_named is None:
-            return False
-        what, name = last_named
-        if what == "object":
-            for i, o in enumerate(objects):
-                if o.kind == name:
-                    objects[i] = replace(o, colours=tuple(dict.fromkeys(o.colours + tuple(new))))
-        elif what == "setting":
-            setting_colours[name] = tuple(dict.fromkeys(setting_colours.get(name, ()) + tuple(new)))
+    def read(self, index: int, token: str) -> None:
+        if token in COLOURS or token in RAINBOW_WORDS:
+            self._colour(index, token)
+        elif token in NEGATIONS:
+            self.negate = True
+        elif token.isdigit():
+            self.count, self.counted = max(1, min(MAX_COUNT, int(token))), True
+        elif token in SHADE_WORDS:
+            self.shade_by = SHADE_WORDS[token]
+        elif token in WORD_TO_OBJECT:
+            self._object(token)
+        elif token in WORD_TO_TIME:
+            self._time(token)
+        elif token in WORD_TO_SETTING:
+            self._setting(token)
+        elif token == "sky" or token == "background":
+            if self.colours:
+                self.sky = tuple(self.colours)
+            self.last_named = ("sky", "")
+            self._reset()
+        elif token in WORD_TO_LAYOUT:
+            self._layout(token)
+        elif token in WORD_TO_SIZE:
+            self._size(index, token)
+        elif token in ARTICLES:
+            if not self.counted:
+                self.count = 1
+        elif token in COUNT_WORDS:
+            self.count, self.counted = COUNT_WORDS[token], True
+
+    def spec(self) -> Spec:
+        return Spec(
+            objects=tuple(self.objects),
+            time=self.time,
+            settings=tuple(self.settings),
+            layout=self.layout,
+            palette=tuple(dict.fromkeys(self.colours)),  # colours that described nothing
+            sky_colours=self.sky,
+            setting_colours=tuple(sorted(self.setting_colours.items())),
+            removed=frozenset(self.removed),
+            resize=self.resize,
+        )
+
+    def _reset(self) -> None:
+        self.count = self.size = self.shade_by = None
+        self.counted = False
+        self.colours = []
+        self.negate = False
+
+    def _colour(self, index: int, token: str) -> None:
+        if token in COLOURS:
+            new = [shade(COLOURS[token], self.shade_by) if self.shade_by else COLOURS[token]]
         else:
-            sky = tuple(dict.fromkeys(sky + tuple(new)))
+            new = list(RAINBOW)
+        self.shade_by = None
+        if _leads_to_thing(self.tokens, index + 1) or not self._colour_back(new):
+            self.colours.extend(new)
+
+    def _colour_back(self, new: list[str]) -> bool:
+        """Give colours that follow a thing to that thing ("make the circles green")."""
+        if self.last_named is None:
+            return False
+        what, name = self.last_named
+        if what == "object":
+            for i, o in enumerate(self.objects):
+                if o.kind == name:
+                    self.objects[i] = replace(o, colours=tuple(dict.fromkeys(o.colours + tuple(new))))
+        elif what == "setting":
+            self.setting_colours[name] = tuple(dict.fromkeys(self.setting_colours.get(name, ()) + tuple(new)))
+        else:
+            self.sky = tuple(dict.fromkeys(self.sky + tuple(new)))
         return True
 
-    tokens = _TOKEN.findall(prompt.lower())
-    for index, token in enumerate(tokens):
-        if token in COLOURS or token in RAINBOW_WORDS:
-            if token in COLOURS:
-                new = [shade(COLOURS[token], shade_by) if shade_by else COLOURS[token]]
-            else:
-                new = list(RAINBOW)
-            shade_by = None
-            if _leads_to_thing(tokens, index + 1) or not colour_back(new):
-                colours.extend(new)
-            continue
-        if token in NEGATIONS:
-            negate = True
-        elif token.isdigit():
-            count, counted = max(1, min(MAX_COUNT, int(token))), True
-        elif token in SHADE_WORDS:
-            shade_by = SHADE_WORDS[token]
-        elif token in WORD_TO_OBJECT:
-            kind = WORD_TO_OBJECT[token]
-            if negate:
-                removed.add(kind)
-                objects = [o for o in objects if o.kind != kind]
-            else:
-                plural = token in PLURALS
-                n = count if count is not None else (None if plural else 1)
-                existing = next((i for i, o in enumerate(objects) if o.kind == kind), None)
-                spec = ObjectSpec(kind=kind, count=n, colours=tuple(colours), size=size, counted=counted)
-                if existing is None:
-                    objects.append(spec)
-                else:  # "red circles ... more circles": one entry, the later words refine it
-                    old = objects[existing]
-                    objects[existing] = replace(
-                        old,
-                        count=n if counted else old.count,
-                        colours=spec.colours or old.colours,
-                        size=size or old.size,
-                        counted=old.counted or counted,
-                    )
-                last_named = ("object", kind)
-            reset()
-        elif token in WORD_TO_TIME:
-            if negate:
-                removed.add(WORD_TO_TIME[token])
-            else:
-                time = WORD_TO_TIME[token]
-                if colours:
-                    sky = tuple(colours)
-                last_named = ("sky", "")
-            reset()
-        elif token in WORD_TO_SETTING:
-            name = WORD_TO_SETTING[token]
-            if negate:
-                removed.add(name)
-                settings = [s for s in settings if s != name]
-            else:
-                if name not in settings:
-                    settings.append(name)
-                if colours:
-                    setting_colours[name] = tuple(colours)
-                last_named = ("setting", name)
-            reset()
-        elif token == "sky" or token == "background":
-            if colours:
-                sky = tuple(colours)
-            last_named = ("sky", "")
-            reset()
-        elif token in WORD_TO_LAYOUT:
-            layout = WORD_TO_LAYOUT[token]
-            if token == "single":
-                count, counted = 1, True
-            elif not counted:  # "a grid of circles": the article was not a count
-                count = None
-        elif token in WORD_TO_SIZE:
-            if not _leads_to_thing(tokens, index + 1):
-                if last_named and last_named[0] == "object":
-                    # "make the balloons bigger": the size follows the thing it is about
-                    objects = [replace(o, size=WORD_TO_SIZE[token]) if o.kind == last_named[1] else o
-                               for o in objects]
-                else:
-                    resize = WORD_TO_SIZE[token]
-            else:
-                size = WORD_TO_SIZE[token]
-        elif token in ARTICLES:
-            if not counted:
-                count = 1
-        elif token in COUNT_WORDS:
-            count, counted = COUNT_WORDS[token], True
-    palette.extend(colours)
-    return Spec(
-        objects=tuple(objects),
-        time=time,
-        settings=tuple(settings),
-        layout=layout,
-        palette=tuple(dict.fromkeys(palette)),
-        sky_colours=sky,
-        setting_colours=tuple(sorted(setting_colours.items())),
-        removed=frozenset(removed),
-        resize=resize,
-    )
+    def _object(self, token: str) -> None:
+        kind = WORD_TO_OBJECT[token]
+        if self.negate:
+            self.removed.add(kind)
+            self.objects = [o for o in self.objects if o.kind != kind]
+        else:
+            plural = token in PLURALS
+            n = self.count if self.count is not None else (None if plural else 1)
+            existing = next((i for i, o in enumerate(self.objects) if o.kind == kind), None)
+            spec = ObjectSpec(kind=kind, count=n, colours=tuple(self.colours), size=self.size, counted=self.counted)
+            if existing is None:
+                self.objects.append(spec)
+            else:  # "red circles ... more circles": one entry, the later words refine it
+                old = self.objects[existing]
+                self.objects[existing] = replace(
+                    old,
+                    count=n if self.counted else old.count,
+                    colours=spec.colours or old.colours,
+                    size=self.size or old.size,
+                    counted=old.counted or self.counted,
+                )
+            self.last_named = ("object", kind)
+        self._reset()
+
+    def _time(self, token: str) -> None:
+        if self.negate:
+            self.removed.add(WORD_TO_TIME[token])
+        else:
+            self.time = WORD_TO_TIME[token]
+            if self.colours:
+                self.sky = tuple(self.colours)
+            self.last_named = ("sky", "")
+        self._reset()
+
+    def _setting(self, token: str) -> None:
+        name = WORD_TO_SETTING[token]
+        if self.negate:
+            self.removed.add(name)
+            self.settings = [s for s in self.settings if s != name]
+        else:
+            if name not in self.settings:
+                self.settings.append(name)
+            if self.colours:
+                self.setting_colours[name] = tuple(self.colours)
+            self.last_named = ("setting", name)
+        self._reset()
+
+    def _layout(self, token: str) -> None:
+        self.layout = WORD_TO_LAYOUT[token]
+        if token == "single":
+            self.count, self.counted = 1, True
+        elif not self.counted:  # "a grid of circles": the article was not a count
+            self.count = None
+
+    def _size(self, index: int, token: str) -> None:
+        if _leads_to_thing(self.tokens, index + 1):
+            self.size = WORD_TO_SIZE[token]
+        elif self.last_named and self.last_named[0] == "object":
+            # "make the balloons bigger": the size follows the thing it is about
+            self.objects = [replace(o, size=WORD_TO_SIZE[token]) if o.kind == self.last_named[1] else o
+                            for o in self.objects]
+        else:
+            self.resize = WORD_TO_SIZE[token]
 
 
 def _leads_to_thing(tokens: list[str], start: int) -> bool:
