@@ -111,61 +111,78 @@ def reconcile_payments(*, since: datetime, providers: Sequence[str] | None = Non
     now = now or timezone.now()
     names = list(providers) if providers is not None else available_providers()
     run = ReconciliationRun.objects.create(since=since, status=ReconciliationRun.Status.RUNNING)
-    counts: Counter = Counter()
-    discrepancies: list[dict] = []
-    fixed: list[dict] = []
-    errors: list[dict] = []
+    report = Report()
     try:
         for name in names:
             try:
                 collected = _collect(name=name, since=since, now=now)
             except (ProviderError, ProviderNotConfigured) as exc:
                 logger.warning("reconciliation %s: %s could not be read: %s", run.pk, name, exc)
-                errors.append({"provider": name, "stage": "collect", "error": str(exc),
-                               "retryable": bool(getattr(exc, "retryable", False))})
-                counts[f"{name.lower()}.failed"] += 1
+                report.unreadable(name, exc)
                 continue
-            for key, value in collected.counts.items():
-                counts[f"{name.lower()}.{key}"] += value
-            for finding in collected.findings:
-                action = "flagged"
-                if finding.fix is not None:
-                    try:
-                        result = finding.fix()
-                    except (PaymentsError, CreditsError) as exc:
-                        action = "fix failed"
-                        errors.append({"provider": name, "stage": "fix", "order_id": finding.order_id,
-                                       "kind": finding.kind, "error": f"{type(exc).__name__}: {exc}",
-                                       "retryable": bool(getattr(exc, "retryable", False))})
-                    else:
-                        changed, text = result
-                        if changed:
-                            action = "fixed"
-                            fixed.append({"kind": finding.kind, "provider": name, "order_id": finding.order_id,
-                                          "reference": finding.reference, "result": text})
-                        else:
-                            action = "already fixed"
-                            counts["already_fixed"] += 1
-                discrepancies.append(finding.as_json(action))
+            report.collected(name, collected)
     except Exception as exc:  # noqa: BLE001 - the run must end with a report, whatever happened
         logger.exception("reconciliation %s crashed", run.pk)
-        errors.append({"provider": "", "stage": "run", "error": f"{type(exc).__name__}: {exc}", "retryable": True})
-    counts.update({"discrepancies": len(discrepancies), "fixed": len(fixed),
-                   "flagged": sum(1 for d in discrepancies if d["action"] == "flagged"), "errors": len(errors)})
-    run.counts = dict(sorted(counts.items()))
-    run.discrepancies = discrepancies
-    run.fixed = fixed
-    run.errors = errors
-    run.finished_at = timezone.now()
-    if errors:
-        run.status = ReconciliationRun.Status.FAILED
-    elif discrepancies:
-        run.status = ReconciliationRun.Status.DISCREPANCIES
-    else:
-        run.status = ReconciliationRun.Status.CLEAN
-    run.save(update_fields=["counts", "discrepancies", "fixed", "errors", "finished_at", "status"])
+        report.errors.append({"provider": "", "stage": "run", "error": f"{type(exc).__name__}: {exc}",
+                              "retryable": True})
+    report.store(run)
     logger.info("reconciliation %s %s: %s", run.pk, run.status, run.counts)
     return run
+
+
+@dataclass
+class Report:
+    """What one run found, fixed and could not do, as stored on its ``ReconciliationRun``."""
+
+    counts: Counter = field(default_factory=Counter)
+    discrepancies: list[dict] = field(default_factory=list)
+    fixed: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+
+    def unreadable(self, name: str, exc: Exception) -> None:
+        self.errors.append({"provider": name, "stage": "collect", "error": str(exc),
+                            "retryable": bool(getattr(exc, "retryable", False))})
+        self.counts[f"{name.lower()}.failed"] += 1
+
+    def collected(self, name: str, collected: Collected) -> None:
+        """Count what was read from ``name``, and fix each finding that has a fix, in turn."""
+        for key, value in collected.counts.items():
+            self.counts[f"{name.lower()}.{key}"] += value
+        for finding in collected.findings:
+            action = self._fix(name, finding) if finding.fix is not None else "flagged"
+            self.discrepancies.append(finding.as_json(action))
+
+    def _fix(self, name: str, finding: Finding) -> str:
+        try:
+            changed, text = finding.fix()
+        except (PaymentsError, CreditsError) as exc:
+            self.errors.append({"provider": name, "stage": "fix", "order_id": finding.order_id, "kind": finding.kind,
+                                "error": f"{type(exc).__name__}: {exc}",
+                                "retryable": bool(getattr(exc, "retryable", False))})
+            return "fix failed"
+        if not changed:
+            self.counts["already_fixed"] += 1
+            return "already fixed"
+        self.fixed.append({"kind": finding.kind, "provider": name, "order_id": finding.order_id,
+                           "reference": finding.reference, "result": text})
+        return "fixed"
+
+    def store(self, run: ReconciliationRun) -> None:
+        self.counts.update({"discrepancies": len(self.discrepancies), "fixed": len(self.fixed),
+                            "flagged": sum(1 for d in self.discrepancies if d["action"] == "flagged"),
+                            "errors": len(self.errors)})
+        run.counts = dict(sorted(self.counts.items()))
+        run.discrepancies = self.discrepancies
+        run.fixed = self.fixed
+        run.errors = self.errors
+        run.finished_at = timezone.now()
+        if self.errors:
+            run.status = ReconciliationRun.Status.FAILED
+        elif self.discrepancies:
+            run.status = ReconciliationRun.Status.DISCREPANCIES
+        else:
+            run.status = ReconciliationRun.Status.CLEAN
+        run.save(update_fields=["counts", "discrepancies", "fixed", "errors", "finished_at", "status"])
 
 
 # --- fixes: the same services the webhooks call ------------------------------------------------
