@@ -14,7 +14,7 @@ admin.site.unregister(GenerationJob)
 
 
 @admin.register(GenerationJob)
-class GenerationJobAdmin(generations_admin.GenerationJobAdmin):
+class StaffGenerationJobAdmin(generations_admin.GenerationJobAdmin):
     actions = ("refund", "retry")
 
     def has_manage_jobs_permission(self, request):

@@ -20,7 +20,7 @@ admin.site.unregister(WebhookEvent)
 
 
 @admin.register(Order)
-class OrderAdmin(payments_admin.OrderAdmin):
+class StaffOrderAdmin(payments_admin.OrderAdmin):
     actions = ("refund",)
 
     def has_refund_order_permission(self, request):
@@ -95,7 +95,7 @@ def _refund_one(request, order, data):
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(payments_admin.WebhookEventAdmin):
+class StaffWebhookEventAdmin(payments_admin.WebhookEventAdmin):
     actions = ("replay",)
 
     def has_replay_permission(self, request):
