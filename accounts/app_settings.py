@@ -21,33 +21,39 @@ seconds; like every beat interval it is changed through the environment
 
 from datetime import timedelta
 
-from django.conf import settings
+from core.app_settings import AppSettings, Setting
 
 #: Seconds between two beat sweeps of the outbox (the default of ACCOUNTS_EMAIL_SWEEP_INTERVAL).
 EMAIL_SWEEP_INTERVAL_DEFAULT = 60
 
-DEFAULTS = {
-    "ACCOUNTS_EMAIL_RETRY_BASE_SECONDS": 30,
-    "ACCOUNTS_EMAIL_RETRY_MAX_SECONDS": 3600,
-    "ACCOUNTS_EMAIL_MAX_ATTEMPTS": 12,
-    "ACCOUNTS_EMAIL_SEND_LEASE_SECONDS": 300,
-}
+
+class AccountsSettings(AppSettings):
+    EMAIL_RETRY_BASE_SECONDS = Setting("ACCOUNTS_EMAIL_RETRY_BASE_SECONDS", 30, int, above=0,
+                                       check_id="accounts.E001")
+    EMAIL_RETRY_MAX_SECONDS = Setting("ACCOUNTS_EMAIL_RETRY_MAX_SECONDS", 3600, int, above=0,
+                                      check_id="accounts.E001")
+    EMAIL_MAX_ATTEMPTS = Setting("ACCOUNTS_EMAIL_MAX_ATTEMPTS", 12, int, above=0, check_id="accounts.E001")
+    EMAIL_SEND_LEASE_SECONDS = Setting("ACCOUNTS_EMAIL_SEND_LEASE_SECONDS", 300, int, above=0,
+                                       check_id="accounts.E001")
+    #: Proxies in front of the app that append to X-Forwarded-For (see accounts/net.py).
+    TRUSTED_PROXY_COUNT = Setting("TRUSTED_PROXY_COUNT", 0, int, minimum=0, check_id="accounts.E004")
 
 
-def _get(name: str):
-    return getattr(settings, name, DEFAULTS[name])
+app_settings = AccountsSettings()
+#: The outbox settings' defaults, by name.
+DEFAULTS = {name: value for name, value in app_settings.defaults().items() if name.startswith("ACCOUNTS_")}
 
 
 def email_max_attempts() -> int:
-    return int(_get("ACCOUNTS_EMAIL_MAX_ATTEMPTS"))
+    return app_settings.EMAIL_MAX_ATTEMPTS
 
 
 def email_send_lease() -> timedelta:
-    return timedelta(seconds=int(_get("ACCOUNTS_EMAIL_SEND_LEASE_SECONDS")))
+    return timedelta(seconds=app_settings.EMAIL_SEND_LEASE_SECONDS)
 
 
 def email_retry_delay(attempts: int) -> timedelta:
     """The wait after the ``attempts``-th failed attempt (1, 2, ...): doubling, capped."""
-    base = int(_get("ACCOUNTS_EMAIL_RETRY_BASE_SECONDS"))
-    cap = int(_get("ACCOUNTS_EMAIL_RETRY_MAX_SECONDS"))
+    base = app_settings.EMAIL_RETRY_BASE_SECONDS
+    cap = app_settings.EMAIL_RETRY_MAX_SECONDS
     return timedelta(seconds=min(cap, base * 2 ** min(max(attempts - 1, 0), 30)))

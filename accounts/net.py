@@ -2,8 +2,9 @@
 
 import ipaddress
 
-from django.conf import settings
 from django.http import HttpRequest
+
+from .app_settings import app_settings
 
 
 def _clean(value: str | None) -> str | None:
@@ -32,7 +33,7 @@ def client_ip(request: HttpRequest | None) -> str | None:
     """
     if request is None:
         return None
-    count = getattr(settings, "TRUSTED_PROXY_COUNT", 0)
+    count = app_settings.TRUSTED_PROXY_COUNT
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     if count > 0 and forwarded:
         hops = [hop.strip() for hop in forwarded.split(",")]

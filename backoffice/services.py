@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit import AuditAction
 from credits.exceptions import CreditsError, InvalidAmount
 from credits.models import AuditLog, LedgerEntry
 from credits.services import DESCRIPTION_MAX_LENGTH, credits_adjust
@@ -70,11 +71,11 @@ def adjustment_submit(
                 )
                 if not repeat:
                     staff_action_record(
-                        actor=staff_user, action="credits_adjust", reason=reason, user=user,
+                        actor=staff_user, action=AuditAction.STAFF_CREDITS_ADJUST, reason=reason, user=user,
                         details={**details, "ledger_entry_id": entry.pk},
                     )
         except CreditsError as exc:
-            _record_failure(staff_user, "credits_adjust", reason, user, exc, details)
+            _record_failure(staff_user, AuditAction.STAFF_CREDITS_ADJUST, reason, user, exc, details)
             raise
         return AdjustmentOutcome(entry=entry)
 
@@ -85,7 +86,7 @@ def adjustment_submit(
         )
         if created:
             staff_action_record(
-                actor=staff_user, action="adjustment_request", reason=reason, user=user,
+                actor=staff_user, action=AuditAction.STAFF_ADJUSTMENT_REQUEST, reason=reason, user=user,
                 details={**details, "adjustment_request_id": request.pk,
                          "threshold": app_settings.adjustment_approval_threshold()},
             )
@@ -124,7 +125,7 @@ def adjustment_approve(*, adjustment_request: AdjustmentRequest, staff_user, not
             request.save(update_fields=["status", "decided_by", "decided_at", "decision_note",
                                         "ledger_entry", "last_error"])
             staff_action_record(
-                actor=staff_user, action="adjustment_approve", reason=note or request.reason,
+                actor=staff_user, action=AuditAction.STAFF_ADJUSTMENT_APPROVE, reason=note or request.reason,
                 user=request.user_id,
                 details={"adjustment_request_id": request.pk, "amount": request.amount,
                          "requested_by_id": request.requested_by_id, "ledger_entry_id": entry.pk},
@@ -134,7 +135,7 @@ def adjustment_approve(*, adjustment_request: AdjustmentRequest, staff_user, not
             AdjustmentRequest.objects.filter(pk=pk, status=AdjustmentRequest.Status.PENDING).update(
                 last_error=str(exc)[:2000]
             )
-            _record_failure(staff_user, "adjustment_approve", note, adjustment_request.user_id, exc,
+            _record_failure(staff_user, AuditAction.STAFF_ADJUSTMENT_APPROVE, note, adjustment_request.user_id, exc,
                             {"adjustment_request_id": pk, "amount": adjustment_request.amount})
         raise
     return request
@@ -156,7 +157,7 @@ def adjustment_reject(*, adjustment_request: AdjustmentRequest, staff_user, note
         request.decision_note = note
         request.save(update_fields=["status", "decided_by", "decided_at", "decision_note"])
         staff_action_record(
-            actor=staff_user, action="adjustment_reject", reason=note, user=request.user_id,
+            actor=staff_user, action=AuditAction.STAFF_ADJUSTMENT_REJECT, reason=note, user=request.user_id,
             details={"adjustment_request_id": request.pk, "amount": request.amount,
                      "requested_by_id": request.requested_by_id},
         )
@@ -170,7 +171,7 @@ def adjustment_request_description(request: AdjustmentRequest) -> str:
     transaction as the request.
     """
     row = (
-        AuditLog.objects.filter(action="staff.adjustment_request", metadata__adjustment_request_id=request.pk)
+        AuditLog.objects.filter(action=AuditAction.STAFF_ADJUSTMENT_REQUEST, metadata__adjustment_request_id=request.pk)
         .values_list("metadata", flat=True)
         .first()
     )
@@ -192,7 +193,7 @@ def _require_perm(staff_user, perm: str, what: str) -> None:
         raise PermissionMissing(f"{staff_user or 'Nobody'} may not {what}.")
 
 
-def _record_failure(staff_user, action: str, reason: str, user, exc: Exception, details: dict) -> None:
+def _record_failure(staff_user, action: AuditAction, reason: str, user, exc: Exception, details: dict) -> None:
     staff_action_record(
         actor=staff_user, action=action, reason=reason, user=user, success=False,
         error=f"{type(exc).__name__}: {exc}", details=details,

@@ -23,6 +23,7 @@ from accounts.services import account_delete
 from accounts.views import export_response
 from core.admin import BigTableAdminMixin, ExactSearchMixin, RecentReadOnlyInline, admin_link
 from core.admin_actions import ConfirmActionForm, confirmed_action, submission_key
+from core.audit import AuditAction
 from credits.admin import LedgerEntryInline
 from credits.models import LedgerEntry
 from generations.models import GenerationJob
@@ -187,7 +188,7 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
         if not self.has_export_user_data_permission(request):
             raise PermissionDenied
         user = get_object_or_404(self.get_queryset(request), pk=object_id)
-        staff_action_record(actor=request.user, action="account_export", reason="Data export downloaded", user=user)
+        staff_action_record(actor=request.user, action=AuditAction.STAFF_ACCOUNT_EXPORT, reason="Data export downloaded", user=user)
         return export_response(user)
 
     @admin.action(description="Delete the selected accounts and erase their personal data…", permissions=["erase_user"])
@@ -285,9 +286,9 @@ def _delete_one(request, user, data):
     try:
         account_delete(user=user, actor=request.user, reason=data["reason"])
     except AccountNotDeletable as exc:
-        staff_action_record(actor=request.user, action="account_delete", reason=data["reason"], user=user,
+        staff_action_record(actor=request.user, action=AuditAction.STAFF_ACCOUNT_DELETE, reason=data["reason"], user=user,
                             success=False, error=str(exc))
         raise
-    staff_action_record(actor=request.user, action="account_delete", reason=data["reason"], user=user,
+    staff_action_record(actor=request.user, action=AuditAction.STAFF_ACCOUNT_DELETE, reason=data["reason"], user=user,
                         details={"submission": submission_key(data, "delete", user)})
     return messages.SUCCESS, f"User {email}: account deleted, personal data erased (now user #{user.pk})."

@@ -13,20 +13,35 @@ no stored row count), and that is most of the time the page takes. Here:
 ``is_estimate`` tells the template to say "about" or "more than".
 """
 
-from django.conf import settings
 from django.core.paginator import Paginator
 from django.db import connections
 from django.utils.functional import cached_property
 
+from .app_settings import AppSettings, Setting
+
+
+class BigTableSettings(AppSettings):
+    """Checked with the back office's settings (backoffice.checks)."""
+
+    #: Unfiltered changelists of tables estimated above this many rows show an estimate.
+    ESTIMATED_COUNT_THRESHOLD = Setting("BACKOFFICE_ESTIMATED_COUNT_THRESHOLD", 50_000, int, minimum=0,
+                                        check_id="backoffice.E001")
+    #: Filtered changelists count matching rows only up to this many.
+    FILTERED_COUNT_CAP = Setting("BACKOFFICE_FILTERED_COUNT_CAP", 10_000, int, minimum=1,
+                                 check_id="backoffice.E001")
+
+
+big_table_settings = BigTableSettings()
+
 
 def estimated_count_threshold() -> int:
     """Unfiltered changelists of tables estimated above this many rows show an estimate."""
-    return int(getattr(settings, "BACKOFFICE_ESTIMATED_COUNT_THRESHOLD", 50_000))
+    return big_table_settings.ESTIMATED_COUNT_THRESHOLD
 
 
 def filtered_count_cap() -> int:
     """Filtered changelists count matching rows only up to this many."""
-    return int(getattr(settings, "BACKOFFICE_FILTERED_COUNT_CAP", 10_000))
+    return big_table_settings.FILTERED_COUNT_CAP
 
 
 class EstimatedCountPaginator(Paginator):

@@ -29,78 +29,44 @@ CREDITS_PREPARED_STATEMENTS    True                        prepare the ledger st
 
 from datetime import timedelta
 
-from django.conf import settings
+from core.app_settings import AppSettings, Setting
 
-DEFAULTS = {
-    "CREDITS_TRIAL_GRANT": 10,
-    "CREDITS_REGEN_INTERVAL": timedelta(minutes=15),
-    "CREDITS_REGEN_AMOUNT": 1,
-    "CREDITS_REGEN_CAP": 100,
-    "CREDITS_IDEMPOTENCY_TTL": timedelta(days=7),
-    "CREDITS_HISTORY_PAGE_SIZE": 50,
-    "CREDITS_EXPORT_CHUNK_SIZE": 2000,
-    "CREDITS_MAX_AMOUNT": 1_000_000_000,
-    "CREDITS_PREPARED_STATEMENTS": True,
-}
+_WHOLE = {"type": int, "whole": True}
 
 
-def _get(name: str):
-    return getattr(settings, name, DEFAULTS[name])
-
-
-def _as_timedelta(value) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    return timedelta(seconds=value)
-
-
-class AppSettings:
+class CreditsSettings(AppSettings):
     """Typed access to the settings above: ``from credits.app_settings import app_settings``."""
 
-    @property
-    def TRIAL_GRANT(self) -> int:
-        return _get("CREDITS_TRIAL_GRANT")
-
-    @property
-    def REGEN_INTERVAL(self) -> timedelta:
-        return _as_timedelta(_get("CREDITS_REGEN_INTERVAL"))
+    TRIAL_GRANT = Setting("CREDITS_TRIAL_GRANT", 10, **_WHOLE, minimum=0, check_id="credits.E001",
+                          meaning="credits granted on email verification; 0 turns it off")
+    REGEN_AMOUNT = Setting("CREDITS_REGEN_AMOUNT", 1, **_WHOLE, minimum=0, check_id="credits.E002",
+                           meaning="credits regenerated per interval; 0 turns regeneration off")
+    REGEN_CAP = Setting("CREDITS_REGEN_CAP", 100, **_WHOLE, minimum=0, check_id="credits.E003",
+                        meaning="the balance regeneration tops up to; 0 turns regeneration off")
+    HISTORY_PAGE_SIZE = Setting("CREDITS_HISTORY_PAGE_SIZE", 50, **_WHOLE, minimum=1, check_id="credits.E004",
+                                meaning="entries per history page")
+    EXPORT_CHUNK_SIZE = Setting("CREDITS_EXPORT_CHUNK_SIZE", 2000, **_WHOLE, minimum=1, check_id="credits.E005",
+                                meaning="rows per round trip of the CSV export")
+    MAX_AMOUNT = Setting("CREDITS_MAX_AMOUNT", 1_000_000_000, **_WHOLE, minimum=1, check_id="credits.E006",
+                         meaning="the largest single movement of credits")
+    REGEN_INTERVAL = Setting("CREDITS_REGEN_INTERVAL", timedelta(minutes=15), timedelta, whole=True,
+                             minimum=timedelta(seconds=1), check_id="credits.E007",
+                             meaning="the free-tier regeneration period")
+    IDEMPOTENCY_TTL = Setting("CREDITS_IDEMPOTENCY_TTL", timedelta(days=7), timedelta, whole=True,
+                              minimum=timedelta(seconds=1), check_id="credits.E008",
+                              meaning="how long an idempotency record is kept")
+    PREPARED_STATEMENTS = Setting("CREDITS_PREPARED_STATEMENTS", True, bool, whole=True, check_id="credits.E009",
+                                  meaning="prepare the ledger statements once per connection")
 
     @property
     def REGEN_INTERVAL_SECONDS(self) -> int:
         return int(self.REGEN_INTERVAL.total_seconds())
 
     @property
-    def REGEN_AMOUNT(self) -> int:
-        return _get("CREDITS_REGEN_AMOUNT")
-
-    @property
-    def REGEN_CAP(self) -> int:
-        return _get("CREDITS_REGEN_CAP")
-
-    @property
     def REGEN_ENABLED(self) -> bool:
         return self.REGEN_CAP > 0 and self.REGEN_AMOUNT > 0
 
-    @property
-    def IDEMPOTENCY_TTL(self) -> timedelta:
-        return _as_timedelta(_get("CREDITS_IDEMPOTENCY_TTL"))
 
-    @property
-    def HISTORY_PAGE_SIZE(self) -> int:
-        return _get("CREDITS_HISTORY_PAGE_SIZE")
-
-    @property
-    def EXPORT_CHUNK_SIZE(self) -> int:
-        return _get("CREDITS_EXPORT_CHUNK_SIZE")
-
-    @property
-    def MAX_AMOUNT(self) -> int:
-        return _get("CREDITS_MAX_AMOUNT")
-
-
-    @property
-    def PREPARED_STATEMENTS(self) -> bool:
-        return _get("CREDITS_PREPARED_STATEMENTS")
-
-
-app_settings = AppSettings()
+app_settings = CreditsSettings()
+#: The defaults, by setting name.
+DEFAULTS = app_settings.defaults()

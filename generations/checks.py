@@ -2,28 +2,26 @@
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
-from django.core.exceptions import ImproperlyConfigured
 
 from .app_settings import app_settings
 
 
 @register(Tags.compatibility)
 def check_generations_settings(app_configs=None, **kwargs):
-    problems = []
-    try:
-        values = {
-            "GENERATIONS_MAX_RUNNING_JOBS": app_settings.MAX_RUNNING_JOBS,
-            "GENERATIONS_MAX_RETRIES": app_settings.MAX_RETRIES,
-            "GENERATIONS_RETRY_BACKOFF": app_settings.RETRY_BACKOFF,
-            "GENERATIONS_STUCK_AFTER": app_settings.STUCK_AFTER,
-            "GENERATIONS_MAX_OUTPUT_TOKENS": app_settings.MAX_OUTPUT_TOKENS,
-            "GENERATIONS_DEFAULT_OUTPUT_TOKENS": app_settings.DEFAULT_OUTPUT_TOKENS,
-            "OPENAI_TIMEOUT": app_settings.OPENAI_TIMEOUT,
-            "GENERATIONS_PENDING_RESEND_AFTER": app_settings.PENDING_RESEND_AFTER,
-            "GENERATIONS_PENDING_RESEND_MAX": app_settings.PENDING_RESEND_MAX,
-        }
-    except ImproperlyConfigured as exc:
-        return [Error(str(exc), id="generations.E001")]
+    problems = app_settings.check()  # generations.E001: a value that is not a number
+    if problems:
+        return problems
+    values = {
+        "GENERATIONS_MAX_RUNNING_JOBS": app_settings.MAX_RUNNING_JOBS,
+        "GENERATIONS_MAX_RETRIES": app_settings.MAX_RETRIES,
+        "GENERATIONS_RETRY_BACKOFF": app_settings.RETRY_BACKOFF,
+        "GENERATIONS_STUCK_AFTER": app_settings.STUCK_AFTER,
+        "GENERATIONS_MAX_OUTPUT_TOKENS": app_settings.MAX_OUTPUT_TOKENS,
+        "GENERATIONS_DEFAULT_OUTPUT_TOKENS": app_settings.DEFAULT_OUTPUT_TOKENS,
+        "OPENAI_TIMEOUT": app_settings.OPENAI_TIMEOUT,
+        "GENERATIONS_PENDING_RESEND_AFTER": app_settings.PENDING_RESEND_AFTER,
+        "GENERATIONS_PENDING_RESEND_MAX": app_settings.PENDING_RESEND_MAX,
+    }
     if values["GENERATIONS_MAX_RUNNING_JOBS"] < 1:
         problems.append(Error("GENERATIONS_MAX_RUNNING_JOBS must be at least 1.", id="generations.E002"))
     if values["GENERATIONS_MAX_RETRIES"] < 0 or values["GENERATIONS_RETRY_BACKOFF"] < 0:

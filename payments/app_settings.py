@@ -29,77 +29,108 @@ name, so a deployment configures providers without editing settings modules.
   ``BEAT_REQUEUE_STUCK_WEBHOOK_EVENTS_SECONDS``), whatever its state.
 - ``PAYMENTS_STATUS_RECHECK_SECONDS``: the success page asks the provider at most this often
   per order while it waits for the payment (default 5).
+- ``PAYMENTS_RECONCILE_WINDOW_HOURS``: how far back a reconciliation run lists provider
+  payments (default 24); ``PAYMENTS_RECONCILE_PENDING_DAYS``: how old a pending order may be
+  and still be asked about (default 3).
 """
 
 import hashlib
 import hmac
-import os
 from datetime import timedelta
 
 from django.conf import settings
 
-
-def _get(name: str, default=None):
-    value = getattr(settings, name, None)
-    if value in (None, ""):
-        value = os.environ.get(name)
-    return default if value in (None, "") else value
+from core.app_settings import AppSettings, Setting
 
 
-def _int(name: str, default: int) -> int:
-    return int(_get(name, default))
+def _debug() -> bool:
+    return settings.DEBUG
 
 
-def _bool(name: str, default: bool = False) -> bool:
-    value = _get(name, default)
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
+class PaymentsSettings(AppSettings):
+    SITE_URL = Setting("SITE_URL", "http://127.0.0.1:8000", str, env=True)
+    # Stripe
+    STRIPE_SECRET_KEY = Setting("STRIPE_SECRET_KEY", "", str, env=True)
+    STRIPE_WEBHOOK_SECRET = Setting("STRIPE_WEBHOOK_SECRET", "", str, env=True)
+    STRIPE_API_BASE = Setting("STRIPE_API_BASE", "", str, env=True)
+    STRIPE_CHECKOUT_EXPIRES_MINUTES = Setting("STRIPE_CHECKOUT_EXPIRES_MINUTES", 60, int, env=True, minimum=30,
+                                              maximum=1440, check_id="payments.E002",
+                                              meaning="Stripe accepts 30 to 1440")
+    STRIPE_WEBHOOK_TOLERANCE = Setting("STRIPE_WEBHOOK_TOLERANCE", 300, int, env=True, minimum=1,
+                                       check_id="payments.E011")
+    STRIPE_MAX_NETWORK_RETRIES = Setting("STRIPE_MAX_NETWORK_RETRIES", 2, int, env=True, minimum=0,
+                                         check_id="payments.E011")
+    # PayPal (only whether it is configured; payments/providers/paypal_settings.py reads the rest)
+    PAYPAL_CLIENT_ID = Setting("PAYPAL_CLIENT_ID", "", str, env=True)
+    PAYPAL_CLIENT_SECRET = Setting("PAYPAL_CLIENT_SECRET", "", str, env=True)
+    # the offline sandbox provider
+    SANDBOX_WEBHOOK_SECRET = Setting("SANDBOX_WEBHOOK_SECRET", "", str, env=True)
+    SANDBOX_ENABLED = Setting("PAYMENTS_SANDBOX_ENABLED", _debug, bool, env=True, check_id="payments.E011")
+    SANDBOX_WEBHOOK_URL = Setting("PAYMENTS_SANDBOX_WEBHOOK_URL", "", str, env=True)
+    SANDBOX_WEBHOOK_TOLERANCE = Setting("SANDBOX_WEBHOOK_TOLERANCE", 300, int, env=True, minimum=1,
+                                        check_id="payments.E011")
+    # webhook processing
+    WEBHOOK_MAX_ATTEMPTS = Setting("PAYMENTS_WEBHOOK_MAX_ATTEMPTS", 8, int, env=True, minimum=1,
+                                   check_id="payments.E003")
+    WEBHOOK_RETRY_BASE_SECONDS = Setting("PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS", 10, int, env=True, minimum=1,
+                                         check_id="payments.E010", meaning="seconds")
+    WEBHOOK_STUCK_AFTER_SECONDS = Setting("PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS", 60, int, env=True, minimum=1,
+                                          check_id="payments.E010", meaning="seconds")
+    STATUS_RECHECK_SECONDS = Setting("PAYMENTS_STATUS_RECHECK_SECONDS", 5, int, env=True, minimum=0,
+                                     check_id="payments.E011")
+    # reconciliation
+    RECONCILE_WINDOW_HOURS = Setting("PAYMENTS_RECONCILE_WINDOW_HOURS", 24, int, env=True, minimum=1,
+                                     check_id="payments.E011")
+    RECONCILE_PENDING_DAYS = Setting("PAYMENTS_RECONCILE_PENDING_DAYS", 3, int, env=True, minimum=0,
+                                     check_id="payments.E011")
+
+
+app_settings = PaymentsSettings()
 
 
 def site_url() -> str:
-    return str(_get("SITE_URL", "http://127.0.0.1:8000")).rstrip("/")
+    return str(app_settings.SITE_URL).rstrip("/")
 
 
 # --- Stripe ---------------------------------------------------------------------------------
 
 
 def stripe_secret_key() -> str:
-    return _get("STRIPE_SECRET_KEY", "")
+    return app_settings.STRIPE_SECRET_KEY
 
 
 def stripe_webhook_secret() -> str:
-    return _get("STRIPE_WEBHOOK_SECRET", "")
+    return app_settings.STRIPE_WEBHOOK_SECRET
 
 
 def stripe_api_base() -> str:
-    return _get("STRIPE_API_BASE", "")
+    return app_settings.STRIPE_API_BASE
 
 
 def stripe_checkout_expires_minutes() -> int:
-    return _int("STRIPE_CHECKOUT_EXPIRES_MINUTES", 60)
+    return app_settings.STRIPE_CHECKOUT_EXPIRES_MINUTES
 
 
 def stripe_webhook_tolerance() -> int:
-    return _int("STRIPE_WEBHOOK_TOLERANCE", 300)
+    return app_settings.STRIPE_WEBHOOK_TOLERANCE
 
 
 def stripe_max_network_retries() -> int:
-    return _int("STRIPE_MAX_NETWORK_RETRIES", 2)
+    return app_settings.STRIPE_MAX_NETWORK_RETRIES
 
 
 # --- PayPal (only whether it is configured; the adapter reads the rest) ---------------------
 
 
 def paypal_configured() -> bool:
-    return bool(_get("PAYPAL_CLIENT_ID", "") and _get("PAYPAL_CLIENT_SECRET", ""))
+    return bool(app_settings.PAYPAL_CLIENT_ID and app_settings.PAYPAL_CLIENT_SECRET)
 
 
 # --- the offline sandbox provider -----------------------------------------------------------
 
 
 def sandbox_webhook_secret() -> str:
-    explicit = _get("SANDBOX_WEBHOOK_SECRET", "")
+    explicit = app_settings.SANDBOX_WEBHOOK_SECRET
     if explicit:
         return explicit
     derived = hmac.new(settings.SECRET_KEY.encode(), b"payments.sandbox.webhook-secret", hashlib.sha256)
@@ -108,30 +139,30 @@ def sandbox_webhook_secret() -> str:
 
 def sandbox_enabled() -> bool:
     """Whether the sandbox may run here: ``PAYMENTS_SANDBOX_ENABLED``, by default ``DEBUG``."""
-    return _bool("PAYMENTS_SANDBOX_ENABLED", settings.DEBUG)
+    return app_settings.SANDBOX_ENABLED
 
 
 def sandbox_webhook_url() -> str:
-    return _get("PAYMENTS_SANDBOX_WEBHOOK_URL", "")
+    return app_settings.SANDBOX_WEBHOOK_URL
 
 
 def sandbox_webhook_tolerance() -> int:
-    return _int("SANDBOX_WEBHOOK_TOLERANCE", 300)
+    return app_settings.SANDBOX_WEBHOOK_TOLERANCE
 
 
 # --- webhook processing ---------------------------------------------------------------------
 
 
 def webhook_max_attempts() -> int:
-    return _int("PAYMENTS_WEBHOOK_MAX_ATTEMPTS", 8)
+    return app_settings.WEBHOOK_MAX_ATTEMPTS
 
 
 def webhook_retry_base_seconds() -> int:
-    return _int("PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS", 10)
+    return app_settings.WEBHOOK_RETRY_BASE_SECONDS
 
 
 def webhook_stuck_after_seconds() -> int:
-    return _int("PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS", 60)
+    return app_settings.WEBHOOK_STUCK_AFTER_SECONDS
 
 
 def webhook_lease() -> timedelta:
@@ -140,4 +171,17 @@ def webhook_lease() -> timedelta:
 
 
 def status_recheck_seconds() -> int:
-    return _int("PAYMENTS_STATUS_RECHECK_SECONDS", 5)
+    return app_settings.STATUS_RECHECK_SECONDS
+
+
+# --- reconciliation -------------------------------------------------------------------------
+
+
+def reconcile_window() -> timedelta:
+    """How far back a reconciliation run lists the provider's payments."""
+    return timedelta(hours=app_settings.RECONCILE_WINDOW_HOURS)
+
+
+def reconcile_pending_age() -> timedelta:
+    """How old a pending order may be and still be asked about."""
+    return timedelta(days=app_settings.RECONCILE_PENDING_DAYS)

@@ -23,7 +23,7 @@ def provider_webhook(request, provider: str):
         result = webhook_ingest(provider_name=provider, body=request.body, headers=request.headers)
     except WebhookRejected as exc:
         logger.warning("%s webhook rejected: %s", provider, exc.reason)
-        return JsonResponse({"error": exc.reason}, status=400)
+        return JsonResponse({"error": exc.reason}, status=exc.status)
     except ProviderNotConfigured as exc:
         raise Http404(str(exc)) from None
     return JsonResponse({"status": "duplicate" if result.duplicate else "received", "id": result.event_id})

@@ -1,0 +1,218 @@
+"""The one way an app reads its settings: typed defaults, read on every use, checked at start-up.
+
+Each app declares its settings once, in its ``app_settings.py``::
+
+    class CreditsSettings(AppSettings):
+        TRIAL_GRANT = Setting("CREDITS_TRIAL_GRANT", 10, int, minimum=0, whole=True,
+                              check_id="credits.E001", meaning="credits granted on sign-up")
+
+    app_settings = CreditsSettings()
+
+``app_settings.TRIAL_GRANT`` reads ``settings.CREDITS_TRIAL_GRANT`` at access time (so
+``override_settings`` and a changed environment are seen), falls back to the environment
+variable of the same name when ``env=True`` (how deployments configure providers and
+workers), else to the default, and converts it to the declared type. ``app_settings.check()``
+returns a system-check ``Error`` for every value that cannot be converted or is out of its
+bounds; each app's ``checks.py`` registers it (with any rule that spans several settings).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error
+from django.core.exceptions import ImproperlyConfigured
+
+_MISSING = object()
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def to_bool(value: Any) -> bool:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise ValueError(f"not a yes/no value: {value!r}")
+    return bool(value)
+
+
+def to_timedelta(value: Any) -> timedelta:
+    """A timedelta, or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"not a duration: {value!r}")
+    return timedelta(seconds=float(value))
+
+
+def to_tuple(value: Any) -> tuple[str, ...]:
+    """A list or tuple, or a comma-separated string."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(value)
+
+
+_CASTS: dict[Any, Callable[[Any], Any]] = {bool: to_bool, timedelta: to_timedelta, tuple: to_tuple}
+_TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string", bool: "True or False",
+               timedelta: "a timedelta (or a number of seconds)", tuple: "a list"}
+
+
+def read(name: str, default: Any = None, *, env: bool = False) -> Any:
+    """The raw value of one setting: Django's, else (``env``) the environment's, else ``default``.
+
+    With ``env``, a Django setting that is None or empty counts as missing.
+    """
+    value = getattr(settings, name, _MISSING)
+    if env and (value is _MISSING or value is None or value == ""):
+        value = os.environ.get(name, _MISSING)
+        if value == "":
+            value = _MISSING
+    return default if value is _MISSING else value
+
+
+class Setting:
+    """One setting of an app: its Django name, typed default and bounds.
+
+    ``type``: int, float, str, bool, timedelta or tuple (the value is converted on access).
+    ``default``: the value when nothing is set; a callable is called (for defaults that
+    depend on other settings, such as ``DEBUG``). ``whole``: the value must already be a
+    whole number (a bool or a string is refused), for a timedelta whole seconds, for a bool
+    True or False themselves.
+    ``minimum`` / ``maximum``: inclusive bounds (a timedelta for durations); ``above``: an
+    exclusive lower bound. ``check_id``: the id of the check that reports a bad value.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        default: Any,
+        type: Any = str,  # noqa: A002 - reads as the declaration it is
+        *,
+        env: bool = False,
+        whole: bool = False,
+        minimum: Any = None,
+        maximum: Any = None,
+        above: Any = None,
+        check_id: str = "",
+        meaning: str = "",
+    ):
+        self.name, self._default, self.type = name, default, type
+        self.env, self.whole = env, whole
+        self.minimum, self.maximum, self.above = minimum, maximum, above
+        self.check_id, self.meaning = check_id, meaning
+
+    def __set_name__(self, owner, attr: str) -> None:
+        self.attr = attr
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        return self.value()
+
+    @property
+    def default(self) -> Any:
+        return self._default() if callable(self._default) else self._default
+
+    def raw(self) -> Any:
+        """The configured value as given (unconverted), or a private marker when none is."""
+        return read(self.name, _MISSING, env=self.env)
+
+    def given(self) -> Any:
+        """The configured value as given (unconverted), else the default."""
+        raw = self.raw()
+        return self.default if raw is _MISSING else raw
+
+    def convert(self, value: Any) -> Any:
+        if value is None or self.type is None:
+            return value
+        cast = _CASTS.get(self.type, self.type)
+        try:
+            return cast(value)
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(
+                f"{self.name} must be {_TYPE_WORDS.get(self.type, self.type.__name__)}, got {value!r}"
+            ) from exc
+
+    def value(self) -> Any:
+        raw = self.raw()
+        return self.default if raw is _MISSING else self.convert(raw)
+
+    def problem(self) -> str:
+        """What is wrong with the configured value ("" when nothing is)."""
+        raw = self.raw()
+        if raw is _MISSING:
+            return ""
+        if self.whole and not self._is_whole(raw):
+            return self._rule()
+        try:
+            value = self.convert(raw)
+        except ImproperlyConfigured:
+            return self._rule()
+        if value is None:
+            return ""
+        if ((self.minimum is not None and value < self.minimum)
+                or (self.maximum is not None and value > self.maximum)
+                or (self.above is not None and value <= self.above)):
+            return self._rule()
+        return ""
+
+    def _is_whole(self, raw: Any) -> bool:
+        if self.type is bool:
+            return isinstance(raw, bool)
+        if self.type is timedelta:
+            if isinstance(raw, timedelta):
+                seconds = raw.total_seconds()
+            elif isinstance(raw, int | float) and not isinstance(raw, bool):
+                seconds = float(raw)
+            else:
+                return False
+            return seconds == int(seconds)
+        return isinstance(raw, int) and not isinstance(raw, bool)
+
+    def _rule(self) -> str:
+        words = _TYPE_WORDS.get(self.type, getattr(self.type, "__name__", "a value"))
+        if self.whole and self.type is timedelta:
+            words += " of whole seconds"
+        bounds = []
+        if self.above is not None:
+            bounds.append(f"above {self.above}")
+        if self.minimum is not None:
+            bounds.append(f">= {self.minimum}")
+        if self.maximum is not None:
+            bounds.append(f"<= {self.maximum}")
+        meaning = f" ({self.meaning})" if self.meaning else ""
+        return (f"{self.name} must be {words}{' ' + ' and '.join(bounds) if bounds else ''}{meaning}; "
+                f"it is {self.raw()!r}.")
+
+    def check(self) -> list[Error]:
+        problem = self.problem()
+        if not problem or not self.check_id:
+            return []
+        return [Error(problem, hint=f"The default is {self.default!r}.", id=self.check_id)]
+
+
+class AppSettings:
+    """An app's settings: ``Setting`` attributes, read on access, checked by ``check()``."""
+
+    @classmethod
+    def declared(cls) -> list[Setting]:
+        found: dict[str, Setting] = {}
+        for klass in reversed(cls.__mro__):
+            for value in vars(klass).values():
+                if isinstance(value, Setting):
+                    found[value.name] = value
+        return list(found.values())
+
+    def defaults(self) -> dict[str, Any]:
+        return {setting.name: setting.default for setting in self.declared()}
+
+    def check(self) -> list[Error]:
+        """One Error per setting whose value is of the wrong type or out of bounds."""
+        return [error for setting in self.declared() for error in setting.check()]
