@@ -1,50 +1,20 @@
-"""What can be ordered: each operation with the models (and tiers) that can run it.
+"""What can be ordered: each operation with the models (and tiers) that can run it, as
+each registered backend offers them.
 
 The offline picture models are always there. The OpenAI-compatible models appear when the
 platform has a key for the endpoint, or when the user has stored a key of their own.
 """
 
-from dataclasses import dataclass
-
-from .app_settings import app_settings
-from .backends.procedural import ENHANCE_TIERS, MODEL as PROCEDURAL_MODEL
+from .backends import Offering, all_backends
 from .exceptions import InvalidRequest
 from .models import Operation
 
-
-@dataclass(frozen=True)
-class Offering:
-    operation: str
-    model: str
-    label: str
-    backend: str
-    tiers: tuple[str, ...] = ()
-    #: Can edit an earlier result of the same kind.
-    supports_edit: bool = False
-    #: Works on an earlier result (enhancement).
-    needs_source: bool = False
-    #: Runs on the OpenAI-compatible endpoint (the platform's key or the user's own).
-    remote: bool = False
-
-    @property
-    def operation_label(self) -> str:
-        return Operation(self.operation).label
+__all__ = ["Offering", "default_model", "find", "offerings", "operations", "unavailable"]
 
 
 def offerings(*, user_has_key: bool = False) -> list[Offering]:
-    items = [
-        Offering(Operation.IMAGE, PROCEDURAL_MODEL, "Illustrator (SVG, offline)", "procedural", supports_edit=True),
-        Offering(Operation.ENHANCE, PROCEDURAL_MODEL, "Illustrator enhancement", "procedural",
-                 tiers=tuple(ENHANCE_TIERS), needs_source=True),
-    ]
-    if app_settings.OPENAI_API_KEY or user_has_key:
-        items += [
-            Offering(Operation.IMAGE, app_settings.OPENAI_IMAGE_MODEL, f"{app_settings.OPENAI_IMAGE_MODEL} (picture)",
-                     "openai", remote=True),
-            Offering(Operation.TEXT, app_settings.OPENAI_MODEL, app_settings.OPENAI_MODEL, "openai",
-                     supports_edit=True, remote=True),
-        ]
-    return items
+    """What every registered backend offers here, in the order the backends were registered."""
+    return [item for backend in all_backends() for item in backend.offerings(user_has_key=user_has_key)]
 
 
 def operations(*, user_has_key: bool = False) -> list[tuple[str, str]]:

@@ -15,13 +15,14 @@ from .base import (
     BackendOutput,
     BackendRequest,
     JobDraft,
+    Offering,
     PermanentBackendError,
     RetryableBackendError,
 )
 
 __all__ = [
-    "BACKENDS", "Backend", "BackendError", "BackendOutput", "BackendRequest", "JobDraft", "PermanentBackendError",
-    "RetryableBackendError", "get_backend", "register",
+    "BACKENDS", "Backend", "BackendError", "BackendOutput", "BackendRequest", "JobDraft", "Offering", "PermanentBackendError",
+    "RetryableBackendError", "all_backends", "get_backend", "register",
 ]
 
 BACKENDS: dict[str, str] = {}
@@ -37,6 +38,11 @@ def get_backend(name: str) -> Backend:
     if name not in BACKENDS:
         raise PermanentBackendError(f"There is no backend called {name!r}.")
     return import_string(BACKENDS[name])()
+
+
+def all_backends() -> list[Backend]:
+    """Every registered backend, in the order registered (the order the catalog offers them)."""
+    return [get_backend(name) for name in BACKENDS]
 
 
 register("procedural", "generations.backends.procedural.ProceduralSvgBackend")

@@ -59,6 +59,23 @@ class PermanentBackendError(BackendError):
 
 
 @dataclass(frozen=True)
+class Offering:
+    """One thing a backend offers to make: an operation with a model (and its tiers)."""
+
+    operation: str
+    model: str
+    label: str
+    backend: str
+    tiers: tuple[str, ...] = ()
+    #: Can edit an earlier result of the same kind.
+    supports_edit: bool = False
+    #: Works on an earlier result (enhancement).
+    needs_source: bool = False
+    #: Runs on the OpenAI-compatible endpoint (the platform's key or the user's own).
+    remote: bool = False
+
+
+@dataclass(frozen=True)
 class JobDraft:
     """A job being ordered, already checked against the catalog, for its backend to add
     and check its own parameters."""
@@ -78,6 +95,9 @@ class JobDraft:
 
 class Backend(Protocol):
     name: str
+
+    def offerings(self, *, user_has_key: bool) -> list[Offering]:
+        """What this backend can make here (``user_has_key``: the user stored a key of their own)."""
 
     def form_fields(self, *, operation: str) -> frozenset[str]:
         """The job form's fields of this backend's own (``seed``, ``max_output_tokens``)."""

@@ -17,7 +17,7 @@ from django.utils import timezone
 from ..app_settings import app_settings
 from ..exceptions import InvalidRequest
 from ..prompts import chat_messages
-from .base import BackendOutput, BackendRequest, JobDraft, PermanentBackendError, RetryableBackendError
+from .base import BackendOutput, BackendRequest, JobDraft, Offering, PermanentBackendError, RetryableBackendError
 
 USER_AGENT = "credits-generations/1"
 #: Seconds to wait for the answer to a key check (a page waits for it).
@@ -32,6 +32,17 @@ IMAGE_SIGNATURES = (
 
 class OpenAICompatibleBackend:
     name = "openai"
+
+    def offerings(self, *, user_has_key: bool) -> list[Offering]:
+        """Its models, when the platform has a key for the endpoint or the user has one."""
+        if not (app_settings.OPENAI_API_KEY or user_has_key):
+            return []
+        return [
+            Offering("image", app_settings.OPENAI_IMAGE_MODEL, f"{app_settings.OPENAI_IMAGE_MODEL} (picture)",
+                     self.name, remote=True),
+            Offering("text", app_settings.OPENAI_MODEL, app_settings.OPENAI_MODEL, self.name, supports_edit=True,
+                     remote=True),
+        ]
 
     def form_fields(self, *, operation: str) -> frozenset[str]:
         return frozenset({"max_output_tokens"}) if operation == "text" else frozenset()

@@ -2,8 +2,10 @@
 
 An adapter speaks its provider's API and wire format and nothing else: it never touches our
 database. It turns our order into a hosted checkout, verifies and parses a webhook into a
-``NormalizedEvent``, asks the provider what became of a payment, and refunds. Fulfilment,
-refunds of credits and disputes are handled once, provider-neutrally, on top of these.
+``NormalizedEvent``, asks the provider what became of a payment, refunds, and lists what
+reconciliation compares (checkouts, refunds, disputes) as provider-neutral records.
+Fulfilment, refunds of credits, disputes and reconciliation are handled once,
+provider-neutrally, on top of these: a new provider is a new adapter, not new branches.
 """
 
 from dataclasses import dataclass, field

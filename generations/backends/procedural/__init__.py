@@ -8,7 +8,7 @@ with more detail.
 import secrets
 
 from ...exceptions import InvalidRequest
-from ..base import BackendOutput, BackendRequest, JobDraft, PermanentBackendError
+from ..base import BackendOutput, BackendRequest, JobDraft, Offering, PermanentBackendError
 from .render import render
 from .vocabulary import read_chain
 
@@ -20,6 +20,13 @@ MAX_SEED = 2**31 - 1
 
 class ProceduralSvgBackend:
     name = "procedural"
+
+    def offerings(self, *, user_has_key: bool) -> list[Offering]:
+        return [
+            Offering("image", MODEL, "Illustrator (SVG, offline)", self.name, supports_edit=True),
+            Offering("enhance", MODEL, "Illustrator enhancement", self.name, tiers=tuple(ENHANCE_TIERS),
+                     needs_source=True),
+        ]
 
     def form_fields(self, *, operation: str) -> frozenset[str]:
         return frozenset({"seed"})
