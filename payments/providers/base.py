@@ -41,7 +41,7 @@ class CheckoutSession:
 class PaymentStatus:
     """What the provider says about the payment of one of our orders right now."""
 
-    state: str  # "paid", "pending", "failed", "expired", "open", "unknown"
+    state: str  # "paid", "pending", "failed", "expired", "cancelled" (the buyer left), "open", "unknown"
     provider_order_id: str = ""
     provider_payment_id: str = ""
     amount: Decimal | None = None

@@ -53,7 +53,7 @@ EVENT_KINDS = {
     "checkout.failed": EventKind.PAYMENT_FAILED,
     "checkout.canceled": EventKind.CHECKOUT_CANCELLED,
 }
-STATES = {"open": "open", "paid": "paid", "failed": "failed", "canceled": "expired"}
+STATES = {"open": "open", "paid": "paid", "failed": "failed", "canceled": "cancelled"}
 OUTCOME_EVENTS = {
     SandboxPayment.Status.PAID: "checkout.paid",
     SandboxPayment.Status.FAILED: "checkout.failed",

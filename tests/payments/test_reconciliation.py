@@ -289,6 +289,17 @@ def test_the_sandbox_is_reconciled_by_asking_about_each_order(client, user, sett
     assert run().status == R.CLEAN
 
 
+def test_a_sandbox_checkout_the_buyer_left_is_not_called_expired(client, user, settings):
+    from payments.models import SandboxPayment
+
+    settings.PAYPAL_CLIENT_ID = settings.STRIPE_SECRET_KEY = ""
+    order = buy(client, user, "SANDBOX")
+    SandboxPayment.objects.filter(order_ref=str(order.pk)).update(status=SandboxPayment.Status.CANCELED)
+
+    assert run().status == R.CLEAN  # the cancel is the sandbox's webhook to record, as CANCELLED
+    assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
+
+
 # --- the command and the periodic task ---------------------------------------------------------
 
 
