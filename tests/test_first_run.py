@@ -10,12 +10,15 @@ PostgreSQL; the next run finds the data again.
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -37,9 +40,11 @@ def free_port() -> int:
 
 @pytest.fixture
 def newcomer(tmp_path):
-    """(start the app as run.sh does, the server's data directory, run a manage.py command)."""
+    """(start the app as run.sh does, its URL, the server's data directory, run a manage.py command)."""
     port = free_port()
-    data = tmp_path / "postgres"
+    # Not under pytest's own temporary root: another pytest run may close that to other users at
+    # any time, and the server runs as its own user when we are root.
+    data = Path(tempfile.mkdtemp(prefix="credits-first-run-")) / "postgres"
     env = {k: v for k, v in os.environ.items()
            if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER",
                         "DJANGO_SETTINGS_MODULE", "TEST_CACHE_PREFIX", "HOST", "RELOAD"}}
@@ -76,6 +81,7 @@ def newcomer(tmp_path):
                 app.send_signal(signal.SIGINT)
                 app.wait(60)
         local_postgres.stop(data)  # a no-op unless a run failed to stop it
+        shutil.rmtree(data.parent)
 
 
 def post_form(session: requests.Session, url: str, data: dict, *, action: str = "") -> requests.Response:
