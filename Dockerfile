@@ -15,7 +15,7 @@ RUN pip install --no-cache-dir "uv>=0.5,<1"
 WORKDIR /build
 # Dependencies only, exactly as locked.
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project --no-cache
+RUN uv sync --frozen --no-dev --no-group local --no-install-project --no-cache
 
 
 FROM python:3.11-slim-bookworm AS runtime

