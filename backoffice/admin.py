@@ -20,7 +20,6 @@ from .services import (
     adjustment_request_description,
 )
 
-
 admin.site.site_header = "Credits staff admin"
 admin.site.site_title = "Credits staff"
 admin.site.index_title = "Run the business"

@@ -13,7 +13,12 @@ from payments.models import Order, WebhookEvent
 from payments.templatetags.money import money
 
 from .forms import RefundOrderForm
-from .payment_actions import REFUND_PERMISSION, REPLAY_PERMISSION, staff_order_refund, staff_webhook_replay
+from .payment_actions import (
+    REFUND_PERMISSION,
+    REPLAY_PERMISSION,
+    staff_order_refund,
+    staff_webhook_replay,
+)
 
 admin.site.unregister(Order)
 admin.site.unregister(WebhookEvent)

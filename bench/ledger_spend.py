@@ -34,7 +34,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DEFAULT_SERVER, Result, ensure_database, median_seconds, run_clients, setup_django  # noqa: E402
+from bench.common import (  # noqa: E402
+    DEFAULT_SERVER,
+    Result,
+    ensure_database,
+    median_seconds,
+    run_clients,
+    setup_django,
+)
 
 IMPLEMENTATIONS = ["service", "free", "raw", "naive", "three"]
 
@@ -127,7 +134,7 @@ def bench_spends(args, url: str) -> list[dict]:
                         results[impl] = result
             svc = results.get("service")
 
-            def ratio(base):
+            def ratio(base, results=results, svc=svc):
                 other = results.get(base)
                 return f"{svc.tps / other.tps:6.2f}x" if svc and other and other.tps else "     -"
 

@@ -42,7 +42,7 @@ class ConfirmActionForm(forms.Form):
         try:
             return uuid.UUID(hex=value).hex
         except ValueError:
-            raise ValidationError("The form is stale: reload the page and try again.")
+            raise ValidationError("The form is stale: reload the page and try again.") from None
 
     def clean_reason(self) -> str:
         value = self.cleaned_data["reason"].strip()

@@ -6,8 +6,12 @@ class GenerationsConfig(AppConfig):
     verbose_name = "Generations"
 
     def ready(self) -> None:
-        from . import account_data, charges, checks  # noqa: F401
-        from . import tasks  # noqa: F401  (registered here: services send them by name)
+        from . import (  # noqa: F401
+            account_data,
+            charges,
+            checks,
+            tasks,  # noqa: F401  (registered here: services send them by name)
+        )
 
         account_data.register()
         charges.register()

@@ -29,8 +29,14 @@ from django.utils import timezone
 from . import charges
 from .api_keys import api_key_for
 from .app_settings import app_settings
-from .backends import BackendError, BackendOutput, BackendRequest, PermanentBackendError, RetryableBackendError
-from .backends import get_backend
+from .backends import (
+    BackendError,
+    BackendOutput,
+    BackendRequest,
+    PermanentBackendError,
+    RetryableBackendError,
+    get_backend,
+)
 from .exceptions import ApiKeyUnavailable
 from .models import GenerationJob, Operation
 from .pricing import final_cost

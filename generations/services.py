@@ -21,7 +21,13 @@ from .api_keys import has_api_key
 from .app_settings import app_settings
 from .backends import JobDraft, get_backend
 from .catalog import Offering
-from .exceptions import AlreadyRetried, InvalidRequest, InvalidTransition, NotAllowed, TooManyRunningJobs
+from .exceptions import (
+    AlreadyRetried,
+    InvalidRequest,
+    InvalidTransition,
+    NotAllowed,
+    TooManyRunningJobs,
+)
 from .models import GenerationJob, Operation
 from .pricing import Estimate, Rates, estimate
 from .queue import enqueue_run

@@ -15,7 +15,14 @@ from .app_settings import app_settings
 from .exceptions import AlreadyRetried, GenerationsError, InvalidRequest, InvalidTransition
 from .forms import ApiKeyForm, JobForm
 from .models import ApiCredential, GenerationJob, Operation
-from .selectors import job_for_user, job_ledger, job_retry_of, job_waiting, jobs_for_user, text_result
+from .selectors import (
+    job_for_user,
+    job_ledger,
+    job_retry_of,
+    job_waiting,
+    jobs_for_user,
+    text_result,
+)
 from .services import job_cancel, job_prepare, job_retry_own, job_submit
 from .text import credits_text
 

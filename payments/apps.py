@@ -6,8 +6,12 @@ class PaymentsConfig(AppConfig):
     verbose_name = "Payments"
 
     def ready(self) -> None:
-        from . import account_data, checks, ledger  # noqa: F401
-        from . import tasks  # noqa: F401  (registered here: services send them by name)
+        from . import (  # noqa: F401
+            account_data,
+            checks,
+            ledger,
+            tasks,  # noqa: F401  (registered here: services send them by name)
+        )
 
         account_data.register()
         ledger.register()

@@ -4,8 +4,8 @@ import logging
 
 from django.db import transaction
 
-from .guards import assert_no_transaction
 from .exceptions import ProviderError, ProviderNotConfigured
+from .guards import assert_no_transaction
 from .models import CreditPackage, Order
 from .providers import get_provider, is_available
 from .providers.base import CheckoutSession

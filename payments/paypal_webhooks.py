@@ -28,8 +28,8 @@ import hashlib
 import json
 import logging
 import zlib
-from datetime import datetime, timedelta, timezone as dt_timezone
-from typing import Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import requests
@@ -152,7 +152,7 @@ def _check_fresh(value: str, *, tolerance: int, now: datetime | None) -> None:
     if sent is None:
         raise WebhookRejected("The transmission time is not a timestamp.")
     if timezone.is_naive(sent):
-        sent = sent.replace(tzinfo=dt_timezone.utc)
+        sent = sent.replace(tzinfo=UTC)
     age = (now or timezone.now()) - sent
     if age < -timedelta(seconds=tolerance):
         raise WebhookRejected("The transmission time is in the future.")

@@ -34,10 +34,10 @@ idempotent and a second run finds nothing left to fix.
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Callable, Iterable, Sequence
 
 from django.db import transaction
 from django.db.models import Q
@@ -52,7 +52,13 @@ from .fulfilment import fetch_payment_status, fulfil_order, order_mark_unpaid
 from .guards import assert_no_transaction
 from .models import Order, ReconciliationRun, Refund
 from .providers import available_providers, get_provider
-from .providers.base import EventKind, PaymentStatus, ProviderCheckout, ProviderDispute, ProviderRefund
+from .providers.base import (
+    EventKind,
+    PaymentStatus,
+    ProviderCheckout,
+    ProviderDispute,
+    ProviderRefund,
+)
 from .refunds import COUNTED, REVERSED, order_apply_refund, order_refund_status
 from .transitions import UNPAID_ENDINGS
 

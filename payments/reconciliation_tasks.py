@@ -7,7 +7,8 @@ Registered under the name the beat schedule uses, ``payments.tasks.reconcile_pay
 from celery import shared_task
 from django.utils import timezone
 
-from .reconciliation import default_window, reconcile_payments as reconcile
+from .reconciliation import default_window
+from .reconciliation import reconcile_payments as reconcile
 
 
 @shared_task(name="payments.tasks.reconcile_payments", acks_late=True)

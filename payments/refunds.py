@@ -27,10 +27,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from django.db import transaction
 from django.db.models import Sum
 
-from credits.services import credits_clawback
-
 from credits.models import LedgerKind
-from credits.services import credits_grant
+from credits.services import credits_clawback, credits_grant
 
 from .exceptions import PaymentMismatch, ProviderError, RefundNotAllowed, UnknownProviderStatus
 from .guards import assert_no_transaction

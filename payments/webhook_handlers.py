@@ -6,8 +6,8 @@ of the payment matters, what the provider says about it now (asked before the tr
 opened). It calls one service and says how the event ended.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .disputes import CLOSED, order_close_dispute, order_open_dispute
 from .exceptions import OrderNotFound, PaymentNotConfirmed, UnknownProviderStatus

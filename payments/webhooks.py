@@ -10,10 +10,10 @@ and records the attempt, the error and FAILED when it goes wrong.
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from contextlib import nullcontext
 from datetime import timedelta
 from decimal import Decimal
-from typing import Mapping
 
 from django.db import DatabaseError, IntegrityError, transaction
 from django.utils import timezone

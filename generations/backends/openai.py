@@ -17,7 +17,14 @@ from django.utils import timezone
 from ..app_settings import app_settings
 from ..exceptions import InvalidRequest
 from ..prompts import chat_messages
-from .base import BackendOutput, BackendRequest, JobDraft, Offering, PermanentBackendError, RetryableBackendError
+from .base import (
+    BackendOutput,
+    BackendRequest,
+    JobDraft,
+    Offering,
+    PermanentBackendError,
+    RetryableBackendError,
+)
 
 USER_AGENT = "credits-generations/1"
 #: Seconds to wait for the answer to a key check (a page waits for it).

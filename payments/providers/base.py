@@ -8,11 +8,12 @@ Fulfilment, refunds of credits, disputes and reconciliation are handled once,
 provider-neutrally, on top of these: a new provider is a new adapter, not new branches.
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Generic, Mapping, Protocol, Sequence, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 
 class EventKind(StrEnum):

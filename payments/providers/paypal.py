@@ -10,14 +10,13 @@ our database.
 
 import hashlib
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Mapping, Sequence
 from urllib.parse import urlsplit
 
 from django.urls import reverse
-
 from paypalserversdk.models.amount_with_breakdown import AmountWithBreakdown
 from paypalserversdk.models.checkout_payment_intent import CheckoutPaymentIntent
 from paypalserversdk.models.money import Money
@@ -26,7 +25,9 @@ from paypalserversdk.models.payment_source import PaymentSource
 from paypalserversdk.models.paypal_experience_landing_page import PaypalExperienceLandingPage
 from paypalserversdk.models.paypal_experience_user_action import PaypalExperienceUserAction
 from paypalserversdk.models.paypal_wallet import PaypalWallet
-from paypalserversdk.models.paypal_wallet_context_shipping_preference import PaypalWalletContextShippingPreference
+from paypalserversdk.models.paypal_wallet_context_shipping_preference import (
+    PaypalWalletContextShippingPreference,
+)
 from paypalserversdk.models.paypal_wallet_experience_context import PaypalWalletExperienceContext
 from paypalserversdk.models.purchase_unit_request import PurchaseUnitRequest
 from paypalserversdk.models.refund_request import RefundRequest

@@ -11,8 +11,9 @@ expiry, not one per worker), and every SDK failure comes out as ``ProviderError`
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 import requests
 from apimatic_core.exceptions.auth_validation_exception import AuthValidationException

@@ -7,7 +7,7 @@ redirects. Reads only. Every failure is a ``ProviderError`` (``retryable`` for t
 429 and 5xx), so a reconciliation run reports it instead of deciding on half a picture.
 """
 
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
@@ -102,4 +102,4 @@ def _next_page_token(page: dict) -> str:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")

@@ -18,9 +18,9 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Mapping, Sequence
 
 import requests
 from django.db import transaction

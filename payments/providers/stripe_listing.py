@@ -10,9 +10,9 @@ completed it, all its refunds, so the refunded amount is cumulative like the one
 ``ProviderError`` that aborts the whole read.
 """
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Iterator, Sequence
 
 import stripe
 

@@ -9,9 +9,9 @@ at-least-once and unordered, so the pipeline re-fetches the session when it matt
 """
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Mapping, Sequence
 
 import stripe
 

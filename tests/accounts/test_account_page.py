@@ -1,6 +1,7 @@
 """The account page: details, plan, credits, last login, and the name form."""
 
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
+from datetime import timezone as dt_timezone
 
 import pytest
 from django.urls import reverse
@@ -16,7 +17,7 @@ def customer(make_user):
         credits=25,
         status=User.Status.SUBSCRIBED,
         membership_tier=User.Tier.PRO,
-        membership_expires_at=datetime(2031, 3, 4, tzinfo=dt_timezone.utc),
+        membership_expires_at=datetime(2031, 3, 4, tzinfo=UTC),
     )
 
 

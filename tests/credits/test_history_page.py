@@ -218,7 +218,7 @@ def test_staff_reasons_of_adjustments_made_before_notes_were_kept_apart_stay_hid
 
     staff = make_user(is_staff=True)
     for delta, key in ((7, "legacy-add"), (-2, "legacy-take")):
-        run_atomically(lambda: apply_movement(Movement(
+        run_atomically(lambda delta=delta, key=key: apply_movement(Movement(
             user_id=customer.pk, delta=delta, kind=LedgerKind.ADJUSTMENT, idempotency_key=key,
             action="credits.adjust", description="Suspected reseller, see fraud ticket",
             internal_note=None, created_by_id=staff.pk,

@@ -49,7 +49,7 @@ def test_a_picture_job_runs_on_a_real_worker(make_user, price_rules, gen_worker)
     assert job.credits_charged == 3
     assert ledger(job) == [("SPEND", -3, f"job:{job.pk}:charge")]
     assert CreditBalance.objects.get(user=user).balance == 7
-    assert f"Task generations.tasks.run_job[" in worker.log()
+    assert "Task generations.tasks.run_job[" in worker.log()
     assert_ledger_clean()
 
 

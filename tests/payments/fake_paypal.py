@@ -21,7 +21,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -37,7 +37,7 @@ WEBHOOK_ID = "8PT597110X687430LKGECATA"
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _id(prefix: str = "") -> str:
@@ -51,7 +51,7 @@ def make_signing_identity(common_name: str = "messageverificationcerts.sandbox.p
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Fake PayPal")])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=valid_days))
@@ -237,7 +237,7 @@ class FakePayPal:
         """A buyer disputes a capture at PayPal (whether or not its webhook reaches us)."""
         with self.lock:
             capture = self.captures[capture_id]
-            created = (datetime.now(timezone.utc) - age).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            created = (datetime.now(UTC) - age).strftime("%Y-%m-%dT%H:%M:%S.000Z")
             dispute_id = "PP-D-" + _id()[:8]
             self.disputes[dispute_id] = {
                 "dispute_id": dispute_id,

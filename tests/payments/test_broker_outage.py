@@ -17,7 +17,13 @@ from payments.ledger import order_ledger_entries
 from payments.models import Order, WebhookEvent
 from payments.tasks import process_webhook_event, requeue_stuck_webhook_events
 from payments.webhooks import webhook_ingest
-from tests.conftest import ARTIFACTS, WorkerProcess, tasks_sent_to_queue, test_database_url, wait_until
+from tests.conftest import (
+    ARTIFACTS,
+    WorkerProcess,
+    tasks_sent_to_queue,
+    test_database_url,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 

@@ -90,8 +90,8 @@ def test_the_webhook_and_the_return_page_racing_grant_once(live_server, make_use
     for buyer, order, payload, browser in rounds:
         page = f"/billing/orders/{order.pk}/success/?session_id={order.provider_order_id}"
         webhook, visit = run_together(
-            lambda: post_webhook(live_server.url, payload, fake_stripe.sign(payload)),
-            lambda: browser.get(page),
+            lambda payload=payload: post_webhook(live_server.url, payload, fake_stripe.sign(payload)),
+            lambda browser=browser, page=page: browser.get(page),
         )
         assert webhook == (200, "received")
         assert visit.status_code == 200 and "50 credits added" in visit.content.decode()

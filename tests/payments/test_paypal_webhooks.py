@@ -1,6 +1,6 @@
 """PayPal webhooks at /webhooks/paypal/: our own signature check, then the shared pipeline."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -161,7 +161,7 @@ def test_a_signature_for_another_webhook_id_is_refused(deliver, user, fake_paypa
 @pytest.mark.parametrize("ahead", [timedelta(hours=1), timedelta(days=3)])
 def test_a_delivery_from_the_future_is_refused(deliver, user, fake_paypal, pending_order, ahead):
     _, capture_id = pending_order
-    sent = (datetime.now(timezone.utc) + ahead).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sent = (datetime.now(UTC) + ahead).strftime("%Y-%m-%dT%H:%M:%SZ")
     delivery = fake_paypal.sign(completed_event(fake_paypal, capture_id).event, transmission_time=sent)
 
     response = deliver(delivery)
@@ -177,7 +177,7 @@ def test_a_genuine_retry_keeping_its_first_transmission_time_is_processed_once(d
     for its age. Processing asks PayPal about the payment and stores each event once."""
     _, capture_id = pending_order
     event = completed_event(fake_paypal, capture_id).event
-    sent = (datetime.now(timezone.utc) - age).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sent = (datetime.now(UTC) - age).strftime("%Y-%m-%dT%H:%M:%SZ")
     retry = fake_paypal.sign(event, transmission_time=sent)
 
     response = deliver(retry)
@@ -190,7 +190,7 @@ def test_a_genuine_retry_keeping_its_first_transmission_time_is_processed_once(d
 
 def test_an_old_signature_over_a_changed_body_is_still_refused(deliver, user, fake_paypal, pending_order):
     _, capture_id = pending_order
-    sent = (datetime.now(timezone.utc) - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sent = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     delivery = fake_paypal.sign(completed_event(fake_paypal, capture_id).event, transmission_time=sent)
 
     forged = delivery.body.replace(b'"COMPLETED"', b'"COMPLETED" ', 1)

@@ -94,6 +94,6 @@ class Command(BaseCommand):
             seed(stdout=self.stdout)
 
         self.stdout.write("")
-        self.stdout.write(self.style.SUCCESS("Demo logins (password for both: %s)" % DEMO_PASSWORD))
+        self.stdout.write(self.style.SUCCESS(f"Demo logins (password for both: {DEMO_PASSWORD})"))
         self.stdout.write(f"  staff (admin at /admin/): {STAFF_EMAIL} / {DEMO_PASSWORD}")
         self.stdout.write(f"  customer:                 {DEMO_EMAIL} / {DEMO_PASSWORD}")
