@@ -40,7 +40,9 @@ class AccountAdapter(DefaultAccountAdapter):
             except IntegrityError:
                 # Another sign-up with the same address won the race between the form's
                 # uniqueness check and this insert: answer as for any taken address.
-                raise ImmediateHttpResponse(prevent_enumeration(request, email=user.email)) from None
+                raise ImmediateHttpResponse(
+                    prevent_enumeration(request, email=user.email)
+                ) from None
         return user
 
     def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
@@ -50,8 +52,15 @@ class AccountAdapter(DefaultAccountAdapter):
         that is down or refuses never fails the request.
         """
         request = allauth_context.request
-        ctx = {"request": request, "email": email, "current_site": get_current_site(request), **context}
-        outbound_email_queue(message=self.render_mail(template_prefix, email, ctx), kind=template_prefix)
+        ctx = {
+            "request": request,
+            "email": email,
+            "current_site": get_current_site(request),
+            **context,
+        }
+        outbound_email_queue(
+            message=self.render_mail(template_prefix, email, ctx), kind=template_prefix
+        )
 
     def respond_email_verification_sent(self, request, user):
         match = getattr(request, "resolver_match", None)

@@ -22,5 +22,6 @@ class EmailAddressAdmin(AllauthEmailAddressAdmin):
         newly_verified = obj.verified and (not change or "verified" in form.changed_data)
         super().save_model(request, obj, form, change)
         if newly_verified:
-            account_signals.email_confirmed.send(sender=EmailAddress, request=request, email_address=obj)
-
+            account_signals.email_confirmed.send(
+                sender=EmailAddress, request=request, email_address=obj
+            )

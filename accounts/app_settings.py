@@ -28,20 +28,29 @@ EMAIL_SWEEP_INTERVAL_DEFAULT = 60
 
 
 class AccountsSettings(AppSettings):
-    EMAIL_RETRY_BASE_SECONDS = Setting("ACCOUNTS_EMAIL_RETRY_BASE_SECONDS", 30, int, above=0,
-                                       check_id="accounts.E001")
-    EMAIL_RETRY_MAX_SECONDS = Setting("ACCOUNTS_EMAIL_RETRY_MAX_SECONDS", 3600, int, above=0,
-                                      check_id="accounts.E001")
-    EMAIL_MAX_ATTEMPTS = Setting("ACCOUNTS_EMAIL_MAX_ATTEMPTS", 12, int, above=0, check_id="accounts.E001")
-    EMAIL_SEND_LEASE_SECONDS = Setting("ACCOUNTS_EMAIL_SEND_LEASE_SECONDS", 300, int, above=0,
-                                       check_id="accounts.E001")
+    EMAIL_RETRY_BASE_SECONDS = Setting(
+        "ACCOUNTS_EMAIL_RETRY_BASE_SECONDS", 30, int, above=0, check_id="accounts.E001"
+    )
+    EMAIL_RETRY_MAX_SECONDS = Setting(
+        "ACCOUNTS_EMAIL_RETRY_MAX_SECONDS", 3600, int, above=0, check_id="accounts.E001"
+    )
+    EMAIL_MAX_ATTEMPTS = Setting(
+        "ACCOUNTS_EMAIL_MAX_ATTEMPTS", 12, int, above=0, check_id="accounts.E001"
+    )
+    EMAIL_SEND_LEASE_SECONDS = Setting(
+        "ACCOUNTS_EMAIL_SEND_LEASE_SECONDS", 300, int, above=0, check_id="accounts.E001"
+    )
     #: Proxies in front of the app that append to X-Forwarded-For (see accounts/net.py).
-    TRUSTED_PROXY_COUNT = Setting("TRUSTED_PROXY_COUNT", 0, int, minimum=0, check_id="accounts.E004")
+    TRUSTED_PROXY_COUNT = Setting(
+        "TRUSTED_PROXY_COUNT", 0, int, minimum=0, check_id="accounts.E004"
+    )
 
 
 app_settings = AccountsSettings()
 #: The outbox settings' defaults, by name.
-DEFAULTS = {name: value for name, value in app_settings.defaults().items() if name.startswith("ACCOUNTS_")}
+DEFAULTS = {
+    name: value for name, value in app_settings.defaults().items() if name.startswith("ACCOUNTS_")
+}
 
 
 def email_max_attempts() -> int:

@@ -12,7 +12,9 @@ def check_email_outbox_settings(app_configs=None, **kwargs) -> list[Error]:
     if errors:
         return errors
     if not isinstance(AccountsSettings.EMAIL_MAX_ATTEMPTS.given(), int):
-        errors.append(Error("ACCOUNTS_EMAIL_MAX_ATTEMPTS must be a whole number.", id="accounts.E002"))
+        errors.append(
+            Error("ACCOUNTS_EMAIL_MAX_ATTEMPTS must be a whole number.", id="accounts.E002")
+        )
     lease = app_settings.EMAIL_SEND_LEASE_SECONDS
     timeout = getattr(settings, "EMAIL_TIMEOUT", None)
     if timeout is not None and lease <= timeout:

@@ -57,7 +57,7 @@ class User(AbstractBaseUser, PermissionsMixin):
                 fields=["stripe_customer_id"],
                 condition=~models.Q(stripe_customer_id=""),
                 name="accounts_user_unique_stripe_customer",
-            )
+            ),
         ]
 
     def __str__(self) -> str:

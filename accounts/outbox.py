@@ -90,7 +90,11 @@ def outbound_email_send(*, email_id: int) -> SendOutcome:
     except Exception as exc:  # any failure of the mail backend: record it and try again later
         return _record_failure(email, exc)
     OutboundEmail.objects.filter(pk=email_id, status=OutboundEmail.Status.PENDING).update(
-        status=OutboundEmail.Status.SENT, sent_at=timezone.now(), last_error="", body="", html_body=""
+        status=OutboundEmail.Status.SENT,
+        sent_at=timezone.now(),
+        last_error="",
+        body="",
+        html_body="",
     )
     return SendOutcome(sent=True)
 
@@ -98,7 +102,9 @@ def outbound_email_send(*, email_id: int) -> SendOutcome:
 def outbound_emails_due(*, limit: int = SWEEP_BATCH) -> list[int]:
     """Ids of the PENDING emails whose next attempt is due now, oldest due first."""
     return list(
-        OutboundEmail.objects.filter(status=OutboundEmail.Status.PENDING, next_attempt_at__lte=timezone.now())
+        OutboundEmail.objects.filter(
+            status=OutboundEmail.Status.PENDING, next_attempt_at__lte=timezone.now()
+        )
         .order_by("next_attempt_at", "id")
         .values_list("pk", flat=True)[:limit]
     )
@@ -112,7 +118,9 @@ def outbound_emails_erase(*, addresses: Iterable[str], replacement: str) -> int:
     subject, bodies, headers and error are emptied; a PENDING row becomes FAILED with a
     note saying it was cancelled. Returns the number of rows changed.
     """
-    needles = {json.dumps(address.strip(), ensure_ascii=False) for address in addresses if address.strip()}
+    needles = {
+        json.dumps(address.strip(), ensure_ascii=False) for address in addresses if address.strip()
+    }
     if not needles:
         return 0
     # ``to`` is a JSON list: an element equal to the address appears in its text, quoted.
@@ -158,9 +166,17 @@ def _record_failure(email: OutboundEmail, exc: Exception) -> SendOutcome:
     pending = OutboundEmail.objects.filter(pk=email.pk, status=OutboundEmail.Status.PENDING)
     if attempts >= app_settings.email_max_attempts():
         pending.update(status=OutboundEmail.Status.FAILED, last_error=error)
-        logger.error("Gave up sending email %s to %s after %s attempts: %s", email.pk, email.to, attempts, error)
+        logger.error(
+            "Gave up sending email %s to %s after %s attempts: %s",
+            email.pk,
+            email.to,
+            attempts,
+            error,
+        )
         return SendOutcome(sent=False)
     delay = app_settings.email_retry_delay(attempts)
     pending.update(next_attempt_at=timezone.now() + delay, last_error=error)
-    logger.warning("Sending email %s failed (attempt %s), next try in %s: %s", email.pk, attempts, delay, error)
+    logger.warning(
+        "Sending email %s failed (attempt %s), next try in %s: %s", email.pk, attempts, delay, error
+    )
     return SendOutcome(sent=False, retry_in=delay)

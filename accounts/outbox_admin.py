@@ -9,13 +9,36 @@ from .models import OutboundEmail
 
 @admin.register(OutboundEmail)
 class OutboundEmailAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "created_at", "kind", "recipients", "subject", "status", "attempts", "next_attempt_at",
-                    "sent_at", "last_error_short")
+    list_display = (
+        "id",
+        "created_at",
+        "kind",
+        "recipients",
+        "subject",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "last_error_short",
+    )
     list_display_links = ("id", "created_at")
     list_filter = ("status", "kind")
     ordering = ("-id",)
-    fields = ("id", "created_at", "kind", "from_email", "recipients", "subject", "status", "attempts",
-              "next_attempt_at", "sent_at", "last_error", "headers", "body")
+    fields = (
+        "id",
+        "created_at",
+        "kind",
+        "from_email",
+        "recipients",
+        "subject",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "last_error",
+        "headers",
+        "body",
+    )
     readonly_fields = fields
 
     @admin.display(description="To")

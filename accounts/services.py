@@ -57,7 +57,12 @@ def _profile(user: User) -> dict:
             for a in EmailAddress.objects.filter(user=user).order_by("-primary", "email")
         ],
         "social_accounts": [
-            {"provider": a.provider, "uid": a.uid, "date_joined": a.date_joined, "last_login": a.last_login}
+            {
+                "provider": a.provider,
+                "uid": a.uid,
+                "date_joined": a.date_joined,
+                "last_login": a.last_login,
+            }
             for a in SocialAccount.objects.filter(user=user).order_by("pk")
         ],
     }
@@ -124,7 +129,10 @@ def account_delete(*, user: User, actor: User | None = None, reason: str = "") -
                 section.erase(user=user, actor=actor, reason=reason)
         # Emails to any of its addresses: the unsent ones are cancelled, all are erased.
         outbound_emails_erase(
-            addresses=[user.email, *EmailAddress.objects.filter(user=user).values_list("email", flat=True)],
+            addresses=[
+                user.email,
+                *EmailAddress.objects.filter(user=user).values_list("email", flat=True),
+            ],
             replacement=anonymised_email(user.pk),
         )
         SocialAccount.objects.filter(user=user).delete()  # their tokens go with them

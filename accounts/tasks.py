@@ -5,7 +5,9 @@ from celery import shared_task
 from .outbox import outbound_email_send, outbound_emails_due
 
 
-@shared_task(name="accounts.tasks.send_outbound_email", bind=True, ignore_result=True, max_retries=None)
+@shared_task(
+    name="accounts.tasks.send_outbound_email", bind=True, ignore_result=True, max_retries=None
+)
 def send_outbound_email(self, email_id: int) -> str:
     """Send one outbox email if it is due; after a failure, retry when the row says it is due.
 

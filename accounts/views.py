@@ -30,14 +30,18 @@ def profile(request):
     context = {
         "form": form,
         **account_summaries(user),
-        "email_addresses": list(EmailAddress.objects.filter(user=user).order_by("-primary", "email")),
+        "email_addresses": list(
+            EmailAddress.objects.filter(user=user).order_by("-primary", "email")
+        ),
     }
     return render(request, "accounts/profile.html", context, status=400 if form.errors else 200)
 
 
 def export_response(user) -> StreamingHttpResponse:
     """The user's data as a JSON download, streamed (constant memory however long the history)."""
-    response = StreamingHttpResponse(account_export_chunks(user=user), content_type="application/json")
+    response = StreamingHttpResponse(
+        account_export_chunks(user=user), content_type="application/json"
+    )
     filename = f"account-{user.pk}-{timezone.localdate():%Y-%m-%d}.json"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "no-store"
@@ -63,7 +67,9 @@ def account_delete_view(request):
             blockers = exc.reasons
         else:
             logout(request)
-            messages.success(request, "Your account is deleted and your personal data erased. Goodbye.")
+            messages.success(
+                request, "Your account is deleted and your personal data erased. Goodbye."
+            )
             return redirect("/")
     context = {"form": form, "blockers": blockers, **account_summaries(user)}
     status = 200

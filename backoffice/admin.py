@@ -36,14 +36,32 @@ class DecisionForm(ConfirmActionForm):
 
 @admin.register(AdjustmentRequest)
 class AdjustmentRequestAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
-    list_display = ("id", "created_at", "user", "signed_amount", "status", "requested_by", "decided_by", "reason_short")
+    list_display = (
+        "id",
+        "created_at",
+        "user",
+        "signed_amount",
+        "status",
+        "requested_by",
+        "decided_by",
+        "reason_short",
+    )
     list_select_related = ("user", "requested_by", "decided_by")
     list_filter = ("status", "created_at")
     search_fields = ("=user__email", "=requested_by__email")
     ordering = ("-created_at",)
     readonly_fields = (
-        "user_link", "signed_amount", "reason", "status", "requested_by", "created_at",
-        "decided_by", "decided_at", "decision_note", "entry_link", "last_error",
+        "user_link",
+        "signed_amount",
+        "reason",
+        "status",
+        "requested_by",
+        "created_at",
+        "decided_by",
+        "decided_at",
+        "decision_note",
+        "entry_link",
+        "last_error",
     )
     fields = readonly_fields
     actions = ("approve", "reject")
@@ -91,41 +109,73 @@ class AdjustmentRequestAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
             ("Amount", self.signed_amount),
             ("Asked by", lambda r: r.requested_by),
             ("Internal note", lambda r: r.reason),
-            ("Customer sees", lambda r: adjustment_request_description(r) or staff_adjustment_description(r.amount)),
+            (
+                "Customer sees",
+                lambda r: (
+                    adjustment_request_description(r) or staff_adjustment_description(r.amount)
+                ),
+            ),
             ("Status", lambda r: r.get_status_display()),
         ]
 
-    @admin.action(description="Approve and apply the selected adjustments…", permissions=["approve_adjustment"])
+    @admin.action(
+        description="Approve and apply the selected adjustments…",
+        permissions=["approve_adjustment"],
+    )
     def approve(self, request, queryset):
         return confirmed_action(
-            self, request, queryset.select_related("user", "requested_by"),
-            action="approve", title="Approve adjustments", form_class=DecisionForm,
-            perform=_approve_one, columns=self._columns(), submit_label="Approve and apply",
+            self,
+            request,
+            queryset.select_related("user", "requested_by"),
+            action="approve",
+            title="Approve adjustments",
+            form_class=DecisionForm,
+            perform=_approve_one,
+            columns=self._columns(),
+            submit_label="Approve and apply",
             intro="Each approved adjustment is applied to the user's balance at once. "
-                  "You cannot approve an adjustment you asked for yourself.",
+            "You cannot approve an adjustment you asked for yourself.",
             label=lambda r: f"Request #{r.pk}",
         )
 
-    @admin.action(description="Reject the selected adjustments…", permissions=["approve_adjustment"])
+    @admin.action(
+        description="Reject the selected adjustments…", permissions=["approve_adjustment"]
+    )
     def reject(self, request, queryset):
         return confirmed_action(
-            self, request, queryset.select_related("user", "requested_by"),
-            action="reject", title="Reject adjustments", form_class=DecisionForm,
-            perform=_reject_one, columns=self._columns(), submit_label="Reject",
+            self,
+            request,
+            queryset.select_related("user", "requested_by"),
+            action="reject",
+            title="Reject adjustments",
+            form_class=DecisionForm,
+            perform=_reject_one,
+            columns=self._columns(),
+            submit_label="Reject",
             intro="Rejected adjustments are closed and never applied.",
             label=lambda r: f"Request #{r.pk}",
         )
 
 
 def _approve_one(request, adjustment_request, data):
-    done = adjustment_approve(adjustment_request=adjustment_request, staff_user=request.user, note=data["reason"])
+    done = adjustment_approve(
+        adjustment_request=adjustment_request, staff_user=request.user, note=data["reason"]
+    )
     return messages.SUCCESS, format_html(
         "Request #{} approved: {} credits for {}, balance now {} ({}).",
-        done.pk, f"{done.amount:+d}", done.user, done.ledger_entry.balance_after,
+        done.pk,
+        f"{done.amount:+d}",
+        done.user,
+        done.ledger_entry.balance_after,
         admin_link(LedgerEntry, done.ledger_entry_id, f"ledger entry #{done.ledger_entry_id}"),
     )
 
 
 def _reject_one(request, adjustment_request, data):
-    done = adjustment_reject(adjustment_request=adjustment_request, staff_user=request.user, note=data["reason"])
-    return messages.SUCCESS, f"Request #{done.pk} rejected: {done.amount:+d} credits for {done.user} not applied."
+    done = adjustment_reject(
+        adjustment_request=adjustment_request, staff_user=request.user, note=data["reason"]
+    )
+    return (
+        messages.SUCCESS,
+        f"Request #{done.pk} rejected: {done.amount:+d} credits for {done.user} not applied.",
+    )

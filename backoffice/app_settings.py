@@ -13,11 +13,22 @@ from core.app_settings import AppSettings, Setting
 
 
 class BackofficeSettings(AppSettings):
-    ADJUSTMENT_APPROVAL_THRESHOLD = Setting("BACKOFFICE_ADJUSTMENT_APPROVAL_THRESHOLD", 500, int, minimum=0,
-                                            check_id="backoffice.E001",
-                                            meaning="adjustments above this need a second staff member")
-    DASHBOARD_MAX_DAYS = Setting("BACKOFFICE_DASHBOARD_MAX_DAYS", 366, int, minimum=1, check_id="backoffice.E001",
-                                 meaning="the longest date range the dashboard accepts")
+    ADJUSTMENT_APPROVAL_THRESHOLD = Setting(
+        "BACKOFFICE_ADJUSTMENT_APPROVAL_THRESHOLD",
+        500,
+        int,
+        minimum=0,
+        check_id="backoffice.E001",
+        meaning="adjustments above this need a second staff member",
+    )
+    DASHBOARD_MAX_DAYS = Setting(
+        "BACKOFFICE_DASHBOARD_MAX_DAYS",
+        366,
+        int,
+        minimum=1,
+        check_id="backoffice.E001",
+        meaning="the longest date range the dashboard accepts",
+    )
 
 
 app_settings = BackofficeSettings()

@@ -43,7 +43,9 @@ def _fmt(value: float) -> str:
     return f"{value:g}" if value != int(value) else f"{int(value):,}"
 
 
-def line_chart(*, title: str, labels: Sequence[date], series: Sequence[Series], unit: str = "") -> SafeString:
+def line_chart(
+    *, title: str, labels: Sequence[date], series: Sequence[Series], unit: str = ""
+) -> SafeString:
     """Daily values as lines (one point per day; a day with nothing is a zero)."""
     n = len(labels)
     peak = max((float(v) for s in series for v in s.values), default=0.0)
@@ -56,7 +58,9 @@ def line_chart(*, title: str, labels: Sequence[date], series: Sequence[Series], 
     def y(v: float) -> float:
         return TOP + plot_h - plot_h * float(v) / top
 
-    parts = [_open(title, f"{title}, {labels[0]:%d %b %Y} to {labels[-1]:%d %b %Y}" if labels else title)]
+    parts = [
+        _open(title, f"{title}, {labels[0]:%d %b %Y} to {labels[-1]:%d %b %Y}" if labels else title)
+    ]
     for k in range(5):
         value = top * k / 4
         parts.append(
@@ -71,7 +75,9 @@ def line_chart(*, title: str, labels: Sequence[date], series: Sequence[Series], 
         )
     for s in series:
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(s.values))
-        parts.append(f'<polyline class="bo-line {escape(s.css)}" points="{points}"><title>{escape(s.name)}</title></polyline>')
+        parts.append(
+            f'<polyline class="bo-line {escape(s.css)}" points="{points}"><title>{escape(s.name)}</title></polyline>'
+        )
         if n <= 31:
             for i, v in enumerate(s.values):
                 parts.append(
@@ -83,8 +89,13 @@ def line_chart(*, title: str, labels: Sequence[date], series: Sequence[Series], 
     return mark_safe("".join(parts))
 
 
-def bar_chart(*, title: str, rows: Sequence[tuple[str, float | None, str]], maximum: float = 1.0,
-              percent: bool = True) -> SafeString:
+def bar_chart(
+    *,
+    title: str,
+    rows: Sequence[tuple[str, float | None, str]],
+    maximum: float = 1.0,
+    percent: bool = True,
+) -> SafeString:
     """Horizontal bars, one per row (label, value or None, note shown after the bar)."""
     row_h, label_w = 30, 260
     height = TOP + row_h * max(1, len(rows)) + 16
@@ -96,7 +107,9 @@ def bar_chart(*, title: str, rows: Sequence[tuple[str, float | None, str]], maxi
             f'<text class="bo-label" x="{label_w - 8}" y="{y0 + 18}" text-anchor="end">{escape(label[:34])}</text>'
         )
         if value is None:
-            parts.append(f'<text class="bo-tick" x="{label_w}" y="{y0 + 18}">no finished jobs</text>')
+            parts.append(
+                f'<text class="bo-tick" x="{label_w}" y="{y0 + 18}">no finished jobs</text>'
+            )
             continue
         w = plot_w * max(0.0, min(float(value), maximum)) / maximum
         text = f"{value * 100:.0f}%" if percent else _fmt(value)

@@ -19,7 +19,9 @@ class SelfApproval(BackofficeError):
     status = 403
 
     def __init__(self):
-        super().__init__("A large adjustment must be approved by a different staff member than the one who asked.")
+        super().__init__(
+            "A large adjustment must be approved by a different staff member than the one who asked."
+        )
 
 
 class NotPending(BackofficeError):
@@ -27,4 +29,6 @@ class NotPending(BackofficeError):
     status = 409
 
     def __init__(self, request):
-        super().__init__(f"Adjustment request #{request.pk} is already {request.get_status_display().lower()}.")
+        super().__init__(
+            f"Adjustment request #{request.pk} is already {request.get_status_display().lower()}."
+        )

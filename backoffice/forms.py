@@ -78,7 +78,10 @@ class RefundOrderForm(ConfirmActionForm):
             order = self.orders[0]
             remaining = order.amount - order.amount_refunded
             if amount > remaining:
-                self.add_error("amount", f"At most {money(remaining, order.currency)} is left to refund on this order.")
+                self.add_error(
+                    "amount",
+                    f"At most {money(remaining, order.currency)} is left to refund on this order.",
+                )
         return cleaned
 
 

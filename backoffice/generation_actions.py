@@ -19,7 +19,10 @@ def staff_job_refund(*, job: GenerationJob, reason: str, staff_user) -> Generati
     the refusal is recorded.
     """
     return _recorded(
-        job=job, action=AuditAction.STAFF_JOB_REFUND, reason=reason, staff_user=staff_user,
+        job=job,
+        action=AuditAction.STAFF_JOB_REFUND,
+        reason=reason,
+        staff_user=staff_user,
         details={"credits_charged": job.credits_charged},
         service=job_refund_completed,
         outcome=lambda done: {"new_status": done.status},
@@ -30,14 +33,22 @@ def staff_job_retry(*, job: GenerationJob, reason: str, staff_user) -> Generatio
     """Run a failed job again as a new job, through ``job_retry_failed`` (charged like a fresh
     submission: the failed job was refunded in full when it failed)."""
     return _recorded(
-        job=job, action=AuditAction.STAFF_JOB_RETRY, reason=reason, staff_user=staff_user, details={},
+        job=job,
+        action=AuditAction.STAFF_JOB_RETRY,
+        reason=reason,
+        staff_user=staff_user,
+        details={},
         service=job_retry_failed,
-        outcome=lambda retry: {"retry_job_id": retry.pk, "estimated_credits": retry.estimated_credits},
+        outcome=lambda retry: {
+            "retry_job_id": retry.pk,
+            "estimated_credits": retry.estimated_credits,
+        },
     )
 
 
-def _recorded(*, job, action: AuditAction, reason: str, staff_user, details: dict, service,
-              outcome) -> GenerationJob:
+def _recorded(
+    *, job, action: AuditAction, reason: str, staff_user, details: dict, service, outcome
+) -> GenerationJob:
     """Call ``service`` for ``job`` and write one staff action row, refused or done.
 
     The row of a done action is written by the service's ``audit`` hook, inside the
@@ -47,12 +58,24 @@ def _recorded(*, job, action: AuditAction, reason: str, staff_user, details: dic
     details = {"job_id": job.pk, "status": job.status, **details}
 
     def audit(result: GenerationJob) -> None:
-        staff_action_record(actor=staff_user, action=action, reason=reason, user=job.user_id,
-                            details={**details, **outcome(result)})
+        staff_action_record(
+            actor=staff_user,
+            action=action,
+            reason=reason,
+            user=job.user_id,
+            details={**details, **outcome(result)},
+        )
 
     try:
         return service(job_id=job.pk, staff_user=staff_user, reason=reason, audit=audit)
     except GenerationsError as exc:
-        staff_action_record(actor=staff_user, action=action, reason=reason, user=job.user_id, success=False,
-                            error=f"{type(exc).__name__}: {exc}", details=details)
+        staff_action_record(
+            actor=staff_user,
+            action=action,
+            reason=reason,
+            user=job.user_id,
+            success=False,
+            error=f"{type(exc).__name__}: {exc}",
+            details=details,
+        )
         raise

@@ -23,14 +23,19 @@ class StaffGenerationJobAdmin(generations_admin.GenerationJobAdmin):
     @admin.action(description="Refund the selected completed jobs…", permissions=["manage_jobs"])
     def refund(self, request, queryset):
         return confirmed_action(
-            self, request, queryset.select_related("user"),
+            self,
+            request,
+            queryset.select_related("user"),
             action="refund",
             title="Refund generation jobs",
             form_class=ConfirmActionForm,
             perform=_refund_one,
             columns=[
-                ("Job", lambda j: f"#{j.pk}"), ("User", lambda j: j.user), ("Operation", lambda j: j.operation),
-                ("Model", lambda j: j.model), ("Status", lambda j: j.get_status_display()),
+                ("Job", lambda j: f"#{j.pk}"),
+                ("User", lambda j: j.user),
+                ("Operation", lambda j: j.operation),
+                ("Model", lambda j: j.model),
+                ("Status", lambda j: j.get_status_display()),
                 ("Charged", lambda j: j.credits_charged),
             ],
             submit_label="Refund",
@@ -41,18 +46,22 @@ class StaffGenerationJobAdmin(generations_admin.GenerationJobAdmin):
             label=lambda j: f"Job #{j.pk}",
         )
 
-
     @admin.action(description="Retry the selected failed jobs…", permissions=["manage_jobs"])
     def retry(self, request, queryset):
         return confirmed_action(
-            self, request, queryset.select_related("user"),
+            self,
+            request,
+            queryset.select_related("user"),
             action="retry",
             title="Retry failed generation jobs",
             form_class=ConfirmActionForm,
             perform=_retry_one,
             columns=[
-                ("Job", lambda j: f"#{j.pk}"), ("User", lambda j: j.user), ("Operation", lambda j: j.operation),
-                ("Model", lambda j: j.model), ("Status", lambda j: j.get_status_display()),
+                ("Job", lambda j: f"#{j.pk}"),
+                ("User", lambda j: j.user),
+                ("Operation", lambda j: j.operation),
+                ("Model", lambda j: j.model),
+                ("Status", lambda j: j.get_status_display()),
                 ("Error", lambda j: j.error_message),
             ],
             submit_label="Retry",
@@ -67,9 +76,15 @@ class StaffGenerationJobAdmin(generations_admin.GenerationJobAdmin):
 
 def _retry_one(request, job, data):
     retry = staff_job_retry(job=job, reason=data["reason"], staff_user=request.user)
-    return messages.SUCCESS, f"Job #{job.pk}: running again as job #{retry.pk} ({credits_text(retry.estimated_credits)} reserved)."
+    return (
+        messages.SUCCESS,
+        f"Job #{job.pk}: running again as job #{retry.pk} ({credits_text(retry.estimated_credits)} reserved).",
+    )
 
 
 def _refund_one(request, job, data):
     done = staff_job_refund(job=job, reason=data["reason"], staff_user=request.user)
-    return messages.SUCCESS, f"Job #{done.pk}: {credits_text(done.credits_charged)} given back to {done.user}."
+    return (
+        messages.SUCCESS,
+        f"Job #{done.pk}: {credits_text(done.credits_charged)} given back to {done.user}.",
+    )

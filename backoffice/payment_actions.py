@@ -23,8 +23,9 @@ REFUND_PERMISSION = "payments.refund_order"
 REPLAY_PERMISSION = "payments.change_webhookevent"
 
 
-def staff_order_refund(*, order: Order, amount: Decimal | None, reason: str, staff_user,
-                       idempotency_key: str) -> tuple[Order, Refund | None]:
+def staff_order_refund(
+    *, order: Order, amount: Decimal | None, reason: str, staff_user, idempotency_key: str
+) -> tuple[Order, Refund | None]:
     """Refund ``amount`` of ``order`` (None: all that is left) through ``order_refund``.
 
     Outside any transaction (the provider is called). The same ``idempotency_key`` refunds
@@ -36,25 +37,49 @@ def staff_order_refund(*, order: Order, amount: Decimal | None, reason: str, sta
     earlier = Refund.objects.filter(idempotency_key=idempotency_key).first()
     if amount is None:
         amount = earlier.amount if earlier else Order.objects.get(pk=order.pk).amount_refundable
-    details = {"order_id": order.pk, "amount": str(amount), "currency": order.currency,
-               "idempotency_key": idempotency_key}
+    details = {
+        "order_id": order.pk,
+        "amount": str(amount),
+        "currency": order.currency,
+        "idempotency_key": idempotency_key,
+    }
 
     def audit(done: Order, refund: Refund) -> None:
         staff_action_record(
-            actor=staff_user, action=AuditAction.STAFF_ORDER_REFUND, reason=reason, user=order.user_id,
-            details={**details, "refund_id": refund.pk, "provider_refund_id": refund.provider_refund_id,
-                     "order_status": done.status, "amount_refunded": str(done.amount_refunded),
-                     "credits_clawed_back": done.credits_clawed_back,
-                     "credits_unrecovered": done.credits_unrecovered},
+            actor=staff_user,
+            action=AuditAction.STAFF_ORDER_REFUND,
+            reason=reason,
+            user=order.user_id,
+            details={
+                **details,
+                "refund_id": refund.pk,
+                "provider_refund_id": refund.provider_refund_id,
+                "order_status": done.status,
+                "amount_refunded": str(done.amount_refunded),
+                "credits_clawed_back": done.credits_clawed_back,
+                "credits_unrecovered": done.credits_unrecovered,
+            },
         )
 
     try:
-        done = order_refund(order=order, amount=amount, reason=reason, staff_user=staff_user,
-                            idempotency_key=idempotency_key, audit=audit)
+        done = order_refund(
+            order=order,
+            amount=amount,
+            reason=reason,
+            staff_user=staff_user,
+            idempotency_key=idempotency_key,
+            audit=audit,
+        )
     except PaymentsError as exc:
-        staff_action_record(actor=staff_user, action=AuditAction.STAFF_ORDER_REFUND, reason=reason,
-                            user=order.user_id, success=False, error=f"{type(exc).__name__}: {exc}",
-                            details=details)
+        staff_action_record(
+            actor=staff_user,
+            action=AuditAction.STAFF_ORDER_REFUND,
+            reason=reason,
+            user=order.user_id,
+            success=False,
+            error=f"{type(exc).__name__}: {exc}",
+            details=details,
+        )
         raise
     return done, Refund.objects.filter(idempotency_key=idempotency_key).first()
 
@@ -66,28 +91,48 @@ def staff_webhook_replay(*, event: WebhookEvent, reason: str, staff_user) -> Web
     nothing (the pipeline handles each event once).
     """
     reason = (reason or "").strip()
-    details = {"webhook_event_id": event.pk, "provider": event.provider, "event_id": event.event_id,
-               "type": event.type}
+    details = {
+        "webhook_event_id": event.pk,
+        "provider": event.provider,
+        "event_id": event.event_id,
+        "type": event.type,
+    }
     try:
-        if staff_user is None or not staff_user.is_staff or not staff_user.has_perm(REPLAY_PERMISSION):
+        if (
+            staff_user is None
+            or not staff_user.is_staff
+            or not staff_user.has_perm(REPLAY_PERMISSION)
+        ):
             raise PermissionMissing(f"{staff_user} may not replay webhook events.")
         if not reason:
             raise BackofficeError("A replay needs a reason.")
         with transaction.atomic(durable=True):
             row = WebhookEvent.objects.select_for_update().get(pk=event.pk)
             if not row.signature_valid:
-                raise BackofficeError(f"Event {row.event_id} was never verified; it cannot be replayed.")
+                raise BackofficeError(
+                    f"Event {row.event_id} was never verified; it cannot be replayed."
+                )
             if row.status in DONE:
                 raise BackofficeError(
                     f"Event {row.event_id} is already {row.get_status_display().lower()}; replaying it would change nothing."
                 )
             previous = row.status
             webhook_replay(event_pk=row.pk)
-            staff_action_record(actor=staff_user, action=AuditAction.STAFF_WEBHOOK_REPLAY, reason=reason,
-                                user=row.order.user_id if row.order_id else None,
-                                details={**details, "previous_status": previous, "attempts": row.attempts})
+            staff_action_record(
+                actor=staff_user,
+                action=AuditAction.STAFF_WEBHOOK_REPLAY,
+                reason=reason,
+                user=row.order.user_id if row.order_id else None,
+                details={**details, "previous_status": previous, "attempts": row.attempts},
+            )
     except BackofficeError as exc:
-        staff_action_record(actor=staff_user, action=AuditAction.STAFF_WEBHOOK_REPLAY, reason=reason, success=False,
-                            error=f"{type(exc).__name__}: {exc}", details=details)
+        staff_action_record(
+            actor=staff_user,
+            action=AuditAction.STAFF_WEBHOOK_REPLAY,
+            reason=reason,
+            success=False,
+            error=f"{type(exc).__name__}: {exc}",
+            details=details,
+        )
         raise
     return WebhookEvent.objects.get(pk=event.pk)

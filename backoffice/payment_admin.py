@@ -33,19 +33,27 @@ class StaffOrderAdmin(payments_admin.OrderAdmin):
 
     def get_urls(self):
         return [
-            path("<path:object_id>/refund/", self.admin_site.admin_view(self.refund_view),
-                 name="payments_order_refund"),
+            path(
+                "<path:object_id>/refund/",
+                self.admin_site.admin_view(self.refund_view),
+                name="payments_order_refund",
+            ),
         ] + super().get_urls()
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "can_refund": self.has_refund_order_permission(request)}
+        extra_context = {
+            **(extra_context or {}),
+            "can_refund": self.has_refund_order_permission(request),
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.action(description="Refund the selected orders…", permissions=["refund_order"])
     def refund(self, request, queryset, *, done_url=None, form_url=""):
         orders = list(queryset.select_related("user"))
         return confirmed_action(
-            self, request, orders,
+            self,
+            request,
+            orders,
             action="refund",
             title="Refund orders",
             form_class=RefundOrderForm,
@@ -75,26 +83,39 @@ class StaffOrderAdmin(payments_admin.OrderAdmin):
             raise PermissionDenied
         order = get_object_or_404(self.get_queryset(request), pk=object_id)
         return self.refund(
-            request, Order.objects.filter(pk=order.pk),
-            done_url=reverse("admin:payments_order_change", args=[order.pk]), form_url=request.path,
+            request,
+            Order.objects.filter(pk=order.pk),
+            done_url=reverse("admin:payments_order_change", args=[order.pk]),
+            form_url=request.path,
         )
 
 
 def _refund_one(request, order, data):
     done, refund = staff_order_refund(
-        order=order, amount=data.get("amount"), reason=data["reason"], staff_user=request.user,
+        order=order,
+        amount=data.get("amount"),
+        reason=data["reason"],
+        staff_user=request.user,
         idempotency_key=submission_key(data, "refund", order),
     )
     in_flight = refund is not None and refund.status != refund.Status.SUCCEEDED
     text = format_html(
         "Order #{}: refunded {} {} (provider refund {}{}); {} {} refunded in all, status {}; "
         "{} credits taken back{}.",
-        order.pk, refund.amount if refund else data.get("amount"), refund.currency if refund else order.currency,
+        order.pk,
+        refund.amount if refund else data.get("amount"),
+        refund.currency if refund else order.currency,
         refund.provider_refund_id if refund else "–",
-        f", {refund.get_status_display().lower()} at the provider: credits come back if it fails" if in_flight else "",
-        done.amount_refunded, done.currency, done.get_status_display().lower(),
+        f", {refund.get_status_display().lower()} at the provider: credits come back if it fails"
+        if in_flight
+        else "",
+        done.amount_refunded,
+        done.currency,
+        done.get_status_display().lower(),
         done.credits_clawed_back,
-        f", {done.credits_unrecovered} already spent and unrecovered" if done.credits_unrecovered else "",
+        f", {done.credits_unrecovered} already spent and unrecovered"
+        if done.credits_unrecovered
+        else "",
     )
     return (messages.WARNING if done.credits_unrecovered else messages.SUCCESS), text
 
@@ -109,15 +130,20 @@ class StaffWebhookEventAdmin(payments_admin.WebhookEventAdmin):
     @admin.action(description="Replay the selected events…", permissions=["replay"])
     def replay(self, request, queryset):
         return confirmed_action(
-            self, request, queryset,
+            self,
+            request,
+            queryset,
             action="replay",
             title="Replay webhook events",
             form_class=ConfirmActionForm,
             perform=_replay_one,
             columns=[
-                ("Event", lambda e: e.event_id), ("Provider", lambda e: e.get_provider_display()),
-                ("Type", lambda e: e.type), ("Status", lambda e: e.get_status_display()),
-                ("Attempts", lambda e: e.attempts), ("Last error", lambda e: e.last_error[:120] or "–"),
+                ("Event", lambda e: e.event_id),
+                ("Provider", lambda e: e.get_provider_display()),
+                ("Type", lambda e: e.type),
+                ("Status", lambda e: e.get_status_display()),
+                ("Attempts", lambda e: e.attempts),
+                ("Last error", lambda e: e.last_error[:120] or "–"),
             ],
             submit_label="Replay",
             intro=(

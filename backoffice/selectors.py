@@ -51,7 +51,10 @@ class CreditFlows:
     clawed_back: list[int]
 
     def totals(self) -> dict[str, int]:
-        return {name: sum(getattr(self, name)) for name in ("purchased", "spent", "refunded", "clawed_back")}
+        return {
+            name: sum(getattr(self, name))
+            for name in ("purchased", "spent", "refunded", "clawed_back")
+        }
 
 
 @dataclass
@@ -88,7 +91,9 @@ class Dashboard:
     def discrepancies(self) -> list[dict]:
         """The findings of the period's runs, flagged ones (left for staff) first, newest run first."""
         items = [
-            {**d, "run": run} for run in self.discrepancy_runs for d in (run.discrepancies or [])
+            {**d, "run": run}
+            for run in self.discrepancy_runs
+            for d in (run.discrepancies or [])
             if isinstance(d, dict)
         ]
         items.sort(key=lambda d: d.get("action") != "flagged")
@@ -138,7 +143,9 @@ def credit_flows(*, period: Period) -> CreditFlows:
     }
     flows = CreditFlows(*([0] * len(index) for _ in range(4)))
     rows = (
-        LedgerEntry.objects.filter(kind__in=list(kinds), created_at__gte=period.since, created_at__lt=period.until)
+        LedgerEntry.objects.filter(
+            kind__in=list(kinds), created_at__gte=period.since, created_at__lt=period.until
+        )
         .annotate(day=TruncDate("created_at"))
         .values("kind", "day")
         .annotate(total=Sum("amount"))
@@ -166,8 +173,15 @@ def job_stats(*, period: Period) -> list[JobStats]:
         .order_by("operation", "model")
     )
     return [
-        JobStats(row["operation"], row["model"], row["total"], row["completed"], row["failed"], row["refunded"],
-                 float(row["mean_cost"]) if row["mean_cost"] is not None else None)
+        JobStats(
+            row["operation"],
+            row["model"],
+            row["total"],
+            row["completed"],
+            row["failed"],
+            row["refunded"],
+            float(row["mean_cost"]) if row["mean_cost"] is not None else None,
+        )
         for row in rows
     ]
 
@@ -184,7 +198,8 @@ def dashboard_build(*, start: date, end: date) -> Dashboard:
         open_dispute_count=disputes.count(),
         discrepancy_runs=list(
             ReconciliationRun.objects.filter(
-                started_at__gte=period.since, started_at__lt=period.until,
+                started_at__gte=period.since,
+                started_at__lt=period.until,
                 status=ReconciliationRun.Status.DISCREPANCIES,
             ).order_by("-started_at")[:20]
         ),

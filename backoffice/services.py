@@ -57,7 +57,9 @@ def adjustment_submit(
     description = " ".join((description or "").split())
     _check_amount_and_reason(amount, reason)
     if len(description) > DESCRIPTION_MAX_LENGTH:
-        raise InvalidAmount(f"The customer-facing description is longer than {DESCRIPTION_MAX_LENGTH} characters.")
+        raise InvalidAmount(
+            f"The customer-facing description is longer than {DESCRIPTION_MAX_LENGTH} characters."
+        )
     _require_perm(staff_user, ADJUST_PERMISSION, "adjust credits")
     details = {"amount": amount, "idempotency_key": idempotency_key, "description": description}
     if not needs_second_approval(amount):
@@ -66,16 +68,25 @@ def adjustment_submit(
             with transaction.atomic(durable=True):
                 repeat = LedgerEntry.objects.filter(idempotency_key=key).exists()
                 entry = credits_adjust(
-                    user=user, amount=amount, reason=reason, description=description,
-                    staff_user=staff_user, idempotency_key=key,
+                    user=user,
+                    amount=amount,
+                    reason=reason,
+                    description=description,
+                    staff_user=staff_user,
+                    idempotency_key=key,
                 )
                 if not repeat:
                     staff_action_record(
-                        actor=staff_user, action=AuditAction.STAFF_CREDITS_ADJUST, reason=reason, user=user,
+                        actor=staff_user,
+                        action=AuditAction.STAFF_CREDITS_ADJUST,
+                        reason=reason,
+                        user=user,
                         details={**details, "ledger_entry_id": entry.pk},
                     )
         except CreditsError as exc:
-            _record_failure(staff_user, AuditAction.STAFF_CREDITS_ADJUST, reason, user, exc, details)
+            _record_failure(
+                staff_user, AuditAction.STAFF_CREDITS_ADJUST, reason, user, exc, details
+            )
             raise
         return AdjustmentOutcome(entry=entry)
 
@@ -86,23 +97,39 @@ def adjustment_submit(
         )
         if created:
             staff_action_record(
-                actor=staff_user, action=AuditAction.STAFF_ADJUSTMENT_REQUEST, reason=reason, user=user,
-                details={**details, "adjustment_request_id": request.pk,
-                         "threshold": app_settings.adjustment_approval_threshold()},
+                actor=staff_user,
+                action=AuditAction.STAFF_ADJUSTMENT_REQUEST,
+                reason=reason,
+                user=user,
+                details={
+                    **details,
+                    "adjustment_request_id": request.pk,
+                    "threshold": app_settings.adjustment_approval_threshold(),
+                },
             )
-        elif (request.user_id, request.amount, request.requested_by_id) != (user.pk, amount, staff_user.pk):
-            raise InvalidAmount(f"Request key {idempotency_key!r} was already used for a different adjustment.")
+        elif (request.user_id, request.amount, request.requested_by_id) != (
+            user.pk,
+            amount,
+            staff_user.pk,
+        ):
+            raise InvalidAmount(
+                f"Request key {idempotency_key!r} was already used for a different adjustment."
+            )
     return AdjustmentOutcome(request=request)
 
 
-def adjustment_approve(*, adjustment_request: AdjustmentRequest, staff_user, note: str) -> AdjustmentRequest:
+def adjustment_approve(
+    *, adjustment_request: AdjustmentRequest, staff_user, note: str
+) -> AdjustmentRequest:
     """Apply a pending large adjustment. The approver must not be the staff member who asked."""
     note = (note or "").strip()
     _require_perm(staff_user, APPROVE_PERMISSION, "approve adjustments")
     pk = adjustment_request.pk
     try:
         with transaction.atomic(durable=True):
-            request = AdjustmentRequest.objects.select_for_update().select_related("user").get(pk=pk)
+            request = (
+                AdjustmentRequest.objects.select_for_update().select_related("user").get(pk=pk)
+            )
             if request.requested_by_id == staff_user.pk:
                 raise SelfApproval()
             if request.status != AdjustmentRequest.Status.PENDING:
@@ -114,7 +141,10 @@ def adjustment_approve(*, adjustment_request: AdjustmentRequest, staff_user, not
                 description=adjustment_request_description(request),
                 staff_user=staff_user,
                 idempotency_key=request.idempotency_key,
-                metadata={"adjustment_request_id": request.pk, "requested_by_id": request.requested_by_id},
+                metadata={
+                    "adjustment_request_id": request.pk,
+                    "requested_by_id": request.requested_by_id,
+                },
             )
             request.status = AdjustmentRequest.Status.APPLIED
             request.decided_by = staff_user
@@ -122,26 +152,48 @@ def adjustment_approve(*, adjustment_request: AdjustmentRequest, staff_user, not
             request.decision_note = note
             request.ledger_entry = entry
             request.last_error = ""
-            request.save(update_fields=["status", "decided_by", "decided_at", "decision_note",
-                                        "ledger_entry", "last_error"])
+            request.save(
+                update_fields=[
+                    "status",
+                    "decided_by",
+                    "decided_at",
+                    "decision_note",
+                    "ledger_entry",
+                    "last_error",
+                ]
+            )
             staff_action_record(
-                actor=staff_user, action=AuditAction.STAFF_ADJUSTMENT_APPROVE, reason=note or request.reason,
+                actor=staff_user,
+                action=AuditAction.STAFF_ADJUSTMENT_APPROVE,
+                reason=note or request.reason,
                 user=request.user_id,
-                details={"adjustment_request_id": request.pk, "amount": request.amount,
-                         "requested_by_id": request.requested_by_id, "ledger_entry_id": entry.pk},
+                details={
+                    "adjustment_request_id": request.pk,
+                    "amount": request.amount,
+                    "requested_by_id": request.requested_by_id,
+                    "ledger_entry_id": entry.pk,
+                },
             )
     except (CreditsError, SelfApproval, NotPending) as exc:
         with transaction.atomic():
             AdjustmentRequest.objects.filter(pk=pk, status=AdjustmentRequest.Status.PENDING).update(
                 last_error=str(exc)[:2000]
             )
-            _record_failure(staff_user, AuditAction.STAFF_ADJUSTMENT_APPROVE, note, adjustment_request.user_id, exc,
-                            {"adjustment_request_id": pk, "amount": adjustment_request.amount})
+            _record_failure(
+                staff_user,
+                AuditAction.STAFF_ADJUSTMENT_APPROVE,
+                note,
+                adjustment_request.user_id,
+                exc,
+                {"adjustment_request_id": pk, "amount": adjustment_request.amount},
+            )
         raise
     return request
 
 
-def adjustment_reject(*, adjustment_request: AdjustmentRequest, staff_user, note: str) -> AdjustmentRequest:
+def adjustment_reject(
+    *, adjustment_request: AdjustmentRequest, staff_user, note: str
+) -> AdjustmentRequest:
     """Close a pending large adjustment without applying it. A note saying why is required."""
     note = (note or "").strip()
     if not note:
@@ -157,9 +209,15 @@ def adjustment_reject(*, adjustment_request: AdjustmentRequest, staff_user, note
         request.decision_note = note
         request.save(update_fields=["status", "decided_by", "decided_at", "decision_note"])
         staff_action_record(
-            actor=staff_user, action=AuditAction.STAFF_ADJUSTMENT_REJECT, reason=note, user=request.user_id,
-            details={"adjustment_request_id": request.pk, "amount": request.amount,
-                     "requested_by_id": request.requested_by_id},
+            actor=staff_user,
+            action=AuditAction.STAFF_ADJUSTMENT_REJECT,
+            reason=note,
+            user=request.user_id,
+            details={
+                "adjustment_request_id": request.pk,
+                "amount": request.amount,
+                "requested_by_id": request.requested_by_id,
+            },
         )
     return request
 
@@ -171,7 +229,9 @@ def adjustment_request_description(request: AdjustmentRequest) -> str:
     transaction as the request.
     """
     row = (
-        AuditLog.objects.filter(action=AuditAction.STAFF_ADJUSTMENT_REQUEST, metadata__adjustment_request_id=request.pk)
+        AuditLog.objects.filter(
+            action=AuditAction.STAFF_ADJUSTMENT_REQUEST, metadata__adjustment_request_id=request.pk
+        )
         .values_list("metadata", flat=True)
         .first()
     )
@@ -189,12 +249,24 @@ def _check_amount_and_reason(amount, reason: str) -> None:
 
 
 def _require_perm(staff_user, perm: str, what: str) -> None:
-    if staff_user is None or not staff_user.is_active or not staff_user.is_staff or not staff_user.has_perm(perm):
+    if (
+        staff_user is None
+        or not staff_user.is_active
+        or not staff_user.is_staff
+        or not staff_user.has_perm(perm)
+    ):
         raise PermissionMissing(f"{staff_user or 'Nobody'} may not {what}.")
 
 
-def _record_failure(staff_user, action: AuditAction, reason: str, user, exc: Exception, details: dict) -> None:
+def _record_failure(
+    staff_user, action: AuditAction, reason: str, user, exc: Exception, details: dict
+) -> None:
     staff_action_record(
-        actor=staff_user, action=action, reason=reason, user=user, success=False,
-        error=f"{type(exc).__name__}: {exc}", details=details,
+        actor=staff_user,
+        action=action,
+        reason=reason,
+        user=user,
+        success=False,
+        error=f"{type(exc).__name__}: {exc}",
+        details=details,
     )

@@ -55,7 +55,15 @@ class UserLedgerInline(LedgerEntryInline):
     fk_name = "user"
     limit = 20
     verbose_name_plural = "Newest ledger entries (up to 20)"
-    fields = ("created_at", "kind", "amount", "balance_after", "description", "internal_note", "source_link")
+    fields = (
+        "created_at",
+        "kind",
+        "amount",
+        "balance_after",
+        "description",
+        "internal_note",
+        "source_link",
+    )
     readonly_fields = fields
 
 
@@ -63,7 +71,15 @@ class OrderInline(RecentReadOnlyInline):
     model = Order
     limit = 10
     verbose_name_plural = "Newest orders (up to 10)"
-    fields = ("created_at", "status", "provider", "amount", "currency", "credits", "amount_refunded")
+    fields = (
+        "created_at",
+        "status",
+        "provider",
+        "amount",
+        "currency",
+        "credits",
+        "amount_refunded",
+    )
     readonly_fields = fields
     ordering = ("-created_at",)
 
@@ -82,26 +98,80 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
     form = UserChangeForm
     add_form = UserCreationForm
     change_form_template = "admin/accounts/user/change_form.html"
-    list_display = ("email", "name", "status", "membership_tier", "balance", "is_staff", "created_at")
+    list_display = (
+        "email",
+        "name",
+        "status",
+        "membership_tier",
+        "balance",
+        "is_staff",
+        "created_at",
+    )
     list_select_related = ("credit_balance",)
-    list_filter = ("status", "membership_tier", "is_staff", "is_active", ("deleted_at", admin.EmptyFieldListFilter))
+    list_filter = (
+        "status",
+        "membership_tier",
+        "is_staff",
+        "is_active",
+        ("deleted_at", admin.EmptyFieldListFilter),
+    )
     search_fields = ("email",)
     search_help_text = "An exact email address or user id."
     exact_int_fields = ("pk",)
     exact_email_fields = ("email",)
     exact_text_fields = ("stripe_customer_id",)
     ordering = ("-created_at",)
-    readonly_fields = ("credits_summary", "last_login", "last_login_ip", "last_login_at", "created_at", "updated_at",
-                       "deleted_at")
+    readonly_fields = (
+        "credits_summary",
+        "last_login",
+        "last_login_ip",
+        "last_login_at",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+    )
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        ("Profile", {"fields": ("name", "status", "membership_tier", "membership_expires_at", "stripe_customer_id")}),
+        (
+            "Profile",
+            {
+                "fields": (
+                    "name",
+                    "status",
+                    "membership_tier",
+                    "membership_expires_at",
+                    "stripe_customer_id",
+                )
+            },
+        ),
         ("Credits", {"fields": ("credits_summary",)}),
-        ("Activity", {"fields": ("last_login", "last_login_at", "last_login_ip", "created_at", "updated_at",
-                                 "deleted_at")}),
-        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        (
+            "Activity",
+            {
+                "fields": (
+                    "last_login",
+                    "last_login_at",
+                    "last_login_ip",
+                    "created_at",
+                    "updated_at",
+                    "deleted_at",
+                )
+            },
+        ),
+        (
+            "Permissions",
+            {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")},
+        ),
     )
-    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "usable_password", "password1", "password2")}),)
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("email", "usable_password", "password1", "password2"),
+            },
+        ),
+    )
     inlines = (UserLedgerInline, OrderInline, GenerationJobInline)
     actions = ("adjust_credits", "delete_accounts")
 
@@ -121,11 +191,14 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
             .annotate(total=Sum("amount"), refunded=Sum("amount_refunded"), n=Count("id"))
             .order_by("currency")
         )
-        paid_text = "; ".join(
-            f"{money(row['total'], row['currency'])} in {row['n']} order{pluralize(row['n'])}, "
-            f"{money(row['refunded'], row['currency'])} refunded"
-            for row in paid
-        ) or "nothing yet"
+        paid_text = (
+            "; ".join(
+                f"{money(row['total'], row['currency'])} in {row['n']} order{pluralize(row['n'])}, "
+                f"{money(row['refunded'], row['currency'])} refunded"
+                for row in paid
+            )
+            or "nothing yet"
+        )
         return format_html(
             '<dl class="bo-summary" data-testid="credits-summary">'
             "<dt>Balance</dt><dd>{}</dd><dt>Lifetime received</dt><dd>{}</dd>"
@@ -188,10 +261,18 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
         if not self.has_export_user_data_permission(request):
             raise PermissionDenied
         user = get_object_or_404(self.get_queryset(request), pk=object_id)
-        staff_action_record(actor=request.user, action=AuditAction.STAFF_ACCOUNT_EXPORT, reason="Data export downloaded", user=user)
+        staff_action_record(
+            actor=request.user,
+            action=AuditAction.STAFF_ACCOUNT_EXPORT,
+            reason="Data export downloaded",
+            user=user,
+        )
         return export_response(user)
 
-    @admin.action(description="Delete the selected accounts and erase their personal data…", permissions=["erase_user"])
+    @admin.action(
+        description="Delete the selected accounts and erase their personal data…",
+        permissions=["erase_user"],
+    )
     def delete_accounts(self, request, queryset, *, done_url=None, form_url=""):
         return confirmed_action(
             self,
@@ -225,7 +306,9 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
             form_url=request.path,
         )
 
-    @admin.action(description="Adjust credits of the selected users…", permissions=["adjust_credits"])
+    @admin.action(
+        description="Adjust credits of the selected users…", permissions=["adjust_credits"]
+    )
     def adjust_credits(self, request, queryset, *, done_url=None, form_url=""):
         threshold = backoffice_settings.adjustment_approval_threshold()
         return confirmed_action(
@@ -272,11 +355,15 @@ def _adjust_one(request, user, data):
     if outcome.needs_approval:
         return messages.WARNING, format_html(
             "User {}: an adjustment of {} credits needs a second staff member; {} is waiting for approval.",
-            user, f"{amount:+d}", admin_link(type(outcome.request), outcome.request.pk, f"request #{outcome.request.pk}"),
+            user,
+            f"{amount:+d}",
+            admin_link(type(outcome.request), outcome.request.pk, f"request #{outcome.request.pk}"),
         )
     return messages.SUCCESS, format_html(
         "User {}: adjusted by {} credits, balance now {} ({}).",
-        user, f"{amount:+d}", outcome.entry.balance_after,
+        user,
+        f"{amount:+d}",
+        outcome.entry.balance_after,
         admin_link(LedgerEntry, outcome.entry.pk, f"ledger entry #{outcome.entry.pk}"),
     )
 
@@ -286,9 +373,23 @@ def _delete_one(request, user, data):
     try:
         account_delete(user=user, actor=request.user, reason=data["reason"])
     except AccountNotDeletable as exc:
-        staff_action_record(actor=request.user, action=AuditAction.STAFF_ACCOUNT_DELETE, reason=data["reason"], user=user,
-                            success=False, error=str(exc))
+        staff_action_record(
+            actor=request.user,
+            action=AuditAction.STAFF_ACCOUNT_DELETE,
+            reason=data["reason"],
+            user=user,
+            success=False,
+            error=str(exc),
+        )
         raise
-    staff_action_record(actor=request.user, action=AuditAction.STAFF_ACCOUNT_DELETE, reason=data["reason"], user=user,
-                        details={"submission": submission_key(data, "delete", user)})
-    return messages.SUCCESS, f"User {email}: account deleted, personal data erased (now user #{user.pk})."
+    staff_action_record(
+        actor=request.user,
+        action=AuditAction.STAFF_ACCOUNT_DELETE,
+        reason=data["reason"],
+        user=user,
+        details={"submission": submission_key(data, "delete", user)},
+    )
+    return (
+        messages.SUCCESS,
+        f"User {email}: account deleted, personal data erased (now user #{user.pk}).",
+    )

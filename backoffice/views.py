@@ -71,8 +71,12 @@ def dashboard(request):
     jobs_chart = charts.bar_chart(
         title="Job success rate by operation and model",
         rows=[
-            (f"{j.operation} · {j.model}", j.success_rate,
-             f"of {j.finished} finished" + (f", mean {j.mean_cost:.1f} credits" if j.mean_cost is not None else ""))
+            (
+                f"{j.operation} · {j.model}",
+                j.success_rate,
+                f"of {j.finished} finished"
+                + (f", mean {j.mean_cost:.1f} credits" if j.mean_cost is not None else ""),
+            )
             for j in board.jobs
         ],
     )
@@ -86,14 +90,20 @@ def dashboard(request):
         "end": end,
         "revenue_charts": revenue_charts,
         "credits_chart": credits_chart,
-        "credit_rows": list(zip(days, flows.purchased, flows.spent, flows.refunded, flows.clawed_back)),
+        "credit_rows": list(
+            zip(days, flows.purchased, flows.spent, flows.refunded, flows.clawed_back)
+        ),
         "credit_totals": flows.totals(),
         "jobs_chart": jobs_chart,
         "export_ledger_url": (
-            f"{reverse('backoffice:export_ledger')}?{query}" if request.user.has_perm(EXPORT_LEDGER_PERMISSION) else ""
+            f"{reverse('backoffice:export_ledger')}?{query}"
+            if request.user.has_perm(EXPORT_LEDGER_PERMISSION)
+            else ""
         ),
         "export_orders_url": (
-            f"{reverse('backoffice:export_orders')}?{query}" if request.user.has_perm(EXPORT_ORDERS_PERMISSION) else ""
+            f"{reverse('backoffice:export_orders')}?{query}"
+            if request.user.has_perm(EXPORT_ORDERS_PERMISSION)
+            else ""
         ),
         "period_choices": PeriodForm.PERIODS,
         "current_period": (request.GET.get("period") or ("" if request.GET.get("start") else "30")),
@@ -101,30 +111,68 @@ def dashboard(request):
     return render(request, "backoffice/dashboard.html", context)
 
 
-LEDGER_EXPORT_COLUMNS = ["id", "created_at", "user_id", "user__email", "kind", "amount", "balance_before",
-                         "balance_after", "order_id", "job_id", "reverses_id", "created_by_id", "idempotency_key",
-                         "description", "internal_note"]
+LEDGER_EXPORT_COLUMNS = [
+    "id",
+    "created_at",
+    "user_id",
+    "user__email",
+    "kind",
+    "amount",
+    "balance_before",
+    "balance_after",
+    "order_id",
+    "job_id",
+    "reverses_id",
+    "created_by_id",
+    "idempotency_key",
+    "description",
+    "internal_note",
+]
 #: The ledger export's columns for an entry's source, one per kind (as when entries held them apart).
 LEDGER_SOURCE_COLUMNS = {"order_id": ORDER_SOURCE, "job_id": JOB_SOURCE}
-ORDER_EXPORT_COLUMNS = ["id", "created_at", "completed_at", "user_id", "user__email", "status", "provider", "amount",
-                        "currency", "credits", "amount_refunded", "credits_clawed_back", "credits_unrecovered",
-                        "dispute_status", "provider_order_id", "provider_payment_id", "package_id"]
+ORDER_EXPORT_COLUMNS = [
+    "id",
+    "created_at",
+    "completed_at",
+    "user_id",
+    "user__email",
+    "status",
+    "provider",
+    "amount",
+    "currency",
+    "credits",
+    "amount_refunded",
+    "credits_clawed_back",
+    "credits_unrecovered",
+    "dispute_status",
+    "provider_order_id",
+    "provider_payment_id",
+    "package_id",
+]
 
 
 @staff_member_required
 def export_ledger(request):
     """Every ledger entry of the period, oldest first, streamed (constant memory at any size)."""
-    entries = LedgerEntry.objects.annotate(**{
-        column: Case(When(source_type=source_type, then=F("source_id")), output_field=BigIntegerField())
-        for column, source_type in LEDGER_SOURCE_COLUMNS.items()
-    })
-    return _export_period(request, entries, LEDGER_EXPORT_COLUMNS, EXPORT_LEDGER_PERMISSION, "ledger")
+    entries = LedgerEntry.objects.annotate(
+        **{
+            column: Case(
+                When(source_type=source_type, then=F("source_id")), output_field=BigIntegerField()
+            )
+            for column, source_type in LEDGER_SOURCE_COLUMNS.items()
+        }
+    )
+    return _export_period(
+        request, entries, LEDGER_EXPORT_COLUMNS, EXPORT_LEDGER_PERMISSION, "ledger"
+    )
 
 
 @staff_member_required
 def export_orders(request):
     """Every order created in the period, oldest first, streamed."""
-    return _export_period(request, Order.objects.all(), ORDER_EXPORT_COLUMNS, EXPORT_ORDERS_PERMISSION, "orders")
+    return _export_period(
+        request, Order.objects.all(), ORDER_EXPORT_COLUMNS, EXPORT_ORDERS_PERMISSION, "orders"
+    )
 
 
 def _export_period(request, rows_of: QuerySet, columns: list[str], permission: str, name: str):

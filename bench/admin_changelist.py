@@ -36,7 +36,9 @@ def parse_args():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=5_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--reuse", action="store_true", help="keep the database if it already holds --rows entries")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep the database if it already holds --rows entries"
+    )
     return parser.parse_args()
 
 
@@ -152,8 +154,18 @@ def install_urls():
     plain_site = admin.AdminSite(name="plain")
 
     class PlainLedgerAdmin(admin.ModelAdmin):
-        list_display = ("id", "created_at", "user", "kind", "amount", "balance_after", "source_type", "source_id",
-                        "created_by", "description")
+        list_display = (
+            "id",
+            "created_at",
+            "user",
+            "kind",
+            "amount",
+            "balance_after",
+            "source_type",
+            "source_id",
+            "created_by",
+            "description",
+        )
         list_select_related = ("user", "created_by")
         list_filter = ("kind", "created_at")
         search_fields = ("user__email", "idempotency_key")
@@ -161,8 +173,11 @@ def install_urls():
 
     plain_site.register(LedgerEntry, PlainLedgerAdmin)
     module = types.ModuleType("bench_admin_urls")
-    module.urlpatterns = [path("admin/", admin.site.urls), path("plain-admin/", plain_site.urls),
-                          path("staff/", include("backoffice.urls"))]
+    module.urlpatterns = [
+        path("admin/", admin.site.urls),
+        path("plain-admin/", plain_site.urls),
+        path("staff/", include("backoffice.urls")),
+    ]
     sys.modules["bench_admin_urls"] = module
     settings.ROOT_URLCONF = "bench_admin_urls"
     clear_url_caches()
@@ -188,8 +203,12 @@ def measure(client, url: str, repeat: int) -> dict:
         captured = [q["sql"] for q in ctx.captured_queries]
     full = [q for q in captured if is_full_count(q)]
     counts = [q for q in captured if "COUNT(" in q.upper()]
-    return {"median_ms": statistics.median(times) * 1000, "queries": len(captured), "full_counts": full,
-            "counts": counts}
+    return {
+        "median_ms": statistics.median(times) * 1000,
+        "queries": len(captured),
+        "full_counts": full,
+        "counts": counts,
+    }
 
 
 def main() -> int:
@@ -207,7 +226,10 @@ def main() -> int:
     settings.DEBUG = False
 
     if must_load:
-        print(f"loading {args.rows:,} ledger entries for {args.users:,} users into {args.db} ...", flush=True)
+        print(
+            f"loading {args.rows:,} ledger entries for {args.users:,} users into {args.db} ...",
+            flush=True,
+        )
         seconds = load(args)
         print(f"loaded in {seconds:.1f} s ({args.rows / seconds:,.0f} rows/s)")
     else:
@@ -219,8 +241,9 @@ def main() -> int:
     from django.test import Client
 
     User = get_user_model()
-    staff, _ = User.objects.get_or_create(email="bench-admin@example.com",
-                                          defaults={"is_staff": True, "is_superuser": True})
+    staff, _ = User.objects.get_or_create(
+        email="bench-admin@example.com", defaults={"is_staff": True, "is_superuser": True}
+    )
     client = Client()
     client.force_login(staff)
     install_urls()
@@ -232,7 +255,9 @@ def main() -> int:
         ("search: one user's email", "credits/ledgerentry/?q=bench-17%40example.com"),
     ]
     print()
-    print(f"{'page':<28} {'admin':<8} {'median ms':>10} {'queries':>8}  full COUNT(*)  counting query")
+    print(
+        f"{'page':<28} {'admin':<8} {'median ms':>10} {'queries':>8}  full COUNT(*)  counting query"
+    )
     for label, tail in pages:
         results = {}
         for name, prefix in (("default", "/plain-admin/"), ("ours", "/admin/")):
@@ -241,9 +266,15 @@ def main() -> int:
                 url = url.replace("kind__exact=", "kind=")
             r = measure(client, url, args.repeat)
             results[name] = r
-            how = (r["counts"][0][:60].replace("\n", " ") + "...") if r["counts"] else "none (planner estimate)"
-            print(f"{label:<28} {name:<8} {r['median_ms']:>10.1f} {r['queries']:>8}  "
-                  f"{'YES' if r['full_counts'] else 'no':<13}  {how}")
+            how = (
+                (r["counts"][0][:60].replace("\n", " ") + "...")
+                if r["counts"]
+                else "none (planner estimate)"
+            )
+            print(
+                f"{label:<28} {name:<8} {r['median_ms']:>10.1f} {r['queries']:>8}  "
+                f"{'YES' if r['full_counts'] else 'no':<13}  {how}"
+            )
         ratio = results["default"]["median_ms"] / results["ours"]["median_ms"]
         print(f"{'':<28} {'ratio':<8} {ratio:>9.1f}x  (default / ours)")
 
@@ -255,8 +286,10 @@ def main() -> int:
         size += len(chunk)
         lines += chunk.count(b"\n")
     seconds = time.perf_counter() - started
-    print(f"\nledger CSV export, last 30 days: {lines - 1:,} rows, {size / 1e6:.1f} MB in {seconds:.2f} s "
-          f"({(lines - 1) / seconds:,.0f} rows/s), streamed")
+    print(
+        f"\nledger CSV export, last 30 days: {lines - 1:,} rows, {size / 1e6:.1f} MB in {seconds:.2f} s "
+        f"({(lines - 1) / seconds:,.0f} rows/s), streamed"
+    )
     return 0
 
 

@@ -32,7 +32,9 @@ def ensure_database(server: str, name: str, *, fresh: bool) -> str:
     from psycopg import sql
 
     if not name.endswith("_bench"):
-        raise SystemExit(f"refusing to use {name!r}: the benchmark database's name must end in _bench")
+        raise SystemExit(
+            f"refusing to use {name!r}: the benchmark database's name must end in _bench"
+        )
     with psycopg.connect(database_url(server, "postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if exists and fresh:
@@ -108,7 +110,9 @@ def run_clients(
     start_at = time.time() + 0.3 + 0.05 * clients
     per_process = [list(range(p, clients, processes)) for p in range(processes)]
     workers = [
-        ctx.Process(target=_process_main, args=(make_operation, numbers, start_at, warmup, seconds, queue))
+        ctx.Process(
+            target=_process_main, args=(make_operation, numbers, start_at, warmup, seconds, queue)
+        )
         for numbers in per_process
     ]
     for worker in workers:
@@ -120,8 +124,12 @@ def run_clients(
     if failures:
         raise RuntimeError("a benchmark client failed:\n" + failures[0])
     latencies = [lat for r in results for lat in r[2]]
-    return Result(ops=sum(r[0] for r in results), errors=sum(r[1] for r in results), seconds=seconds,
-                  latencies=latencies)
+    return Result(
+        ops=sum(r[0] for r in results),
+        errors=sum(r[1] for r in results),
+        seconds=seconds,
+        latencies=latencies,
+    )
 
 
 def _process_main(make_operation, numbers, start_at, warmup, seconds, queue):

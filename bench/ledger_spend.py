@@ -68,22 +68,49 @@ VALUES (%(uid)s, NULL, 'credits.spend', true, jsonb_build_object('kind', 'SPEND'
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--server", default=os.environ.get("BENCH_SERVER", DEFAULT_SERVER),
-                        help="PostgreSQL server URL without a database (default %(default)s)")
-    parser.add_argument("--database", default="credits_bench", help="the benchmark's own database (*_bench)")
-    parser.add_argument("--fresh", action="store_true", help="drop and recreate the benchmark database first")
-    parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per run (default 2)")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="runs per implementation, interleaved forward and backward; the best counts (default 2)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("BENCH_SERVER", DEFAULT_SERVER),
+        help="PostgreSQL server URL without a database (default %(default)s)",
+    )
+    parser.add_argument(
+        "--database", default="credits_bench", help="the benchmark's own database (*_bench)"
+    )
+    parser.add_argument(
+        "--fresh", action="store_true", help="drop and recreate the benchmark database first"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=2.0, help="measured seconds per run (default 2)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="runs per implementation, interleaved forward and backward; the best counts (default 2)",
+    )
     parser.add_argument("--clients", default="1,4,16,64", help="client counts (default 1,4,16,64)")
-    parser.add_argument("--impls", default=",".join(IMPLEMENTATIONS), help="which implementations to run")
-    parser.add_argument("--workloads", default="random,hot", help="random users, one hot user, or both")
-    parser.add_argument("--users", type=int, default=2000, help="users in the random-users workload")
-    parser.add_argument("--sizes", default="10000,1000000", help="ledger sizes for the page and check timings")
-    parser.add_argument("--skip-spends", action="store_true", help="only the page and check_ledger timings")
+    parser.add_argument(
+        "--impls", default=",".join(IMPLEMENTATIONS), help="which implementations to run"
+    )
+    parser.add_argument(
+        "--workloads", default="random,hot", help="random users, one hot user, or both"
+    )
+    parser.add_argument(
+        "--users", type=int, default=2000, help="users in the random-users workload"
+    )
+    parser.add_argument(
+        "--sizes", default="10000,1000000", help="ledger sizes for the page and check timings"
+    )
+    parser.add_argument(
+        "--skip-spends", action="store_true", help="only the page and check_ledger timings"
+    )
     parser.add_argument("--skip-sizes", action="store_true", help="only the spend benchmark")
-    parser.add_argument("--quick", action="store_true", help="1.5 s runs and only the 10k-row ledger")
+    parser.add_argument(
+        "--quick", action="store_true", help="1.5 s runs and only the 10k-row ledger"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     if args.quick:
@@ -110,13 +137,18 @@ def bench_spends(args, url: str) -> list[dict]:
     hot = users[0]
     impls = [i for i in args.impls.split(",") if i]
     clients_list = [int(c) for c in args.clients.split(",") if c]
-    print(f"\nSpends of 1 credit: {args.rounds} interleaved run(s) of {args.seconds:g} s per implementation "
-          f"(best counts) after a 0.5 s warm-up; {args.users} users; PostgreSQL {connection.pg_version // 10000}; "
-          f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\nSpends of 1 credit: {args.rounds} interleaved run(s) of {args.seconds:g} s per implementation "
+        f"(best counts) after a 0.5 s warm-up; {args.users} users; PostgreSQL {connection.pg_version // 10000}; "
+        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}"
+    )
     print(round_trips(users[1]))
     rows = []
-    header = (f"{'workload':<8} {'clients':>7} | " + " | ".join(f"{i:>7} tps {'p99':>6}" for i in impls)
-              + " | svc/raw svc/naive svc/three")
+    header = (
+        f"{'workload':<8} {'clients':>7} | "
+        + " | ".join(f"{i:>7} tps {'p99':>6}" for i in impls)
+        + " | svc/raw svc/naive svc/three"
+    )
     print(header)
     print("-" * len(header))
     run_id = uuid.uuid4().hex[:8]
@@ -128,8 +160,11 @@ def bench_spends(args, url: str) -> list[dict]:
                 # Forward then backward, so a change in the machine's load hits every one alike.
                 for impl in impls if round_number % 2 == 0 else impls[::-1]:
                     tag = f"{run_id}:{workload}:{clients}:{impl}:{round_number}"
-                    result = run_clients(OPERATIONS[impl](url=url, pick=pick, tag=tag), clients=clients,
-                                         seconds=args.seconds)
+                    result = run_clients(
+                        OPERATIONS[impl](url=url, pick=pick, tag=tag),
+                        clients=clients,
+                        seconds=args.seconds,
+                    )
                     if impl not in results or result.tps > results[impl].tps:
                         results[impl] = result
             svc = results.get("service")
@@ -138,14 +173,28 @@ def bench_spends(args, url: str) -> list[dict]:
                 other = results.get(base)
                 return f"{svc.tps / other.tps:6.2f}x" if svc and other and other.tps else "     -"
 
-            line = f"{workload:<8} {clients:>7} | " + " | ".join(
-                f"{results[i].tps:11.0f} {results[i].p99_ms:6.1f}" for i in impls
-            ) + f" | {ratio('raw'):>7} {ratio('naive'):>9} {ratio('three'):>9}"
+            line = (
+                f"{workload:<8} {clients:>7} | "
+                + " | ".join(f"{results[i].tps:11.0f} {results[i].p99_ms:6.1f}" for i in impls)
+                + f" | {ratio('raw'):>7} {ratio('naive'):>9} {ratio('three'):>9}"
+            )
             errors = {i: r.errors for i, r in results.items() if r.errors}
             print(line + (f"   errors: {errors}" if errors else ""), flush=True)
-            rows.append({"workload": workload, "clients": clients,
-                         **{i: {"tps": round(r.tps, 1), "p99_ms": round(r.p99_ms, 2), "p50_ms": round(r.p50_ms, 2),
-                                "errors": r.errors} for i, r in results.items()}})
+            rows.append(
+                {
+                    "workload": workload,
+                    "clients": clients,
+                    **{
+                        i: {
+                            "tps": round(r.tps, 1),
+                            "p99_ms": round(r.p99_ms, 2),
+                            "p50_ms": round(r.p50_ms, 2),
+                            "errors": r.errors,
+                        }
+                        for i, r in results.items()
+                    },
+                }
+            )
     print("(tps = spends per second; p99 in milliseconds)")
     check = check_ledger_now()
     print(f"check_ledger after the spends: {check}")
@@ -164,18 +213,30 @@ def make_users(count: int) -> list:
     if len(existing) < count:
         start = len(existing)
         User.objects.bulk_create(
-            [User(email=f"bench-{i}@example.com", password="!", membership_tier=User.Tier.PRO)
-             for i in range(start, count)],
+            [
+                User(email=f"bench-{i}@example.com", password="!", membership_tier=User.Tier.PRO)
+                for i in range(start, count)
+            ],
             batch_size=1000,
         )
         existing = list(User.objects.filter(email__startswith="bench-").order_by("pk")[:count])
-        CreditBalance.objects.bulk_create([CreditBalance(user=u) for u in existing], ignore_conflicts=True,
-                                          batch_size=1000)
-    low = set(CreditBalance.objects.filter(user__in=existing, balance__lt=100_000_000).values_list("user_id", flat=True))
+        CreditBalance.objects.bulk_create(
+            [CreditBalance(user=u) for u in existing], ignore_conflicts=True, batch_size=1000
+        )
+    low = set(
+        CreditBalance.objects.filter(user__in=existing, balance__lt=100_000_000).values_list(
+            "user_id", flat=True
+        )
+    )
     top_up = uuid.uuid4().hex[:8]
     for user in existing:
         if user.pk in low:
-            credits_grant(user=user, amount=1_000_000_000, kind="BONUS", idempotency_key=f"bench-seed:{top_up}:{user.pk}")
+            credits_grant(
+                user=user,
+                amount=1_000_000_000,
+                kind="BONUS",
+                idempotency_key=f"bench-seed:{top_up}:{user.pk}",
+            )
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE credits_creditbalance")
     return existing
@@ -248,8 +309,14 @@ def op_raw(*, url, pick, tag):
         rng = random.Random(number)
 
         def spend(i):
-            m = Movement(user_id=pick(rng).pk, delta=-1, kind="SPEND", idempotency_key=f"b:{tag}:{number}:{i}",
-                         action="credits.spend", needs_no_holds=True)
+            m = Movement(
+                user_id=pick(rng).pk,
+                delta=-1,
+                kind="SPEND",
+                idempotency_key=f"b:{tag}:{number}:{i}",
+                action="credits.spend",
+                needs_no_holds=True,
+            )
             if conn.execute(_PG_MOVE, m.params()).fetchone() is None:
                 raise RuntimeError("refused")
 
@@ -272,11 +339,24 @@ def naive_spend(user_id: int, key: str) -> None:
         row.lifetime_spent += 1
         row.version += 1
         row.save()
-        [entry] = LedgerEntry.objects.bulk_create([LedgerEntry(
-            user_id=user_id, amount=-1, kind="SPEND", balance_before=row.balance + 1, balance_after=row.balance,
-            idempotency_key=key, created_at=timezone.now())])
-        AuditLog.objects.create(user_id=user_id, action="credits.spend",
-                                metadata={"kind": "SPEND", "amount": -1, "ledger_entry_id": entry.pk})
+        [entry] = LedgerEntry.objects.bulk_create(
+            [
+                LedgerEntry(
+                    user_id=user_id,
+                    amount=-1,
+                    kind="SPEND",
+                    balance_before=row.balance + 1,
+                    balance_after=row.balance,
+                    idempotency_key=key,
+                    created_at=timezone.now(),
+                )
+            ]
+        )
+        AuditLog.objects.create(
+            user_id=user_id,
+            action="credits.spend",
+            metadata={"kind": "SPEND", "amount": -1, "ledger_entry_id": entry.pk},
+        )
 
 
 def op_naive(*, url, pick, tag):
@@ -309,7 +389,13 @@ def op_three(*, url, pick, tag):
     return make
 
 
-OPERATIONS = {"service": op_service, "free": op_free, "raw": op_raw, "naive": op_naive, "three": op_three}
+OPERATIONS = {
+    "service": op_service,
+    "free": op_free,
+    "raw": op_raw,
+    "naive": op_naive,
+    "three": op_three,
+}
 
 
 def check_ledger_now() -> str:
@@ -326,8 +412,10 @@ def check_ledger_now() -> str:
 
 def bench_sizes(sizes: list[int]) -> list[dict]:
     print("\nHistory page (selector + template render) and check_ledger by ledger size")
-    print(f"{'rows':>10} | {'load s':>7} | {'page 1 ms':>9} | {'deep page ms':>12} | {'check_ledger s':>14} | "
-          f"{'rows/s':>10}")
+    print(
+        f"{'rows':>10} | {'load s':>7} | {'page 1 ms':>9} | {'deep page ms':>12} | {'check_ledger s':>14} | "
+        f"{'rows/s':>10}"
+    )
     out = []
     for size in sizes:
         heavy, load = load_ledger(size)
@@ -338,10 +426,20 @@ def bench_sizes(sizes: list[int]) -> list[dict]:
         check = median_seconds(ledger_check, repeat=3 if size <= 100_000 else 1)
         report = ledger_check()
         assert report.clean and report.entries == size, (report.entries, report.drift[:3])
-        print(f"{size:>10} | {load:7.1f} | {first * 1000:9.2f} | {deep * 1000:12.2f} | {check:14.2f} | "
-              f"{size / check:10.0f}", flush=True)
-        out.append({"rows": size, "load_s": round(load, 2), "page_ms": round(first * 1000, 2),
-                    "deep_page_ms": round(deep * 1000, 2), "check_ledger_s": round(check, 3)})
+        print(
+            f"{size:>10} | {load:7.1f} | {first * 1000:9.2f} | {deep * 1000:12.2f} | {check:14.2f} | "
+            f"{size / check:10.0f}",
+            flush=True,
+        )
+        out.append(
+            {
+                "rows": size,
+                "load_s": round(load, 2),
+                "page_ms": round(first * 1000, 2),
+                "deep_page_ms": round(deep * 1000, 2),
+                "check_ledger_s": round(check, 3),
+            }
+        )
     return out
 
 
@@ -355,14 +453,20 @@ def load_ledger(size: int):
 
     from accounts.models import User
 
-    users = list(User.objects.filter(email__startswith="bench-").order_by("pk").values_list("pk", flat=True)[:1000])
+    users = list(
+        User.objects.filter(email__startswith="bench-")
+        .order_by("pk")
+        .values_list("pk", flat=True)[:1000]
+    )
     if len(users) < 1000:
         users = [u.pk for u in make_users(1000)]
     heavy, others = users[0], users[1:]
     t0 = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE credits_ledgerentry, credits_auditlog CASCADE")
-        cursor.execute("UPDATE credits_creditbalance SET balance = 0, lifetime_earned = 0, lifetime_spent = 0")
+        cursor.execute(
+            "UPDATE credits_creditbalance SET balance = 0, lifetime_earned = 0, lifetime_spent = 0"
+        )
         heavy_rows = size // 10
         other_rows = size - heavy_rows
         after = "(2 * ((k + 1) / 2) - k / 2)"

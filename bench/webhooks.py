@@ -42,12 +42,20 @@ def parse_args():
     parser.add_argument("--db", default="credits_bench_webhooks")
     parser.add_argument("--events", type=int, default=1000, help="distinct events (one order each)")
     parser.add_argument("--senders", type=int, default=50)
-    parser.add_argument("--duplicates", type=float, default=0.2, help="share of deliveries that are repeats")
+    parser.add_argument(
+        "--duplicates", type=float, default=0.2, help="share of deliveries that are repeats"
+    )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
-    parser.add_argument("--rate", type=float, default=200,
-                        help="deliveries per second for the fixed-rate run (0 skips it)")
-    parser.add_argument("--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3"))
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=200,
+        help="deliveries per second for the fixed-rate run (0 skips it)",
+    )
+    parser.add_argument(
+        "--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+    )
     return parser.parse_args()
 
 
@@ -101,15 +109,34 @@ def prepare(args) -> list[tuple[bytes, str]]:
 
     for user in users:
         balance_ensure(user_id=user.pk)
-    orders = Order.objects.bulk_create([
-        Order(user=u, package=package, amount=package.price, currency=package.currency, credits=package.credits,
-              provider="SANDBOX") for u in users
-    ])
-    payments = SandboxPayment.objects.bulk_create([
-        SandboxPayment(token=uuid.uuid4().hex, order_ref=str(o.pk), description="Basic: 50 credits",
-                       amount=o.amount, currency=o.currency, status="paid", success_url="/", cancel_url="/")
-        for o in orders
-    ])
+    orders = Order.objects.bulk_create(
+        [
+            Order(
+                user=u,
+                package=package,
+                amount=package.price,
+                currency=package.currency,
+                credits=package.credits,
+                provider="SANDBOX",
+            )
+            for u in users
+        ]
+    )
+    payments = SandboxPayment.objects.bulk_create(
+        [
+            SandboxPayment(
+                token=uuid.uuid4().hex,
+                order_ref=str(o.pk),
+                description="Basic: 50 credits",
+                amount=o.amount,
+                currency=o.currency,
+                status="paid",
+                success_url="/",
+                cancel_url="/",
+            )
+            for o in orders
+        ]
+    )
     for order, payment in zip(orders, payments):
         order.provider_order_id = payment.checkout_id
     Order.objects.bulk_update(orders, ["provider_order_id"])
@@ -129,10 +156,27 @@ def free_port() -> int:
 def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
     log = open(ROOT / "var" / "bench-webhooks-gunicorn.log", "wb")
     proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi:application", "-b", f"127.0.0.1:{port}",
-         "-w", str(args.workers), "-k", "gthread", "--threads", str(args.threads), "--log-level", "warning",
-         "--keep-alive", "30"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(ROOT / ".venv" / "bin" / "gunicorn"),
+            "config.wsgi:application",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(args.workers),
+            "-k",
+            "gthread",
+            "--threads",
+            str(args.threads),
+            "--log-level",
+            "warning",
+            "--keep-alive",
+            "30",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -146,8 +190,9 @@ def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
     raise SystemExit("gunicorn did not start; see var/bench-webhooks-gunicorn.log")
 
 
-def send_all(port: int, path: str, deliveries: list[tuple[bytes, str]], senders: int,
-             rate: float = 0) -> tuple[list, float, dict]:
+def send_all(
+    port: int, path: str, deliveries: list[tuple[bytes, str]], senders: int, rate: float = 0
+) -> tuple[list, float, dict]:
     """POST every delivery with ``senders`` concurrent keep-alive connections.
 
     ``rate`` 0: each sender sends its next delivery as soon as the last one is answered (the
@@ -176,8 +221,12 @@ def send_all(port: int, path: str, deliveries: list[tuple[bytes, str]], senders:
                 began = due
             else:
                 began = time.perf_counter()
-            conn.request("POST", path, body=body,
-                         headers={"Content-Type": "application/json", "Sandbox-Signature": signature})
+            conn.request(
+                "POST",
+                path,
+                body=body,
+                headers={"Content-Type": "application/json", "Sandbox-Signature": signature},
+            )
             response = conn.getresponse()
             payload = response.read()
             elapsed = time.perf_counter() - began
@@ -210,9 +259,32 @@ def start_worker(env: dict, queue: str) -> tuple[subprocess.Popen, Path]:
     log_path = ROOT / "var" / "bench-webhooks-worker.log"
     worker_env = dict(env, LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", queue, "-P", "solo", "-c", "1",
-         "-l", "INFO", "-n", f"{queue}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=worker_env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            queue,
+            "-P",
+            "solo",
+            "-c",
+            "1",
+            "-l",
+            "INFO",
+            "-n",
+            f"{queue}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=worker_env,
+        stdout=open(log_path, "wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -235,8 +307,10 @@ def stop(proc: subprocess.Popen) -> None:
 
 def row(name: str, latencies: list[float], seconds: float) -> str:
     ms = [x * 1000 for x in latencies]
-    return (f"{name:<22} {statistics.median(ms):>8.1f} {percentile(ms, 90):>8.1f} {percentile(ms, 99):>8.1f} "
-            f"{max(ms):>8.1f} {len(ms) / seconds:>9.0f}")
+    return (
+        f"{name:<22} {statistics.median(ms):>8.1f} {percentile(ms, 90):>8.1f} {percentile(ms, 99):>8.1f} "
+        f"{max(ms):>8.1f} {len(ms) / seconds:>9.0f}"
+    )
 
 
 def main() -> None:
@@ -250,7 +324,7 @@ def main() -> None:
     args.events += warm_n
     every = prepare(args)
     args.events -= warm_n
-    events, warm_events = every[:args.events], every[args.events:]
+    events, warm_events = every[: args.events], every[args.events :]
 
     duplicates = int(round(len(events) * args.duplicates / (1 - args.duplicates)))
     rng = random.Random(7)
@@ -274,28 +348,50 @@ def main() -> None:
         ingest, ingest_s, statuses = send_all(port, "/webhooks/sandbox/", saturated, args.senders)
         if args.rate:
             bare_r, bare_r_s, _ = send_all(port, "/bench/ok/", paced, args.senders, rate=args.rate)
-            ingest_r, ingest_r_s, paced_statuses = send_all(port, "/webhooks/sandbox/", paced, args.senders,
-                                                            rate=args.rate)
+            ingest_r, ingest_r_s, paced_statuses = send_all(
+                port, "/webhooks/sandbox/", paced, args.senders, rate=args.rate
+            )
             for key, count in paced_statuses.items():
                 statuses[key] = statuses.get(key, 0) + count
 
         from payments.models import WebhookEvent
 
         stored = WebhookEvent.objects.count() - len(warm_events)
-        print(f"\ngunicorn {args.workers} workers x {args.threads} threads (gthread), {args.senders} concurrent "
-              f"senders, {len(deliveries)} deliveries ({duplicates} duplicates = "
-              f"{duplicates / len(deliveries):.0%}), {os.cpu_count()} CPU cores\n")
-        runs = [(f"saturated: {len(saturated)} deliveries, each sender back-to-back", bare, bare_s, ingest, ingest_s)]
+        print(
+            f"\ngunicorn {args.workers} workers x {args.threads} threads (gthread), {args.senders} concurrent "
+            f"senders, {len(deliveries)} deliveries ({duplicates} duplicates = "
+            f"{duplicates / len(deliveries):.0%}), {os.cpu_count()} CPU cores\n"
+        )
+        runs = [
+            (
+                f"saturated: {len(saturated)} deliveries, each sender back-to-back",
+                bare,
+                bare_s,
+                ingest,
+                ingest_s,
+            )
+        ]
         if args.rate:
-            runs.append((f"fixed rate: {len(paced)} deliveries at {args.rate:.0f}/s, latency from when due",
-                         bare_r, bare_r_s, ingest_r, ingest_r_s))
+            runs.append(
+                (
+                    f"fixed rate: {len(paced)} deliveries at {args.rate:.0f}/s, latency from when due",
+                    bare_r,
+                    bare_r_s,
+                    ingest_r,
+                    ingest_r_s,
+                )
+            )
         for title, bare_l, bare_t, ingest_l, ingest_t in runs:
-            print(f"{title}\n{'':<22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>9}")
+            print(
+                f"{title}\n{'':<22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>9}"
+            )
             print(row("bare Django view", bare_l, bare_t))
             print(row("webhook ingest", ingest_l, ingest_t))
             b, w = [x * 1000 for x in bare_l], [x * 1000 for x in ingest_l]
-            print(f"{'ingest / bare':<22} {statistics.median(w) / statistics.median(b):>7.1f}x "
-                  f"{percentile(w, 90) / percentile(b, 90):>7.1f}x {percentile(w, 99) / percentile(b, 99):>7.1f}x\n")
+            print(
+                f"{'ingest / bare':<22} {statistics.median(w) / statistics.median(b):>7.1f}x "
+                f"{percentile(w, 90) / percentile(b, 90):>7.1f}x {percentile(w, 99) / percentile(b, 99):>7.1f}x\n"
+            )
         print(f"\nresponses: {dict(sorted(statuses.items()))}; stored events: {stored}")
 
         worker, worker_log = start_worker(env, queue)
@@ -307,9 +403,11 @@ def main() -> None:
             time.sleep(0.05)
         elapsed = time.perf_counter() - began
         done = stored + len(warm_events) - pending
-        print(f"one worker (solo pool): {done} events processed in {elapsed:.2f} s = "
-              f"{done / elapsed:.0f} events/s (each: re-read the sandbox payment, lock, "
-              f"grant, invoice, mark COMPLETED)")
+        print(
+            f"one worker (solo pool): {done} events processed in {elapsed:.2f} s = "
+            f"{done / elapsed:.0f} events/s (each: re-read the sandbox payment, lock, "
+            f"grant, invoice, mark COMPLETED)"
+        )
 
         from credits.models import LedgerEntry
         from payments.models import Order
@@ -317,10 +415,17 @@ def main() -> None:
         completed = Order.objects.filter(status="COMPLETED").count()
         grants = LedgerEntry.objects.filter(kind="PURCHASE").count()
         failed = WebhookEvent.objects.exclude(status="PROCESSED").count()
-        ok = completed == grants == len(events) + len(warm_events) and stored == len(events) and failed == 0 and statuses.get((200, "duplicate")) == duplicates
-        print(f"check: {completed} orders completed, {grants} purchase grants, "
-              f"{statuses.get((200, 'duplicate'), 0)} duplicates acknowledged, {failed} events not processed: "
-              f"{'OK' if ok else 'MISMATCH'}")
+        ok = (
+            completed == grants == len(events) + len(warm_events)
+            and stored == len(events)
+            and failed == 0
+            and statuses.get((200, "duplicate")) == duplicates
+        )
+        print(
+            f"check: {completed} orders completed, {grants} purchase grants, "
+            f"{statuses.get((200, 'duplicate'), 0)} duplicates acknowledged, {failed} events not processed: "
+            f"{'OK' if ok else 'MISMATCH'}"
+        )
         if not ok:
             sys.exit(1)
     finally:

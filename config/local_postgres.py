@@ -44,7 +44,12 @@ def running_url(directory: Path | None = None, *, database: str = DATABASE) -> s
     directory = directory or data_dir()
     try:
         lines = (directory / "postmaster.pid").read_text().splitlines()
-        pid, port, socket_dir, status = int(lines[0]), lines[3].strip(), lines[4].strip(), lines[7].strip()
+        pid, port, socket_dir, status = (
+            int(lines[0]),
+            lines[3].strip(),
+            lines[4].strip(),
+            lines[7].strip(),
+        )
     except (OSError, IndexError, ValueError):
         return None
     if status != "ready" or not socket_dir or not _alive(pid):
@@ -89,7 +94,9 @@ def stop(directory: Path | None = None, *, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while _alive(pid):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"PostgreSQL on {directory} did not stop within {timeout:.0f} s: see {directory / 'log'}")
+            raise RuntimeError(
+                f"PostgreSQL on {directory} did not stop within {timeout:.0f} s: see {directory / 'log'}"
+            )
         time.sleep(0.05)
     return True
 
@@ -119,7 +126,10 @@ def _create_database(url: str, database: str) -> None:
 
     admin_url = url.rsplit("/", 1)[0] + "/postgres"
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone() is None:
+        if (
+            admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone()
+            is None
+        ):
             try:
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
             except psycopg.errors.DuplicateDatabase:  # created meanwhile by another start

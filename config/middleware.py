@@ -103,6 +103,14 @@ class RefuseUnstorableInputMiddleware:
             found = UNSTORABLE.search(text)
             if found:
                 char = f"U+{ord(found.group()):04X}"
-                logger.warning("refused %s %r: %s holds %s", request.method, request.path_info[:200], where, char)
-                return f"Bad request: {where} contains a character that cannot be accepted ({char})."
+                logger.warning(
+                    "refused %s %r: %s holds %s",
+                    request.method,
+                    request.path_info[:200],
+                    where,
+                    char,
+                )
+                return (
+                    f"Bad request: {where} contains a character that cannot be accepted ({char})."
+                )
         return ""

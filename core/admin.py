@@ -79,7 +79,9 @@ class ExactSearchMixin:
         elif "@" in term and self.exact_user_fields:
             from django.contrib.auth import get_user_model
 
-            user_ids = list(get_user_model().objects.filter(email=term.lower()).values_list("pk", flat=True))
+            user_ids = list(
+                get_user_model().objects.filter(email=term.lower()).values_list("pk", flat=True)
+            )
             fields, value = [f"{field}__in" for field in self.exact_user_fields], user_ids
         elif "@" in term and self.exact_email_fields:
             fields, value = self.exact_email_fields, term.lower()

@@ -84,31 +84,57 @@ def confirmed_action(
     """
     objects = list(queryset)
     confirmed = request.method == "POST" and request.POST.get("confirm") == "yes"
-    form = form_class(request.POST, **(form_kwargs or {})) if confirmed else form_class(**(form_kwargs or {}))
+    form = (
+        form_class(request.POST, **(form_kwargs or {}))
+        if confirmed
+        else form_class(**(form_kwargs or {}))
+    )
     if confirmed and form.is_valid() and objects:
         for obj in objects:
             _perform_one(modeladmin, request, obj, form.cleaned_data, perform=perform, label=label)
         return HttpResponseRedirect(done_url) if done_url else None
     return _confirmation_page(
-        modeladmin, request, objects, form,
-        action=action, title=title, columns=columns, submit_label=submit_label, intro=intro,
-        done_url=done_url, form_url=form_url,
+        modeladmin,
+        request,
+        objects,
+        form,
+        action=action,
+        title=title,
+        columns=columns,
+        submit_label=submit_label,
+        intro=intro,
+        done_url=done_url,
+        form_url=form_url,
     )
 
 
-def _perform_one(modeladmin, request, obj, data: dict, *, perform: Callable, label: Callable) -> None:
+def _perform_one(
+    modeladmin, request, obj, data: dict, *, perform: Callable, label: Callable
+) -> None:
     """One object's service call and its one message: what was done, or why it was refused."""
     try:
         level, message = perform(request, obj, data)
     except ApplicationError as exc:
-        modeladmin.message_user(request, admin_error_message(exc, label=str(label(obj))), messages.ERROR)
+        modeladmin.message_user(
+            request, admin_error_message(exc, label=str(label(obj))), messages.ERROR
+        )
     else:
         modeladmin.message_user(request, message, level)
 
 
 def _confirmation_page(
-    modeladmin, request, objects: list, form, *, action: str, title: str, columns, submit_label: str,
-    intro: str, done_url: str | None, form_url: str,
+    modeladmin,
+    request,
+    objects: list,
+    form,
+    *,
+    action: str,
+    title: str,
+    columns,
+    submit_label: str,
+    intro: str,
+    done_url: str | None,
+    form_url: str,
 ) -> TemplateResponse:
     """The page listing ``objects`` with ``form``, posting back the same action (or ``form_url``)."""
     opts = modeladmin.model._meta
@@ -132,6 +158,9 @@ def _confirmation_page(
     request.current_app = modeladmin.admin_site.name
     return TemplateResponse(
         request,
-        [f"admin/{opts.app_label}/{opts.model_name}/confirm_action.html", "admin/core/confirm_action.html"],
+        [
+            f"admin/{opts.app_label}/{opts.model_name}/confirm_action.html",
+            "admin/core/confirm_action.html",
+        ],
         context,
     )

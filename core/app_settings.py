@@ -60,8 +60,14 @@ def to_tuple(value: Any) -> tuple[str, ...]:
 
 
 _CASTS: dict[Any, Callable[[Any], Any]] = {bool: to_bool, timedelta: to_timedelta, tuple: to_tuple}
-_TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string", bool: "True or False",
-               timedelta: "a timedelta (or a number of seconds)", tuple: "a list"}
+_TYPE_WORDS = {
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    bool: "True or False",
+    timedelta: "a timedelta (or a number of seconds)",
+    tuple: "a list",
+}
 
 
 def read(name: str, default: Any = None, *, env: bool = False) -> Any:
@@ -157,9 +163,11 @@ class Setting:
             return self._rule()
         if value is None:
             return ""
-        if ((self.minimum is not None and value < self.minimum)
-                or (self.maximum is not None and value > self.maximum)
-                or (self.above is not None and value <= self.above)):
+        if (
+            (self.minimum is not None and value < self.minimum)
+            or (self.maximum is not None and value > self.maximum)
+            or (self.above is not None and value <= self.above)
+        ):
             return self._rule()
         return ""
 
@@ -188,8 +196,10 @@ class Setting:
         if self.maximum is not None:
             bounds.append(f"<= {self.maximum}")
         meaning = f" ({self.meaning})" if self.meaning else ""
-        return (f"{self.name} must be {words}{' ' + ' and '.join(bounds) if bounds else ''}{meaning}; "
-                f"it is {self.raw()!r}.")
+        return (
+            f"{self.name} must be {words}{' ' + ' and '.join(bounds) if bounds else ''}{meaning}; "
+            f"it is {self.raw()!r}."
+        )
 
     def check(self) -> list[Error]:
         problem = self.problem()

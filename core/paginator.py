@@ -24,11 +24,13 @@ class BigTableSettings(AppSettings):
     """Checked with the back office's settings (backoffice.checks)."""
 
     #: Unfiltered changelists of tables estimated above this many rows show an estimate.
-    ESTIMATED_COUNT_THRESHOLD = Setting("BACKOFFICE_ESTIMATED_COUNT_THRESHOLD", 50_000, int, minimum=0,
-                                        check_id="backoffice.E001")
+    ESTIMATED_COUNT_THRESHOLD = Setting(
+        "BACKOFFICE_ESTIMATED_COUNT_THRESHOLD", 50_000, int, minimum=0, check_id="backoffice.E001"
+    )
     #: Filtered changelists count matching rows only up to this many.
-    FILTERED_COUNT_CAP = Setting("BACKOFFICE_FILTERED_COUNT_CAP", 10_000, int, minimum=1,
-                                 check_id="backoffice.E001")
+    FILTERED_COUNT_CAP = Setting(
+        "BACKOFFICE_FILTERED_COUNT_CAP", 10_000, int, minimum=1, check_id="backoffice.E001"
+    )
 
 
 big_table_settings = BigTableSettings()
@@ -45,7 +47,9 @@ def filtered_count_cap() -> int:
 
 
 class EstimatedCountPaginator(Paginator):
-    def __init__(self, *args, estimate_threshold: int | None = None, cap: int | None = None, **kwargs):
+    def __init__(
+        self, *args, estimate_threshold: int | None = None, cap: int | None = None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.estimate_threshold = (
             estimated_count_threshold() if estimate_threshold is None else estimate_threshold

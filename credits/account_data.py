@@ -34,7 +34,11 @@ def export_balance(user) -> list[dict]:
 def balance_summary(user) -> dict:
     """The balance the account pages show (zeros before the first movement)."""
     rows = export_balance(user)
-    return rows[0] if rows else {"balance": 0, "lifetime_earned": 0, "lifetime_spent": 0, "spend_holds": 0}
+    return (
+        rows[0]
+        if rows
+        else {"balance": 0, "lifetime_earned": 0, "lifetime_spent": 0, "spend_holds": 0}
+    )
 
 
 def export_ledger(user):
@@ -62,8 +66,11 @@ def record_deletion(*, user, actor, reason: str) -> None:
         user_id=user.pk,
         actor_id=None if actor is None else actor.pk,
         action=DELETE_ACTION,
-        metadata={"by": "self" if by_self else "staff", "reason": reason,
-                  "balance_forfeited": 0 if forfeit is None else -forfeit.amount},
+        metadata={
+            "by": "self" if by_self else "staff",
+            "reason": reason,
+            "balance_forfeited": 0 if forfeit is None else -forfeit.amount,
+        },
     )
 
 

@@ -23,7 +23,9 @@ from .trials import address_digest
 
 
 def pretty_json(value) -> str:
-    return format_html('<pre class="bo-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))
+    return format_html(
+        '<pre class="bo-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str)
+    )
 
 
 def source_link(entry):
@@ -39,7 +41,15 @@ class LedgerEntryInline(RecentReadOnlyInline):
     """The newest ledger entries of whatever the page shows (set ``fk_name`` and ``limit``)."""
 
     model = LedgerEntry
-    fields = ("created_at", "kind", "amount", "balance_after", "description", "internal_note", "created_by")
+    fields = (
+        "created_at",
+        "kind",
+        "amount",
+        "balance_after",
+        "description",
+        "internal_note",
+        "created_by",
+    )
     readonly_fields = fields
     ordering = ("-id",)
 
@@ -57,14 +67,24 @@ class SourceLedgerFormSet(BaseModelFormSet):
     source_type = ""
     limit = 20
 
-    def __init__(self, data=None, files=None, instance=None, save_as_new=False, prefix=None, queryset=None,
-                 **kwargs):
+    def __init__(
+        self,
+        data=None,
+        files=None,
+        instance=None,
+        save_as_new=False,
+        prefix=None,
+        queryset=None,
+        **kwargs,
+    ):
         self.instance = instance
         queryset = LedgerEntry.objects.all() if queryset is None else queryset
         if instance is None or instance.pk is None:
             queryset = queryset.none()
         else:
-            queryset = queryset.filter(source_type=self.source_type, source_id=instance.pk)[: self.limit]
+            queryset = queryset.filter(source_type=self.source_type, source_id=instance.pk)[
+                : self.limit
+            ]
         super().__init__(data, files, prefix=prefix, queryset=queryset, **kwargs)
 
     @classmethod
@@ -128,8 +148,17 @@ class SpendingFrozenFilter(admin.SimpleListFilter):
 
 
 @admin.register(CreditBalance)
-class CreditBalanceAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
-    list_display = ("user", "balance", "lifetime_earned", "lifetime_spent", "spend_holds", "updated_at")
+class CreditBalanceAdmin(
+    ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin
+):
+    list_display = (
+        "user",
+        "balance",
+        "lifetime_earned",
+        "lifetime_spent",
+        "spend_holds",
+        "updated_at",
+    )
     list_select_related = ("user",)
     list_filter = (SpendingFrozenFilter,)
     search_fields = ("user__email",)
@@ -137,8 +166,16 @@ class CreditBalanceAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixi
     exact_int_fields = ("user_id",)
     exact_user_fields = ("user_id",)
     ordering = ("-updated_at",)
-    fields = ("user_link", "balance", "lifetime_earned", "lifetime_spent", "spend_holds",
-              "regen_checked_at", "version", "updated_at")
+    fields = (
+        "user_link",
+        "balance",
+        "lifetime_earned",
+        "lifetime_spent",
+        "spend_holds",
+        "regen_checked_at",
+        "version",
+        "updated_at",
+    )
     readonly_fields = fields
 
     @admin.display(description="User")
@@ -148,8 +185,18 @@ class CreditBalanceAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixi
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "created_at", "user", "kind", "signed_amount", "balance_after",
-                    "source_link", "created_by", "description", "internal_note")
+    list_display = (
+        "id",
+        "created_at",
+        "user",
+        "kind",
+        "signed_amount",
+        "balance_after",
+        "source_link",
+        "created_by",
+        "description",
+        "internal_note",
+    )
     list_display_links = ("id", "created_at")
     list_select_related = ("user", "created_by")
     list_filter = ("kind", ("created_at", admin.DateFieldListFilter))
@@ -159,9 +206,22 @@ class LedgerEntryAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin,
     exact_user_fields = ("user_id",)
     exact_text_fields = ("idempotency_key",)
     ordering = ("-id",)
-    fields = ("id", "created_at", "user_link", "kind", "signed_amount", "balance_before", "balance_after",
-              "description", "internal_note", "source_link", "reverses_link", "created_by", "idempotency_key",
-              "metadata_pretty")
+    fields = (
+        "id",
+        "created_at",
+        "user_link",
+        "kind",
+        "signed_amount",
+        "balance_before",
+        "balance_after",
+        "description",
+        "internal_note",
+        "source_link",
+        "reverses_link",
+        "created_by",
+        "idempotency_key",
+        "metadata_pretty",
+    )
     readonly_fields = fields
 
     @admin.display(description="Amount", ordering="amount")
@@ -190,8 +250,12 @@ class AuditKindFilter(admin.SimpleListFilter):
     parameter_name = "kind"
 
     def lookups(self, request, model_admin):
-        return [("staff", "Staff actions"), ("credits", "Credit movements"), ("payments", "Payments"),
-                ("generations", "Generations")]
+        return [
+            ("staff", "Staff actions"),
+            ("credits", "Credit movements"),
+            ("payments", "Payments"),
+            ("generations", "Generations"),
+        ]
 
     def queryset(self, request, queryset):
         if self.value():
@@ -201,7 +265,16 @@ class AuditKindFilter(admin.SimpleListFilter):
 
 @admin.register(AuditLog)
 class AuditLogAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "created_at", "action", "success", "actor", "user", "reason", "error_message")
+    list_display = (
+        "id",
+        "created_at",
+        "action",
+        "success",
+        "actor",
+        "user",
+        "reason",
+        "error_message",
+    )
     list_select_related = ("actor", "user")
     list_filter = (AuditKindFilter, "success", ("created_at", admin.DateFieldListFilter))
     search_fields = ("action",)
@@ -210,7 +283,16 @@ class AuditLogAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, ad
     exact_user_fields = ("user_id", "actor_id")
     exact_text_fields = ("action",)
     ordering = ("-id",)
-    fields = ("id", "created_at", "action", "success", "actor", "user", "error_message", "metadata_pretty")
+    fields = (
+        "id",
+        "created_at",
+        "action",
+        "success",
+        "actor",
+        "user",
+        "error_message",
+        "metadata_pretty",
+    )
     readonly_fields = fields
 
     @admin.display(description="Why")
@@ -223,7 +305,9 @@ class AuditLogAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, ad
 
 
 @admin.register(IdempotencyRecord)
-class IdempotencyRecordAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
+class IdempotencyRecordAdmin(
+    ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin
+):
     list_display = ("key", "created_at", "expires_at")
     search_fields = ("key",)
     search_help_text = "An exact key."
@@ -243,7 +327,9 @@ class TrialClaimAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
 
     list_display = ("address_digest", "user_link", "created_at")
     search_fields = ("address_digest",)
-    search_help_text = "An email address, in any spelling (case, plus-tag, Gmail dots), or a user id."
+    search_help_text = (
+        "An email address, in any spelling (case, plus-tag, Gmail dots), or a user id."
+    )
     ordering = ("-id",)
     fields = ("address_digest", "user_link", "created_at")
     readonly_fields = fields

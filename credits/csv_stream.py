@@ -22,7 +22,9 @@ def csv_cell(value):
     return "" if value is None else value
 
 
-def streaming_csv_response(*, filename: str, header: Sequence[str], rows: Iterable[Sequence]) -> StreamingHttpResponse:
+def streaming_csv_response(
+    *, filename: str, header: Sequence[str], rows: Iterable[Sequence]
+) -> StreamingHttpResponse:
     """A download of ``header`` then ``rows``, written as the client reads it."""
     writer = csv.writer(_Echo())
 

@@ -38,7 +38,10 @@ def seed(*, stdout) -> None:
     for name, amount, description in _SPENDS:
         try:
             spends[name] = credits_spend(
-                user=user, amount=amount, idempotency_key=f"demo:{user.pk}:spend:{name}", description=description
+                user=user,
+                amount=amount,
+                idempotency_key=f"demo:{user.pk}:spend:{name}",
+                description=description,
             )
         except InsufficientCredits:
             stdout.write(f"credits: skipped the demo spend {name!r}: not enough credits")

@@ -45,8 +45,10 @@ class InsufficientCredits(CreditsError):
     def __init__(self, *, needed: int, available: int):
         self.needed = needed
         self.available = available
-        super().__init__(f"Not enough credits: this needs {needed}, the balance is {available}.",
-                         extra={"needed": needed, "available": available})
+        super().__init__(
+            f"Not enough credits: this needs {needed}, the balance is {available}.",
+            extra={"needed": needed, "available": available},
+        )
 
 
 class SpendingFrozen(CreditsError):

@@ -18,7 +18,9 @@ class HistoryFilterForm(forms.Form):
     date_from = forms.DateField(
         label="From", required=False, widget=forms.DateInput(attrs={"type": "date"})
     )
-    date_to = forms.DateField(label="To", required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(
+        label="To", required=False, widget=forms.DateInput(attrs={"type": "date"})
+    )
     before = forms.CharField(required=False, widget=forms.HiddenInput, max_length=64)
 
     def clean_before(self) -> Cursor | None:

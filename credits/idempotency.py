@@ -27,20 +27,28 @@ def require_key(key) -> str:
     if not isinstance(key, str) or not key.strip():
         raise InvalidIdempotencyKey("An idempotency key must be a non-empty string.")
     if len(key) > 255:
-        raise InvalidIdempotencyKey(f"An idempotency key must be at most 255 characters, not {len(key)}.")
+        raise InvalidIdempotencyKey(
+            f"An idempotency key must be at most 255 characters, not {len(key)}."
+        )
     return key
 
 
 def idempotency_lookup(*, key: str, now: datetime | None = None) -> dict | None:
     """The result stored under ``key``, or None when there is none or it has expired."""
     now = now or timezone.now()
-    record = IdempotencyRecord.objects.filter(key=require_key(key)).values("result", "expires_at").first()
+    record = (
+        IdempotencyRecord.objects.filter(key=require_key(key))
+        .values("result", "expires_at")
+        .first()
+    )
     if record is None or (record["expires_at"] is not None and record["expires_at"] <= now):
         return None
     return record["result"]
 
 
-def idempotency_remember(*, key: str, result: dict, ttl: timedelta | None = _DEFAULT) -> tuple[dict, bool]:
+def idempotency_remember(
+    *, key: str, result: dict, ttl: timedelta | None = _DEFAULT
+) -> tuple[dict, bool]:
     """Store ``result`` under ``key`` unless a live record is there already.
 
     Returns ``(stored result, created)``: ``created`` is True for the one caller whose
@@ -60,9 +68,9 @@ def idempotency_remember(*, key: str, result: dict, ttl: timedelta | None = _DEF
             return record.result, True
         if record.expires_at is not None and record.expires_at <= now:
             # Conditional on the expiry read, so two callers cannot both take over the key.
-            taken = IdempotencyRecord.objects.filter(pk=record.pk, expires_at=record.expires_at).update(
-                result=result, created_at=now, expires_at=expires_at
-            )
+            taken = IdempotencyRecord.objects.filter(
+                pk=record.pk, expires_at=record.expires_at
+            ).update(result=result, created_at=now, expires_at=expires_at)
             if taken:
                 return result, True
             record.refresh_from_db()
@@ -75,9 +83,9 @@ def idempotency_records_purge(*, now: datetime | None = None, batch_size: int = 
     deleted = 0
     while True:
         batch = list(
-            IdempotencyRecord.objects.filter(expires_at__lte=now).order_by("pk").values_list("pk", flat=True)[
-                :batch_size
-            ]
+            IdempotencyRecord.objects.filter(expires_at__lte=now)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
         )
         if not batch:
             return deleted

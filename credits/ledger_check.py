@@ -83,26 +83,38 @@ class UserDrift:
     def problems(self) -> list[str]:
         found = []
         if not self.has_balance_row:
-            return [f"{self.entries} ledger entries but no balance row (ledger total {self.ledger_total})"]
+            return [
+                f"{self.entries} ledger entries but no balance row (ledger total {self.ledger_total})"
+            ]
         if self.entries == 0:
             found.append(
                 f"no ledger entries but balance {self.balance}, earned {self.lifetime_earned}, "
                 f"spent {self.lifetime_spent}"
             )
         if self.bad_sums:
-            found.append(f"{self.bad_sums} entries whose balance_after is not balance_before + amount")
+            found.append(
+                f"{self.bad_sums} entries whose balance_after is not balance_before + amount"
+            )
         if self.broken_links:
-            found.append(f"{self.broken_links} entries whose balance_before does not follow the previous entry")
+            found.append(
+                f"{self.broken_links} entries whose balance_before does not follow the previous entry"
+            )
         if self.first_bad_entry is not None:
             found.append(f"first broken entry #{self.first_bad_entry}")
         if self.entries and self.balance != self.ledger_total:
             found.append(f"balance {self.balance} but the entries sum to {self.ledger_total}")
         if self.entries and self.balance != self.last_balance_after:
-            found.append(f"balance {self.balance} but the last entry left {self.last_balance_after}")
+            found.append(
+                f"balance {self.balance} but the last entry left {self.last_balance_after}"
+            )
         if self.entries and self.lifetime_earned != self.ledger_earned:
-            found.append(f"lifetime_earned {self.lifetime_earned} but the entries earned {self.ledger_earned}")
+            found.append(
+                f"lifetime_earned {self.lifetime_earned} but the entries earned {self.ledger_earned}"
+            )
         if self.entries and self.lifetime_spent != self.ledger_spent:
-            found.append(f"lifetime_spent {self.lifetime_spent} but the entries spent {self.ledger_spent}")
+            found.append(
+                f"lifetime_spent {self.lifetime_spent} but the entries spent {self.ledger_spent}"
+            )
         if self.balance != self.lifetime_earned - self.lifetime_spent:
             found.append(
                 f"balance {self.balance} is not lifetime_earned - lifetime_spent "

@@ -49,7 +49,10 @@ class CreditBalance(models.Model):
     """The current balance of one user. Changed only by the services, under its row lock."""
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="credit_balance"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="credit_balance",
     )
     balance = models.BigIntegerField(default=0)
     #: Everything ever added (shown as "received"), and everything spent net of refunds.
@@ -68,10 +71,18 @@ class CreditBalance(models.Model):
             ("approve_adjustment", "Can approve a large credit adjustment"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(balance__gte=0), name="credits_balance_non_negative"),
-            models.CheckConstraint(condition=Q(lifetime_earned__gte=0), name="credits_earned_non_negative"),
-            models.CheckConstraint(condition=Q(lifetime_spent__gte=0), name="credits_spent_non_negative"),
-            models.CheckConstraint(condition=Q(spend_holds__gte=0), name="credits_holds_non_negative"),
+            models.CheckConstraint(
+                condition=Q(balance__gte=0), name="credits_balance_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(lifetime_earned__gte=0), name="credits_earned_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(lifetime_spent__gte=0), name="credits_spent_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(spend_holds__gte=0), name="credits_holds_non_negative"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -124,7 +135,10 @@ class LedgerEntry(models.Model):
     # Lookups by user use the (user, created_at, id) index; the nullable links and the source
     # are indexed only where set (partial indexes), so a spend maintains as few indexes as possible.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="ledger_entries",
+        db_index=False,
     )
     amount = models.BigIntegerField()
     kind = models.CharField(max_length=24, choices=LedgerKind.choices)
@@ -144,7 +158,12 @@ class LedgerEntry(models.Model):
     source_type = models.CharField(max_length=SOURCE_TYPE_MAX_LENGTH, null=True, blank=True)
     source_id = models.BigIntegerField(null=True, blank=True)
     reverses = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals", db_index=False
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reversals",
+        db_index=False,
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -167,18 +186,29 @@ class LedgerEntry(models.Model):
             # The entries of one order or job (source_id first: it is the selective part, and
             # the admin's search by a bare id uses the same index).
             models.Index(
-                fields=["source_id", "source_type"], name="credits_ledger_source", condition=Q(source_id__isnull=False)
+                fields=["source_id", "source_type"],
+                name="credits_ledger_source",
+                condition=Q(source_id__isnull=False),
             ),
-            models.Index(fields=["reverses"], name="credits_ledger_reverses", condition=Q(reverses__isnull=False)),
             models.Index(
-                fields=["created_by"], name="credits_ledger_created_by", condition=Q(created_by__isnull=False)
+                fields=["reverses"],
+                name="credits_ledger_reverses",
+                condition=Q(reverses__isnull=False),
+            ),
+            models.Index(
+                fields=["created_by"],
+                name="credits_ledger_created_by",
+                condition=Q(created_by__isnull=False),
             ),
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(balance_after=F("balance_before") + F("amount")), name="credits_entry_chain"
+                condition=Q(balance_after=F("balance_before") + F("amount")),
+                name="credits_entry_chain",
             ),
-            models.CheckConstraint(condition=Q(balance_after__gte=0), name="credits_entry_after_non_negative"),
+            models.CheckConstraint(
+                condition=Q(balance_after__gte=0), name="credits_entry_after_non_negative"
+            ),
             models.CheckConstraint(
                 condition=(
                     (Q(kind__in=sorted(CREDIT_KINDS)) & Q(amount__gt=0))
@@ -195,7 +225,9 @@ class LedgerEntry(models.Model):
             ),
             # A spend is refunded at most once.
             models.UniqueConstraint(
-                fields=["reverses"], condition=Q(kind=LedgerKind.REFUND), name="credits_one_refund_per_spend"
+                fields=["reverses"],
+                condition=Q(kind=LedgerKind.REFUND),
+                name="credits_one_refund_per_spend",
             ),
         ]
 
@@ -250,7 +282,9 @@ class AuditLog(models.Model):
         indexes = [
             models.Index(fields=["user", "created_at"], name="credits_audit_user_time"),
             models.Index(fields=["action", "created_at"], name="credits_audit_action_time"),
-            models.Index(fields=["actor"], name="credits_audit_actor", condition=Q(actor__isnull=False)),
+            models.Index(
+                fields=["actor"], name="credits_audit_actor", condition=Q(actor__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

@@ -63,17 +63,33 @@ def register_source_type(
     *, name: str, label: str, model: type, export_column: str, customer_url_name: str = ""
 ) -> SourceType:
     """Register (or register again, identically) a source type. Called from ``AppConfig.ready``."""
-    if not name or len(name) > SOURCE_TYPE_MAX_LENGTH or name != name.strip().lower() or "." not in name:
-        raise ValueError(f"A source type is a lowercase '<app>.<thing>' of at most {SOURCE_TYPE_MAX_LENGTH} "
-                         f"characters, not {name!r}.")
-    kind = SourceType(name=name, label=label, model=model, export_column=export_column,
-                      customer_url_name=customer_url_name)
+    if (
+        not name
+        or len(name) > SOURCE_TYPE_MAX_LENGTH
+        or name != name.strip().lower()
+        or "." not in name
+    ):
+        raise ValueError(
+            f"A source type is a lowercase '<app>.<thing>' of at most {SOURCE_TYPE_MAX_LENGTH} "
+            f"characters, not {name!r}."
+        )
+    kind = SourceType(
+        name=name,
+        label=label,
+        model=model,
+        export_column=export_column,
+        customer_url_name=customer_url_name,
+    )
     known = _TYPES.get(name)
     if known is not None and (known.model, known.export_column) != (model, export_column):
-        raise ValueError(f"The source type {name!r} is already registered for {known.model.__name__}.")
+        raise ValueError(
+            f"The source type {name!r} is already registered for {known.model.__name__}."
+        )
     clash = [t.name for t in _TYPES.values() if t.export_column == export_column and t.name != name]
     if clash:
-        raise ValueError(f"The export column {export_column!r} already belongs to the source type {clash[0]!r}.")
+        raise ValueError(
+            f"The export column {export_column!r} already belongs to the source type {clash[0]!r}."
+        )
     _TYPES[name] = kind
     return kind
 
@@ -102,7 +118,9 @@ def require_registered(source: Source | None) -> Source | None:
     if source is None:
         return None
     if source.type not in _TYPES:
-        raise ValueError(f"{source.type!r} is not a registered source type; known: {sorted(_TYPES)}.")
+        raise ValueError(
+            f"{source.type!r} is not a registered source type; known: {sorted(_TYPES)}."
+        )
     if not isinstance(source.id, int) or isinstance(source.id, bool) or source.id <= 0:
         raise ValueError(f"A source id is a positive integer, not {source.id!r}.")
     return source
@@ -123,7 +141,9 @@ def customer_link(source_type_name: str | None, source_id: int | None) -> Source
     return SourceLink(text=kind.text(source_id), url=kind.customer_url)
 
 
-def admin_link_parts(source_type_name: str | None, source_id: int | None) -> tuple[type, str] | None:
+def admin_link_parts(
+    source_type_name: str | None, source_id: int | None
+) -> tuple[type, str] | None:
     """(model, text) for a link to the source's admin page, or None when there is no source."""
     kind = source_type(source_type_name)
     if kind is None or source_id is None:

@@ -83,7 +83,9 @@ def ledger_entries_filtered(
     date_to: date | None = None,
 ) -> QuerySet:
     """The user's entries, filtered by kind and by an inclusive range of dates (local time)."""
-    qs = LedgerEntry.objects.filter(user_id=user.pk).annotate(customer_description=customer_description())
+    qs = LedgerEntry.objects.filter(user_id=user.pk).annotate(
+        customer_description=customer_description()
+    )
     if kinds:
         qs = qs.filter(kind__in=sorted(kinds))
     if date_from is not None:
@@ -138,8 +140,10 @@ def ledger_export_rows(
     """
     qs = ledger_entries_filtered(user=user, kinds=kinds, date_from=date_from, date_to=date_to)
     with transaction.atomic():
-        yield from qs.order_by("created_at", "id").values_list(*EXPORT_FIELDS).iterator(
-            chunk_size=chunk_size or app_settings.EXPORT_CHUNK_SIZE
+        yield from (
+            qs.order_by("created_at", "id")
+            .values_list(*EXPORT_FIELDS)
+            .iterator(chunk_size=chunk_size or app_settings.EXPORT_CHUNK_SIZE)
         )
 
 

@@ -255,7 +255,9 @@ def credits_adjust(
     if not isinstance(description, str):
         raise InvalidAmount("An adjustment's customer-facing description must be text.")
     if len(description.strip()) > DESCRIPTION_MAX_LENGTH:
-        raise InvalidAmount(f"The customer-facing description is longer than {DESCRIPTION_MAX_LENGTH} characters.")
+        raise InvalidAmount(
+            f"The customer-facing description is longer than {DESCRIPTION_MAX_LENGTH} characters."
+        )
     if staff_user is None or not getattr(staff_user, "is_staff", False):
         raise StaffRequired("Only staff can adjust credits.")
     note = reason.strip()
@@ -309,7 +311,11 @@ def credits_clawback(
                         idempotency_key=idempotency_key,
                         action=AuditAction.CLAWBACK,
                         description=reason,
-                        metadata={**(metadata or {}), "requested": amount, "unrecovered": amount - recovered},
+                        metadata={
+                            **(metadata or {}),
+                            "requested": amount,
+                            "unrecovered": amount - recovered,
+                        },
                         audit={"reason": reason, "requested": amount},
                         **_source_columns(source),
                         created_by_id=_pk(created_by),
@@ -443,7 +449,9 @@ def _move(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEntry:
             if existing is not None:
                 return _check_same(existing, m)
             if m.kind == LedgerKind.REFUND and _refunded(m.reverses_id):
-                raise RefundNotAllowed(f"Spend #{m.reverses_id} has already been refunded.") from None
+                raise RefundNotAllowed(
+                    f"Spend #{m.reverses_id} has already been refunded."
+                ) from None
             raise
         if entry is not None:
             return entry
@@ -458,7 +466,11 @@ def _move(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEntry:
 
 def _lock_balance(*, user_id: int) -> int:
     """Lock the user's balance row (creating it if needed) and return the balance."""
-    locked = CreditBalance.objects.select_for_update().filter(user_id=user_id).values_list("balance", flat=True)
+    locked = (
+        CreditBalance.objects.select_for_update()
+        .filter(user_id=user_id)
+        .values_list("balance", flat=True)
+    )
     held = locked.first()
     if held is None:
         balance_ensure(user_id=user_id)
@@ -470,11 +482,15 @@ def _change_holds(*, user, step: int, reason: str, idempotency_key: str) -> bool
     require_key(idempotency_key)
     with transaction.atomic():
         # Kept for good: a hold replayed years later must still not count twice.
-        _, created = idempotency_remember(key=f"holds:{idempotency_key}", result={"step": step}, ttl=FOREVER)
+        _, created = idempotency_remember(
+            key=f"holds:{idempotency_key}", result={"step": step}, ttl=FOREVER
+        )
         if not created:
             return False
         balance_ensure(user_id=user.pk)
-        changed = CreditBalance.objects.filter(user_id=user.pk, spend_holds__gte=max(0, -step)).update(
+        changed = CreditBalance.objects.filter(
+            user_id=user.pk, spend_holds__gte=max(0, -step)
+        ).update(
             spend_holds=F("spend_holds") + step, version=F("version") + 1, updated_at=timezone.now()
         )
         AuditLog.objects.create(
@@ -525,7 +541,9 @@ def _is_int(value) -> bool:
 
 def _require_positive(amount) -> None:
     if not _is_int(amount) or amount <= 0:
-        raise InvalidAmount(f"The amount must be a whole number of credits above zero, not {amount!r}.")
+        raise InvalidAmount(
+            f"The amount must be a whole number of credits above zero, not {amount!r}."
+        )
     if amount > app_settings.MAX_AMOUNT:
         raise InvalidAmount(
             f"The amount {amount} is more than the {app_settings.MAX_AMOUNT} credits allowed at once."

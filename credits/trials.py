@@ -50,9 +50,15 @@ def trial_grant_for_address(*, user, email: str) -> LedgerEntry | None:
             with transaction.atomic():
                 TrialClaim.objects.create(address_digest=digest, user=user)
         except IntegrityError:
-            holder = TrialClaim.objects.filter(address_digest=digest).values_list("user_id", flat=True).first()
+            holder = (
+                TrialClaim.objects.filter(address_digest=digest)
+                .values_list("user_id", flat=True)
+                .first()
+            )
             own = TrialClaim.objects.filter(user_id=user.pk).exists()
             if not own:
-                logger.info("no trial for user %s: the address was claimed by user %s", user.pk, holder)
+                logger.info(
+                    "no trial for user %s: the address was claimed by user %s", user.pk, holder
+                )
                 return None
         return credits_grant_trial(user=user)

@@ -16,8 +16,17 @@ from .services import balance_refresh_for_request, regen_policy_for
 
 def export_header() -> list[str]:
     """The export's columns: one id column per registered source type (``job_id``, ``order_id``)."""
-    return ["entry_id", "created_at", "kind", "description", "amount", "balance_before", "balance_after",
-            *export_columns(), "refund_of"]
+    return [
+        "entry_id",
+        "created_at",
+        "kind",
+        "description",
+        "amount",
+        "balance_before",
+        "balance_after",
+        *export_columns(),
+        "refund_of",
+    ]
 
 
 @require_GET
@@ -28,7 +37,9 @@ def history(request):
     page = None
     status = 200
     if form.is_valid():
-        page = ledger_history(user=request.user, before=form.cleaned_data["before"], **form.filters())
+        page = ledger_history(
+            user=request.user, before=form.cleaned_data["before"], **form.filters()
+        )
     else:
         status = 400
     context = {
@@ -50,15 +61,29 @@ def export_csv(request):
     form = HistoryFilterForm(request.GET)
     if not form.is_valid():
         errors = " ".join(_form_errors(form))
-        return HttpResponse(f"Cannot export: {errors}\n", status=400, content_type="text/plain; charset=utf-8")
+        return HttpResponse(
+            f"Cannot export: {errors}\n", status=400, content_type="text/plain; charset=utf-8"
+        )
     rows = (
-        (entry_id, created_at.isoformat(), kind, description, amount, before, after,
-         *export_values(source_type, source_id), reverses_id)
-        for entry_id, created_at, kind, amount, before, after, description, source_type, source_id, reverses_id
-        in ledger_export_rows(user=request.user, **form.filters())
+        (
+            entry_id,
+            created_at.isoformat(),
+            kind,
+            description,
+            amount,
+            before,
+            after,
+            *export_values(source_type, source_id),
+            reverses_id,
+        )
+        for entry_id, created_at, kind, amount, before, after, description, source_type, source_id, reverses_id in ledger_export_rows(
+            user=request.user, **form.filters()
+        )
     )
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    return streaming_csv_response(filename=f"credits-history-{stamp}.csv", header=export_header(), rows=rows)
+    return streaming_csv_response(
+        filename=f"credits-history-{stamp}.csv", header=export_header(), rows=rows
+    )
 
 
 def _form_errors(form) -> list[str]:

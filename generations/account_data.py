@@ -47,18 +47,25 @@ def export_api_key(user) -> list[dict]:
 def deletion_blockers(user) -> list[str]:
     running = list(
         GenerationJob.objects.filter(user_id=user.pk, status__in=GenerationJob.ACTIVE_STATUSES)
-        .order_by("pk").values_list("pk", flat=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
     if not running:
         return []
     numbers = ", ".join(f"#{pk}" for pk in running)
-    return [f"Job {numbers} is still running: wait until it has finished (or cancel it), then try again."]
+    return [
+        f"Job {numbers} is still running: wait until it has finished (or cancel it), then try again."
+    ]
 
 
 def erase(*, user, actor, reason: str) -> None:
     ApiCredential.objects.filter(user_id=user.pk).delete()
     files = []
-    jobs = list(GenerationJob.objects.filter(user_id=user.pk).only("pk", "prompt", "parameters", "result_file"))
+    jobs = list(
+        GenerationJob.objects.filter(user_id=user.pk).only(
+            "pk", "prompt", "parameters", "result_file"
+        )
+    )
     for job in jobs:
         if job.result_file:
             files.append((job.result_file.storage, job.result_file.name))
@@ -72,7 +79,9 @@ def erase(*, user, actor, reason: str) -> None:
             try:
                 storage.delete(name)
             except Exception:  # a file left behind must not hide the others; staff see the log
-                logger.exception("could not delete result file %s of deleted user %s", name, user.pk)
+                logger.exception(
+                    "could not delete result file %s of deleted user %s", name, user.pk
+                )
 
     transaction.on_commit(delete_files)
 

@@ -25,21 +25,61 @@ class JobLedgerInline(SourceLedgerInline):
 
 @admin.register(GenerationJob)
 class GenerationJobAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "created_at", "user", "operation", "model", "tier", "status", "estimated_credits",
-                    "credits_charged", "retry_count")
+    list_display = (
+        "id",
+        "created_at",
+        "user",
+        "operation",
+        "model",
+        "tier",
+        "status",
+        "estimated_credits",
+        "credits_charged",
+        "retry_count",
+    )
     list_display_links = ("id", "created_at")
     list_select_related = ("user",)
-    list_filter = ("status", "operation", "is_edit", "uses_own_key", ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "status",
+        "operation",
+        "is_edit",
+        "uses_own_key",
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("user__email",)
     search_help_text = "A job id or an exact email address."
     exact_int_fields = ("pk",)
     exact_user_fields = ("user_id",)
     raw_id_fields = ("user", "source", "retry_of", "price_rule")
     ordering = ("-created_at",)
-    fields = ("id", "user_link", "operation", "model", "tier", "status", "prompt", "parameters_pretty",
-              "is_edit", "source_link", "retry_of", "uses_own_key", "price_rule", "estimated_credits", "credits_charged",
-              "retry_count", "max_retries", "error_message", "error_detail", "result_file", "usage_pretty",
-              "created_at", "started_at", "completed_at", "next_attempt_at", "updated_at")
+    fields = (
+        "id",
+        "user_link",
+        "operation",
+        "model",
+        "tier",
+        "status",
+        "prompt",
+        "parameters_pretty",
+        "is_edit",
+        "source_link",
+        "retry_of",
+        "uses_own_key",
+        "price_rule",
+        "estimated_credits",
+        "credits_charged",
+        "retry_count",
+        "max_retries",
+        "error_message",
+        "error_detail",
+        "result_file",
+        "usage_pretty",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "next_attempt_at",
+        "updated_at",
+    )
     readonly_fields = fields
     inlines = (JobLedgerInline,)
 
@@ -74,8 +114,18 @@ class PriceRuleAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
     """Prices are edited here; a job keeps the rule it was priced with. Retire a rule by
     unticking ``active`` (rules that priced jobs cannot be deleted)."""
 
-    list_display = ("name", "operation", "model", "tier", "own_key", "base_credits", "credits_per_1k_input",
-                    "credits_per_1k_output", "edit_multiplier", "active")
+    list_display = (
+        "name",
+        "operation",
+        "model",
+        "tier",
+        "own_key",
+        "base_credits",
+        "credits_per_1k_input",
+        "credits_per_1k_output",
+        "edit_multiplier",
+        "active",
+    )
     list_filter = ("active", "operation", "own_key")
     search_fields = ("name", "model")
     ordering = ("operation", "own_key", "model", "tier")

@@ -29,12 +29,16 @@ def _fernet_key(secret: str) -> bytes:
             return secret.encode("ascii")
     except (binascii.Error, UnicodeEncodeError, ValueError):
         pass
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(secret.encode("utf-8"))
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
+        secret.encode("utf-8")
+    )
     return base64.urlsafe_b64encode(derived)
 
 
 def _cipher() -> MultiFernet:
-    secrets = [part.strip() for part in app_settings.FIELD_ENCRYPTION_KEY.split(",") if part.strip()]
+    secrets = [
+        part.strip() for part in app_settings.FIELD_ENCRYPTION_KEY.split(",") if part.strip()
+    ]
     if not secrets:
         secrets = [settings.SECRET_KEY]
     return MultiFernet([Fernet(_fernet_key(secret)) for secret in secrets])
@@ -58,17 +62,26 @@ def api_key_store(*, user, api_key: str) -> ApiCredential:
     one), encrypted. Raises InvalidRequest (field ``api_key``), saying why, when the key is
     malformed, refused by the endpoint, or cannot be checked; then nothing is stored."""
     api_key = (api_key or "").strip()
-    if not (MIN_KEY_LENGTH <= len(api_key) <= MAX_KEY_LENGTH) or any(ch.isspace() for ch in api_key):
+    if not (MIN_KEY_LENGTH <= len(api_key) <= MAX_KEY_LENGTH) or any(
+        ch.isspace() for ch in api_key
+    ):
         raise InvalidRequest(
-            f"An API key is {MIN_KEY_LENGTH} to {MAX_KEY_LENGTH} characters without spaces.", field="api_key"
+            f"An API key is {MIN_KEY_LENGTH} to {MAX_KEY_LENGTH} characters without spaces.",
+            field="api_key",
         )
     if not api_key.isascii() or not api_key.isprintable():
-        raise InvalidRequest("An API key contains only plain printable characters.", field="api_key")
+        raise InvalidRequest(
+            "An API key contains only plain printable characters.", field="api_key"
+        )
     _check_with_endpoint(api_key)
     with transaction.atomic():
         credential, _ = ApiCredential.objects.update_or_create(
             user=user,
-            defaults={"provider": "openai", "encrypted_key": encrypt(api_key), "key_hint": api_key[-4:]},
+            defaults={
+                "provider": "openai",
+                "encrypted_key": encrypt(api_key),
+                "key_hint": api_key[-4:],
+            },
         )
     return credential
 

@@ -14,7 +14,9 @@ __all__ = ["Offering", "default_model", "find", "offerings", "operations", "unav
 
 def offerings(*, user_has_key: bool = False) -> list[Offering]:
     """What every registered backend offers here, in the order the backends were registered."""
-    return [item for backend in all_backends() for item in backend.offerings(user_has_key=user_has_key)]
+    return [
+        item for backend in all_backends() for item in backend.offerings(user_has_key=user_has_key)
+    ]
 
 
 def operations(*, user_has_key: bool = False) -> list[tuple[str, str]]:
@@ -28,7 +30,11 @@ def unavailable(*, user_has_key: bool = False) -> list[tuple[str, str]]:
     """The operations this site has but that cannot be ordered now, as (operation, label):
     text needs an OpenAI-compatible endpoint, through the platform's key or the user's own."""
     available = {operation for operation, _ in operations(user_has_key=user_has_key)}
-    return [(operation.value, operation.label) for operation in Operation if operation.value not in available]
+    return [
+        (operation.value, operation.label)
+        for operation in Operation
+        if operation.value not in available
+    ]
 
 
 def find(*, operation: str, model: str, user_has_key: bool = False) -> Offering:

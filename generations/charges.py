@@ -30,7 +30,10 @@ def register() -> None:
     from .models import GenerationJob
 
     register_source_type(
-        name=JOB_SOURCE, label="job", model=GenerationJob, export_column="job_id",
+        name=JOB_SOURCE,
+        label="job",
+        model=GenerationJob,
+        export_column="job_id",
         customer_url_name="generations:list",
     )
 

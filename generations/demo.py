@@ -7,23 +7,75 @@ staff) alone, so it can run any number of times. Migration 0004 ships the same r
 from decimal import Decimal
 
 DEMO_RULES = [
-    {"name": "Illustrator picture (SVG)", "operation": "image", "model": "procedural-svg", "tier": "",
-     "own_key": False, "base_credits": 3, "edit_multiplier": "0.50"},
-    {"name": "Picture from a hosted model", "operation": "image", "model": "", "tier": "",
-     "own_key": False, "base_credits": 8, "edit_multiplier": "0.50"},
-    {"name": "Enhancement to 1K", "operation": "enhance", "model": "", "tier": "1K", "own_key": False,
-     "base_credits": 2},
-    {"name": "Enhancement to 2K", "operation": "enhance", "model": "", "tier": "2K", "own_key": False,
-     "base_credits": 5},
-    {"name": "Enhancement to 4K", "operation": "enhance", "model": "", "tier": "4K", "own_key": False,
-     "base_credits": 10},
-    {"name": "Text, priced by tokens", "operation": "text", "model": "", "tier": "", "own_key": False,
-     "base_credits": 1, "credits_per_1k_input": "1.000", "credits_per_1k_output": "4.000",
-     "edit_multiplier": "0.50"},
-    {"name": "Platform fee: text on your own API key", "operation": "text", "model": "", "tier": "",
-     "own_key": True, "base_credits": 1},
-    {"name": "Platform fee: picture on your own API key", "operation": "image", "model": "", "tier": "",
-     "own_key": True, "base_credits": 1},
+    {
+        "name": "Illustrator picture (SVG)",
+        "operation": "image",
+        "model": "procedural-svg",
+        "tier": "",
+        "own_key": False,
+        "base_credits": 3,
+        "edit_multiplier": "0.50",
+    },
+    {
+        "name": "Picture from a hosted model",
+        "operation": "image",
+        "model": "",
+        "tier": "",
+        "own_key": False,
+        "base_credits": 8,
+        "edit_multiplier": "0.50",
+    },
+    {
+        "name": "Enhancement to 1K",
+        "operation": "enhance",
+        "model": "",
+        "tier": "1K",
+        "own_key": False,
+        "base_credits": 2,
+    },
+    {
+        "name": "Enhancement to 2K",
+        "operation": "enhance",
+        "model": "",
+        "tier": "2K",
+        "own_key": False,
+        "base_credits": 5,
+    },
+    {
+        "name": "Enhancement to 4K",
+        "operation": "enhance",
+        "model": "",
+        "tier": "4K",
+        "own_key": False,
+        "base_credits": 10,
+    },
+    {
+        "name": "Text, priced by tokens",
+        "operation": "text",
+        "model": "",
+        "tier": "",
+        "own_key": False,
+        "base_credits": 1,
+        "credits_per_1k_input": "1.000",
+        "credits_per_1k_output": "4.000",
+        "edit_multiplier": "0.50",
+    },
+    {
+        "name": "Platform fee: text on your own API key",
+        "operation": "text",
+        "model": "",
+        "tier": "",
+        "own_key": True,
+        "base_credits": 1,
+    },
+    {
+        "name": "Platform fee: picture on your own API key",
+        "operation": "image",
+        "model": "",
+        "tier": "",
+        "own_key": True,
+        "base_credits": 1,
+    },
 ]
 _KEY_FIELDS = ("operation", "model", "tier", "own_key")
 
@@ -43,7 +95,9 @@ def install(price_rule_model, rules=DEMO_RULES) -> int:
     created = 0
     for rule in rules:
         lookup = {field: rule[field] for field in _KEY_FIELDS}
-        _, made = price_rule_model.objects.get_or_create(**lookup, active=True, defaults=rule_defaults(rule))
+        _, made = price_rule_model.objects.get_or_create(
+            **lookup, active=True, defaults=rule_defaults(rule)
+        )
         created += made
     return created
 

@@ -45,8 +45,11 @@ class InvalidTransition(GenerationsError, errors.InvalidTransition):
     status = 409
 
     def __init__(self, *, job_id, current: str, target: str):
-        super().__init__(f"Job #{job_id} is {current.lower()} and cannot become {target.lower()}.",
-                         current=current, target=target)
+        super().__init__(
+            f"Job #{job_id} is {current.lower()} and cannot become {target.lower()}.",
+            current=current,
+            target=target,
+        )
 
 
 class AlreadyRetried(InvalidTransition):
@@ -57,8 +60,11 @@ class AlreadyRetried(InvalidTransition):
     def __init__(self, *, job_id, retry_id):
         self.retry_id = retry_id
         errors.InvalidTransition.__init__(
-            self, f"Job #{job_id} was already retried as job #{retry_id}: a failed job runs again only once.",
-            current="retried", target="retried again", extra={"retry_id": retry_id},
+            self,
+            f"Job #{job_id} was already retried as job #{retry_id}: a failed job runs again only once.",
+            current="retried",
+            target="retried again",
+            extra={"retry_id": retry_id},
         )
 
 

@@ -15,14 +15,25 @@ class JobForm(forms.Form):
     model = forms.ChoiceField(label="Model")
     tier = forms.ChoiceField(widget=forms.RadioSelect, required=False, label="Size")
     prompt = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "three red circles over a blue ocean at sunset"}),
+        widget=forms.Textarea(
+            attrs={"rows": 4, "placeholder": "three red circles over a blue ocean at sunset"}
+        ),
         required=False,
         label="Prompt",
     )
-    is_edit = forms.BooleanField(required=False, label="Edit an earlier result instead of starting fresh")
-    source_id = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Earlier result")
-    seed = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1, label="Seed",
-                              help_text="The same prompt and seed always draw the same picture.")
+    is_edit = forms.BooleanField(
+        required=False, label="Edit an earlier result instead of starting fresh"
+    )
+    source_id = forms.TypedChoiceField(
+        coerce=int, required=False, empty_value=None, label="Earlier result"
+    )
+    seed = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=2**31 - 1,
+        label="Seed",
+        help_text="The same prompt and seed always draw the same picture.",
+    )
     max_output_tokens = forms.IntegerField(required=False, label="Longest answer (tokens)")
     use_own_key = forms.BooleanField(required=False, initial=True, label="Run on my own API key")
 
@@ -40,7 +51,9 @@ class JobForm(forms.Form):
         if operation not in dict(ops):
             operation = Operation.IMAGE
         self.current_operation = operation
-        self.offerings = [o for o in catalog.offerings(user_has_key=user_has_key) if o.operation == operation]
+        self.offerings = [
+            o for o in catalog.offerings(user_has_key=user_has_key) if o.operation == operation
+        ]
         self.fields["model"].choices = [(o.model, o.label) for o in self.offerings]
         model = data.get("model") or self.initial.get("model")
         self.offering = next((o for o in self.offerings if o.model == model), self.offerings[0])
@@ -61,9 +74,15 @@ class JobForm(forms.Form):
                 data["tier"] = self.offering.tiers[0]
             self.data = data
         # An enhancement works only on what its own backend made.
-        sources = source_jobs(user=user, operation=operation,
-                              backend=self.offering.backend if self.offering.needs_source else None) if (
-            self.offering.supports_edit or self.offering.needs_source) else []
+        sources = (
+            source_jobs(
+                user=user,
+                operation=operation,
+                backend=self.offering.backend if self.offering.needs_source else None,
+            )
+            if (self.offering.supports_edit or self.offering.needs_source)
+            else []
+        )
         self.sources = sources
         self.fields["source_id"].choices = [("", "Choose…")] + [
             (job.pk, f"#{job.pk} · {job.prompt[:60]}") for job in sources
@@ -79,7 +98,9 @@ class JobForm(forms.Form):
             self.fields["prompt"].label = "Notes (optional)"
             self.fields["source_id"].label = "Picture to enhance"
         if operation == Operation.TEXT:
-            self.fields["prompt"].widget.attrs["placeholder"] = "A short product description for a hand-made teapot"
+            self.fields["prompt"].widget.attrs["placeholder"] = (
+                "A short product description for a hand-made teapot"
+            )
 
     @property
     def shows_tier(self) -> bool:
@@ -96,7 +117,11 @@ class JobForm(forms.Form):
     @property
     def shows_seed(self) -> bool:
         """A fresh picture only: an edit or an enhancement keeps its source's seed."""
-        return "seed" in self.backend_fields and not self.offering.needs_source and not self._flag("is_edit")
+        return (
+            "seed" in self.backend_fields
+            and not self.offering.needs_source
+            and not self._flag("is_edit")
+        )
 
     @property
     def shows_tokens(self) -> bool:
@@ -131,5 +156,7 @@ class ApiKeyForm(forms.Form):
         label="API key",
         strip=True,
         max_length=512,
-        widget=forms.PasswordInput(attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "sk-…"}),
+        widget=forms.PasswordInput(
+            attrs={"autocomplete": "off", "spellcheck": "false", "placeholder": "sk-…"}
+        ),
     )

@@ -31,7 +31,10 @@ class PriceRule(models.Model):
     credits_per_1k_input = models.DecimalField(max_digits=9, decimal_places=3, default=0)
     credits_per_1k_output = models.DecimalField(max_digits=9, decimal_places=3, default=0)
     edit_multiplier = models.DecimalField(
-        max_digits=4, decimal_places=2, default=1, help_text="Edits of an earlier result cost this share."
+        max_digits=4,
+        decimal_places=2,
+        default=1,
+        help_text="Edits of an earlier result cost this share.",
     )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -61,8 +64,12 @@ class PriceRule(models.Model):
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
-        if self.operation != Operation.TEXT and (self.credits_per_1k_input or self.credits_per_1k_output):
-            raise ValidationError("Only text is priced by tokens: pictures cost their base credits.")
+        if self.operation != Operation.TEXT and (
+            self.credits_per_1k_input or self.credits_per_1k_output
+        ):
+            raise ValidationError(
+                "Only text is priced by tokens: pictures cost their base credits."
+            )
         if self.operation == Operation.ENHANCE and not self.tier:
             raise ValidationError({"tier": "An enhancement rule names its tier (1K, 2K or 4K)."})
 
@@ -79,7 +86,9 @@ class GenerationJob(models.Model):
     ACTIVE_STATUSES = (Status.PENDING, Status.PROCESSING)
     TERMINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.REFUNDED, Status.CANCELLED)
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="generation_jobs")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="generation_jobs"
+    )
     operation = models.CharField(max_length=32)
     model = models.CharField(max_length=64)
     tier = models.CharField(max_length=16, blank=True, default="")
@@ -132,13 +141,16 @@ class GenerationJob(models.Model):
             models.Index(fields=["status", "resend_at"], name="generations_job_status_resend"),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(estimated_credits__gt=0), name="generations_estimate_positive"),
+            models.CheckConstraint(
+                condition=Q(estimated_credits__gt=0), name="generations_estimate_positive"
+            ),
             models.CheckConstraint(
                 condition=Q(credits_charged__lte=models.F("estimated_credits")),
                 name="generations_charge_within_estimate",
             ),
             models.CheckConstraint(
-                condition=~Q(status="PROCESSING") | (Q(claim_token__isnull=False) & Q(started_at__isnull=False)),
+                condition=~Q(status="PROCESSING")
+                | (Q(claim_token__isnull=False) & Q(started_at__isnull=False)),
                 name="generations_processing_is_claimed",
             ),
         ]
@@ -148,7 +160,11 @@ class GenerationJob(models.Model):
 
     @property
     def operation_label(self) -> str:
-        return Operation(self.operation).label if self.operation in Operation.values else self.operation
+        return (
+            Operation(self.operation).label
+            if self.operation in Operation.values
+            else self.operation
+        )
 
     @property
     def is_terminal(self) -> bool:
@@ -160,7 +176,7 @@ class GenerationJob(models.Model):
 
     @property
     def result_kind(self) -> str:
-        """"svg", "png" or "text" by the stored result's file type; "" without a result."""
+        """ "svg", "png" or "text" by the stored result's file type; "" without a result."""
         name = self.result_file.name if self.result_file else ""
         if name.endswith(".svg"):
             return "svg"
@@ -179,7 +195,9 @@ class GenerationJob(models.Model):
 class ApiCredential(models.Model):
     """A user's own API key for the OpenAI-compatible backend, encrypted at rest."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_credential")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_credential"
+    )
     provider = models.CharField(max_length=32, default="openai")
     encrypted_key = models.TextField()
     #: The last characters of the key, so its owner can recognise it.

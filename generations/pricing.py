@@ -70,7 +70,11 @@ class Estimate:
 def rule_for(*, operation: str, model: str, tier: str = "", own_key: bool = False) -> PriceRule:
     """The most specific active rule for the request. Raises NoPriceRule when none applies."""
     candidates = PriceRule.objects.filter(
-        active=True, operation=operation, own_key=own_key, model__in=[model, ""], tier__in=[tier, ""]
+        active=True,
+        operation=operation,
+        own_key=own_key,
+        model__in=[model, ""],
+        tier__in=[tier, ""],
     )
     best = None
     best_rank = (-1, -1)
@@ -79,13 +83,17 @@ def rule_for(*, operation: str, model: str, tier: str = "", own_key: bool = Fals
         if rank > best_rank:
             best, best_rank = rule, rank
     if best is None:
-        what = f"{Operation(operation).label.lower() if operation in Operation.values else operation}"
+        what = (
+            f"{Operation(operation).label.lower() if operation in Operation.values else operation}"
+        )
         extra = " on your own API key" if own_key else ""
         raise NoPriceRule(f"There is no price for {what} with {model or 'this model'}{extra} yet.")
     return best
 
 
-def price(rates: Rates, *, input_tokens: int = 0, output_tokens: int = 0, is_edit: bool = False) -> int:
+def price(
+    rates: Rates, *, input_tokens: int = 0, output_tokens: int = 0, is_edit: bool = False
+) -> int:
     """Credits for one request at ``rates``: whole credits, rounded up, at least one.
 
     Token rates count for text only; pictures cost their base credits.
@@ -117,7 +125,9 @@ def estimate(
     if operation == Operation.TEXT:
         input_tokens = max_input_tokens(chat_messages(prompt=prompt, source_text=source_text))
         output_tokens = max(0, int(max_output_tokens))
-    credits = price(Rates.of(rule), input_tokens=input_tokens, output_tokens=output_tokens, is_edit=is_edit)
+    credits = price(
+        Rates.of(rule), input_tokens=input_tokens, output_tokens=output_tokens, is_edit=is_edit
+    )
     return Estimate(
         credits=credits,
         rule=rule,

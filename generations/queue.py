@@ -15,6 +15,8 @@ def enqueue_run(*, job_id: int, countdown: float | None = None) -> bool:
     try:
         task_send("generations.tasks.run_job", args=[job_id], countdown=countdown)
     except (OperationalError, OSError):
-        logger.exception("Could not send job %s to the workers; the reaper will send it again.", job_id)
+        logger.exception(
+            "Could not send job %s to the workers; the reaper will send it again.", job_id
+        )
         return False
     return True

@@ -93,21 +93,30 @@ def job_claim(*, job_id: int) -> Claim | None:
     if not current_app.conf.task_always_eager:
         due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + CLOCK_SLACK)
     claimed = GenerationJob.objects.filter(due, pk=job_id, status=Status.PENDING).update(
-        status=Status.PROCESSING, claim_token=token, started_at=now, next_attempt_at=None, resend_at=None,
+        status=Status.PROCESSING,
+        claim_token=token,
+        started_at=now,
+        next_attempt_at=None,
+        resend_at=None,
         updated_at=now,
     )
     if not claimed:
         # A stale run (its worker died, this is the redelivered message): take it over, counting
         # the lost run as a retry. Compare-and-set on the lease, so only one taker wins.
         claimed = GenerationJob.objects.filter(
-            pk=job_id, status=Status.PROCESSING, started_at__lt=_stale_before(now), retry_count__lt=F("max_retries")
+            pk=job_id,
+            status=Status.PROCESSING,
+            started_at__lt=_stale_before(now),
+            retry_count__lt=F("max_retries"),
         ).update(
             claim_token=token,
             started_at=now,
             updated_at=now,
             retry_count=F("retry_count") + 1,
             error_detail=Concat(
-                F("error_detail"), Value(f"\n{now:%Y-%m-%d %H:%M:%S} {WORKER_LOST} Taken over."), output_field=TextField()
+                F("error_detail"),
+                Value(f"\n{now:%Y-%m-%d %H:%M:%S} {WORKER_LOST} Taken over."),
+                output_field=TextField(),
             ),
         )
     if not claimed:
@@ -140,7 +149,9 @@ def read_text_result(job: GenerationJob | None) -> str:
         with job.result_file.open("rb") as fh:
             return fh.read().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise PermanentBackendError("The text to edit could not be read.", detail=repr(exc)) from exc
+        raise PermanentBackendError(
+            "The text to edit could not be read.", detail=repr(exc)
+        ) from exc
 
 
 def job_complete(*, claim: Claim, output: BackendOutput) -> str:
@@ -156,7 +167,9 @@ def job_complete(*, claim: Claim, output: BackendOutput) -> str:
     try:
         stored = _store(claim.job, output)
     except OSError as exc:
-        error = RetryableBackendError("The result could not be saved.", detail=f"storage error: {exc!r}")
+        error = RetryableBackendError(
+            "The result could not be saved.", detail=f"storage error: {exc!r}"
+        )
         return job_attempt_failed(claim=claim, error=error)
     committed = False
     try:
@@ -173,12 +186,22 @@ def job_complete(*, claim: Claim, output: BackendOutput) -> str:
             job.completed_at = timezone.now()
             job.claim_token = None
             job.error_message = ""
-            job.save(update_fields=[
-                "status", "result_file", "credits_charged", "usage", "completed_at", "claim_token",
-                "error_message", "updated_at",
-            ])
+            job.save(
+                update_fields=[
+                    "status",
+                    "result_file",
+                    "credits_charged",
+                    "usage",
+                    "completed_at",
+                    "claim_token",
+                    "error_message",
+                    "updated_at",
+                ]
+            )
             charges.refund(
-                job, amount=job.estimated_credits - cost, reason=f"Unused part of the estimate for job #{job.pk}"
+                job,
+                amount=job.estimated_credits - cost,
+                reason=f"Unused part of the estimate for job #{job.pk}",
             )
             committed = True
     finally:
@@ -195,8 +218,10 @@ def job_attempt_failed(*, claim: Claim, error: BackendError) -> str:
         if job is None:
             return "lost"
         now = timezone.now()
-        job.error_detail = _append(job.error_detail, f"{now:%Y-%m-%d %H:%M:%S} attempt {job.retry_count + 1}: "
-                                                     f"{error.detail}")
+        job.error_detail = _append(
+            job.error_detail,
+            f"{now:%Y-%m-%d %H:%M:%S} attempt {job.retry_count + 1}: {error.detail}",
+        )
         if error.retryable and job.retry_count < job.max_retries:
             job.retry_count += 1
             countdown = backoff(retry=job.retry_count, retry_after=error.retry_after)
@@ -204,11 +229,21 @@ def job_attempt_failed(*, claim: Claim, error: BackendError) -> str:
             job.claim_token = None
             job.next_attempt_at = now + timedelta(seconds=countdown)
             job.resend_at = first_resend_at(job.next_attempt_at)
-            job.error_message = f"{error.message} Trying again ({job.retry_count} of {job.max_retries})."
-            job.save(update_fields=[
-                "status", "claim_token", "next_attempt_at", "resend_at", "retry_count", "error_message",
-                "error_detail", "updated_at",
-            ])
+            job.error_message = (
+                f"{error.message} Trying again ({job.retry_count} of {job.max_retries})."
+            )
+            job.save(
+                update_fields=[
+                    "status",
+                    "claim_token",
+                    "next_attempt_at",
+                    "resend_at",
+                    "retry_count",
+                    "error_message",
+                    "error_detail",
+                    "updated_at",
+                ]
+            )
             transaction.on_commit(partial(enqueue_run, job_id=job.pk, countdown=countdown))
             return "retrying"
         message = error.message
@@ -224,7 +259,9 @@ def job_reap_stale(*, job_id: int) -> str | None:
     with transaction.atomic(durable=True):
         job = (
             GenerationJob.objects.select_for_update(skip_locked=True)
-            .filter(pk=job_id, status=Status.PROCESSING, started_at__lt=_stale_before(timezone.now()))
+            .filter(
+                pk=job_id, status=Status.PROCESSING, started_at__lt=_stale_before(timezone.now())
+            )
             .first()
         )
         if job is None:
@@ -237,11 +274,21 @@ def job_reap_stale(*, job_id: int) -> str | None:
             job.claim_token = None
             job.next_attempt_at = now
             job.resend_at = first_resend_at(now)
-            job.error_message = f"{WORKER_LOST} It was queued again ({job.retry_count} of {job.max_retries})."
-            job.save(update_fields=[
-                "status", "claim_token", "next_attempt_at", "resend_at", "retry_count", "error_message",
-                "error_detail", "updated_at",
-            ])
+            job.error_message = (
+                f"{WORKER_LOST} It was queued again ({job.retry_count} of {job.max_retries})."
+            )
+            job.save(
+                update_fields=[
+                    "status",
+                    "claim_token",
+                    "next_attempt_at",
+                    "resend_at",
+                    "retry_count",
+                    "error_message",
+                    "error_detail",
+                    "updated_at",
+                ]
+            )
             transaction.on_commit(partial(enqueue_run, job_id=job.pk))
             return "requeued"
         _fail(job, message=f"{WORKER_LOST} No retries were left.")
@@ -325,10 +372,20 @@ def _fail(job: GenerationJob, *, message: str) -> None:
     job.credits_charged = 0
     job.completed_at = timezone.now()
     job.error_message = f"{message} Your {credits_text(job.estimated_credits)} {'was' if job.estimated_credits == 1 else 'were'} refunded."
-    job.save(update_fields=[
-        "status", "claim_token", "next_attempt_at", "resend_at", "credits_charged", "completed_at", "error_message",
-        "error_detail", "retry_count", "updated_at",
-    ])
+    job.save(
+        update_fields=[
+            "status",
+            "claim_token",
+            "next_attempt_at",
+            "resend_at",
+            "credits_charged",
+            "completed_at",
+            "error_message",
+            "error_detail",
+            "retry_count",
+            "updated_at",
+        ]
+    )
     charges.refund(job, amount=None, reason=f"Job #{job.pk} failed")
 
 

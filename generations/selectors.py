@@ -31,7 +31,9 @@ def job_ledger(*, job: GenerationJob) -> list[LedgerEntry]:
     return list(job_ledger_entries(job).order_by("id"))
 
 
-def source_jobs(*, user, operation: str, backend: str | None = None, limit: int = 30) -> list[GenerationJob]:
+def source_jobs(
+    *, user, operation: str, backend: str | None = None, limit: int = 30
+) -> list[GenerationJob]:
     """Finished jobs of ``user`` that a new job of ``operation`` could edit or enhance
     (only those ``backend`` made, when it is given)."""
     wanted = Operation.IMAGE if operation in (Operation.IMAGE, Operation.ENHANCE) else operation

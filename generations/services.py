@@ -34,8 +34,17 @@ from .queue import enqueue_run
 from .running import first_resend_at, read_text_result
 from .validation import clean_prompt
 
-__all__ = ["JobRequest", "NotAllowed", "PreparedJob", "job_cancel", "job_prepare", "job_refund_completed",
-           "job_retry_failed", "job_retry_own", "job_submit"]
+__all__ = [
+    "JobRequest",
+    "NotAllowed",
+    "PreparedJob",
+    "job_cancel",
+    "job_prepare",
+    "job_refund_completed",
+    "job_retry_failed",
+    "job_retry_own",
+    "job_submit",
+]
 
 Status = GenerationJob.Status
 
@@ -78,7 +87,9 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
     fault) or NoPriceRule.
     """
     user_has_key = has_api_key(user=user)
-    model = request.model or catalog.default_model(operation=request.operation, user_has_key=user_has_key)
+    model = request.model or catalog.default_model(
+        operation=request.operation, user_has_key=user_has_key
+    )
     offering = catalog.find(operation=request.operation, model=model, user_has_key=user_has_key)
     prompt = _checked_prompt(request.prompt, offering=offering, draft=draft)
     tier = _checked_tier(request.tier, offering=offering)
@@ -88,14 +99,25 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
     source = None
     if (offering.needs_source or is_edit) and not (draft and not request.source_id):
         source = _source_job(user=user, source_id=request.source_id, offering=offering)
-    own_key = _uses_own_key(offering=offering, wanted=request.use_own_key, user_has_key=user_has_key)
+    own_key = _uses_own_key(
+        offering=offering, wanted=request.use_own_key, user_has_key=user_has_key
+    )
 
-    parameters: dict = {"backend": offering.backend, **get_backend(offering.backend).prepare(JobDraft(
-        operation=offering.operation, model=offering.model, prompt=prompt, is_edit=is_edit,
-        source_parameters=source.parameters if source is not None else None,
-        source_prompt=source.prompt if source is not None else "", seed=request.seed,
-        max_output_tokens=request.max_output_tokens,
-    ))}
+    parameters: dict = {
+        "backend": offering.backend,
+        **get_backend(offering.backend).prepare(
+            JobDraft(
+                operation=offering.operation,
+                model=offering.model,
+                prompt=prompt,
+                is_edit=is_edit,
+                source_parameters=source.parameters if source is not None else None,
+                source_prompt=source.prompt if source is not None else "",
+                seed=request.seed,
+                max_output_tokens=request.max_output_tokens,
+            )
+        ),
+    }
     text_edit = offering.operation == Operation.TEXT and is_edit and source is not None
     source_text = _text_to_edit(source) if text_edit else None
     if offering.needs_source and not prompt and source is not None:
@@ -129,7 +151,9 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
 def _checked_prompt(text: str, *, offering: Offering, draft: bool) -> str:
     prompt = clean_prompt(text)
     if len(prompt) > app_settings.MAX_PROMPT_CHARS:
-        raise InvalidRequest(f"Keep the prompt under {app_settings.MAX_PROMPT_CHARS} characters.", field="prompt")
+        raise InvalidRequest(
+            f"Keep the prompt under {app_settings.MAX_PROMPT_CHARS} characters.", field="prompt"
+        )
     if not prompt and not offering.needs_source and not draft:
         raise InvalidRequest("Describe what you want to make.", field="prompt")
     return prompt
@@ -161,11 +185,18 @@ def _text_to_edit(source: GenerationJob) -> str:
     try:
         return read_text_result(source)
     except Exception as exc:  # noqa: BLE001 - any reason the text is unreadable
-        raise InvalidRequest("The text to edit cannot be read any more.", field="source_id") from exc
+        raise InvalidRequest(
+            "The text to edit cannot be read any more.", field="source_id"
+        ) from exc
 
 
-def job_submit(*, user, request: JobRequest, retry_of: GenerationJob | None = None,
-               audit: Callable[[GenerationJob], object] | None = None) -> GenerationJob:
+def job_submit(
+    *,
+    user,
+    request: JobRequest,
+    retry_of: GenerationJob | None = None,
+    audit: Callable[[GenerationJob], object] | None = None,
+) -> GenerationJob:
     """Create the job and charge its estimate in one transaction; send its task after commit.
 
     ``retry_of``: the FAILED job this one runs again (see ``job_retry_failed``).
@@ -180,10 +211,17 @@ def job_submit(*, user, request: JobRequest, retry_of: GenerationJob | None = No
     with transaction.atomic(durable=True):
         # One submitter per user at a time past this line, so the count below stays true
         # until this transaction commits its own job (and a failed job is retried once).
-        list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True))
+        list(
+            get_user_model()
+            .objects.select_for_update()
+            .filter(pk=user.pk)
+            .values_list("pk", flat=True)
+        )
         if retry_of is not None:
             _check_retryable(failed=retry_of, user=user)
-        running = GenerationJob.objects.filter(user_id=user.pk, status__in=GenerationJob.ACTIVE_STATUSES).count()
+        running = GenerationJob.objects.filter(
+            user_id=user.pk, status__in=GenerationJob.ACTIVE_STATUSES
+        ).count()
         if running >= limit:
             raise TooManyRunningJobs(limit=limit)
         now = timezone.now()
@@ -226,7 +264,9 @@ def job_cancel(*, user, job_id: int) -> GenerationJob:
     """
     with transaction.atomic(durable=True):
         now = timezone.now()
-        cancelled = GenerationJob.objects.filter(pk=job_id, user_id=user.pk, status=Status.PENDING).update(
+        cancelled = GenerationJob.objects.filter(
+            pk=job_id, user_id=user.pk, status=Status.PENDING
+        ).update(
             status=Status.CANCELLED,
             completed_at=now,
             next_attempt_at=None,
@@ -241,15 +281,20 @@ def job_cancel(*, user, job_id: int) -> GenerationJob:
     return job
 
 
-def job_refund_completed(*, job_id: int, staff_user, reason: str,
-                         audit: Callable[[GenerationJob], object] | None = None) -> GenerationJob:
+def job_refund_completed(
+    *, job_id: int, staff_user, reason: str, audit: Callable[[GenerationJob], object] | None = None
+) -> GenerationJob:
     """Staff: give back what a COMPLETED job cost (a bad result) and mark it REFUNDED.
 
     The job's one refund of its charge is used when it is still free; when it already
     returned the unused estimate, the credits come back as an adjustment naming the job.
     ``audit`` is called with the job inside the refund's transaction.
     """
-    if staff_user is None or not staff_user.is_staff or not staff_user.has_perm("generations.manage_jobs"):
+    if (
+        staff_user is None
+        or not staff_user.is_staff
+        or not staff_user.has_perm("generations.manage_jobs")
+    ):
         raise NotAllowed("Refunding a job needs the permission to manage jobs.")
     reason = (reason or "").strip()
     if not reason:
@@ -268,7 +313,11 @@ def job_refund_completed(*, job_id: int, staff_user, reason: str,
             description = f"Refund of job #{job.pk}"
             if charges.refund_entry(job) is None:
                 charges.refund(
-                    job, amount=amount, reason=description, internal_note=reason, created_by=staff_user
+                    job,
+                    amount=amount,
+                    reason=description,
+                    internal_note=reason,
+                    created_by=staff_user,
                 )
             else:
                 credits_adjust(
@@ -285,8 +334,9 @@ def job_refund_completed(*, job_id: int, staff_user, reason: str,
     return job
 
 
-def job_retry_failed(*, job_id: int, staff_user, reason: str,
-                     audit: Callable[[GenerationJob], object] | None = None) -> GenerationJob:
+def job_retry_failed(
+    *, job_id: int, staff_user, reason: str, audit: Callable[[GenerationJob], object] | None = None
+) -> GenerationJob:
     """Staff: run a FAILED job again, as a new job for the same user and request.
 
     The failed job was refunded in full when it failed, so the new job is priced and charged
@@ -295,7 +345,11 @@ def job_retry_failed(*, job_id: int, staff_user, reason: str,
     TooManyRunningJobs or the credits errors; then nothing was created or charged.
     ``audit`` is called with the new job inside the transaction that creates it.
     """
-    if staff_user is None or not staff_user.is_staff or not staff_user.has_perm("generations.manage_jobs"):
+    if (
+        staff_user is None
+        or not staff_user.is_staff
+        or not staff_user.has_perm("generations.manage_jobs")
+    ):
         raise NotAllowed("Retrying a job needs the permission to manage jobs.")
     if not (reason or "").strip():
         raise InvalidRequest("Give a reason for the retry.", field="reason")
@@ -314,7 +368,9 @@ def job_retry_own(*, user, job_id: int) -> GenerationJob:
     return _retry(failed)
 
 
-def _retry(failed: GenerationJob, *, audit: Callable[[GenerationJob], object] | None = None) -> GenerationJob:
+def _retry(
+    failed: GenerationJob, *, audit: Callable[[GenerationJob], object] | None = None
+) -> GenerationJob:
     if failed.status != Status.FAILED:
         raise InvalidTransition(job_id=failed.pk, current=failed.status, target="retried")
     request = JobRequest(
@@ -351,7 +407,11 @@ def _source_job(*, user, source_id, offering: Offering) -> GenerationJob:
         raise InvalidRequest("That earlier result was not found.", field="source_id") from None
     if source.status != Status.COMPLETED or not source.result_file:
         raise InvalidRequest("Only a finished job can be edited or enhanced.", field="source_id")
-    wanted = Operation.IMAGE if offering.operation in (Operation.IMAGE, Operation.ENHANCE) else offering.operation
+    wanted = (
+        Operation.IMAGE
+        if offering.operation in (Operation.IMAGE, Operation.ENHANCE)
+        else offering.operation
+    )
     if source.operation != wanted or source.parameters.get("backend") != offering.backend:
         raise InvalidRequest("That earlier result is of another kind.", field="source_id")
     return source

@@ -23,11 +23,14 @@ _PICTURE_SIGNATURES = {"png": (b"\x89PNG\r\n\x1a\n",), "jpg": (b"\xff\xd8\xff",)
 
 
 def _bad_characters(text: str) -> list[str]:
-    return sorted({
-        ch for ch in text
-        if ch not in _ALLOWED_CONTROLS
-        and (unicodedata.category(ch) in ("Cc", "Cs") or ch in _NOT_XML)
-    })
+    return sorted(
+        {
+            ch
+            for ch in text
+            if ch not in _ALLOWED_CONTROLS
+            and (unicodedata.category(ch) in ("Cc", "Cs") or ch in _NOT_XML)
+        }
+    )
 
 
 def _names(chars: list[str]) -> str:
@@ -93,4 +96,6 @@ def _check_text(content: bytes) -> None:
 
 
 def _damaged(detail: str) -> PermanentBackendError:
-    return PermanentBackendError("The result came out damaged, so it was not kept.", detail=f"invalid output: {detail}")
+    return PermanentBackendError(
+        "The result came out damaged, so it was not kept.", detail=f"invalid output: {detail}"
+    )

@@ -27,8 +27,13 @@ from .services import job_cancel, job_prepare, job_retry_own, job_submit
 from .text import credits_text
 
 PAGE_SIZE = 25
-RESULT_TYPES = {"svg": "image/svg+xml", "png": "image/png", "jpg": "image/jpeg", "webp": "image/webp",
-                "txt": "text/plain; charset=utf-8"}
+RESULT_TYPES = {
+    "svg": "image/svg+xml",
+    "png": "image/png",
+    "jpg": "image/jpeg",
+    "webp": "image/webp",
+    "txt": "text/plain; charset=utf-8",
+}
 #: A stored result is shown as an inert document: no scripts, no network, no forms, no frames.
 RESULT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
@@ -79,7 +84,12 @@ def job_estimate(request):
         except GenerationsError as exc:
             context["error"] = str(exc)
         else:
-            balance = CreditBalance.objects.filter(user_id=request.user.pk).values_list("balance", flat=True).first() or 0
+            balance = (
+                CreditBalance.objects.filter(user_id=request.user.pk)
+                .values_list("balance", flat=True)
+                .first()
+                or 0
+            )
             context.update(
                 estimate=prepared.estimate,
                 prepared=prepared,
@@ -87,7 +97,9 @@ def job_estimate(request):
                 shortfall=max(0, prepared.estimate.credits - balance),
             )
     else:
-        context["error"] = next(iter(e for errors in form.errors.values() for e in errors), "Check the form.")
+        context["error"] = next(
+            iter(e for errors in form.errors.values() for e in errors), "Check the form."
+        )
     return render(request, "generations/_estimate.html", context)
 
 
@@ -106,7 +118,10 @@ def job_status(request, pk: int):
     context = _job_context(job)
     if job.is_terminal:  # the balance in the header changed with the refund: update it too
         context["oob_balance"] = (
-            CreditBalance.objects.filter(user_id=request.user.pk).values_list("balance", flat=True).first() or 0
+            CreditBalance.objects.filter(user_id=request.user.pk)
+            .values_list("balance", flat=True)
+            .first()
+            or 0
         )
     return render(request, "generations/_status.html", context)
 
@@ -127,10 +142,16 @@ def job_cancel_view(request, pk: int):
     except InvalidTransition as exc:
         # Worded for the moment it happened: the status panel beside it moves on by itself.
         was = GenerationJob.Status(exc.current).label.lower()
-        messages.error(request, f"Job #{pk} was not cancelled: it was already {was}. "
-                                "Only a job still waiting to start can be cancelled.")
+        messages.error(
+            request,
+            f"Job #{pk} was not cancelled: it was already {was}. "
+            "Only a job still waiting to start can be cancelled.",
+        )
     else:
-        messages.success(request, f"Job #{job.pk} is cancelled and its {credits_text(job.estimated_credits)} refunded.")
+        messages.success(
+            request,
+            f"Job #{job.pk} is cancelled and its {credits_text(job.estimated_credits)} refunded.",
+        )
     return redirect("generations:detail", pk=pk)
 
 
@@ -173,9 +194,15 @@ def api_key(request):
     if request.method == "POST":
         if request.POST.get("action") == "remove":
             if api_key_remove(user=request.user):
-                messages.success(request, "Your API key is removed. " + (
-                    "Jobs now run on the platform's key." if app_settings.OPENAI_API_KEY else
-                    "Text jobs are not available until you add a key again."))
+                messages.success(
+                    request,
+                    "Your API key is removed. "
+                    + (
+                        "Jobs now run on the platform's key."
+                        if app_settings.OPENAI_API_KEY
+                        else "Text jobs are not available until you add a key again."
+                    ),
+                )
             return redirect("generations:api_key")
         form = ApiKeyForm(request.POST)
         if form.is_valid():
@@ -184,12 +211,17 @@ def api_key(request):
             except InvalidRequest as exc:
                 form.add_error("api_key", str(exc))
             else:
-                messages.success(request, "The model service accepted your API key. It is stored, encrypted, "
-                                          "and never shown again.")
+                messages.success(
+                    request,
+                    "The model service accepted your API key. It is stored, encrypted, "
+                    "and never shown again.",
+                )
                 return redirect("generations:api_key")
         status = 400
     credential = ApiCredential.objects.filter(user=request.user).first()
-    return render(request, "generations/api_key.html", {"form": form, "credential": credential}, status=status)
+    return render(
+        request, "generations/api_key.html", {"form": form, "credential": credential}, status=status
+    )
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -225,7 +257,10 @@ def _job_context(job: GenerationJob) -> dict:
 
 def _result_response(request, pk: int, *, attachment: bool):
     job = job_for_user(user=request.user, pk=pk)
-    if job.status not in (GenerationJob.Status.COMPLETED, GenerationJob.Status.REFUNDED) or not job.result_file:
+    if (
+        job.status not in (GenerationJob.Status.COMPLETED, GenerationJob.Status.REFUNDED)
+        or not job.result_file
+    ):
         raise Http404("This job has no result.")
     extension = job.result_file.name.rsplit(".", 1)[-1].lower()
     content_type = RESULT_TYPES.get(extension)
@@ -236,7 +271,10 @@ def _result_response(request, pk: int, *, attachment: bool):
     except OSError:
         raise Http404("The result file is missing.") from None
     response = FileResponse(
-        handle, content_type=content_type, as_attachment=attachment, filename=f"job-{job.pk}.{extension}"
+        handle,
+        content_type=content_type,
+        as_attachment=attachment,
+        filename=f"job-{job.pk}.{extension}",
     )
     response["Content-Security-Policy"] = RESULT_CSP
     response["X-Content-Type-Options"] = "nosniff"

@@ -20,8 +20,12 @@ def export_orders(user):
     refunds: dict[int, list[dict]] = {}
     for refund in Refund.objects.filter(order__user_id=user.pk).order_by("created_at", "pk"):
         refunds.setdefault(refund.order_id, []).append(
-            {"amount": refund.amount, "currency": refund.currency, "status": refund.status,
-             "created_at": refund.created_at}
+            {
+                "amount": refund.amount,
+                "currency": refund.currency,
+                "status": refund.status,
+                "created_at": refund.created_at,
+            }
         )
     for order in orders.iterator(chunk_size=500):
         invoice = getattr(order, "invoice", None)
@@ -36,9 +40,14 @@ def export_orders(user):
             "currency": order.currency,
             "provider": order.provider,
             "amount_refunded": order.amount_refunded,
-            "invoice": None if invoice is None else {
-                "number": invoice.number, "status": invoice.status, "amount_paid": invoice.amount_paid,
-                "currency": invoice.currency, "paid_at": invoice.paid_at,
+            "invoice": None
+            if invoice is None
+            else {
+                "number": invoice.number,
+                "status": invoice.status,
+                "amount_paid": invoice.amount_paid,
+                "currency": invoice.currency,
+                "paid_at": invoice.paid_at,
             },
             "refunds": refunds.get(order.pk, []),
         }
@@ -46,13 +55,17 @@ def export_orders(user):
 
 def deletion_blockers(user) -> list[str]:
     pending = list(
-        Order.objects.filter(user_id=user.pk, status=Order.Status.PENDING).order_by("pk").values_list("pk", flat=True)
+        Order.objects.filter(user_id=user.pk, status=Order.Status.PENDING)
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
     if not pending:
         return []
     numbers = ", ".join(f"#{pk}" for pk in pending)
-    return [f"Order {numbers} is still waiting for its payment: finish or cancel the checkout, "
-            "or wait until it expires, then try again."]
+    return [
+        f"Order {numbers} is still waiting for its payment: finish or cancel the checkout, "
+        "or wait until it expires, then try again."
+    ]
 
 
 def register() -> None:

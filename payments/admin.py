@@ -50,7 +50,15 @@ class RefundInline(RecentReadOnlyInline):
     model = Refund
     limit = 50
     verbose_name_plural = "Refunds asked of the provider"
-    fields = ("created_at", "amount", "currency", "status", "provider_refund_id", "reason", "created_by")
+    fields = (
+        "created_at",
+        "amount",
+        "currency",
+        "status",
+        "provider_refund_id",
+        "reason",
+        "created_by",
+    )
     readonly_fields = fields
     show_change_link = False
 
@@ -73,8 +81,19 @@ class DisputeFilter(admin.SimpleListFilter):
 
 @admin.register(Order)
 class OrderAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "created_at", "user", "status", "provider", "amount", "currency", "credits",
-                    "amount_refunded", "credits_clawed_back", "dispute_status")
+    list_display = (
+        "id",
+        "created_at",
+        "user",
+        "status",
+        "provider",
+        "amount",
+        "currency",
+        "credits",
+        "amount_refunded",
+        "credits_clawed_back",
+        "dispute_status",
+    )
     list_display_links = ("id", "created_at")
     list_select_related = ("user",)
     list_filter = ("status", "provider", DisputeFilter, ("created_at", admin.DateFieldListFilter))
@@ -85,10 +104,27 @@ class OrderAdmin(NoBulkDeleteMixin, ExactSearchMixin, BigTableAdminMixin, admin.
     exact_text_fields = ("provider_order_id", "provider_payment_id", "dispute_id")
     raw_id_fields = ("user", "package")
     ordering = ("-created_at",)
-    fields = ("id", "user_link", "package", "status", "provider", "amount", "currency", "credits",
-              "amount_refunded", "credits_clawed_back", "credits_unrecovered", "provider_order_id",
-              "provider_payment_id", "dispute_id", "dispute_status", "created_at", "updated_at",
-              "completed_at", "invoice_link")
+    fields = (
+        "id",
+        "user_link",
+        "package",
+        "status",
+        "provider",
+        "amount",
+        "currency",
+        "credits",
+        "amount_refunded",
+        "credits_clawed_back",
+        "credits_unrecovered",
+        "provider_order_id",
+        "provider_payment_id",
+        "dispute_id",
+        "dispute_status",
+        "created_at",
+        "updated_at",
+        "completed_at",
+        "invoice_link",
+    )
     readonly_fields = fields
     inlines = (RefundInline, OrderLedgerInline)
     change_form_template = "admin/payments/order/change_form.html"
@@ -124,8 +160,19 @@ class InvoiceAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, adm
     exact_text_fields = ("number", "provider_invoice_id")
     raw_id_fields = ("order",)
     ordering = ("-year", "-sequence")
-    fields = ("number", "order_link", "status", "amount_paid", "currency", "paid_at", "year", "sequence",
-              "provider_invoice_id", "url", "created_at")
+    fields = (
+        "number",
+        "order_link",
+        "status",
+        "amount_paid",
+        "currency",
+        "paid_at",
+        "year",
+        "sequence",
+        "provider_invoice_id",
+        "url",
+        "created_at",
+    )
     readonly_fields = fields
 
     @admin.display(description="Order", ordering="order_id")
@@ -145,7 +192,16 @@ class InvoiceSequenceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "created_at", "order_link", "amount", "currency", "status", "created_by", "reason")
+    list_display = (
+        "id",
+        "created_at",
+        "order_link",
+        "amount",
+        "currency",
+        "status",
+        "created_by",
+        "reason",
+    )
     list_select_related = ("created_by",)
     list_filter = ("status", ("created_at", admin.DateFieldListFilter))
     search_fields = ("provider_refund_id",)
@@ -154,8 +210,18 @@ class RefundAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admi
     exact_text_fields = ("provider_refund_id", "idempotency_key")
     raw_id_fields = ("order",)
     ordering = ("-created_at",)
-    fields = ("id", "created_at", "order_link", "amount", "currency", "status", "provider_refund_id",
-              "reason", "created_by", "idempotency_key")
+    fields = (
+        "id",
+        "created_at",
+        "order_link",
+        "amount",
+        "currency",
+        "status",
+        "provider_refund_id",
+        "reason",
+        "created_by",
+        "idempotency_key",
+    )
     readonly_fields = fields
 
     @admin.display(description="Order", ordering="order_id")
@@ -165,18 +231,47 @@ class RefundAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admi
 
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "received_at", "provider", "type", "event_id", "status", "attempts", "next_attempt",
-                    "signature_valid", "order_link")
-    list_filter = ("status", "provider", "signature_valid", ("received_at", admin.DateFieldListFilter))
+    list_display = (
+        "id",
+        "received_at",
+        "provider",
+        "type",
+        "event_id",
+        "status",
+        "attempts",
+        "next_attempt",
+        "signature_valid",
+        "order_link",
+    )
+    list_filter = (
+        "status",
+        "provider",
+        "signature_valid",
+        ("received_at", admin.DateFieldListFilter),
+    )
     search_fields = ("event_id",)
     search_help_text = "An exact provider event id or type, or an order id."
     exact_int_fields = ("pk", "order_id")
     exact_text_fields = ("event_id", "type")
     raw_id_fields = ("order",)
     ordering = ("-received_at",)
-    fields = ("id", "provider", "event_id", "type", "status", "attempts", "next_attempt", "signature_valid",
-              "last_error", "order_link", "received_at", "processed_at", "normalized_pretty", "headers_pretty",
-              "raw_body")
+    fields = (
+        "id",
+        "provider",
+        "event_id",
+        "type",
+        "status",
+        "attempts",
+        "next_attempt",
+        "signature_valid",
+        "last_error",
+        "order_link",
+        "received_at",
+        "processed_at",
+        "normalized_pretty",
+        "headers_pretty",
+        "raw_body",
+    )
     readonly_fields = fields
 
     @admin.display(description="Next attempt", ordering="next_attempt_at")
@@ -184,7 +279,11 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin
         """When the sweep tries again; a FAILED event with none has failed for good: replay it or not."""
         if obj.next_attempt_at is not None:
             return obj.next_attempt_at
-        return "None: failed for good, staff decide" if obj.status == WebhookEvent.Status.FAILED else "-"
+        return (
+            "None: failed for good, staff decide"
+            if obj.status == WebhookEvent.Status.FAILED
+            else "-"
+        )
 
     @admin.display(description="Order", ordering="order_id")
     def order_link(self, obj):
@@ -201,12 +300,27 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin
 
 @admin.register(ReconciliationRun)
 class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("started_at", "finished_at", "status", "since", "discrepancy_count", "fixed_count")
+    list_display = (
+        "started_at",
+        "finished_at",
+        "status",
+        "since",
+        "discrepancy_count",
+        "fixed_count",
+    )
     list_filter = ("status", ("started_at", admin.DateFieldListFilter))
     ordering = ("-started_at",)
     show_full_result_count = False
-    fields = ("started_at", "finished_at", "since", "status", "counts_pretty", "discrepancies_pretty",
-              "fixed_pretty", "errors_pretty")
+    fields = (
+        "started_at",
+        "finished_at",
+        "since",
+        "status",
+        "counts_pretty",
+        "discrepancies_pretty",
+        "fixed_pretty",
+        "errors_pretty",
+    )
     readonly_fields = fields
 
     @admin.display(description="Discrepancies")
@@ -235,10 +349,20 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SandboxPayment)
-class SandboxPaymentAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
+class SandboxPaymentAdmin(
+    ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin
+):
     """The offline provider's own records (what Stripe's dashboard would show)."""
 
-    list_display = ("token", "order_ref", "status", "amount", "currency", "amount_refunded", "created_at")
+    list_display = (
+        "token",
+        "order_ref",
+        "status",
+        "amount",
+        "currency",
+        "amount_refunded",
+        "created_at",
+    )
     list_filter = ("status",)
     search_fields = ("token",)
     search_help_text = "An exact token or order reference."

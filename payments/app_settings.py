@@ -53,36 +53,66 @@ class PaymentsSettings(AppSettings):
     STRIPE_SECRET_KEY = Setting("STRIPE_SECRET_KEY", "", str, env=True)
     STRIPE_WEBHOOK_SECRET = Setting("STRIPE_WEBHOOK_SECRET", "", str, env=True)
     STRIPE_API_BASE = Setting("STRIPE_API_BASE", "", str, env=True)
-    STRIPE_CHECKOUT_EXPIRES_MINUTES = Setting("STRIPE_CHECKOUT_EXPIRES_MINUTES", 60, int, env=True, minimum=30,
-                                              maximum=1440, check_id="payments.E002",
-                                              meaning="Stripe accepts 30 to 1440")
-    STRIPE_WEBHOOK_TOLERANCE = Setting("STRIPE_WEBHOOK_TOLERANCE", 300, int, env=True, minimum=1,
-                                       check_id="payments.E011")
-    STRIPE_MAX_NETWORK_RETRIES = Setting("STRIPE_MAX_NETWORK_RETRIES", 2, int, env=True, minimum=0,
-                                         check_id="payments.E011")
+    STRIPE_CHECKOUT_EXPIRES_MINUTES = Setting(
+        "STRIPE_CHECKOUT_EXPIRES_MINUTES",
+        60,
+        int,
+        env=True,
+        minimum=30,
+        maximum=1440,
+        check_id="payments.E002",
+        meaning="Stripe accepts 30 to 1440",
+    )
+    STRIPE_WEBHOOK_TOLERANCE = Setting(
+        "STRIPE_WEBHOOK_TOLERANCE", 300, int, env=True, minimum=1, check_id="payments.E011"
+    )
+    STRIPE_MAX_NETWORK_RETRIES = Setting(
+        "STRIPE_MAX_NETWORK_RETRIES", 2, int, env=True, minimum=0, check_id="payments.E011"
+    )
     # PayPal (only whether it is configured; payments/providers/paypal_settings.py reads the rest)
     PAYPAL_CLIENT_ID = Setting("PAYPAL_CLIENT_ID", "", str, env=True)
     PAYPAL_CLIENT_SECRET = Setting("PAYPAL_CLIENT_SECRET", "", str, env=True)
     # the offline sandbox provider
     SANDBOX_WEBHOOK_SECRET = Setting("SANDBOX_WEBHOOK_SECRET", "", str, env=True)
-    SANDBOX_ENABLED = Setting("PAYMENTS_SANDBOX_ENABLED", _debug, bool, env=True, check_id="payments.E011")
+    SANDBOX_ENABLED = Setting(
+        "PAYMENTS_SANDBOX_ENABLED", _debug, bool, env=True, check_id="payments.E011"
+    )
     SANDBOX_WEBHOOK_URL = Setting("PAYMENTS_SANDBOX_WEBHOOK_URL", "", str, env=True)
-    SANDBOX_WEBHOOK_TOLERANCE = Setting("SANDBOX_WEBHOOK_TOLERANCE", 300, int, env=True, minimum=1,
-                                        check_id="payments.E011")
+    SANDBOX_WEBHOOK_TOLERANCE = Setting(
+        "SANDBOX_WEBHOOK_TOLERANCE", 300, int, env=True, minimum=1, check_id="payments.E011"
+    )
     # webhook processing
-    WEBHOOK_MAX_ATTEMPTS = Setting("PAYMENTS_WEBHOOK_MAX_ATTEMPTS", 8, int, env=True, minimum=1,
-                                   check_id="payments.E003")
-    WEBHOOK_RETRY_BASE_SECONDS = Setting("PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS", 10, int, env=True, minimum=1,
-                                         check_id="payments.E010", meaning="seconds")
-    WEBHOOK_STUCK_AFTER_SECONDS = Setting("PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS", 60, int, env=True, minimum=1,
-                                          check_id="payments.E010", meaning="seconds")
-    STATUS_RECHECK_SECONDS = Setting("PAYMENTS_STATUS_RECHECK_SECONDS", 5, int, env=True, minimum=0,
-                                     check_id="payments.E011")
+    WEBHOOK_MAX_ATTEMPTS = Setting(
+        "PAYMENTS_WEBHOOK_MAX_ATTEMPTS", 8, int, env=True, minimum=1, check_id="payments.E003"
+    )
+    WEBHOOK_RETRY_BASE_SECONDS = Setting(
+        "PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS",
+        10,
+        int,
+        env=True,
+        minimum=1,
+        check_id="payments.E010",
+        meaning="seconds",
+    )
+    WEBHOOK_STUCK_AFTER_SECONDS = Setting(
+        "PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS",
+        60,
+        int,
+        env=True,
+        minimum=1,
+        check_id="payments.E010",
+        meaning="seconds",
+    )
+    STATUS_RECHECK_SECONDS = Setting(
+        "PAYMENTS_STATUS_RECHECK_SECONDS", 5, int, env=True, minimum=0, check_id="payments.E011"
+    )
     # reconciliation
-    RECONCILE_WINDOW_HOURS = Setting("PAYMENTS_RECONCILE_WINDOW_HOURS", 24, int, env=True, minimum=1,
-                                     check_id="payments.E011")
-    RECONCILE_PENDING_DAYS = Setting("PAYMENTS_RECONCILE_PENDING_DAYS", 3, int, env=True, minimum=0,
-                                     check_id="payments.E011")
+    RECONCILE_WINDOW_HOURS = Setting(
+        "PAYMENTS_RECONCILE_WINDOW_HOURS", 24, int, env=True, minimum=1, check_id="payments.E011"
+    )
+    RECONCILE_PENDING_DAYS = Setting(
+        "PAYMENTS_RECONCILE_PENDING_DAYS", 3, int, env=True, minimum=0, check_id="payments.E011"
+    )
 
 
 app_settings = PaymentsSettings()
@@ -133,7 +163,9 @@ def sandbox_webhook_secret() -> str:
     explicit = app_settings.SANDBOX_WEBHOOK_SECRET
     if explicit:
         return explicit
-    derived = hmac.new(settings.SECRET_KEY.encode(), b"payments.sandbox.webhook-secret", hashlib.sha256)
+    derived = hmac.new(
+        settings.SECRET_KEY.encode(), b"payments.sandbox.webhook-secret", hashlib.sha256
+    )
     return "whsec_sbx_" + derived.hexdigest()
 
 

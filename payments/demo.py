@@ -10,10 +10,22 @@ from typing import TextIO
 from .models import CreditPackage
 
 DEMO_PACKAGES = [
-    {"name": "Starter", "credits": 10, "price": Decimal("2.99"), "currency": "USD", "sort_order": 10},
+    {
+        "name": "Starter",
+        "credits": 10,
+        "price": Decimal("2.99"),
+        "currency": "USD",
+        "sort_order": 10,
+    },
     {"name": "Basic", "credits": 50, "price": Decimal("9.99"), "currency": "USD", "sort_order": 20},
     {"name": "Pro", "credits": 150, "price": Decimal("24.99"), "currency": "USD", "sort_order": 30},
-    {"name": "Power", "credits": 500, "price": Decimal("69.99"), "currency": "USD", "sort_order": 40},
+    {
+        "name": "Power",
+        "credits": 500,
+        "price": Decimal("69.99"),
+        "currency": "USD",
+        "sort_order": 40,
+    },
 ]
 
 

@@ -50,14 +50,24 @@ def order_open_dispute(*, order_id: int, dispute_id: str, source: str) -> Order:
         if _closed_already(order, dispute_id):
             return order
         if not order.is_fulfilled:
-            raise OrderNotReady(f"Dispute {dispute_id} on order #{order.pk}, whose payment is not fulfilled yet.")
-        spending_hold(user=order.user, reason=f"Payment dispute {dispute_id} on order #{order.pk}",
-                      idempotency_key=_hold_key(order, dispute_id))
+            raise OrderNotReady(
+                f"Dispute {dispute_id} on order #{order.pk}, whose payment is not fulfilled yet."
+            )
+        spending_hold(
+            user=order.user,
+            reason=f"Payment dispute {dispute_id} on order #{order.pk}",
+            idempotency_key=_hold_key(order, dispute_id),
+        )
         order.dispute_id, order.dispute_status = dispute_id, D.OPEN
         order_transition(order=order, to=Order.Status.DISPUTED, save=False)
         order.save()
-        logger.warning("order %s disputed (%s, %s): spending frozen for user %s", order.pk, dispute_id, source,
-                       order.user_id)
+        logger.warning(
+            "order %s disputed (%s, %s): spending frozen for user %s",
+            order.pk,
+            dispute_id,
+            source,
+            order.user_id,
+        )
     return order
 
 
@@ -73,18 +83,31 @@ def order_close_dispute(*, order_id: int, dispute_id: str, outcome: str, source:
             if order.dispute_status != outcome:
                 raise DisputeOutcomeChanged(
                     f"Dispute {dispute_id} on order #{order.pk} was recorded {order.dispute_status}; the provider "
-                    f"now says {outcome}. Nothing was changed: staff decide.")
+                    f"now says {outcome}. Nothing was changed: staff decide."
+                )
             return order
         if not order.is_fulfilled:
-            raise OrderNotReady(f"Dispute {dispute_id} closed on order #{order.pk}, whose payment is not fulfilled yet.")
+            raise OrderNotReady(
+                f"Dispute {dispute_id} closed on order #{order.pk}, whose payment is not fulfilled yet."
+            )
         # The open event may not have arrived: hold first (a no-op when it did), then release.
-        spending_hold(user=order.user, reason=f"Payment dispute {dispute_id} on order #{order.pk}",
-                      idempotency_key=_hold_key(order, dispute_id))
+        spending_hold(
+            user=order.user,
+            reason=f"Payment dispute {dispute_id} on order #{order.pk}",
+            idempotency_key=_hold_key(order, dispute_id),
+        )
         if outcome == D.LOST:
-            claw_back_to(order=order, target=order.credits, key=f"order:{order.pk}:dispute-lost:{dispute_id}",
-                         reason=f"Dispute {dispute_id} lost on order #{order.pk}")
-        spending_release(user=order.user, reason=f"Payment dispute {dispute_id} {outcome}",
-                         idempotency_key=f"dispute:{order.provider}:{dispute_id}:release")
+            claw_back_to(
+                order=order,
+                target=order.credits,
+                key=f"order:{order.pk}:dispute-lost:{dispute_id}",
+                reason=f"Dispute {dispute_id} lost on order #{order.pk}",
+            )
+        spending_release(
+            user=order.user,
+            reason=f"Payment dispute {dispute_id} {outcome}",
+            idempotency_key=f"dispute:{order.provider}:{dispute_id}:release",
+        )
         order.dispute_id, order.dispute_status = dispute_id, outcome
         if order.status != Order.Status.DISPUTED:
             order_transition(order=order, to=Order.Status.DISPUTED, save=False)

@@ -23,7 +23,9 @@ class ProviderError(PaymentsError):
     code = "provider_error"
     status = 502
 
-    def __init__(self, message: str, *, retryable: bool = False, provider: str = "", code: str = ""):
+    def __init__(
+        self, message: str, *, retryable: bool = False, provider: str = "", code: str = ""
+    ):
         super().__init__(message, retryable=retryable, code=code or None)
         self.provider = provider
 
@@ -56,7 +58,11 @@ class InvalidTransition(PaymentsError, errors.InvalidTransition):
     retryable = False
 
     def __init__(self, *, order_id, current: str, target: str):
-        super().__init__(f"Order #{order_id} cannot go from {current} to {target}.", current=current, target=target)
+        super().__init__(
+            f"Order #{order_id} cannot go from {current} to {target}.",
+            current=current,
+            target=target,
+        )
 
 
 class PaymentNotConfirmed(PaymentsError):

@@ -53,7 +53,11 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
     ``success_page``, ``reconciliation``) and is kept on the ledger entry.
     """
     with transaction.atomic():
-        order = Order.objects.select_for_update(of=("self",)).select_related("user", "package").get(pk=order_id)
+        order = (
+            Order.objects.select_for_update(of=("self",))
+            .select_related("user", "package")
+            .get(pk=order_id)
+        )
         if order.is_fulfilled:
             return order
         _check_payment(order, status)
@@ -66,8 +70,12 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
             idempotency_key=purchase_key(order.pk),
             source=order_source(order),
             description=f"{order.package.name} package, order #{order.pk}",
-            metadata={"source": source, "provider": order.provider, "amount": str(order.amount),
-                      "currency": order.currency},
+            metadata={
+                "source": source,
+                "provider": order.provider,
+                "amount": str(order.amount),
+                "currency": order.currency,
+            },
         )
         invoice_issue(order=order, amount_paid=order.amount, currency=order.currency, paid_at=now)
         if status.provider_payment_id:
@@ -79,8 +87,16 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
         order.save()
         user_mark_paying(user=order.user)
         if order.amount_refunded > 0:
-            apply_refunded_total(order=order, total=order.amount_refunded, source=f"{source} (refund seen earlier)")
-        logger.info("order %s fulfilled: %s credits to user %s (%s)", order.pk, order.credits, order.user_id, source)
+            apply_refunded_total(
+                order=order, total=order.amount_refunded, source=f"{source} (refund seen earlier)"
+            )
+        logger.info(
+            "order %s fulfilled: %s credits to user %s (%s)",
+            order.pk,
+            order.credits,
+            order.user_id,
+            source,
+        )
     return order
 
 
@@ -102,10 +118,18 @@ def order_mark_unpaid(*, order_id: int, to: str, source: str) -> Order:
 
 def _check_payment(order: Order, status: PaymentStatus) -> None:
     if not status.paid:
-        raise PaymentNotConfirmed(f"The provider says order #{order.pk} is {status.state}, not paid.")
+        raise PaymentNotConfirmed(
+            f"The provider says order #{order.pk} is {status.state}, not paid."
+        )
     problems = []
-    if status.provider_order_id and order.provider_order_id and status.provider_order_id != order.provider_order_id:
-        problems.append(f"checkout {status.provider_order_id} is not the order's {order.provider_order_id}")
+    if (
+        status.provider_order_id
+        and order.provider_order_id
+        and status.provider_order_id != order.provider_order_id
+    ):
+        problems.append(
+            f"checkout {status.provider_order_id} is not the order's {order.provider_order_id}"
+        )
     if status.amount is None:
         problems.append("the provider did not say how much was paid")
     elif Decimal(status.amount) != order.amount:
@@ -113,7 +137,9 @@ def _check_payment(order: Order, status: PaymentStatus) -> None:
     if (status.currency or "").upper() != order.currency.upper():
         problems.append(f"paid in {status.currency or '?'} but the order is in {order.currency}")
     if problems:
-        message = f"Payment for order #{order.pk} does not match: {'; '.join(problems)}. Nothing granted."
+        message = (
+            f"Payment for order #{order.pk} does not match: {'; '.join(problems)}. Nothing granted."
+        )
         logger.error(message)
         raise PaymentMismatch(message)
 

@@ -15,4 +15,6 @@ def assert_no_transaction(what: str) -> None:
     """
     connection = transaction.get_connection()
     if connection.in_atomic_block and any(not a._from_testcase for a in connection.atomic_blocks):
-        raise RuntimeError(f"{what} talks to the payment provider: call it outside any transaction.")
+        raise RuntimeError(
+            f"{what} talks to the payment provider: call it outside any transaction."
+        )

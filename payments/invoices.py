@@ -26,7 +26,9 @@ def invoice_next_number(*, year: int) -> tuple[int, str]:
     return sequence, f"INV-{year}-{sequence:06d}"
 
 
-def invoice_issue(*, order: Order, amount_paid: Decimal, currency: str, paid_at: datetime) -> Invoice:
+def invoice_issue(
+    *, order: Order, amount_paid: Decimal, currency: str, paid_at: datetime
+) -> Invoice:
     """The order's invoice, issued once. Call with the order's row lock held."""
     existing = Invoice.objects.filter(order=order).first()
     if existing is not None:

@@ -25,5 +25,9 @@ def register() -> None:
     from .models import Order
 
     register_source_type(
-        name=ORDER_SOURCE, label="order", model=Order, export_column="order_id", customer_url_name="payments:orders"
+        name=ORDER_SOURCE,
+        label="order",
+        model=Order,
+        export_column="order_id",
+        customer_url_name="payments:orders",
     )

@@ -12,7 +12,9 @@ from django.utils import timezone
 class CreditPackage(models.Model):
     name = models.CharField(max_length=64)
     credits = models.PositiveIntegerField(validators=[MinValueValidator(1)])
-    price = models.DecimalField(max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0.50"))])
+    price = models.DecimalField(
+        max_digits=10, decimal_places=2, validators=[MinValueValidator(Decimal("0.50"))]
+    )
     currency = models.CharField(max_length=3, default="USD")
     active = models.BooleanField(default=True)
     sort_order = models.PositiveIntegerField(default=0)
@@ -22,8 +24,12 @@ class CreditPackage(models.Model):
     class Meta:
         ordering = ["sort_order", "price"]
         constraints = [
-            models.CheckConstraint(condition=Q(credits__gt=0), name="payments_package_credits_positive"),
-            models.CheckConstraint(condition=Q(price__gt=0), name="payments_package_price_positive"),
+            models.CheckConstraint(
+                condition=Q(credits__gt=0), name="payments_package_credits_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(price__gt=0), name="payments_package_price_positive"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -36,7 +42,10 @@ class Order(models.Model):
         COMPLETED = "COMPLETED", "Completed"
         FAILED = "FAILED", "Failed"
         EXPIRED = "EXPIRED", "Expired"
-        CANCELLED = "CANCELLED", "Cancelled"  # the buyer left the provider's checkout (cancel, back)
+        CANCELLED = (
+            "CANCELLED",
+            "Cancelled",
+        )  # the buyer left the provider's checkout (cancel, back)
         REFUNDED = "REFUNDED", "Refunded"
         PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED", "Partially refunded"
         DISPUTED = "DISPUTED", "Disputed"
@@ -61,7 +70,9 @@ class Order(models.Model):
         PREVENTED = "prevented", "Prevented"
         WITHDRAWN = "withdrawn", "Withdrawn (closed without a chargeback)"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
+    )
     package = models.ForeignKey(CreditPackage, on_delete=models.PROTECT, related_name="orders")
     status = models.CharField(max_length=24, choices=Status.choices, default=Status.PENDING)
     amount = models.DecimalField(max_digits=10, decimal_places=2)
@@ -76,7 +87,9 @@ class Order(models.Model):
     credits_unrecovered = models.PositiveIntegerField(default=0)
     #: The provider's id of the latest dispute (chargeback) on this payment, and where it stands.
     dispute_id = models.CharField(max_length=255, blank=True, default="")
-    dispute_status = models.CharField(max_length=16, choices=DisputeStatus.choices, blank=True, default="")
+    dispute_status = models.CharField(
+        max_length=16, choices=DisputeStatus.choices, blank=True, default=""
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
@@ -89,12 +102,18 @@ class Order(models.Model):
             models.Index(fields=["status", "created_at"], name="payments_order_status_time"),
             # Revenue per day (the staff dashboard, the orders export) reads completed orders by time.
             models.Index(
-                fields=["completed_at"], name="payments_order_completed_at", condition=Q(completed_at__isnull=False)
+                fields=["completed_at"],
+                name="payments_order_completed_at",
+                condition=Q(completed_at__isnull=False),
             ),
         ]
         constraints = [
-            models.CheckConstraint(condition=Q(amount__gt=0), name="payments_order_amount_positive"),
-            models.CheckConstraint(condition=Q(credits__gt=0), name="payments_order_credits_positive"),
+            models.CheckConstraint(
+                condition=Q(amount__gt=0), name="payments_order_amount_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(credits__gt=0), name="payments_order_credits_positive"
+            ),
             models.CheckConstraint(
                 condition=Q(amount_refunded__gte=0), name="payments_order_refunded_non_negative"
             ),
@@ -143,7 +162,9 @@ class Refund(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(amount__gt=0), name="payments_refund_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount__gt=0), name="payments_refund_amount_positive"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -184,7 +205,9 @@ class Invoice(models.Model):
     class Meta:
         ordering = ["-year", "-sequence"]
         constraints = [
-            models.UniqueConstraint(fields=["year", "sequence"], name="payments_invoice_year_sequence"),
+            models.UniqueConstraint(
+                fields=["year", "sequence"], name="payments_invoice_year_sequence"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -212,7 +235,9 @@ class WebhookEvent(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
-    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events")
+    order = models.ForeignKey(
+        Order, null=True, blank=True, on_delete=models.SET_NULL, related_name="webhook_events"
+    )
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     #: When the sweep must queue this event again if nothing has settled it by then: set at
@@ -228,11 +253,16 @@ class WebhookEvent(models.Model):
             models.Index(fields=["status", "received_at"], name="payments_webhook_status_time"),
             models.Index(fields=["type", "received_at"], name="payments_webhook_type_time"),
             # The sweep's read: events still to settle, by when they are due.
-            models.Index(fields=["next_attempt_at"], name="payments_webhook_due",
-                         condition=Q(status__in=["RECEIVED", "FAILED"])),
+            models.Index(
+                fields=["next_attempt_at"],
+                name="payments_webhook_due",
+                condition=Q(status__in=["RECEIVED", "FAILED"]),
+            ),
         ]
         constraints = [
-            models.UniqueConstraint(fields=["provider", "event_id"], name="payments_webhook_unique_event"),
+            models.UniqueConstraint(
+                fields=["provider", "event_id"], name="payments_webhook_unique_event"
+            ),
         ]
 
     def __str__(self) -> str:

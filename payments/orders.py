@@ -40,8 +40,9 @@ def order_start_checkout(*, order: Order, success_url: str, cancel_url: str) -> 
     """
     assert_no_transaction("order_start_checkout")
     try:
-        session = get_provider(order.provider).create_checkout(order=order, success_url=success_url,
-                                                               cancel_url=cancel_url)
+        session = get_provider(order.provider).create_checkout(
+            order=order, success_url=success_url, cancel_url=cancel_url
+        )
     except ProviderError:
         with transaction.atomic():
             locked = Order.objects.select_for_update().get(pk=order.pk)
@@ -49,6 +50,8 @@ def order_start_checkout(*, order: Order, success_url: str, cancel_url: str) -> 
                 order_transition(order=locked, to=Order.Status.FAILED)
         logger.exception("could not open checkout for order %s", order.pk)
         raise
-    Order.objects.filter(pk=order.pk, provider_order_id__isnull=True).update(provider_order_id=session.provider_order_id)
+    Order.objects.filter(pk=order.pk, provider_order_id__isnull=True).update(
+        provider_order_id=session.provider_order_id
+    )
     order.provider_order_id = session.provider_order_id
     return session

@@ -46,15 +46,23 @@ def paypal_return(request):
             if exc.code == INSTRUMENT_DECLINED:
                 approve_url = _approve_url(order)
                 if approve_url:
-                    messages.error(request, "PayPal declined that payment method. Please choose another one.")
+                    messages.error(
+                        request, "PayPal declined that payment method. Please choose another one."
+                    )
                     return HttpResponseRedirect(approve_url)
             logger.warning("PayPal return for order %s: %s", order.pk, exc)
-            messages.warning(request, "PayPal has not confirmed the payment yet. This page will update "
-                                      "as soon as it does; you will not be charged twice.")
+            messages.warning(
+                request,
+                "PayPal has not confirmed the payment yet. This page will update "
+                "as soon as it does; you will not be charged twice.",
+            )
         except PaymentsError as exc:
             logger.error("PayPal return for order %s: %s", order.pk, exc)
-            messages.error(request, "This payment needs a check by our staff before the credits arrive. "
-                                    "You will not be charged twice.")
+            messages.error(
+                request,
+                "This payment needs a check by our staff before the credits arrive. "
+                "You will not be charged twice.",
+            )
     return redirect("payments:order_success", order.pk)
 
 

@@ -46,8 +46,13 @@ from .providers.paypal_settings import PayPalSettings, paypal_settings
 
 logger = logging.getLogger(__name__)
 
-HEADERS = ("paypal-transmission-id", "paypal-transmission-time", "paypal-transmission-sig",
-           "paypal-cert-url", "paypal-auth-algo")
+HEADERS = (
+    "paypal-transmission-id",
+    "paypal-transmission-time",
+    "paypal-transmission-sig",
+    "paypal-cert-url",
+    "paypal-auth-algo",
+)
 ALGORITHM = "SHA256WITHRSA"
 MAX_CERT_BYTES = 64 * 1024
 
@@ -56,8 +61,13 @@ class CertificateUnavailable(Exception):
     """The certificate could not be fetched or read (network, HTTP error, not a certificate)."""
 
 
-def verify_paypal_webhook(*, body: bytes, headers: Mapping[str, str], conf: PayPalSettings | None = None,
-                          now: datetime | None = None) -> dict:
+def verify_paypal_webhook(
+    *,
+    body: bytes,
+    headers: Mapping[str, str],
+    conf: PayPalSettings | None = None,
+    now: datetime | None = None,
+) -> dict:
     """Check the signature of a PayPal webhook and return its parsed body. Raises WebhookRejected."""
     conf = conf or paypal_settings()
     if not conf.webhook_id:
@@ -82,13 +92,18 @@ def verify_paypal_webhook(*, body: bytes, headers: Mapping[str, str], conf: PayP
         signature = base64.b64decode(h["paypal-transmission-sig"], validate=True)
     except (binascii.Error, ValueError) as exc:
         raise WebhookRejected("The signature is not base64.") from exc
-    message = signed_message(transmission_id=h["paypal-transmission-id"],
-                             transmission_time=h["paypal-transmission-time"],
-                             webhook_id=conf.webhook_id, body=body)
+    message = signed_message(
+        transmission_id=h["paypal-transmission-id"],
+        transmission_time=h["paypal-transmission-time"],
+        webhook_id=conf.webhook_id,
+        body=body,
+    )
     try:
         certificate = signing_certificate(cert_url, conf=conf, now=now)
     except CertificateUnavailable as exc:
-        logger.warning("PayPal certificate unavailable (%s); asking PayPal to verify the webhook", exc)
+        logger.warning(
+            "PayPal certificate unavailable (%s); asking PayPal to verify the webhook", exc
+        )
         _verify_by_postback(h, event=event, conf=conf)
         return event
     public_key = certificate.public_key()
@@ -101,7 +116,9 @@ def verify_paypal_webhook(*, body: bytes, headers: Mapping[str, str], conf: PayP
     return event
 
 
-def signed_message(*, transmission_id: str, transmission_time: str, webhook_id: str, body: bytes) -> bytes:
+def signed_message(
+    *, transmission_id: str, transmission_time: str, webhook_id: str, body: bytes
+) -> bytes:
     """What PayPal signs: the CRC32 of the raw body as an unsigned decimal, after three headers."""
     return f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body) & 0xFFFFFFFF}".encode()
 
@@ -115,7 +132,11 @@ def cert_url_allowed(url: str, *, conf: PayPalSettings) -> bool:
     host = (parts.hostname or "").lower()
     if parts.username or parts.password or not host:
         return False
-    if parts.scheme == "https" and port in (None, 443) and (host == "paypal.com" or host.endswith(".paypal.com")):
+    if (
+        parts.scheme == "https"
+        and port in (None, 443)
+        and (host == "paypal.com" or host.endswith(".paypal.com"))
+    ):
         return True
     if conf.live:
         return False
@@ -123,7 +144,9 @@ def cert_url_allowed(url: str, *, conf: PayPalSettings) -> bool:
     return origin in conf.cert_extra_origins
 
 
-def signing_certificate(url: str, *, conf: PayPalSettings, now: datetime | None = None) -> x509.Certificate:
+def signing_certificate(
+    url: str, *, conf: PayPalSettings, now: datetime | None = None
+) -> x509.Certificate:
     """The certificate at ``url`` (an allowed PayPal URL), from the cache or fetched once."""
     key = "payments:paypal:cert:" + hashlib.sha256(url.encode()).hexdigest()
     now = now or timezone.now()
@@ -131,7 +154,9 @@ def signing_certificate(url: str, *, conf: PayPalSettings, now: datetime | None 
     if pem is None:
         pem = _fetch_certificate(url, timeout=conf.cert_timeout)
         certificate = _load_certificate(pem)
-        ttl = min(conf.cert_cache_seconds, int((certificate.not_valid_after_utc - now).total_seconds()))
+        ttl = min(
+            conf.cert_cache_seconds, int((certificate.not_valid_after_utc - now).total_seconds())
+        )
         if ttl > 0:
             cache.set(key, pem, ttl)
     else:
@@ -162,7 +187,9 @@ def _fetch_certificate(url: str, *, timeout: float) -> bytes:
     try:
         with requests.get(url, timeout=timeout, allow_redirects=False, stream=True) as response:
             if response.status_code != 200:
-                raise CertificateUnavailable(f"HTTP {response.status_code} from the certificate URL")
+                raise CertificateUnavailable(
+                    f"HTTP {response.status_code} from the certificate URL"
+                )
             data = b""
             for chunk in response.iter_content(8192):
                 data += chunk
@@ -178,7 +205,9 @@ def _load_certificate(pem: bytes) -> x509.Certificate:
     try:
         certificates = x509.load_pem_x509_certificates(pem)
     except ValueError as exc:
-        raise CertificateUnavailable("the certificate URL did not return a PEM certificate") from exc
+        raise CertificateUnavailable(
+            "the certificate URL did not return a PEM certificate"
+        ) from exc
     return certificates[0]  # the leaf comes first; any chain after it is not needed for the key
 
 
@@ -204,9 +233,13 @@ def _verify_by_postback(h: dict, *, event: dict, conf: PayPalSettings) -> None:
             timeout=conf.timeout,
         )
     except (requests.RequestException, ProviderError) as exc:
-        raise WebhookRejected("The signature could not be verified now (PayPal unreachable); PayPal will retry.") from exc
+        raise WebhookRejected(
+            "The signature could not be verified now (PayPal unreachable); PayPal will retry."
+        ) from exc
     if response.status_code != 200:
-        raise WebhookRejected(f"PayPal could not verify the signature (HTTP {response.status_code}).")
+        raise WebhookRejected(
+            f"PayPal could not verify the signature (HTTP {response.status_code})."
+        )
     try:
         status = response.json().get("verification_status")
     except ValueError:

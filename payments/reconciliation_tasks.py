@@ -15,5 +15,10 @@ from .reconciliation import reconcile_payments as reconcile
 def reconcile_payments() -> dict:
     """Compare the last window (``PAYMENTS_RECONCILE_WINDOW_HOURS``, default 24) with the providers."""
     run = reconcile(since=timezone.now() - default_window())
-    return {"run": run.pk, "status": run.status, "discrepancies": len(run.discrepancies), "fixed": len(run.fixed),
-            "errors": len(run.errors)}
+    return {
+        "run": run.pk,
+        "status": run.status,
+        "discrepancies": len(run.discrepancies),
+        "fixed": len(run.fixed),
+        "errors": len(run.errors),
+    }

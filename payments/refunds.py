@@ -91,7 +91,8 @@ def claw_back_to(*, order: Order, target: int, key: str, reason: str, created_by
     if result.unrecovered:
         logger.warning(
             "order %s: %s credits could not be taken back (already spent); recorded as unrecovered",
-            order.pk, result.unrecovered,
+            order.pk,
+            result.unrecovered,
         )
 
 
@@ -103,7 +104,9 @@ def apply_refunded_total(*, order: Order, total: Decimal, source: str, created_b
     applies it right after granting the credits.
     """
     if total > order.amount:
-        logger.error("order %s: provider reports %s refunded of %s; capped", order.pk, total, order.amount)
+        logger.error(
+            "order %s: provider reports %s refunded of %s; capped", order.pk, total, order.amount
+        )
         total = order.amount
     if total > order.amount_refunded:
         order.amount_refunded = total
@@ -115,7 +118,8 @@ def apply_refunded_total(*, order: Order, total: Decimal, source: str, created_b
         claw_back_to(
             order=order,
             target=target,
-            key=f"order:{order.pk}:refund-clawback:{target}" + (f":after-{reversals}" if reversals else ""),
+            key=f"order:{order.pk}:refund-clawback:{target}"
+            + (f":after-{reversals}" if reversals else ""),
             reason=f"Refund of {order.amount_refunded} {order.currency} on order #{order.pk}",
             created_by=created_by,
         )
@@ -124,24 +128,43 @@ def apply_refunded_total(*, order: Order, total: Decimal, source: str, created_b
     order.save()
     if order.is_fulfilled:
         invoice_sync_status(order=order)
-    logger.info("order %s: %s %s refunded in all (%s)", order.pk, order.amount_refunded, order.currency, source)
+    logger.info(
+        "order %s: %s %s refunded in all (%s)",
+        order.pk,
+        order.amount_refunded,
+        order.currency,
+        source,
+    )
     return order
 
 
-def order_apply_refund(*, order_id: int, amount_refunded: Decimal, source: str, currency: str = "") -> Order:
+def order_apply_refund(
+    *, order_id: int, amount_refunded: Decimal, source: str, currency: str = ""
+) -> Order:
     """Apply a refund the provider reports: ``amount_refunded`` is cumulative for the payment.
 
     Idempotent: the same or an older total changes nothing.
     """
     with transaction.atomic():
-        order = Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
+        order = (
+            Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
+        )
         if currency and currency.upper() != order.currency.upper():
-            raise PaymentMismatch(f"Refund in {currency} reported for order #{order.pk} in {order.currency}.")
+            raise PaymentMismatch(
+                f"Refund in {currency} reported for order #{order.pk} in {order.currency}."
+            )
         return apply_refunded_total(order=order, total=Decimal(amount_refunded), source=source)
 
 
-def order_refund(*, order: Order, amount: Decimal, reason: str, staff_user, idempotency_key: str,
-                 audit: Callable[[Order, Refund], object] | None = None) -> Order:
+def order_refund(
+    *,
+    order: Order,
+    amount: Decimal,
+    reason: str,
+    staff_user,
+    idempotency_key: str,
+    audit: Callable[[Order, Refund], object] | None = None,
+) -> Order:
     """Refund ``amount`` of ``order`` to the buyer through its provider, then take back credits.
 
     For staff (permission ``payments.refund_order``). The provider is asked first, outside
@@ -151,8 +174,13 @@ def order_refund(*, order: Order, amount: Decimal, reason: str, staff_user, idem
     key returns the order as that refund left it. ``audit`` is called with the order and the
     new refund inside the transaction that records it (not on a repeat).
     """
-    amount = _validate(order=order, amount=amount, reason=reason, staff_user=staff_user,
-                       idempotency_key=idempotency_key)
+    amount = _validate(
+        order=order,
+        amount=amount,
+        reason=reason,
+        staff_user=staff_user,
+        idempotency_key=idempotency_key,
+    )
     assert_no_transaction("order_refund")
 
     done = Refund.objects.filter(idempotency_key=idempotency_key).first()
@@ -163,36 +191,59 @@ def order_refund(*, order: Order, amount: Decimal, reason: str, staff_user, idem
 
     order = Order.objects.get(pk=order.pk)
     if order.status not in REFUNDABLE:
-        raise RefundNotAllowed(f"Only a completed order can be refunded; order #{order.pk} is "
-                               f"{order.get_status_display().lower()}.")
+        raise RefundNotAllowed(
+            f"Only a completed order can be refunded; order #{order.pk} is "
+            f"{order.get_status_display().lower()}."
+        )
     if amount > order.amount_refundable:
-        raise RefundNotAllowed(f"At most {order.amount_refundable} {order.currency} of order #{order.pk} "
-                               f"can still be refunded.")
+        raise RefundNotAllowed(
+            f"At most {order.amount_refundable} {order.currency} of order #{order.pk} "
+            f"can still be refunded."
+        )
 
     result = get_provider(order.provider).refund(
         order=order, amount=amount, idempotency_key=idempotency_key, reason=reason.strip()
     )
     if result.status in REVERSED:
-        raise ProviderError(f"The provider did not refund order #{order.pk}: refund {result.provider_refund_id} "
-                            f"is {result.status}.", provider=order.provider)
+        raise ProviderError(
+            f"The provider did not refund order #{order.pk}: refund {result.provider_refund_id} "
+            f"is {result.status}.",
+            provider=order.provider,
+        )
     if result.status not in COUNTED:
         raise UnknownProviderStatus(
             f"The provider answered refund {result.provider_refund_id or '(no id)'} of order #{order.pk} with "
             f"status {result.status!r}, which has no rule here: nothing was recorded; check it at the provider.",
-            provider=order.provider)
-    return order_record_refund(order_id=order.pk, result=result, reason=reason.strip(), staff_user=staff_user,
-                               idempotency_key=idempotency_key, audit=audit)
+            provider=order.provider,
+        )
+    return order_record_refund(
+        order_id=order.pk,
+        result=result,
+        reason=reason.strip(),
+        staff_user=staff_user,
+        idempotency_key=idempotency_key,
+        audit=audit,
+    )
 
 
-def order_record_refund(*, order_id: int, result: RefundResult, reason: str, staff_user,
-                        idempotency_key: str, audit: Callable[[Order, Refund], object] | None = None) -> Order:
+def order_record_refund(
+    *,
+    order_id: int,
+    result: RefundResult,
+    reason: str,
+    staff_user,
+    idempotency_key: str,
+    audit: Callable[[Order, Refund], object] | None = None,
+) -> Order:
     """Record a refund the provider made for us and apply it (idempotent per key).
 
     ``audit`` is called with the order as left and the refund, in the same transaction, when
     this call recorded the refund.
     """
     with transaction.atomic():
-        order = Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
+        order = (
+            Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
+        )
         refund, created = Refund.objects.get_or_create(
             idempotency_key=idempotency_key,
             defaults={
@@ -205,17 +256,29 @@ def order_record_refund(*, order_id: int, result: RefundResult, reason: str, sta
                 "created_by": staff_user,
             },
         )
-        ours = (Refund.objects.filter(order=order, status__in=COUNTED).aggregate(total=Sum("amount"))["total"]
-                or Decimal("0"))
-        done = apply_refunded_total(order=order, total=max(order.amount_refunded, ours),
-                                    source=f"staff refund by user {staff_user.pk}", created_by=staff_user)
+        ours = Refund.objects.filter(order=order, status__in=COUNTED).aggregate(
+            total=Sum("amount")
+        )["total"] or Decimal("0")
+        done = apply_refunded_total(
+            order=order,
+            total=max(order.amount_refunded, ours),
+            source=f"staff refund by user {staff_user.pk}",
+            created_by=staff_user,
+        )
         if audit is not None and created:
             audit(done, refund)
         return done
 
 
-def order_refund_status(*, order_id: int, provider_refund_id: str, status: str, amount: Decimal | None,
-                        currency: str, source: str) -> Order:
+def order_refund_status(
+    *,
+    order_id: int,
+    provider_refund_id: str,
+    status: str,
+    amount: Decimal | None,
+    currency: str,
+    source: str,
+) -> Order:
     """Record what the provider now says about one refund of the order, and undo it if it
     failed or was canceled.
 
@@ -227,35 +290,57 @@ def order_refund_status(*, order_id: int, provider_refund_id: str, status: str, 
     reversed. An unknown status raises UnknownProviderStatus and changes nothing.
     """
     if status not in RS.values:
-        raise UnknownProviderStatus(f"Refund {provider_refund_id} of order #{order_id} is {status!r}, a status "
-                                    f"with no rule here: nothing was changed.", code="UNKNOWN_REFUND_STATUS")
+        raise UnknownProviderStatus(
+            f"Refund {provider_refund_id} of order #{order_id} is {status!r}, a status "
+            f"with no rule here: nothing was changed.",
+            code="UNKNOWN_REFUND_STATUS",
+        )
     with transaction.atomic():
-        order = Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
+        order = (
+            Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
+        )
         if currency and currency.upper() != order.currency.upper():
-            raise PaymentMismatch(f"Refund {provider_refund_id} in {currency} reported for order #{order.pk} in "
-                                  f"{order.currency}.")
-        refund = Refund.objects.select_for_update().filter(provider_refund_id=provider_refund_id).first()
+            raise PaymentMismatch(
+                f"Refund {provider_refund_id} in {currency} reported for order #{order.pk} in "
+                f"{order.currency}."
+            )
+        refund = (
+            Refund.objects.select_for_update().filter(provider_refund_id=provider_refund_id).first()
+        )
         if refund is not None and refund.order_id != order.pk:
-            raise PaymentMismatch(f"Refund {provider_refund_id} belongs to order #{refund.order_id}, "
-                                  f"not #{order.pk}.")
+            raise PaymentMismatch(
+                f"Refund {provider_refund_id} belongs to order #{refund.order_id}, not #{order.pk}."
+            )
         if refund is None:
             if amount is None or amount <= 0:
-                raise PaymentMismatch(f"Refund {provider_refund_id} of order #{order.pk} has no amount.")
+                raise PaymentMismatch(
+                    f"Refund {provider_refund_id} of order #{order.pk} has no amount."
+                )
             # A refund made at the provider (its dashboard): was its amount part of the
             # cumulative total we applied? Only the part of our total that no refund row of
             # ours explains can hold it.
-            known = (Refund.objects.filter(order=order, status__in=COUNTED).aggregate(total=Sum("amount"))["total"]
-                     or Decimal("0"))
+            known = Refund.objects.filter(order=order, status__in=COUNTED).aggregate(
+                total=Sum("amount")
+            )["total"] or Decimal("0")
             applied = order.amount_refunded - known >= amount
             refund = Refund.objects.create(
-                order=order, amount=amount, currency=(currency or order.currency).upper(),
-                reason="Reported by the provider", idempotency_key=f"{order.provider.lower()}:{provider_refund_id}",
-                provider_refund_id=provider_refund_id, status=status,
+                order=order,
+                amount=amount,
+                currency=(currency or order.currency).upper(),
+                reason="Reported by the provider",
+                idempotency_key=f"{order.provider.lower()}:{provider_refund_id}",
+                provider_refund_id=provider_refund_id,
+                status=status,
             )
             if status in REVERSED and applied:
                 _reverse(order=order, refund=refund, source=source)
             elif status in REVERSED:
-                logger.info("order %s: refund %s %s before it was applied here", order.pk, provider_refund_id, status)
+                logger.info(
+                    "order %s: refund %s %s before it was applied here",
+                    order.pk,
+                    provider_refund_id,
+                    status,
+                )
             return order
         if refund.status in REVERSED or refund.status == status:
             return order  # a reversal is final; the same news again changes nothing
@@ -270,21 +355,33 @@ def order_refund_status(*, order_id: int, provider_refund_id: str, status: str, 
 def _reverse(*, order: Order, refund: Refund, source: str) -> None:
     """Undo ``refund`` (already marked failed or canceled) on the locked ``order``."""
     order.amount_refunded = max(Decimal("0"), order.amount_refunded - refund.amount)
-    lost = order.dispute_status == Order.DisputeStatus.LOST  # the lost dispute took every credit back
+    lost = (
+        order.dispute_status == Order.DisputeStatus.LOST
+    )  # the lost dispute took every credit back
     if order.is_fulfilled:
-        target = order.credits if lost else credits_for_refund(order=order, refunded=order.amount_refunded)
+        target = (
+            order.credits
+            if lost
+            else credits_for_refund(order=order, refunded=order.amount_refunded)
+        )
         excess = order.credits_clawed_back + order.credits_unrecovered - target
         never_taken = min(max(excess, 0), order.credits_unrecovered)
         order.credits_unrecovered -= never_taken
         give_back = min(max(excess - never_taken, 0), order.credits_clawed_back)
         if give_back:
             credits_grant(
-                user=order.user, amount=give_back, kind=LedgerKind.PURCHASE,
+                user=order.user,
+                amount=give_back,
+                kind=LedgerKind.PURCHASE,
                 idempotency_key=f"order:{order.pk}:refund-reversed:{refund.provider_refund_id}",
                 source=order_source(order),
                 description=f"Refund of {refund.amount} {refund.currency} on order #{order.pk} {refund.status}: "
-                            f"credits given back",
-                metadata={"source": source, "refund_id": refund.provider_refund_id, "refund_status": refund.status},
+                f"credits given back",
+                metadata={
+                    "source": source,
+                    "refund_id": refund.provider_refund_id,
+                    "refund_status": refund.status,
+                },
             )
             order.credits_clawed_back -= give_back
         if order.status != Order.Status.DISPUTED and not lost:
@@ -292,12 +389,25 @@ def _reverse(*, order: Order, refund: Refund, source: str) -> None:
     order.save()
     if order.is_fulfilled:
         invoice_sync_status(order=order)
-    logger.warning("order %s: refund %s of %s %s %s; %s %s refunded in all (%s)", order.pk, refund.provider_refund_id,
-                   refund.amount, refund.currency, refund.status, order.amount_refunded, order.currency, source)
+    logger.warning(
+        "order %s: refund %s of %s %s %s; %s %s refunded in all (%s)",
+        order.pk,
+        refund.provider_refund_id,
+        refund.amount,
+        refund.currency,
+        refund.status,
+        order.amount_refunded,
+        order.currency,
+        source,
+    )
 
 
 def _validate(*, order, amount, reason, staff_user, idempotency_key) -> Decimal:
-    if staff_user is None or not staff_user.is_active or not staff_user.has_perm("payments.refund_order"):
+    if (
+        staff_user is None
+        or not staff_user.is_active
+        or not staff_user.has_perm("payments.refund_order")
+    ):
         raise RefundNotAllowed("Refunding needs the 'Can refund an order' permission.")
     if not reason or not reason.strip():
         raise RefundNotAllowed("A refund needs a reason.")

@@ -9,8 +9,11 @@ from .models import SandboxPayment
 from .providers import SANDBOX, is_available
 from .providers.sandbox import redirect_after, sandbox_deliver, sandbox_finish
 
-ACTIONS = {"pay": SandboxPayment.Status.PAID, "fail": SandboxPayment.Status.FAILED,
-           "cancel": SandboxPayment.Status.CANCELED}
+ACTIONS = {
+    "pay": SandboxPayment.Status.PAID,
+    "fail": SandboxPayment.Status.FAILED,
+    "cancel": SandboxPayment.Status.CANCELED,
+}
 
 
 def sandbox_checkout(request, token: str):
@@ -20,11 +23,17 @@ def sandbox_checkout(request, token: str):
     if request.method == "POST":
         outcome = ACTIONS.get(request.POST.get("action", ""))
         if outcome is None:
-            return render(request, "payments/sandbox_checkout.html",
-                          {"payment": payment, "error": "Choose Pay, Fail or Cancel."}, status=400)
+            return render(
+                request,
+                "payments/sandbox_checkout.html",
+                {"payment": payment, "error": "Choose Pay, Fail or Cancel."},
+                status=400,
+            )
         payment, closed_now = sandbox_finish(token=token, outcome=outcome)
         if closed_now:
-            url = app_settings.sandbox_webhook_url() or request.build_absolute_uri(reverse("webhooks:sandbox"))
+            url = app_settings.sandbox_webhook_url() or request.build_absolute_uri(
+                reverse("webhooks:sandbox")
+            )
             sandbox_deliver(payment=payment, webhook_url=url)
         return HttpResponseRedirect(redirect_after(payment), status=303)
     if payment.status != SandboxPayment.Status.OPEN:

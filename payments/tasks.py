@@ -10,7 +10,9 @@ from .webhooks import WebhookRetry, retry_delay, webhook_process, webhook_requeu
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, name="payments.tasks.process_webhook_event", max_retries=None, acks_late=True)
+@shared_task(
+    bind=True, name="payments.tasks.process_webhook_event", max_retries=None, acks_late=True
+)
 def process_webhook_event(self, event_pk: int, unrecorded_error: str = "") -> str:
     """Process one stored webhook event. A failed attempt is retried here after its backoff
     (the fast path); the event's ``next_attempt_at`` lets the sweep retry it should this
@@ -24,8 +26,10 @@ def process_webhook_event(self, event_pk: int, unrecorded_error: str = "") -> st
             return "FAILED"
         attempts = max(exc.attempts, self.request.retries + 1)
         raise self.retry(
-            exc=exc, countdown=retry_delay(attempts),
-            args=(event_pk,), kwargs={"unrecorded_error": "" if exc.recorded else str(exc)},
+            exc=exc,
+            countdown=retry_delay(attempts),
+            args=(event_pk,),
+            kwargs={"unrecorded_error": "" if exc.recorded else str(exc)},
         ) from None
 
 

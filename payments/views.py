@@ -24,17 +24,28 @@ from .providers import SANDBOX, available_providers
 logger = logging.getLogger(__name__)
 
 PROVIDER_LABELS = dict(Order.Provider.choices)
-NO_PROVIDER_MESSAGE = "No payment method is available right now, so credits cannot be bought. Nothing was charged."
+NO_PROVIDER_MESSAGE = (
+    "No payment method is available right now, so credits cannot be bought. Nothing was charged."
+)
 #: Statuses after which the return page stops polling.
-SETTLED = {Order.Status.COMPLETED, Order.Status.FAILED, Order.Status.EXPIRED, Order.Status.CANCELLED,
-           Order.Status.REFUNDED, Order.Status.PARTIALLY_REFUNDED, Order.Status.DISPUTED}
+SETTLED = {
+    Order.Status.COMPLETED,
+    Order.Status.FAILED,
+    Order.Status.EXPIRED,
+    Order.Status.CANCELLED,
+    Order.Status.REFUNDED,
+    Order.Status.PARTIALLY_REFUNDED,
+    Order.Status.DISPUTED,
+}
 
 
 class BuyForm(forms.Form):
     """What the buyer chooses: a package and how to pay. Anything else posted is ignored."""
 
-    package = forms.ModelChoiceField(queryset=CreditPackage.objects.filter(active=True),
-                                     error_messages={"invalid_choice": "That package is not on sale."})
+    package = forms.ModelChoiceField(
+        queryset=CreditPackage.objects.filter(active=True),
+        error_messages={"invalid_choice": "That package is not on sale."},
+    )
     provider = forms.ChoiceField(required=False)
 
     def __init__(self, *args, **kwargs):
@@ -86,15 +97,24 @@ def buy(request):
                 messages.error(request, error)
         return redirect("payments:pricing")
     try:
-        order = order_create(user=request.user, package=form.cleaned_data["package"],
-                             provider=form.cleaned_data["provider"])
+        order = order_create(
+            user=request.user,
+            package=form.cleaned_data["package"],
+            provider=form.cleaned_data["provider"],
+        )
         success = request.build_absolute_uri(reverse("payments:order_success", args=[order.pk]))
         cancel = request.build_absolute_uri(reverse("payments:order_cancel", args=[order.pk]))
-        session = order_start_checkout(order=order, success_url=f"{success}?session_id={{CHECKOUT_SESSION_ID}}",
-                                       cancel_url=cancel)
+        session = order_start_checkout(
+            order=order,
+            success_url=f"{success}?session_id={{CHECKOUT_SESSION_ID}}",
+            cancel_url=cancel,
+        )
     except ProviderError:
-        messages.error(request, "The payment provider did not answer, so the checkout could not start. "
-                                "Nothing was charged; please try again in a moment.")
+        messages.error(
+            request,
+            "The payment provider did not answer, so the checkout could not start. "
+            "Nothing was charged; please try again in a moment.",
+        )
         return redirect("payments:pricing")
     except PaymentsError as exc:
         messages.error(request, f"We could not start the checkout: {exc} Nothing was charged.")
@@ -107,9 +127,18 @@ def _own_order(request, pk: int) -> Order:
 
 
 def _status_context(request, order: Order) -> dict:
-    balance = CreditBalance.objects.filter(user_id=request.user.pk).values_list("balance", flat=True).first()
+    balance = (
+        CreditBalance.objects.filter(user_id=request.user.pk)
+        .values_list("balance", flat=True)
+        .first()
+    )
     invoice = Invoice.objects.filter(order=order).only("number").first()
-    return {"order": order, "balance": balance or 0, "invoice": invoice, "settled": order.status in SETTLED}
+    return {
+        "order": order,
+        "balance": balance or 0,
+        "invoice": invoice,
+        "settled": order.status in SETTLED,
+    }
 
 
 @login_required
@@ -128,10 +157,15 @@ def order_success(request, pk: int):
 def order_status(request, pk: int):
     """The htmx fragment the return page polls until the order settles."""
     order = _own_order(request, pk)
-    if not order.is_fulfilled and cache.add(f"payments:status-check:{order.pk}", 1,
-                                            app_settings.status_recheck_seconds()):
+    if not order.is_fulfilled and cache.add(
+        f"payments:status-check:{order.pk}", 1, app_settings.status_recheck_seconds()
+    ):
         order = order_check_payment(order=order, source="success_page")
-    return render(request, "payments/_order_status.html", {**_status_context(request, order), "oob_balance": True})
+    return render(
+        request,
+        "payments/_order_status.html",
+        {**_status_context(request, order), "oob_balance": True},
+    )
 
 
 @login_required
@@ -152,7 +186,11 @@ def order_cancel(request, pk: int):
 @login_required
 @require_safe
 def orders(request):
-    queryset = Order.objects.filter(user=request.user).select_related("package", "invoice").order_by("-created_at")
+    queryset = (
+        Order.objects.filter(user=request.user)
+        .select_related("package", "invoice")
+        .order_by("-created_at")
+    )
     page = Paginator(queryset, 20).get_page(request.GET.get("page"))
     return render(request, "payments/orders.html", {"page": page, "orders": page.object_list})
 
@@ -162,6 +200,7 @@ def orders(request):
 def invoice(request, number: str):
     invoice = get_object_or_404(
         Invoice.objects.select_related("order", "order__package", "order__user"),
-        number=number, order__user=request.user,
+        number=number,
+        order__user=request.user,
     )
     return render(request, "payments/invoice.html", {"invoice": invoice, "order": invoice.order})

@@ -47,8 +47,10 @@ def handle_payment_succeeded(*, event, order, status) -> Outcome:
         return Outcome(PROCESSED, "already fulfilled")
     if not _fulfil_if_paid(event, order, status):
         # The event says paid but the provider does not (yet): ask again later.
-        raise PaymentNotConfirmed(f"The provider does not report order #{order.pk} paid yet "
-                                  f"({status.state if status else 'no status'}).")
+        raise PaymentNotConfirmed(
+            f"The provider does not report order #{order.pk} paid yet "
+            f"({status.state if status else 'no status'})."
+        )
     return Outcome(PROCESSED, "fulfilled")
 
 
@@ -77,8 +79,12 @@ def handle_refunded(*, event, order, status) -> Outcome:
     if order is None:
         raise OrderNotFound("A refund for a payment we cannot match to an order (yet).")
     _fulfil_if_paid(event, order, status)
-    order_apply_refund(order_id=order.pk, amount_refunded=event.amount_refunded, source=_source(event),
-                       currency=event.currency)
+    order_apply_refund(
+        order_id=order.pk,
+        amount_refunded=event.amount_refunded,
+        source=_source(event),
+        currency=event.currency,
+    )
     return Outcome(PROCESSED, f"{event.amount_refunded} {event.currency} refunded in all")
 
 
@@ -94,14 +100,20 @@ def handle_dispute_closed(*, event, order, status) -> Outcome:
     if event.dispute_outcome not in CLOSED:
         # A status or outcome the adapter has no rule for: left FAILED with the reason for
         # staff (spending stays as it is; nothing is guessed).
-        raise UnknownProviderStatus(f"Dispute {event.dispute_id} is {event.dispute_stage or '(no status)'!r}: "
-                                    f"no rule says whether it is open, won or lost. Nothing was changed.",
-                                    provider=event.provider)
+        raise UnknownProviderStatus(
+            f"Dispute {event.dispute_id} is {event.dispute_stage or '(no status)'!r}: "
+            f"no rule says whether it is open, won or lost. Nothing was changed.",
+            provider=event.provider,
+        )
     if order is None:
         raise OrderNotFound("A dispute on a payment we cannot match to an order (yet).")
     _fulfil_if_paid(event, order, status)
-    order_close_dispute(order_id=order.pk, dispute_id=event.dispute_id, outcome=event.dispute_outcome,
-                        source=_source(event))
+    order_close_dispute(
+        order_id=order.pk,
+        dispute_id=event.dispute_id,
+        outcome=event.dispute_outcome,
+        source=_source(event),
+    )
     return Outcome(PROCESSED, f"dispute {event.dispute_outcome} ({event.dispute_stage})")
 
 
@@ -109,8 +121,14 @@ def handle_refund_updated(*, event, order, status) -> Outcome:
     """One refund's status changed (Stripe ``refund.*``): a failed or canceled one is undone."""
     if order is None:
         raise OrderNotFound("A refund of a payment we cannot match to an order (yet).")
-    order_refund_status(order_id=order.pk, provider_refund_id=event.refund_id, status=event.refund_status,
-                        amount=event.amount, currency=event.currency, source=_source(event))
+    order_refund_status(
+        order_id=order.pk,
+        provider_refund_id=event.refund_id,
+        status=event.refund_status,
+        amount=event.amount,
+        currency=event.currency,
+        source=_source(event),
+    )
     return Outcome(PROCESSED, f"refund {event.refund_id} {event.refund_status}")
 
 

@@ -26,4 +26,6 @@ def provider_webhook(request, provider: str):
         return JsonResponse({"error": exc.reason}, status=exc.status)
     except ProviderNotConfigured as exc:
         raise Http404(str(exc)) from None
-    return JsonResponse({"status": "duplicate" if result.duplicate else "received", "id": result.event_id})
+    return JsonResponse(
+        {"status": "duplicate" if result.duplicate else "received", "id": result.event_id}
+    )

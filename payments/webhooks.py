@@ -145,8 +145,10 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
         if unrecorded_error:
             _record_failure(event_pk, unrecorded_error)
         # The lease: until it runs out, the sweep leaves this attempt alone.
-        leased = WebhookEvent.objects.filter(pk=event_pk).exclude(status__in=DONE).update(
-            next_attempt_at=timezone.now() + app_settings.webhook_lease()
+        leased = (
+            WebhookEvent.objects.filter(pk=event_pk)
+            .exclude(status__in=DONE)
+            .update(next_attempt_at=timezone.now() + app_settings.webhook_lease())
         )
         if not leased:
             row = WebhookEvent.objects.filter(pk=event_pk).only("status").first()
@@ -169,7 +171,16 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
             row.last_error = "" if outcome.status == WebhookEvent.Status.PROCESSED else outcome.note
             row.processed_at = timezone.now()
             row.next_attempt_at = None
-            row.save(update_fields=["status", "order", "attempts", "last_error", "processed_at", "next_attempt_at"])
+            row.save(
+                update_fields=[
+                    "status",
+                    "order",
+                    "attempts",
+                    "last_error",
+                    "processed_at",
+                    "next_attempt_at",
+                ]
+            )
         logger.info("webhook %s %s %s: %s", row.provider, row.type, row.event_id, outcome.note)
         return row.status
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the event
@@ -182,10 +193,18 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
         except DatabaseError as db_exc:
             # Nothing can be written now. The row keeps its lease, so the sweep queues the
             # event again once it runs out; the caller's retry carries the error along.
-            logger.error("webhook event %s: attempt failed (%s) and could not be recorded: %s",
-                         event_pk, error, db_exc)
+            logger.error(
+                "webhook event %s: attempt failed (%s) and could not be recorded: %s",
+                event_pk,
+                error,
+                db_exc,
+            )
             raise WebhookRetry(error, attempts=1, recorded=False) from exc
-        if status == WebhookEvent.Status.FAILED and retryable and attempts < app_settings.webhook_max_attempts():
+        if (
+            status == WebhookEvent.Status.FAILED
+            and retryable
+            and attempts < app_settings.webhook_max_attempts()
+        ):
             raise WebhookRetry(error, attempts=attempts) from exc
         return status
 
@@ -218,7 +237,9 @@ def webhook_requeue_stuck(*, limit: int = 500) -> int:
             .values_list("pk", flat=True)[:limit]
         )
         if pks:
-            WebhookEvent.objects.filter(pk__in=pks).update(next_attempt_at=now + app_settings.webhook_lease())
+            WebhookEvent.objects.filter(pk__in=pks).update(
+                next_attempt_at=now + app_settings.webhook_lease()
+            )
     for pk in pks:
         _enqueue(pk)
     if pks:
@@ -235,11 +256,19 @@ def find_order(event: NormalizedEvent) -> Order | None:
     """The order an event is about: by our reference, else the provider's checkout or payment id."""
     orders = Order.objects.filter(provider=event.provider)
     if event.order_ref:
-        order = orders.filter(pk=int(event.order_ref)).first() if event.order_ref.isdigit() else None
-        if (order is not None and event.provider_order_id and order.provider_order_id
-                and order.provider_order_id != event.provider_order_id):
-            raise PaymentMismatch(f"Event {event.event_id} names order #{order.pk} but checkout "
-                                  f"{event.provider_order_id}, not {order.provider_order_id}.")
+        order = (
+            orders.filter(pk=int(event.order_ref)).first() if event.order_ref.isdigit() else None
+        )
+        if (
+            order is not None
+            and event.provider_order_id
+            and order.provider_order_id
+            and order.provider_order_id != event.provider_order_id
+        ):
+            raise PaymentMismatch(
+                f"Event {event.event_id} names order #{order.pk} but checkout "
+                f"{event.provider_order_id}, not {order.provider_order_id}."
+            )
         if order is not None:
             return order
     if event.provider_order_id:
@@ -253,7 +282,9 @@ def find_order(event: NormalizedEvent) -> Order | None:
 
 #: Kinds whose handling does not depend on the payment's state: when the provider cannot be
 #: asked, they are handled anyway (a refund is recorded and applied once the payment is seen).
-STATUS_OPTIONAL = frozenset({EventKind.REFUNDED, EventKind.DISPUTE_OPENED, EventKind.DISPUTE_CLOSED})
+STATUS_OPTIONAL = frozenset(
+    {EventKind.REFUNDED, EventKind.DISPUTE_OPENED, EventKind.DISPUTE_CLOSED}
+)
 
 
 def _ask_provider(event: NormalizedEvent, order: Order | None) -> PaymentStatus | None:
@@ -271,8 +302,12 @@ def _ask_provider(event: NormalizedEvent, order: Order | None) -> PaymentStatus 
     except ProviderError as exc:
         if event.kind not in STATUS_OPTIONAL:
             raise
-        logger.warning("order %s: could not ask the provider (%s); handling %s without it", order.pk, exc,
-                       event.type)
+        logger.warning(
+            "order %s: could not ask the provider (%s); handling %s without it",
+            order.pk,
+            exc,
+            event.type,
+        )
         return None
 
 
@@ -297,15 +332,29 @@ def _record_failure(event_pk: int, error: str, *, retryable: bool = True) -> tup
         row.last_error = error[:4000]
         row.status = WebhookEvent.Status.FAILED
         if retryable and row.attempts < app_settings.webhook_max_attempts():
-            row.next_attempt_at = timezone.now() + timedelta(seconds=retry_delay(row.attempts)) + app_settings.webhook_lease()
-            logger.warning("webhook %s %s attempt %s failed: %s", row.provider, row.event_id, row.attempts,
-                           row.last_error)
+            row.next_attempt_at = (
+                timezone.now()
+                + timedelta(seconds=retry_delay(row.attempts))
+                + app_settings.webhook_lease()
+            )
+            logger.warning(
+                "webhook %s %s attempt %s failed: %s",
+                row.provider,
+                row.event_id,
+                row.attempts,
+                row.last_error,
+            )
         else:
             # Failed for good: nothing will try again; staff see it FAILED with no next
             # attempt in the admin and may replay it.
             row.next_attempt_at = None
-            logger.error("webhook %s %s failed for good after %s attempts: %s", row.provider, row.event_id,
-                         row.attempts, row.last_error)
+            logger.error(
+                "webhook %s %s failed for good after %s attempts: %s",
+                row.provider,
+                row.event_id,
+                row.attempts,
+                row.last_error,
+            )
         row.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
         return row.attempts, row.status
 

@@ -40,14 +40,23 @@ def make_user(db):
 
     from accounts.models import User
 
-    def make(email: str | None = None, *, password: str = PASSWORD, verified: bool = True, credits: int = 0, **extra):
+    def make(
+        email: str | None = None,
+        *,
+        password: str = PASSWORD,
+        verified: bool = True,
+        credits: int = 0,
+        **extra,
+    ):
         email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
         user = User.objects.create_user(email, password, **extra)
         EmailAddress.objects.create(user=user, email=email, verified=verified, primary=True)
         if credits:
             from credits.services import credits_grant
 
-            credits_grant(user=user, amount=credits, kind="BONUS", idempotency_key=f"test-seed:{user.pk}")
+            credits_grant(
+                user=user, amount=credits, kind="BONUS", idempotency_key=f"test-seed:{user.pk}"
+            )
         return user
 
     return make
@@ -69,7 +78,9 @@ def staff_user(make_user):
 class WorkerProcess:
     """A `celery worker` subprocess on its own queue, reading and writing the test database."""
 
-    def __init__(self, env: dict, queue: str, log_path: Path, pool: str = "solo", concurrency: int = 1):
+    def __init__(
+        self, env: dict, queue: str, log_path: Path, pool: str = "solo", concurrency: int = 1
+    ):
         self.env, self.queue, self.log_path = env, queue, log_path
         self.pool, self.concurrency = pool, concurrency
         self.proc: subprocess.Popen | None = None
@@ -79,10 +90,32 @@ class WorkerProcess:
         log = open(self.log_path, "ab")
         mark = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-l", "INFO", "-Q", self.queue,
-             "-P", self.pool, "-c", str(self.concurrency), "-n", f"{self.queue}@%h",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-l",
+                "INFO",
+                "-Q",
+                self.queue,
+                "-P",
+                self.pool,
+                "-c",
+                str(self.concurrency),
+                "-n",
+                f"{self.queue}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -91,9 +124,13 @@ class WorkerProcess:
                 if b" ready." in fh.read():
                     return self
             if self.proc.poll() is not None:
-                raise RuntimeError(f"celery worker exited early:\n{self.log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"celery worker exited early:\n{self.log_path.read_text()[-3000:]}"
+                )
             time.sleep(0.2)
-        raise RuntimeError(f"celery worker not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"celery worker not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}"
+        )
 
     def kill(self) -> None:
         """SIGKILL the whole worker (as a crashed machine would): no cleanup, no ack."""
@@ -140,7 +177,9 @@ def test_database_url() -> str:
 
     db = connection.settings_dict
     host = quote(db["HOST"] or "127.0.0.1", safe="")  # a unix socket's directory, percent-encoded
-    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+    return (
+        f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{host}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
 
 
 test_database_url.__test__ = False  # a helper, not a test
@@ -156,11 +195,19 @@ def celery_worker_factory(transactional_db, settings):
     with tasks_sent_to_queue(settings, queue):
 
         def start(env: dict | None = None) -> WorkerProcess:
-            full_env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
-                        "DATABASE_URL": test_database_url(), "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-                        "CELERY_DEFAULT_QUEUE": queue, "CELERY_TASK_ALWAYS_EAGER": "false",
-                        "MEDIA_ROOT": str(settings.MEDIA_ROOT), **(env or {})}
-            worker = WorkerProcess(full_env, queue, ARTIFACTS / "workers" / f"{queue}-{len(workers)}.log")
+            full_env = {
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "config.settings.test",
+                "DATABASE_URL": test_database_url(),
+                "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+                "CELERY_DEFAULT_QUEUE": queue,
+                "CELERY_TASK_ALWAYS_EAGER": "false",
+                "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+                **(env or {}),
+            }
+            worker = WorkerProcess(
+                full_env, queue, ARTIFACTS / "workers" / f"{queue}-{len(workers)}.log"
+            )
             workers.append(worker)
             return worker.start()
 
@@ -177,7 +224,9 @@ def celery_worker_process(celery_worker_factory):
     return celery_worker_factory()
 
 
-def wait_until(predicate, *, timeout: float = 30, interval: float = 0.2, message: str = "condition"):
+def wait_until(
+    predicate, *, timeout: float = 30, interval: float = 0.2, message: str = "condition"
+):
     """Poll ``predicate`` until it is truthy; fail the test with ``message`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -194,7 +243,9 @@ def wait_until(predicate, *, timeout: float = 30, interval: float = 0.2, message
 @pytest.fixture(scope="session")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is not installed at {CHROMIUM}; scripts/test.sh installs Debian's chromium")
+        pytest.fail(
+            f"Chromium is not installed at {CHROMIUM}; scripts/test.sh installs Debian's chromium"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

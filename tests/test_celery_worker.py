@@ -16,6 +16,12 @@ def test_a_real_worker_runs_a_task_that_writes_to_postgresql(celery_worker_proce
 
     result = purge_expired_idempotency_records.delay()
 
-    wait_until(lambda: not IdempotencyRecord.objects.filter(key="old").exists(), message="the worker to purge")
+    wait_until(
+        lambda: not IdempotencyRecord.objects.filter(key="old").exists(),
+        message="the worker to purge",
+    )
     assert IdempotencyRecord.objects.filter(key="fresh").exists()
-    assert f"Task credits.tasks.purge_expired_idempotency_records[{result.id}] succeeded" in celery_worker_process.log()
+    assert (
+        f"Task credits.tasks.purge_expired_idempotency_records[{result.id}] succeeded"
+        in celery_worker_process.log()
+    )

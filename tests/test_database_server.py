@@ -11,7 +11,10 @@ def test_a_server_older_than_postgresql_15_is_refused_with_its_version(version, 
     error = unsupported_server(alias="default", version=version)
 
     assert error.id == "core.E001" and error.is_serious()
-    assert f"The database 'default' is PostgreSQL {shown}: the project needs PostgreSQL 15 or later." == error.msg
+    assert (
+        f"The database 'default' is PostgreSQL {shown}: the project needs PostgreSQL 15 or later."
+        == error.msg
+    )
 
 
 @pytest.mark.parametrize("version", [150000, 150020, 160004, 180001])

@@ -22,7 +22,11 @@ def test_each_page_links_an_icon_that_exists(client, url):
     for href in icons:
         response, body = fetch(client, href)
         assert response.status_code == 200, href
-        assert response["Content-Type"] in ("image/x-icon", "image/vnd.microsoft.icon", "image/svg+xml"), href
+        assert response["Content-Type"] in (
+            "image/x-icon",
+            "image/vnd.microsoft.icon",
+            "image/svg+xml",
+        ), href
         assert body
 
 

@@ -45,20 +45,38 @@ def newcomer(tmp_path):
     # Not under pytest's own temporary root: another pytest run may close that to other users at
     # any time, and the server runs as its own user when we are root.
     data = Path(tempfile.mkdtemp(prefix="credits-first-run-")) / "postgres"
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER",
-                        "DJANGO_SETTINGS_MODULE", "TEST_CACHE_PREFIX", "HOST", "RELOAD"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "DATABASE_URL",
+            "REDIS_URL",
+            "CELERY_BROKER_URL",
+            "CELERY_TASK_ALWAYS_EAGER",
+            "DJANGO_SETTINGS_MODULE",
+            "TEST_CACHE_PREFIX",
+            "HOST",
+            "RELOAD",
+        }
+    }
     # PYTHON: this environment's interpreter, so the script's package sync finds nothing to change.
-    env.update(LOCAL_POSTGRES_DIR=str(data), PORT=str(port), PYTHON=sys.executable,
-               MEDIA_ROOT=str(tmp_path / "media"), SITE_URL=f"http://127.0.0.1:{port}")
+    env.update(
+        LOCAL_POSTGRES_DIR=str(data),
+        PORT=str(port),
+        PYTHON=sys.executable,
+        MEDIA_ROOT=str(tmp_path / "media"),
+        SITE_URL=f"http://127.0.0.1:{port}",
+    )
     base = f"http://127.0.0.1:{port}"
     runs: list[subprocess.Popen] = []
 
     def start_app() -> subprocess.Popen:
         log_path = tmp_path / f"run{len(runs)}.log"
         with open(log_path, "wb") as log:
-            app = subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+            app = subprocess.Popen(
+                ["bash", "scripts/run.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         runs.append(app)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and app.poll() is None:
@@ -70,8 +88,14 @@ def newcomer(tmp_path):
         pytest.fail(f"scripts/run.sh did not serve the home page:\n{log_path.read_text()[-3000:]}")
 
     def manage(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     try:
         yield start_app, base, data, manage
@@ -84,11 +108,15 @@ def newcomer(tmp_path):
         shutil.rmtree(data.parent)
 
 
-def post_form(session: requests.Session, url: str, data: dict, *, action: str = "") -> requests.Response:
+def post_form(
+    session: requests.Session, url: str, data: dict, *, action: str = ""
+) -> requests.Response:
     """Open the page at ``url`` and submit its form with ``data`` (to ``action`` if given)."""
     page = session.get(url)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    return session.post(action or url, data={"csrfmiddlewaretoken": token, **data}, headers={"Referer": url})
+    return session.post(
+        action or url, data={"csrfmiddlewaretoken": token, **data}, headers={"Referer": url}
+    )
 
 
 def balance(db: psycopg.Connection) -> int:
@@ -116,17 +144,28 @@ def test_a_newcomer_runs_the_app_buys_credits_and_spends_them_with_no_servers(ne
 
     with psycopg.connect(url, autocommit=True) as db:
         browser = requests.Session()
-        logged_in = post_form(browser, f"{base}/accounts/login/", {"login": DEMO[0], "password": DEMO[1]})
+        logged_in = post_form(
+            browser, f"{base}/accounts/login/", {"login": DEMO[0], "password": DEMO[1]}
+        )
         assert logged_in.url.endswith("/account/"), logged_in.text[:2000]
         start = balance(db)
 
-        starter = db.execute("SELECT id FROM payments_creditpackage WHERE name = 'Starter'").fetchone()[0]
-        checkout = post_form(browser, f"{base}/billing/pricing/",
-                             {"package": starter, "amount": "0.01", "credits": "5000"}, action=f"{base}/billing/buy/")
+        starter = db.execute(
+            "SELECT id FROM payments_creditpackage WHERE name = 'Starter'"
+        ).fetchone()[0]
+        checkout = post_form(
+            browser,
+            f"{base}/billing/pricing/",
+            {"package": starter, "amount": "0.01", "credits": "5000"},
+            action=f"{base}/billing/buy/",
+        )
         assert "/billing/sandbox/checkout/" in checkout.url, checkout.text[:2000]
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', checkout.text).group(1)
-        paid = browser.post(checkout.url, data={"csrfmiddlewaretoken": token, "action": "pay"},
-                            headers={"Referer": checkout.url})
+        paid = browser.post(
+            checkout.url,
+            data={"csrfmiddlewaretoken": token, "action": "pay"},
+            headers={"Referer": checkout.url},
+        )
         assert paid.status_code == 200 and "/success/" in paid.url
 
         orders = db.execute("SELECT status, amount, credits FROM payments_order").fetchall()
@@ -136,20 +175,35 @@ def test_a_newcomer_runs_the_app_buys_credits_and_spends_them_with_no_servers(ne
         events = db.execute("SELECT provider, status FROM payments_webhookevent").fetchall()
         assert events == [("SANDBOX", "PROCESSED")]
 
-        job_page = post_form(browser, f"{base}/generate/new/",
-                             {"operation": "image", "model": "procedural-svg", "prompt": "three red circles at night"})
+        job_page = post_form(
+            browser,
+            f"{base}/generate/new/",
+            {
+                "operation": "image",
+                "model": "procedural-svg",
+                "prompt": "three red circles at night",
+            },
+        )
         assert re.search(r"/generate/\d+/$", job_page.url), job_page.text[:2000]
         status, charged, result = db.execute(
-            "SELECT status, credits_charged, result_file FROM generations_generationjob").fetchone()
+            "SELECT status, credits_charged, result_file FROM generations_generationjob"
+        ).fetchone()
         assert (status, charged) == ("COMPLETED", 3) and result.endswith(".svg")
         assert balance(db) == start + 10 - 3
         preview = browser.get(job_page.url + "preview/")
-        assert preview.headers["Content-Type"].startswith("image/svg+xml") and "<svg" in preview.text
+        assert (
+            preview.headers["Content-Type"].startswith("image/svg+xml") and "<svg" in preview.text
+        )
 
-        check = manage("check_ledger")  # no DATABASE_URL: development settings find the running server
+        check = manage(
+            "check_ledger"
+        )  # no DATABASE_URL: development settings find the running server
         assert check.returncode == 0, check.stdout + check.stderr
         kinds = [k for (k,) in db.execute("SELECT kind FROM credits_ledgerentry ORDER BY id")]
-        assert kinds[-2:] == ["PURCHASE", "SPEND"]  # a picture costs exactly its estimate: nothing to refund
+        assert kinds[-2:] == [
+            "PURCHASE",
+            "SPEND",
+        ]  # a picture costs exactly its estimate: nothing to refund
 
     assert stops(app, signal.SIGINT, base, data) == 130  # Ctrl-C
     refused = manage("check_ledger")

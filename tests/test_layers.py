@@ -21,7 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Each app's layer: a module may import its own app and apps of a lower number.
-LAYERS = {"core": 0, "accounts": 1, "credits": 2, "payments": 3, "generations": 3, "backoffice": 4, "config": 5}
+LAYERS = {
+    "core": 0,
+    "accounts": 1,
+    "credits": 2,
+    "payments": 3,
+    "generations": 3,
+    "backoffice": 4,
+    "config": 5,
+}
 
 #: ``(module, imported module)`` pairs allowed against the order above, each with the reason.
 #: None today; keep it that way or justify each one here.
@@ -54,8 +62,13 @@ def _model_reference(node: ast.Call) -> str | None:
     """``app.models`` when ``node`` names a model of a project app by a string, else None."""
     func = node.func
     called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-    given = [*node.args[:2], *(keyword.value for keyword in node.keywords if keyword.arg in {"to", "app_label"})]
-    strings = [arg.value for arg in given if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+    given = [
+        *node.args[:2],
+        *(keyword.value for keyword in node.keywords if keyword.arg in {"to", "app_label"}),
+    ]
+    strings = [
+        arg.value for arg in given if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+    ]
     if called not in MODEL_REFERENCES or not strings:
         return None
     app = strings[0].partition(".")[0]
@@ -77,7 +90,10 @@ def _imports(name: str, path: Path) -> Iterator[tuple[str, int]]:
                 anchor = anchor[: len(anchor) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             # ``from package import module`` imports the module; ``from module import name`` the module.
-            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+            targets = [
+                f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
+                for alias in node.names
+            ]
         else:
             continue
         for target in targets:

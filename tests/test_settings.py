@@ -27,7 +27,11 @@ DUMP = (
 
 
 def run(module: str, env: dict, *args: str) -> subprocess.CompletedProcess:
-    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DJANGO_SETTINGS_MODULE": module, **env}
+    clean = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DJANGO_SETTINGS_MODULE": module,
+        **env,
+    }
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
     )
@@ -70,7 +74,9 @@ def test_production_names_the_one_secret_that_is_missing(missing):
     ],
 )
 def test_production_refuses_unsafe_values(override, message):
-    result = run("config.settings.prod", {**PROD_ENV, **override}, "-c", "import django; django.setup()")
+    result = run(
+        "config.settings.prod", {**PROD_ENV, **override}, "-c", "import django; django.setup()"
+    )
     assert result.returncode != 0
     assert message in result.stderr
 
@@ -80,7 +86,9 @@ STRIPE_ENV = {"STRIPE_SECRET_KEY": "sk_live_x", "STRIPE_WEBHOOK_SECRET": "whsec_
 
 def test_production_passes_the_deployment_checklist_without_warnings():
     env = {**PROD_ENV, **STRIPE_ENV}
-    result = run("config.settings.prod", env, "manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    result = run(
+        "config.settings.prod", env, "manage.py", "check", "--deploy", "--fail-level", "WARNING"
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
@@ -99,7 +107,9 @@ def test_production_without_provider_keys_offers_nothing_and_the_checklist_warns
 
 
 @pytest.mark.parametrize("extra", [{}, {"DEBUG": "true"}])
-def test_the_deployment_checklist_fails_with_an_error_when_production_would_offer_the_sandbox(extra):
+def test_the_deployment_checklist_fails_with_an_error_when_production_would_offer_the_sandbox(
+    extra,
+):
     env = {**PROD_ENV, "PAYMENTS_SANDBOX_ENABLED": "true", **extra}
     assert run("config.settings.prod", env, "-c", PROVIDERS).stdout.strip() == "['SANDBOX']"
 
@@ -118,7 +128,12 @@ def test_an_enabled_sandbox_does_not_stand_in_beside_a_real_provider():
 def test_production_sends_mail_over_smtp_from_the_environment():
     settings = dump(
         "config.settings.prod",
-        {**PROD_ENV, "EMAIL_HOST": "smtp.example.com", "EMAIL_PORT": "2525", "TRUSTED_PROXY_COUNT": "1"},
+        {
+            **PROD_ENV,
+            "EMAIL_HOST": "smtp.example.com",
+            "EMAIL_PORT": "2525",
+            "TRUSTED_PROXY_COUNT": "1",
+        },
     )
     assert settings["DEBUG"] is False
     assert settings["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
@@ -130,7 +145,9 @@ def test_production_sends_mail_over_smtp_from_the_environment():
 
 # What scripts/run.sh gives development settings: the project's own server (tests/test_first_run.py
 # runs the real one; the settings are only read here, so nothing needs to answer).
-LOCAL_SERVER = {"DATABASE_URL": "postgres://postgres@%2Fsrv%2Fcredits%2Fvar%2Fpostgres:5432/credits"}
+LOCAL_SERVER = {
+    "DATABASE_URL": "postgres://postgres@%2Fsrv%2Fcredits%2Fvar%2Fpostgres:5432/credits"
+}
 
 
 def test_development_needs_no_servers_but_its_postgresql():
@@ -148,8 +165,12 @@ def test_development_needs_no_servers_but_its_postgresql():
 
 def test_development_without_a_database_says_how_to_start_one(tmp_path):
     """No DATABASE_URL and the project's own PostgreSQL not running (nothing in its directory)."""
-    result = run("config.settings.dev", {"LOCAL_POSTGRES_DIR": str(tmp_path / "postgres")},
-                 "-c", "import django; django.setup()")
+    result = run(
+        "config.settings.dev",
+        {"LOCAL_POSTGRES_DIR": str(tmp_path / "postgres")},
+        "-c",
+        "import django; django.setup()",
+    )
 
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
@@ -159,7 +180,9 @@ def test_development_without_a_database_says_how_to_start_one(tmp_path):
 
 @pytest.mark.parametrize("module", ["config.settings.dev", "config.settings.test"])
 def test_every_environment_refuses_a_database_other_than_postgresql(module):
-    result = run(module, {"DATABASE_URL": "sqlite:////tmp/db.sqlite3"}, "-c", "import django; django.setup()")
+    result = run(
+        module, {"DATABASE_URL": "sqlite:////tmp/db.sqlite3"}, "-c", "import django; django.setup()"
+    )
     assert result.returncode != 0
     assert "DATABASE_URL must point at PostgreSQL (postgres://...), got sqlite://" in result.stderr
 
@@ -167,7 +190,10 @@ def test_every_environment_refuses_a_database_other_than_postgresql(module):
 def test_development_switches_to_postgresql_redis_and_real_workers_from_the_environment():
     settings = dump(
         "config.settings.dev",
-        {"DATABASE_URL": "postgres://u:p@127.0.0.1:5432/x", "REDIS_URL": "redis://127.0.0.1:6379/3"},
+        {
+            "DATABASE_URL": "postgres://u:p@127.0.0.1:5432/x",
+            "REDIS_URL": "redis://127.0.0.1:6379/3",
+        },
     )
     assert settings["ENGINE"] == "django.db.backends.postgresql"
     assert settings["EAGER"] is False
@@ -182,7 +208,9 @@ def test_development_can_write_mail_to_files():
 
 
 def test_a_mistyped_email_backend_is_refused():
-    result = run("config.settings.dev", {"EMAIL_BACKEND": "smpt"}, "-c", "import django; django.setup()")
+    result = run(
+        "config.settings.dev", {"EMAIL_BACKEND": "smpt"}, "-c", "import django; django.setup()"
+    )
     assert result.returncode != 0
     assert "EMAIL_BACKEND must be one of" in result.stderr
 
@@ -190,10 +218,18 @@ def test_a_mistyped_email_backend_is_refused():
 def test_a_server_started_without_settings_uses_production_and_so_needs_its_secrets():
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}  # no DJANGO_SETTINGS_MODULE at all
     result = subprocess.run(
-        [sys.executable, "-c", "import config.wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", "import config.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
-    assert "Production settings (config.settings.prod) need these environment variables" in result.stderr
+    assert (
+        "Production settings (config.settings.prod) need these environment variables"
+        in result.stderr
+    )
 
 
 HTTP_GET = (
@@ -207,9 +243,15 @@ def test_production_redirects_plain_http_to_https_unless_told_not_to():
     operator sets SECURE_SSL_REDIRECT=false (the default stays on)."""
     env = {**PROD_ENV, "ALLOWED_HOSTS": "localhost"}
     assert run("config.settings.prod", env, "-c", HTTP_GET).stdout.split() == [
-        "301", "https://localhost/webhooks/stripe/"]
-    behind_proxy = HTTP_GET.replace("HTTP_HOST='localhost'", "HTTP_HOST='localhost', HTTP_X_FORWARDED_PROTO='https'")
+        "301",
+        "https://localhost/webhooks/stripe/",
+    ]
+    behind_proxy = HTTP_GET.replace(
+        "HTTP_HOST='localhost'", "HTTP_HOST='localhost', HTTP_X_FORWARDED_PROTO='https'"
+    )
     assert run("config.settings.prod", env, "-c", behind_proxy).stdout.split() == ["405"]
 
     plain = run("config.settings.prod", {**env, "SECURE_SSL_REDIRECT": "false"}, "-c", HTTP_GET)
-    assert plain.stdout.split() == ["405"], plain.stderr  # served over http: the view answers itself
+    assert plain.stdout.split() == ["405"], (
+        plain.stderr
+    )  # served over http: the view answers itself

@@ -7,43 +7,111 @@ import accounts.managers
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('password', models.CharField(max_length=128, verbose_name='password')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('email', models.EmailField(max_length=254, unique=True, verbose_name='email address')),
-                ('name', models.CharField(blank=True, max_length=150)),
-                ('status', models.CharField(choices=[('TRIAL', 'Trial'), ('ACTIVE', 'Active'), ('SUBSCRIBED', 'Subscribed'), ('SUSPENDED', 'Suspended')], default='TRIAL', max_length=16)),
-                ('membership_tier', models.CharField(choices=[('FREE', 'Free'), ('BASIC', 'Basic'), ('PRO', 'Pro')], default='FREE', max_length=16)),
-                ('membership_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('last_login_ip', models.GenericIPAddressField(blank=True, null=True)),
-                ('last_login_at', models.DateTimeField(blank=True, null=True)),
-                ('stripe_customer_id', models.CharField(blank=True, default='', max_length=255)),
-                ('is_staff', models.BooleanField(default=False)),
-                ('is_active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('groups', models.ManyToManyField(blank=True, help_text='The groups this user belongs to. A user will get all permissions granted to each of their groups.', related_name='user_set', related_query_name='user', to='auth.group', verbose_name='groups')),
-                ('user_permissions', models.ManyToManyField(blank=True, help_text='Specific permissions for this user.', related_name='user_set', related_query_name='user', to='auth.permission', verbose_name='user permissions')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("password", models.CharField(max_length=128, verbose_name="password")),
+                (
+                    "last_login",
+                    models.DateTimeField(blank=True, null=True, verbose_name="last login"),
+                ),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                (
+                    "email",
+                    models.EmailField(max_length=254, unique=True, verbose_name="email address"),
+                ),
+                ("name", models.CharField(blank=True, max_length=150)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("TRIAL", "Trial"),
+                            ("ACTIVE", "Active"),
+                            ("SUBSCRIBED", "Subscribed"),
+                            ("SUSPENDED", "Suspended"),
+                        ],
+                        default="TRIAL",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "membership_tier",
+                    models.CharField(
+                        choices=[("FREE", "Free"), ("BASIC", "Basic"), ("PRO", "Pro")],
+                        default="FREE",
+                        max_length=16,
+                    ),
+                ),
+                ("membership_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("last_login_ip", models.GenericIPAddressField(blank=True, null=True)),
+                ("last_login_at", models.DateTimeField(blank=True, null=True)),
+                ("stripe_customer_id", models.CharField(blank=True, default="", max_length=255)),
+                ("is_staff", models.BooleanField(default=False)),
+                ("is_active", models.BooleanField(default=True)),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The groups this user belongs to. A user will get all permissions granted to each of their groups.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.group",
+                        verbose_name="groups",
+                    ),
+                ),
+                (
+                    "user_permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Specific permissions for this user.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.permission",
+                        verbose_name="user permissions",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['status'], name='accounts_us_status_6bbe13_idx'), models.Index(fields=['created_at'], name='accounts_us_created_4734df_idx')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('stripe_customer_id', ''), _negated=True), fields=('stripe_customer_id',), name='accounts_user_unique_stripe_customer')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(fields=["status"], name="accounts_us_status_6bbe13_idx"),
+                    models.Index(fields=["created_at"], name="accounts_us_created_4734df_idx"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("stripe_customer_id", ""), _negated=True),
+                        fields=("stripe_customer_id",),
+                        name="accounts_user_unique_stripe_customer",
+                    )
+                ],
             },
             managers=[
-                ('objects', accounts.managers.UserManager()),
+                ("objects", accounts.managers.UserManager()),
             ],
         ),
     ]

@@ -8,8 +8,13 @@ from django.db import migrations
 
 def name_site(apps, schema_editor):
     Site = apps.get_model("sites", "Site")
-    domain = urlsplit(getattr(settings, "SITE_URL", "") or "http://127.0.0.1:8000").netloc or "127.0.0.1:8000"
-    Site.objects.update_or_create(pk=settings.SITE_ID, defaults={"domain": domain, "name": "Credits"})
+    domain = (
+        urlsplit(getattr(settings, "SITE_URL", "") or "http://127.0.0.1:8000").netloc
+        or "127.0.0.1:8000"
+    )
+    Site.objects.update_or_create(
+        pk=settings.SITE_ID, defaults={"domain": domain, "name": "Credits"}
+    )
 
 
 class Migration(migrations.Migration):

@@ -9,7 +9,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="OutboundEmail",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("kind", models.CharField(blank=True, default="", max_length=200)),
                 ("from_email", models.CharField(max_length=320)),
                 ("to", models.JSONField(default=list)),
@@ -20,7 +25,11 @@ class Migration(migrations.Migration):
                 (
                     "status",
                     models.CharField(
-                        choices=[("PENDING", "Pending"), ("SENT", "Sent"), ("FAILED", "Failed (gave up)")],
+                        choices=[
+                            ("PENDING", "Pending"),
+                            ("SENT", "Sent"),
+                            ("FAILED", "Failed (gave up)"),
+                        ],
                         default="PENDING",
                         max_length=16,
                     ),

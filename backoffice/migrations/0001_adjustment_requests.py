@@ -6,36 +6,108 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('credits', '0003_alter_creditbalance_options'),
+        ("credits", "0003_alter_creditbalance_options"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AdjustmentRequest',
+            name="AdjustmentRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount', models.BigIntegerField()),
-                ('reason', models.TextField()),
-                ('status', models.CharField(choices=[('PENDING', 'Pending approval'), ('APPLIED', 'Approved and applied'), ('REJECTED', 'Rejected')], default='PENDING', max_length=16)),
-                ('request_key', models.CharField(max_length=255, unique=True)),
-                ('decision_note', models.TextField(blank=True, default='')),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('decided_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('ledger_entry', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='adjustment_request', to='credits.ledgerentry')),
-                ('requested_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='adjustment_requests', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("amount", models.BigIntegerField()),
+                ("reason", models.TextField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("PENDING", "Pending approval"),
+                            ("APPLIED", "Approved and applied"),
+                            ("REJECTED", "Rejected"),
+                        ],
+                        default="PENDING",
+                        max_length=16,
+                    ),
+                ),
+                ("request_key", models.CharField(max_length=255, unique=True)),
+                ("decision_note", models.TextField(blank=True, default="")),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "decided_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "ledger_entry",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="adjustment_request",
+                        to="credits.ledgerentry",
+                    ),
+                ),
+                (
+                    "requested_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="adjustment_requests",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['status', 'created_at'], name='backoffice_adjreq_status_time')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('amount', 0), _negated=True), name='backoffice_adjreq_amount_not_zero'), models.CheckConstraint(condition=models.Q(models.Q(('status', 'APPLIED'), _negated=True), models.Q(('decided_by', models.F('requested_by')), _negated=True), _connector='OR'), name='backoffice_adjreq_four_eyes'), models.CheckConstraint(condition=models.Q(models.Q(('status', 'APPLIED'), _negated=True), ('ledger_entry__isnull', False), _connector='OR'), name='backoffice_adjreq_applied_has_entry')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(
+                        fields=["status", "created_at"], name="backoffice_adjreq_status_time"
+                    )
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("amount", 0), _negated=True),
+                        name="backoffice_adjreq_amount_not_zero",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("status", "APPLIED"), _negated=True),
+                            models.Q(("decided_by", models.F("requested_by")), _negated=True),
+                            _connector="OR",
+                        ),
+                        name="backoffice_adjreq_four_eyes",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("status", "APPLIED"), _negated=True),
+                            ("ledger_entry__isnull", False),
+                            _connector="OR",
+                        ),
+                        name="backoffice_adjreq_applied_has_entry",
+                    ),
+                ],
             },
         ),
     ]

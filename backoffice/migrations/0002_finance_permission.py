@@ -4,14 +4,18 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('backoffice', '0001_adjustment_requests'),
+        ("backoffice", "0001_adjustment_requests"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='adjustmentrequest',
-            options={'ordering': ['-created_at'], 'permissions': [('view_finance', 'Can see revenue: the staff dashboard and the CSV exports')]},
+            name="adjustmentrequest",
+            options={
+                "ordering": ["-created_at"],
+                "permissions": [
+                    ("view_finance", "Can see revenue: the staff dashboard and the CSV exports")
+                ],
+            },
         ),
     ]

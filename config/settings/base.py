@@ -97,7 +97,10 @@ AUTHENTICATION_BACKENDS = [
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 10},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -162,7 +165,9 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 # --- Caches (rate limits live here) ---------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -202,7 +207,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 # Redis through kombu's transport with the fault that ends a worker when Redis goes away
 # mid-task fixed (config/redis_transport.py).
-CELERY_BROKER_TRANSPORT = "config.redis_transport:Transport" if CELERY_BROKER_URL.startswith("redis://") else None
+CELERY_BROKER_TRANSPORT = (
+    "config.redis_transport:Transport" if CELERY_BROKER_URL.startswith("redis://") else None
+)
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_DEFAULT_QUEUE", "default")
 # Keep retrying the broker when a worker starts before Redis is up (compose, restarts).
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -216,15 +223,25 @@ CELERY_TIMEZONE = TIME_ZONE
 # the settings load (config/settings/schedule.py). Every beat start writes these into
 # django-celery-beat's tables, so change an interval here or in the environment, not in the admin.
 CELERY_BEAT_SCHEDULE = beat_schedule(
-    every("purge-expired-idempotency-records", "credits.tasks.purge_expired_idempotency_records", seconds=3600),
+    every(
+        "purge-expired-idempotency-records",
+        "credits.tasks.purge_expired_idempotency_records",
+        seconds=3600,
+    ),
     # Webhook events whose next attempt is overdue (payments/webhooks.py): with the 60 s lease,
     # a paid order converges within about 90 s of its worker dying.
-    every("requeue-stuck-webhook-events", "payments.tasks.requeue_stuck_webhook_events", seconds=30),
+    every(
+        "requeue-stuck-webhook-events", "payments.tasks.requeue_stuck_webhook_events", seconds=30
+    ),
     every("reconcile-payments", "payments.tasks.reconcile_payments", seconds=3600),
     every("reap-stuck-generation-jobs", "generations.tasks.reap_stuck_jobs", seconds=60),
     # Account emails whose send failed or whose task was lost (accounts/outbox.py).
-    every("send-due-account-emails", "accounts.tasks.send_due_outbound_emails",
-          seconds=EMAIL_SWEEP_INTERVAL_DEFAULT, variable="ACCOUNTS_EMAIL_SWEEP_INTERVAL"),
+    every(
+        "send-due-account-emails",
+        "accounts.tasks.send_due_outbound_emails",
+        seconds=EMAIL_SWEEP_INTERVAL_DEFAULT,
+        variable="ACCOUNTS_EMAIL_SWEEP_INTERVAL",
+    ),
 )
 
 # --- Logging --------------------------------------------------------------------------------

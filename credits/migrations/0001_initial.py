@@ -7,83 +7,256 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('generations', '0001_initial'),
-        ('payments', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("generations", "0001_initial"),
+        ("payments", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='IdempotencyRecord',
+            name="IdempotencyRecord",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255, unique=True)),
-                ('result', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('expires_at', models.DateTimeField(db_index=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=255, unique=True)),
+                ("result", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("expires_at", models.DateTimeField(db_index=True)),
             ],
         ),
         migrations.CreateModel(
-            name='CreditBalance',
+            name="CreditBalance",
             fields=[
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='credit_balance', serialize=False, to=settings.AUTH_USER_MODEL)),
-                ('balance', models.BigIntegerField(default=0)),
-                ('lifetime_earned', models.BigIntegerField(default=0)),
-                ('lifetime_spent', models.BigIntegerField(default=0)),
-                ('spend_holds', models.IntegerField(default=0)),
-                ('regen_checked_at', models.DateTimeField(blank=True, null=True)),
-                ('version', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="credit_balance",
+                        serialize=False,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                ("balance", models.BigIntegerField(default=0)),
+                ("lifetime_earned", models.BigIntegerField(default=0)),
+                ("lifetime_spent", models.BigIntegerField(default=0)),
+                ("spend_holds", models.IntegerField(default=0)),
+                ("regen_checked_at", models.DateTimeField(blank=True, null=True)),
+                ("version", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('balance__gte', 0)), name='credits_balance_non_negative'), models.CheckConstraint(condition=models.Q(('lifetime_earned__gte', 0)), name='credits_earned_non_negative'), models.CheckConstraint(condition=models.Q(('lifetime_spent__gte', 0)), name='credits_spent_non_negative'), models.CheckConstraint(condition=models.Q(('spend_holds__gte', 0)), name='credits_holds_non_negative')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("balance__gte", 0)), name="credits_balance_non_negative"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("lifetime_earned__gte", 0)),
+                        name="credits_earned_non_negative",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("lifetime_spent__gte", 0)),
+                        name="credits_spent_non_negative",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("spend_holds__gte", 0)),
+                        name="credits_holds_non_negative",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='AuditLog',
+            name="AuditLog",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('action', models.CharField(max_length=64)),
-                ('success', models.BooleanField(default=True)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('error_message', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='audit_logs', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("action", models.CharField(max_length=64)),
+                ("success", models.BooleanField(default=True)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("error_message", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="audit_logs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
-                'indexes': [models.Index(fields=['user', 'created_at'], name='credits_audit_user_time'), models.Index(fields=['action', 'created_at'], name='credits_audit_action_time')],
+                "ordering": ["-id"],
+                "indexes": [
+                    models.Index(fields=["user", "created_at"], name="credits_audit_user_time"),
+                    models.Index(fields=["action", "created_at"], name="credits_audit_action_time"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount', models.BigIntegerField()),
-                ('kind', models.CharField(choices=[('TRIAL_GRANT', 'Trial grant'), ('PURCHASE', 'Purchase'), ('SUBSCRIPTION_GRANT', 'Subscription grant'), ('REGENERATION', 'Free-tier regeneration'), ('VOUCHER', 'Voucher'), ('BONUS', 'Bonus'), ('SPEND', 'Spend'), ('REFUND', 'Refund'), ('ADJUSTMENT', 'Adjustment'), ('CLAWBACK', 'Clawback'), ('EXPIRY', 'Expiry')], max_length=24)),
-                ('balance_before', models.BigIntegerField()),
-                ('balance_after', models.BigIntegerField()),
-                ('description', models.CharField(blank=True, default='', max_length=255)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('idempotency_key', models.CharField(max_length=255, unique=True)),
-                ('created_at', models.DateTimeField()),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='ledger_entries', to='generations.generationjob')),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='ledger_entries', to='payments.order')),
-                ('reverses', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='reversals', to='credits.ledgerentry')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ledger_entries', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("amount", models.BigIntegerField()),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("TRIAL_GRANT", "Trial grant"),
+                            ("PURCHASE", "Purchase"),
+                            ("SUBSCRIPTION_GRANT", "Subscription grant"),
+                            ("REGENERATION", "Free-tier regeneration"),
+                            ("VOUCHER", "Voucher"),
+                            ("BONUS", "Bonus"),
+                            ("SPEND", "Spend"),
+                            ("REFUND", "Refund"),
+                            ("ADJUSTMENT", "Adjustment"),
+                            ("CLAWBACK", "Clawback"),
+                            ("EXPIRY", "Expiry"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                ("balance_before", models.BigIntegerField()),
+                ("balance_after", models.BigIntegerField()),
+                ("description", models.CharField(blank=True, default="", max_length=255)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("idempotency_key", models.CharField(max_length=255, unique=True)),
+                ("created_at", models.DateTimeField()),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="ledger_entries",
+                        to="generations.generationjob",
+                    ),
+                ),
+                (
+                    "order",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="ledger_entries",
+                        to="payments.order",
+                    ),
+                ),
+                (
+                    "reverses",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="reversals",
+                        to="credits.ledgerentry",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="ledger_entries",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'ledger entries',
-                'ordering': ['-id'],
-                'indexes': [models.Index(fields=['user', 'created_at', 'id'], name='credits_ledger_user_time'), models.Index(fields=['kind', 'created_at'], name='credits_ledger_kind_time')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('balance_after', django.db.models.expressions.CombinedExpression(models.F('balance_before'), '+', models.F('amount')))), name='credits_entry_chain'), models.CheckConstraint(condition=models.Q(('balance_after__gte', 0)), name='credits_entry_after_non_negative'), models.CheckConstraint(condition=models.Q(models.Q(('kind__in', ['BONUS', 'PURCHASE', 'REFUND', 'REGENERATION', 'SUBSCRIPTION_GRANT', 'TRIAL_GRANT', 'VOUCHER']), ('amount__gt', 0)), models.Q(('kind__in', ['EXPIRY', 'SPEND']), ('amount__lt', 0)), models.Q(('kind', 'CLAWBACK'), ('amount__lte', 0)), models.Q(('kind', 'ADJUSTMENT'), models.Q(('amount', 0), _negated=True)), _connector='OR'), name='credits_entry_sign_by_kind'), models.UniqueConstraint(condition=models.Q(('kind', 'REFUND')), fields=('reverses',), name='credits_one_refund_per_spend')],
+                "verbose_name_plural": "ledger entries",
+                "ordering": ["-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["user", "created_at", "id"], name="credits_ledger_user_time"
+                    ),
+                    models.Index(fields=["kind", "created_at"], name="credits_ledger_kind_time"),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            (
+                                "balance_after",
+                                django.db.models.expressions.CombinedExpression(
+                                    models.F("balance_before"), "+", models.F("amount")
+                                ),
+                            )
+                        ),
+                        name="credits_entry_chain",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("balance_after__gte", 0)),
+                        name="credits_entry_after_non_negative",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(
+                                (
+                                    "kind__in",
+                                    [
+                                        "BONUS",
+                                        "PURCHASE",
+                                        "REFUND",
+                                        "REGENERATION",
+                                        "SUBSCRIPTION_GRANT",
+                                        "TRIAL_GRANT",
+                                        "VOUCHER",
+                                    ],
+                                ),
+                                ("amount__gt", 0),
+                            ),
+                            models.Q(("kind__in", ["EXPIRY", "SPEND"]), ("amount__lt", 0)),
+                            models.Q(("kind", "CLAWBACK"), ("amount__lte", 0)),
+                            models.Q(
+                                ("kind", "ADJUSTMENT"), models.Q(("amount", 0), _negated=True)
+                            ),
+                            _connector="OR",
+                        ),
+                        name="credits_entry_sign_by_kind",
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("kind", "REFUND")),
+                        fields=("reverses",),
+                        name="credits_one_refund_per_spend",
+                    ),
+                ],
             },
         ),
     ]

@@ -39,6 +39,7 @@ DROP TRIGGER IF EXISTS credits_ledger_append_only ON credits_ledgerentry;
 DROP FUNCTION IF EXISTS credits_ledger_append_only();
 """
 
+
 def _run(sql):
     def run(apps, schema_editor):
         schema_editor.execute(sql)

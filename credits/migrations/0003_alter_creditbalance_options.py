@@ -4,14 +4,18 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('credits', '0002_ledger_append_only'),
+        ("credits", "0002_ledger_append_only"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='creditbalance',
-            options={'permissions': [('adjust_credits', "Can adjust a user's credits"), ('approve_adjustment', 'Can approve a large credit adjustment')]},
+            name="creditbalance",
+            options={
+                "permissions": [
+                    ("adjust_credits", "Can adjust a user's credits"),
+                    ("approve_adjustment", "Can approve a large credit adjustment"),
+                ]
+            },
         ),
     ]

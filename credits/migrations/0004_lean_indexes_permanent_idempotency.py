@@ -6,81 +6,151 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('credits', '0003_alter_creditbalance_options'),
+        ("credits", "0003_alter_creditbalance_options"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditlog',
-            name='actor',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="auditlog",
+            name="actor",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='auditlog',
-            name='user',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='audit_logs', to=settings.AUTH_USER_MODEL),
+            model_name="auditlog",
+            name="user",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="audit_logs",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='idempotencyrecord',
-            name='expires_at',
+            model_name="idempotencyrecord",
+            name="expires_at",
             field=models.DateTimeField(blank=True, db_index=True, null=True),
         ),
         migrations.AlterField(
-            model_name='ledgerentry',
-            name='created_by',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="ledgerentry",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='ledgerentry',
-            name='job',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='ledger_entries', to='generations.generationjob'),
+            model_name="ledgerentry",
+            name="job",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="ledger_entries",
+                to="generations.generationjob",
+            ),
         ),
         migrations.AlterField(
-            model_name='ledgerentry',
-            name='order',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='ledger_entries', to='payments.order'),
+            model_name="ledgerentry",
+            name="order",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="ledger_entries",
+                to="payments.order",
+            ),
         ),
         # Dropping the column's plain index would also drop this partial unique index on
         # the same column, so it is taken down first and put back after.
         migrations.RemoveConstraint(
-            model_name='ledgerentry',
-            name='credits_one_refund_per_spend',
+            model_name="ledgerentry",
+            name="credits_one_refund_per_spend",
         ),
         migrations.AlterField(
-            model_name='ledgerentry',
-            name='reverses',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='reversals', to='credits.ledgerentry'),
+            model_name="ledgerentry",
+            name="reverses",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="reversals",
+                to="credits.ledgerentry",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ledgerentry',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'REFUND')), fields=('reverses',), name='credits_one_refund_per_spend'),
+            model_name="ledgerentry",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("kind", "REFUND")),
+                fields=("reverses",),
+                name="credits_one_refund_per_spend",
+            ),
         ),
         migrations.AlterField(
-            model_name='ledgerentry',
-            name='user',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='ledger_entries', to=settings.AUTH_USER_MODEL),
+            model_name="ledgerentry",
+            name="user",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="ledger_entries",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddIndex(
-            model_name='auditlog',
-            index=models.Index(condition=models.Q(('actor__isnull', False)), fields=['actor'], name='credits_audit_actor'),
+            model_name="auditlog",
+            index=models.Index(
+                condition=models.Q(("actor__isnull", False)),
+                fields=["actor"],
+                name="credits_audit_actor",
+            ),
         ),
         migrations.AddIndex(
-            model_name='ledgerentry',
-            index=models.Index(condition=models.Q(('order__isnull', False)), fields=['order'], name='credits_ledger_order'),
+            model_name="ledgerentry",
+            index=models.Index(
+                condition=models.Q(("order__isnull", False)),
+                fields=["order"],
+                name="credits_ledger_order",
+            ),
         ),
         migrations.AddIndex(
-            model_name='ledgerentry',
-            index=models.Index(condition=models.Q(('job__isnull', False)), fields=['job'], name='credits_ledger_job'),
+            model_name="ledgerentry",
+            index=models.Index(
+                condition=models.Q(("job__isnull", False)),
+                fields=["job"],
+                name="credits_ledger_job",
+            ),
         ),
         migrations.AddIndex(
-            model_name='ledgerentry',
-            index=models.Index(condition=models.Q(('reverses__isnull', False)), fields=['reverses'], name='credits_ledger_reverses'),
+            model_name="ledgerentry",
+            index=models.Index(
+                condition=models.Q(("reverses__isnull", False)),
+                fields=["reverses"],
+                name="credits_ledger_reverses",
+            ),
         ),
         migrations.AddIndex(
-            model_name='ledgerentry',
-            index=models.Index(condition=models.Q(('created_by__isnull', False)), fields=['created_by'], name='credits_ledger_created_by'),
+            model_name="ledgerentry",
+            index=models.Index(
+                condition=models.Q(("created_by__isnull", False)),
+                fields=["created_by"],
+                name="credits_ledger_created_by",
+            ),
         ),
     ]

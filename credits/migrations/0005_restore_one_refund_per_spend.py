@@ -9,7 +9,7 @@ from django.db import migrations
 
 RESTORE = (
     'CREATE UNIQUE INDEX IF NOT EXISTS "credits_one_refund_per_spend" '
-    "ON \"credits_ledgerentry\" (\"reverses_id\") WHERE \"kind\" = 'REFUND'"
+    'ON "credits_ledgerentry" ("reverses_id") WHERE "kind" = \'REFUND\''
 )
 
 

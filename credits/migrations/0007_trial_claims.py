@@ -12,7 +12,11 @@ def claim_existing_trials(apps, schema_editor):
     LedgerEntry = apps.get_model("credits", "LedgerEntry")
     TrialClaim = apps.get_model("credits", "TrialClaim")
     User = apps.get_model(*settings.AUTH_USER_MODEL.split("."))
-    granted = LedgerEntry.objects.filter(kind="TRIAL_GRANT").order_by("pk").values_list("user_id", flat=True)
+    granted = (
+        LedgerEntry.objects.filter(kind="TRIAL_GRANT")
+        .order_by("pk")
+        .values_list("user_id", flat=True)
+    )
     emails = dict(User.objects.filter(pk__in=granted).values_list("pk", "email"))
     claims, seen = [], set()
     for user_id in dict.fromkeys(granted):  # one trial entry per user, oldest first
@@ -31,7 +35,12 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name="TrialClaim",
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
                 ("address_digest", models.CharField(max_length=64, unique=True)),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
                 (

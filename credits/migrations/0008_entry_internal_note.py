@@ -34,6 +34,7 @@ $$ LANGUAGE plpgsql;
 PG_WITH_NOTE = _PG_FUNCTION.format(new_note=", NEW.internal_note", old_note=", OLD.internal_note")
 PG_WITHOUT_NOTE = _PG_FUNCTION.format(new_note="", old_note="")
 
+
 def _run(sql):
     def run(apps, schema_editor):
         schema_editor.execute(sql)

@@ -24,7 +24,18 @@ OLD_CHECK = _check("'EXPIRY', 'SPEND'")
 SIGN_BY_KIND = models.CheckConstraint(
     condition=models.Q(
         models.Q(
-            ("kind__in", ["BONUS", "PURCHASE", "REFUND", "REGENERATION", "SUBSCRIPTION_GRANT", "TRIAL_GRANT", "VOUCHER"]),
+            (
+                "kind__in",
+                [
+                    "BONUS",
+                    "PURCHASE",
+                    "REFUND",
+                    "REGENERATION",
+                    "SUBSCRIPTION_GRANT",
+                    "TRIAL_GRANT",
+                    "VOUCHER",
+                ],
+            ),
             ("amount__gt", 0),
         ),
         models.Q(("kind__in", ["EXPIRY", "FORFEIT", "SPEND"]), ("amount__lt", 0)),

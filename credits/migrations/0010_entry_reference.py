@@ -53,7 +53,9 @@ $$ LANGUAGE plpgsql;
 """
 # The pair never changes (it is a fact about the entry, not a link the database maintains).
 FUNCTION_WITH_SOURCE = _FUNCTION.format(
-    new_links=", NEW.source_type, NEW.source_id", old_links=", OLD.source_type, OLD.source_id", set_null_links=""
+    new_links=", NEW.source_type, NEW.source_id",
+    old_links=", OLD.source_type, OLD.source_id",
+    set_null_links="",
 )
 # As 0008 left it: order and job may only be set to NULL (their ON DELETE SET NULL).
 FUNCTION_WITH_LINKS = _FUNCTION.format(
@@ -64,7 +66,9 @@ FUNCTION_WITH_LINKS = _FUNCTION.format(
        OR (NEW.job_id IS DISTINCT FROM OLD.job_id AND NEW.job_id IS NOT NULL)""",
 )
 
-BOTH_SET = "SELECT count(*) FROM credits_ledgerentry WHERE order_id IS NOT NULL AND job_id IS NOT NULL"
+BOTH_SET = (
+    "SELECT count(*) FROM credits_ledgerentry WHERE order_id IS NOT NULL AND job_id IS NOT NULL"
+)
 
 FORWARDS = [
     f"""

@@ -21,8 +21,18 @@ from .base import (
 )
 
 __all__ = [
-    "BACKENDS", "Backend", "BackendError", "BackendOutput", "BackendRequest", "JobDraft", "Offering", "PermanentBackendError",
-    "RetryableBackendError", "all_backends", "get_backend", "register",
+    "BACKENDS",
+    "Backend",
+    "BackendError",
+    "BackendOutput",
+    "BackendRequest",
+    "JobDraft",
+    "Offering",
+    "PermanentBackendError",
+    "RetryableBackendError",
+    "all_backends",
+    "get_backend",
+    "register",
 ]
 
 BACKENDS: dict[str, str] = {}

@@ -45,10 +45,21 @@ class OpenAICompatibleBackend:
         if not (app_settings.OPENAI_API_KEY or user_has_key):
             return []
         return [
-            Offering("image", app_settings.OPENAI_IMAGE_MODEL, f"{app_settings.OPENAI_IMAGE_MODEL} (picture)",
-                     self.name, remote=True),
-            Offering("text", app_settings.OPENAI_MODEL, app_settings.OPENAI_MODEL, self.name, supports_edit=True,
-                     remote=True),
+            Offering(
+                "image",
+                app_settings.OPENAI_IMAGE_MODEL,
+                f"{app_settings.OPENAI_IMAGE_MODEL} (picture)",
+                self.name,
+                remote=True,
+            ),
+            Offering(
+                "text",
+                app_settings.OPENAI_MODEL,
+                app_settings.OPENAI_MODEL,
+                self.name,
+                supports_edit=True,
+                remote=True,
+            ),
         ]
 
     def form_fields(self, *, operation: str) -> frozenset[str]:
@@ -59,8 +70,10 @@ class OpenAICompatibleBackend:
         if draft.operation == "text":
             tokens = draft.max_output_tokens or app_settings.DEFAULT_OUTPUT_TOKENS
             if not (MIN_OUTPUT_TOKENS <= tokens <= app_settings.MAX_OUTPUT_TOKENS):
-                raise InvalidRequest(f"Ask for {MIN_OUTPUT_TOKENS} to {app_settings.MAX_OUTPUT_TOKENS} output tokens.",
-                                     field="max_output_tokens")
+                raise InvalidRequest(
+                    f"Ask for {MIN_OUTPUT_TOKENS} to {app_settings.MAX_OUTPUT_TOKENS} output tokens.",
+                    field="max_output_tokens",
+                )
             return {"max_output_tokens": tokens}
         if draft.operation == "image":
             return {"size": app_settings.OPENAI_IMAGE_SIZE}
@@ -82,7 +95,9 @@ class OpenAICompatibleBackend:
         payload = {
             "model": request.model,
             "messages": chat_messages(prompt=request.prompt, source_text=request.source_text),
-            "max_tokens": int(request.parameters.get("max_output_tokens") or app_settings.DEFAULT_OUTPUT_TOKENS),
+            "max_tokens": int(
+                request.parameters.get("max_output_tokens") or app_settings.DEFAULT_OUTPUT_TOKENS
+            ),
         }
         body = self._post("/v1/chat/completions", payload, key)
         try:
@@ -90,17 +105,25 @@ class OpenAICompatibleBackend:
             text = choice["message"]["content"]
         except (KeyError, IndexError, TypeError) as exc:
             raise PermanentBackendError(
-                "The model service sent an answer without text.", detail=f"unexpected body: {_excerpt(body)}"
+                "The model service sent an answer without text.",
+                detail=f"unexpected body: {_excerpt(body)}",
             ) from exc
         if not isinstance(text, str) or not text.strip():
-            refusal = (choice.get("message") or {}).get("refusal") if isinstance(choice, dict) else None
+            refusal = (
+                (choice.get("message") or {}).get("refusal") if isinstance(choice, dict) else None
+            )
             raise PermanentBackendError(
                 f"The model declined: {refusal}" if refusal else "The model returned no text.",
                 detail=f"empty content: {_excerpt(body)}",
             )
-        usage = {"finish_reason": choice.get("finish_reason") or "", "model_reported": body.get("model", "")}
+        usage = {
+            "finish_reason": choice.get("finish_reason") or "",
+            "model_reported": body.get("model", ""),
+        }
         reported = body.get("usage") or {}
-        if isinstance(reported.get("prompt_tokens"), int) and isinstance(reported.get("completion_tokens"), int):
+        if isinstance(reported.get("prompt_tokens"), int) and isinstance(
+            reported.get("completion_tokens"), int
+        ):
             usage["input_tokens"] = reported["prompt_tokens"]
             usage["output_tokens"] = reported["completion_tokens"]
         return BackendOutput(content=text.encode("utf-8"), extension="txt", usage=usage)
@@ -125,12 +148,16 @@ class OpenAICompatibleBackend:
             try:
                 content = base64.b64decode(item["b64_json"], validate=True)
             except (binascii.Error, ValueError) as exc:
-                raise PermanentBackendError("The picture sent by the model service is damaged.") from exc
+                raise PermanentBackendError(
+                    "The picture sent by the model service is damaged."
+                ) from exc
         elif item.get("url"):
             content = self._download(item["url"])
         else:
             raise PermanentBackendError("The model service sent no picture.", detail=_excerpt(body))
-        extension = next((ext for magic, ext in IMAGE_SIGNATURES if content.startswith(magic)), None)
+        extension = next(
+            (ext for magic, ext in IMAGE_SIGNATURES if content.startswith(magic)), None
+        )
         if extension is None and content[:4] == b"RIFF" and content[8:12] == b"WEBP":
             extension = "webp"
         if extension is None:
@@ -157,7 +184,8 @@ class OpenAICompatibleBackend:
             raw = _read_limited(response)
         except requests.RequestException as exc:
             raise RetryableBackendError(
-                "The model service could not be reached.", detail=f"{type(exc).__name__} on {path}: {exc}"
+                "The model service could not be reached.",
+                detail=f"{type(exc).__name__} on {path}: {exc}",
             ) from exc
         status = response.status_code
         if 200 <= status < 300:
@@ -166,9 +194,12 @@ class OpenAICompatibleBackend:
         if status in (401, 403):
             reason = _provider_message(raw)
             raise PermanentBackendError(
-                f"The model service refused this key (HTTP {status}){': ' + reason if reason else '.'}", detail=detail
+                f"The model service refused this key (HTTP {status}){': ' + reason if reason else '.'}",
+                detail=detail,
             )
-        raise RetryableBackendError(f"The model service did not confirm the key (HTTP {status}).", detail=detail)
+        raise RetryableBackendError(
+            f"The model service did not confirm the key (HTTP {status}).", detail=detail
+        )
 
     # --- HTTP -------------------------------------------------------------------------------
 
@@ -197,10 +228,13 @@ class OpenAICompatibleBackend:
             ) from exc
         except requests.ConnectionError as exc:
             raise RetryableBackendError(
-                "The model service could not be reached.", detail=f"connection error on {path}: {exc}"
+                "The model service could not be reached.",
+                detail=f"connection error on {path}: {exc}",
             ) from exc
         except requests.RequestException as exc:
-            raise RetryableBackendError("The request to the model service failed.", detail=repr(exc)) from exc
+            raise RetryableBackendError(
+                "The request to the model service failed.", detail=repr(exc)
+            ) from exc
         _raise_for_status(response, raw, path)
         try:
             body = json.loads(raw)
@@ -210,17 +244,25 @@ class OpenAICompatibleBackend:
                 detail=f"HTTP {response.status_code} non-JSON body on {path}: {raw[:300]!r}",
             ) from exc
         if not isinstance(body, dict):
-            raise PermanentBackendError("The model service sent an unexpected answer.", detail=_excerpt(body))
+            raise PermanentBackendError(
+                "The model service sent an unexpected answer.", detail=_excerpt(body)
+            )
         return body
 
     def _download(self, url: str) -> bytes:
         if not url.startswith(("https://", "http://")):
-            raise PermanentBackendError("The model service sent a picture address that cannot be fetched.")
+            raise PermanentBackendError(
+                "The model service sent a picture address that cannot be fetched."
+            )
         try:
-            response = requests.get(url, timeout=self._timeout(), stream=True, headers={"User-Agent": USER_AGENT})
+            response = requests.get(
+                url, timeout=self._timeout(), stream=True, headers={"User-Agent": USER_AGENT}
+            )
             raw = _read_limited(response)
         except requests.RequestException as exc:
-            raise RetryableBackendError("The picture could not be downloaded.", detail=repr(exc)) from exc
+            raise RetryableBackendError(
+                "The picture could not be downloaded.", detail=repr(exc)
+            ) from exc
         _raise_for_status(response, raw, "image download")
         return raw
 
@@ -233,7 +275,8 @@ def _read_limited(response: requests.Response) -> bytes:
             size += len(chunk)
             if size > limit:
                 raise PermanentBackendError(
-                    "The model service sent more data than allowed.", detail=f"response over {limit} bytes"
+                    "The model service sent more data than allowed.",
+                    detail=f"response over {limit} bytes",
                 )
             chunks.append(chunk)
     finally:
@@ -250,7 +293,9 @@ def _raise_for_status(response: requests.Response, raw: bytes, what: str) -> Non
     if status in (408, 409, 425, 429) or status >= 500:
         busy = "is rate limiting requests" if status == 429 else "is unavailable"
         raise RetryableBackendError(
-            f"The model service {busy} (HTTP {status}).", detail=detail, retry_after=_retry_after(response)
+            f"The model service {busy} (HTTP {status}).",
+            detail=detail,
+            retry_after=_retry_after(response),
         )
     if status in (401, 403):
         message = f"The API key was rejected (HTTP {status})."

@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,33 +14,73 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='GenerationJob',
+            name="GenerationJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('operation', models.CharField(max_length=32)),
-                ('model', models.CharField(max_length=64)),
-                ('tier', models.CharField(blank=True, default='', max_length=16)),
-                ('prompt', models.TextField()),
-                ('parameters', models.JSONField(blank=True, default=dict)),
-                ('is_edit', models.BooleanField(default=False)),
-                ('estimated_credits', models.PositiveIntegerField()),
-                ('credits_charged', models.PositiveIntegerField(default=0)),
-                ('status', models.CharField(choices=[('PENDING', 'Pending'), ('PROCESSING', 'Processing'), ('COMPLETED', 'Completed'), ('FAILED', 'Failed'), ('REFUNDED', 'Refunded'), ('CANCELLED', 'Cancelled')], default='PENDING', max_length=16)),
-                ('result_file', models.FileField(blank=True, upload_to='generations/%Y/%m/')),
-                ('error_message', models.TextField(blank=True, default='')),
-                ('retry_count', models.PositiveIntegerField(default=0)),
-                ('max_retries', models.PositiveIntegerField(default=3)),
-                ('usage', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='generation_jobs', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("operation", models.CharField(max_length=32)),
+                ("model", models.CharField(max_length=64)),
+                ("tier", models.CharField(blank=True, default="", max_length=16)),
+                ("prompt", models.TextField()),
+                ("parameters", models.JSONField(blank=True, default=dict)),
+                ("is_edit", models.BooleanField(default=False)),
+                ("estimated_credits", models.PositiveIntegerField()),
+                ("credits_charged", models.PositiveIntegerField(default=0)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("PENDING", "Pending"),
+                            ("PROCESSING", "Processing"),
+                            ("COMPLETED", "Completed"),
+                            ("FAILED", "Failed"),
+                            ("REFUNDED", "Refunded"),
+                            ("CANCELLED", "Cancelled"),
+                        ],
+                        default="PENDING",
+                        max_length=16,
+                    ),
+                ),
+                ("result_file", models.FileField(blank=True, upload_to="generations/%Y/%m/")),
+                ("error_message", models.TextField(blank=True, default="")),
+                ("retry_count", models.PositiveIntegerField(default=0)),
+                ("max_retries", models.PositiveIntegerField(default=3)),
+                ("usage", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="generation_jobs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['user', 'created_at'], name='generations_job_user_time'), models.Index(fields=['status', 'started_at'], name='generations_job_status_start')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('estimated_credits__gt', 0)), name='generations_estimate_positive'), models.CheckConstraint(condition=models.Q(('credits_charged__lte', models.F('estimated_credits'))), name='generations_charge_within_estimate')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(fields=["user", "created_at"], name="generations_job_user_time"),
+                    models.Index(
+                        fields=["status", "started_at"], name="generations_job_status_start"
+                    ),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("estimated_credits__gt", 0)),
+                        name="generations_estimate_positive",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("credits_charged__lte", models.F("estimated_credits"))),
+                        name="generations_charge_within_estimate",
+                    ),
+                ],
             },
         ),
     ]

@@ -4,14 +4,16 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('generations', '0001_initial'),
+        ("generations", "0001_initial"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='generationjob',
-            options={'ordering': ['-created_at'], 'permissions': [('manage_jobs', 'Can retry or refund a generation job')]},
+            name="generationjob",
+            options={
+                "ordering": ["-created_at"],
+                "permissions": [("manage_jobs", "Can retry or refund a generation job")],
+            },
         ),
     ]

@@ -6,83 +6,176 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('generations', '0002_alter_generationjob_options'),
+        ("generations", "0002_alter_generationjob_options"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='generationjob',
-            name='claim_token',
+            model_name="generationjob",
+            name="claim_token",
             field=models.UUIDField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='error_detail',
-            field=models.TextField(blank=True, default=''),
+            model_name="generationjob",
+            name="error_detail",
+            field=models.TextField(blank=True, default=""),
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='next_attempt_at',
+            model_name="generationjob",
+            name="next_attempt_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='source',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='derived_jobs', to='generations.generationjob'),
+            model_name="generationjob",
+            name="source",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="derived_jobs",
+                to="generations.generationjob",
+            ),
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='uses_own_key',
+            model_name="generationjob",
+            name="uses_own_key",
             field=models.BooleanField(default=False),
         ),
         migrations.CreateModel(
-            name='ApiCredential',
+            name="ApiCredential",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(default='openai', max_length=32)),
-                ('encrypted_key', models.TextField()),
-                ('key_hint', models.CharField(max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='api_credential', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("provider", models.CharField(default="openai", max_length=32)),
+                ("encrypted_key", models.TextField()),
+                ("key_hint", models.CharField(max_length=16)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_credential",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='PriceRule',
+            name="PriceRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('operation', models.CharField(choices=[('image', 'Picture'), ('enhance', 'Picture enhancement'), ('text', 'Text')], max_length=32)),
-                ('model', models.CharField(blank=True, default='', help_text='Empty: any model.', max_length=64)),
-                ('tier', models.CharField(blank=True, default='', help_text='Empty: any tier.', max_length=16)),
-                ('own_key', models.BooleanField(default=False, help_text="The platform fee for jobs run on the user's own API key.")),
-                ('base_credits', models.PositiveIntegerField(default=0)),
-                ('credits_per_1k_input', models.DecimalField(decimal_places=3, default=0, max_digits=9)),
-                ('credits_per_1k_output', models.DecimalField(decimal_places=3, default=0, max_digits=9)),
-                ('edit_multiplier', models.DecimalField(decimal_places=2, default=1, help_text='Edits of an earlier result cost this share.', max_digits=4)),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "operation",
+                    models.CharField(
+                        choices=[
+                            ("image", "Picture"),
+                            ("enhance", "Picture enhancement"),
+                            ("text", "Text"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "model",
+                    models.CharField(
+                        blank=True, default="", help_text="Empty: any model.", max_length=64
+                    ),
+                ),
+                (
+                    "tier",
+                    models.CharField(
+                        blank=True, default="", help_text="Empty: any tier.", max_length=16
+                    ),
+                ),
+                (
+                    "own_key",
+                    models.BooleanField(
+                        default=False,
+                        help_text="The platform fee for jobs run on the user's own API key.",
+                    ),
+                ),
+                ("base_credits", models.PositiveIntegerField(default=0)),
+                (
+                    "credits_per_1k_input",
+                    models.DecimalField(decimal_places=3, default=0, max_digits=9),
+                ),
+                (
+                    "credits_per_1k_output",
+                    models.DecimalField(decimal_places=3, default=0, max_digits=9),
+                ),
+                (
+                    "edit_multiplier",
+                    models.DecimalField(
+                        decimal_places=2,
+                        default=1,
+                        help_text="Edits of an earlier result cost this share.",
+                        max_digits=4,
+                    ),
+                ),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['operation', 'own_key', 'model', 'tier'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('active', True)), fields=('operation', 'model', 'tier', 'own_key'), name='generations_one_active_rule_per_key'), models.CheckConstraint(condition=models.Q(('credits_per_1k_input__gte', 0), ('credits_per_1k_output__gte', 0)), name='generations_rule_rates_non_negative'), models.CheckConstraint(condition=models.Q(('edit_multiplier__gt', 0), ('edit_multiplier__lte', 1)), name='generations_rule_edit_multiplier_range')],
+                "ordering": ["operation", "own_key", "model", "tier"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("active", True)),
+                        fields=("operation", "model", "tier", "own_key"),
+                        name="generations_one_active_rule_per_key",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("credits_per_1k_input__gte", 0), ("credits_per_1k_output__gte", 0)
+                        ),
+                        name="generations_rule_rates_non_negative",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("edit_multiplier__gt", 0), ("edit_multiplier__lte", 1)),
+                        name="generations_rule_edit_multiplier_range",
+                    ),
+                ],
             },
         ),
         migrations.AddField(
-            model_name='generationjob',
-            name='price_rule',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='jobs', to='generations.pricerule'),
+            model_name="generationjob",
+            name="price_rule",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="jobs",
+                to="generations.pricerule",
+            ),
         ),
         migrations.AddIndex(
-            model_name='generationjob',
-            index=models.Index(fields=['status', 'next_attempt_at'], name='generations_job_status_due'),
+            model_name="generationjob",
+            index=models.Index(
+                fields=["status", "next_attempt_at"], name="generations_job_status_due"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='generationjob',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'PROCESSING'), _negated=True), models.Q(('claim_token__isnull', False), ('started_at__isnull', False)), _connector='OR'), name='generations_processing_is_claimed'),
+            model_name="generationjob",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "PROCESSING"), _negated=True),
+                    models.Q(("claim_token__isnull", False), ("started_at__isnull", False)),
+                    _connector="OR",
+                ),
+                name="generations_processing_is_claimed",
+            ),
         ),
     ]

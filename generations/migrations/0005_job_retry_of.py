@@ -5,15 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('generations', '0004_demo_price_rules'),
+        ("generations", "0004_demo_price_rules"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='generationjob',
-            name='retry_of',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='retried_as', to='generations.generationjob'),
+            model_name="generationjob",
+            name="retry_of",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="retried_as",
+                to="generations.generationjob",
+            ),
         ),
     ]

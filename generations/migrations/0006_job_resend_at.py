@@ -5,20 +5,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('generations', '0005_job_retry_of'),
+        ("generations", "0005_job_retry_of"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='generationjob',
-            name='resend_at',
+            model_name="generationjob",
+            name="resend_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='generationjob',
-            index=models.Index(fields=['status', 'resend_at'], name='generations_job_status_resend'),
+            model_name="generationjob",
+            index=models.Index(
+                fields=["status", "resend_at"], name="generations_job_status_resend"
+            ),
         ),
     ]

@@ -9,7 +9,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,47 +17,142 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='CreditPackage',
+            name="CreditPackage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64)),
-                ('credits', models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1)])),
-                ('price', models.DecimalField(decimal_places=2, max_digits=10, validators=[django.core.validators.MinValueValidator(Decimal('0.50'))])),
-                ('currency', models.CharField(default='USD', max_length=3)),
-                ('active', models.BooleanField(default=True)),
-                ('sort_order', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=64)),
+                (
+                    "credits",
+                    models.PositiveIntegerField(
+                        validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                (
+                    "price",
+                    models.DecimalField(
+                        decimal_places=2,
+                        max_digits=10,
+                        validators=[django.core.validators.MinValueValidator(Decimal("0.50"))],
+                    ),
+                ),
+                ("currency", models.CharField(default="USD", max_length=3)),
+                ("active", models.BooleanField(default=True)),
+                ("sort_order", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['sort_order', 'price'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('credits__gt', 0)), name='payments_package_credits_positive'), models.CheckConstraint(condition=models.Q(('price__gt', 0)), name='payments_package_price_positive')],
+                "ordering": ["sort_order", "price"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("credits__gt", 0)),
+                        name="payments_package_credits_positive",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("price__gt", 0)), name="payments_package_price_positive"
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Order',
+            name="Order",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('PENDING', 'Pending'), ('COMPLETED', 'Completed'), ('FAILED', 'Failed'), ('EXPIRED', 'Expired'), ('REFUNDED', 'Refunded'), ('PARTIALLY_REFUNDED', 'Partially refunded'), ('DISPUTED', 'Disputed')], default='PENDING', max_length=24)),
-                ('amount', models.DecimalField(decimal_places=2, max_digits=10)),
-                ('currency', models.CharField(max_length=3)),
-                ('credits', models.PositiveIntegerField()),
-                ('provider', models.CharField(choices=[('STRIPE', 'Stripe'), ('PAYPAL', 'PayPal'), ('SANDBOX', 'Sandbox')], max_length=16)),
-                ('provider_order_id', models.CharField(blank=True, max_length=255, null=True, unique=True)),
-                ('provider_payment_id', models.CharField(blank=True, db_index=True, default='', max_length=255)),
-                ('amount_refunded', models.DecimalField(decimal_places=2, default=Decimal('0'), max_digits=10)),
-                ('credits_clawed_back', models.PositiveIntegerField(default=0)),
-                ('credits_unrecovered', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('package', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to='payments.creditpackage')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='orders', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("PENDING", "Pending"),
+                            ("COMPLETED", "Completed"),
+                            ("FAILED", "Failed"),
+                            ("EXPIRED", "Expired"),
+                            ("REFUNDED", "Refunded"),
+                            ("PARTIALLY_REFUNDED", "Partially refunded"),
+                            ("DISPUTED", "Disputed"),
+                        ],
+                        default="PENDING",
+                        max_length=24,
+                    ),
+                ),
+                ("amount", models.DecimalField(decimal_places=2, max_digits=10)),
+                ("currency", models.CharField(max_length=3)),
+                ("credits", models.PositiveIntegerField()),
+                (
+                    "provider",
+                    models.CharField(
+                        choices=[
+                            ("STRIPE", "Stripe"),
+                            ("PAYPAL", "PayPal"),
+                            ("SANDBOX", "Sandbox"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "provider_order_id",
+                    models.CharField(blank=True, max_length=255, null=True, unique=True),
+                ),
+                (
+                    "provider_payment_id",
+                    models.CharField(blank=True, db_index=True, default="", max_length=255),
+                ),
+                (
+                    "amount_refunded",
+                    models.DecimalField(decimal_places=2, default=Decimal("0"), max_digits=10),
+                ),
+                ("credits_clawed_back", models.PositiveIntegerField(default=0)),
+                ("credits_unrecovered", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "package",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="orders",
+                        to="payments.creditpackage",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="orders",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['user', 'created_at'], name='payments_order_user_time'), models.Index(fields=['status', 'created_at'], name='payments_order_status_time')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('amount__gt', 0)), name='payments_order_amount_positive'), models.CheckConstraint(condition=models.Q(('credits__gt', 0)), name='payments_order_credits_positive'), models.CheckConstraint(condition=models.Q(('amount_refunded__gte', 0)), name='payments_order_refunded_non_negative')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(fields=["user", "created_at"], name="payments_order_user_time"),
+                    models.Index(
+                        fields=["status", "created_at"], name="payments_order_status_time"
+                    ),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("amount__gt", 0)), name="payments_order_amount_positive"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("credits__gt", 0)),
+                        name="payments_order_credits_positive",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("amount_refunded__gte", 0)),
+                        name="payments_order_refunded_non_negative",
+                    ),
+                ],
             },
         ),
     ]

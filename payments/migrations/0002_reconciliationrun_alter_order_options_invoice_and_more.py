@@ -5,75 +5,170 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0001_initial'),
+        ("payments", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ReconciliationRun',
+            name="ReconciliationRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('since', models.DateTimeField()),
-                ('status', models.CharField(choices=[('RUNNING', 'Running'), ('CLEAN', 'Clean'), ('DISCREPANCIES', 'Discrepancies found'), ('FAILED', 'Failed')], default='RUNNING', max_length=16)),
-                ('counts', models.JSONField(blank=True, default=dict)),
-                ('discrepancies', models.JSONField(blank=True, default=list)),
-                ('fixed', models.JSONField(blank=True, default=list)),
-                ('errors', models.JSONField(blank=True, default=list)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("since", models.DateTimeField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("RUNNING", "Running"),
+                            ("CLEAN", "Clean"),
+                            ("DISCREPANCIES", "Discrepancies found"),
+                            ("FAILED", "Failed"),
+                        ],
+                        default="RUNNING",
+                        max_length=16,
+                    ),
+                ),
+                ("counts", models.JSONField(blank=True, default=dict)),
+                ("discrepancies", models.JSONField(blank=True, default=list)),
+                ("fixed", models.JSONField(blank=True, default=list)),
+                ("errors", models.JSONField(blank=True, default=list)),
             ],
             options={
-                'ordering': ['-started_at'],
+                "ordering": ["-started_at"],
             },
         ),
         migrations.AlterModelOptions(
-            name='order',
-            options={'ordering': ['-created_at'], 'permissions': [('refund_order', 'Can refund an order')]},
-        ),
-        migrations.CreateModel(
-            name='Invoice',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('year', models.PositiveIntegerField()),
-                ('sequence', models.PositiveIntegerField()),
-                ('number', models.CharField(max_length=32, unique=True)),
-                ('provider_invoice_id', models.CharField(blank=True, max_length=255, null=True, unique=True)),
-                ('status', models.CharField(choices=[('PAID', 'Paid'), ('PARTIALLY_REFUNDED', 'Partially refunded'), ('REFUNDED', 'Refunded'), ('VOID', 'Void')], default='PAID', max_length=24)),
-                ('amount_paid', models.DecimalField(decimal_places=2, max_digits=10)),
-                ('currency', models.CharField(max_length=3)),
-                ('paid_at', models.DateTimeField()),
-                ('url', models.URLField(blank=True, default='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('order', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='invoice', to='payments.order')),
-            ],
+            name="order",
             options={
-                'ordering': ['-year', '-sequence'],
-                'constraints': [models.UniqueConstraint(fields=('year', 'sequence'), name='payments_invoice_year_sequence')],
+                "ordering": ["-created_at"],
+                "permissions": [("refund_order", "Can refund an order")],
             },
         ),
         migrations.CreateModel(
-            name='WebhookEvent',
+            name="Invoice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('provider', models.CharField(choices=[('STRIPE', 'Stripe'), ('PAYPAL', 'PayPal'), ('SANDBOX', 'Sandbox')], max_length=16)),
-                ('event_id', models.CharField(max_length=255)),
-                ('type', models.CharField(max_length=128)),
-                ('raw_body', models.TextField()),
-                ('headers', models.JSONField(blank=True, default=dict)),
-                ('signature_valid', models.BooleanField(default=False)),
-                ('status', models.CharField(choices=[('RECEIVED', 'Received'), ('PROCESSED', 'Processed'), ('IGNORED', 'Ignored'), ('FAILED', 'Failed')], default='RECEIVED', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='webhook_events', to='payments.order')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("year", models.PositiveIntegerField()),
+                ("sequence", models.PositiveIntegerField()),
+                ("number", models.CharField(max_length=32, unique=True)),
+                (
+                    "provider_invoice_id",
+                    models.CharField(blank=True, max_length=255, null=True, unique=True),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("PAID", "Paid"),
+                            ("PARTIALLY_REFUNDED", "Partially refunded"),
+                            ("REFUNDED", "Refunded"),
+                            ("VOID", "Void"),
+                        ],
+                        default="PAID",
+                        max_length=24,
+                    ),
+                ),
+                ("amount_paid", models.DecimalField(decimal_places=2, max_digits=10)),
+                ("currency", models.CharField(max_length=3)),
+                ("paid_at", models.DateTimeField()),
+                ("url", models.URLField(blank=True, default="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "order",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="invoice",
+                        to="payments.order",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-received_at'],
-                'indexes': [models.Index(fields=['status', 'received_at'], name='payments_webhook_status_time'), models.Index(fields=['type', 'received_at'], name='payments_webhook_type_time')],
-                'constraints': [models.UniqueConstraint(fields=('provider', 'event_id'), name='payments_webhook_unique_event')],
+                "ordering": ["-year", "-sequence"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("year", "sequence"), name="payments_invoice_year_sequence"
+                    )
+                ],
+            },
+        ),
+        migrations.CreateModel(
+            name="WebhookEvent",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "provider",
+                    models.CharField(
+                        choices=[
+                            ("STRIPE", "Stripe"),
+                            ("PAYPAL", "PayPal"),
+                            ("SANDBOX", "Sandbox"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("event_id", models.CharField(max_length=255)),
+                ("type", models.CharField(max_length=128)),
+                ("raw_body", models.TextField()),
+                ("headers", models.JSONField(blank=True, default=dict)),
+                ("signature_valid", models.BooleanField(default=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("RECEIVED", "Received"),
+                            ("PROCESSED", "Processed"),
+                            ("IGNORED", "Ignored"),
+                            ("FAILED", "Failed"),
+                        ],
+                        default="RECEIVED",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True, default="")),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "order",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="webhook_events",
+                        to="payments.order",
+                    ),
+                ),
+            ],
+            options={
+                "ordering": ["-received_at"],
+                "indexes": [
+                    models.Index(
+                        fields=["status", "received_at"], name="payments_webhook_status_time"
+                    ),
+                    models.Index(fields=["type", "received_at"], name="payments_webhook_type_time"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("provider", "event_id"), name="payments_webhook_unique_event"
+                    )
+                ],
             },
         ),
     ]

@@ -16,7 +16,13 @@ def create_packages(apps, schema_editor):
     CreditPackage = apps.get_model("payments", "CreditPackage")
     for name, credits, price, sort_order in PACKAGES:
         CreditPackage.objects.get_or_create(
-            name=name, defaults={"credits": credits, "price": price, "currency": "USD", "sort_order": sort_order}
+            name=name,
+            defaults={
+                "credits": credits,
+                "price": price,
+                "currency": "USD",
+                "sort_order": sort_order,
+            },
         )
 
 

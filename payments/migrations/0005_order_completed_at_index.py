@@ -5,15 +5,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('payments', '0004_demo_packages'),
+        ("payments", "0004_demo_packages"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='order',
-            index=models.Index(condition=models.Q(('completed_at__isnull', False)), fields=['completed_at'], name='payments_order_completed_at'),
+            model_name="order",
+            index=models.Index(
+                condition=models.Q(("completed_at__isnull", False)),
+                fields=["completed_at"],
+                name="payments_order_completed_at",
+            ),
         ),
     ]

@@ -68,7 +68,9 @@ class NormalizedEvent:
     event_id: str
     type: str  # the provider's own event type
     kind: EventKind
-    order_ref: str = ""  # our order id as the provider echoes it back (client_reference_id, custom_id)
+    order_ref: str = (
+        ""  # our order id as the provider echoes it back (client_reference_id, custom_id)
+    )
     provider_order_id: str = ""
     provider_payment_id: str = ""
     amount: Decimal | None = None
@@ -122,7 +124,9 @@ class ProviderDispute:
     payment_id: str = ""  # the disputed payment, as ``Order.provider_payment_id`` stores it
     order_ref: str = ""  # our order id, when the dispute carries it
     kind: EventKind = EventKind.DISPUTE_OPENED  # DISPUTE_OPENED or DISPUTE_CLOSED
-    dispute_outcome: str = ""  # for DISPUTE_CLOSED: an Order.DisputeStatus, empty when no rule knows it
+    dispute_outcome: str = (
+        ""  # for DISPUTE_CLOSED: an Order.DisputeStatus, empty when no rule knows it
+    )
     dispute_stage: str = ""  # the provider's own word for where the dispute stands
 
 
@@ -152,7 +156,9 @@ class PaymentProvider(Protocol):
     def fetch_payment_status(self, *, order) -> PaymentStatus:
         """Ask the provider what became of ``order``'s payment. Raises ProviderError."""
 
-    def refund(self, *, order, amount: Decimal, idempotency_key: str, reason: str = "") -> RefundResult:
+    def refund(
+        self, *, order, amount: Decimal, idempotency_key: str, reason: str = ""
+    ) -> RefundResult:
         """Refund ``amount`` of ``order``'s payment, once per ``idempotency_key``. Raises ProviderError."""
 
     # Reconciliation reads (no writes; any failure raises ProviderError and the run drops
@@ -163,7 +169,9 @@ class PaymentProvider(Protocol):
         """The checkouts created since ``since``, and those of ``orders`` (our recent orders
         with this provider) however old. A checkout the provider does not know is left out."""
 
-    def recent_refunds(self, *, since: datetime, payment_ids: Sequence[str]) -> Listing[ProviderRefund]:
+    def recent_refunds(
+        self, *, since: datetime, payment_ids: Sequence[str]
+    ) -> Listing[ProviderRefund]:
         """Every refund of each payment refunded since ``since`` and of each of ``payment_ids``
         (refunds we counted before the provider completed them), all of them, so a
         payment's refunded total is cumulative."""

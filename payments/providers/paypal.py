@@ -61,7 +61,12 @@ CAPTURE_STATES = {
 }
 #: PayPal's refund statuses in the Refund.Status vocabulary; any other word is passed on as
 #: it is (and refused as unknown by the refund service).
-REFUND_STATUSES = {"COMPLETED": "succeeded", "PENDING": "pending", "FAILED": "failed", "CANCELLED": "canceled"}
+REFUND_STATUSES = {
+    "COMPLETED": "succeeded",
+    "PENDING": "pending",
+    "FAILED": "failed",
+    "CANCELLED": "canceled",
+}
 #: PayPal drops an order nobody approved after a few hours: one it no longer knows, this long
 #: after it was made, was never paid.
 UNAPPROVED_LIFETIME = timedelta(hours=6)
@@ -119,27 +124,56 @@ class PayPalOrderSnapshot:
     def amount_refunded(self) -> Decimal:
         """Cumulative refunds of this order's captures that completed or are on their way
         (PENDING), as the order's refunded amount counts them."""
-        return sum((r.amount or Decimal("0") for r in self.refunds if r.status in ("COMPLETED", "PENDING")),
-                   Decimal("0"))
+        return sum(
+            (
+                r.amount or Decimal("0")
+                for r in self.refunds
+                if r.status in ("COMPLETED", "PENDING")
+            ),
+            Decimal("0"),
+        )
 
     def as_checkout(self) -> ProviderCheckout:
         capture_id = self.capture.id if self.capture else ""
         # One capture per order: its refunds are the order's, whatever capture they link to.
-        refunds = tuple(ProviderRefund(id=r.id, payment_id=capture_id,
-                                       status=REFUND_STATUSES.get(r.status.upper(), r.status), amount=r.amount,
-                                       currency=r.currency) for r in self.refunds)
-        return ProviderCheckout(id=self.id, status=self.payment_status(), order_ref=self.custom_id,
-                                approved=self.approved and not self.captures, refunds=refunds)
+        refunds = tuple(
+            ProviderRefund(
+                id=r.id,
+                payment_id=capture_id,
+                status=REFUND_STATUSES.get(r.status.upper(), r.status),
+                amount=r.amount,
+                currency=r.currency,
+            )
+            for r in self.refunds
+        )
+        return ProviderCheckout(
+            id=self.id,
+            status=self.payment_status(),
+            order_ref=self.custom_id,
+            approved=self.approved and not self.captures,
+            refunds=refunds,
+        )
 
     def payment_status(self) -> PaymentStatus:
         capture = self.capture
         if capture is not None:
             state = CAPTURE_STATES.get(capture.status, "unknown")
-            return PaymentStatus(state=state, provider_order_id=self.id, provider_payment_id=capture.id,
-                                 amount=capture.amount, currency=capture.currency, raw=self.raw)
+            return PaymentStatus(
+                state=state,
+                provider_order_id=self.id,
+                provider_payment_id=capture.id,
+                amount=capture.amount,
+                currency=capture.currency,
+                raw=self.raw,
+            )
         state = "failed" if self.status == "COMPLETED" else ORDER_STATES.get(self.status, "unknown")
-        return PaymentStatus(state=state, provider_order_id=self.id, amount=self.amount, currency=self.currency,
-                             raw=self.raw)
+        return PaymentStatus(
+            state=state,
+            provider_order_id=self.id,
+            amount=self.amount,
+            currency=self.currency,
+            raw=self.raw,
+        )
 
 
 class PayPalProvider:
@@ -175,8 +209,10 @@ class PayPalProvider:
                     custom_id=str(order.pk),
                     invoice_id=self.invoice_id(order),
                     description=f"{order.credits} credits"[:127],
-                    amount=AmountWithBreakdown(currency_code=order.currency.upper(),
-                                               value=format_amount(order.amount, order.currency)),
+                    amount=AmountWithBreakdown(
+                        currency_code=order.currency.upper(),
+                        value=format_amount(order.amount, order.currency),
+                    ),
                 )
             ],
             payment_source=PaymentSource(
@@ -192,12 +228,24 @@ class PayPalProvider:
                 )
             ),
         )
-        response = paypal_call(self.conf, "create order", lambda client: client.orders.create_order(
-            {"body": body, "paypal_request_id": f"order-{order.pk}-create", "prefer": "return=representation"}
-        ))
+        response = paypal_call(
+            self.conf,
+            "create order",
+            lambda client: client.orders.create_order(
+                {
+                    "body": body,
+                    "paypal_request_id": f"order-{order.pk}-create",
+                    "prefer": "return=representation",
+                }
+            ),
+        )
         snapshot = parse_order(response_json(response))
         if not snapshot.id or not snapshot.approve_url:
-            raise ProviderError("PayPal created an order without an approval link.", retryable=True, provider=PROVIDER)
+            raise ProviderError(
+                "PayPal created an order without an approval link.",
+                retryable=True,
+                provider=PROVIDER,
+            )
         return CheckoutSession(provider_order_id=snapshot.id, redirect_url=snapshot.approve_url)
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> NormalizedEvent:
@@ -220,32 +268,54 @@ class PayPalProvider:
         if snapshot is None:
             return PaymentStatus(state="unknown", provider_order_id=order.provider_order_id)
         if snapshot.approved and not snapshot.captures:
-            snapshot = self.capture(provider_order_id=snapshot.id, idempotency_key=capture_key(order))
+            snapshot = self.capture(
+                provider_order_id=snapshot.id, idempotency_key=capture_key(order)
+            )
         return snapshot.payment_status()
 
-    def refund(self, *, order, amount: Decimal, idempotency_key: str, reason: str = "") -> RefundResult:
+    def refund(
+        self, *, order, amount: Decimal, idempotency_key: str, reason: str = ""
+    ) -> RefundResult:
         capture_id = order.provider_payment_id
         if not capture_id:
             snapshot = self.fetch_order(provider_order_id=order.provider_order_id or "")
             capture_id = snapshot.capture.id if snapshot and snapshot.capture else ""
         if not capture_id:
-            raise ProviderError(f"Order #{order.pk} has no PayPal capture to refund.", provider=PROVIDER,
-                                code="NO_CAPTURE")
+            raise ProviderError(
+                f"Order #{order.pk} has no PayPal capture to refund.",
+                provider=PROVIDER,
+                code="NO_CAPTURE",
+            )
         request = RefundRequest(
-            amount=Money(currency_code=order.currency.upper(), value=format_amount(amount, order.currency)),
+            amount=Money(
+                currency_code=order.currency.upper(), value=format_amount(amount, order.currency)
+            ),
             invoice_id=f"{self.invoice_id(order)}-R-{_short(idempotency_key)}"[:127],
             note_to_payer=(reason or "Refund")[:255],
         )
-        response = paypal_call(self.conf, "refund", lambda client: client.payments.refund_captured_payment(
-            {"capture_id": capture_id, "body": request, "paypal_request_id": idempotency_key[:108],
-             "prefer": "return=representation"}
-        ))
+        response = paypal_call(
+            self.conf,
+            "refund",
+            lambda client: client.payments.refund_captured_payment(
+                {
+                    "capture_id": capture_id,
+                    "body": request,
+                    "paypal_request_id": idempotency_key[:108],
+                    "prefer": "return=representation",
+                }
+            ),
+        )
         data = response_json(response)
         money = data.get("amount") or {}
-        status = REFUND_STATUSES.get(str(data.get("status") or "").upper(), str(data.get("status") or ""))
-        return RefundResult(provider_refund_id=data.get("id", ""), status=status,
-                            amount=parse_amount(money.get("value")) or amount,
-                            currency=money.get("currency_code") or order.currency)
+        status = REFUND_STATUSES.get(
+            str(data.get("status") or "").upper(), str(data.get("status") or "")
+        )
+        return RefundResult(
+            provider_refund_id=data.get("id", ""),
+            status=status,
+            amount=parse_amount(money.get("value")) or amount,
+            currency=money.get("currency_code") or order.currency,
+        )
 
     # --- PayPal-only -----------------------------------------------------------------------
 
@@ -258,8 +328,11 @@ class PayPalProvider:
         if not provider_order_id:
             return None
         try:
-            response = paypal_call(self.conf, "get order",
-                                   lambda client: client.orders.get_order({"id": provider_order_id}))
+            response = paypal_call(
+                self.conf,
+                "get order",
+                lambda client: client.orders.get_order({"id": provider_order_id}),
+            )
         except ProviderError as exc:
             if exc.code in ("RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID", "404"):
                 return None
@@ -274,10 +347,17 @@ class PayPalProvider:
         Raises ProviderError for a declined instrument and for PayPal being unavailable.
         """
         try:
-            response = paypal_call(self.conf, "capture", lambda client: client.orders.capture_order(
-                {"id": provider_order_id, "paypal_request_id": idempotency_key[:108],
-                 "prefer": "return=representation"}
-            ))
+            response = paypal_call(
+                self.conf,
+                "capture",
+                lambda client: client.orders.capture_order(
+                    {
+                        "id": provider_order_id,
+                        "paypal_request_id": idempotency_key[:108],
+                        "prefer": "return=representation",
+                    }
+                ),
+            )
         except ProviderError as exc:
             if exc.code in ("ORDER_ALREADY_CAPTURED", "ORDER_NOT_APPROVED", "DUPLICATE_REQUEST_ID"):
                 snapshot = self.fetch_order(provider_order_id=provider_order_id)
@@ -285,7 +365,6 @@ class PayPalProvider:
                     return snapshot
             raise
         return parse_order(response_json(response))
-
 
     # --- reconciliation reads ----------------------------------------------------------------
 
@@ -307,14 +386,19 @@ class PayPalProvider:
             checkouts.append(snapshot.as_checkout())
         return Listing(checkouts, counts)
 
-    def recent_refunds(self, *, since: datetime, payment_ids: Sequence[str]) -> Listing[ProviderRefund]:
+    def recent_refunds(
+        self, *, since: datetime, payment_ids: Sequence[str]
+    ) -> Listing[ProviderRefund]:
         """None apart from those each order carries (``recent_checkouts``)."""
         return Listing()
 
     def disputes(self, *, since: datetime, open_ids: Sequence[str]) -> Listing[ProviderDispute]:
         """The disputes created since ``since`` and ``open_ids``, each read whole from the
         Disputes API (a listing carries no disputed transactions)."""
-        listed = [str(d.get("dispute_id") or "") for d in paypal_disputes.list_disputes(since=since, conf=self.conf)]
+        listed = [
+            str(d.get("dispute_id") or "")
+            for d in paypal_disputes.list_disputes(since=since, conf=self.conf)
+        ]
         ids = list(dict.fromkeys([i for i in listed if i] + list(open_ids)))
         records = []
         for dispute_id in ids:
@@ -324,8 +408,16 @@ class PayPalProvider:
                 continue
             capture_id, ref = dispute_payment(dispute)
             kind, outcome, stage = dispute_reading(dispute)
-            records.append(ProviderDispute(id=dispute_id, payment_id=capture_id, order_ref=ref, kind=kind,
-                                           dispute_outcome=outcome, dispute_stage=stage))
+            records.append(
+                ProviderDispute(
+                    id=dispute_id,
+                    payment_id=capture_id,
+                    order_ref=ref,
+                    kind=kind,
+                    dispute_outcome=outcome,
+                    dispute_stage=stage,
+                )
+            )
         return Listing(records, {"disputes": len(records)})
 
 
@@ -358,8 +450,14 @@ def parse_order(data: dict) -> PayPalOrderSnapshot:
     payments = unit.get("payments") or {}
     captures = tuple(_capture(c) for c in payments.get("captures") or [])
     refunds = tuple(_refund(r) for r in payments.get("refunds") or [])
-    approve = next((link.get("href", "") for link in data.get("links") or []
-                    if link.get("rel") in ("payer-action", "approve")), "")
+    approve = next(
+        (
+            link.get("href", "")
+            for link in data.get("links") or []
+            if link.get("rel") in ("payer-action", "approve")
+        ),
+        "",
+    )
     return PayPalOrderSnapshot(
         id=data.get("id", ""),
         status=data.get("status", ""),
@@ -383,22 +481,34 @@ def normalize_event(event: dict) -> NormalizedEvent:
         raise WebhookRejected("The PayPal event has no id, type or resource.")
     parser = EVENT_PARSERS.get(event_type)
     fields = parser(resource) if parser else {"kind": EventKind.IGNORED}
-    return NormalizedEvent(provider=PROVIDER, event_id=event_id, type=event_type, raw=event, **fields)
+    return NormalizedEvent(
+        provider=PROVIDER, event_id=event_id, type=event_type, raw=event, **fields
+    )
 
 
 def _order_approved(resource: dict) -> dict:
     snapshot = parse_order(resource)
-    return {"kind": EventKind.CHECKOUT_APPROVED, "order_ref": snapshot.custom_id,
-            "provider_order_id": snapshot.id, "amount": snapshot.amount, "currency": snapshot.currency}
+    return {
+        "kind": EventKind.CHECKOUT_APPROVED,
+        "order_ref": snapshot.custom_id,
+        "provider_order_id": snapshot.id,
+        "amount": snapshot.amount,
+        "currency": snapshot.currency,
+    }
 
 
 def _capture_event(kind: EventKind):
     def parse(resource: dict) -> dict:
         money = resource.get("amount") or {}
-        related = ((resource.get("supplementary_data") or {}).get("related_ids") or {})
-        return {"kind": kind, "order_ref": str(resource.get("custom_id") or ""),
-                "provider_order_id": related.get("order_id", ""), "provider_payment_id": resource.get("id", ""),
-                "amount": parse_amount(money.get("value")), "currency": money.get("currency_code", "")}
+        related = (resource.get("supplementary_data") or {}).get("related_ids") or {}
+        return {
+            "kind": kind,
+            "order_ref": str(resource.get("custom_id") or ""),
+            "provider_order_id": related.get("order_id", ""),
+            "provider_payment_id": resource.get("id", ""),
+            "amount": parse_amount(money.get("value")),
+            "currency": money.get("currency_code", ""),
+        }
 
     return parse
 
@@ -408,14 +518,18 @@ def _refund_event(resource: dict) -> dict:
     money = resource.get("amount") or {}
     this_refund = parse_amount(money.get("value"))
     this_refund = abs(this_refund) if this_refund is not None else None
-    total = ((resource.get("seller_payable_breakdown") or {}).get("total_refunded_amount") or {})
+    total = (resource.get("seller_payable_breakdown") or {}).get("total_refunded_amount") or {}
     cumulative = parse_amount(total.get("value"))
-    related = ((resource.get("supplementary_data") or {}).get("related_ids") or {})
-    return {"kind": EventKind.REFUNDED, "order_ref": str(resource.get("custom_id") or ""),
-            "provider_order_id": related.get("order_id", ""),
-            "provider_payment_id": related.get("capture_id", "") or _capture_id_from_links(resource),
-            "amount": this_refund, "amount_refunded": cumulative if cumulative is not None else this_refund,
-            "currency": money.get("currency_code", "") or total.get("currency_code", "")}
+    related = (resource.get("supplementary_data") or {}).get("related_ids") or {}
+    return {
+        "kind": EventKind.REFUNDED,
+        "order_ref": str(resource.get("custom_id") or ""),
+        "provider_order_id": related.get("order_id", ""),
+        "provider_payment_id": related.get("capture_id", "") or _capture_id_from_links(resource),
+        "amount": this_refund,
+        "amount_refunded": cumulative if cumulative is not None else this_refund,
+        "currency": money.get("currency_code", "") or total.get("currency_code", ""),
+    }
 
 
 def _reversal_event(resource: dict) -> dict:
@@ -430,8 +544,9 @@ def _reversal_event(resource: dict) -> dict:
 
 #: PayPal's documented dispute statuses (Disputes API v1) that leave the dispute open: the
 #: buyer's spending stays frozen. ``OTHER`` is PayPal's "none of the others": still open.
-DISPUTE_OPEN = frozenset({"OPEN", "WAITING_FOR_BUYER_RESPONSE", "WAITING_FOR_SELLER_RESPONSE", "UNDER_REVIEW",
-                          "OTHER"})
+DISPUTE_OPEN = frozenset(
+    {"OPEN", "WAITING_FOR_BUYER_RESPONSE", "WAITING_FOR_SELLER_RESPONSE", "UNDER_REVIEW", "OTHER"}
+)
 #: Every ``dispute_outcome.outcome_code`` PayPal documents for a RESOLVED dispute, and what
 #: it means for the credits. The buyer got the money back (decided for them, the seller
 #: accepted the claim, or PayPal paid them out): lost, the credits are taken back. Decided
@@ -466,7 +581,9 @@ def dispute_payment(resource: dict) -> tuple[str, str]:
     """(capture id, our order reference) of a dispute's first disputed transaction."""
     transactions = resource.get("disputed_transactions") or [{}]
     first = transactions[0] if isinstance(transactions[0], dict) else {}
-    return str(first.get("seller_transaction_id") or ""), str(first.get("custom") or first.get("custom_id") or "")
+    return str(first.get("seller_transaction_id") or ""), str(
+        first.get("custom") or first.get("custom_id") or ""
+    )
 
 
 def _dispute_event(resource: dict) -> dict:
@@ -477,9 +594,16 @@ def _dispute_event(resource: dict) -> dict:
     money = resource.get("dispute_amount") or first.get("gross_amount") or {}
     kind, outcome, stage = dispute_reading(resource)
     capture_id, ref = dispute_payment(resource)
-    return {"kind": kind, "dispute_id": resource.get("dispute_id", ""), "provider_payment_id": capture_id,
-            "order_ref": ref, "amount": parse_amount(money.get("value")), "currency": money.get("currency_code", ""),
-            "dispute_outcome": outcome, "dispute_stage": stage}
+    return {
+        "kind": kind,
+        "dispute_id": resource.get("dispute_id", ""),
+        "provider_payment_id": capture_id,
+        "order_ref": ref,
+        "amount": parse_amount(money.get("value")),
+        "currency": money.get("currency_code", ""),
+        "dispute_outcome": outcome,
+        "dispute_stage": stage,
+    }
 
 
 EVENT_PARSERS = {
@@ -509,16 +633,24 @@ def _capture_id_from_links(resource: dict) -> str:
 
 def _capture(data: dict) -> PayPalCapture:
     money = data.get("amount") or {}
-    return PayPalCapture(id=data.get("id", ""), status=data.get("status", ""),
-                         amount=parse_amount(money.get("value")), currency=money.get("currency_code", ""),
-                         status_reason=((data.get("status_details") or {}).get("reason") or ""))
+    return PayPalCapture(
+        id=data.get("id", ""),
+        status=data.get("status", ""),
+        amount=parse_amount(money.get("value")),
+        currency=money.get("currency_code", ""),
+        status_reason=((data.get("status_details") or {}).get("reason") or ""),
+    )
 
 
 def _refund(data: dict) -> PayPalRefund:
     money = data.get("amount") or {}
-    return PayPalRefund(id=data.get("id", ""), status=data.get("status", ""),
-                        amount=parse_amount(money.get("value")), currency=money.get("currency_code", ""),
-                        capture_id=_capture_id_from_links(data))
+    return PayPalRefund(
+        id=data.get("id", ""),
+        status=data.get("status", ""),
+        amount=parse_amount(money.get("value")),
+        currency=money.get("currency_code", ""),
+        capture_id=_capture_id_from_links(data),
+    )
 
 
 def _short(key: str) -> str:

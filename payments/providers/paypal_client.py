@@ -59,7 +59,9 @@ class PayPalConfiguration(Configuration):
 def paypal_client(conf: PayPalSettings) -> PaypalServersdkClient:
     """An SDK client for ``conf``. Cheap to build: the token lives in the shared cache."""
     if not (conf.client_id and conf.client_secret):
-        raise ProviderNotConfigured("PayPal is not configured: set PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET.")
+        raise ProviderNotConfigured(
+            "PayPal is not configured: set PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET."
+        )
     config = PayPalConfiguration(
         base_url=conf.base_url,
         timeout=conf.timeout,
@@ -107,9 +109,13 @@ def response_json(response) -> dict:
     try:
         data = json.loads(response.text or "{}")
     except ValueError as exc:
-        raise ProviderError("PayPal answered with something that is not JSON.", retryable=True, provider=PROVIDER) from exc
+        raise ProviderError(
+            "PayPal answered with something that is not JSON.", retryable=True, provider=PROVIDER
+        ) from exc
     if not isinstance(data, dict):
-        raise ProviderError("PayPal answered with an unexpected body.", retryable=True, provider=PROVIDER)
+        raise ProviderError(
+            "PayPal answered with an unexpected body.", retryable=True, provider=PROVIDER
+        )
     return data
 
 
@@ -126,23 +132,39 @@ def paypal_errors(action: str, *, conf: PayPalSettings | None = None) -> Iterato
         token_refused = isinstance(exc, OAuthProviderException)
         if status == 401 and conf is not None and not token_refused:
             forget_token(conf)  # a revoked or expired token: the next call fetches a new one
-        retryable = status >= 500 or status in RETRYABLE_STATUSES or (status == 401 and not token_refused)
+        retryable = (
+            status >= 500 or status in RETRYABLE_STATUSES or (status == 401 and not token_refused)
+        )
         if token_refused:
             action = f"{action} (access token)"
         message = f"PayPal {action} failed: HTTP {status} {name or ''} {issue or ''}".rstrip()
         if debug_id:
             message += f" (debug id {debug_id})"
         logger.warning("%s", message)
-        code = TOKEN_REJECTED if status == 401 and not token_refused else (issue or name or str(status))
+        code = (
+            TOKEN_REJECTED
+            if status == 401 and not token_refused
+            else (issue or name or str(status))
+        )
         raise ProviderError(message, retryable=retryable, provider=PROVIDER, code=code) from exc
     except AuthValidationException as exc:
-        raise ProviderError(f"PayPal {action} failed: no valid access token.", retryable=True,
-                            provider=PROVIDER, code="AUTHENTICATION_FAILURE") from exc
+        raise ProviderError(
+            f"PayPal {action} failed: no valid access token.",
+            retryable=True,
+            provider=PROVIDER,
+            code="AUTHENTICATION_FAILURE",
+        ) from exc
     except (requests.Timeout, requests.ConnectionError) as exc:
-        raise ProviderError(f"PayPal {action} failed: {type(exc).__name__}: PayPal could not be reached.",
-                            retryable=True, provider=PROVIDER, code="NETWORK") from exc
+        raise ProviderError(
+            f"PayPal {action} failed: {type(exc).__name__}: PayPal could not be reached.",
+            retryable=True,
+            provider=PROVIDER,
+            code="NETWORK",
+        ) from exc
     except requests.RequestException as exc:
-        raise ProviderError(f"PayPal {action} failed: {exc}", retryable=True, provider=PROVIDER, code="NETWORK") from exc
+        raise ProviderError(
+            f"PayPal {action} failed: {exc}", retryable=True, provider=PROVIDER, code="NETWORK"
+        ) from exc
 
 
 # --- internals ----------------------------------------------------------------------------
@@ -178,8 +200,16 @@ def _shared_token_provider(conf: PayPalSettings):
         expires_in = int(getattr(token, "expires_in", 0) or 0)
         ttl = expires_in - TOKEN_EXPIRY_MARGIN
         if ttl > 0:
-            cache.set(key, {"access_token": token.access_token, "token_type": token.token_type,
-                            "expires_in": expires_in, "expiry": getattr(token, "expiry", None)}, ttl)
+            cache.set(
+                key,
+                {
+                    "access_token": token.access_token,
+                    "token_type": token.token_type,
+                    "expires_in": expires_in,
+                    "expiry": getattr(token, "expiry", None),
+                },
+                ttl,
+            )
         return token
 
     return provide

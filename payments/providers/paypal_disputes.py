@@ -32,8 +32,11 @@ def list_disputes(*, since: datetime, conf: PayPalSettings | None = None) -> lis
         page = _get(conf, "/v1/customer/disputes", params=params, action="list disputes")
         items.extend(item for item in page.get("items") or [] if isinstance(item, dict))
         if len(items) > MAX_DISPUTES:
-            raise ProviderError(f"PayPal listed more than {MAX_DISPUTES} disputes; narrow the window.",
-                                provider=PROVIDER, code="TOO_MANY")
+            raise ProviderError(
+                f"PayPal listed more than {MAX_DISPUTES} disputes; narrow the window.",
+                provider=PROVIDER,
+                code="TOO_MANY",
+            )
         token = _next_page_token(page)
         if not token:
             return items
@@ -44,7 +47,9 @@ def get_dispute(*, dispute_id: str, conf: PayPalSettings | None = None) -> dict 
     """The full dispute (disputed transactions, outcome); None when PayPal does not know it."""
     conf = conf or paypal_settings()
     try:
-        return _get(conf, f"/v1/customer/disputes/{quote(dispute_id, safe='')}", action="get dispute")
+        return _get(
+            conf, f"/v1/customer/disputes/{quote(dispute_id, safe='')}", action="get dispute"
+        )
     except ProviderError as exc:
         if exc.code in ("404", "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID"):
             return None
@@ -55,12 +60,20 @@ def _get(conf: PayPalSettings, path: str, *, action: str, params: dict | None = 
     for attempt in (1, 2):
         token = access_token(conf)
         try:
-            response = requests.get(f"{conf.base_url}{path}", params=params, timeout=conf.timeout,
-                                    allow_redirects=False,
-                                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+            response = requests.get(
+                f"{conf.base_url}{path}",
+                params=params,
+                timeout=conf.timeout,
+                allow_redirects=False,
+                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            )
         except requests.RequestException as exc:
-            raise ProviderError(f"PayPal {action} failed: {type(exc).__name__}: PayPal could not be reached.",
-                                retryable=True, provider=PROVIDER, code="NETWORK") from exc
+            raise ProviderError(
+                f"PayPal {action} failed: {type(exc).__name__}: PayPal could not be reached.",
+                retryable=True,
+                provider=PROVIDER,
+                code="NETWORK",
+            ) from exc
         if response.status_code == 401 and attempt == 1:
             forget_token(conf)  # revoked or expired: fetch a new one and ask again
             continue
@@ -72,16 +85,25 @@ def _get(conf: PayPalSettings, path: str, *, action: str, params: dict | None = 
             if response.status_code == 404:
                 code = "404"
             status = response.status_code
-            raise ProviderError(f"PayPal {action} failed: HTTP {status} {body.get('name') or ''} {issue}".rstrip()
-                                + (f" (debug id {body['debug_id']})" if body.get("debug_id") else ""),
-                                retryable=status >= 500 or status in RETRYABLE_STATUSES, provider=PROVIDER,
-                                code=code)
+            raise ProviderError(
+                f"PayPal {action} failed: HTTP {status} {body.get('name') or ''} {issue}".rstrip()
+                + (f" (debug id {body['debug_id']})" if body.get("debug_id") else ""),
+                retryable=status >= 500 or status in RETRYABLE_STATUSES,
+                provider=PROVIDER,
+                code=code,
+            )
         body = _json(response)
         if not body and response.content:
-            raise ProviderError(f"PayPal {action}: the answer is not JSON.", retryable=True, provider=PROVIDER)
+            raise ProviderError(
+                f"PayPal {action}: the answer is not JSON.", retryable=True, provider=PROVIDER
+            )
         return body
-    raise ProviderError(f"PayPal {action} failed: the access token was refused twice.", retryable=True,
-                        provider=PROVIDER, code="AUTHENTICATION_FAILURE")
+    raise ProviderError(
+        f"PayPal {action} failed: the access token was refused twice.",
+        retryable=True,
+        provider=PROVIDER,
+        code="AUTHENTICATION_FAILURE",
+    )
 
 
 def _json(response) -> dict:
@@ -97,7 +119,9 @@ def _next_page_token(page: dict) -> str:
     request goes to the configured base URL, never to a host named in the answer)."""
     for link in page.get("links") or []:
         if isinstance(link, dict) and link.get("rel") == "next":
-            return (parse_qs(urlsplit(str(link.get("href") or "")).query).get("next_page_token") or [""])[0]
+            return (
+                parse_qs(urlsplit(str(link.get("href") or "")).query).get("next_page_token") or [""]
+            )[0]
     return ""
 
 

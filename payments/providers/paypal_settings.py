@@ -68,7 +68,9 @@ def _get(name: str, default=""):
 def paypal_settings() -> PayPalSettings:
     environment = str(_get("PAYPAL_ENVIRONMENT", "sandbox")).strip().lower()
     if environment not in ("sandbox", "live"):
-        raise ImproperlyConfigured(f"PAYPAL_ENVIRONMENT must be 'sandbox' or 'live', not {environment!r}.")
+        raise ImproperlyConfigured(
+            f"PAYPAL_ENVIRONMENT must be 'sandbox' or 'live', not {environment!r}."
+        )
     default_base = LIVE_BASE_URL if environment == "live" else SANDBOX_BASE_URL
     base_url = str(_get("PAYPAL_BASE_URL", default_base)).rstrip("/")
     extra = _get("PAYPAL_WEBHOOK_CERT_EXTRA_ORIGINS", ())

@@ -65,7 +65,9 @@ def sign(payload: bytes, *, secret: str | None = None, timestamp: int | None = N
     """The Sandbox-Signature header for ``payload``."""
     secret = secret or app_settings.sandbox_webhook_secret()
     timestamp = int(time.time()) if timestamp is None else timestamp
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    digest = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256
+    ).hexdigest()
     return f"t={timestamp},v1={digest}"
 
 
@@ -84,7 +86,9 @@ def verify(payload: bytes, header: str, *, secret: str, tolerance: int) -> None:
     signatures = parts.get("v1", [])
     if not signatures:
         raise WebhookRejected("Invalid signature header: no v1 signature.")
-    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256
+    ).hexdigest()
     if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
         raise WebhookRejected("Invalid signature: it does not match the body.")
     if abs(time.time() - timestamp) > tolerance:
@@ -137,8 +141,12 @@ class SandboxProvider:
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> NormalizedEvent:
         header = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER.lower()), "")
-        verify(body, header, secret=app_settings.sandbox_webhook_secret(),
-               tolerance=app_settings.sandbox_webhook_tolerance())
+        verify(
+            body,
+            header,
+            secret=app_settings.sandbox_webhook_secret(),
+            tolerance=app_settings.sandbox_webhook_tolerance(),
+        )
         try:
             data = json.loads(body)
             obj = data["data"]
@@ -165,7 +173,9 @@ class SandboxProvider:
         return PaymentStatus(
             state=STATES[payment.status],
             provider_order_id=payment.checkout_id,
-            provider_payment_id=payment.payment_id if payment.status == SandboxPayment.Status.PAID else "",
+            provider_payment_id=payment.payment_id
+            if payment.status == SandboxPayment.Status.PAID
+            else "",
             amount=payment.amount,
             currency=payment.currency,
         )
@@ -179,32 +189,51 @@ class SandboxProvider:
         for order in asked:
             payment = payment_for(order.provider_order_id)
             if payment is not None:
-                checkouts.append(ProviderCheckout(id=payment.checkout_id, status=self.fetch_payment_status(order=order),
-                                                  order_ref=payment.order_ref))
+                checkouts.append(
+                    ProviderCheckout(
+                        id=payment.checkout_id,
+                        status=self.fetch_payment_status(order=order),
+                        order_ref=payment.order_ref,
+                    )
+                )
         return Listing(checkouts, {"orders": len(asked)})
 
-    def recent_refunds(self, *, since: datetime, payment_ids: Sequence[str]) -> Listing[ProviderRefund]:
+    def recent_refunds(
+        self, *, since: datetime, payment_ids: Sequence[str]
+    ) -> Listing[ProviderRefund]:
         return Listing()
 
     def disputes(self, *, since: datetime, open_ids: Sequence[str]) -> Listing[ProviderDispute]:
         return Listing()
 
-    def refund(self, *, order, amount: Decimal, idempotency_key: str, reason: str = "") -> RefundResult:
+    def refund(
+        self, *, order, amount: Decimal, idempotency_key: str, reason: str = ""
+    ) -> RefundResult:
         """Sandbox refunds succeed at once (up to what was paid), once per idempotency key."""
         payment = payment_for(order.provider_order_id or "")
         if payment is None or payment.status != SandboxPayment.Status.PAID:
-            raise ProviderError(f"The sandbox has no paid payment for order #{order.pk}.", provider=NAME)
+            raise ProviderError(
+                f"The sandbox has no paid payment for order #{order.pk}.", provider=NAME
+            )
         with transaction.atomic():
             payment = SandboxPayment.objects.select_for_update().get(pk=payment.pk)
             done = SandboxRefund.objects.filter(idempotency_key=idempotency_key).first()
             if done is None:
                 if amount > payment.amount - payment.amount_refunded:
-                    raise ProviderError(f"Refund of {amount} exceeds what is left of the payment.", provider=NAME)
-                done = SandboxRefund.objects.create(payment=payment, idempotency_key=idempotency_key, amount=amount)
+                    raise ProviderError(
+                        f"Refund of {amount} exceeds what is left of the payment.", provider=NAME
+                    )
+                done = SandboxRefund.objects.create(
+                    payment=payment, idempotency_key=idempotency_key, amount=amount
+                )
                 payment.amount_refunded += amount
                 payment.save(update_fields=["amount_refunded", "updated_at"])
-        return RefundResult(provider_refund_id=done.refund_id, status="succeeded", amount=done.amount,
-                            currency=payment.currency)
+        return RefundResult(
+            provider_refund_id=done.refund_id,
+            status="succeeded",
+            amount=done.amount,
+            currency=payment.currency,
+        )
 
 
 # --- the hosted checkout's side: finishing a payment and telling the app --------------------
@@ -217,7 +246,9 @@ def sandbox_finish(*, token: str, outcome: str) -> tuple[SandboxPayment, bool]:
     """
     if outcome not in OUTCOME_EVENTS:
         raise ValueError(f"unknown sandbox outcome {outcome!r}")
-    changed = SandboxPayment.objects.filter(token=token, status=SandboxPayment.Status.OPEN).update(status=outcome)
+    changed = SandboxPayment.objects.filter(token=token, status=SandboxPayment.Status.OPEN).update(
+        status=outcome
+    )
     return SandboxPayment.objects.get(token=token), bool(changed)
 
 
@@ -230,14 +261,27 @@ def sandbox_deliver(*, payment: SandboxPayment, webhook_url: str) -> str:
     not lost) is recognised by its event id and acknowledged without processing.
     """
     body = event_body(payment, OUTCOME_EVENTS[payment.status])
-    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body), "User-Agent": "Sandbox/1.0"}
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(body),
+        "User-Agent": "Sandbox/1.0",
+    }
     try:
         response = requests.post(webhook_url, data=body, headers=headers, timeout=(2, 5))
         if response.status_code < 300:
             return "http"
-        logger.warning("sandbox webhook to %s answered %s: %s", webhook_url, response.status_code, response.text[:200])
+        logger.warning(
+            "sandbox webhook to %s answered %s: %s",
+            webhook_url,
+            response.status_code,
+            response.text[:200],
+        )
     except requests.RequestException as exc:
-        logger.info("sandbox webhook to %s not delivered over HTTP (%s); delivering in-process", webhook_url, exc)
+        logger.info(
+            "sandbox webhook to %s not delivered over HTTP (%s); delivering in-process",
+            webhook_url,
+            exc,
+        )
     from ..webhooks import webhook_ingest
 
     try:

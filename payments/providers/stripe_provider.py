@@ -34,7 +34,24 @@ NAME = "STRIPE"
 SIGNATURE_HEADER = "Stripe-Signature"
 #: Currencies Stripe counts in whole units (no cents).
 ZERO_DECIMAL = frozenset(
-    {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF"}
+    {
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    }
 )
 
 CHECKOUT_KINDS = {
@@ -48,14 +65,36 @@ CHECKOUT_KINDS = {
 #: ``prevented`` (the dispute never went through) restore spending; ``warning_closed`` (an
 #: inquiry that closed without becoming a chargeback) too, recorded as withdrawn; ``lost``
 #: takes the credits back. A status not listed here is flagged, never guessed.
-DISPUTE_OPEN = frozenset({"warning_needs_response", "warning_under_review", "needs_response", "under_review",
-                          "appeal_needs_response", "appeal_under_review"})
-DISPUTE_OUTCOMES = {"won": "won", "prevented": "prevented", "warning_closed": "withdrawn", "lost": "lost"}
-DISPUTE_EVENTS = frozenset({"charge.dispute.created", "charge.dispute.updated", "charge.dispute.closed",
-                            "charge.dispute.funds_withdrawn", "charge.dispute.funds_reinstated"})
+DISPUTE_OPEN = frozenset(
+    {
+        "warning_needs_response",
+        "warning_under_review",
+        "needs_response",
+        "under_review",
+        "appeal_needs_response",
+        "appeal_under_review",
+    }
+)
+DISPUTE_OUTCOMES = {
+    "won": "won",
+    "prevented": "prevented",
+    "warning_closed": "withdrawn",
+    "lost": "lost",
+}
+DISPUTE_EVENTS = frozenset(
+    {
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
+    }
+)
 #: Refund statuses Stripe documents; anything else is flagged.
 REFUND_STATUSES = frozenset({"pending", "requires_action", "succeeded", "failed", "canceled"})
-REFUND_EVENTS = frozenset({"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"})
+REFUND_EVENTS = frozenset(
+    {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
+)
 
 
 def dispute_reading(status: str) -> tuple[EventKind, str]:
@@ -81,9 +120,18 @@ def from_minor(value, currency: str) -> Decimal | None:
 
 def _error(exc: stripe.StripeError) -> ProviderError:
     status = getattr(exc, "http_status", None) or 0
-    retryable = isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError)) or status >= 500 or status == 409
+    retryable = (
+        isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError))
+        or status >= 500
+        or status == 409
+    )
     message = getattr(exc, "user_message", None) or str(exc) or type(exc).__name__
-    return ProviderError(f"Stripe: {message}", retryable=retryable, provider=NAME, code=getattr(exc, "code", "") or "")
+    return ProviderError(
+        f"Stripe: {message}",
+        retryable=retryable,
+        provider=NAME,
+        code=getattr(exc, "code", "") or "",
+    )
 
 
 def _id(value) -> str:
@@ -114,7 +162,9 @@ class StripeProvider:
 
     def create_checkout(self, *, order, success_url: str, cancel_url: str) -> CheckoutSession:
         refs = {"order_id": str(order.pk), "user_id": str(order.user_id)}
-        expires_at = order.created_at + timedelta(minutes=app_settings.stripe_checkout_expires_minutes())
+        expires_at = order.created_at + timedelta(
+            minutes=app_settings.stripe_checkout_expires_minutes()
+        )
         params = {
             "mode": "payment",
             "line_items": [
@@ -166,7 +216,9 @@ class StripeProvider:
         if not header:
             raise WebhookRejected("Missing Stripe-Signature header.")
         try:
-            stripe.Webhook.construct_event(body, header, secret, tolerance=app_settings.stripe_webhook_tolerance())
+            stripe.Webhook.construct_event(
+                body, header, secret, tolerance=app_settings.stripe_webhook_tolerance()
+            )
         except stripe.SignatureVerificationError as exc:
             raise WebhookRejected(f"Invalid signature: {exc.user_message or exc}") from None
         except ValueError:
@@ -181,9 +233,13 @@ class StripeProvider:
 
     # --- refunds ----------------------------------------------------------------------------
 
-    def refund(self, *, order, amount: Decimal, idempotency_key: str, reason: str = "") -> RefundResult:
+    def refund(
+        self, *, order, amount: Decimal, idempotency_key: str, reason: str = ""
+    ) -> RefundResult:
         if not order.provider_payment_id:
-            raise ProviderError(f"Order #{order.pk} has no Stripe payment to refund.", provider=NAME)
+            raise ProviderError(
+                f"Order #{order.pk} has no Stripe payment to refund.", provider=NAME
+            )
         params = {
             "payment_intent": order.provider_payment_id,
             "amount": to_minor(amount, order.currency),
@@ -191,7 +247,9 @@ class StripeProvider:
             "metadata": {"order_id": str(order.pk), "reason": reason[:500]},
         }
         try:
-            refund = self.client.v1.refunds.create(params, {"idempotency_key": idempotency_key}).to_dict()
+            refund = self.client.v1.refunds.create(
+                params, {"idempotency_key": idempotency_key}
+            ).to_dict()
         except stripe.StripeError as exc:
             raise _error(exc) from exc
         currency = (refund.get("currency") or order.currency).upper()
@@ -206,27 +264,51 @@ class StripeProvider:
 
     def recent_checkouts(self, *, since: datetime, orders: Sequence) -> Listing[ProviderCheckout]:
         sessions, in_window = stripe_listing.list_sessions(self.client, since=since, orders=orders)
-        return Listing([ProviderCheckout(id=s["id"], status=session_status(s), order_ref=session_ref(s))
-                        for s in sessions],
-                       {"sessions": in_window})
+        return Listing(
+            [
+                ProviderCheckout(id=s["id"], status=session_status(s), order_ref=session_ref(s))
+                for s in sessions
+            ],
+            {"sessions": in_window},
+        )
 
-    def recent_refunds(self, *, since: datetime, payment_ids: Sequence[str]) -> Listing[ProviderRefund]:
-        refunds, in_window = stripe_listing.list_refunds(self.client, since=since, payment_ids=payment_ids)
+    def recent_refunds(
+        self, *, since: datetime, payment_ids: Sequence[str]
+    ) -> Listing[ProviderRefund]:
+        refunds, in_window = stripe_listing.list_refunds(
+            self.client, since=since, payment_ids=payment_ids
+        )
         records = []
         for intent, refund in refunds:
             currency = (refund.get("currency") or "").upper()
-            records.append(ProviderRefund(id=refund["id"], payment_id=intent, status=refund.get("status") or "",
-                                          amount=from_minor(refund.get("amount"), currency), currency=currency))
+            records.append(
+                ProviderRefund(
+                    id=refund["id"],
+                    payment_id=intent,
+                    status=refund.get("status") or "",
+                    amount=from_minor(refund.get("amount"), currency),
+                    currency=currency,
+                )
+            )
         return Listing(records, {"refunds": in_window})
 
     def disputes(self, *, since: datetime, open_ids: Sequence[str]) -> Listing[ProviderDispute]:
-        disputes, in_window = stripe_listing.list_disputes(self.client, since=since, open_ids=open_ids)
+        disputes, in_window = stripe_listing.list_disputes(
+            self.client, since=since, open_ids=open_ids
+        )
         records = []
         for dispute in disputes:
             status = str(dispute.get("status") or "")
             kind, outcome = dispute_reading(status)
-            records.append(ProviderDispute(id=dispute["id"], payment_id=_id(dispute.get("payment_intent")), kind=kind,
-                                           dispute_outcome=outcome, dispute_stage=status))
+            records.append(
+                ProviderDispute(
+                    id=dispute["id"],
+                    payment_id=_id(dispute.get("payment_intent")),
+                    kind=kind,
+                    dispute_outcome=outcome,
+                    dispute_stage=status,
+                )
+            )
         return Listing(records, {"disputes": in_window})
 
 
@@ -240,7 +322,9 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 def session_ref(session: dict) -> str:
     """Our order id as a Checkout Session carries it."""
-    return str(session.get("client_reference_id") or (session.get("metadata") or {}).get("order_id") or "")
+    return str(
+        session.get("client_reference_id") or (session.get("metadata") or {}).get("order_id") or ""
+    )
 
 
 def session_status(session: dict) -> PaymentStatus:
@@ -281,8 +365,11 @@ def normalize_event(data: dict) -> NormalizedEvent:
         else:
             kind = CHECKOUT_KINDS.get(event_type, EventKind.IGNORED)
         return NormalizedEvent(
-            **common, kind=kind,
-            order_ref=str(obj.get("client_reference_id") or (obj.get("metadata") or {}).get("order_id") or ""),
+            **common,
+            kind=kind,
+            order_ref=str(
+                obj.get("client_reference_id") or (obj.get("metadata") or {}).get("order_id") or ""
+            ),
             provider_order_id=obj.get("id", ""),
             provider_payment_id=_id(obj.get("payment_intent")),
             amount=from_minor(obj.get("amount_total"), currency),
@@ -290,7 +377,8 @@ def normalize_event(data: dict) -> NormalizedEvent:
         )
     if event_type == "charge.refunded":
         return NormalizedEvent(
-            **common, kind=EventKind.REFUNDED,
+            **common,
+            kind=EventKind.REFUNDED,
             order_ref=str((obj.get("metadata") or {}).get("order_id") or ""),
             provider_payment_id=_id(obj.get("payment_intent")),
             amount=from_minor(obj.get("amount"), currency),

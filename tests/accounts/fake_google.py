@@ -34,9 +34,17 @@ class FakeGoogle:
 
     def id_token(self, *, sub: str, email: str, email_verified: bool = True, name: str = "") -> str:
         now = int(time.time())
-        claims = {"iss": ISSUER, "aud": self.client_id, "sub": sub, "email": email,
-                  "email_verified": email_verified, "name": name, "iat": now, "exp": now + 3600,
-                  "jti": uuid.uuid4().hex}
+        claims = {
+            "iss": ISSUER,
+            "aud": self.client_id,
+            "sub": sub,
+            "email": email,
+            "email_verified": email_verified,
+            "name": name,
+            "iat": now,
+            "exp": now + 3600,
+            "jti": uuid.uuid4().hex,
+        }
         return jwt.encode(claims, "fake-google-signing-key-of-32-bytes-or-more", algorithm="HS256")
 
     def start(self) -> "FakeGoogle":
@@ -52,9 +60,16 @@ class FakeGoogle:
                 fake.token_requests.append(form)
                 if self.path != "/token" or form.get("grant_type") != "authorization_code":
                     return self._json(400, {"error": "invalid_request"})
-                self._json(200, {"access_token": f"ya29.{uuid.uuid4().hex}", "expires_in": 3599,
-                                 "token_type": "Bearer", "scope": "openid email profile",
-                                 "id_token": fake.id_token(**fake.next_user)})
+                self._json(
+                    200,
+                    {
+                        "access_token": f"ya29.{uuid.uuid4().hex}",
+                        "expires_in": 3599,
+                        "token_type": "Bearer",
+                        "scope": "openid email profile",
+                        "id_token": fake.id_token(**fake.next_user),
+                    },
+                )
 
             def _json(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
@@ -85,8 +100,10 @@ def fake_google(settings, monkeypatch):
 
     fake = FakeGoogle(client_id="test-client.apps.googleusercontent.com").start()
     settings.SOCIALACCOUNT_PROVIDERS = {
-        "google": {"APPS": [{"client_id": fake.client_id, "secret": "test-secret", "key": ""}],
-                   "SCOPE": ["profile", "email"]},
+        "google": {
+            "APPS": [{"client_id": fake.client_id, "secret": "test-secret", "key": ""}],
+            "SCOPE": ["profile", "email"],
+        },
     }
     # allauth reads the endpoint from settings once, at import: point the adapter at the fake.
     monkeypatch.setattr(GoogleOAuth2Adapter, "access_token_url", fake.token_url)
@@ -94,7 +111,9 @@ def fake_google(settings, monkeypatch):
     fake.stop()
 
 
-def google_login(client, fake, *, sub: str, email: str, email_verified: bool = True, name: str = ""):
+def google_login(
+    client, fake, *, sub: str, email: str, email_verified: bool = True, name: str = ""
+):
     """Sign in with Google as the browser would; returns the callback's response."""
     from urllib.parse import parse_qs, urlparse
 

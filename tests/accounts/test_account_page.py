@@ -70,12 +70,28 @@ def test_the_form_cannot_change_anything_but_the_name(client, customer):
 
     client.post(
         reverse("accounts:profile"),
-        {"name": "G", "email": "evil@example.com", "status": "ACTIVE", "membership_tier": "FREE", "is_staff": "on"},
+        {
+            "name": "G",
+            "email": "evil@example.com",
+            "status": "ACTIVE",
+            "membership_tier": "FREE",
+            "is_staff": "on",
+        },
     )
 
     customer.refresh_from_db()
-    assert (customer.name, customer.email, customer.status, customer.membership_tier, customer.is_staff) == (
-        "G", "customer@example.com", User.Status.SUBSCRIBED, User.Tier.PRO, False,
+    assert (
+        customer.name,
+        customer.email,
+        customer.status,
+        customer.membership_tier,
+        customer.is_staff,
+    ) == (
+        "G",
+        "customer@example.com",
+        User.Status.SUBSCRIBED,
+        User.Tier.PRO,
+        False,
     )
 
 

@@ -98,10 +98,16 @@ def test_a_sign_up_that_loses_the_race_for_an_address_gets_the_same_answer(clien
         ("password123", None, "This password is too common."),
         ("short", None, "This password is too short. It must contain at least 10 characters."),
         ("83749283749283", None, "This password is entirely numeric."),
-        ("a-long-unusual-passphrase-42", "a-different-passphrase-42", "You must type the same password each time."),
+        (
+            "a-long-unusual-passphrase-42",
+            "a-different-passphrase-42",
+            "You must type the same password each time.",
+        ),
     ],
 )
-def test_a_weak_or_mistyped_password_is_refused_with_the_reason(client, password, password2, expected):
+def test_a_weak_or_mistyped_password_is_refused_with_the_reason(
+    client, password, password2, expected
+):
     response = sign_up(client, "weak@example.com", password, password2)
 
     assert response.status_code == 200

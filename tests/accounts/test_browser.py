@@ -74,7 +74,10 @@ def test_bad_input_shows_clear_messages_in_the_browser(page, screenshot, make_us
     page.get_by_label("Email").fill("known@example.com")
     page.get_by_label("Password").fill("wrong-password")
     page.get_by_role("button", name="Log in").click()
-    assert page.get_by_test_id("form-error").inner_text().strip() == "The email address or password is not correct."
+    assert (
+        page.get_by_test_id("form-error").inner_text().strip()
+        == "The email address or password is not correct."
+    )
     screenshot(page, "wrong-password")
 
 
@@ -82,7 +85,9 @@ def test_the_layout_works_at_phone_width(browser, live_server, screenshot, make_
     from tests.conftest import PASSWORD as USER_PASSWORD
 
     user = make_user("phone@example.com", name="Pat Phone", credits=40)
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 375, "height": 740}, is_mobile=True)
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 375, "height": 740}, is_mobile=True
+    )
     page = context.new_page()
     try:
         page.goto("/accounts/login/")

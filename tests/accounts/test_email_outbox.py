@@ -46,7 +46,9 @@ def refusing_smtp(settings):
 
 def make_due(email: OutboundEmail) -> None:
     """Let the wait before the next attempt pass."""
-    OutboundEmail.objects.filter(pk=email.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    OutboundEmail.objects.filter(pk=email.pk).update(
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
 
 
 @pytest.mark.django_db
@@ -129,7 +131,9 @@ def test_an_email_that_never_goes_is_marked_failed_after_the_last_attempt(
 
 
 @pytest.mark.django_db
-def test_staff_see_the_outbox_read_only(client, make_user, refusing_smtp, django_capture_on_commit_callbacks):
+def test_staff_see_the_outbox_read_only(
+    client, make_user, refusing_smtp, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         sign_up(client, "ken@example.com")
     email = OutboundEmail.objects.get()
@@ -138,7 +142,11 @@ def test_staff_see_the_outbox_read_only(client, make_user, refusing_smtp, django
     listing = client.get(reverse("admin:accounts_outboundemail_changelist"))
     detail = client.get(reverse("admin:accounts_outboundemail_change", args=[email.pk]))
 
-    assert listing.status_code == 200 and "ken@example.com" in listing.text and "Pending" in listing.text
+    assert (
+        listing.status_code == 200
+        and "ken@example.com" in listing.text
+        and "Pending" in listing.text
+    )
     assert detail.status_code == 200 and "refused" in detail.text.lower()
     assert client.get(reverse("admin:accounts_outboundemail_add")).status_code == 403
 
@@ -161,7 +169,11 @@ def test_sign_up_email_is_sent_after_commit_by_a_real_worker(client, celery_work
 
     assert response.status_code == 302
     email = OutboundEmail.objects.get(to=["barbara@example.com"])
-    wait_until(lambda: OutboundEmail.objects.filter(pk=email.pk, status=OutboundEmail.Status.SENT).exists(),
-               message="the worker to send the confirmation email")
+    wait_until(
+        lambda: OutboundEmail.objects.filter(
+            pk=email.pk, status=OutboundEmail.Status.SENT
+        ).exists(),
+        message="the worker to send the confirmation email",
+    )
     email.refresh_from_db()
     assert email.attempts == 1 and email.sent_at is not None

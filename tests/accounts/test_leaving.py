@@ -46,18 +46,32 @@ def price_rules(db):
 
 
 @pytest.fixture
-def customer(make_user, client, packages, sandbox_only, price_rules, django_capture_on_commit_callbacks):
+def customer(
+    make_user, client, packages, sandbox_only, price_rules, django_capture_on_commit_callbacks
+):
     """A customer with a bonus, a paid order, a finished job, a stored key, Google connected."""
     user = make_user("leaver@example.com", name="Lee Ver", credits=25, last_login_ip="203.0.113.9")
-    SocialAccount.objects.create(user=user, provider="google", uid="g-42", extra_data={"email": user.email})
-    ApiCredential.objects.create(user=user, encrypted_key=encrypt("sk-own-key-123456"), key_hint="3456")
+    SocialAccount.objects.create(
+        user=user, provider="google", uid="g-42", extra_data={"email": user.email}
+    )
+    ApiCredential.objects.create(
+        user=user, encrypted_key=encrypt("sk-own-key-123456"), key_hint="3456"
+    )
     client.force_login(user)
     response = client.post("/billing/buy/", {"package": packages["Basic"].pk})
     with django_capture_on_commit_callbacks(execute=True):
         client.post(response["Location"], {"action": "pay"})
     with django_capture_on_commit_callbacks(execute=True):
-        job = job_submit(user=user, request=JobRequest(operation="image", model="procedural-svg",
-                                                       prompt="my secret garden", seed=1, use_own_key=False))
+        job = job_submit(
+            user=user,
+            request=JobRequest(
+                operation="image",
+                model="procedural-svg",
+                prompt="my secret garden",
+                seed=1,
+                use_own_key=False,
+            ),
+        )
     job.refresh_from_db()
     assert job.status == "COMPLETED" and job.result_file
     return user
@@ -72,17 +86,24 @@ def download(client) -> dict:
     return json.loads(b"".join(response.streaming_content))
 
 
-def test_the_account_page_offers_a_download_of_everything_held_about_you(client, customer, make_user):
+def test_the_account_page_offers_a_download_of_everything_held_about_you(
+    client, customer, make_user
+):
     other = make_user("someone-else@example.com", credits=7)
     page = client.get(reverse("accounts:profile")).text
-    assert f'href="{reverse("accounts:export")}"' in page and f'href="{reverse("accounts:delete")}"' in page
+    assert (
+        f'href="{reverse("accounts:export")}"' in page
+        and f'href="{reverse("accounts:delete")}"' in page
+    )
 
     data = download(client)
 
     assert data["profile"]["email"] == "leaver@example.com" and data["profile"]["name"] == "Lee Ver"
     assert data["profile"]["status"] == "ACTIVE"
     assert [a["provider"] for a in data["profile"]["social_accounts"]] == ["google"]
-    assert data["balance"] == [{"balance": 72, "lifetime_earned": 75, "lifetime_spent": 3, "spend_holds": 0}]
+    assert data["balance"] == [
+        {"balance": 72, "lifetime_earned": 75, "lifetime_spent": 3, "spend_holds": 0}
+    ]
     assert [row["kind"] for row in data["ledger"]] == ["BONUS", "PURCHASE", "SPEND"]
     assert [row["balance_after"] for row in data["ledger"]] == [25, 75, 72]
     [order] = data["orders"]
@@ -117,15 +138,19 @@ def test_deleting_needs_the_csrf_token(customer):
     assert User.objects.get(pk=customer.pk).is_active
 
 
-def test_deleting_erases_personal_data_and_keeps_the_financial_records(client, customer, settings,
-                                                                       django_capture_on_commit_callbacks):
+def test_deleting_erases_personal_data_and_keeps_the_financial_records(
+    client, customer, settings, django_capture_on_commit_callbacks
+):
     other_session = Client()
     other_session.force_login(customer)
     job = GenerationJob.objects.get(user=customer)
     result_path = Path(settings.MEDIA_ROOT) / job.result_file.name
     assert result_path.exists()
-    ledger_before = list(LedgerEntry.objects.filter(user=customer).order_by("pk").values_list("pk", "amount",
-                                                                                              "balance_after"))
+    ledger_before = list(
+        LedgerEntry.objects.filter(user=customer)
+        .order_by("pk")
+        .values_list("pk", "amount", "balance_after")
+    )
 
     with django_capture_on_commit_callbacks(execute=True):  # result files are deleted after commit
         response = client.post(reverse("accounts:delete"), {"password": PASSWORD}, follow=True)
@@ -144,11 +169,19 @@ def test_deleting_erases_personal_data_and_keeps_the_financial_records(client, c
     assert not result_path.exists()
     # Financial records stay, linked to the anonymised account; the remaining balance is
     # forfeited by a ledger entry, so the ledger no longer says the account holds credits.
-    assert Order.objects.get(user=user).status == "COMPLETED" and Invoice.objects.filter(order__user=user).exists()
+    assert (
+        Order.objects.get(user=user).status == "COMPLETED"
+        and Invoice.objects.filter(order__user=user).exists()
+    )
     entries = list(LedgerEntry.objects.filter(user=user).order_by("pk"))
     assert [(e.pk, e.amount, e.balance_after) for e in entries[:-1]] == ledger_before
     forfeit = entries[-1]
-    assert (forfeit.kind, forfeit.amount, forfeit.balance_before, forfeit.balance_after) == ("FORFEIT", -72, 72, 0)
+    assert (forfeit.kind, forfeit.amount, forfeit.balance_before, forfeit.balance_after) == (
+        "FORFEIT",
+        -72,
+        72,
+        0,
+    )
     assert forfeit.description == "Balance forfeited when the account was deleted"
     assert forfeit.idempotency_key == f"account:{user.pk}:forfeit"
     balance = CreditBalance.objects.get(user=user)
@@ -164,10 +197,20 @@ def test_deleting_erases_personal_data_and_keeps_the_financial_records(client, c
     assert "leaver@example.com" not in json.dumps(list(AuditLog.objects.values("metadata")))
 
 
-def test_an_order_awaiting_payment_or_a_running_job_blocks_deletion(client, customer, packages, price_rules):
+def test_an_order_awaiting_payment_or_a_running_job_blocks_deletion(
+    client, customer, packages, price_rules
+):
     client.post("/billing/buy/", {"package": packages["Basic"].pk})  # checkout started, not paid
-    running = job_submit(user=customer, request=JobRequest(operation="image", model="procedural-svg",
-                                                           prompt="still drawing", seed=2, use_own_key=False))
+    running = job_submit(
+        user=customer,
+        request=JobRequest(
+            operation="image",
+            model="procedural-svg",
+            prompt="still drawing",
+            seed=2,
+            use_own_key=False,
+        ),
+    )
     pending = Order.objects.get(user=customer, status="PENDING")
 
     page = client.get(reverse("accounts:delete")).text
@@ -186,7 +229,9 @@ def test_an_account_without_a_password_confirms_with_its_address(client, make_us
     user.save()
     client.force_login(user)
 
-    assert client.post(reverse("accounts:delete"), {"email": "someone@example.com"}).status_code == 400
+    assert (
+        client.post(reverse("accounts:delete"), {"email": "someone@example.com"}).status_code == 400
+    )
     response = client.post(reverse("accounts:delete"), {"email": "Google-Only@example.com"})
 
     assert response.status_code == 302
@@ -210,7 +255,9 @@ def test_deleting_cancels_unsent_emails_to_the_account_and_erases_every_email_it
     # message to the account in another spelling of its address, and one to someone else.
     with django_capture_on_commit_callbacks() as queued:
         client.post(reverse("account_email"), {"action_add": "", "email": "second@example.com"})
-        outbound_email_queue(message=EmailMessage("Low balance, Mai", "Top up soon", to=["MAILER@example.com"]))
+        outbound_email_queue(
+            message=EmailMessage("Low balance, Mai", "Top up soon", to=["MAILER@example.com"])
+        )
         outbound_email_queue(message=EmailMessage("Hello", "For someone else", to=[other.email]))
     mine = list(OutboundEmail.objects.exclude(to=[other.email]).order_by("pk"))
     assert [e.status for e in mine] == ["SENT", "PENDING", "PENDING"]
@@ -231,14 +278,24 @@ def test_deleting_cancels_unsent_emails_to_the_account_and_erases_every_email_it
     assert [e.status for e in rows] == ["SENT", "FAILED", "FAILED"]
     assert [e.kind for e in rows] == [e.kind for e in mine]
     for row in rows:
-        assert (row.to, row.subject, row.body, row.html_body, row.headers) == ([deleted.email], "", "", "", {})
+        assert (row.to, row.subject, row.body, row.html_body, row.headers) == (
+            [deleted.email],
+            "",
+            "",
+            "",
+            {},
+        )
     assert all("account was deleted" in row.last_error for row in rows[1:])
-    stored = json.dumps(list(OutboundEmail.objects.filter(pk__in=[e.pk for e in mine]).values()), default=str)
+    stored = json.dumps(
+        list(OutboundEmail.objects.filter(pk__in=[e.pk for e in mine]).values()), default=str
+    )
     assert "mailer@" not in stored.lower() and "second@" not in stored and "Mai" not in stored
     assert OutboundEmail.objects.get(to=[other.email]).status == "SENT"
 
 
-def test_a_frozen_balance_is_forfeited_too_and_a_later_dispute_outcome_still_adds_up(client, make_user):
+def test_a_frozen_balance_is_forfeited_too_and_a_later_dispute_outcome_still_adds_up(
+    client, make_user
+):
     user = make_user("disputed@example.com", credits=40)
     spending_hold(user=user, reason="dispute opened", idempotency_key="dispute:1:hold")
     client.force_login(user)
@@ -246,10 +303,15 @@ def test_a_frozen_balance_is_forfeited_too_and_a_later_dispute_outcome_still_add
     assert client.post(reverse("accounts:delete"), {"password": PASSWORD}).status_code == 302
 
     balance = CreditBalance.objects.get(user=user)
-    assert (balance.balance, balance.spend_holds) == (0, 1)  # the hold stays for the dispute to release
+    assert (balance.balance, balance.spend_holds) == (
+        0,
+        1,
+    )  # the hold stays for the dispute to release
     assert LedgerEntry.objects.get(user=user, kind="FORFEIT").amount == -40
     # The dispute is lost afterwards: nothing left to take back, and the ledger says so.
-    lost = credits_clawback(user=user, amount=40, idempotency_key="dispute:1:lost", reason="Dispute lost")
+    lost = credits_clawback(
+        user=user, amount=40, idempotency_key="dispute:1:lost", reason="Dispute lost"
+    )
     assert (lost.recovered, lost.unrecovered) == (0, 40)
     assert spending_release(user=user, reason="dispute closed", idempotency_key="dispute:1:release")
     assert CreditBalance.objects.get(user=user).balance == 0
@@ -259,13 +321,19 @@ def test_a_frozen_balance_is_forfeited_too_and_a_later_dispute_outcome_still_add
 def test_the_forfeiture_is_written_once_whatever_repeats_it(make_user):
     user = make_user("twice@example.com", credits=9)
 
-    first = credits_forfeit(user=user, idempotency_key=f"account:{user.pk}:forfeit", description="Forfeited")
-    again = credits_forfeit(user=user, idempotency_key=f"account:{user.pk}:forfeit", description="Forfeited")
+    first = credits_forfeit(
+        user=user, idempotency_key=f"account:{user.pk}:forfeit", description="Forfeited"
+    )
+    again = credits_forfeit(
+        user=user, idempotency_key=f"account:{user.pk}:forfeit", description="Forfeited"
+    )
 
     assert first is not None and again.pk == first.pk and first.amount == -9
     assert LedgerEntry.objects.filter(user=user, kind="FORFEIT").count() == 1
     assert CreditBalance.objects.get(user=user).balance == 0
-    assert credits_forfeit(user=user, idempotency_key="nothing-left", description="Forfeited") is None
+    assert (
+        credits_forfeit(user=user, idempotency_key="nothing-left", description="Forfeited") is None
+    )
     call_command("check_ledger")
 
 
@@ -275,7 +343,9 @@ def test_the_forfeiture_is_written_once_whatever_repeats_it(make_user):
 @pytest.fixture
 def support(make_user):
     staff = make_user("support@example.com", is_staff=True)
-    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_user", "change_user"]))
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_user", "change_user"])
+    )
     return staff
 
 
@@ -288,11 +358,22 @@ def test_staff_need_a_permission_to_export_or_delete(client, customer, support):
     client.force_login(support)
 
     change = client.get(reverse("admin:accounts_user_change", args=[customer.pk])).text
-    assert 'data-testid="delete-account"' not in change and 'data-testid="export-user-data"' not in change
-    assert client.get(reverse("admin:accounts_user_export_data", args=[customer.pk])).status_code == 403
-    assert client.get(reverse("admin:accounts_user_delete_account", args=[customer.pk])).status_code == 403
-    response = client.post(reverse("admin:accounts_user_changelist"),
-                           {"action": "delete_accounts", "_selected_action": [customer.pk]})
+    assert (
+        'data-testid="delete-account"' not in change
+        and 'data-testid="export-user-data"' not in change
+    )
+    assert (
+        client.get(reverse("admin:accounts_user_export_data", args=[customer.pk])).status_code
+        == 403
+    )
+    assert (
+        client.get(reverse("admin:accounts_user_delete_account", args=[customer.pk])).status_code
+        == 403
+    )
+    response = client.post(
+        reverse("admin:accounts_user_changelist"),
+        {"action": "delete_accounts", "_selected_action": [customer.pk]},
+    )
     assert User.objects.get(pk=customer.pk).is_active
     assert response.status_code in (200, 302)
 
@@ -309,7 +390,9 @@ def test_staff_download_a_users_data_with_an_audit_row(client, customer, support
 
 
 def test_staff_delete_an_account_after_a_confirmation_with_a_reason(client, customer, support):
-    queued = outbound_email_queue(message=EmailMessage("Your receipt", "Thanks, Lee", to=[customer.email]))
+    queued = outbound_email_queue(
+        message=EmailMessage("Your receipt", "Thanks, Lee", to=[customer.email])
+    )
     client.force_login(grant(support, "erase_user"))
     url = reverse("admin:accounts_user_delete_account", args=[customer.pk])
 
@@ -317,8 +400,11 @@ def test_staff_delete_an_account_after_a_confirmation_with_a_reason(client, cust
     assert confirmation.status_code == 200 and "Delete accounts" in confirmation.text
     assert User.objects.get(pk=customer.pk).is_active
     key = confirmation.context["form"].initial["submission_key"]
-    response = client.post(url, {"confirm": "yes", "reason": "Erasure request by email, ticket 81",
-                                 "submission_key": key}, follow=True)
+    response = client.post(
+        url,
+        {"confirm": "yes", "reason": "Erasure request by email, ticket 81", "submission_key": key},
+        follow=True,
+    )
 
     assert "account deleted" in response.text
     user = User.objects.get(pk=customer.pk)
@@ -345,7 +431,9 @@ def test_staff_deleting_a_staff_account_is_refused_and_recorded(client, support,
     url = reverse("admin:accounts_user_delete_account", args=[colleague.pk])
     key = client.get(url).context["form"].initial["submission_key"]
 
-    response = client.post(url, {"confirm": "yes", "reason": "Left the company", "submission_key": key}, follow=True)
+    response = client.post(
+        url, {"confirm": "yes", "reason": "Left the company", "submission_key": key}, follow=True
+    )
 
     assert "Staff accounts are not deleted" in response.text
     assert User.objects.get(pk=colleague.pk).is_active

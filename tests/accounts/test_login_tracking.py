@@ -11,7 +11,9 @@ from tests.conftest import PASSWORD
 
 
 def log_in(client, user, **headers):
-    response = client.post(reverse("account_login"), {"login": user.email, "password": PASSWORD}, **headers)
+    response = client.post(
+        reverse("account_login"), {"login": user.email, "password": PASSWORD}, **headers
+    )
     assert response.status_code == 302, response.text[:2000]
     user.refresh_from_db()
     return user
@@ -59,7 +61,9 @@ def test_a_forged_forwarded_for_header_is_ignored_without_trusted_proxies(client
         (2, "198.51.100.7", "10.0.0.2"),  # shorter than the proxy chain: not from our proxies
     ],
 )
-def test_behind_trusted_proxies_the_client_is_read_from_the_right(client, user, settings, proxies, forwarded_for, expected):
+def test_behind_trusted_proxies_the_client_is_read_from_the_right(
+    client, user, settings, proxies, forwarded_for, expected
+):
     settings.TRUSTED_PROXY_COUNT = proxies
     log_in(client, user, REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded_for)
     assert user.last_login_ip == expected
@@ -69,7 +73,9 @@ def test_behind_trusted_proxies_the_client_is_read_from_the_right(client, user, 
 @pytest.mark.django_db
 def test_logging_in_to_the_admin_is_recorded_too(client, staff_user):
     response = client.post(
-        reverse("admin:login"), {"username": staff_user.email, "password": PASSWORD}, REMOTE_ADDR="192.0.2.44"
+        reverse("admin:login"),
+        {"username": staff_user.email, "password": PASSWORD},
+        REMOTE_ADDR="192.0.2.44",
     )
     assert response.status_code == 302
     staff_user.refresh_from_db()

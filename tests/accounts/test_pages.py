@@ -74,7 +74,9 @@ def test_password_reset_from_email_to_new_login(client, user):
     weak = client.post(action, {"password1": "short", "password2": "short"})
     assert "This password is too short" in weak.text
 
-    done = client.post(action, {"password1": "a-brand-new-passphrase-7", "password2": "a-brand-new-passphrase-7"})
+    done = client.post(
+        action, {"password1": "a-brand-new-passphrase-7", "password2": "a-brand-new-passphrase-7"}
+    )
     assert done.status_code == 302
     user.refresh_from_db()
     assert user.check_password("a-brand-new-passphrase-7")
@@ -96,12 +98,26 @@ def test_changing_the_password_needs_the_current_one(client, user):
     client.force_login(user)
     url = reverse("account_change_password")
 
-    wrong = client.post(url, {"oldpassword": "not-it", "password1": "another-passphrase-9", "password2": "another-passphrase-9"})
+    wrong = client.post(
+        url,
+        {
+            "oldpassword": "not-it",
+            "password1": "another-passphrase-9",
+            "password2": "another-passphrase-9",
+        },
+    )
     assert "Please type your current password." in wrong.text
     user.refresh_from_db()
     assert user.check_password(PASSWORD)
 
-    ok = client.post(url, {"oldpassword": PASSWORD, "password1": "another-passphrase-9", "password2": "another-passphrase-9"})
+    ok = client.post(
+        url,
+        {
+            "oldpassword": PASSWORD,
+            "password1": "another-passphrase-9",
+            "password2": "another-passphrase-9",
+        },
+    )
     assert ok.status_code == 302
     user.refresh_from_db()
     assert user.check_password("another-passphrase-9")
@@ -111,7 +127,9 @@ def test_changing_the_password_needs_the_current_one(client, user):
 def test_adding_a_second_email_address_sends_a_confirmation(client, user):
     client.force_login(user)
 
-    response = client.post(reverse("account_email"), {"action_add": "", "email": "second@example.com"}, follow=True)
+    response = client.post(
+        reverse("account_email"), {"action_add": "", "email": "second@example.com"}, follow=True
+    )
 
     assert_in_site_layout(response)
     assert "second@example.com" in response.text
@@ -137,8 +155,16 @@ def test_google_login_is_offered_only_when_its_keys_are_configured(client, setti
     assert "Continue with Google" not in client.get(reverse("account_signup")).text
 
     settings.SOCIALACCOUNT_PROVIDERS = {
-        "google": {"APPS": [{"client_id": "test-client-id.apps.googleusercontent.com", "secret": "s3cret", "key": ""}],
-                   "SCOPE": ["profile", "email"]}
+        "google": {
+            "APPS": [
+                {
+                    "client_id": "test-client-id.apps.googleusercontent.com",
+                    "secret": "s3cret",
+                    "key": "",
+                }
+            ],
+            "SCOPE": ["profile", "email"],
+        }
     }
     page = client.get(reverse("account_login")).text
     assert "Continue with Google" in page
@@ -154,7 +180,9 @@ def test_google_login_is_offered_only_when_its_keys_are_configured(client, setti
 
 @pytest.mark.django_db
 def test_the_google_confirmation_page_uses_the_site_layout(client, settings):
-    settings.SOCIALACCOUNT_PROVIDERS = {"google": {"APPS": [{"client_id": "id", "secret": "s", "key": ""}]}}
+    settings.SOCIALACCOUNT_PROVIDERS = {
+        "google": {"APPS": [{"client_id": "id", "secret": "s", "key": ""}]}
+    }
     response = client.get(reverse("google_login"))
     assert_in_site_layout(response)
     assert "Google" in response.text

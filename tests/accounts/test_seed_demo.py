@@ -27,10 +27,14 @@ def test_seed_demo_prints_logins_that_work(client):
     assert staff.is_staff and staff.is_superuser
     demo = User.objects.get(email=DEMO_EMAIL)
     assert not demo.is_staff
-    assert EmailAddress.objects.filter(user=demo, email=DEMO_EMAIL, verified=True, primary=True).exists()
+    assert EmailAddress.objects.filter(
+        user=demo, email=DEMO_EMAIL, verified=True, primary=True
+    ).exists()
 
     for email in (STAFF_EMAIL, DEMO_EMAIL):
-        response = client.post(reverse("account_login"), {"login": email, "password": DEMO_PASSWORD})
+        response = client.post(
+            reverse("account_login"), {"login": email, "password": DEMO_PASSWORD}
+        )
         assert response.status_code == 302, response.text[:1000]
         assert response["Location"] == reverse("accounts:profile")
         client.logout()

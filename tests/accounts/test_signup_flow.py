@@ -55,7 +55,9 @@ def test_sign_up_confirm_log_in_and_see_the_account_page(client):
     assert confirmed["Location"] == reverse("account_login")
     assert EmailAddress.objects.get(user=user).verified
 
-    logged_in = client.post(reverse("account_login"), {"login": "ada@example.com", "password": PASSWORD})
+    logged_in = client.post(
+        reverse("account_login"), {"login": "ada@example.com", "password": PASSWORD}
+    )
     assert logged_in.status_code == 302
     assert logged_in["Location"] == reverse("accounts:profile")
 
@@ -66,7 +68,13 @@ def test_sign_up_confirm_log_in_and_see_the_account_page(client):
     assert 'value="Ada Lovelace"' in text
     assert "Trial" in text
     assert "127.0.0.1" in text  # the login just recorded
-    for name in ("credits:history", "payments:orders", "generations:list", "generations:new", "payments:pricing"):
+    for name in (
+        "credits:history",
+        "payments:orders",
+        "generations:list",
+        "generations:new",
+        "payments:pricing",
+    ):
         assert f'href="{reverse(name)}"' in text, name
 
 

@@ -37,16 +37,20 @@ def test_a_first_paid_order_makes_a_trial_user_active_and_the_account_page_says_
     assert tier == "No subscription (pay as you go)"
 
 
-def test_an_unpaid_checkout_leaves_the_user_on_trial(client, user, packages, sandbox_only,
-                                                     django_capture_on_commit_callbacks):
-    order = buy_on_the_sandbox(client, user, packages["Basic"], django_capture_on_commit_callbacks, action="fail")
+def test_an_unpaid_checkout_leaves_the_user_on_trial(
+    client, user, packages, sandbox_only, django_capture_on_commit_callbacks
+):
+    order = buy_on_the_sandbox(
+        client, user, packages["Basic"], django_capture_on_commit_callbacks, action="fail"
+    )
 
     assert order.status == Order.Status.FAILED
     assert User.objects.get(pk=user.pk).status == User.Status.TRIAL
 
 
-def test_a_payment_never_lowers_a_subscribed_or_suspended_user(client, make_user, packages, sandbox_only,
-                                                               django_capture_on_commit_callbacks):
+def test_a_payment_never_lowers_a_subscribed_or_suspended_user(
+    client, make_user, packages, sandbox_only, django_capture_on_commit_callbacks
+):
     subscriber = make_user(status=User.Status.SUBSCRIBED)
 
     buy_on_the_sandbox(client, subscriber, packages["Basic"], django_capture_on_commit_callbacks)
@@ -59,17 +63,34 @@ def test_the_migration_makes_users_who_already_paid_active(make_user, packages):
 
     from django.apps import apps
 
-    backfill = importlib.import_module("accounts.migrations.0004_user_lifecycle").mark_paying_users_active
+    backfill = importlib.import_module(
+        "accounts.migrations.0004_user_lifecycle"
+    ).mark_paying_users_active
     payer, browser, suspended = make_user(), make_user(), make_user(status=User.Status.SUSPENDED)
     package = packages["Basic"]
-    for buyer, completed_at in ((payer, timezone.now()), (browser, None), (suspended, timezone.now())):
-        Order.objects.create(user=buyer, package=package, amount=package.price, currency=package.currency,
-                             credits=package.credits, provider="SANDBOX", completed_at=completed_at,
-                             status="COMPLETED" if completed_at else "PENDING")
+    for buyer, completed_at in (
+        (payer, timezone.now()),
+        (browser, None),
+        (suspended, timezone.now()),
+    ):
+        Order.objects.create(
+            user=buyer,
+            package=package,
+            amount=package.price,
+            currency=package.currency,
+            credits=package.credits,
+            provider="SANDBOX",
+            completed_at=completed_at,
+            status="COMPLETED" if completed_at else "PENDING",
+        )
 
     backfill(apps, None)
 
-    assert [User.objects.get(pk=u.pk).status for u in (payer, browser, suspended)] == ["ACTIVE", "TRIAL", "SUSPENDED"]
+    assert [User.objects.get(pk=u.pk).status for u in (payer, browser, suspended)] == [
+        "ACTIVE",
+        "TRIAL",
+        "SUSPENDED",
+    ]
 
 
 def test_the_account_page_links_to_the_api_key_page(client, user):

@@ -38,7 +38,9 @@ def make_package(db):
     from payments.models import CreditPackage
 
     def make(credits: int = 100, price: str = "10.00", **extra):
-        return CreditPackage.objects.create(name=f"{credits} credits", credits=credits, price=Decimal(price), **extra)
+        return CreditPackage.objects.create(
+            name=f"{credits} credits", credits=credits, price=Decimal(price), **extra
+        )
 
     return make
 
@@ -48,15 +50,29 @@ def make_order(make_package):
     """An order row as the payments app leaves it (for lists; refunds use the real flow)."""
     from payments.models import Order
 
-    def make(user, *, credits: int = 100, amount: str = "10.00", status=Order.Status.COMPLETED,
-             provider=Order.Provider.SANDBOX, **extra):
+    def make(
+        user,
+        *,
+        credits: int = 100,
+        amount: str = "10.00",
+        status=Order.Status.COMPLETED,
+        provider=Order.Provider.SANDBOX,
+        **extra,
+    ):
         package = make_package(credits=credits, price=amount)
         from django.utils import timezone
 
         extra.setdefault("completed_at", timezone.now() if status != Order.Status.PENDING else None)
         return Order.objects.create(
-            user=user, package=package, status=status, amount=Decimal(amount), currency="USD",
-            credits=credits, provider=provider, provider_order_id=f"test_{uuid.uuid4().hex[:16]}", **extra,
+            user=user,
+            package=package,
+            status=status,
+            amount=Decimal(amount),
+            currency="USD",
+            credits=credits,
+            provider=provider,
+            provider_order_id=f"test_{uuid.uuid4().hex[:16]}",
+            **extra,
         )
 
     return make
@@ -66,11 +82,25 @@ def make_order(make_package):
 def make_job(db):
     from generations.models import GenerationJob
 
-    def make(user, *, status=GenerationJob.Status.COMPLETED, estimated: int = 10, charged: int = 8,
-             operation: str = "image", model: str = "svg-procedural", **extra):
+    def make(
+        user,
+        *,
+        status=GenerationJob.Status.COMPLETED,
+        estimated: int = 10,
+        charged: int = 8,
+        operation: str = "image",
+        model: str = "svg-procedural",
+        **extra,
+    ):
         return GenerationJob.objects.create(
-            user=user, operation=operation, model=model, prompt="a lighthouse at dusk",
-            estimated_credits=estimated, credits_charged=charged, status=status, **extra,
+            user=user,
+            operation=operation,
+            model=model,
+            prompt="a lighthouse at dusk",
+            estimated_credits=estimated,
+            credits_charged=charged,
+            status=status,
+            **extra,
         )
 
     return make
@@ -90,8 +120,13 @@ def post_action(client, admin_name: str, action: str, pks, *, follow: bool = Fal
     """Confirm an admin action from its changelist, as the confirmation page's form does."""
     from django.urls import reverse
 
-    payload = {"action": action, "_selected_action": [str(pk) for pk in pks], "confirm": "yes",
-               "submission_key": data.pop("submission_key", None) or new_key(), **data}
+    payload = {
+        "action": action,
+        "_selected_action": [str(pk) for pk in pks],
+        "confirm": "yes",
+        "submission_key": data.pop("submission_key", None) or new_key(),
+        **data,
+    }
     return client.post(reverse(f"admin:{admin_name}_changelist"), payload, follow=follow)
 
 
@@ -102,9 +137,14 @@ def stripe_checkout(fake_stripe, make_user, make_package):
 
     def make(*, credits: int = 100, price: str = "20.00", user=None):
         customer = user or make_user()
-        order = order_create(user=customer, package=make_package(credits=credits, price=price), provider="STRIPE")
-        order_start_checkout(order=order, success_url="http://testserver/billing/done/",
-                             cancel_url="http://testserver/billing/")
+        order = order_create(
+            user=customer, package=make_package(credits=credits, price=price), provider="STRIPE"
+        )
+        order_start_checkout(
+            order=order,
+            success_url="http://testserver/billing/done/",
+            cancel_url="http://testserver/billing/",
+        )
         order.refresh_from_db()
         return order
 

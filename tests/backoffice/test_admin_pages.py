@@ -12,20 +12,35 @@ def populated(make_user, make_order, make_job):
     customer = make_user("customer@example.com", credits=50)
     order = make_order(customer)
     job = make_job(customer)
-    WebhookEvent.objects.create(provider="SANDBOX", event_id="evt_1", type="payment.succeeded", raw_body="{}",
-                                order=order)
+    WebhookEvent.objects.create(
+        provider="SANDBOX", event_id="evt_1", type="payment.succeeded", raw_body="{}", order=order
+    )
     from django.utils import timezone
 
-    ReconciliationRun.objects.create(since=timezone.now(), status="DISCREPANCIES",
-                                     discrepancies=[{"order": order.pk, "problem": "unknown to provider"}])
+    ReconciliationRun.objects.create(
+        since=timezone.now(),
+        status="DISCREPANCIES",
+        discrepancies=[{"order": order.pk, "problem": "unknown to provider"}],
+    )
     return {"customer": customer, "order": order, "job": job}
 
 
 ADMINS = [
-    "accounts_user", "credits_creditbalance", "credits_ledgerentry", "credits_auditlog",
-    "credits_idempotencyrecord", "payments_creditpackage", "payments_order", "payments_invoice",
-    "payments_invoicesequence", "payments_refund", "payments_webhookevent", "payments_reconciliationrun",
-    "payments_sandboxpayment", "payments_sandboxrefund", "generations_generationjob",
+    "accounts_user",
+    "credits_creditbalance",
+    "credits_ledgerentry",
+    "credits_auditlog",
+    "credits_idempotencyrecord",
+    "payments_creditpackage",
+    "payments_order",
+    "payments_invoice",
+    "payments_invoicesequence",
+    "payments_refund",
+    "payments_webhookevent",
+    "payments_reconciliationrun",
+    "payments_sandboxpayment",
+    "payments_sandboxrefund",
+    "generations_generationjob",
     "backoffice_adjustmentrequest",
 ]
 
@@ -39,7 +54,9 @@ def test_changelist_renders(client, superuser, populated, name):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("search", ["customer@example.com", "CUSTOMER@example.com", "12345", "no-such-key"])
+@pytest.mark.parametrize(
+    "search", ["customer@example.com", "CUSTOMER@example.com", "12345", "no-such-key"]
+)
 def test_ledger_search_never_errors(client, superuser, populated, search):
     client.force_login(superuser)
     response = client.get(reverse("admin:credits_ledgerentry_changelist"), {"q": search})
@@ -58,7 +75,9 @@ def test_change_pages_render(client, superuser, populated):
         reverse("admin:payments_order_change", args=[populated["order"].pk]),
         reverse("admin:generations_generationjob_change", args=[populated["job"].pk]),
         reverse("admin:payments_webhookevent_change", args=[WebhookEvent.objects.get().pk]),
-        reverse("admin:payments_reconciliationrun_change", args=[ReconciliationRun.objects.get().pk]),
+        reverse(
+            "admin:payments_reconciliationrun_change", args=[ReconciliationRun.objects.get().pk]
+        ),
         reverse("admin:credits_auditlog_change", args=[AuditLog.objects.first().pk]),
     ]
     for url in pages:

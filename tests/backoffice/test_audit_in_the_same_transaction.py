@@ -40,8 +40,10 @@ def audit_refuses():
     yield refuse
     if names and not connection.needs_rollback:  # a test transaction rolls it back by itself
         with connection.cursor() as cursor:
-            cursor.execute("DROP TRIGGER IF EXISTS test_refuse_audit ON credits_auditlog;"
-                           "DROP FUNCTION IF EXISTS test_refuse_audit();")
+            cursor.execute(
+                "DROP TRIGGER IF EXISTS test_refuse_audit ON credits_auditlog;"
+                "DROP FUNCTION IF EXISTS test_refuse_audit();"
+            )
 
 
 def _allow_audit():
@@ -82,8 +84,13 @@ def test_an_order_refund_whose_audit_row_fails_is_recorded_when_tried_again(
     audit_refuses("staff.order_refund")
 
     with pytest.raises(DatabaseError):
-        staff_order_refund(order=order, amount=None, reason="Duplicate purchase", staff_user=staff,
-                           idempotency_key=key)
+        staff_order_refund(
+            order=order,
+            amount=None,
+            reason="Duplicate purchase",
+            staff_user=staff,
+            idempotency_key=key,
+        )
 
     order.refresh_from_db()
     assert order.status == Order.Status.COMPLETED and order.credits_clawed_back == 0
@@ -92,8 +99,9 @@ def test_an_order_refund_whose_audit_row_fails_is_recorded_when_tried_again(
     assert not AuditLog.objects.filter(action="staff.order_refund").exists()
 
     _allow_audit()  # the same confirmation again: the provider answers with the same refund
-    done, refund = staff_order_refund(order=order, amount=None, reason="Duplicate purchase", staff_user=staff,
-                                      idempotency_key=key)
+    done, refund = staff_order_refund(
+        order=order, amount=None, reason="Duplicate purchase", staff_user=staff, idempotency_key=key
+    )
     assert done.status == Order.Status.REFUNDED and done.amount_refunded == Decimal("20.00")
     assert len(fake_stripe.refunds) == 1
     assert CreditBalance.objects.get(user=order.user).balance == 0

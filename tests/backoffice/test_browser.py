@@ -21,11 +21,17 @@ def admin_login(page, email: str) -> None:
     expect(page.locator("#site-name")).to_be_visible()
 
 
-def test_staff_refunds_an_order_and_sees_the_ledger_entry(page, screenshot, make_staff, paid_stripe_order,
-                                                          fake_stripe):
+def test_staff_refunds_an_order_and_sees_the_ledger_entry(
+    page, screenshot, make_staff, paid_stripe_order, fake_stripe
+):
     order = paid_stripe_order(credits=100, price="20.00")
-    make_staff("payments.view_order", "payments.refund_order", "credits.view_ledgerentry", "accounts.view_user",
-               email="refunds@example.com")
+    make_staff(
+        "payments.view_order",
+        "payments.refund_order",
+        "credits.view_ledgerentry",
+        "accounts.view_user",
+        email="refunds@example.com",
+    )
     admin_login(page, "refunds@example.com")
 
     page.goto(f"/admin/payments/order/{order.pk}/change/")
@@ -56,14 +62,20 @@ def test_staff_refunds_an_order_and_sees_the_ledger_entry(page, screenshot, make
     assert entry.amount == -25 and entry.created_by.email == "refunds@example.com"
 
 
-def test_dashboard_draws_its_charts(page, screenshot, make_staff, paid_stripe_order, fake_stripe, make_job):
+def test_dashboard_draws_its_charts(
+    page, screenshot, make_staff, paid_stripe_order, fake_stripe, make_job
+):
     buyer = paid_stripe_order(credits=100, price="20.00").user
     paid_stripe_order(credits=500, price="80.00")
     for status in ("COMPLETED", "COMPLETED", "FAILED"):
         make_job(buyer, status=status, charged=8 if status == "COMPLETED" else 0)
     make_job(buyer, operation="text", model="small-llm", charged=3, estimated=5)
-    make_staff("backoffice.view_finance", "credits.view_ledgerentry", "payments.view_order",
-               email="analyst@example.com")
+    make_staff(
+        "backoffice.view_finance",
+        "credits.view_ledgerentry",
+        "payments.view_order",
+        email="analyst@example.com",
+    )
     admin_login(page, "analyst@example.com")
 
     page.get_by_test_id("dashboard-link").get_by_role("link").click()
@@ -77,7 +89,12 @@ def test_dashboard_draws_its_charts(page, screenshot, make_staff, paid_stripe_or
 
 def test_staff_adjusts_credits_from_the_user_page(page, screenshot, make_staff, make_user):
     customer = make_user("customer@example.com", credits=40)
-    make_staff("accounts.view_user", "credits.adjust_credits", "credits.view_ledgerentry", email="support@example.com")
+    make_staff(
+        "accounts.view_user",
+        "credits.adjust_credits",
+        "credits.view_ledgerentry",
+        email="support@example.com",
+    )
     admin_login(page, "support@example.com")
 
     page.goto(f"/admin/accounts/user/{customer.pk}/change/")
@@ -89,7 +106,9 @@ def test_staff_adjusts_credits_from_the_user_page(page, screenshot, make_staff, 
     page.get_by_label("Internal note (staff only)").fill("Goodwill: slow queue on Monday")
     page.get_by_test_id("confirm-action").click()
 
-    expect(page.locator(".messagelist .success")).to_contain_text("adjusted by +15 credits, balance now 55")
+    expect(page.locator(".messagelist .success")).to_contain_text(
+        "adjusted by +15 credits, balance now 55"
+    )
     expect(page.get_by_test_id("credits-summary")).to_contain_text("55")
     expect(page.locator("#ledger_entries-group")).to_contain_text("Goodwill: slow queue on Monday")
     screenshot(page, "user-page")

@@ -20,19 +20,53 @@ def business(make_user, make_order, make_job):
     now = timezone.now()
     alice, bob = make_user("alice@example.com"), make_user("bob@example.com")
     make_order(alice, amount="20.00", credits=100)
-    make_order(bob, amount="5.00", credits=20, dispute_status=Order.DisputeStatus.OPEN, dispute_id="dp_123")
-    make_order(bob, amount="99.00", credits=500, completed_at=now - timedelta(days=40))  # outside 30 days
+    make_order(
+        bob, amount="5.00", credits=20, dispute_status=Order.DisputeStatus.OPEN, dispute_id="dp_123"
+    )
+    make_order(
+        bob, amount="99.00", credits=500, completed_at=now - timedelta(days=40)
+    )  # outside 30 days
     credits_grant(user=alice, amount=100, kind="PURCHASE", idempotency_key="dash:purchase")
-    credits_spend(user=alice, amount=30, idempotency_key="dash:spend",
-                  description='=HYPERLINK("http://evil.example","click")')
-    for status in (GenerationJob.Status.COMPLETED, GenerationJob.Status.COMPLETED, GenerationJob.Status.FAILED):
-        make_job(alice, status=status, charged=6 if status == GenerationJob.Status.COMPLETED else 0,
-                 operation="image", model="svg-procedural")
-    make_job(bob, status=GenerationJob.Status.COMPLETED, charged=12, estimated=20, operation="text", model="gpt-x")
-    ReconciliationRun.objects.create(since=now - timedelta(hours=1), status=ReconciliationRun.Status.DISCREPANCIES,
-                                     discrepancies=[{"kind": "unknown_payment", "provider": "STRIPE", "order_id": None,
-                                                     "reference": "pi_1", "detail": "paid at provider, not here",
-                                                     "action": "flagged"}])
+    credits_spend(
+        user=alice,
+        amount=30,
+        idempotency_key="dash:spend",
+        description='=HYPERLINK("http://evil.example","click")',
+    )
+    for status in (
+        GenerationJob.Status.COMPLETED,
+        GenerationJob.Status.COMPLETED,
+        GenerationJob.Status.FAILED,
+    ):
+        make_job(
+            alice,
+            status=status,
+            charged=6 if status == GenerationJob.Status.COMPLETED else 0,
+            operation="image",
+            model="svg-procedural",
+        )
+    make_job(
+        bob,
+        status=GenerationJob.Status.COMPLETED,
+        charged=12,
+        estimated=20,
+        operation="text",
+        model="gpt-x",
+    )
+    ReconciliationRun.objects.create(
+        since=now - timedelta(hours=1),
+        status=ReconciliationRun.Status.DISCREPANCIES,
+        discrepancies=[
+            {
+                "kind": "unknown_payment",
+                "provider": "STRIPE",
+                "order_id": None,
+                "reference": "pi_1",
+                "detail": "paid at provider, not here",
+                "action": "flagged",
+            }
+        ],
+    )
     return {"alice": alice, "bob": bob}
 
 
@@ -48,7 +82,12 @@ def test_dashboard_shows_the_period_figures_as_svg(client, make_staff, business)
     assert "99.00" not in html
     board = response.context["board"]
     assert [r.total for r in board.revenue] == [25]
-    assert board.credits.totals() == {"purchased": 100, "spent": 30, "refunded": 0, "clawed_back": 0}
+    assert board.credits.totals() == {
+        "purchased": 100,
+        "spent": 30,
+        "refunded": 0,
+        "clawed_back": 0,
+    }
     image = next(j for j in board.jobs if j.operation == "image")
     assert (image.completed, image.failed, image.mean_cost) == (2, 1, 6.0)
     assert 'data-testid="open-disputes">1<' in html and "dp_123" in html
@@ -64,19 +103,29 @@ def test_period_choice_and_date_range(client, make_staff, business):
 
     today = timezone.localdate()
     start = today - timedelta(days=45)
-    ranged = client.get(reverse("backoffice:dashboard"), {"start": start.isoformat(), "end": today.isoformat()})
+    ranged = client.get(
+        reverse("backoffice:dashboard"), {"start": start.isoformat(), "end": today.isoformat()}
+    )
     assert ranged.context["board"].period.start == start
-    assert [r.total for r in ranged.context["board"].revenue] == [124]  # the older order is in range now
+    assert [r.total for r in ranged.context["board"].revenue] == [
+        124
+    ]  # the older order is in range now
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("params, error", [
-    ({"start": "2026-03-10", "end": "2026-03-01"}, "The start date must be on or before the end date."),
-    ({"start": "2020-01-01", "end": "2026-01-01"}, "Pick at most 366 days."),
-    ({"start": "2026-03-10"}, "Give both a start and an end date"),
-    ({"start": "yesterday", "end": "today"}, "Enter a valid date."),
-    ({"period": "12"}, "Select a valid choice."),
-])
+@pytest.mark.parametrize(
+    "params, error",
+    [
+        (
+            {"start": "2026-03-10", "end": "2026-03-01"},
+            "The start date must be on or before the end date.",
+        ),
+        ({"start": "2020-01-01", "end": "2026-01-01"}, "Pick at most 366 days."),
+        ({"start": "2026-03-10"}, "Give both a start and an end date"),
+        ({"start": "yesterday", "end": "today"}, "Enter a valid date."),
+        ({"period": "12"}, "Select a valid choice."),
+    ],
+)
 def test_invalid_period_is_explained_and_falls_back_to_30_days(client, make_staff, params, error):
     client.force_login(make_staff(FINANCE))
     response = client.get(reverse("backoffice:dashboard"), params)

@@ -23,14 +23,25 @@ def test_the_user_page_sums_paid_orders_as_money(client, superuser, make_user, m
     assert "Lifetime received" in body and "earned" not in body.lower()
 
 
-def test_the_refund_confirmation_and_its_errors_show_money(client, superuser, make_user, make_order):
+def test_the_refund_confirmation_and_its_errors_show_money(
+    client, superuser, make_user, make_order
+):
     order = make_order(make_user(), amount="2.99", amount_refunded=Decimal("1.00"))
     client.force_login(superuser)
     url = reverse("admin:payments_order_changelist")
 
     page = client.post(url, {"action": "refund", "_selected_action": [order.pk]}).content.decode()
-    too_much = client.post(url, {"action": "refund", "_selected_action": [order.pk], "confirm": "yes",
-                                 "submission_key": "0" * 32, "amount": "5.00", "reason": "Asked"}).content.decode()
+    too_much = client.post(
+        url,
+        {
+            "action": "refund",
+            "_selected_action": [order.pk],
+            "confirm": "yes",
+            "submission_key": "0" * 32,
+            "amount": "5.00",
+            "reason": "Asked",
+        },
+    ).content.decode()
 
     assert "$2.99" in page and "$1.00" in page
     assert "At most $1.99 is left to refund on this order." in too_much

@@ -51,7 +51,9 @@ def test_orders_changelist_queries_do_not_grow_with_rows(client, superuser, make
 
 
 @pytest.mark.django_db
-def test_django_assert_num_queries_holds_for_both_sizes(client, superuser, make_user, django_assert_num_queries):
+def test_django_assert_num_queries_holds_for_both_sizes(
+    client, superuser, make_user, django_assert_num_queries
+):
     client.force_login(superuser)
     url = reverse("admin:credits_ledgerentry_changelist")
     fill_ledger(make_user(), 2)
@@ -63,7 +65,11 @@ def test_django_assert_num_queries_holds_for_both_sizes(client, superuser, make_
 
 
 def full_counts(sql_list, table):
-    return [q for q in sql_list if "COUNT(" in q.upper() and f'FROM "{table}"' in q and "WHERE" not in q.upper()]
+    return [
+        q
+        for q in sql_list
+        if "COUNT(" in q.upper() and f'FROM "{table}"' in q and "WHERE" not in q.upper()
+    ]
 
 
 @pytest.mark.django_db

@@ -36,15 +36,18 @@ def test_reconciliation_reads_its_window_through_the_payments_settings(settings,
     assert (default_window(), pending_lookback()) == (timedelta(hours=6), timedelta(days=1))
 
 
-@pytest.mark.parametrize("name, value, check_id", [
-    ("BACKOFFICE_DASHBOARD_MAX_DAYS", 0, "backoffice.E001"),
-    ("BACKOFFICE_ADJUSTMENT_APPROVAL_THRESHOLD", "many", "backoffice.E001"),
-    ("BACKOFFICE_FILTERED_COUNT_CAP", 0, "backoffice.E001"),
-    ("PAYMENTS_RECONCILE_WINDOW_HOURS", "a day", "payments.E011"),
-    ("ACCOUNTS_EMAIL_SEND_LEASE_SECONDS", -1, "accounts.E001"),
-    ("TRUSTED_PROXY_COUNT", -1, "accounts.E004"),
-    ("CREDITS_PREPARED_STATEMENTS", "yes", "credits.E009"),
-])
+@pytest.mark.parametrize(
+    "name, value, check_id",
+    [
+        ("BACKOFFICE_DASHBOARD_MAX_DAYS", 0, "backoffice.E001"),
+        ("BACKOFFICE_ADJUSTMENT_APPROVAL_THRESHOLD", "many", "backoffice.E001"),
+        ("BACKOFFICE_FILTERED_COUNT_CAP", 0, "backoffice.E001"),
+        ("PAYMENTS_RECONCILE_WINDOW_HOURS", "a day", "payments.E011"),
+        ("ACCOUNTS_EMAIL_SEND_LEASE_SECONDS", -1, "accounts.E001"),
+        ("TRUSTED_PROXY_COUNT", -1, "accounts.E004"),
+        ("CREDITS_PREPARED_STATEMENTS", "yes", "credits.E009"),
+    ],
+)
 def test_a_bad_value_is_a_system_check_error_naming_the_setting(settings, name, value, check_id):
     setattr(settings, name, value)
     errors = [error for error in checks.run_checks() if error.id == check_id]

@@ -12,8 +12,14 @@ from generations import exceptions as generations_errors
 from generations.backends.base import BackendError, PermanentBackendError, RetryableBackendError
 from payments import exceptions as payments_errors
 
-APP_ERRORS = [accounts_errors.AccountsError, backoffice_errors.BackofficeError, credits_errors.CreditsError,
-              generations_errors.GenerationsError, payments_errors.PaymentsError, BackendError]
+APP_ERRORS = [
+    accounts_errors.AccountsError,
+    backoffice_errors.BackofficeError,
+    credits_errors.CreditsError,
+    generations_errors.GenerationsError,
+    payments_errors.PaymentsError,
+    BackendError,
+]
 
 
 @pytest.mark.parametrize("root", APP_ERRORS, ids=lambda cls: cls.__module__)
@@ -35,8 +41,13 @@ def test_an_error_carries_code_message_status_and_details():
     error = credits_errors.InsufficientCredits(needed=5, available=2)
     assert (error.code, error.status) == ("insufficient_credits", 402)
     assert error.message == str(error) == "Not enough credits: this needs 5, the balance is 2."
-    assert error.as_dict() == {"error": {"code": "insufficient_credits", "message": str(error),
-                                         "details": {"needed": 5, "available": 2}}}
+    assert error.as_dict() == {
+        "error": {
+            "code": "insufficient_credits",
+            "message": str(error),
+            "details": {"needed": 5, "available": 2},
+        }
+    }
     assert generations_errors.TooManyRunningJobs(limit=3).status == 429
     assert credits_errors.StaffRequired("no").status == 403
 
@@ -47,7 +58,9 @@ def test_tasks_retry_by_the_errors_own_word():
     assert not errors.is_retryable(payments_errors.PaymentMismatch("amount differs"))
     assert errors.is_retryable(payments_errors.OrderNotReady("later"))
     assert errors.is_retryable(payments_errors.ProviderError("503", retryable=True))
-    assert not errors.is_retryable(payments_errors.ProviderError("declined", code="INSTRUMENT_DECLINED"))
+    assert not errors.is_retryable(
+        payments_errors.ProviderError("declined", code="INSTRUMENT_DECLINED")
+    )
     assert errors.is_retryable(ConnectionError("lost"))  # unexpected: tried again
 
 

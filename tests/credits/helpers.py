@@ -22,7 +22,9 @@ class Outcome:
     error: BaseException | None = None
 
 
-def run_concurrently(calls: list[Callable[[], object]], *, workers: int | None = None) -> list[Outcome]:
+def run_concurrently(
+    calls: list[Callable[[], object]], *, workers: int | None = None
+) -> list[Outcome]:
     """Run the calls on ``workers`` threads (default: one each); the first wave starts at once.
 
     Each thread closes its own database connection when done.
@@ -71,9 +73,11 @@ class State:
 
 
 def state_of(user) -> State:
-    row = CreditBalance.objects.filter(user=user).values_list(
-        "balance", "lifetime_earned", "lifetime_spent", "spend_holds", "version"
-    ).first()
+    row = (
+        CreditBalance.objects.filter(user=user)
+        .values_list("balance", "lifetime_earned", "lifetime_spent", "spend_holds", "version")
+        .first()
+    )
     return State(balance=row, entries=LedgerEntry.objects.count(), audits=AuditLog.objects.count())
 
 
@@ -87,7 +91,9 @@ def regen_slot() -> object:
 
     every = app_settings.REGEN_INTERVAL_SECONDS
     with connection.cursor() as cursor:
-        cursor.execute("SELECT to_timestamp(floor(extract(epoch FROM now()) / %s) * %s)", [every, every])
+        cursor.execute(
+            "SELECT to_timestamp(floor(extract(epoch FROM now()) / %s) * %s)", [every, every]
+        )
         return cursor.fetchone()[0]
 
 
@@ -98,4 +104,3 @@ def last_checked(user, periods_ago: int):
     checked = regen_slot() - periods_ago * app_settings.REGEN_INTERVAL
     CreditBalance.objects.filter(user=user).update(regen_checked_at=checked)
     return checked
-

@@ -46,8 +46,14 @@ def test_the_model_refuses_save_and_delete(entry):
     with pytest.raises(TypeError, match="append-only"):
         stored.delete()
     with pytest.raises(TypeError, match="only by credits.services"):
-        LedgerEntry(user_id=entry.user_id, amount=5, kind=LedgerKind.BONUS, balance_before=0, balance_after=5,
-                    idempotency_key="new").save()
+        LedgerEntry(
+            user_id=entry.user_id,
+            amount=5,
+            kind=LedgerKind.BONUS,
+            balance_before=0,
+            balance_after=5,
+            idempotency_key="new",
+        ).save()
     with pytest.raises(TypeError, match="append-only"):
         LedgerEntry.objects.filter(pk=entry.pk).update(amount=-1)
     with pytest.raises(TypeError, match="append-only"):
@@ -68,19 +74,32 @@ def test_deleting_an_order_keeps_the_entry_and_the_order_it_names(make_user):
 
     user = make_user()
     package = CreditPackage.objects.create(name="Small", credits=5, price=Decimal("5.00"))
-    order = Order.objects.create(user=user, package=package, amount=Decimal("5.00"), currency="USD", credits=5,
-                                 provider=Order.Provider.SANDBOX)
-    grant = credits_grant(user=user, amount=5, kind=LedgerKind.PURCHASE, idempotency_key="o",
-                          source=order_source(order))
+    order = Order.objects.create(
+        user=user,
+        package=package,
+        amount=Decimal("5.00"),
+        currency="USD",
+        credits=5,
+        provider=Order.Provider.SANDBOX,
+    )
+    grant = credits_grant(
+        user=user,
+        amount=5,
+        kind=LedgerKind.PURCHASE,
+        idempotency_key="o",
+        source=order_source(order),
+    )
     source = order_source(order)
 
     order.delete()
 
     stored = LedgerEntry.objects.get(pk=grant.pk)
     assert (stored.source, stored.amount, stored.balance_after) == (source, 5, 5)
-    for sql in ("UPDATE credits_ledgerentry SET source_id = NULL, source_type = NULL WHERE id = %s",
-                "UPDATE credits_ledgerentry SET source_id = source_id + 1 WHERE id = %s",
-                "UPDATE credits_ledgerentry SET source_type = 'generations.job' WHERE id = %s"):
+    for sql in (
+        "UPDATE credits_ledgerentry SET source_id = NULL, source_type = NULL WHERE id = %s",
+        "UPDATE credits_ledgerentry SET source_id = source_id + 1 WHERE id = %s",
+        "UPDATE credits_ledgerentry SET source_type = 'generations.job' WHERE id = %s",
+    ):
         with pytest.raises(DatabaseError, match="append-only"):
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute(sql, [grant.pk])
@@ -94,4 +113,6 @@ def test_raw_sql_cannot_relink_an_entry(make_user):
 
     with pytest.raises(DatabaseError, match="append-only"):
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute("UPDATE credits_ledgerentry SET created_by_id = user_id WHERE id = %s", [grant.pk])
+            cursor.execute(
+                "UPDATE credits_ledgerentry SET created_by_id = user_id WHERE id = %s", [grant.pk]
+            )

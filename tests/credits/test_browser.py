@@ -22,10 +22,20 @@ def log_in(page, email):
 @pytest.fixture
 def customer(make_user):
     user = make_user("ada@example.com")
-    credits_grant(user=user, amount=120, kind=LedgerKind.PURCHASE, idempotency_key="p1", description="Pro pack")
+    credits_grant(
+        user=user,
+        amount=120,
+        kind=LedgerKind.PURCHASE,
+        idempotency_key="p1",
+        description="Pro pack",
+    )
     descriptions = ["Poster: lighthouse at dusk", "Logo sketch", "Banner: autumn sale", "Avatar"]
-    spends = [credits_spend(user=user, amount=3 + i % 4, idempotency_key=f"s{i}", description=descriptions[i % 4])
-              for i in range(14)]
+    spends = [
+        credits_spend(
+            user=user, amount=3 + i % 4, idempotency_key=f"s{i}", description=descriptions[i % 4]
+        )
+        for i in range(14)
+    ]
     credits_refund(spend=spends[2], idempotency_key="r1", reason="Cheaper than estimated", amount=2)
     return user
 
@@ -37,7 +47,9 @@ def test_history_with_filters_and_older_entries(page, screenshot, customer, sett
     page.goto("/credits/")
 
     expected = 120 - sum(3 + i % 4 for i in range(14)) + 2
-    assert page.get_by_test_id("credits-balance").locator(".stat-value").inner_text() == str(expected)
+    assert page.get_by_test_id("credits-balance").locator(".stat-value").inner_text() == str(
+        expected
+    )
     assert page.get_by_test_id("header-balance").inner_text() == f"{expected} credits"
     assert page.locator("#history-rows tr").count() == 10
     screenshot(page, "1-history")
@@ -45,7 +57,9 @@ def test_history_with_filters_and_older_entries(page, screenshot, customer, sett
     page.get_by_test_id("older-entries").click()
     page.wait_for_function("document.querySelectorAll('#history-rows tr').length === 16")
     assert page.get_by_text("That is everything.").is_visible()
-    ids = page.locator("#history-rows tr").evaluate_all("rows => rows.map(r => Number(r.dataset.entryId))")
+    ids = page.locator("#history-rows tr").evaluate_all(
+        "rows => rows.map(r => Number(r.dataset.entryId))"
+    )
     assert ids == sorted(ids, reverse=True) and len(set(ids)) == 16
 
     page.get_by_label("Kind").select_option("REFUND")
@@ -55,7 +69,11 @@ def test_history_with_filters_and_older_entries(page, screenshot, customer, sett
     assert page.get_by_text("Cheaper than estimated").is_visible()
 
     page.goto("/credits/?date_from=2025-05-02&date_to=2025-05-01")
-    assert page.get_by_test_id("filter-errors").get_by_text("The start date is after the end date").is_visible()
+    assert (
+        page.get_by_test_id("filter-errors")
+        .get_by_text("The start date is after the end date")
+        .is_visible()
+    )
     screenshot(page, "2-bad-filter")
 
     page.set_viewport_size({"width": 390, "height": 844})

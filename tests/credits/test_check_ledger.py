@@ -37,8 +37,11 @@ def test_a_consistent_ledger_is_clean(history):
 
 
 def test_a_balance_changed_below_the_orm_is_drift(history):
-    raw("UPDATE credits_creditbalance SET balance = balance + 7, lifetime_earned = lifetime_earned + 7 "
-        "WHERE user_id = %s", [history.pk])
+    raw(
+        "UPDATE credits_creditbalance SET balance = balance + 7, lifetime_earned = lifetime_earned + 7 "
+        "WHERE user_id = %s",
+        [history.pk],
+    )
 
     status, output = check_ledger()
 
@@ -60,9 +63,12 @@ def test_totals_that_disagree_with_the_balance_are_drift(history):
 
 def test_a_broken_chain_is_drift(history):
     # An entry whose before does not follow the last entry's after (inserts are allowed).
-    raw("""INSERT INTO credits_ledgerentry (user_id, amount, kind, balance_before, balance_after, description,
+    raw(
+        """INSERT INTO credits_ledgerentry (user_id, amount, kind, balance_before, balance_after, description,
                                             metadata, idempotency_key, created_at)
-           VALUES (%s, 1, 'BONUS', 99, 100, '', '{}', 'forged', now())""", [history.pk])
+           VALUES (%s, 1, 'BONUS', 99, 100, '', '{}', 'forged', now())""",
+        [history.pk],
+    )
 
     status, output = check_ledger()
 
@@ -73,7 +79,10 @@ def test_a_broken_chain_is_drift(history):
 
 def test_a_balance_row_without_entries_must_be_zero(make_user):
     user = make_user()
-    raw("UPDATE credits_creditbalance SET balance = 3, lifetime_earned = 3 WHERE user_id = %s", [user.pk])
+    raw(
+        "UPDATE credits_creditbalance SET balance = 3, lifetime_earned = 3 WHERE user_id = %s",
+        [user.pk],
+    )
 
     status, output = check_ledger()
 
@@ -93,12 +102,23 @@ def test_entries_without_a_balance_row_are_drift(history):
 @pytest.mark.django_db(transaction=True)
 def test_the_command_exits_non_zero_on_drift(make_user):
     user = make_user(credits=5)
-    raw("UPDATE credits_creditbalance SET balance = 4, lifetime_earned = 4 WHERE user_id = %s", [user.pk])
-    env = {"DATABASE_URL": test_database_url(),
-           "DJANGO_SETTINGS_MODULE": "config.settings.test", "PATH": "/usr/bin:/bin"}
+    raw(
+        "UPDATE credits_creditbalance SET balance = 4, lifetime_earned = 4 WHERE user_id = %s",
+        [user.pk],
+    )
+    env = {
+        "DATABASE_URL": test_database_url(),
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "PATH": "/usr/bin:/bin",
+    }
 
-    result = subprocess.run([sys.executable, "manage.py", "check_ledger"], capture_output=True, text=True, env=env,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check_ledger"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"user {user.pk}: balance 4 but the entries sum to 5" in result.stdout

@@ -20,7 +20,11 @@ def test_seed_gives_the_demo_customer_a_history_once(make_user):
 
     assert entries == 7  # trial, bonus, four spends, one refund
     assert set(LedgerEntry.objects.filter(user=user).values_list("kind", flat=True)) == {
-        "TRIAL_GRANT", "BONUS", "SPEND", "REFUND"}
+        "TRIAL_GRANT",
+        "BONUS",
+        "SPEND",
+        "REFUND",
+    }
     assert LedgerEntry.objects.filter(user=user).count() == entries
     assert CreditBalance.objects.get(user=user).balance == balance == 10 + 40 - 19 + 5
     assert "(0 new ledger entries)" in out.getvalue()

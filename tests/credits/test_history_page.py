@@ -22,9 +22,16 @@ def make_history(user, count: int) -> None:
     """``count`` entries alternating grants and spends (the first is the seed grant)."""
     for i in range(count - 1):
         if i % 2:
-            credits_spend(user=user, amount=1, idempotency_key=f"h-spend-{user.pk}-{i}", description=f"Job {i}")
+            credits_spend(
+                user=user,
+                amount=1,
+                idempotency_key=f"h-spend-{user.pk}-{i}",
+                description=f"Job {i}",
+            )
         else:
-            credits_grant(user=user, amount=2, kind=LedgerKind.BONUS, idempotency_key=f"h-grant-{user.pk}-{i}")
+            credits_grant(
+                user=user, amount=2, kind=LedgerKind.BONUS, idempotency_key=f"h-grant-{user.pk}-{i}"
+            )
 
 
 @pytest.fixture
@@ -35,7 +42,11 @@ def customer(make_user, client):
 
 
 def rows_of(response):
-    return [int(r) for r in response.content.decode().split('data-entry-id="')[1:] for r in [r.split('"')[0]]]
+    return [
+        int(r)
+        for r in response.content.decode().split('data-entry-id="')[1:]
+        for r in [r.split('"')[0]]
+    ]
 
 
 def test_anonymous_visitors_are_sent_to_log_in(client):
@@ -53,7 +64,10 @@ def test_the_page_shows_balance_totals_and_history(client, customer):
     assert response.status_code == 200
     body = response.content.decode()
     assert response.context["balance"].balance == 6
-    assert (response.context["balance"].lifetime_earned, response.context["balance"].lifetime_spent) == (10, 4)
+    assert (
+        response.context["balance"].lifetime_earned,
+        response.context["balance"].lifetime_spent,
+    ) == (10, 4)
     assert "Poster render" in body and ">-4<" in body
     assert rows_of(response)[0] == spend.pk
     assert 'data-testid="credits-balance"' in body
@@ -67,7 +81,9 @@ def test_the_page_costs_the_same_queries_for_5_or_60_entries(
 ):
     make_history(customer, entries)
     if regeneration_due:
-        CreditBalance.objects.filter(user=customer).update(regen_checked_at=timezone.now() - timedelta(hours=1))
+        CreditBalance.objects.filter(user=customer).update(
+            regen_checked_at=timezone.now() - timedelta(hours=1)
+        )
 
     # session, user, the balance (one statement, with any regeneration due), one history page
     with django_assert_num_queries(4):
@@ -83,7 +99,9 @@ def test_pages_follow_the_keyset_without_gaps_or_repeats(client, customer, setti
     # Five entries written in one transaction share created_at; the id settles their order.
     with transaction.atomic():
         for i in range(5):
-            credits_grant(user=customer, amount=1, kind=LedgerKind.BONUS, idempotency_key=f"tie-{i}")
+            credits_grant(
+                user=customer, amount=1, kind=LedgerKind.BONUS, idempotency_key=f"tie-{i}"
+            )
     seen, url = [], URL
     with CaptureQueriesContext(connection) as queries:
         while url:
@@ -134,7 +152,10 @@ def test_filter_by_date_range_is_inclusive(client, customer):
     [
         ({"kind": "FREE_MONEY"}, "Select a valid choice"),
         ({"date_from": "2024-13-45"}, "Enter a valid date"),
-        ({"date_from": "2025-05-02", "date_to": "2025-05-01"}, "The start date is after the end date"),
+        (
+            {"date_from": "2025-05-02", "date_to": "2025-05-01"},
+            "The start date is after the end date",
+        ),
         ({"date_to": "0001-01-01"}, "Pick a date between"),
         ({"before": "not-a-position"}, "That page link is not valid any more"),
         ({"before": "99999999999999999999999.1"}, "That page link is not valid any more"),
@@ -158,7 +179,7 @@ def parse_csv(response) -> list[list[str]]:
 
 def test_the_csv_export_streams_every_entry_oldest_first(client, customer):
     make_history(customer, 7)
-    credits_spend(user=customer, amount=1, idempotency_key="formula", description="=HYPERLINK(\"x\")")
+    credits_spend(user=customer, amount=1, idempotency_key="formula", description='=HYPERLINK("x")')
 
     response = client.get(EXPORT)
 
@@ -171,8 +192,12 @@ def test_the_csv_export_streams_every_entry_oldest_first(client, customer):
     body = rows[1:]
     assert len(body) == 8
     assert [int(r[0]) for r in body] == sorted(int(r[0]) for r in body)
-    assert sum(int(r[4]) for r in body) == int(body[-1][6]) == CreditBalance.objects.get(user=customer).balance
-    assert body[-1][3] == "'=HYPERLINK(\"x\")"  # a spreadsheet will not run it
+    assert (
+        sum(int(r[4]) for r in body)
+        == int(body[-1][6])
+        == CreditBalance.objects.get(user=customer).balance
+    )
+    assert body[-1][3] == '\'=HYPERLINK("x")'  # a spreadsheet will not run it
 
 
 def test_the_csv_export_applies_the_filters(client, customer):
@@ -211,26 +236,45 @@ def test_other_users_entries_are_never_shown(client, customer, make_user):
     assert LedgerEntry.objects.filter(user=other).exists()
 
 
-def test_staff_reasons_of_adjustments_made_before_notes_were_kept_apart_stay_hidden(client, customer, make_user):
+def test_staff_reasons_of_adjustments_made_before_notes_were_kept_apart_stay_hidden(
+    client, customer, make_user
+):
     """Such entries hold the staff reason as their description (and no internal note): the
     customer reads a neutral line, in the page and the export; staff still see the reason."""
     from credits.ledger_sql import Movement, apply_movement, run_atomically
 
     staff = make_user(is_staff=True)
     for delta, key in ((7, "legacy-add"), (-2, "legacy-take")):
-        run_atomically(lambda delta=delta, key=key: apply_movement(Movement(
-            user_id=customer.pk, delta=delta, kind=LedgerKind.ADJUSTMENT, idempotency_key=key,
-            action="credits.adjust", description="Suspected reseller, see fraud ticket",
-            internal_note=None, created_by_id=staff.pk,
-        )))
-    assert LedgerEntry.objects.filter(user=customer, internal_note__isnull=True, kind="ADJUSTMENT").count() == 2
+        run_atomically(
+            lambda delta=delta, key=key: apply_movement(
+                Movement(
+                    user_id=customer.pk,
+                    delta=delta,
+                    kind=LedgerKind.ADJUSTMENT,
+                    idempotency_key=key,
+                    action="credits.adjust",
+                    description="Suspected reseller, see fraud ticket",
+                    internal_note=None,
+                    created_by_id=staff.pk,
+                )
+            )
+        )
+    assert (
+        LedgerEntry.objects.filter(
+            user=customer, internal_note__isnull=True, kind="ADJUSTMENT"
+        ).count()
+        == 2
+    )
 
     page = client.get(URL).content.decode()
     export = b"".join(client.get(EXPORT).streaming_content).decode()
 
     for text in (page, export):
         assert "fraud" not in text and "reseller" not in text
-        assert "Credits added by our support team" in text and "Credits removed by our support team" in text
+        assert (
+            "Credits added by our support team" in text
+            and "Credits removed by our support team" in text
+        )
 
 
 def test_the_account_page_and_the_credits_page_name_the_totals_alike(client, customer):
@@ -245,9 +289,15 @@ def test_the_account_page_and_the_credits_page_name_the_totals_alike(client, cus
 def test_a_refund_shows_its_description_and_keeps_the_staff_note_to_staff(client, customer):
     from credits.services import credits_refund
 
-    spend = credits_spend(user=customer, amount=4, idempotency_key="to-refund", description="Poster")
-    refund = credits_refund(spend=spend, idempotency_key="refund-it", reason="Refund of a blurry poster",
-                            internal_note="Customer threatened a chargeback")
+    spend = credits_spend(
+        user=customer, amount=4, idempotency_key="to-refund", description="Poster"
+    )
+    refund = credits_refund(
+        spend=spend,
+        idempotency_key="refund-it",
+        reason="Refund of a blurry poster",
+        internal_note="Customer threatened a chargeback",
+    )
 
     page = client.get(URL).content.decode()
     export = b"".join(client.get(EXPORT).streaming_content).decode()

@@ -18,13 +18,23 @@ from tests.credits.helpers import assert_ledger_clean, balance_of, run_concurren
 def _operations(user, staff, spend):
     """One call per service, each with its own key; calling one again must change nothing."""
     return {
-        "grant": lambda: credits_grant(user=user, amount=7, kind=LedgerKind.PURCHASE, idempotency_key="order:1"),
+        "grant": lambda: credits_grant(
+            user=user, amount=7, kind=LedgerKind.PURCHASE, idempotency_key="order:1"
+        ),
         "spend": lambda: credits_spend(user=user, amount=2, idempotency_key="job:1:charge"),
         "refund": lambda: credits_refund(spend=spend, idempotency_key="job:0:refund", amount=1),
-        "adjust": lambda: credits_adjust(user=user, amount=-1, reason="Fix", staff_user=staff, idempotency_key="adj:1"),
-        "clawback": lambda: credits_clawback(user=user, amount=3, idempotency_key="order:0:refund", reason="Refund"),
-        "hold": lambda: spending_hold(user=user, reason="Dispute", idempotency_key="dispute:1:open"),
-        "release": lambda: spending_release(user=user, reason="Won", idempotency_key="dispute:1:close"),
+        "adjust": lambda: credits_adjust(
+            user=user, amount=-1, reason="Fix", staff_user=staff, idempotency_key="adj:1"
+        ),
+        "clawback": lambda: credits_clawback(
+            user=user, amount=3, idempotency_key="order:0:refund", reason="Refund"
+        ),
+        "hold": lambda: spending_hold(
+            user=user, reason="Dispute", idempotency_key="dispute:1:open"
+        ),
+        "release": lambda: spending_release(
+            user=user, reason="Won", idempotency_key="dispute:1:close"
+        ),
     }
 
 
@@ -80,7 +90,10 @@ def test_two_different_refunds_of_one_spend_race_and_one_wins(make_user):
     spend = credits_spend(user=user, amount=6, idempotency_key="s")
 
     outcomes = run_concurrently(
-        [lambda i=i: credits_refund(spend=spend, idempotency_key=f"refund-{i}", amount=3) for i in range(6)]
+        [
+            lambda i=i: credits_refund(spend=spend, idempotency_key=f"refund-{i}", amount=3)
+            for i in range(6)
+        ]
     )
 
     winners = [o for o in outcomes if o.error is None]
@@ -96,10 +109,17 @@ def test_concurrent_clawbacks_with_one_key_recover_once(make_user):
     user = make_user(credits=10)
 
     outcomes = run_concurrently(
-        [lambda: credits_clawback(user=user, amount=4, idempotency_key="dispute:9:lost", reason="Lost")] * 8
+        [
+            lambda: credits_clawback(
+                user=user, amount=4, idempotency_key="dispute:9:lost", reason="Lost"
+            )
+        ]
+        * 8
     )
 
     assert [o.error for o in outcomes if o.error] == []
-    assert {(o.value.entry.pk, o.value.recovered) for o in outcomes} == {(outcomes[0].value.entry.pk, 4)}
+    assert {(o.value.entry.pk, o.value.recovered) for o in outcomes} == {
+        (outcomes[0].value.entry.pk, 4)
+    }
     assert balance_of(user) == 6
     assert_ledger_clean()

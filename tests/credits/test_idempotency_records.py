@@ -31,7 +31,9 @@ def test_records_expire_after_the_configured_time(settings):
     record = IdempotencyRecord.objects.get(key="k")
     assert timedelta(hours=1, minutes=59) < record.expires_at - timezone.now() <= timedelta(hours=2)
 
-    IdempotencyRecord.objects.filter(key="k").update(expires_at=timezone.now() - timedelta(seconds=1))
+    IdempotencyRecord.objects.filter(key="k").update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
 
     assert idempotency_lookup(key="k") is None
     assert idempotency_remember(key="k", result={"n": 2}) == ({"n": 2}, True)
@@ -50,9 +52,14 @@ def test_records_kept_for_good_never_expire():
 def test_the_task_deletes_only_expired_records():
     now = timezone.now()
     IdempotencyRecord.objects.bulk_create(
-        [IdempotencyRecord(key=f"old-{i}", expires_at=now - timedelta(minutes=i + 1)) for i in range(7)]
-        + [IdempotencyRecord(key="live", expires_at=now + timedelta(hours=1)),
-           IdempotencyRecord(key="kept", expires_at=None)]
+        [
+            IdempotencyRecord(key=f"old-{i}", expires_at=now - timedelta(minutes=i + 1))
+            for i in range(7)
+        ]
+        + [
+            IdempotencyRecord(key="live", expires_at=now + timedelta(hours=1)),
+            IdempotencyRecord(key="kept", expires_at=None),
+        ]
     )
 
     assert purge_expired_idempotency_records() == 7

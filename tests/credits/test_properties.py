@@ -53,7 +53,9 @@ class Model:
 
 
 @pytest.mark.django_db
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(ops=operations)
 def test_random_operation_sequences_keep_every_invariant(make_user, staff_user, ops):
     user = make_user()
@@ -67,7 +69,9 @@ def test_random_operation_sequences_keep_every_invariant(make_user, staff_user, 
         name = op[0]
 
         if name == "grant":
-            call = lambda a=op[1], k=key: credits_grant(user=user, amount=a, kind=LedgerKind.BONUS, idempotency_key=k)
+            call = lambda a=op[1], k=key: credits_grant(
+                user=user, amount=a, kind=LedgerKind.BONUS, idempotency_key=k
+            )
             change = op[1]
         elif name == "spend":
             call = lambda a=op[1], k=key: credits_spend(user=user, amount=a, idempotency_key=k)
@@ -81,18 +85,27 @@ def test_random_operation_sequences_keep_every_invariant(make_user, staff_user, 
                 continue
             spend = model.spends[op[1] % len(model.spends)]
             taken = -spend[0].amount
-            call = lambda s=spend[0], a=op[2], k=key: credits_refund(spend=s, idempotency_key=k, amount=a)
+            call = lambda s=spend[0], a=op[2], k=key: credits_refund(
+                spend=s, idempotency_key=k, amount=a
+            )
             change = op[2] if op[2] is not None else taken
             if spend[1] or change > taken:
                 expected_error = RefundNotAllowed
         elif name == "adjust":
-            call = lambda a=op[1], k=key: credits_adjust(user=user, amount=a, reason="Property test",
-                                                          staff_user=staff_user, idempotency_key=k)
+            call = lambda a=op[1], k=key: credits_adjust(
+                user=user,
+                amount=a,
+                reason="Property test",
+                staff_user=staff_user,
+                idempotency_key=k,
+            )
             change = op[1]
             if model.balance + change < 0:
                 expected_error = InsufficientCredits
         elif name == "clawback":
-            call = lambda a=op[1], k=key: credits_clawback(user=user, amount=a, idempotency_key=k, reason="Chargeback")
+            call = lambda a=op[1], k=key: credits_clawback(
+                user=user, amount=a, idempotency_key=k, reason="Chargeback"
+            )
             change = -min(op[1], model.balance)
         elif name in ("hold", "release"):
             service = spending_hold if name == "hold" else spending_release
@@ -112,7 +125,9 @@ def test_random_operation_sequences_keep_every_invariant(make_user, staff_user, 
             continue
         else:  # regenerate: some whole periods pass, then the balance is read
             CreditBalance.objects.filter(user=user).update(
-                regen_checked_at=timezone.now() - op[1] * timedelta(minutes=15) - timedelta(seconds=5)
+                regen_checked_at=timezone.now()
+                - op[1] * timedelta(minutes=15)
+                - timedelta(seconds=5)
             )
             snapshot = balance_refresh(user=user)
             due = min(op[1], max(0, CAP - model.balance))
@@ -124,7 +139,9 @@ def test_random_operation_sequences_keep_every_invariant(make_user, staff_user, 
         if expected_error is not None:
             with pytest.raises(expected_error):
                 call()
-            assert LedgerEntry.objects.filter(user=user).count() == entries_before, "a refusal wrote an entry"
+            assert LedgerEntry.objects.filter(user=user).count() == entries_before, (
+                "a refusal wrote an entry"
+            )
         else:
             try:
                 result = call()
@@ -152,7 +169,12 @@ def _entry_id(result):
 def _assert_invariants(user, model):
     row = CreditBalance.objects.get(user=user)
     total = LedgerEntry.objects.filter(user=user).aggregate(total=Sum("amount"))["total"] or 0
-    last = LedgerEntry.objects.filter(user=user).order_by("-id").values_list("balance_after", flat=True).first()
+    last = (
+        LedgerEntry.objects.filter(user=user)
+        .order_by("-id")
+        .values_list("balance_after", flat=True)
+        .first()
+    )
     assert row.balance == model.balance >= 0
     assert row.balance == total == (last or 0)
     assert row.balance == row.lifetime_earned - row.lifetime_spent

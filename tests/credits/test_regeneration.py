@@ -29,7 +29,9 @@ def regenerations(user):
 def paid_user(make_user):
     from accounts.models import User
 
-    return make_user(membership_tier=User.Tier.PRO, membership_expires_at=timezone.now() + timedelta(days=30))
+    return make_user(
+        membership_tier=User.Tier.PRO, membership_expires_at=timezone.now() + timedelta(days=30)
+    )
 
 
 @pytest.mark.django_db
@@ -114,7 +116,9 @@ def test_users_with_a_paid_plan_do_not_regenerate(paid_user):
 def test_an_expired_plan_regenerates_again(make_user):
     from accounts.models import User
 
-    user = make_user(membership_tier=User.Tier.PRO, membership_expires_at=timezone.now() - timedelta(days=1))
+    user = make_user(
+        membership_tier=User.Tier.PRO, membership_expires_at=timezone.now() - timedelta(days=1)
+    )
     periods_ago(user, 2)
 
     assert balance_refresh(user=user).balance == 2
@@ -221,7 +225,9 @@ def test_a_mark_moved_back_by_hand_never_grants_a_period_twice(make_user):
 
 
 @pytest.mark.django_db
-def test_reading_the_balance_inside_a_transaction_is_one_statement(make_user, django_assert_num_queries):
+def test_reading_the_balance_inside_a_transaction_is_one_statement(
+    make_user, django_assert_num_queries
+):
     user = make_user(credits=4)
     periods_ago(user, 2)
 

@@ -19,8 +19,11 @@ def test_the_selectors_module_imports_no_service_and_writes_nothing():
     tree = ast.parse(SELECTORS.read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {"services", "ledger_sql"} & imported
-    called = {node.func.attr for node in ast.walk(tree)
-              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)}
+    called = {
+        node.func.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
     assert not {"create", "update", "delete", "save", "bulk_create", "get_or_create"} & called
 
 

@@ -31,10 +31,17 @@ pytestmark = pytest.mark.django_db
 def test_grant_spend_refund_move_the_balance_and_keep_totals(make_user):
     user = make_user()
 
-    grant = credits_grant(user=user, amount=50, kind=LedgerKind.PURCHASE, idempotency_key="order:1:purchase",
-                          description="Starter pack")
+    grant = credits_grant(
+        user=user,
+        amount=50,
+        kind=LedgerKind.PURCHASE,
+        idempotency_key="order:1:purchase",
+        description="Starter pack",
+    )
     spend = credits_spend(user=user, amount=20, idempotency_key="job:1:charge", description="Image")
-    refund = credits_refund(spend=spend, idempotency_key="job:1:refund", amount=5, reason="Cheaper than estimated")
+    refund = credits_refund(
+        spend=spend, idempotency_key="job:1:refund", amount=5, reason="Cheaper than estimated"
+    )
 
     assert (grant.balance_before, grant.balance_after) == (0, 50)
     assert (spend.amount, spend.balance_before, spend.balance_after) == (-20, 50, 30)
@@ -43,8 +50,16 @@ def test_grant_spend_refund_move_the_balance_and_keep_totals(make_user):
     assert (row.balance, row.lifetime_earned, row.lifetime_spent) == (35, 50, 15)
     stored = LedgerEntry.objects.get(pk=spend.pk)
     assert (stored.kind, stored.amount, stored.description) == ("SPEND", -20, "Image")
-    actions = list(AuditLog.objects.filter(user=user).order_by("id").values_list("action", "metadata__ledger_entry_id"))
-    assert actions == [("credits.grant", grant.pk), ("credits.spend", spend.pk), ("credits.refund", refund.pk)]
+    actions = list(
+        AuditLog.objects.filter(user=user)
+        .order_by("id")
+        .values_list("action", "metadata__ledger_entry_id")
+    )
+    assert actions == [
+        ("credits.grant", grant.pk),
+        ("credits.spend", spend.pk),
+        ("credits.refund", refund.pk),
+    ]
     assert_ledger_clean()
 
 
@@ -61,8 +76,12 @@ def test_refund_defaults_to_the_whole_spend(make_user):
 def test_adjustment_by_staff_either_way_with_reason(make_user, staff_user):
     user = make_user(credits=10)
 
-    up = credits_adjust(user=user, amount=5, reason="Goodwill", staff_user=staff_user, idempotency_key="a1")
-    down = credits_adjust(user=user, amount=-12, reason="Duplicate grant", staff_user=staff_user, idempotency_key="a2")
+    up = credits_adjust(
+        user=user, amount=5, reason="Goodwill", staff_user=staff_user, idempotency_key="a1"
+    )
+    down = credits_adjust(
+        user=user, amount=-12, reason="Duplicate grant", staff_user=staff_user, idempotency_key="a2"
+    )
 
     assert (up.balance_after, down.balance_after) == (15, 3)
     assert down.created_by_id == staff_user.pk
@@ -76,12 +95,16 @@ def test_clawback_takes_what_is_left_and_reports_the_rest(make_user):
     user = make_user(credits=30)
     credits_spend(user=user, amount=25, idempotency_key="s")
 
-    result = credits_clawback(user=user, amount=30, idempotency_key="order:9:refund", reason="Refunded order")
+    result = credits_clawback(
+        user=user, amount=30, idempotency_key="order:9:refund", reason="Refunded order"
+    )
 
     assert (result.requested, result.recovered, result.unrecovered) == (30, 5, 25)
     assert result.entry.amount == -5
     assert balance_of(user) == 0
-    again = credits_clawback(user=user, amount=30, idempotency_key="order:9:refund", reason="Refunded order")
+    again = credits_clawback(
+        user=user, amount=30, idempotency_key="order:9:refund", reason="Refunded order"
+    )
     assert again.entry.pk == result.entry.pk and again.recovered == 5
     assert_ledger_clean()
 
@@ -280,13 +303,17 @@ def test_adjustment_needs_staff_a_reason_and_a_non_zero_amount(make_user, staff_
     before = state_of(user)
 
     with pytest.raises(StaffRequired):
-        credits_adjust(user=user, amount=5, reason="Because", staff_user=make_user(), idempotency_key="a")
+        credits_adjust(
+            user=user, amount=5, reason="Because", staff_user=make_user(), idempotency_key="a"
+        )
     with pytest.raises(StaffRequired):
         credits_adjust(user=user, amount=5, reason="Because", staff_user=None, idempotency_key="a")
     with pytest.raises(InvalidAmount, match="needs a reason"):
         credits_adjust(user=user, amount=5, reason="  ", staff_user=staff_user, idempotency_key="a")
     with pytest.raises(InvalidAmount, match="other than zero"):
-        credits_adjust(user=user, amount=0, reason="Nothing", staff_user=staff_user, idempotency_key="a")
+        credits_adjust(
+            user=user, amount=0, reason="Nothing", staff_user=staff_user, idempotency_key="a"
+        )
 
     assert state_of(user) == before
 
@@ -296,7 +323,9 @@ def test_adjustment_never_takes_the_balance_below_zero(make_user, staff_user):
     before = state_of(user)
 
     with pytest.raises(InsufficientCredits):
-        credits_adjust(user=user, amount=-6, reason="Too much", staff_user=staff_user, idempotency_key="a")
+        credits_adjust(
+            user=user, amount=-6, reason="Too much", staff_user=staff_user, idempotency_key="a"
+        )
 
     assert state_of(user) == before
 

@@ -25,14 +25,20 @@ def trial_entries(email):
 def test_sign_up_grants_nothing_and_confirming_the_email_grants_the_trial_once(
     client, django_capture_on_commit_callbacks
 ):
-    with django_capture_on_commit_callbacks(execute=True):  # the confirmation email goes after commit
-        response = client.post("/accounts/signup/", {"email": "new@example.com", "password1": PASSWORD,
-                                                     "password2": PASSWORD})
+    with django_capture_on_commit_callbacks(
+        execute=True
+    ):  # the confirmation email goes after commit
+        response = client.post(
+            "/accounts/signup/",
+            {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
+        )
     assert response.status_code == 302
     assert CreditBalance.objects.get(user__email="new@example.com").balance == 0
     assert not trial_entries("new@example.com").exists()
     [message] = mail.outbox
-    confirm_url = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+/)", message.body).group(1)
+    confirm_url = re.search(
+        r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+/)", message.body
+    ).group(1)
 
     client.post(confirm_url)
     client.post(confirm_url)
@@ -75,7 +81,9 @@ def balance_of(email):
 
 
 def test_a_google_sign_up_with_a_verified_address_gets_the_trial(client, fake_google):
-    response = google_login(client, fake_google, sub="1001", email="ada.lovelace@gmail.com", name="Ada")
+    response = google_login(
+        client, fake_google, sub="1001", email="ada.lovelace@gmail.com", name="Ada"
+    )
 
     assert response.status_code == 302, response.content
     assert fake_google.token_requests[0]["code"] == "4/fake-code"
@@ -89,12 +97,16 @@ def test_a_google_sign_up_with_a_verified_address_gets_the_trial(client, fake_go
 
 
 def test_an_address_google_has_not_verified_earns_nothing(client, fake_google):
-    google_login(client, fake_google, sub="1002", email="unverified@gmail.com", email_verified=False)
+    google_login(
+        client, fake_google, sub="1002", email="unverified@gmail.com", email_verified=False
+    )
 
     assert not LedgerEntry.objects.filter(kind=LedgerKind.TRIAL_GRANT).exists()
 
 
-def test_a_google_user_from_before_gets_the_trial_at_their_next_google_login(client, fake_google, make_user):
+def test_a_google_user_from_before_gets_the_trial_at_their_next_google_login(
+    client, fake_google, make_user
+):
     from allauth.socialaccount.models import SocialAccount
 
     user = make_user("early@example.com")
@@ -106,12 +118,15 @@ def test_a_google_user_from_before_gets_the_trial_at_their_next_google_login(cli
     assert balance_of("early@example.com") == 10
 
 
-@pytest.mark.parametrize("variant", [
-    "AdaLovelace@gmail.com",
-    "adalovelace+trial2@gmail.com",
-    "a.d.a.l.o.v.e.l.a.c.e@googlemail.com",
-    "ADA.lovelace+x@GoogleMail.com",
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "AdaLovelace@gmail.com",
+        "adalovelace+trial2@gmail.com",
+        "a.d.a.l.o.v.e.l.a.c.e@googlemail.com",
+        "ADA.lovelace+x@GoogleMail.com",
+    ],
+)
 def test_a_gmail_address_spelled_differently_gets_no_second_trial(client, fake_google, variant):
     google_login(client, fake_google, sub="2001", email="ada.lovelace@gmail.com")
     client.logout()
@@ -129,8 +144,9 @@ def test_plus_tags_and_case_count_as_one_address_but_dots_do_not_outside_gmail(c
 
     def verify(address):
         user = make_user(address, verified=False)
-        email_confirmed.send(sender=EmailAddress, request=None,
-                             email_address=EmailAddress.objects.get(user=user))
+        email_confirmed.send(
+            sender=EmailAddress, request=None, email_address=EmailAddress.objects.get(user=user)
+        )
         return CreditBalance.objects.get(user=user).balance
 
     assert verify("bob@example.com") == 10
@@ -155,7 +171,9 @@ def test_the_claim_outlives_the_account_and_is_enforced_by_the_database(make_use
     assert TrialClaim.objects.get().address_digest == address_digest("carol@gmail.com")
     assert "carol" not in TrialClaim.objects.get().address_digest
     with pytest.raises(IntegrityError), transaction.atomic():
-        TrialClaim.objects.create(address_digest=address_digest("CAROL+1@googlemail.com"), user=second)
+        TrialClaim.objects.create(
+            address_digest=address_digest("CAROL+1@googlemail.com"), user=second
+        )
 
 
 def test_staff_ticking_verified_in_the_admin_grants_the_trial(client, staff_user, make_user):
@@ -165,24 +183,33 @@ def test_staff_ticking_verified_in_the_admin_grants_the_trial(client, staff_user
     address = EmailAddress.objects.get(user=user)
     client.force_login(staff_user)
 
-    response = client.post(f"/admin/account/emailaddress/{address.pk}/change/",
-                           {"user": user.pk, "email": "dave@example.com", "verified": "on", "primary": "on"})
+    response = client.post(
+        f"/admin/account/emailaddress/{address.pk}/change/",
+        {"user": user.pk, "email": "dave@example.com", "verified": "on", "primary": "on"},
+    )
 
     assert response.status_code == 302, response.content
     assert balance_of("dave@example.com") == 10
 
 
-def test_staff_marking_addresses_verified_in_bulk_grants_each_trial_once(client, staff_user, make_user):
+def test_staff_marking_addresses_verified_in_bulk_grants_each_trial_once(
+    client, staff_user, make_user
+):
     from allauth.account.models import EmailAddress
 
     users = [make_user(f"erin{i}@example.com", verified=False) for i in range(2)]
     twin = make_user("erin0+twin@example.com", verified=False)
     client.force_login(staff_user)
 
-    client.post("/admin/account/emailaddress/", {
-        "action": "make_verified",
-        "_selected_action": [a.pk for a in EmailAddress.objects.filter(user__in=users + [twin])],
-    })
+    client.post(
+        "/admin/account/emailaddress/",
+        {
+            "action": "make_verified",
+            "_selected_action": [
+                a.pk for a in EmailAddress.objects.filter(user__in=users + [twin])
+            ],
+        },
+    )
 
     balances = {u.email: CreditBalance.objects.get(user=u).balance for u in users + [twin]}
     assert balances["erin1@example.com"] == 10

@@ -61,7 +61,10 @@ def share(settings, env: dict) -> None:
 @pytest.fixture
 def openai_settings(settings, fake_openai):
     """This process talks to the fake endpoint (tasks run in place, as in the test settings)."""
-    share(settings, openai_env(fake_openai, GENERATIONS_RETRY_BACKOFF="0", GENERATIONS_RETRY_BACKOFF_MAX="0"))
+    share(
+        settings,
+        openai_env(fake_openai, GENERATIONS_RETRY_BACKOFF="0", GENERATIONS_RETRY_BACKOFF_MAX="0"),
+    )
     return fake_openai
 
 

@@ -18,12 +18,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def tiny_png(width: int = 4, height: int = 3, rgb=(220, 40, 40)) -> bytes:
     """A valid PNG of one colour."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 @dataclass
@@ -45,7 +56,13 @@ class Seen:
 
 
 class FakeOpenAI:
-    def __init__(self, *, keys=("sk-platform-test",), prompt_tokens: int | None = None, completion_tokens: int = 42):
+    def __init__(
+        self,
+        *,
+        keys=("sk-platform-test",),
+        prompt_tokens: int | None = None,
+        completion_tokens: int = 42,
+    ):
         self.keys = set(keys)
         self.prompt_tokens = prompt_tokens
         self.completion_tokens = completion_tokens
@@ -93,17 +110,32 @@ class FakeOpenAI:
     def _ok_body(self, path: str, body: dict) -> dict:
         if path == "/v1/chat/completions":
             text = " ".join(m.get("content", "") for m in body.get("messages", []))
-            prompt_tokens = self.prompt_tokens if self.prompt_tokens is not None else max(1, len(text.encode()) // 4)
+            prompt_tokens = (
+                self.prompt_tokens
+                if self.prompt_tokens is not None
+                else max(1, len(text.encode()) // 4)
+            )
             last = (body.get("messages") or [{}])[-1].get("content", "")
             return {
                 "id": "chatcmpl-test",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body.get("model"),
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": f"Here is your text about: {last[:200]}"}}],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": self.completion_tokens,
-                          "total_tokens": prompt_tokens + self.completion_tokens},
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {
+                            "role": "assistant",
+                            "content": f"Here is your text about: {last[:200]}",
+                        },
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": self.completion_tokens,
+                    "total_tokens": prompt_tokens + self.completion_tokens,
+                },
             }
         return {
             "created": int(time.time()),
@@ -121,26 +153,52 @@ class FakeOpenAI:
             def do_GET(self):
                 fake.requests.append(Seen(self.path, dict(self.headers), {}))
                 if self.path != "/v1/models":
-                    return self._send(404, {"error": {"message": "Unknown path", "type": "invalid_request_error"}})
+                    return self._send(
+                        404, {"error": {"message": "Unknown path", "type": "invalid_request_error"}}
+                    )
                 if not self._authorised():
                     return self._refuse()
                 answer = fake._next()
                 if answer.delay:
                     time.sleep(answer.delay)
                 if answer.status != 200 or answer.body is not None:
-                    return self._send(answer.status, answer.body or {
-                        "error": {"message": f"Error {answer.status}", "type": "server_error"}}, answer.headers)
-                self._send(200, {"object": "list", "data": [
-                    {"id": model, "object": "model", "created": 1700000000, "owned_by": "system"}
-                    for model in ("test-chat", "test-image")]})
+                    return self._send(
+                        answer.status,
+                        answer.body
+                        or {"error": {"message": f"Error {answer.status}", "type": "server_error"}},
+                        answer.headers,
+                    )
+                self._send(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [
+                            {
+                                "id": model,
+                                "object": "model",
+                                "created": 1700000000,
+                                "owned_by": "system",
+                            }
+                            for model in ("test-chat", "test-image")
+                        ],
+                    },
+                )
 
             def _authorised(self) -> bool:
                 auth = self.headers.get("Authorization", "")
                 return auth.startswith("Bearer ") and auth[7:] in fake.keys
 
             def _refuse(self):
-                self._send(401, {"error": {"message": "Incorrect API key provided.",
-                                           "type": "invalid_request_error", "code": "invalid_api_key"}})
+                self._send(
+                    401,
+                    {
+                        "error": {
+                            "message": "Incorrect API key provided.",
+                            "type": "invalid_request_error",
+                            "code": "invalid_api_key",
+                        }
+                    },
+                )
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -152,11 +210,21 @@ class FakeOpenAI:
                 fake.requests.append(Seen(self.path, dict(self.headers), body))
                 fake.started.set()
                 if self.path not in ("/v1/chat/completions", "/v1/images/generations"):
-                    return self._send(404, {"error": {"message": "Unknown path", "type": "invalid_request_error"}})
+                    return self._send(
+                        404, {"error": {"message": "Unknown path", "type": "invalid_request_error"}}
+                    )
                 auth = self.headers.get("Authorization", "")
                 if not auth.startswith("Bearer ") or auth[7:] not in fake.keys:
-                    return self._send(401, {"error": {"message": "Incorrect API key provided.",
-                                                      "type": "invalid_request_error", "code": "invalid_api_key"}})
+                    return self._send(
+                        401,
+                        {
+                            "error": {
+                                "message": "Incorrect API key provided.",
+                                "type": "invalid_request_error",
+                                "code": "invalid_api_key",
+                            }
+                        },
+                    )
                 answer = fake._next()
                 if answer.block is not None:
                     answer.block.wait(120)
@@ -164,14 +232,25 @@ class FakeOpenAI:
                     time.sleep(answer.delay)
                 if answer.raw is not None:
                     return self._send_raw(answer.status, answer.raw, answer.headers)
-                body_out = answer.body if answer.body is not None else (
-                    fake._ok_body(self.path, body) if answer.status == 200 else
-                    {"error": {"message": f"Error {answer.status}", "type": "server_error"}})
+                body_out = (
+                    answer.body
+                    if answer.body is not None
+                    else (
+                        fake._ok_body(self.path, body)
+                        if answer.status == 200
+                        else {
+                            "error": {"message": f"Error {answer.status}", "type": "server_error"}
+                        }
+                    )
+                )
                 self._send(answer.status, body_out, answer.headers)
 
             def _send(self, status, payload, headers=None):
-                self._send_raw(status, json.dumps(payload).encode(), {"Content-Type": "application/json",
-                                                                       **(headers or {})})
+                self._send_raw(
+                    status,
+                    json.dumps(payload).encode(),
+                    {"Content-Type": "application/json", **(headers or {})},
+                )
 
             def _send_raw(self, status, data, headers):
                 try:

@@ -31,7 +31,9 @@ class StampBackend:
 
     def run(self, request) -> BackendOutput:
         assert request.parameters["ink"] == "red"
-        return BackendOutput(content=SVG, extension="svg", usage={"words": request.parameters["words"]})
+        return BackendOutput(
+            content=SVG, extension="svg", usage={"words": request.parameters["words"]}
+        )
 
 
 @pytest.fixture
@@ -43,25 +45,40 @@ def stamp():
 
 def test_a_registered_backend_is_offered_with_its_own_form_fields(make_user, stamp):
     user = make_user()
-    form = JobForm(data={"operation": "image", "model": "stamp-1", "prompt": "ok"}, user=user, user_has_key=False)
+    form = JobForm(
+        data={"operation": "image", "model": "stamp-1", "prompt": "ok"},
+        user=user,
+        user_has_key=False,
+    )
     assert ("stamp-1", "Rubber stamp") in form.fields["model"].choices
     assert form.shows_seed and not form.shows_tokens and not form.shows_own_key
 
 
 def test_a_registered_backend_prepares_and_checks_its_own_parameters(make_user, price_rules, stamp):
     user = make_user(credits=50)
-    prepared = job_prepare(user=user, request=JobRequest(operation="image", model="stamp-1", prompt="hello", seed=5))
+    prepared = job_prepare(
+        user=user, request=JobRequest(operation="image", model="stamp-1", prompt="hello", seed=5)
+    )
     assert prepared.parameters["backend"] == "stamp"
-    assert {k: prepared.parameters[k] for k in ("ink", "seed", "words")} == {"ink": "red", "seed": 5, "words": "HELLO"}
+    assert {k: prepared.parameters[k] for k in ("ink", "seed", "words")} == {
+        "ink": "red",
+        "seed": 5,
+        "words": "HELLO",
+    }
     with pytest.raises(InvalidRequest) as refused:
-        job_prepare(user=user, request=JobRequest(operation="image", model="stamp-1", prompt="hello", seed=13))
+        job_prepare(
+            user=user,
+            request=JobRequest(operation="image", model="stamp-1", prompt="hello", seed=13),
+        )
     assert refused.value.field == "seed"
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_registered_backend_runs_its_jobs(make_user, price_rules, parked_queue, stamp):
     user = make_user(credits=50)
-    job = job_submit(user=user, request=JobRequest(operation="image", model="stamp-1", prompt="hello"))
+    job = job_submit(
+        user=user, request=JobRequest(operation="image", model="stamp-1", prompt="hello")
+    )
     assert job_run(job_id=job.pk) == "completed"
     job.refresh_from_db()
     assert job.status == GenerationJob.Status.COMPLETED and job.result_file

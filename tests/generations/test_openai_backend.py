@@ -10,8 +10,14 @@ from .fake_openai import Answer, tiny_png
 
 
 def text_request(prompt="Write a haiku about tea", **extra):
-    defaults = dict(job_id=1, operation="text", model="test-chat", tier="", prompt=prompt,
-                    parameters={"max_output_tokens": 300})
+    defaults = dict(
+        job_id=1,
+        operation="text",
+        model="test-chat",
+        tier="",
+        prompt=prompt,
+        parameters={"max_output_tokens": 300},
+    )
     return BackendRequest(**{**defaults, **extra})
 
 
@@ -30,7 +36,9 @@ def test_text_comes_back_with_the_token_usage_reported(openai_settings):
 
 
 def test_an_edit_sends_the_text_being_revised(openai_settings):
-    OpenAICompatibleBackend().run(text_request("Make it shorter", is_edit=True, source_text="A long old text."))
+    OpenAICompatibleBackend().run(
+        text_request("Make it shorter", is_edit=True, source_text="A long old text.")
+    )
     sent = openai_settings.calls()[0].body["messages"]
     assert "A long old text." in sent[-1]["content"] and "Make it shorter" in sent[-1]["content"]
 
@@ -50,8 +58,17 @@ def test_server_errors_and_rate_limits_are_retryable(openai_settings, status):
 
 
 def test_a_rejected_request_is_permanent_and_says_why(openai_settings):
-    openai_settings.script(Answer(status=400, body={"error": {"message": "max_tokens is too large: 99999.",
-                                                              "type": "invalid_request_error"}}))
+    openai_settings.script(
+        Answer(
+            status=400,
+            body={
+                "error": {
+                    "message": "max_tokens is too large: 99999.",
+                    "type": "invalid_request_error",
+                }
+            },
+        )
+    )
     with pytest.raises(PermanentBackendError) as caught:
         OpenAICompatibleBackend().run(text_request())
     assert "HTTP 400" in caught.value.message and "max_tokens is too large" in caught.value.message
@@ -77,14 +94,24 @@ def test_an_unreachable_endpoint_is_retryable(settings):
 
 
 def test_a_garbled_answer_is_permanent(openai_settings):
-    openai_settings.script(Answer(raw=b"<html>proxy error</html>", headers={"Content-Type": "text/html"}))
+    openai_settings.script(
+        Answer(raw=b"<html>proxy error</html>", headers={"Content-Type": "text/html"})
+    )
     with pytest.raises(PermanentBackendError, match="could not be read"):
         OpenAICompatibleBackend().run(text_request())
 
 
 def test_pictures_are_decoded_and_checked(openai_settings):
-    output = OpenAICompatibleBackend().run(BackendRequest(job_id=1, operation="image", model="test-image", tier="",
-                                                          prompt="a red square", parameters={"size": "1024x1024"}))
+    output = OpenAICompatibleBackend().run(
+        BackendRequest(
+            job_id=1,
+            operation="image",
+            model="test-image",
+            tier="",
+            prompt="a red square",
+            parameters={"size": "1024x1024"},
+        )
+    )
     assert output.extension == "png" and output.content == tiny_png()
     sent = openai_settings.calls("/v1/images/generations")[0].body
     assert sent == {"model": "test-image", "prompt": "a red square", "n": 1, "size": "1024x1024"}

@@ -13,8 +13,14 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def draw(prompt, *, seed=7, chain=None, operation="image", tier=""):
-    request = BackendRequest(job_id=1, operation=operation, model="procedural-svg", tier=tier, prompt=prompt,
-                             parameters={"seed": seed, "chain": chain or [prompt]})
+    request = BackendRequest(
+        job_id=1,
+        operation=operation,
+        model="procedural-svg",
+        tier=tier,
+        prompt=prompt,
+        parameters={"seed": seed, "chain": chain or [prompt]},
+    )
     output = ProceduralSvgBackend().run(request)
     assert output.extension == "svg"
     return output.content.decode(), output.usage
@@ -22,7 +28,9 @@ def draw(prompt, *, seed=7, chain=None, operation="image", tier=""):
 
 def things(svg: str, kind: str) -> list[ET.Element]:
     root = ET.fromstring(svg)
-    return [g for g in root.iter(f"{SVG}g") if g.get("class") == "obj" and g.get("data-kind") == kind]
+    return [
+        g for g in root.iter(f"{SVG}g") if g.get("class") == "obj" and g.get("data-kind") == kind
+    ]
 
 
 def layers(svg: str) -> set[str]:
@@ -62,7 +70,10 @@ def test_a_grid_lays_things_out_in_rows_and_columns():
     svg, _ = draw("a grid of 12 hexagons")
     centres = []
     for hexagon in things(svg, "hexagon"):
-        points = [tuple(map(float, p.split(","))) for p in hexagon.find(f"{SVG}polygon").get("points").split()]
+        points = [
+            tuple(map(float, p.split(",")))
+            for p in hexagon.find(f"{SVG}polygon").get("points").split()
+        ]
         centres.append((round(sum(x for x, _ in points) / 6), round(sum(y for _, y in points) / 6)))
     assert len(centres) == 12
     assert len({x for x, _ in centres}) == 4 and len({y for _, y in centres}) == 3
@@ -70,8 +81,11 @@ def test_a_grid_lays_things_out_in_rows_and_columns():
 
 def test_an_edit_keeps_the_picture_and_changes_what_it_names():
     base, _ = draw("three red circles at night", seed=5)
-    edited, usage = draw("make the circles green and add a boat", seed=5,
-                         chain=["three red circles at night", "make the circles green and add a boat"])
+    edited, usage = draw(
+        "make the circles green and add a boat",
+        seed=5,
+        chain=["three red circles at night", "make the circles green and add a boat"],
+    )
     assert {c.get("data-colour") for c in things(edited, "circle")} == {COLOURS["green"]}
     assert len(things(edited, "circle")) == 3 and len(things(edited, "boat")) == 1
     assert "night" in usage["reading"]
@@ -82,8 +96,13 @@ def test_an_edit_keeps_the_picture_and_changes_what_it_names():
 @pytest.mark.parametrize("tier,width,detail", [("1K", 1024, 1), ("2K", 2048, 2), ("4K", 4096, 3)])
 def test_an_enhancement_redraws_larger_with_more_detail(tier, width, detail):
     plain, _ = draw("a starry night over the mountains", seed=3)
-    enhanced, usage = draw("Enhance", seed=3, chain=["a starry night over the mountains"], operation="enhance",
-                           tier=tier)
+    enhanced, usage = draw(
+        "Enhance",
+        seed=3,
+        chain=["a starry night over the mountains"],
+        operation="enhance",
+        tier=tier,
+    )
     assert f'width="{width}"' in enhanced and usage["detail"] == detail
     assert "vignette" in layers(enhanced) and "vignette" not in layers(plain)
     assert enhanced.count("<circle") > plain.count("<circle")  # more stars
@@ -115,8 +134,13 @@ def test_an_edit_can_resize_what_is_there():
         return [float(c.find(f"{SVG}circle").get("r")) for c in things(svg, "circle")]
 
     base, _ = draw("three red circles in a row", seed=2)
-    bigger, _ = draw("make them bigger", seed=2, chain=["three red circles in a row", "make them bigger"])
-    smaller, _ = draw("make the circles smaller", seed=2,
-                      chain=["three red circles in a row", "make the circles smaller"])
+    bigger, _ = draw(
+        "make them bigger", seed=2, chain=["three red circles in a row", "make them bigger"]
+    )
+    smaller, _ = draw(
+        "make the circles smaller",
+        seed=2,
+        chain=["three red circles in a row", "make the circles smaller"],
+    )
     assert len(radii(bigger)) == 3
     assert min(radii(bigger)) > max(radii(base)) > max(radii(smaller))

@@ -21,8 +21,12 @@ from .fake_openai import Answer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TEXT = JobRequest(operation="text", model="test-chat", prompt="A two-line poem about rain", max_output_tokens=1000)
-PICTURE = JobRequest(operation="image", model="procedural-svg", prompt="two yellow stars at night", seed=4)
+TEXT = JobRequest(
+    operation="text", model="test-chat", prompt="A two-line poem about rain", max_output_tokens=1000
+)
+PICTURE = JobRequest(
+    operation="image", model="procedural-svg", prompt="two yellow stars at night", seed=4
+)
 
 
 @pytest.fixture
@@ -83,7 +87,9 @@ def test_only_one_of_two_simultaneous_deliveries_claims_the_job(make_user, endpo
     assert sum(c is not None for c in claims) == 1
 
 
-def test_retryable_errors_are_retried_with_growing_backoff_then_succeed(make_user, endpoint, settings, parked_queue):
+def test_retryable_errors_are_retried_with_growing_backoff_then_succeed(
+    make_user, endpoint, settings, parked_queue
+):
     settings.GENERATIONS_RETRY_BACKOFF, settings.GENERATIONS_RETRY_BACKOFF_MAX = "2", "60"
     endpoint.script(Answer(status=500), Answer(status=503))
     user = make_user(credits=20)
@@ -104,7 +110,9 @@ def test_retryable_errors_are_retried_with_growing_backoff_then_succeed(make_use
         assert job_run(job_id=job.pk) == "completed"
     job.refresh_from_db()
     assert job.status == "COMPLETED" and job.error_message == "" and "HTTP 503" in job.error_detail
-    assert queued_job_ids(settings.CELERY_BROKER_URL, parked_queue) == [job.pk] * 3  # first send + 2 retries
+    assert (
+        queued_job_ids(settings.CELERY_BROKER_URL, parked_queue) == [job.pk] * 3
+    )  # first send + 2 retries
     assert [k for k, _ in ledger(job)] == ["SPEND", "REFUND"]
 
 
@@ -147,10 +155,14 @@ def test_retries_run_out_then_the_job_fails_refunded_once(make_user, endpoint, s
 
 
 def _backdate(job, seconds):
-    GenerationJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=seconds))
+    GenerationJob.objects.filter(pk=job.pk).update(
+        started_at=timezone.now() - timedelta(seconds=seconds)
+    )
 
 
-def test_a_redelivered_task_takes_over_a_dead_run_and_the_dead_runner_cannot_finish(make_user, endpoint, settings):
+def test_a_redelivered_task_takes_over_a_dead_run_and_the_dead_runner_cannot_finish(
+    make_user, endpoint, settings
+):
     settings.GENERATIONS_STUCK_AFTER = "60"
     user = make_user(credits=20)
     job = job_submit(user=user, request=PICTURE)
@@ -167,12 +179,18 @@ def test_a_redelivered_task_takes_over_a_dead_run_and_the_dead_runner_cannot_fin
     job.refresh_from_db()
     assert job.result_file.name == result
     folder, name = result.rsplit("/", 1)
-    assert job.result_file.storage.listdir(folder)[1] == [name]  # the late result's file was deleted
-    assert [k for k, _ in ledger(job)] == ["SPEND"]  # a picture costs its estimate: nothing to refund
+    assert job.result_file.storage.listdir(folder)[1] == [
+        name
+    ]  # the late result's file was deleted
+    assert [k for k, _ in ledger(job)] == [
+        "SPEND"
+    ]  # a picture costs its estimate: nothing to refund
     assert_ledger_clean()
 
 
-def test_the_reaper_requeues_a_dead_run_with_retries_left(make_user, endpoint, settings, parked_queue):
+def test_the_reaper_requeues_a_dead_run_with_retries_left(
+    make_user, endpoint, settings, parked_queue
+):
     settings.GENERATIONS_STUCK_AFTER = "60"
     user = make_user(credits=20)
     live = job_submit(user=user, request=PICTURE)
@@ -189,7 +207,9 @@ def test_the_reaper_requeues_a_dead_run_with_retries_left(make_user, endpoint, s
     assert job_run(job_id=dead.pk) == "completed"
 
 
-def test_the_reaper_fails_and_refunds_a_dead_run_with_no_retries_left(make_user, endpoint, settings):
+def test_the_reaper_fails_and_refunds_a_dead_run_with_no_retries_left(
+    make_user, endpoint, settings
+):
     settings.GENERATIONS_STUCK_AFTER = "60"
     settings.GENERATIONS_MAX_RETRIES = 0
     user = make_user(credits=20)
@@ -206,7 +226,8 @@ def test_the_reaper_fails_and_refunds_a_dead_run_with_no_retries_left(make_user,
 
 
 def test_the_sweep_resends_a_task_that_never_started_after_a_minute_then_less_and_less_often(
-        make_user, endpoint, settings, parked_queue):
+    make_user, endpoint, settings, parked_queue
+):
     user = make_user(credits=20)
     job = job_submit(user=user, request=PICTURE)  # its message waits in a queue nobody reads
     assert jobs_reap()["resent"] == 0  # just sent: not due yet
@@ -234,7 +255,9 @@ def test_the_sweep_resends_a_task_that_never_started_after_a_minute_then_less_an
     assert_ledger_clean()
 
 
-def test_a_job_waiting_out_its_retry_backoff_is_not_resent_early(make_user, endpoint, settings, parked_queue):
+def test_a_job_waiting_out_its_retry_backoff_is_not_resent_early(
+    make_user, endpoint, settings, parked_queue
+):
     settings.GENERATIONS_RETRY_BACKOFF = "120"
     settings.GENERATIONS_RETRY_BACKOFF_MAX = "120"
     endpoint.script(Answer(status=503))
@@ -245,7 +268,9 @@ def test_a_job_waiting_out_its_retry_backoff_is_not_resent_early(make_user, endp
     assert jobs_reap_at(job.next_attempt_at + timedelta(seconds=61))["resent"] == 1
 
 
-def test_without_a_broker_a_retry_runs_in_process_and_completes(make_user, openai_settings, price_rules, settings):
+def test_without_a_broker_a_retry_runs_in_process_and_completes(
+    make_user, openai_settings, price_rules, settings
+):
     """The first-run mode (tasks in-process) ignores countdowns: its retries are never held back."""
     settings.GENERATIONS_RETRY_BACKOFF = "5"
     openai_settings.script(Answer(status=500))
@@ -255,12 +280,27 @@ def test_without_a_broker_a_retry_runs_in_process_and_completes(make_user, opena
 
 
 def test_an_output_that_fails_its_check_fails_the_job_and_refunds_it_in_full(make_user, endpoint):
-    endpoint.script(Answer(body={
-        "id": "chatcmpl-bad", "object": "chat.completion", "created": 1, "model": "test-chat",
-        "choices": [{"index": 0, "finish_reason": "stop",
-                     "message": {"role": "assistant", "content": "blue\u0001 star\u000b moon\u001b"}}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-    }))
+    endpoint.script(
+        Answer(
+            body={
+                "id": "chatcmpl-bad",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "test-chat",
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {
+                            "role": "assistant",
+                            "content": "blue\u0001 star\u000b moon\u001b",
+                        },
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        )
+    )
     user = make_user(credits=20)
     job = job_submit(user=user, request=TEXT)
     assert job_run(job_id=job.pk) == "failed"
@@ -272,15 +312,18 @@ def test_an_output_that_fails_its_check_fails_the_job_and_refunds_it_in_full(mak
     assert_ledger_clean()
 
 
-@pytest.mark.parametrize("content,extension", [
-    (b"<svg xmlns='http://www.w3.org/2000/svg'><title>blue\x01 star</title></svg>", "svg"),
-    (b"<svg><title>unclosed</svg>", "svg"),
-    (b"<html><body>not a picture</body></html>", "svg"),
-    (b'<!DOCTYPE svg [<!ENTITY a "aaaa">]><svg>&a;</svg>', "svg"),
-    (b"\xff\xfe not utf-8", "txt"),
-    (b"   ", "txt"),
-    (b"GIF89a...", "png"),
-])
+@pytest.mark.parametrize(
+    "content,extension",
+    [
+        (b"<svg xmlns='http://www.w3.org/2000/svg'><title>blue\x01 star</title></svg>", "svg"),
+        (b"<svg><title>unclosed</svg>", "svg"),
+        (b"<html><body>not a picture</body></html>", "svg"),
+        (b'<!DOCTYPE svg [<!ENTITY a "aaaa">]><svg>&a;</svg>', "svg"),
+        (b"\xff\xfe not utf-8", "txt"),
+        (b"   ", "txt"),
+        (b"GIF89a...", "png"),
+    ],
+)
 def test_damaged_outputs_of_every_kind_are_refused(content, extension):
     from generations.backends import PermanentBackendError
     from generations.validation import check_output
@@ -297,7 +340,9 @@ def test_a_stored_prompt_with_control_characters_still_draws_a_well_formed_svg(m
     user = make_user(credits=20)
     job = job_submit(user=user, request=PICTURE)
     GenerationJob.objects.filter(pk=job.pk).update(
-        prompt="blue\x01 star\x0b moon\x1b", parameters={**job.parameters, "chain": ["blue\x01 star\x0b moon\x1b"]})
+        prompt="blue\x01 star\x0b moon\x1b",
+        parameters={**job.parameters, "chain": ["blue\x01 star\x0b moon\x1b"]},
+    )
     assert job_run(job_id=job.pk) == "completed"
     job.refresh_from_db()
     root = ElementTree.fromstring(job.result_file.read())
@@ -320,7 +365,9 @@ def test_own_key_jobs_call_the_endpoint_with_the_users_key(make_user, endpoint):
     api_key_store(user=user, api_key=USER_KEY)
     job = job_submit(user=user, request=TEXT)
     assert job_run(job_id=job.pk) == "completed"
-    assert endpoint.calls("/v1/chat/completions")[0].headers["Authorization"] == f"Bearer {USER_KEY}"
+    assert (
+        endpoint.calls("/v1/chat/completions")[0].headers["Authorization"] == f"Bearer {USER_KEY}"
+    )
     job.refresh_from_db()
     assert job.credits_charged == 1 and balance(user) == 19
 
@@ -329,8 +376,17 @@ def test_a_text_edit_revises_the_earlier_text_at_the_edit_price(make_user, endpo
     user = make_user(credits=50)
     first = job_submit(user=user, request=TEXT)
     job_run(job_id=first.pk)
-    edit = job_submit(user=user, request=JobRequest(operation="text", model="test-chat", prompt="Make it rhyme",
-                                                    is_edit=True, source_id=first.pk, max_output_tokens=1000))
+    edit = job_submit(
+        user=user,
+        request=JobRequest(
+            operation="text",
+            model="test-chat",
+            prompt="Make it rhyme",
+            is_edit=True,
+            source_id=first.pk,
+            max_output_tokens=1000,
+        ),
+    )
     fresh_estimate = job_submit(user=user, request=TEXT).estimated_credits
     assert edit.estimated_credits < fresh_estimate
     assert job_run(job_id=edit.pk) == "completed"

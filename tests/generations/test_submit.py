@@ -26,7 +26,8 @@ def balance(user) -> int:
 
 @pytest.mark.django_db(transaction=True)
 def test_submitting_charges_the_estimate_once_and_queues_the_task_after_commit(
-        make_user, price_rules, parked_queue, settings):
+    make_user, price_rules, parked_queue, settings
+):
     user = make_user(credits=20)
     job = job_submit(user=user, request=PICTURE)
     assert job.status == "PENDING" and job.estimated_credits == 3
@@ -37,7 +38,9 @@ def test_submitting_charges_the_estimate_once_and_queues_the_task_after_commit(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_too_few_credits_creates_no_job_and_charges_nothing(make_user, price_rules, parked_queue, settings):
+def test_too_few_credits_creates_no_job_and_charges_nothing(
+    make_user, price_rules, parked_queue, settings
+):
     user = make_user(credits=2)
     with pytest.raises(InsufficientCredits, match="needs 3, the balance is 2"):
         job_submit(user=user, request=PICTURE)
@@ -56,7 +59,9 @@ def test_frozen_spending_creates_no_job(make_user, price_rules, parked_queue):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_limit_of_running_jobs_refuses_more_until_one_ends(make_user, price_rules, parked_queue, settings):
+def test_the_limit_of_running_jobs_refuses_more_until_one_ends(
+    make_user, price_rules, parked_queue, settings
+):
     settings.GENERATIONS_MAX_RUNNING_JOBS = 2
     user = make_user(credits=50)
     first = job_submit(user=user, request=PICTURE)
@@ -71,7 +76,8 @@ def test_the_limit_of_running_jobs_refuses_more_until_one_ends(make_user, price_
 
 @pytest.mark.django_db(transaction=True)
 def test_cancelling_a_pending_job_refunds_it_once_and_its_task_then_does_nothing(
-        make_user, price_rules, parked_queue):
+    make_user, price_rules, parked_queue
+):
     user = make_user(credits=10)
     job = job_submit(user=user, request=PICTURE)
     cancelled = job_cancel(user=user, job_id=job.pk)
@@ -106,18 +112,28 @@ def test_nobody_can_cancel_someone_elses_job(make_user, price_rules, parked_queu
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("request_,field", [
-    (JobRequest(operation="image", model="procedural-svg", prompt="   "), "prompt"),
-    (JobRequest(operation="image", model="no-such-model", prompt="a cat"), "model"),
-    (JobRequest(operation="teleport", prompt="a cat"), "operation"),
-    (JobRequest(operation="enhance", model="procedural-svg", tier="2K"), "source_id"),
-    (JobRequest(operation="enhance", model="procedural-svg", tier="16K", source_id=1), "tier"),
-    (JobRequest(operation="image", model="procedural-svg", prompt="a cat", seed=-4), "seed"),
-    (JobRequest(operation="image", model="procedural-svg", prompt="x" * 5000), "prompt"),
-    (JobRequest(operation="image", model="procedural-svg", prompt="blue\x01 star\x0b moon\x1b"), "prompt"),
-    (JobRequest(operation="image", model="procedural-svg", prompt="a cat\x00"), "prompt"),
-])
-def test_bad_requests_are_refused_with_the_field_at_fault(make_user, price_rules, parked_queue, request_, field):
+@pytest.mark.parametrize(
+    "request_,field",
+    [
+        (JobRequest(operation="image", model="procedural-svg", prompt="   "), "prompt"),
+        (JobRequest(operation="image", model="no-such-model", prompt="a cat"), "model"),
+        (JobRequest(operation="teleport", prompt="a cat"), "operation"),
+        (JobRequest(operation="enhance", model="procedural-svg", tier="2K"), "source_id"),
+        (JobRequest(operation="enhance", model="procedural-svg", tier="16K", source_id=1), "tier"),
+        (JobRequest(operation="image", model="procedural-svg", prompt="a cat", seed=-4), "seed"),
+        (JobRequest(operation="image", model="procedural-svg", prompt="x" * 5000), "prompt"),
+        (
+            JobRequest(
+                operation="image", model="procedural-svg", prompt="blue\x01 star\x0b moon\x1b"
+            ),
+            "prompt",
+        ),
+        (JobRequest(operation="image", model="procedural-svg", prompt="a cat\x00"), "prompt"),
+    ],
+)
+def test_bad_requests_are_refused_with_the_field_at_fault(
+    make_user, price_rules, parked_queue, request_, field
+):
     user = make_user(credits=50)
     with pytest.raises(InvalidRequest) as caught:
         job_submit(user=user, request=request_)
@@ -128,8 +144,12 @@ def test_bad_requests_are_refused_with_the_field_at_fault(make_user, price_rules
 @pytest.mark.django_db(transaction=True)
 def test_a_prompt_keeps_its_line_breaks_and_tabs(make_user, price_rules, parked_queue):
     user = make_user(credits=10)
-    job = job_submit(user=user, request=JobRequest(operation="image", model="procedural-svg",
-                                                   prompt="  a red sun\r\nover\tthe sea  "))
+    job = job_submit(
+        user=user,
+        request=JobRequest(
+            operation="image", model="procedural-svg", prompt="  a red sun\r\nover\tthe sea  "
+        ),
+    )
     assert job.prompt == "a red sun\nover\tthe sea"
 
 
@@ -138,22 +158,30 @@ def test_nobody_can_edit_or_enhance_someone_elses_picture(make_user, price_rules
     owner, other = make_user(credits=10), make_user(credits=10)
     job = job_submit(user=owner, request=PICTURE)
     job_run(job_id=job.pk)
-    for request in (JobRequest(operation="enhance", model="procedural-svg", tier="1K", source_id=job.pk),
-                    JobRequest(operation="image", model="procedural-svg", prompt="blue", is_edit=True,
-                               source_id=job.pk)):
+    for request in (
+        JobRequest(operation="enhance", model="procedural-svg", tier="1K", source_id=job.pk),
+        JobRequest(
+            operation="image", model="procedural-svg", prompt="blue", is_edit=True, source_id=job.pk
+        ),
+    ):
         with pytest.raises(InvalidRequest, match="not found"):
             job_submit(user=other, request=request)
     assert balance(other) == 10
 
 
 @pytest.mark.django_db(transaction=True)
-def test_text_on_the_users_own_key_costs_the_platform_fee(make_user, price_rules, parked_queue, settings,
-                                                          fake_openai):
-    settings.OPENAI_API_KEY = ""  # the platform has no key: only users with their own can use the model
+def test_text_on_the_users_own_key_costs_the_platform_fee(
+    make_user, price_rules, parked_queue, settings, fake_openai
+):
+    settings.OPENAI_API_KEY = (
+        ""  # the platform has no key: only users with their own can use the model
+    )
     settings.OPENAI_MODEL = "test-chat"
     settings.OPENAI_BASE_URL = fake_openai.url  # where the key is checked when it is stored
     user = make_user(credits=5)
-    text = JobRequest(operation="text", model="test-chat", prompt="A slogan for a bakery", max_output_tokens=4096)
+    text = JobRequest(
+        operation="text", model="test-chat", prompt="A slogan for a bakery", max_output_tokens=4096
+    )
     with pytest.raises(InvalidRequest):
         job_submit(user=user, request=text)
     api_key_store(user=user, api_key=USER_KEY)
@@ -189,7 +217,8 @@ def _submit_in_threads(users_and_requests, *, threads: int):
 
 @pytest.mark.django_db(transaction=True)
 def test_thirty_concurrent_submissions_with_credits_for_ten_make_exactly_ten_jobs(
-        make_user, price_rules, parked_queue, settings):
+    make_user, price_rules, parked_queue, settings
+):
     settings.GENERATIONS_MAX_RUNNING_JOBS = 100
     user = make_user(credits=30)  # 10 pictures at 3 credits
     outcomes = _submit_in_threads([(user, PICTURE)] * 30, threads=30)
@@ -199,12 +228,15 @@ def test_thirty_concurrent_submissions_with_credits_for_ten_make_exactly_ten_job
     assert LedgerEntry.objects.filter(kind="SPEND", user=user).count() == 10
     assert balance(user) == 0
     assert sorted(queued_job_ids(settings.CELERY_BROKER_URL, parked_queue)) == sorted(
-        GenerationJob.objects.values_list("pk", flat=True))
+        GenerationJob.objects.values_list("pk", flat=True)
+    )
     assert_ledger_clean()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_submissions_never_pass_the_running_limit(make_user, price_rules, parked_queue, settings):
+def test_concurrent_submissions_never_pass_the_running_limit(
+    make_user, price_rules, parked_queue, settings
+):
     settings.GENERATIONS_MAX_RUNNING_JOBS = 3
     user = make_user(credits=100)
     outcomes = _submit_in_threads([(user, PICTURE)] * 12, threads=12)

@@ -22,8 +22,12 @@ from .fake_openai import Answer
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
-TEXT = JobRequest(operation="text", model="test-chat", prompt="Three tips for better sleep", max_output_tokens=800)
-PICTURE = JobRequest(operation="image", model="procedural-svg", prompt="five pink balloons over the sea at sunset")
+TEXT = JobRequest(
+    operation="text", model="test-chat", prompt="Three tips for better sleep", max_output_tokens=800
+)
+PICTURE = JobRequest(
+    operation="image", model="procedural-svg", prompt="five pink balloons over the sea at sunset"
+)
 
 
 def status_of(job, *statuses, timeout=60):
@@ -53,8 +57,9 @@ def test_a_picture_job_runs_on_a_real_worker(make_user, price_rules, gen_worker)
     assert_ledger_clean()
 
 
-def test_a_text_job_is_charged_its_usage_and_the_difference_refunded(make_user, price_rules, gen_worker,
-                                                                     fake_openai):
+def test_a_text_job_is_charged_its_usage_and_the_difference_refunded(
+    make_user, price_rules, gen_worker, fake_openai
+):
     gen_worker(openai_env(fake_openai))
     user = make_user(credits=20)
     job = job_submit(user=user, request=TEXT)
@@ -63,14 +68,17 @@ def test_a_text_job_is_charged_its_usage_and_the_difference_refunded(make_user, 
     assert job.usage["output_tokens"] == 42
     refund = job.estimated_credits - job.credits_charged
     assert refund > 0
-    assert ledger(job) == [("SPEND", -job.estimated_credits, f"job:{job.pk}:charge"),
-                           ("REFUND", refund, f"job:{job.pk}:refund")]
+    assert ledger(job) == [
+        ("SPEND", -job.estimated_credits, f"job:{job.pk}:charge"),
+        ("REFUND", refund, f"job:{job.pk}:refund"),
+    ]
     assert CreditBalance.objects.get(user=user).balance == 20 - job.credits_charged
     assert_ledger_clean()
 
 
-def test_a_backend_failing_twice_then_succeeding_completes_after_two_retries(make_user, price_rules, gen_worker,
-                                                                             fake_openai):
+def test_a_backend_failing_twice_then_succeeding_completes_after_two_retries(
+    make_user, price_rules, gen_worker, fake_openai
+):
     gen_worker(openai_env(fake_openai))
     fake_openai.script(Answer(status=500), Answer(status=500))
     user = make_user(credits=20)
@@ -82,12 +90,20 @@ def test_a_backend_failing_twice_then_succeeding_completes_after_two_retries(mak
     assert_ledger_clean()
 
 
-@pytest.mark.parametrize("answer,calls,words", [
-    (Answer(status=503), 4, "after 3 retries"),  # retryable: the first try and three retries
-    (Answer(status=400, body={"error": {"message": "Unsupported value: 'max_tokens'."}}), 1, "Unsupported value"),
-])
-def test_a_backend_that_keeps_failing_ends_failed_and_refunded_once(make_user, price_rules, gen_worker, fake_openai,
-                                                                   answer, calls, words):
+@pytest.mark.parametrize(
+    "answer,calls,words",
+    [
+        (Answer(status=503), 4, "after 3 retries"),  # retryable: the first try and three retries
+        (
+            Answer(status=400, body={"error": {"message": "Unsupported value: 'max_tokens'."}}),
+            1,
+            "Unsupported value",
+        ),
+    ],
+)
+def test_a_backend_that_keeps_failing_ends_failed_and_refunded_once(
+    make_user, price_rules, gen_worker, fake_openai, answer, calls, words
+):
     worker = gen_worker(openai_env(fake_openai))
     fake_openai.always(answer)
     user = make_user(credits=20)
@@ -95,12 +111,17 @@ def test_a_backend_that_keeps_failing_ends_failed_and_refunded_once(make_user, p
     status_of(job, "FAILED")
     assert words in job.error_message and "refunded" in job.error_message
     assert len(fake_openai.calls()) == calls
-    assert ledger(job) == [("SPEND", -job.estimated_credits, f"job:{job.pk}:charge"),
-                           ("REFUND", job.estimated_credits, f"job:{job.pk}:refund")]
+    assert ledger(job) == [
+        ("SPEND", -job.estimated_credits, f"job:{job.pk}:charge"),
+        ("REFUND", job.estimated_credits, f"job:{job.pk}:refund"),
+    ]
     # The same task delivered again later changes nothing.
     run_job.delay(job.pk)
-    wait_until(lambda: worker.log().count("succeeded") >= 2 and "'skipped'" in worker.log(), timeout=30,
-               message="the duplicate delivery to be skipped")
+    wait_until(
+        lambda: worker.log().count("succeeded") >= 2 and "'skipped'" in worker.log(),
+        timeout=30,
+        message="the duplicate delivery to be skipped",
+    )
     assert len(fake_openai.calls()) == calls and len(ledger(job)) == 2
     assert CreditBalance.objects.get(user=user).balance == 20
     assert_ledger_clean()
@@ -124,8 +145,9 @@ def _kill_mid_job(gen_worker, fake_openai, env, user):
     return worker, job
 
 
-def test_a_killed_workers_job_is_taken_over_when_its_message_comes_back(make_user, price_rules, gen_worker,
-                                                                        fake_openai):
+def test_a_killed_workers_job_is_taken_over_when_its_message_comes_back(
+    make_user, price_rules, gen_worker, fake_openai
+):
     # Short lease and visibility timeout, so the unacknowledged message is redelivered soon.
     env = openai_env(fake_openai, GENERATIONS_STUCK_AFTER=3, CELERY_VISIBILITY_TIMEOUT=3)
     user = make_user(credits=20)
@@ -140,10 +162,13 @@ def test_a_killed_workers_job_is_taken_over_when_its_message_comes_back(make_use
 
 
 @pytest.mark.parametrize("retries,outcome", [(3, "COMPLETED"), (0, "FAILED")])
-def test_the_reaper_settles_a_killed_workers_job(make_user, price_rules, gen_worker, fake_openai, settings,
-                                                 retries, outcome):
+def test_the_reaper_settles_a_killed_workers_job(
+    make_user, price_rules, gen_worker, fake_openai, settings, retries, outcome
+):
     settings.GENERATIONS_MAX_RETRIES = retries
-    env = openai_env(fake_openai, GENERATIONS_STUCK_AFTER=3)  # the message itself is not redelivered for an hour
+    env = openai_env(
+        fake_openai, GENERATIONS_STUCK_AFTER=3
+    )  # the message itself is not redelivered for an hour
     user = make_user(credits=20)
     worker, job = _kill_mid_job(gen_worker, fake_openai, env, user)
     if retries:
@@ -156,8 +181,10 @@ def test_the_reaper_settles_a_killed_workers_job(make_user, price_rules, gen_wor
         assert [kind for kind, _, _ in ledger(job)] == ["SPEND", "REFUND"]
     else:
         assert "stopped before it finished" in job.error_message and not job.result_file
-        assert ledger(job) == [("SPEND", -job.estimated_credits, f"job:{job.pk}:charge"),
-                               ("REFUND", job.estimated_credits, f"job:{job.pk}:refund")]
+        assert ledger(job) == [
+            ("SPEND", -job.estimated_credits, f"job:{job.pk}:charge"),
+            ("REFUND", job.estimated_credits, f"job:{job.pk}:refund"),
+        ]
         assert CreditBalance.objects.get(user=user).balance == 20
     assert_ledger_clean()
 
@@ -179,9 +206,21 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
         def answers():
@@ -224,8 +263,9 @@ def own_broker(settings, tmp_path):
     use(saved)
 
 
-def test_a_job_sent_while_the_broker_is_down_runs_once_soon_after_it_is_back(make_user, price_rules, own_broker,
-                                                                           settings, request):
+def test_a_job_sent_while_the_broker_is_down_runs_once_soon_after_it_is_back(
+    make_user, price_rules, own_broker, settings, request
+):
     start_worker = request.getfixturevalue("gen_worker")  # its queue is on this test's broker
     own_broker.stop()  # the broker goes away
     user = make_user(credits=10)
@@ -235,7 +275,9 @@ def test_a_job_sent_while_the_broker_is_down_runs_once_soon_after_it_is_back(mak
     own_broker.start()  # the broker is back, empty: the job's message never reached it
     worker = start_worker()
     assert reap_stuck_jobs()["resent"] == 0  # what beat runs every minute: not due yet...
-    assert jobs_reap_at(job.created_at + timedelta(seconds=61))["resent"] == 1  # ...but a minute later it is
+    assert (
+        jobs_reap_at(job.created_at + timedelta(seconds=61))["resent"] == 1
+    )  # ...but a minute later it is
     status_of(job, "COMPLETED")
     assert job.retry_count == 0 and job.resend_at is None
     assert ledger(job) == [("SPEND", -3, f"job:{job.pk}:charge")]

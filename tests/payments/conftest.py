@@ -9,7 +9,12 @@ from django.db import connections
 
 from tests.payments.fake_stripe import FakeStripe
 
-STRIPE_ENV = ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE", "STRIPE_MAX_NETWORK_RETRIES")
+STRIPE_ENV = (
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "STRIPE_API_BASE",
+    "STRIPE_MAX_NETWORK_RETRIES",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +35,12 @@ def fake_stripe(settings, monkeypatch):
     """Stripe configured and pointed at a fake on 127.0.0.1 (the environment too, for workers)."""
     fake = FakeStripe().start()
     stripe.enable_telemetry = False
-    values = {"STRIPE_SECRET_KEY": "sk_test_fake", "STRIPE_WEBHOOK_SECRET": fake.webhook_secret,
-              "STRIPE_API_BASE": fake.url, "STRIPE_MAX_NETWORK_RETRIES": "0"}
+    values = {
+        "STRIPE_SECRET_KEY": "sk_test_fake",
+        "STRIPE_WEBHOOK_SECRET": fake.webhook_secret,
+        "STRIPE_API_BASE": fake.url,
+        "STRIPE_MAX_NETWORK_RETRIES": "0",
+    }
     for name, value in values.items():
         setattr(settings, name, value)
         monkeypatch.setenv(name, value)
@@ -47,14 +56,18 @@ def sandbox_only(settings, monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def post_stripe(client, payload: str, *, header: str | None = None, fake: FakeStripe, signed: bool = True):
+def post_stripe(
+    client, payload: str, *, header: str | None = None, fake: FakeStripe, signed: bool = True
+):
     """Deliver ``payload`` to /webhooks/stripe/ as Stripe would (signed unless told otherwise)."""
     headers = {}
     if signed:
         headers["HTTP_STRIPE_SIGNATURE"] = header or fake.sign(payload)
     elif header is not None:
         headers["HTTP_STRIPE_SIGNATURE"] = header
-    return client.post("/webhooks/stripe/", data=payload, content_type="application/json", **headers)
+    return client.post(
+        "/webhooks/stripe/", data=payload, content_type="application/json", **headers
+    )
 
 
 @pytest.fixture

@@ -45,22 +45,40 @@ def _id(prefix: str = "") -> str:
     return prefix + "".join(secrets.choice(alphabet) for _ in range(17 - len(prefix)))
 
 
-def make_signing_identity(common_name: str = "messageverificationcerts.sandbox.paypal.com", *,
-                          valid_days: int = 30):
+def make_signing_identity(
+    common_name: str = "messageverificationcerts.sandbox.paypal.com", *, valid_days: int = 30
+):
     """An RSA key and a self-signed certificate for it, as PayPal's signing certificate."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Fake PayPal")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Fake PayPal"),
+        ]
+    )
     now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=valid_days))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=valid_days))
+        .sign(key, hashes.SHA256())
+    )
     return key, cert.public_bytes(serialization.Encoding.PEM)
 
 
-def sign_body(body: bytes, *, key, webhook_id: str, cert_url: str, transmission_id: str | None = None,
-              transmission_time: str | None = None) -> dict:
+def sign_body(
+    body: bytes,
+    *,
+    key,
+    webhook_id: str,
+    cert_url: str,
+    transmission_id: str | None = None,
+    transmission_time: str | None = None,
+) -> dict:
     """The headers PayPal sends with ``body``."""
     transmission_id = transmission_id or str(uuid.uuid4())
     transmission_time = transmission_time or _now()
@@ -100,8 +118,13 @@ class Delivery:
 
 
 class FakePayPal:
-    def __init__(self, *, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET,
-                 webhook_id: str = WEBHOOK_ID):
+    def __init__(
+        self,
+        *,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
+        webhook_id: str = WEBHOOK_ID,
+    ):
         self.client_id, self.client_secret, self.webhook_id = client_id, client_secret, webhook_id
         self.key, self.cert_pem = make_signing_identity()
         self.lock = threading.RLock()
@@ -112,7 +135,9 @@ class FakePayPal:
         self.disputes: dict[str, dict] = {}
         self.dispute_page_size = 50  # PayPal's largest page; tests lower it to make the client page
         self.capture_order_of: dict[str, str] = {}  # capture id -> order id
-        self.replies: dict[tuple[str, str], tuple[int, dict]] = {}  # (endpoint, request id) -> reply
+        self.replies: dict[
+            tuple[str, str], tuple[int, dict]
+        ] = {}  # (endpoint, request id) -> reply
         self.sent_events: dict[str, bytes] = {}
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
@@ -162,9 +187,14 @@ class FakePayPal:
             order = self.orders[order_id]
             if order["status"] in ("CREATED", "PAYER_ACTION_REQUIRED"):
                 order["status"] = "APPROVED"
-                order["payer"] = {"payer_id": payer_id, "email_address": "buyer@example.com",
-                                  "name": {"given_name": "Test", "surname": "Buyer"}}
-                order["payment_source"] = {"paypal": {"email_address": "buyer@example.com", "account_id": payer_id}}
+                order["payer"] = {
+                    "payer_id": payer_id,
+                    "email_address": "buyer@example.com",
+                    "name": {"given_name": "Test", "surname": "Buyer"},
+                }
+                order["payment_source"] = {
+                    "paypal": {"email_address": "buyer@example.com", "account_id": payer_id}
+                }
                 order["update_time"] = _now()
             return order
 
@@ -195,7 +225,11 @@ class FakePayPal:
 
     def order_for(self, custom_id) -> dict:
         with self.lock:
-            return next(o for o in self.orders.values() if o["purchase_units"][0].get("custom_id") == str(custom_id))
+            return next(
+                o
+                for o in self.orders.values()
+                if o["purchase_units"][0].get("custom_id") == str(custom_id)
+            )
 
     def calls_to(self, method: str, pattern: str) -> list[Call]:
         rx = re.compile(pattern)
@@ -215,14 +249,21 @@ class FakePayPal:
             "event_type": event_type,
             "summary": f"Fake {event_type}",
             "resource": json.loads(json.dumps(resource)),
-            "links": [{"href": f"{self.url}/v1/notifications/webhooks-events/{event_id}", "rel": "self",
-                       "method": "GET"}],
+            "links": [
+                {
+                    "href": f"{self.url}/v1/notifications/webhooks-events/{event_id}",
+                    "rel": "self",
+                    "method": "GET",
+                }
+            ],
         }
 
     def capture_event(self, event_type: str, capture_id: str) -> dict:
         with self.lock:
             resource = dict(self.captures[capture_id])
-            resource["supplementary_data"] = {"related_ids": {"order_id": self.capture_order_of[capture_id]}}
+            resource["supplementary_data"] = {
+                "related_ids": {"order_id": self.capture_order_of[capture_id]}
+            }
         return self.event(event_type, resource)
 
     def order_event(self, event_type: str, order_id: str) -> dict:
@@ -232,8 +273,14 @@ class FakePayPal:
     def refund_event(self, refund: dict, event_type: str = "PAYMENT.CAPTURE.REFUNDED") -> dict:
         return self.event(event_type, refund)
 
-    def open_dispute(self, capture_id: str, *, status: str = "WAITING_FOR_SELLER_RESPONSE",
-                     stage: str = "CHARGEBACK", age: timedelta = timedelta(0)) -> dict:
+    def open_dispute(
+        self,
+        capture_id: str,
+        *,
+        status: str = "WAITING_FOR_SELLER_RESPONSE",
+        stage: str = "CHARGEBACK",
+        age: timedelta = timedelta(0),
+    ) -> dict:
         """A buyer disputes a capture at PayPal (whether or not its webhook reaches us)."""
         with self.lock:
             capture = self.captures[capture_id]
@@ -243,22 +290,30 @@ class FakePayPal:
                 "dispute_id": dispute_id,
                 "create_time": created,
                 "update_time": created,
-                "disputed_transactions": [{
-                    "seller_transaction_id": capture_id,
-                    "create_time": capture["create_time"],
-                    "transaction_status": "COMPLETED",
-                    "gross_amount": capture["amount"],
-                    "invoice_number": capture.get("invoice_id", ""),
-                    "custom": capture.get("custom_id", ""),
-                    "buyer": {"name": "Test Buyer"},
-                    "seller": {"merchant_id": "FAKEMERCHANT1", "name": "Credits"},
-                }],
+                "disputed_transactions": [
+                    {
+                        "seller_transaction_id": capture_id,
+                        "create_time": capture["create_time"],
+                        "transaction_status": "COMPLETED",
+                        "gross_amount": capture["amount"],
+                        "invoice_number": capture.get("invoice_id", ""),
+                        "custom": capture.get("custom_id", ""),
+                        "buyer": {"name": "Test Buyer"},
+                        "seller": {"merchant_id": "FAKEMERCHANT1", "name": "Credits"},
+                    }
+                ],
                 "reason": "MERCHANDISE_OR_SERVICE_NOT_RECEIVED",
                 "status": status,
                 "dispute_amount": dict(capture["amount"]),
                 "dispute_life_cycle_stage": stage,
                 "dispute_channel": "INTERNAL",
-                "links": [{"href": f"{self.url}/v1/customer/disputes/{dispute_id}", "rel": "self", "method": "GET"}],
+                "links": [
+                    {
+                        "href": f"{self.url}/v1/customer/disputes/{dispute_id}",
+                        "rel": "self",
+                        "method": "GET",
+                    }
+                ],
             }
             return json.loads(json.dumps(self.disputes[dispute_id]))
 
@@ -273,8 +328,9 @@ class FakePayPal:
                 dispute["dispute_outcome"]["amount_refunded"] = dict(dispute["dispute_amount"])
             return json.loads(json.dumps(dispute))
 
-    def dispute_event(self, event_type: str, capture_id: str = "", *, outcome: str = "",
-                      dispute_id: str = "") -> dict:
+    def dispute_event(
+        self, event_type: str, capture_id: str = "", *, outcome: str = "", dispute_id: str = ""
+    ) -> dict:
         """A CUSTOMER.DISPUTE.* event for a dispute: ``dispute_id``'s as it stands, or a new
         one on ``capture_id`` (RESOLVED with ``outcome`` when one is given)."""
         if not dispute_id:
@@ -285,11 +341,25 @@ class FakePayPal:
             resource = {k: v for k, v in self.disputes[dispute_id].items() if k != "links"}
         return self.event(event_type, resource)
 
-    def sign(self, event: dict | bytes, *, transmission_time: str | None = None, cert_url: str | None = None,
-             key=None, webhook_id: str | None = None) -> Delivery:
-        body = event if isinstance(event, bytes) else json.dumps(event, separators=(",", ":")).encode()
-        headers = sign_body(body, key=key or self.key, webhook_id=webhook_id or self.webhook_id,
-                            cert_url=cert_url or self.cert_url, transmission_time=transmission_time)
+    def sign(
+        self,
+        event: dict | bytes,
+        *,
+        transmission_time: str | None = None,
+        cert_url: str | None = None,
+        key=None,
+        webhook_id: str | None = None,
+    ) -> Delivery:
+        body = (
+            event if isinstance(event, bytes) else json.dumps(event, separators=(",", ":")).encode()
+        )
+        headers = sign_body(
+            body,
+            key=key or self.key,
+            webhook_id=webhook_id or self.webhook_id,
+            cert_url=cert_url or self.cert_url,
+            transmission_time=transmission_time,
+        )
         parsed = json.loads(body)
         with self.lock:
             self.sent_events[parsed.get("id", "")] = body
@@ -297,7 +367,9 @@ class FakePayPal:
 
     # --- the API -------------------------------------------------------------------------------
 
-    def handle(self, method: str, path: str, query: dict, headers: dict, raw: bytes) -> tuple[int, dict | str, dict]:
+    def handle(
+        self, method: str, path: str, query: dict, headers: dict, raw: bytes
+    ) -> tuple[int, dict | str, dict]:
         """(status, JSON body or HTML, extra headers) for one request."""
         body = None
         if raw and "json" in headers.get("content-type", ""):
@@ -310,8 +382,15 @@ class FakePayPal:
             for fault in self.faults:
                 if fault.times > 0 and fault.method == method and fault.path.search(path):
                     fault.times -= 1
-                    return fault.status, {"name": "INTERNAL_SERVER_ERROR", "message": "An internal server error "
-                                          "occurred.", "debug_id": _id().lower()[:13]}, {}
+                    return (
+                        fault.status,
+                        {
+                            "name": "INTERNAL_SERVER_ERROR",
+                            "message": "An internal server error occurred.",
+                            "debug_id": _id().lower()[:13],
+                        },
+                        {},
+                    )
 
         if method == "GET" and path.startswith("/v1/notifications/certs/"):
             with self.lock:
@@ -323,7 +402,14 @@ class FakePayPal:
             return self._token(headers, raw)
 
         if not self._authorized(headers):
-            return 401, {"error": "invalid_token", "error_description": "Token signature verification failed"}, {}
+            return (
+                401,
+                {
+                    "error": "invalid_token",
+                    "error_description": "Token signature verification failed",
+                },
+                {},
+            )
 
         request_id = headers.get("paypal-request-id", "")
         if method == "POST" and path == "/v2/checkout/orders":
@@ -333,9 +419,15 @@ class FakePayPal:
             order_id, capture = match.groups()
             if method == "GET" and not capture:
                 with self.lock:
-                    return (200, self._order_view(order_id), {}) if order_id in self.orders else _not_found()
+                    return (
+                        (200, self._order_view(order_id), {})
+                        if order_id in self.orders
+                        else _not_found()
+                    )
             if method == "POST" and capture:
-                return self._replayable((f"capture:{order_id}", request_id), lambda: self._capture(order_id))
+                return self._replayable(
+                    (f"capture:{order_id}", request_id), lambda: self._capture(order_id)
+                )
         match = re.fullmatch(r"/v2/payments/captures/([A-Z0-9]+)(/refund)?", path)
         if match:
             capture_id, refund = match.groups()
@@ -344,8 +436,10 @@ class FakePayPal:
                     capture = self.captures.get(capture_id)
                     return (200, json.loads(json.dumps(capture)), {}) if capture else _not_found()
             if method == "POST" and refund:
-                return self._replayable((f"refund:{capture_id}", request_id),
-                                        lambda: self._refund(capture_id, body or {}))
+                return self._replayable(
+                    (f"refund:{capture_id}", request_id),
+                    lambda: self._refund(capture_id, body or {}),
+                )
         match = re.fullmatch(r"/v2/payments/refunds/([A-Z0-9]+)", path)
         if match and method == "GET":
             with self.lock:
@@ -374,33 +468,90 @@ class FakePayPal:
         with self.lock:
             found = sorted(self.disputes.values(), key=lambda d: d["create_time"], reverse=True)
             if since is not None:
-                found = [d for d in found if datetime.fromisoformat(d["create_time"].replace("Z", "+00:00")) >= since]
-            page = found[offset:offset + size]
-            items = [{k: d[k] for k in ("dispute_id", "create_time", "update_time", "reason", "status",
-                                        "dispute_amount", "dispute_life_cycle_stage", "dispute_channel", "links")}
-                     | ({"outcome": d["dispute_outcome"]["outcome_code"]} if d.get("dispute_outcome") else {})
-                     for d in page]
-        links = [{"href": f"{self.url}/v1/customer/disputes?{urlencode({'start_time': start, 'page_size': size})}",
-                  "rel": "self", "method": "GET"}]
+                found = [
+                    d
+                    for d in found
+                    if datetime.fromisoformat(d["create_time"].replace("Z", "+00:00")) >= since
+                ]
+            page = found[offset : offset + size]
+            items = [
+                {
+                    k: d[k]
+                    for k in (
+                        "dispute_id",
+                        "create_time",
+                        "update_time",
+                        "reason",
+                        "status",
+                        "dispute_amount",
+                        "dispute_life_cycle_stage",
+                        "dispute_channel",
+                        "links",
+                    )
+                }
+                | (
+                    {"outcome": d["dispute_outcome"]["outcome_code"]}
+                    if d.get("dispute_outcome")
+                    else {}
+                )
+                for d in page
+            ]
+        links = [
+            {
+                "href": f"{self.url}/v1/customer/disputes?{urlencode({'start_time': start, 'page_size': size})}",
+                "rel": "self",
+                "method": "GET",
+            }
+        ]
         if offset + size < len(found):
-            links.append({"href": f"{self.url}/v1/customer/disputes?" + urlencode(
-                {"start_time": start, "page_size": size, "next_page_token": str(offset + size)}),
-                "rel": "next", "method": "GET"})
+            links.append(
+                {
+                    "href": f"{self.url}/v1/customer/disputes?"
+                    + urlencode(
+                        {
+                            "start_time": start,
+                            "page_size": size,
+                            "next_page_token": str(offset + size),
+                        }
+                    ),
+                    "rel": "next",
+                    "method": "GET",
+                }
+            )
         return 200, {"items": json.loads(json.dumps(items)), "links": links}, {}
 
     def _token(self, headers: dict, raw: bytes) -> tuple[int, dict, dict]:
-        expected = "Basic " + base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        expected = (
+            "Basic " + base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        )
         form = parse_qs(raw.decode())
         if headers.get("authorization") != expected:
-            return 401, {"error": "invalid_client", "error_description": "Client Authentication failed"}, {}
+            return (
+                401,
+                {"error": "invalid_client", "error_description": "Client Authentication failed"},
+                {},
+            )
         if form.get("grant_type") != ["client_credentials"]:
-            return 400, {"error": "unsupported_grant_type", "error_description": "Grant Type is NULL"}, {}
+            return (
+                400,
+                {"error": "unsupported_grant_type", "error_description": "Grant Type is NULL"},
+                {},
+            )
         token = "A21AA" + secrets.token_urlsafe(40)
         with self.lock:
             self.tokens.add(token)
-        return 200, {"scope": "https://uri.paypal.com/services/payments/payment", "access_token": token,
-                     "token_type": "Bearer", "app_id": "APP-80W284485P519543T", "expires_in": 32400,
-                     "nonce": _now() + secrets.token_hex(8)}, {}
+        return (
+            200,
+            {
+                "scope": "https://uri.paypal.com/services/payments/payment",
+                "access_token": token,
+                "token_type": "Bearer",
+                "app_id": "APP-80W284485P519543T",
+                "expires_in": 32400,
+                "nonce": _now() + secrets.token_hex(8),
+            },
+            {},
+        )
 
     def _authorized(self, headers: dict) -> bool:
         value = headers.get("authorization", "")
@@ -426,17 +577,26 @@ class FakePayPal:
     def _create(self, body: dict) -> tuple[int, dict]:
         units = body.get("purchase_units") or []
         if body.get("intent") != "CAPTURE" or len(units) != 1:
-            return 400, _error("INVALID_REQUEST", "INVALID_PARAMETER_VALUE", "intent or purchase_units")
+            return 400, _error(
+                "INVALID_REQUEST", "INVALID_PARAMETER_VALUE", "intent or purchase_units"
+            )
         unit = units[0]
         amount = unit.get("amount") or {}
-        if not re.fullmatch(r"\d+(\.\d{2})?", str(amount.get("value", ""))) or len(amount.get("currency_code", "")) != 3:
+        if (
+            not re.fullmatch(r"\d+(\.\d{2})?", str(amount.get("value", "")))
+            or len(amount.get("currency_code", "")) != 3
+        ):
             return 400, _error("INVALID_REQUEST", "INVALID_PARAMETER_VALUE", "amount")
-        context = ((body.get("payment_source") or {}).get("paypal") or {}).get("experience_context") or {}
+        context = ((body.get("payment_source") or {}).get("paypal") or {}).get(
+            "experience_context"
+        ) or {}
         if not context.get("return_url") or not context.get("cancel_url"):
             return 422, _error("UNPROCESSABLE_ENTITY", "MISSING_REQUIRED_PARAMETER", "return_url")
         with self.lock:
             invoice = unit.get("invoice_id")
-            if invoice and any(o["purchase_units"][0].get("invoice_id") == invoice for o in self.orders.values()):
+            if invoice and any(
+                o["purchase_units"][0].get("invoice_id") == invoice for o in self.orders.values()
+            ):
                 return 422, _error("UNPROCESSABLE_ENTITY", "DUPLICATE_INVOICE_ID")
             order_id = _id()
             order = {
@@ -444,19 +604,35 @@ class FakePayPal:
                 "intent": "CAPTURE",
                 "status": "PAYER_ACTION_REQUIRED",
                 "payment_source": {"paypal": {}},
-                "purchase_units": [{
-                    "reference_id": unit.get("reference_id", "default"),
-                    "amount": {"currency_code": amount["currency_code"], "value": amount["value"]},
-                    "payee": {"email_address": "merchant@example.com", "merchant_id": "FAKEMERCHANT1"},
-                    "description": unit.get("description", ""),
-                    "custom_id": unit.get("custom_id", ""),
-                    "invoice_id": invoice or "",
-                }],
+                "purchase_units": [
+                    {
+                        "reference_id": unit.get("reference_id", "default"),
+                        "amount": {
+                            "currency_code": amount["currency_code"],
+                            "value": amount["value"],
+                        },
+                        "payee": {
+                            "email_address": "merchant@example.com",
+                            "merchant_id": "FAKEMERCHANT1",
+                        },
+                        "description": unit.get("description", ""),
+                        "custom_id": unit.get("custom_id", ""),
+                        "invoice_id": invoice or "",
+                    }
+                ],
                 "create_time": _now(),
                 "update_time": _now(),
                 "links": [
-                    {"href": f"{self.url}/v2/checkout/orders/{order_id}", "rel": "self", "method": "GET"},
-                    {"href": f"{self.url}/checkoutnow?token={order_id}", "rel": "payer-action", "method": "GET"},
+                    {
+                        "href": f"{self.url}/v2/checkout/orders/{order_id}",
+                        "rel": "self",
+                        "method": "GET",
+                    },
+                    {
+                        "href": f"{self.url}/checkoutnow?token={order_id}",
+                        "rel": "payer-action",
+                        "method": "GET",
+                    },
                 ],
                 "_experience": context,
             }
@@ -483,16 +659,29 @@ class FakePayPal:
                 "status": self.capture_outcome,
                 "amount": dict(unit["amount"]),
                 "final_capture": True,
-                "seller_protection": {"status": "ELIGIBLE",
-                                      "dispute_categories": ["ITEM_NOT_RECEIVED", "UNAUTHORIZED_TRANSACTION"]},
+                "seller_protection": {
+                    "status": "ELIGIBLE",
+                    "dispute_categories": ["ITEM_NOT_RECEIVED", "UNAUTHORIZED_TRANSACTION"],
+                },
                 "seller_receivable_breakdown": _breakdown(unit["amount"]),
                 "invoice_id": unit.get("invoice_id", ""),
                 "custom_id": unit.get("custom_id", ""),
                 "links": [
-                    {"href": f"{self.url}/v2/payments/captures/{capture_id}", "rel": "self", "method": "GET"},
-                    {"href": f"{self.url}/v2/payments/captures/{capture_id}/refund", "rel": "refund",
-                     "method": "POST"},
-                    {"href": f"{self.url}/v2/checkout/orders/{order_id}", "rel": "up", "method": "GET"},
+                    {
+                        "href": f"{self.url}/v2/payments/captures/{capture_id}",
+                        "rel": "self",
+                        "method": "GET",
+                    },
+                    {
+                        "href": f"{self.url}/v2/payments/captures/{capture_id}/refund",
+                        "rel": "refund",
+                        "method": "POST",
+                    },
+                    {
+                        "href": f"{self.url}/v2/checkout/orders/{order_id}",
+                        "rel": "up",
+                        "method": "GET",
+                    },
                 ],
                 "create_time": _now(),
                 "update_time": _now(),
@@ -508,7 +697,11 @@ class FakePayPal:
     def _order_view(self, order_id: str) -> dict:
         order = json.loads(json.dumps(_public(self.orders[order_id])))
         captures = [self.captures[c] for c, o in self.capture_order_of.items() if o == order_id]
-        refunds = [r for r in self.refunds.values() if self.capture_order_of.get(r["_capture_id"]) == order_id]
+        refunds = [
+            r
+            for r in self.refunds.values()
+            if self.capture_order_of.get(r["_capture_id"]) == order_id
+        ]
         if captures:
             order["purchase_units"][0]["payments"] = {"captures": json.loads(json.dumps(captures))}
             if refunds:
@@ -521,11 +714,21 @@ class FakePayPal:
             if capture is None:
                 return _not_found()[:2]
             if capture["status"] not in ("COMPLETED", "PARTIALLY_REFUNDED"):
-                return 422, _error("UNPROCESSABLE_ENTITY", "CAPTURE_FULLY_REFUNDED"
-                                   if capture["status"] == "REFUNDED" else "REFUND_NOT_ALLOWED")
+                return 422, _error(
+                    "UNPROCESSABLE_ENTITY",
+                    "CAPTURE_FULLY_REFUNDED"
+                    if capture["status"] == "REFUNDED"
+                    else "REFUND_NOT_ALLOWED",
+                )
             total = Decimal(capture["amount"]["value"])
-            done = sum((Decimal(r["amount"]["value"]) for r in self.refunds.values()
-                        if r["_capture_id"] == capture_id), Decimal("0"))
+            done = sum(
+                (
+                    Decimal(r["amount"]["value"])
+                    for r in self.refunds.values()
+                    if r["_capture_id"] == capture_id
+                ),
+                Decimal("0"),
+            )
             value = (body.get("amount") or {}).get("value")
             amount = Decimal(value) if value else total - done
             if amount <= 0 or done + amount > total:
@@ -540,7 +743,10 @@ class FakePayPal:
                     "gross_amount": {"currency_code": currency, "value": f"{amount:.2f}"},
                     "paypal_fee": {"currency_code": currency, "value": "0.00"},
                     "net_amount": {"currency_code": currency, "value": f"{amount:.2f}"},
-                    "total_refunded_amount": {"currency_code": currency, "value": f"{refunded:.2f}"},
+                    "total_refunded_amount": {
+                        "currency_code": currency,
+                        "value": f"{refunded:.2f}",
+                    },
                 },
                 "invoice_id": body.get("invoice_id", ""),
                 "custom_id": capture.get("custom_id", ""),
@@ -549,8 +755,16 @@ class FakePayPal:
                 "create_time": _now(),
                 "update_time": _now(),
                 "links": [
-                    {"href": f"{self.url}/v2/payments/refunds/{refund_id}", "rel": "self", "method": "GET"},
-                    {"href": f"{self.url}/v2/payments/captures/{capture_id}", "rel": "up", "method": "GET"},
+                    {
+                        "href": f"{self.url}/v2/payments/refunds/{refund_id}",
+                        "rel": "self",
+                        "method": "GET",
+                    },
+                    {
+                        "href": f"{self.url}/v2/payments/captures/{capture_id}",
+                        "rel": "up",
+                        "method": "GET",
+                    },
                 ],
                 "_capture_id": capture_id,
             }
@@ -564,18 +778,30 @@ class FakePayPal:
         with self.lock:
             sent = self.sent_events.get(event.get("id", ""))
         ok = False
-        if sent is not None and body.get("webhook_id") == self.webhook_id and body.get("cert_url") == self.cert_url:
-            message = (f"{body.get('transmission_id')}|{body.get('transmission_time')}|{self.webhook_id}|"
-                       f"{zlib.crc32(sent) & 0xFFFFFFFF}").encode()
+        if (
+            sent is not None
+            and body.get("webhook_id") == self.webhook_id
+            and body.get("cert_url") == self.cert_url
+        ):
+            message = (
+                f"{body.get('transmission_id')}|{body.get('transmission_time')}|{self.webhook_id}|"
+                f"{zlib.crc32(sent) & 0xFFFFFFFF}"
+            ).encode()
             try:
-                self.key.public_key().verify(base64.b64decode(body.get("transmission_sig", "")), message,
-                                             padding.PKCS1v15(), hashes.SHA256())
+                self.key.public_key().verify(
+                    base64.b64decode(body.get("transmission_sig", "")),
+                    message,
+                    padding.PKCS1v15(),
+                    hashes.SHA256(),
+                )
                 ok = json.loads(sent) == event
             except Exception:  # noqa: BLE001 - any failure means "not ours"
                 ok = False
         return 200, {"verification_status": "SUCCESS" if ok else "FAILURE"}, {}
 
-    def _approval_page(self, method: str, path: str, query: dict, raw: bytes) -> tuple[int, str, dict]:
+    def _approval_page(
+        self, method: str, path: str, query: dict, raw: bytes
+    ) -> tuple[int, str, dict]:
         form = parse_qs(raw.decode()) if raw else {}
         token = (query.get("token") or form.get("token") or [""])[0]
         with self.lock:
@@ -596,9 +822,9 @@ background:#fff;border-radius:12px;padding:2rem;box-shadow:0 2px 12px #0001}}h1{
 button{{width:100%;padding:.8rem;border:0;border-radius:24px;font-size:1rem;margin-top:.6rem;cursor:pointer}}
 .pay{{background:#ffc439;color:#111}}.cancel{{background:#eee}}</style></head><body><main>
 <h1>PayPal <small>(test double)</small></h1>
-<p>{html.escape(context.get('brand_name') or 'Merchant')} is asking for</p>
-<p data-testid="paypal-amount" style="font-size:2rem;font-weight:700">{html.escape(unit['amount']['value'])}
-{html.escape(unit['amount']['currency_code'])}</p><p>{html.escape(unit.get('description', ''))}</p>
+<p>{html.escape(context.get("brand_name") or "Merchant")} is asking for</p>
+<p data-testid="paypal-amount" style="font-size:2rem;font-weight:700">{html.escape(unit["amount"]["value"])}
+{html.escape(unit["amount"]["currency_code"])}</p><p>{html.escape(unit.get("description", ""))}</p>
 <form method="post" action="/checkoutnow/approve"><input type="hidden" name="token" value="{html.escape(token)}">
 <button class="pay" type="submit">Pay Now</button></form>
 <form method="post" action="/checkoutnow/cancel"><input type="hidden" name="token" value="{html.escape(token)}">
@@ -615,7 +841,9 @@ def _handler(fake: FakePayPal):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, body, extra = fake.handle(method, parts.path, parse_qs(parts.query), headers, raw)
+            status, body, extra = fake.handle(
+                method, parts.path, parse_qs(parts.query), headers, raw
+            )
             if isinstance(body, (dict, list)):
                 data = json.dumps(body).encode()
                 content_type = "application/json"
@@ -652,22 +880,41 @@ def _error(name: str, issue: str, field_name: str = "") -> dict:
     detail = {"issue": issue, "description": issue.replace("_", " ").capitalize() + "."}
     if field_name:
         detail["field"] = field_name
-    return {"name": name, "details": [detail], "message": "The requested action could not be performed.",
-            "debug_id": _id().lower()[:13]}
+    return {
+        "name": name,
+        "details": [detail],
+        "message": "The requested action could not be performed.",
+        "debug_id": _id().lower()[:13],
+    }
 
 
 def _not_found() -> tuple[int, dict, dict]:
-    return 404, {"name": "RESOURCE_NOT_FOUND", "details": [{"issue": "INVALID_RESOURCE_ID",
-                 "description": "Specified resource ID does not exist."}],
-                 "message": "The specified resource does not exist.", "debug_id": _id().lower()[:13]}, {}
+    return (
+        404,
+        {
+            "name": "RESOURCE_NOT_FOUND",
+            "details": [
+                {
+                    "issue": "INVALID_RESOURCE_ID",
+                    "description": "Specified resource ID does not exist.",
+                }
+            ],
+            "message": "The specified resource does not exist.",
+            "debug_id": _id().lower()[:13],
+        },
+        {},
+    )
 
 
 def _breakdown(amount: dict) -> dict:
     value = Decimal(amount["value"])
     fee = (value * Decimal("0.0349") + Decimal("0.49")).quantize(Decimal("0.01"))
     currency = amount["currency_code"]
-    return {"gross_amount": dict(amount), "paypal_fee": {"currency_code": currency, "value": f"{fee}"},
-            "net_amount": {"currency_code": currency, "value": f"{value - fee}"}}
+    return {
+        "gross_amount": dict(amount),
+        "paypal_fee": {"currency_code": currency, "value": f"{fee}"},
+        "net_amount": {"currency_code": currency, "value": f"{value - fee}"},
+    }
 
 
 def _resource_type(event_type: str) -> str:

@@ -61,7 +61,9 @@ class FakeStripe:
         self._idempotency: dict[str, tuple[dict, int, dict]] = {}
         self._failures: list[tuple[str, str, int, dict]] = []
         self._holds: list[tuple[str, str, Hold]] = []
-        self.refund_outcome = "succeeded"  # the status new refunds get: pending, requires_action, ...
+        self.refund_outcome = (
+            "succeeded"  # the status new refunds get: pending, requires_action, ...
+        )
         self.lock = threading.RLock()
         fake = self
 
@@ -90,10 +92,14 @@ class FakeStripe:
 
     # --- test controls ----------------------------------------------------------------------
 
-    def fail_next(self, method: str, path_prefix: str, *, status: int = 500, message: str = "Stripe is down") -> None:
+    def fail_next(
+        self, method: str, path_prefix: str, *, status: int = 500, message: str = "Stripe is down"
+    ) -> None:
         """Answer the next matching request with an error (500: APIError; 400: InvalidRequestError)."""
         error_type = "api_error" if status >= 500 else "invalid_request_error"
-        self._failures.append((method, path_prefix, status, {"error": {"type": error_type, "message": message}}))
+        self._failures.append(
+            (method, path_prefix, status, {"error": {"type": error_type, "message": message}})
+        )
 
     def hold_next(self, method: str, path_prefix: str) -> "Hold":
         """Keep the next matching request waiting (a slow Stripe): ``hold.arrived`` is set when it
@@ -104,9 +110,13 @@ class FakeStripe:
         return hold
 
     def calls(self, method: str, path_prefix: str) -> list[dict]:
-        return [r for r in self.requests if r["method"] == method and r["path"].startswith(path_prefix)]
+        return [
+            r for r in self.requests if r["method"] == method and r["path"].startswith(path_prefix)
+        ]
 
-    def pay(self, session_id: str, *, payment_status: str = "paid", amount_total: int | None = None) -> dict:
+    def pay(
+        self, session_id: str, *, payment_status: str = "paid", amount_total: int | None = None
+    ) -> dict:
         """The buyer completes the checkout: a PaymentIntent and a Charge appear."""
         with self.lock:
             session = self.sessions[session_id]
@@ -116,17 +126,32 @@ class FakeStripe:
             charge_id = f"ch_{secrets.token_hex(8)}"
             succeeded = payment_status == "paid"
             self.payment_intents[pi_id] = {
-                "id": pi_id, "object": "payment_intent", "amount": amount, "currency": session["currency"],
-                "status": "succeeded" if succeeded else "processing", "metadata": metadata,
+                "id": pi_id,
+                "object": "payment_intent",
+                "amount": amount,
+                "currency": session["currency"],
+                "status": "succeeded" if succeeded else "processing",
+                "metadata": metadata,
                 "latest_charge": charge_id,
             }
             self.charges[charge_id] = {
-                "id": charge_id, "object": "charge", "amount": amount, "amount_refunded": 0,
-                "currency": session["currency"], "payment_intent": pi_id, "metadata": metadata,
-                "refunded": False, "paid": succeeded, "status": "succeeded" if succeeded else "pending",
+                "id": charge_id,
+                "object": "charge",
+                "amount": amount,
+                "amount_refunded": 0,
+                "currency": session["currency"],
+                "payment_intent": pi_id,
+                "metadata": metadata,
+                "refunded": False,
+                "paid": succeeded,
+                "status": "succeeded" if succeeded else "pending",
             }
-            session.update(status="complete", payment_status=payment_status, payment_intent=pi_id,
-                           amount_total=amount)
+            session.update(
+                status="complete",
+                payment_status=payment_status,
+                payment_intent=pi_id,
+                amount_total=amount,
+            )
             return self.public(session)
 
     def settle(self, session_id: str, *, succeeded: bool = True) -> dict:
@@ -167,12 +192,20 @@ class FakeStripe:
     def charge_for(self, payment_intent: str) -> dict:
         return dict(self._charge_of(payment_intent))
 
-    def dispute(self, payment_intent: str, *, status: str = "needs_response", dispute_id: str | None = None) -> dict:
+    def dispute(
+        self, payment_intent: str, *, status: str = "needs_response", dispute_id: str | None = None
+    ) -> dict:
         charge = self._charge_of(payment_intent)
         return {
-            "id": dispute_id or f"dp_{secrets.token_hex(8)}", "object": "dispute", "amount": charge["amount"],
-            "currency": charge["currency"], "charge": charge["id"], "payment_intent": payment_intent,
-            "reason": "fraudulent", "status": status, "metadata": {},
+            "id": dispute_id or f"dp_{secrets.token_hex(8)}",
+            "object": "dispute",
+            "amount": charge["amount"],
+            "currency": charge["currency"],
+            "charge": charge["id"],
+            "payment_intent": payment_intent,
+            "reason": "fraudulent",
+            "status": status,
+            "metadata": {},
         }
 
     def public(self, obj: dict) -> dict:
@@ -182,20 +215,24 @@ class FakeStripe:
 
     def event(self, event_type: str, obj: dict, *, event_id: str | None = None) -> str:
         """A Stripe event body (a JSON string) carrying ``obj``."""
-        return json.dumps({
-            "id": event_id or f"evt_{secrets.token_hex(12)}",
-            "object": "event",
-            "api_version": API_VERSION,
-            "created": int(time.time()),
-            "type": event_type,
-            "livemode": False,
-            "pending_webhooks": 1,
-            "request": {"id": None, "idempotency_key": None},
-            "data": {"object": self.public(obj)},
-        })
+        return json.dumps(
+            {
+                "id": event_id or f"evt_{secrets.token_hex(12)}",
+                "object": "event",
+                "api_version": API_VERSION,
+                "created": int(time.time()),
+                "type": event_type,
+                "livemode": False,
+                "pending_webhooks": 1,
+                "request": {"id": None, "idempotency_key": None},
+                "data": {"object": self.public(obj)},
+            }
+        )
 
     def sign(self, payload: str, *, secret: str | None = None, timestamp: int | None = None) -> str:
-        return stripe.WebhookSignature.generate_signature_header(payload, secret or self.webhook_secret, timestamp)
+        return stripe.WebhookSignature.generate_signature_header(
+            payload, secret or self.webhook_secret, timestamp
+        )
 
     # --- the HTTP side ----------------------------------------------------------------------
 
@@ -213,17 +250,33 @@ class FakeStripe:
             hold[2].arrived.set()
             hold[2].release.wait(120)
         with self.lock:
-            self.requests.append({"method": method, "path": path, "params": params, "idempotency_key": key,
-                                  "authorization": request.headers.get("Authorization", "")})
-            failure = next((f for f in self._failures if f[0] == method and path.startswith(f[1])), None)
+            self.requests.append(
+                {
+                    "method": method,
+                    "path": path,
+                    "params": params,
+                    "idempotency_key": key,
+                    "authorization": request.headers.get("Authorization", ""),
+                }
+            )
+            failure = next(
+                (f for f in self._failures if f[0] == method and path.startswith(f[1])), None
+            )
             if failure is not None:
                 self._failures.remove(failure)
                 status, body = failure[2], failure[3]
             elif method == "POST" and key and key in self._idempotency:
                 first_params, status, body = self._idempotency[key]
                 if first_params != params:
-                    status, body = 400, {"error": {"type": "idempotency_error", "message":
-                                         "Keys for idempotent requests can only be used with the same parameters."}}
+                    status, body = (
+                        400,
+                        {
+                            "error": {
+                                "type": "idempotency_error",
+                                "message": "Keys for idempotent requests can only be used with the same parameters.",
+                            }
+                        },
+                    )
             else:
                 status, body = self._route(method, path, params)
                 if method == "POST" and key and status < 500:
@@ -243,7 +296,9 @@ class FakeStripe:
         if method == "GET" and match:
             session = self.sessions.get(match.group(1))
             if session is None:
-                return self._error(404, f"No such checkout.session: '{match.group(1)}'", "resource_missing")
+                return self._error(
+                    404, f"No such checkout.session: '{match.group(1)}'", "resource_missing"
+                )
             return 200, self.public(session)
         if method == "POST" and path == "/v1/refunds":
             return self._create_refund(params)
@@ -259,7 +314,9 @@ class FakeStripe:
         return self._error(404, f"Unrecognized request URL ({method}: {path}).")
 
     def _error(self, status: int, message: str, code: str = "") -> tuple[int, dict]:
-        return status, {"error": {"type": "invalid_request_error", "message": message, "code": code}}
+        return status, {
+            "error": {"type": "invalid_request_error", "message": message, "code": code}
+        }
 
     def _create_session(self, params: dict) -> tuple[int, dict]:
         for required in ("mode", "line_items", "success_url"):
@@ -273,14 +330,25 @@ class FakeStripe:
         amount = int(item["price_data"]["unit_amount"]) * int(item.get("quantity", 1))
         session_id = f"cs_test_{secrets.token_hex(12)}"
         session = {
-            "id": session_id, "object": "checkout.session", "mode": params["mode"],
-            "url": f"{self.url}/pay/{session_id}", "status": "open", "payment_status": "unpaid",
-            "amount_total": amount, "currency": item["price_data"]["currency"],
-            "client_reference_id": params.get("client_reference_id"), "metadata": params.get("metadata", {}),
-            "payment_intent": None, "expires_at": expires_at, "success_url": params["success_url"],
-            "cancel_url": params.get("cancel_url"), "customer": params.get("customer"),
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": params["mode"],
+            "url": f"{self.url}/pay/{session_id}",
+            "status": "open",
+            "payment_status": "unpaid",
+            "amount_total": amount,
+            "currency": item["price_data"]["currency"],
+            "client_reference_id": params.get("client_reference_id"),
+            "metadata": params.get("metadata", {}),
+            "payment_intent": None,
+            "expires_at": expires_at,
+            "success_url": params["success_url"],
+            "cancel_url": params.get("cancel_url"),
+            "customer": params.get("customer"),
             "customer_email": params.get("customer_email"),
-            "_payment_intent_metadata": (params.get("payment_intent_data") or {}).get("metadata", {}),
+            "_payment_intent_metadata": (params.get("payment_intent_data") or {}).get(
+                "metadata", {}
+            ),
         }
         self.sessions[session_id] = session
         return 200, self.public(session)
@@ -295,13 +363,24 @@ class FakeStripe:
         charge = self._charge_of(pi["id"])
         amount = int(params.get("amount") or charge["amount"] - charge["amount_refunded"])
         if amount <= 0 or amount > charge["amount"] - charge["amount_refunded"]:
-            return self._error(400, f"Refund amount ({amount}) is greater than unrefunded amount on charge.",
-                               "amount_too_large")
+            return self._error(
+                400,
+                f"Refund amount ({amount}) is greater than unrefunded amount on charge.",
+                "amount_too_large",
+            )
         refund_id = f"re_{secrets.token_hex(8)}"
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
-        refund = {"id": refund_id, "object": "refund", "amount": amount, "currency": charge["currency"],
-                  "status": self.refund_outcome, "payment_intent": pi["id"], "charge": charge["id"],
-                  "reason": params.get("reason"), "metadata": params.get("metadata", {})}
+        refund = {
+            "id": refund_id,
+            "object": "refund",
+            "amount": amount,
+            "currency": charge["currency"],
+            "status": self.refund_outcome,
+            "payment_intent": pi["id"],
+            "charge": charge["id"],
+            "reason": params.get("reason"),
+            "metadata": params.get("metadata", {}),
+        }
         self.refunds[refund_id] = refund
         return 200, refund

@@ -84,17 +84,32 @@ class ReconFakeStripe(FakeStripe):
         return status, body
 
     def _list(self, store: dict, params: dict, path: str):
-        items = sorted((self.public(o) for o in store.values()), key=lambda o: (-o.get("created", 0), o["id"]))
-        gte = (params.get("created") or {}).get("gte") if isinstance(params.get("created"), dict) else None
+        items = sorted(
+            (self.public(o) for o in store.values()), key=lambda o: (-o.get("created", 0), o["id"])
+        )
+        gte = (
+            (params.get("created") or {}).get("gte")
+            if isinstance(params.get("created"), dict)
+            else None
+        )
         if gte is not None:
             items = [o for o in items if o.get("created", 0) >= int(gte)]
         if params.get("payment_intent"):
             items = [o for o in items if o.get("payment_intent") == params["payment_intent"]]
         if params.get("starting_after"):
             ids = [o["id"] for o in items]
-            items = items[ids.index(params["starting_after"]) + 1:] if params["starting_after"] in ids else []
+            items = (
+                items[ids.index(params["starting_after"]) + 1 :]
+                if params["starting_after"] in ids
+                else []
+            )
         limit = min(int(params.get("limit") or 10), self.page_size)
-        return 200, {"object": "list", "data": items[:limit], "has_more": len(items) > limit, "url": path}
+        return 200, {
+            "object": "list",
+            "data": items[:limit],
+            "has_more": len(items) > limit,
+            "url": path,
+        }
 
 
 @pytest.fixture
@@ -102,8 +117,12 @@ def recon_stripe(settings, monkeypatch):
     """Stripe configured and pointed at the listing fake (a small page size to exercise paging)."""
     fake = ReconFakeStripe(webhook_secret="whsec_" + secrets.token_hex(8)).start()
     stripe.enable_telemetry = False
-    values = {"STRIPE_SECRET_KEY": "sk_test_fake", "STRIPE_WEBHOOK_SECRET": fake.webhook_secret,
-              "STRIPE_API_BASE": fake.url, "STRIPE_MAX_NETWORK_RETRIES": "0"}
+    values = {
+        "STRIPE_SECRET_KEY": "sk_test_fake",
+        "STRIPE_WEBHOOK_SECRET": fake.webhook_secret,
+        "STRIPE_API_BASE": fake.url,
+        "STRIPE_MAX_NETWORK_RETRIES": "0",
+    }
     for name, value in values.items():
         setattr(settings, name, value)
         monkeypatch.setenv(name, value)

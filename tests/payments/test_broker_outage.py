@@ -42,9 +42,22 @@ class PrivateRedis:
 
     def start(self) -> "PrivateRedis":
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--dir", str(self.directory)],
-            stdout=open(self.directory / "redis.log", "ab"), stderr=subprocess.STDOUT)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=open(self.directory / "redis.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -75,26 +88,40 @@ def send(task, *args, broker: str, queue: str):
 
 
 def test_a_busy_worker_survives_redis_going_away_and_the_interrupted_work_completes(
-        private_redis, fake_stripe, user, packages, settings, monkeypatch):
+    private_redis, fake_stripe, user, packages, settings, monkeypatch
+):
     monkeypatch.setenv("PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS", "1")
     settings.PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS = 1
     buyer = Client()
     buyer.force_login(user)
     assert buyer.post("/billing/buy/", {"package": packages["Basic"].pk}).status_code == 303
     order = Order.objects.get(user=user)
-    payload = fake_stripe.event("checkout.session.completed", fake_stripe.pay(order.provider_order_id))
+    payload = fake_stripe.event(
+        "checkout.session.completed", fake_stripe.pay(order.provider_order_id)
+    )
     with transaction.atomic():  # stored; its message is sent below, to the private broker
-        event = webhook_ingest(provider_name="STRIPE", body=payload.encode(),
-                               headers={"Stripe-Signature": fake_stripe.sign(payload)})
+        event = webhook_ingest(
+            provider_name="STRIPE",
+            body=payload.encode(),
+            headers={"Stripe-Signature": fake_stripe.sign(payload)},
+        )
         transaction.get_connection().run_on_commit.clear()
     slow_stripe = fake_stripe.hold_next("GET", "/v1/checkout/sessions/")
 
     queue = f"test-{uuid.uuid4().hex[:12]}"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": test_database_url(),
-           "CELERY_BROKER_URL": private_redis.url, "CELERY_DEFAULT_QUEUE": queue,
-           "CELERY_TASK_ALWAYS_EAGER": "false", "MEDIA_ROOT": str(settings.MEDIA_ROOT)}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": test_database_url(),
+        "CELERY_BROKER_URL": private_redis.url,
+        "CELERY_DEFAULT_QUEUE": queue,
+        "CELERY_TASK_ALWAYS_EAGER": "false",
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    }
     # The pool and concurrency of the compose worker and the README's command (prefork, 2).
-    worker = WorkerProcess(env, queue, ARTIFACTS / "workers" / f"{queue}.log", pool="prefork", concurrency=2)
+    worker = WorkerProcess(
+        env, queue, ARTIFACTS / "workers" / f"{queue}.log", pool="prefork", concurrency=2
+    )
     settings.CELERY_BROKER_URL = private_redis.url
     with tasks_sent_to_queue(settings, queue):
         worker.start()
@@ -103,12 +130,20 @@ def test_a_busy_worker_survives_redis_going_away_and_the_interrupted_work_comple
             assert slow_stripe.arrived.wait(30), worker.log()[-2000:]  # the task is running
 
             private_redis.stop()
-            wait_until(lambda: "Connection to broker lost" in worker.log() or worker.proc.poll() is not None,
-                       timeout=30, message="the worker to notice")
+            wait_until(
+                lambda: (
+                    "Connection to broker lost" in worker.log() or worker.proc.poll() is not None
+                ),
+                timeout=30,
+                message="the worker to notice",
+            )
             private_redis.start()
             slow_stripe.release.set()
-            wait_until(lambda: worker.log().count("Connected to ") >= 2 or worker.proc.poll() is not None,
-                       timeout=60, message=f"the worker to reconnect\n{worker.log()[-2000:]}")
+            wait_until(
+                lambda: worker.log().count("Connected to ") >= 2 or worker.proc.poll() is not None,
+                timeout=60,
+                message=f"the worker to reconnect\n{worker.log()[-2000:]}",
+            )
             assert worker.proc.poll() is None, f"the worker exited:\n{worker.log()[-3000:]}"
             assert "Unrecoverable error" not in worker.log()
 
@@ -116,8 +151,12 @@ def test_a_busy_worker_survives_redis_going_away_and_the_interrupted_work_comple
                 send(requeue_stuck_webhook_events, broker=private_redis.url, queue=queue)
                 return Order.objects.get(pk=order.pk).status == "COMPLETED"
 
-            wait_until(swept_and_completed, timeout=60, interval=1,
-                       message=f"the interrupted work to complete\n{worker.log()[-2000:]}")
+            wait_until(
+                swept_and_completed,
+                timeout=60,
+                interval=1,
+                message=f"the interrupted work to complete\n{worker.log()[-2000:]}",
+            )
             assert worker.proc.poll() is None
         finally:
             worker.stop()

@@ -38,7 +38,9 @@ def sign_up(page, email: str) -> None:
     page.wait_for_load_state()
 
 
-def test_sign_up_buy_through_the_sandbox_and_read_the_invoice(page, screenshot, packages, sandbox_only):
+def test_sign_up_buy_through_the_sandbox_and_read_the_invoice(
+    page, screenshot, packages, sandbox_only
+):
     page.goto("/")
     assert page.get_by_role("heading", name=re.compile("Pay only for what you make")).is_visible()
     assert page.get_by_test_id("package-pro").get_by_text("Most popular").is_visible()
@@ -84,8 +86,9 @@ def test_sign_up_buy_through_the_sandbox_and_read_the_invoice(page, screenshot, 
     screenshot(page, "7-invoice-print")
 
 
-def test_the_return_page_polls_until_the_credits_arrive(page, screenshot, packages, make_user, sandbox_only,
-                                                        settings):
+def test_the_return_page_polls_until_the_credits_arrive(
+    page, screenshot, packages, make_user, sandbox_only, settings
+):
     """The buyer is on the return page before the payment settled and no webhook arrives:
     the page polls, its own check with the provider fulfils, and the credits appear."""
     from payments.models import SandboxPayment
@@ -99,7 +102,9 @@ def test_the_return_page_polls_until_the_credits_arrive(page, screenshot, packag
     page.get_by_role("button", name="Log in").click()
     page.wait_for_load_state()
     page.goto("/billing/pricing/")
-    page.get_by_test_id("package-starter").get_by_role("button", name=re.compile("Buy Starter")).click()
+    page.get_by_test_id("package-starter").get_by_role(
+        "button", name=re.compile("Buy Starter")
+    ).click()
     page.wait_for_url("**/billing/sandbox/checkout/**")
     order = Order.objects.get(user=user)
 
@@ -108,7 +113,9 @@ def test_the_return_page_polls_until_the_credits_arrive(page, screenshot, packag
     assert page.get_by_test_id("header-balance").inner_text().strip() == "0 credits"
     screenshot(page, "1-waiting")
 
-    sandbox_finish(token=SandboxPayment.objects.get().token, outcome="paid")  # paid; its webhook never comes
+    sandbox_finish(
+        token=SandboxPayment.objects.get().token, outcome="paid"
+    )  # paid; its webhook never comes
 
     page.get_by_role("heading", name="10 credits added").wait_for(timeout=15_000)
     assert page.get_by_test_id("header-balance").inner_text().strip() == "10 credits"
@@ -116,8 +123,9 @@ def test_the_return_page_polls_until_the_credits_arrive(page, screenshot, packag
     assert CreditBalance.objects.get(user=user).balance == 10
 
 
-def test_the_buying_pages_fit_a_phone(browser, live_server, screenshot, packages, sandbox_only, make_user,
-                                      client):
+def test_the_buying_pages_fit_a_phone(
+    browser, live_server, screenshot, packages, sandbox_only, make_user, client
+):
     from payments.orders import order_create, order_start_checkout
 
     user = make_user("phone@example.com", password=PASSWORD)
@@ -131,8 +139,12 @@ def test_the_buying_pages_fit_a_phone(browser, live_server, screenshot, packages
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
         page.wait_for_load_state()
-        for name, url in (("home", "/"), ("pricing", "/billing/pricing/"), ("checkout", session.redirect_url),
-                          ("orders", "/billing/orders/")):
+        for name, url in (
+            ("home", "/"),
+            ("pricing", "/billing/pricing/"),
+            ("checkout", session.redirect_url),
+            ("orders", "/billing/orders/"),
+        ):
             page.goto(url)
             overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"{name} scrolls sideways by {overflow}px on a phone"

@@ -10,8 +10,9 @@ from tests.payments.conftest import start_stripe_checkout
 pytestmark = pytest.mark.django_db
 
 
-def test_buying_creates_a_pending_order_priced_by_the_server_and_a_stripe_session(client, user, packages,
-                                                                                   fake_stripe):
+def test_buying_creates_a_pending_order_priced_by_the_server_and_a_stripe_session(
+    client, user, packages, fake_stripe
+):
     client.force_login(user)
     basic = packages["Basic"]
 
@@ -19,7 +20,12 @@ def test_buying_creates_a_pending_order_priced_by_the_server_and_a_stripe_sessio
 
     order = Order.objects.get(user=user)
     assert (order.status, order.amount, order.currency, order.credits, order.provider) == (
-        "PENDING", Decimal("9.99"), "USD", 50, "STRIPE")
+        "PENDING",
+        Decimal("9.99"),
+        "USD",
+        50,
+        "STRIPE",
+    )
     [call] = fake_stripe.calls("POST", "/v1/checkout/sessions")
     params = call["params"]
     assert call["idempotency_key"] == f"checkout-{order.pk}"
@@ -27,8 +33,13 @@ def test_buying_creates_a_pending_order_priced_by_the_server_and_a_stripe_sessio
     assert params["metadata"]["order_id"] == str(order.pk)
     assert params["payment_intent_data"]["metadata"]["order_id"] == str(order.pk)
     assert params["line_items"][0]["price_data"] == {
-        "currency": "usd", "unit_amount": "999", "product_data": {"name": "Basic: 50 credits"}}
-    assert params["success_url"].endswith(f"/billing/orders/{order.pk}/success/?session_id={{CHECKOUT_SESSION_ID}}")
+        "currency": "usd",
+        "unit_amount": "999",
+        "product_data": {"name": "Basic: 50 credits"},
+    }
+    assert params["success_url"].endswith(
+        f"/billing/orders/{order.pk}/success/?session_id={{CHECKOUT_SESSION_ID}}"
+    )
     assert order.provider_order_id in fake_stripe.sessions
     assert response.status_code == 303
     assert response["Location"] == fake_stripe.sessions[order.provider_order_id]["url"]
@@ -38,8 +49,17 @@ def test_a_posted_price_or_credit_count_is_ignored(client, user, packages, fake_
     client.force_login(user)
     starter = packages["Starter"]
 
-    client.post("/billing/buy/", {"package": starter.pk, "amount": "0.01", "price": "0.01", "credits": "100000",
-                                  "currency": "JPY", "unit_amount": "1"})
+    client.post(
+        "/billing/buy/",
+        {
+            "package": starter.pk,
+            "amount": "0.01",
+            "price": "0.01",
+            "credits": "100000",
+            "currency": "JPY",
+            "unit_amount": "1",
+        },
+    )
 
     order = Order.objects.get(user=user)
     assert (order.amount, order.currency, order.credits) == (Decimal("2.99"), "USD", 10)
@@ -57,7 +77,9 @@ def test_buying_needs_a_signed_in_user_and_a_post(client, packages, user, fake_s
     assert not fake_stripe.calls("POST", "/v1/checkout/sessions")
 
 
-def test_an_inactive_or_unknown_package_is_refused_with_a_message(client, user, packages, fake_stripe):
+def test_an_inactive_or_unknown_package_is_refused_with_a_message(
+    client, user, packages, fake_stripe
+):
     client.force_login(user)
     power = packages["Power"]
     power.active = False
@@ -69,7 +91,9 @@ def test_an_inactive_or_unknown_package_is_refused_with_a_message(client, user, 
     assert not Order.objects.exists()
 
 
-def test_when_stripe_fails_the_order_fails_and_the_buyer_is_told(client, user, packages, fake_stripe):
+def test_when_stripe_fails_the_order_fails_and_the_buyer_is_told(
+    client, user, packages, fake_stripe
+):
     fake_stripe.fail_next("POST", "/v1/checkout/sessions", status=500)
     client.force_login(user)
 
@@ -94,10 +118,16 @@ def test_checkout_retry_after_a_timeout_reuses_the_same_session(user, packages, 
     from payments.orders import order_create, order_start_checkout
 
     order = order_create(user=user, package=packages["Basic"], provider="STRIPE")
-    first = order_start_checkout(order=order, success_url="http://x/s?session_id={CHECKOUT_SESSION_ID}",
-                                 cancel_url="http://x/c")
-    again = order_start_checkout(order=order, success_url="http://x/s?session_id={CHECKOUT_SESSION_ID}",
-                                 cancel_url="http://x/c")
+    first = order_start_checkout(
+        order=order,
+        success_url="http://x/s?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url="http://x/c",
+    )
+    again = order_start_checkout(
+        order=order,
+        success_url="http://x/s?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url="http://x/c",
+    )
 
     assert first.provider_order_id == again.provider_order_id
     assert len(fake_stripe.sessions) == 1
@@ -109,9 +139,15 @@ def test_a_one_credit_pack_says_one_credit_everywhere(client, user, fake_stripe,
     single = CreditPackage.objects.create(name="Single", credits=1, price=Decimal("0.99"))
     assert "1 credit<" in client.get("/billing/pricing/").content.decode()
     order = start_stripe_checkout(client, user, single)
-    deliver(fake_stripe.event("checkout.session.completed", fake_stripe.pay(order.provider_order_id)))
+    deliver(
+        fake_stripe.event("checkout.session.completed", fake_stripe.pay(order.provider_order_id))
+    )
 
-    pages = [client.get(f"/billing/orders/{order.pk}/success/").content.decode(),
-             client.get(f"/billing/invoices/{Invoice.objects.get(order=order).number}/").content.decode()]
+    pages = [
+        client.get(f"/billing/orders/{order.pk}/success/").content.decode(),
+        client.get(
+            f"/billing/invoices/{Invoice.objects.get(order=order).number}/"
+        ).content.decode(),
+    ]
     assert "1 credit added" in pages[0] and "Single credit pack: 1 credit<" in pages[1]
     assert all("1 credits" not in page for page in pages)

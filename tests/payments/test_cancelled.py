@@ -21,7 +21,9 @@ def test_the_transitions_of_a_cancelled_order():
     assert not can_transition(S.COMPLETED, S.CANCELLED)
 
 
-def test_returning_from_a_cancelled_stripe_checkout_records_and_shows_it(client, user, packages, fake_stripe):
+def test_returning_from_a_cancelled_stripe_checkout_records_and_shows_it(
+    client, user, packages, fake_stripe
+):
     order = start_stripe_checkout(client, user, packages["Basic"])
 
     page = client.get(f"/billing/orders/{order.pk}/cancel/")
@@ -39,17 +41,23 @@ def test_a_payment_after_the_cancel_still_fulfils(client, user, packages, fake_s
     order = start_stripe_checkout(client, user, packages["Basic"])
     client.get(f"/billing/orders/{order.pk}/cancel/")
     # The session stays open at Stripe: the buyer went forward again and paid.
-    deliver(fake_stripe.event("checkout.session.completed", fake_stripe.pay(order.provider_order_id)))
+    deliver(
+        fake_stripe.event("checkout.session.completed", fake_stripe.pay(order.provider_order_id))
+    )
 
     order.refresh_from_db()
     assert order.status == S.COMPLETED
     assert CreditBalance.objects.get(user=user).balance == 50
 
 
-def test_a_later_expiry_leaves_a_cancelled_order_cancelled(client, user, packages, fake_stripe, deliver):
+def test_a_later_expiry_leaves_a_cancelled_order_cancelled(
+    client, user, packages, fake_stripe, deliver
+):
     order = start_stripe_checkout(client, user, packages["Basic"])
     client.get(f"/billing/orders/{order.pk}/cancel/")
-    deliver(fake_stripe.event("checkout.session.expired", fake_stripe.expire(order.provider_order_id)))
+    deliver(
+        fake_stripe.event("checkout.session.expired", fake_stripe.expire(order.provider_order_id))
+    )
 
     order.refresh_from_db()
     assert order.status == S.CANCELLED
@@ -61,12 +69,17 @@ def test_the_cancel_page_of_a_paid_order_shows_the_order_not_a_cancel(client, us
 
     response = client.get(f"/billing/orders/{order.pk}/cancel/")
 
-    assert response.status_code == 302 and response["Location"] == f"/billing/orders/{order.pk}/success/"
+    assert (
+        response.status_code == 302
+        and response["Location"] == f"/billing/orders/{order.pk}/success/"
+    )
     order.refresh_from_db()
     assert order.status == S.COMPLETED
 
 
-def test_someone_elses_cancel_page_is_a_404_and_changes_nothing(client, user, make_user, packages, fake_stripe):
+def test_someone_elses_cancel_page_is_a_404_and_changes_nothing(
+    client, user, make_user, packages, fake_stripe
+):
     order = start_stripe_checkout(client, user, packages["Basic"])
     client.force_login(make_user("other@example.com"))
 

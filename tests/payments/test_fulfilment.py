@@ -36,12 +36,25 @@ def test_a_paid_checkout_grants_the_credits_once_and_issues_an_invoice(order, fa
     assert order.provider_payment_id == session["payment_intent"]
     assert balance(order.user) == 50
     [entry] = order_ledger_entries(order)
-    assert (entry.kind, entry.amount, entry.idempotency_key) == ("PURCHASE", 50, f"order:{order.pk}:purchase")
+    assert (entry.kind, entry.amount, entry.idempotency_key) == (
+        "PURCHASE",
+        50,
+        f"order:{order.pk}:purchase",
+    )
     invoice = Invoice.objects.get(order=order)
     assert invoice.number == f"INV-{invoice.paid_at.year}-{invoice.sequence:06d}"
-    assert (invoice.amount_paid, invoice.currency, invoice.status) == (Decimal("9.99"), "USD", "PAID")
+    assert (invoice.amount_paid, invoice.currency, invoice.status) == (
+        Decimal("9.99"),
+        "USD",
+        "PAID",
+    )
     event = WebhookEvent.objects.get(event_id=event_id(payload))
-    assert (event.status, event.attempts, event.order_id, event.signature_valid) == ("PROCESSED", 1, order.pk, True)
+    assert (event.status, event.attempts, event.order_id, event.signature_valid) == (
+        "PROCESSED",
+        1,
+        order.pk,
+        True,
+    )
     assert event.headers["stripe-signature"].startswith("t=")
 
 
@@ -71,7 +84,9 @@ def test_a_delayed_payment_that_fails_fails_the_order(order, fake_stripe, delive
 
 
 def test_an_expired_session_expires_the_order(order, fake_stripe, deliver):
-    deliver(fake_stripe.event("checkout.session.expired", fake_stripe.expire(order.provider_order_id)))
+    deliver(
+        fake_stripe.event("checkout.session.expired", fake_stripe.expire(order.provider_order_id))
+    )
 
     order.refresh_from_db()
     assert order.status == "EXPIRED" and balance(order.user) == 0
@@ -90,8 +105,12 @@ def test_a_completion_arriving_after_the_expiry_still_fulfils(order, fake_stripe
     assert order.status == "COMPLETED" and balance(order.user) == 50
 
 
-def test_an_order_that_really_expired_completes_when_a_late_payment_arrives(order, fake_stripe, deliver):
-    deliver(fake_stripe.event("checkout.session.expired", fake_stripe.expire(order.provider_order_id)))
+def test_an_order_that_really_expired_completes_when_a_late_payment_arrives(
+    order, fake_stripe, deliver
+):
+    deliver(
+        fake_stripe.event("checkout.session.expired", fake_stripe.expire(order.provider_order_id))
+    )
     order.refresh_from_db()
     assert order.status == "EXPIRED"
 
@@ -103,7 +122,9 @@ def test_an_order_that_really_expired_completes_when_a_late_payment_arrives(orde
     assert order.status == "COMPLETED" and balance(order.user) == 50
 
 
-def test_a_payment_for_a_different_amount_is_refused_and_recorded(order, fake_stripe, deliver, caplog):
+def test_a_payment_for_a_different_amount_is_refused_and_recorded(
+    order, fake_stripe, deliver, caplog
+):
     session = fake_stripe.pay(order.provider_order_id, amount_total=1)
     payload = fake_stripe.event("checkout.session.completed", session)
 
@@ -117,9 +138,18 @@ def test_a_payment_for_a_different_amount_is_refused_and_recorded(order, fake_st
     assert "does not match" in caplog.text
 
 
-def test_an_event_about_someone_elses_checkout_is_stored_and_ignored(fake_stripe, deliver, packages):
-    stranger = {"id": "cs_test_unknown", "object": "checkout.session", "client_reference_id": None,
-                "payment_status": "paid", "status": "complete", "amount_total": 500, "currency": "usd"}
+def test_an_event_about_someone_elses_checkout_is_stored_and_ignored(
+    fake_stripe, deliver, packages
+):
+    stranger = {
+        "id": "cs_test_unknown",
+        "object": "checkout.session",
+        "client_reference_id": None,
+        "payment_status": "paid",
+        "status": "complete",
+        "amount_total": 500,
+        "currency": "usd",
+    }
     payload = fake_stripe.event("checkout.session.completed", stranger)
 
     assert deliver(payload).status_code == 200
@@ -134,8 +164,9 @@ def test_an_unknown_event_type_is_stored_as_ignored(fake_stripe, deliver):
     assert (event.status, event.type) == ("IGNORED", "customer.created")
 
 
-def test_when_stripe_cannot_be_asked_the_event_fails_with_the_error_and_nothing_is_granted(order, fake_stripe,
-                                                                                            deliver):
+def test_when_stripe_cannot_be_asked_the_event_fails_with_the_error_and_nothing_is_granted(
+    order, fake_stripe, deliver
+):
     session = fake_stripe.pay(order.provider_order_id)
     payload = fake_stripe.event("checkout.session.completed", session)
     for _ in range(10):
@@ -184,7 +215,11 @@ def test_order_pages_belong_to_their_owner(client, order, make_user, fake_stripe
     number = Invoice.objects.get(order=order).number
 
     client.force_login(make_user())
-    for url in (f"/billing/orders/{order.pk}/success/", f"/billing/orders/{order.pk}/status/",
-                f"/billing/orders/{order.pk}/cancel/", f"/billing/invoices/{number}/"):
+    for url in (
+        f"/billing/orders/{order.pk}/success/",
+        f"/billing/orders/{order.pk}/status/",
+        f"/billing/orders/{order.pk}/cancel/",
+        f"/billing/invoices/{number}/",
+    ):
         assert client.get(url).status_code == 404, url
     assert f"#{order.pk}" not in client.get("/billing/orders/").content.decode()

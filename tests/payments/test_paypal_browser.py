@@ -11,11 +11,16 @@ from tests.conftest import PASSWORD
 from tests.payments.fake_paypal import demo_packages, fake_paypal  # noqa: F401
 from tests.payments.fake_stripe_recon import recon_stripe  # noqa: F401
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
-              pytest.mark.usefixtures("demo_packages")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("demo_packages"),
+]
 
 
-def test_buying_credits_through_paypal_end_to_end(page, screenshot, make_user, fake_paypal, recon_stripe):
+def test_buying_credits_through_paypal_end_to_end(
+    page, screenshot, make_user, fake_paypal, recon_stripe
+):
     user = make_user("buyer@example.com")
     page.goto("/accounts/login/")
     page.get_by_label("Email").fill(user.email)

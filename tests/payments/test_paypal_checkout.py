@@ -34,12 +34,16 @@ def start_checkout(client, user, package_name="Basic", **extra):
 
 
 def return_from_paypal(client, order):
-    return client.get(f"/billing/paypal/return/?token={order.provider_order_id}&PayerID=FAKEPAYER1234")
+    return client.get(
+        f"/billing/paypal/return/?token={order.provider_order_id}&PayerID=FAKEPAYER1234"
+    )
 
 
 def post_webhook(client, delivery):
     headers = {k: v for k, v in delivery.headers.items() if k != "Content-Type"}
-    return client.post("/webhooks/paypal/", data=delivery.body, content_type="application/json", headers=headers)
+    return client.post(
+        "/webhooks/paypal/", data=delivery.body, content_type="application/json", headers=headers
+    )
 
 
 def test_buying_opens_a_paypal_order_for_the_server_side_price(client, user, fake_paypal):
@@ -57,7 +61,11 @@ def test_buying_opens_a_paypal_order_for_the_server_side_price(client, user, fak
     assert context["cancel_url"] == f"http://testserver/billing/orders/{order.pk}/cancel/"
     create = fake_paypal.calls_to("POST", r"^/v2/checkout/orders$")
     assert [c.headers.get("paypal-request-id") for c in create] == [f"order-{order.pk}-create"]
-    assert order.status == Order.Status.PENDING and order.credits == 50 and order.amount == Decimal("9.99")
+    assert (
+        order.status == Order.Status.PENDING
+        and order.credits == 50
+        and order.amount == Decimal("9.99")
+    )
 
 
 def test_a_second_order_gets_its_own_invoice_id(client, user, fake_paypal):
@@ -92,7 +100,9 @@ def test_returning_from_paypal_captures_and_grants_once(client, user, fake_paypa
     assert b"50 credits added" in page.content
 
 
-def test_a_pending_capture_waits_for_the_completed_webhook(client, user, fake_paypal, django_capture_on_commit_callbacks):
+def test_a_pending_capture_waits_for_the_completed_webhook(
+    client, user, fake_paypal, django_capture_on_commit_callbacks
+):
     fake_paypal.capture_outcome = "PENDING"
     _, order = start_checkout(client, user)
     fake_paypal.approve(order.provider_order_id)
@@ -104,7 +114,10 @@ def test_a_pending_capture_waits_for_the_completed_webhook(client, user, fake_pa
 
     capture_id = next(iter(fake_paypal.captures))
     with django_capture_on_commit_callbacks(execute=True):
-        pending = post_webhook(client, fake_paypal.sign(fake_paypal.capture_event("PAYMENT.CAPTURE.PENDING", capture_id)))
+        pending = post_webhook(
+            client,
+            fake_paypal.sign(fake_paypal.capture_event("PAYMENT.CAPTURE.PENDING", capture_id)),
+        )
     assert pending.status_code == 200
     order.refresh_from_db()
     assert order.status == Order.Status.PENDING and balance(user) == 0
@@ -119,7 +132,9 @@ def test_a_pending_capture_waits_for_the_completed_webhook(client, user, fake_pa
     order.refresh_from_db()
     assert order.status == Order.Status.COMPLETED
     assert balance(user) == 50 and purchases(order) == 1
-    assert WebhookEvent.objects.get(event_id=completed["id"]).status == WebhookEvent.Status.PROCESSED
+    assert (
+        WebhookEvent.objects.get(event_id=completed["id"]).status == WebhookEvent.Status.PROCESSED
+    )
 
 
 def test_a_declined_capture_fails_the_order(client, user, fake_paypal):
@@ -145,12 +160,15 @@ def test_a_declined_funding_source_sends_the_buyer_back_to_paypal(client, user, 
     assert order.status == Order.Status.PENDING and balance(user) == 0
 
 
-def test_the_approved_webhook_captures_when_the_buyer_never_returns(client, user, fake_paypal,
-                                                                   django_capture_on_commit_callbacks):
+def test_the_approved_webhook_captures_when_the_buyer_never_returns(
+    client, user, fake_paypal, django_capture_on_commit_callbacks
+):
     _, order = start_checkout(client, user)
     fake_paypal.approve(order.provider_order_id)  # ...and the buyer closes the tab
 
-    approved = fake_paypal.sign(fake_paypal.order_event("CHECKOUT.ORDER.APPROVED", order.provider_order_id))
+    approved = fake_paypal.sign(
+        fake_paypal.order_event("CHECKOUT.ORDER.APPROVED", order.provider_order_id)
+    )
     with django_capture_on_commit_callbacks(execute=True):
         assert post_webhook(client, approved).status_code == 200
     order.refresh_from_db()
@@ -169,10 +187,14 @@ def test_the_return_page_racing_the_approved_webhook_grants_once(client, user, f
     _, order = start_checkout(client, user)
     fake_paypal.approve(order.provider_order_id)
     # Warm the certificate cache, so both sides reach PayPal within the same moment.
-    post_webhook(Client(), fake_paypal.sign(fake_paypal.event("PAYMENT.PAYOUTSBATCH.SUCCESS", {"id": "x"})))
+    post_webhook(
+        Client(), fake_paypal.sign(fake_paypal.event("PAYMENT.PAYOUTSBATCH.SUCCESS", {"id": "x"}))
+    )
     fake_paypal.capture_delay = 0.3  # both capture calls are in flight at PayPal at once
 
-    approved = fake_paypal.sign(fake_paypal.order_event("CHECKOUT.ORDER.APPROVED", order.provider_order_id))
+    approved = fake_paypal.sign(
+        fake_paypal.order_event("CHECKOUT.ORDER.APPROVED", order.provider_order_id)
+    )
     browser, paypal = Client(), Client()
     browser.force_login(user)
     barrier = threading.Barrier(2)
@@ -188,8 +210,10 @@ def test_the_return_page_racing_the_approved_webhook_grants_once(client, user, f
             connection.close()
 
     # The buyer comes back while PayPal delivers the webhook (processed in-request: tasks are eager).
-    threads = [threading.Thread(target=run, args=("return", lambda: return_from_paypal(browser, order))),
-               threading.Thread(target=run, args=("webhook", lambda: post_webhook(paypal, approved)))]
+    threads = [
+        threading.Thread(target=run, args=("return", lambda: return_from_paypal(browser, order))),
+        threading.Thread(target=run, args=("webhook", lambda: post_webhook(paypal, approved))),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -198,24 +222,42 @@ def test_the_return_page_racing_the_approved_webhook_grants_once(client, user, f
     assert results == {"return": 302, "webhook": 200}
     order.refresh_from_db()
     assert order.status == Order.Status.COMPLETED
-    assert len(fake_paypal.calls_to("POST", "/capture$")) == 2  # both really asked PayPal to capture
+    assert (
+        len(fake_paypal.calls_to("POST", "/capture$")) == 2
+    )  # both really asked PayPal to capture
     assert len(fake_paypal.captures) == 1
     assert balance(user) == 50 and purchases(order) == 1
     assert Invoice.objects.filter(order=order).count() == 1
-    assert WebhookEvent.objects.get(event_id=approved.event["id"]).status == WebhookEvent.Status.PROCESSED
+    assert (
+        WebhookEvent.objects.get(event_id=approved.event["id"]).status
+        == WebhookEvent.Status.PROCESSED
+    )
 
 
-def test_a_staff_refund_goes_through_paypal_once(client, user, staff_user, fake_paypal,
-                                                 django_capture_on_commit_callbacks):
+def test_a_staff_refund_goes_through_paypal_once(
+    client, user, staff_user, fake_paypal, django_capture_on_commit_callbacks
+):
     _, order = start_checkout(client, user)
     fake_paypal.approve(order.provider_order_id)
     return_from_paypal(client, order)
     order.refresh_from_db()
 
     key = f"admin-refund:{order.pk}:1"
-    order_refund(order=order, amount=Decimal("5.00"), reason="Asked nicely", staff_user=staff_user, idempotency_key=key)
+    order_refund(
+        order=order,
+        amount=Decimal("5.00"),
+        reason="Asked nicely",
+        staff_user=staff_user,
+        idempotency_key=key,
+    )
     # A retry after a timeout with the same key: PayPal refunds nothing more.
-    order_refund(order=order, amount=Decimal("5.00"), reason="Asked nicely", staff_user=staff_user, idempotency_key=key)
+    order_refund(
+        order=order,
+        amount=Decimal("5.00"),
+        reason="Asked nicely",
+        staff_user=staff_user,
+        idempotency_key=key,
+    )
 
     refunds = fake_paypal.calls_to("POST", "/refund$")
     assert [c.headers.get("paypal-request-id") for c in refunds] == [key]
@@ -229,8 +271,12 @@ def test_a_staff_refund_goes_through_paypal_once(client, user, staff_user, fake_
     # PayPal then reports the same refund by webhook: nothing is taken twice.
     refund = next(iter(fake_paypal.refunds.values()))
     with django_capture_on_commit_callbacks(execute=True):
-        post_webhook(client, fake_paypal.sign(fake_paypal.refund_event({k: v for k, v in refund.items()
-                                                                         if not k.startswith("_")})))
+        post_webhook(
+            client,
+            fake_paypal.sign(
+                fake_paypal.refund_event({k: v for k, v in refund.items() if not k.startswith("_")})
+            ),
+        )
     order.refresh_from_db()
     assert order.amount_refunded == Decimal("5.00") and balance(user) == 25
 
@@ -291,7 +337,9 @@ def test_another_users_paypal_token_is_not_found(client, user, make_user, fake_p
 def test_a_provider_not_configured_here_cannot_be_chosen(client, user, fake_paypal):
     client.force_login(user)
     package = CreditPackage.objects.get(name="Basic")
-    response = client.post("/billing/buy/", {"package": package.pk, "provider": "STRIPE"}, follow=True)
+    response = client.post(
+        "/billing/buy/", {"package": package.pk, "provider": "STRIPE"}, follow=True
+    )
     assert not Order.objects.filter(user=user).exists()
     assert b"not one of the available choices" in response.content
     pricing = client.get("/billing/pricing/").content

@@ -19,11 +19,15 @@ def paypal_env(fake_paypal, monkeypatch):
     return fake_paypal
 
 
-def test_a_pending_paypal_payment_completes_through_a_real_worker(client, user, paypal_env, celery_worker_process):
+def test_a_pending_paypal_payment_completes_through_a_real_worker(
+    client, user, paypal_env, celery_worker_process
+):
     fake = paypal_env
     fake.capture_outcome = "PENDING"
     client.force_login(user)
-    client.post("/billing/buy/", {"package": CreditPackage.objects.get(name="Pro").pk, "provider": "PAYPAL"})
+    client.post(
+        "/billing/buy/", {"package": CreditPackage.objects.get(name="Pro").pk, "provider": "PAYPAL"}
+    )
     order = Order.objects.get(user=user)
     fake.approve(order.provider_order_id)
     client.get(f"/billing/paypal/return/?token={order.provider_order_id}&PayerID=X")
@@ -35,12 +39,19 @@ def test_a_pending_paypal_payment_completes_through_a_real_worker(client, user, 
     delivery = fake.sign(fake.capture_event("PAYMENT.CAPTURE.COMPLETED", capture_id))
     headers = {k: v for k, v in delivery.headers.items() if k != "Content-Type"}
     for _ in range(3):  # PayPal retries: stored once, processed once
-        response = client.post("/webhooks/paypal/", data=delivery.body, content_type="application/json",
-                               headers=headers)
+        response = client.post(
+            "/webhooks/paypal/",
+            data=delivery.body,
+            content_type="application/json",
+            headers=headers,
+        )
         assert response.status_code == 200
 
-    wait_until(lambda: Order.objects.get(pk=order.pk).status == Order.Status.COMPLETED, timeout=60,
-               message=f"the worker to fulfil the order\n{celery_worker_process.log()[-3000:]}")
+    wait_until(
+        lambda: Order.objects.get(pk=order.pk).status == Order.Status.COMPLETED,
+        timeout=60,
+        message=f"the worker to fulfil the order\n{celery_worker_process.log()[-3000:]}",
+    )
     event = WebhookEvent.objects.get(provider="PAYPAL", event_id=delivery.event["id"])
     assert event.status == WebhookEvent.Status.PROCESSED and event.attempts == 1
     assert CreditBalance.objects.get(user=user).balance == 150

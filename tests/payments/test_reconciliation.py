@@ -31,8 +31,10 @@ def purchases(order) -> int:
 
 def buy(client, user, provider: str, package: str = "Basic") -> Order:
     client.force_login(user)
-    response = client.post("/billing/buy/", {"package": CreditPackage.objects.get(name=package).pk,
-                                             "provider": provider})
+    response = client.post(
+        "/billing/buy/",
+        {"package": CreditPackage.objects.get(name=package).pk, "provider": provider},
+    )
     assert response.status_code == 303, response.content
     return Order.objects.filter(user=user).latest("pk")
 
@@ -48,8 +50,9 @@ def kinds(run_: ReconciliationRun, action: str | None = None) -> list[str]:
 # --- Stripe -------------------------------------------------------------------------------------
 
 
-def test_a_paid_stripe_session_whose_webhook_never_came_is_fulfilled_once(client, user, recon_stripe,
-                                                                         django_capture_on_commit_callbacks):
+def test_a_paid_stripe_session_whose_webhook_never_came_is_fulfilled_once(
+    client, user, recon_stripe, django_capture_on_commit_callbacks
+):
     recon_stripe.page_size = 2  # several pages: the client follows has_more
     orders = [buy(client, user, "STRIPE") for _ in range(3)]
     paid = orders[1]
@@ -61,8 +64,15 @@ def test_a_paid_stripe_session_whose_webhook_never_came_is_fulfilled_once(client
     assert first.status == R.DISCREPANCIES
     assert first.counts["stripe.sessions"] == 3
     assert len(recon_stripe.calls("GET", "/v1/checkout/sessions")) >= 2  # paged
-    assert first.fixed == [{"kind": "payment_not_fulfilled", "provider": "STRIPE", "order_id": paid.pk,
-                            "reference": paid.provider_order_id, "result": "fulfilled: 50 credits granted"}]
+    assert first.fixed == [
+        {
+            "kind": "payment_not_fulfilled",
+            "provider": "STRIPE",
+            "order_id": paid.pk,
+            "reference": paid.provider_order_id,
+            "result": "fulfilled: 50 credits granted",
+        }
+    ]
     entry = order_ledger_entries(paid).get(kind="PURCHASE")
     assert entry.metadata["source"] == "reconciliation"
 
@@ -71,14 +81,22 @@ def test_a_paid_stripe_session_whose_webhook_never_came_is_fulfilled_once(client
     assert second.status == R.CLEAN and second.discrepancies == [] and second.fixed == []
     with django_capture_on_commit_callbacks(execute=True):
         payload = recon_stripe.event("checkout.session.completed", session)
-        client.post("/webhooks/stripe/", data=payload, content_type="application/json",
-                    HTTP_STRIPE_SIGNATURE=recon_stripe.sign(payload))
+        client.post(
+            "/webhooks/stripe/",
+            data=payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=recon_stripe.sign(payload),
+        )
     assert WebhookEvent.objects.get(provider="STRIPE").status == WebhookEvent.Status.PROCESSED
     assert balance(user) == 50 and purchases(paid) == 1
-    assert [o.status for o in Order.objects.filter(pk__in=[orders[0].pk, orders[2].pk])] == ["PENDING"] * 2
+    assert [o.status for o in Order.objects.filter(pk__in=[orders[0].pk, orders[2].pk])] == [
+        "PENDING"
+    ] * 2
 
 
-def test_a_stripe_payment_settled_after_the_window_opened_is_still_found(client, user, recon_stripe):
+def test_a_stripe_payment_settled_after_the_window_opened_is_still_found(
+    client, user, recon_stripe
+):
     """An hourly run looks at sessions created in the last hour; an older pending order that
     got paid since is fetched by id."""
     order = buy(client, user, "STRIPE")
@@ -88,7 +106,9 @@ def test_a_stripe_payment_settled_after_the_window_opened_is_still_found(client,
     result = run()
     order.refresh_from_db()
     assert order.status == Order.Status.COMPLETED and balance(user) == 50
-    assert result.counts["stripe.sessions"] == 0 and kinds(result, "fixed") == ["payment_not_fulfilled"]
+    assert result.counts["stripe.sessions"] == 0 and kinds(result, "fixed") == [
+        "payment_not_fulfilled"
+    ]
 
 
 def test_a_stripe_refund_we_missed_is_applied(client, user, recon_stripe):
@@ -96,12 +116,16 @@ def test_a_stripe_refund_we_missed_is_applied(client, user, recon_stripe):
     recon_stripe.pay(order.provider_order_id)
     run()
     order.refresh_from_db()
-    recon_stripe.refund(order.provider_payment_id, 500)  # 5.00 refunded in the dashboard, no webhook
+    recon_stripe.refund(
+        order.provider_payment_id, 500
+    )  # 5.00 refunded in the dashboard, no webhook
 
     result = run()
     order.refresh_from_db()
     assert kinds(result, "fixed") == ["refund_not_applied"]
-    assert order.status == Order.Status.PARTIALLY_REFUNDED and order.amount_refunded == Decimal("5.00")
+    assert order.status == Order.Status.PARTIALLY_REFUNDED and order.amount_refunded == Decimal(
+        "5.00"
+    )
     assert balance(user) == 25
     assert run().status == R.CLEAN
 
@@ -122,10 +146,22 @@ def test_a_stripe_dispute_we_missed_freezes_spending(client, user, recon_stripe)
 
 def test_an_order_we_call_paid_that_stripe_does_not_know_is_flagged(user, recon_stripe):
     package = CreditPackage.objects.get(name="Basic")
-    order = Order.objects.create(user=user, package=package, amount=package.price, currency="USD",
-                                 credits=package.credits, provider="STRIPE", provider_order_id="cs_test_nowhere")
-    fulfil_order(order_id=order.pk, source="test", status=PaymentStatus(
-        state="paid", provider_order_id="cs_test_nowhere", amount=package.price, currency="USD"))
+    order = Order.objects.create(
+        user=user,
+        package=package,
+        amount=package.price,
+        currency="USD",
+        credits=package.credits,
+        provider="STRIPE",
+        provider_order_id="cs_test_nowhere",
+    )
+    fulfil_order(
+        order_id=order.pk,
+        source="test",
+        status=PaymentStatus(
+            state="paid", provider_order_id="cs_test_nowhere", amount=package.price, currency="USD"
+        ),
+    )
 
     result = run()
     assert result.status == R.DISCREPANCIES
@@ -149,15 +185,21 @@ def test_a_stripe_500_is_reported_and_nothing_is_half_done(client, user, recon_s
     orders = [buy(client, user, "STRIPE") for _ in range(2)]
     for order in orders:
         recon_stripe.pay(order.provider_order_id)
-    recon_stripe.fail_next("GET", "/v1/refunds", status=500)  # sessions listed fine, then Stripe fails
+    recon_stripe.fail_next(
+        "GET", "/v1/refunds", status=500
+    )  # sessions listed fine, then Stripe fails
 
     failed = run()
     assert failed.status == R.FAILED
-    assert [(e["provider"], e["stage"], e["retryable"]) for e in failed.errors] == [("STRIPE", "collect", True)]
+    assert [(e["provider"], e["stage"], e["retryable"]) for e in failed.errors] == [
+        ("STRIPE", "collect", True)
+    ]
     assert "500" in failed.errors[0]["error"]
     assert failed.fixed == [] and failed.discrepancies == [] and failed.finished_at is not None
     assert balance(user) == 0
-    assert {o.status for o in Order.objects.filter(pk__in=[o.pk for o in orders])} == {Order.Status.PENDING}
+    assert {o.status for o in Order.objects.filter(pk__in=[o.pk for o in orders])} == {
+        Order.Status.PENDING
+    }
 
     retried = run()
     assert retried.status == R.DISCREPANCIES and len(retried.fixed) == 2 and balance(user) == 100
@@ -242,12 +284,15 @@ def test_an_abandoned_paypal_checkout_is_closed_once_paypal_drops_it(client, use
 
     result = reconcile_payments(since=timezone.now() - timedelta(hours=8))
     assert [(d["kind"], d["order_id"], d["action"]) for d in result.discrepancies] == [
-        ("checkout_expired_not_recorded", old.pk, "fixed")]
+        ("checkout_expired_not_recorded", old.pk, "fixed")
+    ]
     assert Order.objects.get(pk=old.pk).status == Order.Status.EXPIRED
     assert Order.objects.get(pk=fresh.pk).status == Order.Status.PENDING
 
 
-def test_a_paypal_500_midway_is_reported_and_nothing_is_half_done(client, user, fake_paypal, recon_stripe):
+def test_a_paypal_500_midway_is_reported_and_nothing_is_half_done(
+    client, user, fake_paypal, recon_stripe
+):
     paypal_orders = [buy(client, user, "PAYPAL") for _ in range(2)]
     for order in paypal_orders:
         fake_paypal.approve(order.provider_order_id)
@@ -255,7 +300,9 @@ def test_a_paypal_500_midway_is_reported_and_nothing_is_half_done(client, user, 
     stripe_order = buy(client, user, "STRIPE")
     recon_stripe.pay(stripe_order.provider_order_id)
     # PayPal answers about the first order, then fails on the second.
-    fake_paypal.fail("GET", f"^/v2/checkout/orders/{paypal_orders[1].provider_order_id}$", status=500)
+    fake_paypal.fail(
+        "GET", f"^/v2/checkout/orders/{paypal_orders[1].provider_order_id}$", status=500
+    )
 
     result = run()
     assert result.status == R.FAILED
@@ -283,7 +330,9 @@ def test_the_sandbox_is_reconciled_by_asking_about_each_order(client, user, sett
     SandboxPayment.objects.filter(order_ref=str(order.pk)).update(status=SandboxPayment.Status.PAID)
 
     result = run()
-    assert result.counts["sandbox.orders"] == 1 and kinds(result, "fixed") == ["payment_not_fulfilled"]
+    assert result.counts["sandbox.orders"] == 1 and kinds(result, "fixed") == [
+        "payment_not_fulfilled"
+    ]
     order.refresh_from_db()
     assert order.status == Order.Status.COMPLETED and balance(user) == 50
     assert run().status == R.CLEAN
@@ -294,7 +343,9 @@ def test_a_sandbox_checkout_the_buyer_left_is_not_called_expired(client, user, s
 
     settings.PAYPAL_CLIENT_ID = settings.STRIPE_SECRET_KEY = ""
     order = buy(client, user, "SANDBOX")
-    SandboxPayment.objects.filter(order_ref=str(order.pk)).update(status=SandboxPayment.Status.CANCELED)
+    SandboxPayment.objects.filter(order_ref=str(order.pk)).update(
+        status=SandboxPayment.Status.CANCELED
+    )
 
     assert run().status == R.CLEAN  # the cancel is the sandbox's webhook to record, as CANCELLED
     assert Order.objects.get(pk=order.pk).status == Order.Status.PENDING
@@ -313,8 +364,13 @@ def test_the_command_reports_the_run(client, user, fake_paypal, capsys):
     assert f"[fixed] PAYPAL approved_not_captured order #{order.pk}" in out
     assert ReconciliationRun.objects.count() == 1 and balance(user) == 50
 
-    call_command("reconcile_payments", "--since", (timezone.now() - timedelta(days=2)).date().isoformat(),
-                 "--provider", "PAYPAL")
+    call_command(
+        "reconcile_payments",
+        "--since",
+        (timezone.now() - timedelta(days=2)).date().isoformat(),
+        "--provider",
+        "PAYPAL",
+    )
     assert "Clean" in capsys.readouterr().out
 
 
@@ -375,10 +431,18 @@ def holds(user) -> int:
     return CreditBalance.objects.get(user=user).spend_holds
 
 
-@pytest.mark.parametrize("status, outcome, want_balance", [
-    ("prevented", "prevented", 50), ("won", "won", 50), ("warning_closed", "withdrawn", 50), ("lost", "lost", 0)])
-def test_a_stripe_dispute_opened_long_ago_that_closed_unseen_is_closed(client, user, recon_stripe, status, outcome,
-                                                                       want_balance):
+@pytest.mark.parametrize(
+    "status, outcome, want_balance",
+    [
+        ("prevented", "prevented", 50),
+        ("won", "won", 50),
+        ("warning_closed", "withdrawn", 50),
+        ("lost", "lost", 0),
+    ],
+)
+def test_a_stripe_dispute_opened_long_ago_that_closed_unseen_is_closed(
+    client, user, recon_stripe, status, outcome, want_balance
+):
     order = stripe_paid(client, user, recon_stripe)
     dispute = recon_stripe.open_dispute(order.provider_payment_id)
     assert kinds(run(), "fixed") == ["dispute_not_recorded"] and holds(user) == 1
@@ -392,7 +456,9 @@ def test_a_stripe_dispute_opened_long_ago_that_closed_unseen_is_closed(client, u
     assert run().status == R.CLEAN
 
 
-@pytest.mark.parametrize("status", ["appeal_needs_response", "appeal_under_review", "warning_under_review"])
+@pytest.mark.parametrize(
+    "status", ["appeal_needs_response", "appeal_under_review", "warning_under_review"]
+)
 def test_a_stripe_dispute_in_any_open_stage_freezes_spending(client, user, recon_stripe, status):
     order = stripe_paid(client, user, recon_stripe)
     recon_stripe.open_dispute(order.provider_payment_id, status=status)
@@ -413,7 +479,9 @@ def test_an_unknown_stripe_dispute_status_is_flagged_for_staff(client, user, rec
     assert order.dispute_status == "" and holds(user) == 0
 
 
-def test_a_pending_staff_refund_that_failed_unseen_gives_the_credits_back(client, user, make_user, recon_stripe):
+def test_a_pending_staff_refund_that_failed_unseen_gives_the_credits_back(
+    client, user, make_user, recon_stripe
+):
     from django.contrib.auth.models import Permission
 
     from payments.refunds import order_refund
@@ -422,8 +490,13 @@ def test_a_pending_staff_refund_that_failed_unseen_gives_the_credits_back(client
     staff = make_user(is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="refund_order"))
     recon_stripe.refund_outcome = "pending"
-    order_refund(order=order, amount=Decimal("5.00"), reason="Customer request",
-                 staff_user=type(staff).objects.get(pk=staff.pk), idempotency_key="staff-pending")
+    order_refund(
+        order=order,
+        amount=Decimal("5.00"),
+        reason="Customer request",
+        staff_user=type(staff).objects.get(pk=staff.pk),
+        idempotency_key="staff-pending",
+    )
     assert balance(user) == 25 and Refund.objects.get(order=order).status == "pending"
     assert run().status == R.CLEAN  # a pending refund counts, at Stripe as here
 
@@ -433,7 +506,11 @@ def test_a_pending_staff_refund_that_failed_unseen_gives_the_credits_back(client
     result = run()
     order.refresh_from_db()
     assert kinds(result, "fixed") == ["refund_reversal_not_applied"]
-    assert (order.status, order.amount_refunded, balance(user)) == ("COMPLETED", Decimal("0.00"), 50)
+    assert (order.status, order.amount_refunded, balance(user)) == (
+        "COMPLETED",
+        Decimal("0.00"),
+        50,
+    )
     assert Refund.objects.get(order=order).status == "failed"
     assert run().status == R.CLEAN
 
@@ -447,7 +524,9 @@ def paypal_paid(client, user, fake_paypal) -> Order:
     return order
 
 
-def test_a_paypal_dispute_whose_webhooks_were_lost_freezes_then_claws_back(client, user, make_user, fake_paypal):
+def test_a_paypal_dispute_whose_webhooks_were_lost_freezes_then_claws_back(
+    client, user, make_user, fake_paypal
+):
     fake_paypal.dispute_page_size = 1  # several pages: the client follows the next link's token
     order = paypal_paid(client, user, fake_paypal)
     kept = paypal_paid(client, user, fake_paypal)
@@ -463,17 +542,26 @@ def test_a_paypal_dispute_whose_webhooks_were_lost_freezes_then_claws_back(clien
     assert order.status == Order.Status.DISPUTED and order.dispute_id == dispute["dispute_id"]
     assert holds(user) == 1 and holds(other_buyer) == 1
     assert len(fake_paypal.calls_to("GET", "^/v1/customer/disputes$")) == 2  # paged
-    assert all(c.headers["authorization"].startswith("Bearer ") for c in fake_paypal.calls_to("GET", "/disputes"))
+    assert all(
+        c.headers["authorization"].startswith("Bearer ")
+        for c in fake_paypal.calls_to("GET", "/disputes")
+    )
 
     # Weeks later PayPal decides for the buyer and CUSTOMER.DISPUTE.RESOLVED never arrives:
     # a dispute we hold open is read again, however long ago it was opened.
     fake_paypal.disputes[dispute["dispute_id"]]["create_time"] = "2026-01-01T00:00:00.000Z"
-    Order.objects.filter(pk__in=[order.pk, kept.pk]).update(created_at=timezone.now() - timedelta(days=20))
+    Order.objects.filter(pk__in=[order.pk, kept.pk]).update(
+        created_at=timezone.now() - timedelta(days=20)
+    )
     fake_paypal.resolve_dispute(dispute["dispute_id"], "RESOLVED_BUYER_FAVOUR")
     closed = run()
     order.refresh_from_db()
     assert kinds(closed, "fixed") == ["dispute_outcome_not_recorded"]
-    assert (order.status, order.dispute_status, order.credits_clawed_back) == ("REFUNDED", "lost", 50)
+    assert (order.status, order.dispute_status, order.credits_clawed_back) == (
+        "REFUNDED",
+        "lost",
+        50,
+    )
     assert (balance(user), holds(user)) == (50, 0)  # the other order's credits stay
     assert run().status == R.CLEAN
 

@@ -40,13 +40,20 @@ def test_partial_then_full_refund_claw_back_in_proportion(paid_order, fake_strip
     deliver(refunded_event(fake_stripe, order, 500))  # $5.00 of $9.99: 25.03 credits -> 25
     order.refresh_from_db()
     assert (order.status, order.amount_refunded, order.credits_clawed_back) == (
-        "PARTIALLY_REFUNDED", Decimal("5.00"), 25)
+        "PARTIALLY_REFUNDED",
+        Decimal("5.00"),
+        25,
+    )
     assert balance(order.user) == 25
     assert Invoice.objects.get(order=order).status == "PARTIALLY_REFUNDED"
 
     deliver(refunded_event(fake_stripe, order, 999))  # the rest: all 50 credits in all
     order.refresh_from_db()
-    assert (order.status, order.amount_refunded, order.credits_clawed_back) == ("REFUNDED", Decimal("9.99"), 50)
+    assert (order.status, order.amount_refunded, order.credits_clawed_back) == (
+        "REFUNDED",
+        Decimal("9.99"),
+        50,
+    )
     assert balance(order.user) == 0
     assert Invoice.objects.get(order=order).status == "REFUNDED"
     assert [e.amount for e in order_ledger_entries(order).order_by("pk")] == [50, -25, -25]
@@ -61,13 +68,18 @@ def test_an_older_refund_total_arriving_late_changes_nothing(paid_order, fake_st
     deliver(partial)
 
     order.refresh_from_db()
-    assert (order.status, order.amount_refunded, order.credits_clawed_back) == ("REFUNDED", Decimal("9.99"), 50)
+    assert (order.status, order.amount_refunded, order.credits_clawed_back) == (
+        "REFUNDED",
+        Decimal("9.99"),
+        50,
+    )
     assert balance(order.user) == 0
     assert order_ledger_entries(order).filter(kind="CLAWBACK").count() == 1
 
 
-def test_a_refund_after_the_credits_were_spent_empties_the_balance_and_records_the_rest(paid_order, fake_stripe,
-                                                                                          deliver):
+def test_a_refund_after_the_credits_were_spent_empties_the_balance_and_records_the_rest(
+    paid_order, fake_stripe, deliver
+):
     order = paid_order()
     credits_spend(user=order.user, amount=40, idempotency_key="spent-before-refund")
 
@@ -75,7 +87,11 @@ def test_a_refund_after_the_credits_were_spent_empties_the_balance_and_records_t
 
     order.refresh_from_db()
     assert balance(order.user) == 0
-    assert (order.status, order.credits_clawed_back, order.credits_unrecovered) == ("REFUNDED", 10, 40)
+    assert (order.status, order.credits_clawed_back, order.credits_unrecovered) == (
+        "REFUNDED",
+        10,
+        40,
+    )
     clawback = order_ledger_entries(order).get(kind="CLAWBACK")
     assert clawback.amount == -10 and clawback.balance_after == 0
     assert clawback.metadata["unrecovered"] == 40
@@ -93,18 +109,23 @@ def test_later_refunds_never_take_the_unrecoverable_part_again(paid_order, fake_
     assert balance(order.user) == 0
 
 
-def test_a_refund_seen_before_the_payment_is_applied_when_the_payment_arrives(client, user, packages, fake_stripe,
-                                                                              deliver):
+def test_a_refund_seen_before_the_payment_is_applied_when_the_payment_arrives(
+    client, user, packages, fake_stripe, deliver
+):
     from tests.payments.conftest import start_stripe_checkout
 
     order = start_stripe_checkout(client, user, packages["Basic"])
-    completed = fake_stripe.event("checkout.session.completed", fake_stripe.pay(order.provider_order_id))
+    completed = fake_stripe.event(
+        "checkout.session.completed", fake_stripe.pay(order.provider_order_id)
+    )
     order.refresh_from_db()
     pi = fake_stripe.sessions[order.provider_order_id]["payment_intent"]
     fake_stripe.refund(pi, 999)
     refunded = fake_stripe.event("charge.refunded", fake_stripe.charge_for(pi))
 
-    fake_stripe.fail_next("GET", "/v1/checkout/sessions/", status=500)  # the refund cannot see the payment
+    fake_stripe.fail_next(
+        "GET", "/v1/checkout/sessions/", status=500
+    )  # the refund cannot see the payment
     deliver(refunded)
     order.refresh_from_db()
     assert (order.status, order.amount_refunded) == ("PENDING", Decimal("9.99"))
@@ -113,17 +134,24 @@ def test_a_refund_seen_before_the_payment_is_applied_when_the_payment_arrives(cl
     deliver(completed)
 
     order.refresh_from_db()
-    assert (order.status, order.credits_clawed_back, order.credits_unrecovered) == ("REFUNDED", 50, 0)
+    assert (order.status, order.credits_clawed_back, order.credits_unrecovered) == (
+        "REFUNDED",
+        50,
+        0,
+    )
     assert balance(user) == 0
     assert [e.kind for e in order_ledger_entries(order).order_by("pk")] == ["PURCHASE", "CLAWBACK"]
 
 
-def test_a_refund_arriving_first_converges_to_the_same_state_when_stripe_answers(client, user, packages,
-                                                                                 fake_stripe, deliver):
+def test_a_refund_arriving_first_converges_to_the_same_state_when_stripe_answers(
+    client, user, packages, fake_stripe, deliver
+):
     from tests.payments.conftest import start_stripe_checkout
 
     order = start_stripe_checkout(client, user, packages["Basic"])
-    completed = fake_stripe.event("checkout.session.completed", fake_stripe.pay(order.provider_order_id))
+    completed = fake_stripe.event(
+        "checkout.session.completed", fake_stripe.pay(order.provider_order_id)
+    )
     pi = fake_stripe.sessions[order.provider_order_id]["payment_intent"]
     fake_stripe.refund(pi, 500)
 
@@ -132,31 +160,55 @@ def test_a_refund_arriving_first_converges_to_the_same_state_when_stripe_answers
 
     order.refresh_from_db()
     assert (order.status, order.amount_refunded, order.credits_clawed_back) == (
-        "PARTIALLY_REFUNDED", Decimal("5.00"), 25)
+        "PARTIALLY_REFUNDED",
+        Decimal("5.00"),
+        25,
+    )
     assert balance(user) == 25
 
 
-def test_staff_refund_goes_through_stripe_with_the_idempotency_key_and_claws_back(paid_order, fake_stripe,
-                                                                                  refunder, deliver):
+def test_staff_refund_goes_through_stripe_with_the_idempotency_key_and_claws_back(
+    paid_order, fake_stripe, refunder, deliver
+):
     order = paid_order()
 
-    result = order_refund(order=order, amount=Decimal("5.00"), reason="Asked by the customer", staff_user=refunder,
-                          idempotency_key="refund-req-1")
+    result = order_refund(
+        order=order,
+        amount=Decimal("5.00"),
+        reason="Asked by the customer",
+        staff_user=refunder,
+        idempotency_key="refund-req-1",
+    )
 
     [call] = fake_stripe.calls("POST", "/v1/refunds")
     assert call["idempotency_key"] == "refund-req-1"
-    assert call["params"]["payment_intent"] == order.provider_payment_id and call["params"]["amount"] == "500"
+    assert (
+        call["params"]["payment_intent"] == order.provider_payment_id
+        and call["params"]["amount"] == "500"
+    )
     assert (result.status, result.amount_refunded, result.credits_clawed_back) == (
-        "PARTIALLY_REFUNDED", Decimal("5.00"), 25)
+        "PARTIALLY_REFUNDED",
+        Decimal("5.00"),
+        25,
+    )
     assert balance(order.user) == 25
     refund = Refund.objects.get(order=order)
-    assert (refund.amount, refund.reason, refund.created_by) == (Decimal("5.00"), "Asked by the customer", refunder)
+    assert (refund.amount, refund.reason, refund.created_by) == (
+        Decimal("5.00"),
+        "Asked by the customer",
+        refunder,
+    )
     clawback = order_ledger_entries(order).get(kind="CLAWBACK")
     assert clawback.created_by == refunder
 
     # The same request again (a double click, a retry): no second refund.
-    order_refund(order=order, amount=Decimal("5.00"), reason="Asked by the customer", staff_user=refunder,
-                 idempotency_key="refund-req-1")
+    order_refund(
+        order=order,
+        amount=Decimal("5.00"),
+        reason="Asked by the customer",
+        staff_user=refunder,
+        idempotency_key="refund-req-1",
+    )
     assert len(fake_stripe.calls("POST", "/v1/refunds")) == 1
     # Stripe's own charge.refunded for that refund changes nothing more.
     deliver(fake_stripe.event("charge.refunded", fake_stripe.charge_for(order.provider_payment_id)))
@@ -171,16 +223,27 @@ def test_a_refund_stripe_refuses_changes_nothing(paid_order, fake_stripe, refund
     fake_stripe.fail_next("POST", "/v1/refunds", status=status, message="No.")
 
     with pytest.raises(ProviderError):
-        order_refund(order=order, amount=Decimal("9.99"), reason="Customer request", staff_user=refunder,
-                     idempotency_key="refund-fails")
+        order_refund(
+            order=order,
+            amount=Decimal("9.99"),
+            reason="Customer request",
+            staff_user=refunder,
+            idempotency_key="refund-fails",
+        )
 
     order.refresh_from_db()
-    assert (order.status, order.amount_refunded, order.credits_clawed_back) == ("COMPLETED", Decimal("0"), 0)
+    assert (order.status, order.amount_refunded, order.credits_clawed_back) == (
+        "COMPLETED",
+        Decimal("0"),
+        0,
+    )
     assert balance(order.user) == 50
     assert not Refund.objects.exists()
 
 
-def test_bad_staff_refunds_are_refused_before_stripe_is_asked(paid_order, fake_stripe, refunder, make_user):
+def test_bad_staff_refunds_are_refused_before_stripe_is_asked(
+    paid_order, fake_stripe, refunder, make_user
+):
     order = paid_order()
     plain_staff = make_user(is_staff=True)
     cases = [
@@ -203,14 +266,29 @@ def test_a_staff_refund_never_runs_inside_a_transaction(paid_order, refunder, fa
 
     with pytest.raises(RuntimeError, match="outside any transaction"):
         with transaction.atomic():
-            order_refund(order=order, amount=Decimal("1.00"), reason="x", staff_user=refunder,
-                         idempotency_key="in-txn")
+            order_refund(
+                order=order,
+                amount=Decimal("1.00"),
+                reason="x",
+                staff_user=refunder,
+                idempotency_key="in-txn",
+            )
     assert not fake_stripe.calls("POST", "/v1/refunds")
 
 
-@pytest.mark.parametrize("refunded, expected", [
-    ("0.00", 0), ("0.10", 1), ("0.09", 0), ("5.00", 25), ("4.99", 25), ("9.98", 50), ("9.99", 50), ("12.00", 50),
-])
+@pytest.mark.parametrize(
+    "refunded, expected",
+    [
+        ("0.00", 0),
+        ("0.10", 1),
+        ("0.09", 0),
+        ("5.00", 25),
+        ("4.99", 25),
+        ("9.98", 50),
+        ("9.99", 50),
+        ("12.00", 50),
+    ],
+)
 def test_the_proportional_rule(refunded, expected):
     order = Order(amount=Decimal("9.99"), credits=50)
     assert credits_for_refund(order=order, refunded=Decimal(refunded)) == expected
@@ -220,13 +298,21 @@ def test_the_proportional_rule(refunded, expected):
 
 
 def refund_id_for(fake_stripe, order) -> str:
-    return next(r["id"] for r in fake_stripe.refunds.values() if r["payment_intent"] == order.provider_payment_id)
+    return next(
+        r["id"]
+        for r in fake_stripe.refunds.values()
+        if r["payment_intent"] == order.provider_payment_id
+    )
 
 
 @pytest.mark.parametrize("ending", ["failed", "canceled"])
-def test_a_refund_that_fails_later_gives_the_credits_back_once(paid_order, fake_stripe, deliver, ending):
+def test_a_refund_that_fails_later_gives_the_credits_back_once(
+    paid_order, fake_stripe, deliver, ending
+):
     order = paid_order()
-    deliver(refunded_event(fake_stripe, order, 500))  # 5.00 refunded in the dashboard: 25 credits back
+    deliver(
+        refunded_event(fake_stripe, order, 500)
+    )  # 5.00 refunded in the dashboard: 25 credits back
     assert balance(order.user) == 25
     refund = fake_stripe.set_refund_status(refund_id_for(fake_stripe, order), ending)
 
@@ -237,7 +323,11 @@ def test_a_refund_that_fails_later_gives_the_credits_back_once(paid_order, fake_
     deliver(fake_stripe.event("charge.refund.updated", refund))
 
     order.refresh_from_db()
-    assert (order.status, order.amount_refunded, order.credits_clawed_back) == ("COMPLETED", Decimal("0.00"), 0)
+    assert (order.status, order.amount_refunded, order.credits_clawed_back) == (
+        "COMPLETED",
+        Decimal("0.00"),
+        0,
+    )
     assert balance(order.user) == 50
     assert order_ledger_entries(order).filter(metadata__refund_id=refund["id"]).count() == 1
     assert Refund.objects.get(provider_refund_id=refund["id"]).status == ending
@@ -246,36 +336,60 @@ def test_a_refund_that_fails_later_gives_the_credits_back_once(paid_order, fake_
     # A later refund of the same amount takes the credits back again.
     deliver(refunded_event(fake_stripe, order, 500))
     order.refresh_from_db()
-    assert (order.amount_refunded, order.credits_clawed_back, balance(order.user)) == (Decimal("5.00"), 25, 25)
+    assert (order.amount_refunded, order.credits_clawed_back, balance(order.user)) == (
+        Decimal("5.00"),
+        25,
+        25,
+    )
 
 
-def test_a_failed_refund_of_spent_credits_gives_back_only_what_was_taken(paid_order, fake_stripe, deliver):
+def test_a_failed_refund_of_spent_credits_gives_back_only_what_was_taken(
+    paid_order, fake_stripe, deliver
+):
     order = paid_order()
     credits_spend(user=order.user, amount=45, idempotency_key="spent-first")
     deliver(refunded_event(fake_stripe, order, 999))  # full refund: 5 taken back, 45 unrecovered
     order.refresh_from_db()
     assert (order.credits_clawed_back, order.credits_unrecovered, balance(order.user)) == (5, 45, 0)
 
-    deliver(fake_stripe.event("refund.failed", fake_stripe.set_refund_status(refund_id_for(fake_stripe, order),
-                                                                             "failed")))
+    deliver(
+        fake_stripe.event(
+            "refund.failed",
+            fake_stripe.set_refund_status(refund_id_for(fake_stripe, order), "failed"),
+        )
+    )
 
     order.refresh_from_db()
-    assert (order.status, order.credits_clawed_back, order.credits_unrecovered) == ("COMPLETED", 0, 0)
+    assert (order.status, order.credits_clawed_back, order.credits_unrecovered) == (
+        "COMPLETED",
+        0,
+        0,
+    )
     assert balance(order.user) == 5
 
 
 @pytest.mark.parametrize("answer", ["pending", "requires_action"])
-def test_a_staff_refund_stripe_has_not_completed_is_recorded_and_undone_if_it_fails(paid_order, fake_stripe,
-                                                                                  refunder, deliver, answer):
+def test_a_staff_refund_stripe_has_not_completed_is_recorded_and_undone_if_it_fails(
+    paid_order, fake_stripe, refunder, deliver, answer
+):
     order = paid_order()
     fake_stripe.refund_outcome = answer
 
-    result = order_refund(order=order, amount=Decimal("9.99"), reason="Customer request", staff_user=refunder,
-                          idempotency_key="refund-in-flight")
+    result = order_refund(
+        order=order,
+        amount=Decimal("9.99"),
+        reason="Customer request",
+        staff_user=refunder,
+        idempotency_key="refund-in-flight",
+    )
 
     refund = Refund.objects.get(order=order)
     assert refund.status == answer  # the refund exists at Stripe: recorded, not a failure
-    assert (result.status, result.amount_refunded, balance(order.user)) == ("REFUNDED", Decimal("9.99"), 0)
+    assert (result.status, result.amount_refunded, balance(order.user)) == (
+        "REFUNDED",
+        Decimal("9.99"),
+        0,
+    )
 
     # It completes: nothing more moves.
     done = fake_stripe.set_refund_status(refund.provider_refund_id, "succeeded")
@@ -284,29 +398,51 @@ def test_a_staff_refund_stripe_has_not_completed_is_recorded_and_undone_if_it_fa
     assert refund.status == "succeeded" and balance(order.user) == 0
 
 
-def test_a_pending_staff_refund_that_fails_gives_the_credits_back(paid_order, fake_stripe, refunder, deliver):
+def test_a_pending_staff_refund_that_fails_gives_the_credits_back(
+    paid_order, fake_stripe, refunder, deliver
+):
     order = paid_order()
     fake_stripe.refund_outcome = "pending"
-    order_refund(order=order, amount=Decimal("5.00"), reason="Customer request", staff_user=refunder,
-                 idempotency_key="refund-pending")
+    order_refund(
+        order=order,
+        amount=Decimal("5.00"),
+        reason="Customer request",
+        staff_user=refunder,
+        idempotency_key="refund-pending",
+    )
     assert balance(order.user) == 25
     refund = Refund.objects.get(order=order)
 
-    deliver(fake_stripe.event("refund.failed", fake_stripe.set_refund_status(refund.provider_refund_id, "failed")))
+    deliver(
+        fake_stripe.event(
+            "refund.failed", fake_stripe.set_refund_status(refund.provider_refund_id, "failed")
+        )
+    )
 
     order.refresh_from_db()
     refund.refresh_from_db()
     assert refund.status == "failed"
-    assert (order.status, order.amount_refunded, balance(order.user)) == ("COMPLETED", Decimal("0.00"), 50)
+    assert (order.status, order.amount_refunded, balance(order.user)) == (
+        "COMPLETED",
+        Decimal("0.00"),
+        50,
+    )
 
 
-def test_a_refund_stripe_fails_at_once_is_refused_and_records_nothing(paid_order, fake_stripe, refunder):
+def test_a_refund_stripe_fails_at_once_is_refused_and_records_nothing(
+    paid_order, fake_stripe, refunder
+):
     order = paid_order()
     fake_stripe.refund_outcome = "failed"
 
     with pytest.raises(ProviderError, match="is failed"):
-        order_refund(order=order, amount=Decimal("5.00"), reason="Customer request", staff_user=refunder,
-                     idempotency_key="refund-failed-now")
+        order_refund(
+            order=order,
+            amount=Decimal("5.00"),
+            reason="Customer request",
+            staff_user=refunder,
+            idempotency_key="refund-failed-now",
+        )
     assert not Refund.objects.exists() and balance(order.user) == 50
 
 

@@ -19,8 +19,11 @@ pytestmark = pytest.mark.django_db
 
 def stored_without_processing(fake_stripe, payload: str) -> WebhookEvent:
     """Ingest as the view does, but the queued message never runs (the broker was down)."""
-    result = webhook_ingest(provider_name="STRIPE", body=payload.encode(),
-                            headers={"Stripe-Signature": fake_stripe.sign(payload)})
+    result = webhook_ingest(
+        provider_name="STRIPE",
+        body=payload.encode(),
+        headers={"Stripe-Signature": fake_stripe.sign(payload)},
+    )
     return WebhookEvent.objects.get(pk=result.event_pk)
 
 
@@ -28,23 +31,33 @@ def paid_checkout_event(client, user, package, fake_stripe) -> tuple[Order, Webh
     order = start_stripe_checkout(client, user, package)
     client.logout()
     session = fake_stripe.pay(order.provider_order_id)
-    return order, stored_without_processing(fake_stripe, fake_stripe.event("checkout.session.completed", session))
+    return order, stored_without_processing(
+        fake_stripe, fake_stripe.event("checkout.session.completed", session)
+    )
 
 
 def time_passes(*events: WebhookEvent) -> None:
     """Whatever each event waits for (its lease, its retry) is over."""
     WebhookEvent.objects.filter(pk__in=[e.pk for e in events]).update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1))
+        next_attempt_at=timezone.now() - timedelta(seconds=1)
+    )
 
 
-def test_the_sweep_requeues_every_overdue_event_received_or_failed(client, make_user, packages, fake_stripe):
+def test_the_sweep_requeues_every_overdue_event_received_or_failed(
+    client, make_user, packages, fake_stripe
+):
     first, second = make_user(), make_user()
     lost_order, lost = paid_checkout_event(client, first, packages["Basic"], fake_stripe)
     failed_order, failed = paid_checkout_event(client, second, packages["Starter"], fake_stripe)
     fake_stripe.fail_next("GET", "/v1/checkout/sessions/", status=500)
-    process_webhook_event.delay(failed.pk)  # the provider answers 500; the retry was in a worker now gone
+    process_webhook_event.delay(
+        failed.pk
+    )  # the provider answers 500; the retry was in a worker now gone
     failed.refresh_from_db()
-    assert (failed.status, failed.attempts) == ("FAILED", 1) and "ProviderError" in failed.last_error
+    assert (failed.status, failed.attempts) == (
+        "FAILED",
+        1,
+    ) and "ProviderError" in failed.last_error
     assert failed.next_attempt_at > timezone.now()
 
     assert requeue_stuck_webhook_events() == 0  # nothing is overdue yet
@@ -55,14 +68,19 @@ def test_the_sweep_requeues_every_overdue_event_received_or_failed(client, make_
     for event in (lost, failed):
         event.refresh_from_db()
         assert (event.status, event.next_attempt_at) == ("PROCESSED", None)
-    assert Order.objects.get(pk=lost_order.pk).status == Order.objects.get(pk=failed_order.pk).status == "COMPLETED"
+    assert (
+        Order.objects.get(pk=lost_order.pk).status
+        == Order.objects.get(pk=failed_order.pk).status
+        == "COMPLETED"
+    )
     assert CreditBalance.objects.get(user=first).balance == 50
     assert CreditBalance.objects.get(user=second).balance == 10
     assert requeue_stuck_webhook_events() == 0
 
 
 def test_a_sweep_leases_what_it_queues_so_the_next_sweep_does_not_queue_it_again(
-        client, user, packages, fake_stripe, settings):
+    client, user, packages, fake_stripe, settings
+):
     _, event = paid_checkout_event(client, user, packages["Basic"], fake_stripe)
     time_passes(event)
 
@@ -75,14 +93,20 @@ def test_a_sweep_leases_what_it_queues_so_the_next_sweep_does_not_queue_it_again
 
     event.refresh_from_db()
     assert event.status == "RECEIVED"
-    assert event.next_attempt_at > timezone.now() + timedelta(seconds=30)  # the lease (60 s by default)
+    assert event.next_attempt_at > timezone.now() + timedelta(
+        seconds=30
+    )  # the lease (60 s by default)
 
 
-def test_settled_and_given_up_events_are_never_due(client, make_user, packages, fake_stripe, settings):
+def test_settled_and_given_up_events_are_never_due(
+    client, make_user, packages, fake_stripe, settings
+):
     settings.PAYMENTS_WEBHOOK_MAX_ATTEMPTS = 2
     _, processed = paid_checkout_event(client, make_user(), packages["Basic"], fake_stripe)
     process_webhook_event.delay(processed.pk)
-    ignored = stored_without_processing(fake_stripe, fake_stripe.event("customer.created", {"id": "cus_1"}))
+    ignored = stored_without_processing(
+        fake_stripe, fake_stripe.event("customer.created", {"id": "cus_1"})
+    )
     process_webhook_event.delay(ignored.pk)
     _, given_up = paid_checkout_event(client, make_user(), packages["Starter"], fake_stripe)
     for _ in range(2):
@@ -101,7 +125,8 @@ def test_settled_and_given_up_events_are_never_due(client, make_user, packages, 
 
 
 def test_a_staff_replay_gives_a_given_up_event_fresh_attempts_and_makes_it_due(
-        client, user, packages, fake_stripe, settings, django_capture_on_commit_callbacks):
+    client, user, packages, fake_stripe, settings, django_capture_on_commit_callbacks
+):
     from payments.webhooks import webhook_replay
 
     settings.PAYMENTS_WEBHOOK_MAX_ATTEMPTS = 1
@@ -114,7 +139,10 @@ def test_a_staff_replay_gives_a_given_up_event_fresh_attempts_and_makes_it_due(
     with django_capture_on_commit_callbacks() as queued:
         webhook_replay(event_pk=event.pk)
     event.refresh_from_db()
-    assert (event.status, event.attempts) == ("RECEIVED", 0) and event.next_attempt_at > timezone.now()
+    assert (event.status, event.attempts) == (
+        "RECEIVED",
+        0,
+    ) and event.next_attempt_at > timezone.now()
 
     queued[0]()  # the message sent on commit
     event.refresh_from_db()
@@ -138,4 +166,6 @@ def test_a_lease_or_backoff_under_a_second_is_refused_by_the_system_checks(setti
 
     errors = [e for e in checks.run_checks() if e.id == "payments.E010"]
     assert sorted(e.msg.split()[0] for e in errors) == [
-        "PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS", "PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS"]
+        "PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS",
+        "PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS",
+    ]

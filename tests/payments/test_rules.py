@@ -14,21 +14,41 @@ from payments.transitions import ALLOWED, can_transition, order_transition
 S = Order.Status
 
 
-@pytest.mark.parametrize("current, target", [
-    (S.PENDING, S.COMPLETED), (S.EXPIRED, S.COMPLETED), (S.FAILED, S.COMPLETED),
-    (S.COMPLETED, S.PARTIALLY_REFUNDED), (S.PARTIALLY_REFUNDED, S.REFUNDED), (S.COMPLETED, S.DISPUTED),
-    (S.DISPUTED, S.COMPLETED), (S.DISPUTED, S.REFUNDED), (S.COMPLETED, S.COMPLETED),
-    # A refund that fails or is canceled at the provider after it was counted goes back.
-    (S.REFUNDED, S.COMPLETED), (S.REFUNDED, S.PARTIALLY_REFUNDED), (S.PARTIALLY_REFUNDED, S.COMPLETED),
-])
+@pytest.mark.parametrize(
+    "current, target",
+    [
+        (S.PENDING, S.COMPLETED),
+        (S.EXPIRED, S.COMPLETED),
+        (S.FAILED, S.COMPLETED),
+        (S.COMPLETED, S.PARTIALLY_REFUNDED),
+        (S.PARTIALLY_REFUNDED, S.REFUNDED),
+        (S.COMPLETED, S.DISPUTED),
+        (S.DISPUTED, S.COMPLETED),
+        (S.DISPUTED, S.REFUNDED),
+        (S.COMPLETED, S.COMPLETED),
+        # A refund that fails or is canceled at the provider after it was counted goes back.
+        (S.REFUNDED, S.COMPLETED),
+        (S.REFUNDED, S.PARTIALLY_REFUNDED),
+        (S.PARTIALLY_REFUNDED, S.COMPLETED),
+    ],
+)
 def test_allowed_transitions(current, target):
     assert can_transition(current, target)
 
 
-@pytest.mark.parametrize("current, target", [
-    (S.COMPLETED, S.PENDING), (S.COMPLETED, S.FAILED), (S.COMPLETED, S.EXPIRED), (S.REFUNDED, S.PENDING),
-    (S.PENDING, S.REFUNDED), (S.PENDING, S.DISPUTED), (S.FAILED, S.EXPIRED), (S.REFUNDED, S.FAILED),
-])
+@pytest.mark.parametrize(
+    "current, target",
+    [
+        (S.COMPLETED, S.PENDING),
+        (S.COMPLETED, S.FAILED),
+        (S.COMPLETED, S.EXPIRED),
+        (S.REFUNDED, S.PENDING),
+        (S.PENDING, S.REFUNDED),
+        (S.PENDING, S.DISPUTED),
+        (S.FAILED, S.EXPIRED),
+        (S.REFUNDED, S.FAILED),
+    ],
+)
 def test_forbidden_transitions(current, target):
     assert not can_transition(current, target)
 
@@ -39,8 +59,15 @@ def test_every_status_has_a_row_in_the_table():
 
 @pytest.mark.django_db
 def test_a_forbidden_transition_raises_and_changes_nothing(user, packages):
-    order = Order.objects.create(user=user, package=packages["Basic"], amount=Decimal("9.99"), currency="USD",
-                                 credits=50, provider="SANDBOX", status=S.COMPLETED)
+    order = Order.objects.create(
+        user=user,
+        package=packages["Basic"],
+        amount=Decimal("9.99"),
+        currency="USD",
+        credits=50,
+        provider="SANDBOX",
+        status=S.COMPLETED,
+    )
 
     with pytest.raises(InvalidTransition, match="cannot go from COMPLETED to PENDING"):
         order_transition(order=order, to=S.PENDING)
@@ -58,8 +85,12 @@ def test_the_demo_packages_are_seeded_once():
     seed(stdout=out)
 
     rows = list(CreditPackage.objects.values_list("name", "credits", "price", "currency"))
-    assert rows == [("Starter", 10, Decimal("2.99"), "USD"), ("Basic", 50, Decimal("9.99"), "USD"),
-                    ("Pro", 150, Decimal("24.99"), "USD"), ("Power", 500, Decimal("69.99"), "USD")]
+    assert rows == [
+        ("Starter", 10, Decimal("2.99"), "USD"),
+        ("Basic", 50, Decimal("9.99"), "USD"),
+        ("Pro", 150, Decimal("24.99"), "USD"),
+        ("Power", 500, Decimal("69.99"), "USD"),
+    ]
     assert out.getvalue().count("created") == 4 and out.getvalue().count("exists") == 4
 
 
@@ -79,8 +110,11 @@ def test_the_data_migration_creates_the_demo_packages():
     migration.create_packages(state.apps, None)
 
     assert list(CreditPackage.objects.values_list("name", "credits", "price")) == [
-        ("Starter", 10, Decimal("2.99")), ("Basic", 50, Decimal("9.99")),
-        ("Pro", 150, Decimal("24.99")), ("Power", 500, Decimal("69.99"))]
+        ("Starter", 10, Decimal("2.99")),
+        ("Basic", 50, Decimal("9.99")),
+        ("Pro", 150, Decimal("24.99")),
+        ("Power", 500, Decimal("69.99")),
+    ]
 
 
 def test_stripe_without_a_webhook_secret_fails_the_checks(settings):
@@ -93,15 +127,23 @@ def test_stripe_without_a_webhook_secret_fails_the_checks(settings):
 
 
 @pytest.mark.django_db
-def test_the_orders_page_costs_the_same_queries_for_many_orders(client, user, packages, django_assert_max_num_queries):
+def test_the_orders_page_costs_the_same_queries_for_many_orders(
+    client, user, packages, django_assert_max_num_queries
+):
     for _ in range(25):
-        Order.objects.create(user=user, package=packages["Basic"], amount=Decimal("9.99"), currency="USD",
-                             credits=50, provider="SANDBOX")
+        Order.objects.create(
+            user=user,
+            package=packages["Basic"],
+            amount=Decimal("9.99"),
+            currency="USD",
+            credits=50,
+            provider="SANDBOX",
+        )
     client.force_login(user)
 
     with django_assert_max_num_queries(8):
         page = client.get("/billing/orders/")
 
     assert page.status_code == 200
-    assert page.content.decode().count("data-testid=\"order-") == 20
+    assert page.content.decode().count('data-testid="order-') == 20
     assert "Page 1 of 2" in page.content.decode()

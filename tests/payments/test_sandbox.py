@@ -51,8 +51,9 @@ def test_the_sandbox_stands_in_only_where_it_is_enabled(sandbox_only, settings, 
     assert available_providers() == []
 
 
-def test_paying_on_the_sandbox_page_sends_a_signed_webhook_that_fulfils(client, checkout,
-                                                                        django_capture_on_commit_callbacks):
+def test_paying_on_the_sandbox_page_sends_a_signed_webhook_that_fulfils(
+    client, checkout, django_capture_on_commit_callbacks
+):
     order, url = checkout
     page = client.get(url).content.decode()
     assert "$9.99" in page and "Basic: 50 credits" in page
@@ -60,7 +61,10 @@ def test_paying_on_the_sandbox_page_sends_a_signed_webhook_that_fulfils(client, 
     response = press(client, url, "pay", django_capture_on_commit_callbacks)
 
     assert response.status_code == 303
-    assert response["Location"] == f"http://testserver/billing/orders/{order.pk}/success/?session_id={order.provider_order_id}"
+    assert (
+        response["Location"]
+        == f"http://testserver/billing/orders/{order.pk}/success/?session_id={order.provider_order_id}"
+    )
     order.refresh_from_db()
     assert order.status == "COMPLETED" and order.provider_payment_id.startswith("sbx_pi_")
     assert CreditBalance.objects.get(user=order.user).balance == 50
@@ -81,8 +85,9 @@ def test_a_declined_card_fails_the_order(client, checkout, django_capture_on_com
     assert CreditBalance.objects.get(user=order.user).balance == 0
 
 
-def test_cancelling_returns_to_the_cancel_page_and_closes_the_order(client, checkout,
-                                                                    django_capture_on_commit_callbacks):
+def test_cancelling_returns_to_the_cancel_page_and_closes_the_order(
+    client, checkout, django_capture_on_commit_callbacks
+):
     order, url = checkout
 
     response = press(client, url, "cancel", django_capture_on_commit_callbacks)
@@ -112,20 +117,40 @@ def test_an_unknown_action_is_refused_and_changes_nothing(client, checkout):
 
     response = client.post(url, {"action": "steal"})
 
-    assert response.status_code == 400 and "Choose Pay, Fail or Cancel." in response.content.decode()
+    assert (
+        response.status_code == 400 and "Choose Pay, Fail or Cancel." in response.content.decode()
+    )
     assert SandboxPayment.objects.get().status == "open"
 
 
 def test_a_forged_sandbox_webhook_is_refused(client, checkout):
     order, _ = checkout
-    body = json.dumps({"id": "evt_forged", "type": "checkout.paid", "data": {
-        "order_ref": str(order.pk), "checkout_id": order.provider_order_id, "amount": "9.99", "currency": "USD"}}).encode()
+    body = json.dumps(
+        {
+            "id": "evt_forged",
+            "type": "checkout.paid",
+            "data": {
+                "order_ref": str(order.pk),
+                "checkout_id": order.provider_order_id,
+                "amount": "9.99",
+                "currency": "USD",
+            },
+        }
+    ).encode()
 
-    forged = client.post("/webhooks/sandbox/", data=body, content_type="application/json",
-                         HTTP_SANDBOX_SIGNATURE=sign(body, secret="not-the-secret"))
+    forged = client.post(
+        "/webhooks/sandbox/",
+        data=body,
+        content_type="application/json",
+        HTTP_SANDBOX_SIGNATURE=sign(body, secret="not-the-secret"),
+    )
     unsigned = client.post("/webhooks/sandbox/", data=body, content_type="application/json")
-    stale = client.post("/webhooks/sandbox/", data=body, content_type="application/json",
-                        HTTP_SANDBOX_SIGNATURE=sign(body, timestamp=1_000_000_000))
+    stale = client.post(
+        "/webhooks/sandbox/",
+        data=body,
+        content_type="application/json",
+        HTTP_SANDBOX_SIGNATURE=sign(body, timestamp=1_000_000_000),
+    )
 
     assert [r.status_code for r in (forged, unsigned, stale)] == [400, 400, 400]
     assert "Invalid signature" in forged.json()["error"] and "Stale" in stale.json()["error"]
@@ -134,38 +159,64 @@ def test_a_forged_sandbox_webhook_is_refused(client, checkout):
     assert order.status == "PENDING"
 
 
-def test_a_genuine_webhook_for_an_unpaid_checkout_does_not_fulfil(client, checkout, django_capture_on_commit_callbacks):
+def test_a_genuine_webhook_for_an_unpaid_checkout_does_not_fulfil(
+    client, checkout, django_capture_on_commit_callbacks
+):
     """Even correctly signed, a 'paid' event is checked against the provider's own record."""
     order, _ = checkout
     payment = SandboxPayment.objects.get()
-    body = json.dumps({"id": "evt_replayed", "type": "checkout.paid", "data": {
-        "order_ref": str(order.pk), "checkout_id": payment.checkout_id, "payment_id": payment.payment_id,
-        "amount": "9.99", "currency": "USD"}}).encode()
+    body = json.dumps(
+        {
+            "id": "evt_replayed",
+            "type": "checkout.paid",
+            "data": {
+                "order_ref": str(order.pk),
+                "checkout_id": payment.checkout_id,
+                "payment_id": payment.payment_id,
+                "amount": "9.99",
+                "currency": "USD",
+            },
+        }
+    ).encode()
 
     with django_capture_on_commit_callbacks(execute=True):
-        client.post("/webhooks/sandbox/", data=body, content_type="application/json", HTTP_SANDBOX_SIGNATURE=sign(body))
+        client.post(
+            "/webhooks/sandbox/",
+            data=body,
+            content_type="application/json",
+            HTTP_SANDBOX_SIGNATURE=sign(body),
+        )
 
     order.refresh_from_db()
     assert order.status == "PENDING"
     assert WebhookEvent.objects.get().status == "FAILED"
 
 
-def test_sandbox_refunds_succeed_locally_and_claw_back(client, checkout, make_user, django_capture_on_commit_callbacks):
+def test_sandbox_refunds_succeed_locally_and_claw_back(
+    client, checkout, make_user, django_capture_on_commit_callbacks
+):
     order, url = checkout
     press(client, url, "pay", django_capture_on_commit_callbacks)
     staff = make_user(is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="refund_order"))
     staff = type(staff).objects.get(pk=staff.pk)
 
-    order = order_refund(order=Order.objects.get(pk=order.pk), amount=Decimal("9.99"), reason="Test refund",
-                         staff_user=staff, idempotency_key="sbx-refund-1")
+    order = order_refund(
+        order=Order.objects.get(pk=order.pk),
+        amount=Decimal("9.99"),
+        reason="Test refund",
+        staff_user=staff,
+        idempotency_key="sbx-refund-1",
+    )
 
     assert (order.status, order.credits_clawed_back) == ("REFUNDED", 50)
     assert SandboxPayment.objects.get().amount_refunded == Decimal("9.99")
     assert CreditBalance.objects.get(user=order.user).balance == 0
 
 
-def test_the_sandbox_checkout_page_is_gone_when_a_real_provider_is_configured(client, checkout, settings):
+def test_the_sandbox_checkout_page_is_gone_when_a_real_provider_is_configured(
+    client, checkout, settings
+):
     _, url = checkout
     settings.STRIPE_SECRET_KEY = "sk_live_something"
 
@@ -174,8 +225,9 @@ def test_the_sandbox_checkout_page_is_gone_when_a_real_provider_is_configured(cl
     assert SandboxPayment.objects.get().status == "open"
 
 
-def test_delivery_falls_back_in_process_when_the_app_cannot_be_reached(checkout,
-                                                                       django_capture_on_commit_callbacks):
+def test_delivery_falls_back_in_process_when_the_app_cannot_be_reached(
+    checkout, django_capture_on_commit_callbacks
+):
     order, _ = checkout
     payment = SandboxPayment.objects.get()
     SandboxPayment.objects.filter(pk=payment.pk).update(status="paid")
@@ -190,7 +242,9 @@ def test_delivery_falls_back_in_process_when_the_app_cannot_be_reached(checkout,
 
 
 @pytest.mark.django_db(transaction=True)
-def test_delivery_goes_over_http_when_the_app_is_reachable(live_server, user, packages, sandbox_only):
+def test_delivery_goes_over_http_when_the_app_is_reachable(
+    live_server, user, packages, sandbox_only
+):
     from payments.orders import order_create, order_start_checkout
 
     order = order_create(user=user, package=packages["Starter"], provider="SANDBOX")

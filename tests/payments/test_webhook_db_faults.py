@@ -18,10 +18,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def paid_checkout_event(client, user, package, fake_stripe) -> tuple[Order, WebhookEvent]:
     """A paid checkout whose webhook is stored; its processing message never runs."""
     order = start_stripe_checkout(client, user, package)
-    payload = fake_stripe.event("checkout.session.completed", fake_stripe.pay(order.provider_order_id))
+    payload = fake_stripe.event(
+        "checkout.session.completed", fake_stripe.pay(order.provider_order_id)
+    )
     with transaction.atomic():
-        result = webhook_ingest(provider_name="STRIPE", body=payload.encode(),
-                                headers={"Stripe-Signature": fake_stripe.sign(payload)})
+        result = webhook_ingest(
+            provider_name="STRIPE",
+            body=payload.encode(),
+            headers={"Stripe-Signature": fake_stripe.sign(payload)},
+        )
         transaction.get_connection().run_on_commit.clear()
     return order, WebhookEvent.objects.get(pk=result.event_pk)
 
@@ -35,7 +40,8 @@ def terminate_backend_of_this_process() -> None:
 
 
 def test_a_lost_database_connection_on_the_first_query_is_recorded_and_retried(
-        client, user, packages, fake_stripe):
+    client, user, packages, fake_stripe
+):
     order, event = paid_checkout_event(client, user, packages["Basic"], fake_stripe)
     terminate_backend_of_this_process()
 
@@ -50,17 +56,28 @@ def test_a_lost_database_connection_on_the_first_query_is_recorded_and_retried(
 
     assert webhook_process(event_pk=event.pk) == "PROCESSED"  # the retry
     event.refresh_from_db()
-    assert (event.status, event.attempts, event.last_error, event.next_attempt_at) == ("PROCESSED", 2, "", None)
+    assert (event.status, event.attempts, event.last_error, event.next_attempt_at) == (
+        "PROCESSED",
+        2,
+        "",
+        None,
+    )
     assert Order.objects.get(pk=order.pk).status == "COMPLETED"
     assert CreditBalance.objects.get(user=user).balance == 50
     assert order_ledger_entries(order).count() == 1
 
 
 def test_a_failure_the_database_could_not_take_is_recorded_by_the_next_attempt(
-        client, user, packages, fake_stripe):
+    client, user, packages, fake_stripe
+):
     order, event = paid_checkout_event(client, user, packages["Basic"], fake_stripe)
 
-    assert webhook_process(event_pk=event.pk, unrecorded_error="OperationalError: the server went away") == "PROCESSED"
+    assert (
+        webhook_process(
+            event_pk=event.pk, unrecorded_error="OperationalError: the server went away"
+        )
+        == "PROCESSED"
+    )
 
     event.refresh_from_db()
     assert (event.status, event.attempts) == ("PROCESSED", 2)

@@ -42,8 +42,9 @@ def test_a_genuine_signature_is_accepted(paid_checkout, deliver):
 def test_a_forged_signature_is_refused(client, paid_checkout, fake_stripe):
     order, payload = paid_checkout
 
-    response = post_stripe(client, payload, header=fake_stripe.sign(payload, secret="whsec_attacker"),
-                           fake=fake_stripe)
+    response = post_stripe(
+        client, payload, header=fake_stripe.sign(payload, secret="whsec_attacker"), fake=fake_stripe
+    )
 
     assert response.status_code == 400
     assert "Invalid signature" in response.json()["error"]
@@ -108,8 +109,12 @@ def test_the_sandbox_endpoint_is_closed_while_a_real_provider_is_configured(clie
     from payments.providers.sandbox import sign
 
     body = json.dumps({"id": "evt_x", "type": "checkout.paid", "data": {"order_ref": "1"}}).encode()
-    response = client.post("/webhooks/sandbox/", data=body, content_type="application/json",
-                           HTTP_SANDBOX_SIGNATURE=sign(body))
+    response = client.post(
+        "/webhooks/sandbox/",
+        data=body,
+        content_type="application/json",
+        HTTP_SANDBOX_SIGNATURE=sign(body),
+    )
 
     assert response.status_code == 404
     assert not WebhookEvent.objects.exists()

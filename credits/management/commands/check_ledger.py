@@ -13,7 +13,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--limit", type=int, default=50, help="Print at most this many users (default 50).")
+        parser.add_argument(
+            "--limit", type=int, default=50, help="Print at most this many users (default 50)."
+        )
 
     def handle(self, *args, limit: int, **options):
         report = ledger_check()
@@ -29,5 +31,6 @@ class Command(BaseCommand):
         if len(report.drift) > limit:
             self.stdout.write(f"... and {len(report.drift) - limit} more users")
         raise CommandError(
-            f"Ledger drift for {len(report.drift)} user(s) ({report.entries} entries checked).", returncode=1
+            f"Ledger drift for {len(report.drift)} user(s) ({report.entries} entries checked).",
+            returncode=1,
         )

@@ -24,8 +24,14 @@ class ProceduralSvgBackend:
     def offerings(self, *, user_has_key: bool) -> list[Offering]:
         return [
             Offering("image", MODEL, "Illustrator (SVG, offline)", self.name, supports_edit=True),
-            Offering("enhance", MODEL, "Illustrator enhancement", self.name, tiers=tuple(ENHANCE_TIERS),
-                     needs_source=True),
+            Offering(
+                "enhance",
+                MODEL,
+                "Illustrator enhancement",
+                self.name,
+                tiers=tuple(ENHANCE_TIERS),
+                needs_source=True,
+            ),
         ]
 
     def form_fields(self, *, operation: str) -> frozenset[str]:
@@ -38,7 +44,10 @@ class ProceduralSvgBackend:
         if source is None:
             return {"seed": _seed(draft.seed), "chain": [draft.prompt]}
         chain = list(source.get("chain") or [draft.source_prompt])
-        return {"seed": int(source.get("seed", 0)), "chain": chain + [draft.prompt] if draft.is_edit else chain}
+        return {
+            "seed": int(source.get("seed", 0)),
+            "chain": chain + [draft.prompt] if draft.is_edit else chain,
+        }
 
     def run(self, request: BackendRequest) -> BackendOutput:
         params = request.parameters

@@ -23,7 +23,10 @@ SKIES = {
     "space": ["#03040b", "#0d1030", "#1b1446"],
 }
 SOFT_BACKGROUNDS = [
-    ["#fdf6ec", "#e6eefb"], ["#fdf2f8", "#e0f2fe"], ["#ecfdf5", "#eef2ff"], ["#fff7ed", "#fce7f3"],
+    ["#fdf6ec", "#e6eefb"],
+    ["#fdf2f8", "#e0f2fe"],
+    ["#ecfdf5", "#eef2ff"],
+    ["#fff7ed", "#fce7f3"],
 ]
 PALETTES = {
     "night": ["#ffd43b", "#91a7ff", "#e599f7", "#fff3bf"],
@@ -39,9 +42,14 @@ FREE_PALETTES = [
     ["#8338ec", "#3a86ff", "#ff006e", "#fb5607", "#ffbe0b"],
 ]
 KIND_COLOURS = {
-    "tree": ["#2f9e44", "#37b24d", "#2b8a3e"], "house": ["#f4e3c1", "#ffe8cc", "#e9ecef"],
-    "cloud": ["#ffffff"], "bird": ["#2b2d42"], "fish": ["#ff922b", "#fcc419", "#ff6b6b"],
-    "boat": ["#8b5a2b", "#c92a2a", "#1864ab"], "sun": ["#ffc933"], "moon": ["#f4f1de"],
+    "tree": ["#2f9e44", "#37b24d", "#2b8a3e"],
+    "house": ["#f4e3c1", "#ffe8cc", "#e9ecef"],
+    "cloud": ["#ffffff"],
+    "bird": ["#2b2d42"],
+    "fish": ["#ff922b", "#fcc419", "#ff6b6b"],
+    "boat": ["#8b5a2b", "#c92a2a", "#1864ab"],
+    "sun": ["#ffc933"],
+    "moon": ["#f4f1de"],
     "flower": ["#f06595", "#ffd43b", "#ff8787", "#cc5de8", "#ffffff"],
     "planet": ["#ff922b", "#74c0fc", "#b197fc", "#63e6be"],
 }
@@ -49,13 +57,48 @@ SKY_KINDS = {"cloud", "bird", "balloon", "sun", "moon", "planet"}
 GROUND_KINDS = {"tree", "house", "flower"}
 WATER_KINDS = {"boat", "fish"}
 BASE_SIZE = {
-    "circle": 120, "square": 110, "rectangle": 100, "triangle": 120, "star": 120, "heart": 120,
-    "hexagon": 120, "diamond": 110, "cloud": 150, "bird": 56, "balloon": 70, "sun": 120,
-    "moon": 100, "planet": 110, "tree": 170, "house": 160, "flower": 60, "fish": 70, "boat": 120,
+    "circle": 120,
+    "square": 110,
+    "rectangle": 100,
+    "triangle": 120,
+    "star": 120,
+    "heart": 120,
+    "hexagon": 120,
+    "diamond": 110,
+    "cloud": 150,
+    "bird": 56,
+    "balloon": 70,
+    "sun": 120,
+    "moon": 100,
+    "planet": 110,
+    "tree": 170,
+    "house": 160,
+    "flower": 60,
+    "fish": 70,
+    "boat": 120,
 }
-DEFAULT_COUNT = {"cloud": 3, "bird": 5, "balloon": 5, "tree": 7, "house": 3, "flower": 9, "fish": 5,
-                 "boat": 3, "sun": 1, "moon": 1, "planet": 2}
-LAYOUT_COUNT = {"grid": 12, "row": 5, "stack": 4, "ring": 8, "spiral": 21, "scatter": 7, "center": 1}
+DEFAULT_COUNT = {
+    "cloud": 3,
+    "bird": 5,
+    "balloon": 5,
+    "tree": 7,
+    "house": 3,
+    "flower": 9,
+    "fish": 5,
+    "boat": 3,
+    "sun": 1,
+    "moon": 1,
+    "planet": 2,
+}
+LAYOUT_COUNT = {
+    "grid": 12,
+    "row": 5,
+    "stack": 4,
+    "ring": 8,
+    "spiral": 21,
+    "scatter": 7,
+    "center": 1,
+}
 SIZE_FACTOR = {"large": 1.6, "small": 0.55, None: 1.0}
 
 
@@ -65,8 +108,8 @@ def n(value: float) -> str:
 
 
 def mix(a: str, b: str, t: float) -> str:
-    ca = [int(a[i:i + 2], 16) for i in (1, 3, 5)]
-    cb = [int(b[i:i + 2], 16) for i in (1, 3, 5)]
+    ca = [int(a[i : i + 2], 16) for i in (1, 3, 5)]
+    cb = [int(b[i : i + 2], 16) for i in (1, 3, 5)]
     return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(ca, cb))
 
 
@@ -85,7 +128,9 @@ class Picture:
         kinds = {o.kind for o in spec.objects}
         if kinds & WATER_KINDS and "ocean" not in settings:
             settings.append("ocean")
-        if kinds & GROUND_KINDS and not any(s in GROUND_SETTINGS and s != "ocean" for s in settings):
+        if kinds & GROUND_KINDS and not any(
+            s in GROUND_SETTINGS and s != "ocean" for s in settings
+        ):
             settings.append("meadow")
         self.settings = settings
         self.land = [s for s in GROUND_SETTINGS if s in settings and s != "ocean"]
@@ -109,9 +154,12 @@ class Picture:
     def linear(self, colours: list[str], *, x2: float = 0, y2: float = 1) -> str:
         gid = self.new_id("g")
         stops = "".join(
-            f'<stop offset="{n(i / max(1, len(colours) - 1) * 100)}%" stop-color="{c}"/>' for i, c in enumerate(colours)
+            f'<stop offset="{n(i / max(1, len(colours) - 1) * 100)}%" stop-color="{c}"/>'
+            for i, c in enumerate(colours)
         )
-        self.defs.append(f'<linearGradient id="{gid}" x1="0" y1="0" x2="{x2}" y2="{y2}">{stops}</linearGradient>')
+        self.defs.append(
+            f'<linearGradient id="{gid}" x1="0" y1="0" x2="{x2}" y2="{y2}">{stops}</linearGradient>'
+        )
         return f"url(#{gid})"
 
     def radial(self, inner: str, outer: str, *, inner_opacity=1.0, outer_opacity=0.0) -> str:
@@ -169,23 +217,36 @@ def draw_celestial(p: Picture) -> None:
         top = p.horizon or H
         for _ in range(count):
             x, y = rng.uniform(0, W), rng.uniform(0, top * 0.95)
-            out.append(f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(rng.uniform(0.6, 1.9))}" fill="#ffffff" '
-                       f'opacity="{n(rng.uniform(0.35, 0.95))}"/>')
+            out.append(
+                f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(rng.uniform(0.6, 1.9))}" fill="#ffffff" '
+                f'opacity="{n(rng.uniform(0.35, 0.95))}"/>'
+            )
         if "space" in p.settings:
             for i in range(3):
                 colours = p.spec.palette or ("#7048e8", "#d6336c", "#1c7ed6")
                 colour = colours[i % len(colours)]
                 ex, ey = rng.uniform(150, 870), rng.uniform(120, 600)
-                out.append(f'<ellipse cx="{n(ex)}" cy="{n(ey)}" '
-                           f'rx="{n(rng.uniform(160, 300))}" ry="{n(rng.uniform(70, 150))}" '
-                           f'fill="{p.radial(colour, colour, inner_opacity=0.45)}" '
-                           f'transform="rotate({n(rng.uniform(-30, 30))} {n(ex)} {n(ey)})"/>')
-        if p.time == "night" and "moon" not in kinds and "moon" not in p.spec.removed and "space" not in p.settings:
+                out.append(
+                    f'<ellipse cx="{n(ex)}" cy="{n(ey)}" '
+                    f'rx="{n(rng.uniform(160, 300))}" ry="{n(rng.uniform(70, 150))}" '
+                    f'fill="{p.radial(colour, colour, inner_opacity=0.45)}" '
+                    f'transform="rotate({n(rng.uniform(-30, 30))} {n(ex)} {n(ey)})"/>'
+                )
+        if (
+            p.time == "night"
+            and "moon" not in kinds
+            and "moon" not in p.spec.removed
+            and "space" not in p.settings
+        ):
             x, y = W * 0.8, H * 0.18
             out.append(moon_shape(p, x, y, 92, "#f4f1de"))
             p.celestial = (x, y, "#f4f1de")
-    elif p.time in ("sunset", "sunrise", "day") and "sun" not in kinds and "sun" not in p.spec.removed \
-            and "rain" not in p.settings:
+    elif (
+        p.time in ("sunset", "sunrise", "day")
+        and "sun" not in kinds
+        and "sun" not in p.spec.removed
+        and "rain" not in p.settings
+    ):
         if p.time == "day":
             x, y, size, colour = W * 0.82, H * 0.17, 100, "#ffd43b"
         else:
@@ -260,13 +321,22 @@ def draw_ground(p: Picture) -> None:
                 colours = [shade(override[0], 0.15), shade(override[0], -0.25)]
             break
     fill = p.linear([p.tint(c) for c in colours])
-    p.layer("ground", [f'<rect x="0" y="{n(p.horizon)}" width="{W}" height="{n(p.shore - p.horizon)}" fill="{fill}"/>'])
+    p.layer(
+        "ground",
+        [
+            f'<rect x="0" y="{n(p.horizon)}" width="{W}" height="{n(p.shore - p.horizon)}" fill="{fill}"/>'
+        ],
+    )
 
 
 def draw_city(p: Picture) -> None:
     rng = p.rng("city")
     override = p.spec.setting_colour("city")
-    body = override[0] if override else {"night": "#1a1f36", "sunset": "#3d2e4f"}.get(p.time, "#5c677d")
+    body = (
+        override[0]
+        if override
+        else {"night": "#1a1f36", "sunset": "#3d2e4f"}.get(p.time, "#5c677d")
+    )
     lit_share = {"night": 0.55, "sunset": 0.3}.get(p.time, 0.0)
     out = []
     x = -10
@@ -274,14 +344,18 @@ def draw_city(p: Picture) -> None:
         width = rng.uniform(44, 96)
         height = H * rng.uniform(0.12, 0.4)
         top = p.horizon - height + 8
-        out.append(f'<rect x="{n(x)}" y="{n(top)}" width="{n(width)}" height="{n(height)}" '
-                   f'fill="{shade(body, rng.uniform(-0.15, 0.15))}"/>')
+        out.append(
+            f'<rect x="{n(x)}" y="{n(top)}" width="{n(width)}" height="{n(height)}" '
+            f'fill="{shade(body, rng.uniform(-0.15, 0.15))}"/>'
+        )
         for wy in range(int(top + 10), int(p.horizon - 12), 16):
             for wx in range(int(x + 7), int(x + width - 10), 13):
                 lit = rng.random() < lit_share
                 colour = "#ffd866" if lit else ("#a9c7e8" if lit_share == 0 else "#2b3050")
-                out.append(f'<rect x="{wx}" y="{wy}" width="6" height="8" fill="{colour}" '
-                           f'opacity="{".95" if lit else ".55"}"/>')
+                out.append(
+                    f'<rect x="{wx}" y="{wy}" width="6" height="8" fill="{colour}" '
+                    f'opacity="{".95" if lit else ".55"}"/>'
+                )
         x += width + rng.uniform(2, 14)
     p.layer("city", out)
 
@@ -293,9 +367,13 @@ def draw_dunes(p: Picture) -> None:
     for i in range(3 + p.detail):
         y = p.horizon + span * (0.15 + i * 0.22)
         c1 = rng.uniform(0.2, 0.45) * W
-        path = (f"M0,{n(y)} Q{n(c1)},{n(y - span * 0.2)} {n(W * 0.55)},{n(y)} "
-                f"T{n(W)},{n(y - span * 0.05)} L{W},{n(p.shore)} L0,{n(p.shore)} Z")
-        out.append(f'<path d="{path}" fill="{p.tint(shade("#e0b06c", 0.12 - i * 0.1))}" opacity=".85"/>')
+        path = (
+            f"M0,{n(y)} Q{n(c1)},{n(y - span * 0.2)} {n(W * 0.55)},{n(y)} "
+            f"T{n(W)},{n(y - span * 0.05)} L{W},{n(p.shore)} L0,{n(p.shore)} Z"
+        )
+        out.append(
+            f'<path d="{path}" fill="{p.tint(shade("#e0b06c", 0.12 - i * 0.1))}" opacity=".85"/>'
+        )
     p.layer("desert", out)
 
 
@@ -307,7 +385,11 @@ def draw_forest(p: Picture) -> None:
     strip = p.shore - p.horizon
     rows = 3 if not p.has_ocean else 2
     for row in range(rows):
-        base = p.horizon + strip * (0.1 + row * (0.8 / rows)) if not p.has_ocean else p.horizon + strip * (0.4 + row * 0.3)
+        base = (
+            p.horizon + strip * (0.1 + row * (0.8 / rows))
+            if not p.has_ocean
+            else p.horizon + strip * (0.4 + row * 0.3)
+        )
         scale = (0.5 + row * 0.35) * (0.45 if p.has_ocean else 1.0)
         x = rng.uniform(-30, 0)
         while x < W + 30:
@@ -325,8 +407,10 @@ def draw_grass(p: Picture) -> None:
         x = rng.uniform(0, W)
         y = rng.uniform(p.horizon + 8, p.shore)
         h = 6 + (y - p.horizon) / max(1, p.shore - p.horizon) * 14
-        out.append(f'<path d="M{n(x)},{n(y)} l{n(-h * 0.3)},{n(-h)} M{n(x)},{n(y)} l{n(h * 0.25)},{n(-h * 0.9)}" '
-                   f'stroke="{p.tint("#2b7a2b")}" stroke-width="1.6" fill="none" opacity=".7"/>')
+        out.append(
+            f'<path d="M{n(x)},{n(y)} l{n(-h * 0.3)},{n(-h)} M{n(x)},{n(y)} l{n(h * 0.25)},{n(-h * 0.9)}" '
+            f'stroke="{p.tint("#2b7a2b")}" stroke-width="1.6" fill="none" opacity=".7"/>'
+        )
     p.layer("meadow", out)
 
 
@@ -342,28 +426,34 @@ def draw_ocean(p: Picture) -> None:
             "sunset": ["#b35a72", "#2e2a5c"],
             "sunrise": ["#9fb6df", "#3d6ea8"],
         }.get(p.time, ["#4aa3df", "#16528c"])
-    out = [f'<rect x="0" y="{n(top)}" width="{W}" height="{n(H - top)}" fill="{p.linear(colours)}"/>']
+    out = [
+        f'<rect x="0" y="{n(top)}" width="{W}" height="{n(H - top)}" fill="{p.linear(colours)}"/>'
+    ]
     if p.celestial:
         cx, _, colour = p.celestial
         y = top + 6
         while y < H:
             width = 70 * (1 - (y - top) / (H - top) * 0.6) * rng.uniform(0.5, 1.2)
-            out.append(f'<rect x="{n(cx - width / 2)}" y="{n(y)}" width="{n(width)}" height="3" rx="1.5" '
-                       f'fill="{colour}" opacity=".5"/>')
+            out.append(
+                f'<rect x="{n(cx - width / 2)}" y="{n(y)}" width="{n(width)}" height="3" rx="1.5" '
+                f'fill="{colour}" opacity=".5"/>'
+            )
             y += rng.uniform(9, 16)
     rows = 9 + 5 * p.detail
     crest = shade(colours[0], 0.45)
     for i in range(rows):
         t = (i + 1) / (rows + 1)
-        y = top + (H - top) * t ** 1.4
+        y = top + (H - top) * t**1.4
         amp, length = 3 + 9 * t, 40 + 90 * t
         x = -rng.uniform(0, length)
         segments = []
         while x < W + length:
             segments.append(f"q{n(length / 4)},{n(-amp)} {n(length / 2)},0 t{n(length / 2)},0")
             x += length
-        out.append(f'<path d="M{n(-rng.uniform(0, length))},{n(y)} {" ".join(segments)}" stroke="{crest}" '
-                   f'stroke-width="{n(1 + 2 * t)}" fill="none" opacity="{n(0.25 + 0.3 * t)}"/>')
+        out.append(
+            f'<path d="M{n(-rng.uniform(0, length))},{n(y)} {" ".join(segments)}" stroke="{crest}" '
+            f'stroke-width="{n(1 + 2 * t)}" fill="none" opacity="{n(0.25 + 0.3 * t)}"/>'
+        )
     p.layer("ocean", out)
 
 
@@ -375,41 +465,63 @@ def draw_abstract(p: Picture) -> None:
     rng = p.rng("abstract")
     colours = list(spec.palette or rng.choice(FREE_PALETTES))
     if len(colours) == 1:
-        colours = [shade(colours[0], -0.35), colours[0], shade(colours[0], 0.35), shade(colours[0], 0.6)]
+        colours = [
+            shade(colours[0], -0.35),
+            colours[0],
+            shade(colours[0], 0.35),
+            shade(colours[0], 0.6),
+        ]
     out = []
     for i in range(9 + 3 * p.detail):
         colour = colours[i % len(colours)]
-        out.append(f'<circle cx="{n(rng.uniform(80, W - 80))}" cy="{n(rng.uniform(80, H - 80))}" '
-                   f'r="{n(rng.uniform(50, 230))}" fill="{colour}" opacity="{n(rng.uniform(0.45, 0.85))}"/>')
+        out.append(
+            f'<circle cx="{n(rng.uniform(80, W - 80))}" cy="{n(rng.uniform(80, H - 80))}" '
+            f'r="{n(rng.uniform(50, 230))}" fill="{colour}" opacity="{n(rng.uniform(0.45, 0.85))}"/>'
+        )
     for i in range(3):
         y = rng.uniform(H * 0.2, H * 0.8)
-        out.append(f'<path d="M-20,{n(y)} C{n(W * 0.3)},{n(y - rng.uniform(-220, 220))} '
-                   f'{n(W * 0.7)},{n(y + rng.uniform(-220, 220))} {W + 20},{n(y)}" fill="none" '
-                   f'stroke="{shade(colours[i % len(colours)], -0.3)}" stroke-width="{n(rng.uniform(4, 12))}" '
-                   f'stroke-linecap="round" opacity=".7"/>')
+        out.append(
+            f'<path d="M-20,{n(y)} C{n(W * 0.3)},{n(y - rng.uniform(-220, 220))} '
+            f'{n(W * 0.7)},{n(y + rng.uniform(-220, 220))} {W + 20},{n(y)}" fill="none" '
+            f'stroke="{shade(colours[i % len(colours)], -0.3)}" stroke-width="{n(rng.uniform(4, 12))}" '
+            f'stroke-linecap="round" opacity=".7"/>'
+        )
     p.layer("abstract", out)
 
 
 def draw_weather(p: Picture) -> None:
     if "snow" in p.settings:
         rng = p.rng("snowfall")
-        flakes = [f'<circle cx="{n(rng.uniform(0, W))}" cy="{n(rng.uniform(0, H))}" r="{n(rng.uniform(1.5, 4.2))}" '
-                  f'fill="#ffffff" opacity="{n(rng.uniform(0.6, 0.95))}"/>' for _ in range(80 + 60 * p.detail)]
+        flakes = [
+            f'<circle cx="{n(rng.uniform(0, W))}" cy="{n(rng.uniform(0, H))}" r="{n(rng.uniform(1.5, 4.2))}" '
+            f'fill="#ffffff" opacity="{n(rng.uniform(0.6, 0.95))}"/>'
+            for _ in range(80 + 60 * p.detail)
+        ]
         p.layer("snowfall", flakes)
     if "rain" in p.settings:
         rng = p.rng("rain")
         drops = []
         for _ in range(140 + 80 * p.detail):
             x, y, length = rng.uniform(-40, W), rng.uniform(-20, H), rng.uniform(14, 30)
-            drops.append(f'<path d="M{n(x)},{n(y)} l{n(length * 0.3)},{n(length)}" stroke="#c5d3ea" '
-                         f'stroke-width="1.4" opacity=".6"/>')
+            drops.append(
+                f'<path d="M{n(x)},{n(y)} l{n(length * 0.3)},{n(length)}" stroke="#c5d3ea" '
+                f'stroke-width="1.4" opacity=".6"/>'
+            )
         p.layer("rain", drops)
         if not any(o.kind == "cloud" for o in p.spec.objects):
             rng = p.rng("rain-clouds")
-            p.layer("rain-clouds", [
-                cloud_shape(W * (i + 0.5) / 3 + rng.uniform(-60, 60), rng.uniform(60, 150), rng.uniform(200, 280),
-                            "#aab4c3") for i in range(3)
-            ])
+            p.layer(
+                "rain-clouds",
+                [
+                    cloud_shape(
+                        W * (i + 0.5) / 3 + rng.uniform(-60, 60),
+                        rng.uniform(60, 150),
+                        rng.uniform(200, 280),
+                        "#aab4c3",
+                    )
+                    for i in range(3)
+                ],
+            )
 
 
 # --- things ---------------------------------------------------------------------------------
@@ -469,8 +581,13 @@ def default_colours(p: Picture, kind: str) -> list[str]:
     return p.rng("palette").choice(FREE_PALETTES)
 
 
-def layout_points(kind: str, count: int, region: tuple[float, float, float, float], rng: random.Random,
-                  base: float) -> list[tuple[float, float, float]]:
+def layout_points(
+    kind: str,
+    count: int,
+    region: tuple[float, float, float, float],
+    rng: random.Random,
+    base: float,
+) -> list[tuple[float, float, float]]:
     """(x, y, size) for ``count`` things arranged as ``kind`` inside ``region`` (x, y, w, h)."""
     x0, y0, w, h = region
     cx, cy = x0 + w / 2, y0 + h / 2
@@ -483,7 +600,9 @@ def layout_points(kind: str, count: int, region: tuple[float, float, float, floa
         rows = math.ceil(count / cols)
         cw, ch = w / cols, h / rows
         size = min(cw, ch) * 0.68
-        return [(x0 + cw * (i % cols + 0.5), y0 + ch * (i // cols + 0.5), size) for i in range(count)]
+        return [
+            (x0 + cw * (i % cols + 0.5), y0 + ch * (i // cols + 0.5), size) for i in range(count)
+        ]
     if kind == "row":
         step = w / count
         return [(x0 + step * (i + 0.5), cy, min(step * 0.75, h * 0.5)) for i in range(count)]
@@ -493,14 +612,25 @@ def layout_points(kind: str, count: int, region: tuple[float, float, float, floa
     if kind == "ring":
         radius = min(w, h) * 0.36
         size = min(2 * math.pi * radius / count * 0.7, radius * 0.6)
-        return [(cx + radius * math.cos(2 * math.pi * i / count - math.pi / 2),
-                 cy + radius * math.sin(2 * math.pi * i / count - math.pi / 2), size) for i in range(count)]
+        return [
+            (
+                cx + radius * math.cos(2 * math.pi * i / count - math.pi / 2),
+                cy + radius * math.sin(2 * math.pi * i / count - math.pi / 2),
+                size,
+            )
+            for i in range(count)
+        ]
     if kind == "spiral":
         spacing = min(w, h) * 0.46 / math.sqrt(count)
         golden = math.pi * (3 - math.sqrt(5))
-        return [(cx + spacing * math.sqrt(i + 0.5) * math.cos(i * golden),
-                 cy + spacing * math.sqrt(i + 0.5) * math.sin(i * golden),
-                 spacing * (0.8 + 0.5 * (i + 1) / count)) for i in range(count)]
+        return [
+            (
+                cx + spacing * math.sqrt(i + 0.5) * math.cos(i * golden),
+                cy + spacing * math.sqrt(i + 0.5) * math.sin(i * golden),
+                spacing * (0.8 + 0.5 * (i + 1) / count),
+            )
+            for i in range(count)
+        ]
     # scatter (and "center" with several): spread out, avoiding overlaps where there is room
     if kind == "center":
         x0, y0, w, h = cx - w * 0.25, cy - h * 0.25, w * 0.5, h * 0.5
@@ -526,7 +656,11 @@ def place_free(p: Picture, items) -> list[str]:
         return []
     rng = p.rng("layout")
     layout = p.spec.layout or ("center" if len(items) == 1 else "scatter")
-    region = (W * 0.08, H * 0.08, W * 0.84, H * 0.8) if p.horizon else (W * 0.06, H * 0.07, W * 0.88, H * 0.86)
+    region = (
+        (W * 0.08, H * 0.08, W * 0.84, H * 0.8)
+        if p.horizon
+        else (W * 0.06, H * 0.07, W * 0.88, H * 0.86)
+    )
     base = max(BASE_SIZE.get(k, 110) for k, _, _ in items) * (1.3 if len(items) <= 3 else 1.0)
     points = layout_points(layout, len(items), region, rng, base)
     out = []
@@ -548,8 +682,10 @@ def place_in_sky(p: Picture, items) -> list[str]:
         x = rng.uniform(s * 0.6, W - s * 0.6)
         y = rng.uniform(s * 0.6, max(s, bottom * top_band - s * 0.3))
         if kind == "bird":
-            out.extend(shape(p, kind, x + dx, y + dy, s * rng.uniform(0.7, 1.1), colour, rng)
-                       for dx, dy in [(0, 0)])
+            out.extend(
+                shape(p, kind, x + dx, y + dy, s * rng.uniform(0.7, 1.1), colour, rng)
+                for dx, dy in [(0, 0)]
+            )
         else:
             out.append(shape(p, kind, x, y, s, colour, rng))
         if kind in ("sun", "moon") and p.celestial is None:
@@ -601,23 +737,41 @@ def place_in_water(p: Picture, items) -> list[str]:
 # --- shapes ---------------------------------------------------------------------------------
 
 
-def shape(p: Picture, kind: str, x: float, y: float, s: float, colour: str, rng: random.Random,
-          grounded: bool = False) -> str:
-    rot = rng.uniform(-12, 12) if kind in ("square", "rectangle", "triangle", "star", "hexagon", "diamond") else 0
+def shape(
+    p: Picture,
+    kind: str,
+    x: float,
+    y: float,
+    s: float,
+    colour: str,
+    rng: random.Random,
+    grounded: bool = False,
+) -> str:
+    rot = (
+        rng.uniform(-12, 12)
+        if kind in ("square", "rectangle", "triangle", "star", "hexagon", "diamond")
+        else 0
+    )
     drawing = {
         "circle": lambda: circle_shape(x, y, s, colour),
-        "square": lambda: f'<rect x="{n(x - s / 2)}" y="{n(y - s / 2)}" width="{n(s)}" height="{n(s)}" '
-                          f'rx="{n(s * 0.08)}" fill="{colour}" transform="rotate({n(rot)} {n(x)} {n(y)})"/>',
-        "rectangle": lambda: f'<rect x="{n(x - s * 0.75)}" y="{n(y - s * 0.4)}" width="{n(s * 1.5)}" '
-                             f'height="{n(s * 0.8)}" rx="{n(s * 0.06)}" fill="{colour}" '
-                             f'transform="rotate({n(rot)} {n(x)} {n(y)})"/>',
+        "square": lambda: (
+            f'<rect x="{n(x - s / 2)}" y="{n(y - s / 2)}" width="{n(s)}" height="{n(s)}" '
+            f'rx="{n(s * 0.08)}" fill="{colour}" transform="rotate({n(rot)} {n(x)} {n(y)})"/>'
+        ),
+        "rectangle": lambda: (
+            f'<rect x="{n(x - s * 0.75)}" y="{n(y - s * 0.4)}" width="{n(s * 1.5)}" '
+            f'height="{n(s * 0.8)}" rx="{n(s * 0.06)}" fill="{colour}" '
+            f'transform="rotate({n(rot)} {n(x)} {n(y)})"/>'
+        ),
         "triangle": lambda: polygon(x, y, s * 0.58, 3, colour, rot - 90),
         "star": lambda: star_shape(x, y, s, colour, rot),
         "heart": lambda: heart_shape(x, y, s, colour),
         "hexagon": lambda: polygon(x, y, s * 0.5, 6, colour, rot),
         "diamond": lambda: diamond_shape(x, y, s, colour),
         "flower": lambda: flower_shape(x, y, s, colour, grounded),
-        "tree": lambda: (pine(x, y, s, colour) if rng.random() < 0.5 else round_tree(x, y, s, colour)),
+        "tree": lambda: (
+            pine(x, y, s, colour) if rng.random() < 0.5 else round_tree(x, y, s, colour)
+        ),
         "house": lambda: house_shape(p, x, y, s, colour),
         "cloud": lambda: cloud_shape(x, y, s, colour),
         "bird": lambda: bird_shape(x, y, s, colour),
@@ -628,23 +782,30 @@ def shape(p: Picture, kind: str, x: float, y: float, s: float, colour: str, rng:
         "moon": lambda: moon_shape(p, x, y, s, colour),
         "planet": lambda: planet_shape(p, x, y, s, colour),
     }[kind]()
-    shadow = f' filter="url(#{p.prefix}soft)"' if kind not in ("bird", "sun", "moon", "cloud") else ""
+    shadow = (
+        f' filter="url(#{p.prefix}soft)"' if kind not in ("bird", "sun", "moon", "cloud") else ""
+    )
     outline = ""
     if p.detail >= 2 and kind not in ("bird", "sun", "moon"):
         outline = f' stroke="{shade(colour, -0.45)}" stroke-width="{n(max(1.0, s * 0.012))}" stroke-opacity=".6"'
-    return f'<g class="obj" data-kind="{kind}" data-colour="{colour}"{shadow}{outline}>{drawing}</g>'
+    return (
+        f'<g class="obj" data-kind="{kind}" data-colour="{colour}"{shadow}{outline}>{drawing}</g>'
+    )
 
 
 def circle_shape(x, y, s, colour) -> str:
     r = s / 2
-    return (f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(r)}" fill="{colour}"/>'
-            f'<circle cx="{n(x - r * 0.32)}" cy="{n(y - r * 0.32)}" r="{n(r * 0.3)}" fill="#ffffff" opacity=".22"/>')
+    return (
+        f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(r)}" fill="{colour}"/>'
+        f'<circle cx="{n(x - r * 0.32)}" cy="{n(y - r * 0.32)}" r="{n(r * 0.3)}" fill="#ffffff" opacity=".22"/>'
+    )
 
 
 def polygon(x, y, radius, sides, colour, rot) -> str:
     points = " ".join(
         f"{n(x + radius * math.cos(math.radians(rot + 360 * i / sides)))},"
-        f"{n(y + radius * math.sin(math.radians(rot + 360 * i / sides)))}" for i in range(sides)
+        f"{n(y + radius * math.sin(math.radians(rot + 360 * i / sides)))}"
+        for i in range(sides)
     )
     return f'<polygon points="{points}" fill="{colour}" stroke-linejoin="round"/>'
 
@@ -659,51 +820,65 @@ def star_shape(x, y, s, colour, rot) -> str:
 
 
 def heart_shape(x, y, s, colour) -> str:
-    d = (f"M{n(x)},{n(y + s * 0.38)} C{n(x - s * 0.62)},{n(y - s * 0.02)} {n(x - s * 0.38)},{n(y - s * 0.56)} "
-         f"{n(x)},{n(y - s * 0.2)} C{n(x + s * 0.38)},{n(y - s * 0.56)} {n(x + s * 0.62)},{n(y - s * 0.02)} "
-         f"{n(x)},{n(y + s * 0.38)} Z")
+    d = (
+        f"M{n(x)},{n(y + s * 0.38)} C{n(x - s * 0.62)},{n(y - s * 0.02)} {n(x - s * 0.38)},{n(y - s * 0.56)} "
+        f"{n(x)},{n(y - s * 0.2)} C{n(x + s * 0.38)},{n(y - s * 0.56)} {n(x + s * 0.62)},{n(y - s * 0.02)} "
+        f"{n(x)},{n(y + s * 0.38)} Z"
+    )
     return f'<path d="{d}" fill="{colour}"/>'
 
 
 def diamond_shape(x, y, s, colour) -> str:
-    return (f'<polygon points="{n(x)},{n(y - s * 0.55)} {n(x + s * 0.4)},{n(y)} {n(x)},{n(y + s * 0.55)} '
-            f'{n(x - s * 0.4)},{n(y)}" fill="{colour}"/>'
-            f'<polygon points="{n(x)},{n(y - s * 0.55)} {n(x + s * 0.4)},{n(y)} {n(x)},{n(y)}" '
-            f'fill="#ffffff" opacity=".2"/>')
+    return (
+        f'<polygon points="{n(x)},{n(y - s * 0.55)} {n(x + s * 0.4)},{n(y)} {n(x)},{n(y + s * 0.55)} '
+        f'{n(x - s * 0.4)},{n(y)}" fill="{colour}"/>'
+        f'<polygon points="{n(x)},{n(y - s * 0.55)} {n(x + s * 0.4)},{n(y)} {n(x)},{n(y)}" '
+        f'fill="#ffffff" opacity=".2"/>'
+    )
 
 
 def flower_shape(x, y, s, colour, grounded) -> str:
     head_y = y - s if grounded else y
     parts = []
     if grounded:
-        parts.append(f'<path d="M{n(x)},{n(y)} Q{n(x + s * 0.1)},{n(y - s * 0.5)} {n(x)},{n(head_y)}" '
-                     f'stroke="#2b8a3e" stroke-width="{n(max(1.5, s * 0.06))}" fill="none"/>')
+        parts.append(
+            f'<path d="M{n(x)},{n(y)} Q{n(x + s * 0.1)},{n(y - s * 0.5)} {n(x)},{n(head_y)}" '
+            f'stroke="#2b8a3e" stroke-width="{n(max(1.5, s * 0.06))}" fill="none"/>'
+        )
     for i in range(6):
-        parts.append(f'<ellipse cx="{n(x)}" cy="{n(head_y - s * 0.22)}" rx="{n(s * 0.14)}" ry="{n(s * 0.24)}" '
-                     f'fill="{colour}" transform="rotate({60 * i} {n(x)} {n(head_y)})"/>')
+        parts.append(
+            f'<ellipse cx="{n(x)}" cy="{n(head_y - s * 0.22)}" rx="{n(s * 0.14)}" ry="{n(s * 0.24)}" '
+            f'fill="{colour}" transform="rotate({60 * i} {n(x)} {n(head_y)})"/>'
+        )
     parts.append(f'<circle cx="{n(x)}" cy="{n(head_y)}" r="{n(s * 0.12)}" fill="#f59f00"/>')
     return "".join(parts)
 
 
 def pine(x, base, s, colour) -> str:
     trunk_w, trunk_h = s * 0.09, s * 0.16
-    parts = [f'<rect x="{n(x - trunk_w / 2)}" y="{n(base - trunk_h)}" width="{n(trunk_w)}" height="{n(trunk_h)}" '
-             f'fill="#5c3d22"/>']
+    parts = [
+        f'<rect x="{n(x - trunk_w / 2)}" y="{n(base - trunk_h)}" width="{n(trunk_w)}" height="{n(trunk_h)}" '
+        f'fill="#5c3d22"/>'
+    ]
     for i in range(3):
         bottom = base - trunk_h * 0.7 - i * s * 0.24
         half = s * (0.34 - i * 0.07)
-        parts.append(f'<polygon points="{n(x - half)},{n(bottom)} {n(x + half)},{n(bottom)} '
-                     f'{n(x)},{n(bottom - s * 0.4)}" fill="{shade(colour, i * 0.06)}"/>')
+        parts.append(
+            f'<polygon points="{n(x - half)},{n(bottom)} {n(x + half)},{n(bottom)} '
+            f'{n(x)},{n(bottom - s * 0.4)}" fill="{shade(colour, i * 0.06)}"/>'
+        )
     return "".join(parts)
 
 
 def round_tree(x, base, s, colour) -> str:
     trunk_w, trunk_h = s * 0.1, s * 0.42
-    return (f'<rect x="{n(x - trunk_w / 2)}" y="{n(base - trunk_h)}" width="{n(trunk_w)}" height="{n(trunk_h)}" '
-            f'fill="#6b4423"/>'
-            f'<circle cx="{n(x)}" cy="{n(base - s * 0.62)}" r="{n(s * 0.3)}" fill="{colour}"/>'
-            f'<circle cx="{n(x - s * 0.18)}" cy="{n(base - s * 0.5)}" r="{n(s * 0.2)}" fill="{shade(colour, -0.1)}"/>'
-            f'<circle cx="{n(x + s * 0.17)}" cy="{n(base - s * 0.52)}" r="{n(s * 0.21)}" fill="{shade(colour, 0.08)}"/>')
+    return (
+        f'<rect x="{n(x - trunk_w / 2)}" y="{n(base - trunk_h)}" width="{n(trunk_w)}" height="{n(trunk_h)}" '
+        f'fill="#6b4423"/>'
+        f'<circle cx="{n(x)}" cy="{n(base - s * 0.62)}" r="{n(s * 0.3)}" fill="{colour}"/>'
+        f'<circle cx="{n(x - s * 0.18)}" cy="{n(base - s * 0.5)}" r="{n(s * 0.2)}" fill="{shade(colour, -0.1)}"/>'
+        f'<circle cx="{n(x + s * 0.17)}" cy="{n(base - s * 0.52)}" r="{n(s * 0.21)}" fill="{shade(colour, 0.08)}"/>'
+    )
 
 
 def house_shape(p, x, base, s, colour) -> str:
@@ -712,66 +887,84 @@ def house_shape(p, x, base, s, colour) -> str:
     lit = p.time in ("night", "sunset")
     window = "#ffd866" if lit else "#a5d8ff"
     left, top = x - w / 2, base - h
-    return (f'<rect x="{n(left)}" y="{n(top)}" width="{n(w)}" height="{n(h)}" fill="{colour}"/>'
-            f'<polygon points="{n(left - s * 0.06)},{n(top)} {n(left + w + s * 0.06)},{n(top)} '
-            f'{n(x)},{n(top - s * 0.32)}" fill="{roof}"/>'
-            f'<rect x="{n(x - s * 0.07)}" y="{n(base - s * 0.26)}" width="{n(s * 0.14)}" height="{n(s * 0.26)}" '
-            f'fill="#6b4423"/>'
-            f'<rect x="{n(left + s * 0.08)}" y="{n(top + s * 0.1)}" width="{n(s * 0.14)}" height="{n(s * 0.12)}" '
-            f'fill="{window}"/>'
-            f'<rect x="{n(left + w - s * 0.22)}" y="{n(top + s * 0.1)}" width="{n(s * 0.14)}" height="{n(s * 0.12)}" '
-            f'fill="{window}"/>')
+    return (
+        f'<rect x="{n(left)}" y="{n(top)}" width="{n(w)}" height="{n(h)}" fill="{colour}"/>'
+        f'<polygon points="{n(left - s * 0.06)},{n(top)} {n(left + w + s * 0.06)},{n(top)} '
+        f'{n(x)},{n(top - s * 0.32)}" fill="{roof}"/>'
+        f'<rect x="{n(x - s * 0.07)}" y="{n(base - s * 0.26)}" width="{n(s * 0.14)}" height="{n(s * 0.26)}" '
+        f'fill="#6b4423"/>'
+        f'<rect x="{n(left + s * 0.08)}" y="{n(top + s * 0.1)}" width="{n(s * 0.14)}" height="{n(s * 0.12)}" '
+        f'fill="{window}"/>'
+        f'<rect x="{n(left + w - s * 0.22)}" y="{n(top + s * 0.1)}" width="{n(s * 0.14)}" height="{n(s * 0.12)}" '
+        f'fill="{window}"/>'
+    )
 
 
 def cloud_shape(x, y, s, colour) -> str:
-    parts = [f'<ellipse cx="{n(x)}" cy="{n(y + s * 0.1)}" rx="{n(s * 0.5)}" ry="{n(s * 0.16)}" fill="{colour}"/>']
+    parts = [
+        f'<ellipse cx="{n(x)}" cy="{n(y + s * 0.1)}" rx="{n(s * 0.5)}" ry="{n(s * 0.16)}" fill="{colour}"/>'
+    ]
     for dx, dy, r in ((-0.25, 0.02, 0.2), (0, -0.1, 0.27), (0.24, 0, 0.2), (0.1, 0.05, 0.18)):
-        parts.append(f'<circle cx="{n(x + s * dx)}" cy="{n(y + s * dy)}" r="{n(s * r)}" fill="{colour}"/>')
+        parts.append(
+            f'<circle cx="{n(x + s * dx)}" cy="{n(y + s * dy)}" r="{n(s * r)}" fill="{colour}"/>'
+        )
     return f'<g opacity=".95">{"".join(parts)}</g>'
 
 
 def bird_shape(x, y, s, colour) -> str:
-    return (f'<path d="M{n(x - s / 2)},{n(y)} Q{n(x - s / 4)},{n(y - s * 0.38)} {n(x)},{n(y)} '
-            f'Q{n(x + s / 4)},{n(y - s * 0.38)} {n(x + s / 2)},{n(y)}" stroke="{colour}" '
-            f'stroke-width="{n(max(1.5, s * 0.08))}" fill="none" stroke-linecap="round"/>')
+    return (
+        f'<path d="M{n(x - s / 2)},{n(y)} Q{n(x - s / 4)},{n(y - s * 0.38)} {n(x)},{n(y)} '
+        f'Q{n(x + s / 4)},{n(y - s * 0.38)} {n(x + s / 2)},{n(y)}" stroke="{colour}" '
+        f'stroke-width="{n(max(1.5, s * 0.08))}" fill="none" stroke-linecap="round"/>'
+    )
 
 
 def fish_shape(x, y, s, colour) -> str:
-    return (f'<polygon points="{n(x + s * 0.35)},{n(y)} {n(x + s * 0.65)},{n(y - s * 0.22)} '
-            f'{n(x + s * 0.65)},{n(y + s * 0.22)}" fill="{shade(colour, -0.15)}"/>'
-            f'<ellipse cx="{n(x)}" cy="{n(y)}" rx="{n(s * 0.45)}" ry="{n(s * 0.25)}" fill="{colour}"/>'
-            f'<circle cx="{n(x - s * 0.25)}" cy="{n(y - s * 0.06)}" r="{n(s * 0.05)}" fill="#1b1b1b"/>')
+    return (
+        f'<polygon points="{n(x + s * 0.35)},{n(y)} {n(x + s * 0.65)},{n(y - s * 0.22)} '
+        f'{n(x + s * 0.65)},{n(y + s * 0.22)}" fill="{shade(colour, -0.15)}"/>'
+        f'<ellipse cx="{n(x)}" cy="{n(y)}" rx="{n(s * 0.45)}" ry="{n(s * 0.25)}" fill="{colour}"/>'
+        f'<circle cx="{n(x - s * 0.25)}" cy="{n(y - s * 0.06)}" r="{n(s * 0.05)}" fill="#1b1b1b"/>'
+    )
 
 
 def boat_shape(x, y, s, colour) -> str:
-    return (f'<line x1="{n(x)}" y1="{n(y)}" x2="{n(x)}" y2="{n(y - s * 0.75)}" stroke="#5c3d22" '
-            f'stroke-width="{n(max(1.5, s * 0.03))}"/>'
-            f'<polygon points="{n(x + s * 0.03)},{n(y - s * 0.72)} {n(x + s * 0.45)},{n(y - s * 0.08)} '
-            f'{n(x + s * 0.03)},{n(y - s * 0.08)}" fill="#f8f9fa"/>'
-            f'<polygon points="{n(x - s * 0.03)},{n(y - s * 0.6)} {n(x - s * 0.03)},{n(y - s * 0.08)} '
-            f'{n(x - s * 0.32)},{n(y - s * 0.08)}" fill="#e9ecef"/>'
-            f'<polygon points="{n(x - s * 0.55)},{n(y)} {n(x + s * 0.55)},{n(y)} {n(x + s * 0.4)},{n(y + s * 0.2)} '
-            f'{n(x - s * 0.4)},{n(y + s * 0.2)}" fill="{colour}"/>')
+    return (
+        f'<line x1="{n(x)}" y1="{n(y)}" x2="{n(x)}" y2="{n(y - s * 0.75)}" stroke="#5c3d22" '
+        f'stroke-width="{n(max(1.5, s * 0.03))}"/>'
+        f'<polygon points="{n(x + s * 0.03)},{n(y - s * 0.72)} {n(x + s * 0.45)},{n(y - s * 0.08)} '
+        f'{n(x + s * 0.03)},{n(y - s * 0.08)}" fill="#f8f9fa"/>'
+        f'<polygon points="{n(x - s * 0.03)},{n(y - s * 0.6)} {n(x - s * 0.03)},{n(y - s * 0.08)} '
+        f'{n(x - s * 0.32)},{n(y - s * 0.08)}" fill="#e9ecef"/>'
+        f'<polygon points="{n(x - s * 0.55)},{n(y)} {n(x + s * 0.55)},{n(y)} {n(x + s * 0.4)},{n(y + s * 0.2)} '
+        f'{n(x - s * 0.4)},{n(y + s * 0.2)}" fill="{colour}"/>'
+    )
 
 
 def balloon_shape(x, y, s, colour) -> str:
-    return (f'<path d="M{n(x)},{n(y + s * 0.5)} q{n(-s * 0.12)},{n(s * 0.35)} {n(s * 0.04)},{n(s * 0.7)}" '
-            f'stroke="#868e96" stroke-width="1.5" fill="none"/>'
-            f'<ellipse cx="{n(x)}" cy="{n(y)}" rx="{n(s * 0.4)}" ry="{n(s * 0.5)}" fill="{colour}"/>'
-            f'<polygon points="{n(x - s * 0.06)},{n(y + s * 0.55)} {n(x + s * 0.06)},{n(y + s * 0.55)} '
-            f'{n(x)},{n(y + s * 0.48)}" fill="{colour}"/>'
-            f'<ellipse cx="{n(x - s * 0.14)}" cy="{n(y - s * 0.2)}" rx="{n(s * 0.08)}" ry="{n(s * 0.14)}" '
-            f'fill="#ffffff" opacity=".35"/>')
+    return (
+        f'<path d="M{n(x)},{n(y + s * 0.5)} q{n(-s * 0.12)},{n(s * 0.35)} {n(s * 0.04)},{n(s * 0.7)}" '
+        f'stroke="#868e96" stroke-width="1.5" fill="none"/>'
+        f'<ellipse cx="{n(x)}" cy="{n(y)}" rx="{n(s * 0.4)}" ry="{n(s * 0.5)}" fill="{colour}"/>'
+        f'<polygon points="{n(x - s * 0.06)},{n(y + s * 0.55)} {n(x + s * 0.06)},{n(y + s * 0.55)} '
+        f'{n(x)},{n(y + s * 0.48)}" fill="{colour}"/>'
+        f'<ellipse cx="{n(x - s * 0.14)}" cy="{n(y - s * 0.2)}" rx="{n(s * 0.08)}" ry="{n(s * 0.14)}" '
+        f'fill="#ffffff" opacity=".35"/>'
+    )
 
 
 def sun_shape(p: Picture, x, y, s, colour, *, rays: bool) -> str:
-    parts = [f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(s * 1.1)}" fill="{p.radial(colour, colour, inner_opacity=0.55)}"/>']
+    parts = [
+        f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(s * 1.1)}" fill="{p.radial(colour, colour, inner_opacity=0.55)}"/>'
+    ]
     if rays:
         for i in range(12):
             angle = math.radians(30 * i)
-            parts.append(f'<line x1="{n(x + s * 0.62 * math.cos(angle))}" y1="{n(y + s * 0.62 * math.sin(angle))}" '
-                         f'x2="{n(x + s * 0.82 * math.cos(angle))}" y2="{n(y + s * 0.82 * math.sin(angle))}" '
-                         f'stroke="{colour}" stroke-width="{n(s * 0.05)}" stroke-linecap="round"/>')
+            parts.append(
+                f'<line x1="{n(x + s * 0.62 * math.cos(angle))}" y1="{n(y + s * 0.62 * math.sin(angle))}" '
+                f'x2="{n(x + s * 0.82 * math.cos(angle))}" y2="{n(y + s * 0.82 * math.sin(angle))}" '
+                f'stroke="{colour}" stroke-width="{n(s * 0.05)}" stroke-linecap="round"/>'
+            )
     parts.append(f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(s / 2)}" fill="{colour}"/>')
     return "".join(parts)
 
@@ -779,19 +972,25 @@ def sun_shape(p: Picture, x, y, s, colour, *, rays: bool) -> str:
 def moon_shape(p: Picture, x, y, s, colour) -> str:
     mask = p.new_id("m")
     r = s / 2
-    p.defs.append(f'<mask id="{mask}"><rect x="{n(x - s)}" y="{n(y - s)}" width="{n(s * 2)}" height="{n(s * 2)}" '
-                  f'fill="#fff"/><circle cx="{n(x + r * 0.45)}" cy="{n(y - r * 0.2)}" r="{n(r * 0.85)}" '
-                  f'fill="#000"/></mask>')
-    return (f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(s * 1.05)}" fill="{p.radial(colour, colour, inner_opacity=0.3)}"/>'
-            f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(r)}" fill="{colour}" mask="url(#{mask})"/>')
+    p.defs.append(
+        f'<mask id="{mask}"><rect x="{n(x - s)}" y="{n(y - s)}" width="{n(s * 2)}" height="{n(s * 2)}" '
+        f'fill="#fff"/><circle cx="{n(x + r * 0.45)}" cy="{n(y - r * 0.2)}" r="{n(r * 0.85)}" '
+        f'fill="#000"/></mask>'
+    )
+    return (
+        f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(s * 1.05)}" fill="{p.radial(colour, colour, inner_opacity=0.3)}"/>'
+        f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(r)}" fill="{colour}" mask="url(#{mask})"/>'
+    )
 
 
 def planet_shape(p: Picture, x, y, s, colour) -> str:
     body = p.radial(shade(colour, 0.35), shade(colour, -0.35), outer_opacity=1.0)
-    return (f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(s / 2)}" fill="{body}"/>'
-            f'<ellipse cx="{n(x)}" cy="{n(y)}" rx="{n(s * 0.85)}" ry="{n(s * 0.18)}" fill="none" '
-            f'stroke="{shade(colour, 0.5)}" stroke-width="{n(s * 0.05)}" opacity=".8" '
-            f'transform="rotate(-18 {n(x)} {n(y)})"/>')
+    return (
+        f'<circle cx="{n(x)}" cy="{n(y)}" r="{n(s / 2)}" fill="{body}"/>'
+        f'<ellipse cx="{n(x)}" cy="{n(y)}" rx="{n(s * 0.85)}" ry="{n(s * 0.18)}" fill="none" '
+        f'stroke="{shade(colour, 0.5)}" stroke-width="{n(s * 0.05)}" opacity=".8" '
+        f'transform="rotate(-18 {n(x)} {n(y)})"/>'
+    )
 
 
 # --- finishing ------------------------------------------------------------------------------
@@ -807,14 +1006,21 @@ def draw_finish(p: Picture) -> None:
             f'baseFrequency="{n(0.6 + 0.2 * p.detail)}" numOctaves="2" seed="{p.seed % 1000}"/>'
             f'<feColorMatrix type="saturate" values="0"/></filter>'
         )
-        p.layer("grain", [f'<rect width="{W}" height="{H}" filter="url(#{p.prefix}grain)" opacity="{n(0.035 * p.detail)}"/>'])
+        p.layer(
+            "grain",
+            [
+                f'<rect width="{W}" height="{H}" filter="url(#{p.prefix}grain)" opacity="{n(0.035 * p.detail)}"/>'
+            ],
+        )
 
 
 def render(spec: Spec, *, seed: int, title: str, detail: int = 0, width: int = W) -> str:
     """The SVG document for ``spec``: ``width`` pixels wide, 4:3, ``detail`` 0 to 3."""
     p = Picture(spec, seed, max(0, min(3, detail)))
-    p.defs.append(f'<filter id="{p.prefix}soft" x="-30%" y="-30%" width="160%" height="160%">'
-                  '<feDropShadow dx="0" dy="5" stdDeviation="5" flood-color="#000" flood-opacity=".22"/></filter>')
+    p.defs.append(
+        f'<filter id="{p.prefix}soft" x="-30%" y="-30%" width="160%" height="160%">'
+        '<feDropShadow dx="0" dy="5" stdDeviation="5" flood-color="#000" flood-opacity=".22"/></filter>'
+    )
     draw_sky(p)
     draw_celestial(p)
     draw_scenery(p)
@@ -827,7 +1033,7 @@ def render(spec: Spec, *, seed: int, title: str, detail: int = 0, width: int = W
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {W} {H}" '
         f'role="img" aria-labelledby="title desc">'
         f'<title id="title">{_xml_text(title[:300])}</title><desc id="desc">{_xml_text(spec.describe())}</desc>'
-        f'<defs>{"".join(p.defs)}</defs>{"".join(p.body)}</svg>'
+        f"<defs>{''.join(p.defs)}</defs>{''.join(p.body)}</svg>"
     )
 
 

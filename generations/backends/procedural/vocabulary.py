@@ -9,28 +9,92 @@ import re
 from dataclasses import dataclass, field, replace
 
 COLOURS = {
-    "red": "#e03131", "scarlet": "#f03e3e", "crimson": "#c2255c", "ruby": "#b2163f",
-    "maroon": "#862e2e", "burgundy": "#7a1c33", "pink": "#f783ac", "rose": "#e64980",
-    "magenta": "#d6336c", "fuchsia": "#cc2fa8", "coral": "#ff6b6b", "salmon": "#fa8072",
-    "peach": "#ffb38a", "orange": "#fd7e14", "amber": "#ffb300", "yellow": "#fcc419",
-    "gold": "#f2b705", "golden": "#f2b705", "lemon": "#ffe066", "lime": "#82c91e",
-    "green": "#2f9e44", "emerald": "#0ca678", "jade": "#12b886", "olive": "#6b8e23",
-    "mint": "#63e6be", "teal": "#0c8599", "turquoise": "#22b8cf", "cyan": "#15aabf",
-    "aqua": "#3bc9db", "blue": "#1c7ed6", "azure": "#339af0", "sapphire": "#1946b9",
-    "cobalt": "#1f4fd1", "navy": "#1b2a6b", "indigo": "#4c3fbf", "violet": "#7950f2",
-    "purple": "#862e9c", "lavender": "#b197fc", "lilac": "#c8a2c8", "plum": "#8e4585",
-    "brown": "#8b5a2b", "chocolate": "#6f4518", "copper": "#b87333", "bronze": "#a97142",
-    "tan": "#d2b48c", "beige": "#e9d8a6", "cream": "#fff4d6", "ivory": "#fffbea",
-    "white": "#f8f9fa", "silver": "#adb5bd", "grey": "#868e96", "gray": "#868e96",
-    "charcoal": "#343a40", "black": "#15171c",
+    "red": "#e03131",
+    "scarlet": "#f03e3e",
+    "crimson": "#c2255c",
+    "ruby": "#b2163f",
+    "maroon": "#862e2e",
+    "burgundy": "#7a1c33",
+    "pink": "#f783ac",
+    "rose": "#e64980",
+    "magenta": "#d6336c",
+    "fuchsia": "#cc2fa8",
+    "coral": "#ff6b6b",
+    "salmon": "#fa8072",
+    "peach": "#ffb38a",
+    "orange": "#fd7e14",
+    "amber": "#ffb300",
+    "yellow": "#fcc419",
+    "gold": "#f2b705",
+    "golden": "#f2b705",
+    "lemon": "#ffe066",
+    "lime": "#82c91e",
+    "green": "#2f9e44",
+    "emerald": "#0ca678",
+    "jade": "#12b886",
+    "olive": "#6b8e23",
+    "mint": "#63e6be",
+    "teal": "#0c8599",
+    "turquoise": "#22b8cf",
+    "cyan": "#15aabf",
+    "aqua": "#3bc9db",
+    "blue": "#1c7ed6",
+    "azure": "#339af0",
+    "sapphire": "#1946b9",
+    "cobalt": "#1f4fd1",
+    "navy": "#1b2a6b",
+    "indigo": "#4c3fbf",
+    "violet": "#7950f2",
+    "purple": "#862e9c",
+    "lavender": "#b197fc",
+    "lilac": "#c8a2c8",
+    "plum": "#8e4585",
+    "brown": "#8b5a2b",
+    "chocolate": "#6f4518",
+    "copper": "#b87333",
+    "bronze": "#a97142",
+    "tan": "#d2b48c",
+    "beige": "#e9d8a6",
+    "cream": "#fff4d6",
+    "ivory": "#fffbea",
+    "white": "#f8f9fa",
+    "silver": "#adb5bd",
+    "grey": "#868e96",
+    "gray": "#868e96",
+    "charcoal": "#343a40",
+    "black": "#15171c",
 }
 RAINBOW = ["#e03131", "#fd7e14", "#fcc419", "#2f9e44", "#1c7ed6", "#4c3fbf", "#862e9c"]
-SHADE_WORDS = {"dark": -0.38, "deep": -0.3, "light": 0.4, "pale": 0.5, "pastel": 0.45, "bright": 0.12, "neon": 0.1}
+SHADE_WORDS = {
+    "dark": -0.38,
+    "deep": -0.3,
+    "light": 0.4,
+    "pale": 0.5,
+    "pastel": 0.45,
+    "bright": 0.12,
+    "neon": 0.1,
+}
 
 #: Things that can be drawn, by the words that name them (singular, plural).
 OBJECT_WORDS = {
-    "circle": ["circle", "circles", "dot", "dots", "ball", "balls", "bubble", "bubbles", "orb", "orbs",
-               "disc", "discs", "disk", "disks", "sphere", "spheres"],
+    "circle": [
+        "circle",
+        "circles",
+        "dot",
+        "dots",
+        "ball",
+        "balls",
+        "bubble",
+        "bubbles",
+        "orb",
+        "orbs",
+        "disc",
+        "discs",
+        "disk",
+        "disks",
+        "sphere",
+        "spheres",
+    ],
     "square": ["square", "squares", "box", "boxes", "block", "blocks", "cube", "cubes"],
     "rectangle": ["rectangle", "rectangles", "bar", "bars"],
     "triangle": ["triangle", "triangles", "pyramid", "pyramids"],
@@ -38,10 +102,31 @@ OBJECT_WORDS = {
     "heart": ["heart", "hearts"],
     "hexagon": ["hexagon", "hexagons", "honeycomb"],
     "diamond": ["diamond", "diamonds", "rhombus", "gem", "gems", "crystal", "crystals"],
-    "flower": ["flower", "flowers", "blossom", "blossoms", "tulip", "tulips", "daisy", "daisies",
-               "poppy", "poppies"],
+    "flower": [
+        "flower",
+        "flowers",
+        "blossom",
+        "blossoms",
+        "tulip",
+        "tulips",
+        "daisy",
+        "daisies",
+        "poppy",
+        "poppies",
+    ],
     "tree": ["tree", "trees", "pine", "pines", "oak", "oaks"],
-    "house": ["house", "houses", "home", "homes", "cabin", "cabins", "cottage", "cottages", "hut", "huts"],
+    "house": [
+        "house",
+        "houses",
+        "home",
+        "homes",
+        "cabin",
+        "cabins",
+        "cottage",
+        "cottages",
+        "hut",
+        "huts",
+    ],
     "cloud": ["cloud", "clouds"],
     "bird": ["bird", "birds", "seagull", "seagulls", "gull", "gulls", "crow", "crows"],
     "fish": ["fish", "fishes", "goldfish"],
@@ -52,7 +137,9 @@ OBJECT_WORDS = {
     "planet": ["planet", "planets"],
 }
 #: Words naming several of a thing ("fish" alone reads as several).
-PLURALS = {word for words in OBJECT_WORDS.values() for word in words if word.endswith("s")} | {"fish"}
+PLURALS = {word for words in OBJECT_WORDS.values() for word in words if word.endswith("s")} | {
+    "fish"
+}
 WORD_TO_OBJECT = {word: kind for kind, words in OBJECT_WORDS.items() for word in words}
 
 TIMES = {
@@ -64,13 +151,38 @@ TIMES = {
 WORD_TO_TIME = {word: time for time, words in TIMES.items() for word in words}
 
 SETTINGS = {
-    "ocean": ["ocean", "oceans", "sea", "seas", "beach", "waves", "wave", "water", "lake", "coast",
-              "shore", "seaside", "harbor", "harbour", "bay"],
+    "ocean": [
+        "ocean",
+        "oceans",
+        "sea",
+        "seas",
+        "beach",
+        "waves",
+        "wave",
+        "water",
+        "lake",
+        "coast",
+        "shore",
+        "seaside",
+        "harbor",
+        "harbour",
+        "bay",
+    ],
     "forest": ["forest", "forests", "woods", "woodland", "jungle"],
     "mountains": ["mountain", "mountains", "hills", "hill", "peaks", "peak", "alps", "volcano"],
     "desert": ["desert", "dunes", "dune", "sand", "sahara"],
-    "city": ["city", "skyline", "buildings", "building", "town", "downtown", "skyscrapers",
-             "skyscraper", "urban", "metropolis"],
+    "city": [
+        "city",
+        "skyline",
+        "buildings",
+        "building",
+        "town",
+        "downtown",
+        "skyscrapers",
+        "skyscraper",
+        "urban",
+        "metropolis",
+    ],
     "snow": ["snow", "snowy", "winter", "snowfall", "snowflakes", "blizzard", "frozen"],
     "rain": ["rain", "rainy", "storm", "stormy", "raining", "drizzle"],
     "space": ["space", "galaxy", "cosmos", "cosmic", "universe", "nebula", "outer"],
@@ -98,11 +210,37 @@ SIZES = {
 WORD_TO_SIZE = {word: size for size, words in SIZES.items() for word in words}
 
 COUNT_WORDS = {
-    "a": 1, "an": 1, "one": 1, "single": 1, "lone": 1, "two": 2, "pair": 2, "couple": 2,
-    "both": 2, "three": 3, "few": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
-    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "dozen": 12, "fifteen": 15,
-    "twenty": 20, "several": 5, "many": 14, "lots": 16, "dozens": 24, "hundreds": 40,
-    "countless": 40, "numerous": 14, "lot": 16,
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "single": 1,
+    "lone": 1,
+    "two": 2,
+    "pair": 2,
+    "couple": 2,
+    "both": 2,
+    "three": 3,
+    "few": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "dozen": 12,
+    "fifteen": 15,
+    "twenty": 20,
+    "several": 5,
+    "many": 14,
+    "lots": 16,
+    "dozens": 24,
+    "hundreds": 40,
+    "countless": 40,
+    "numerous": 14,
+    "lot": 16,
 }
 ARTICLES = {"a", "an"}
 RAINBOW_WORDS = {"rainbow", "colorful", "colourful", "multicolored", "multicoloured"}
@@ -166,7 +304,9 @@ class Spec:
 
 
 def _plural(kind: str) -> str:
-    return {"fish": "fish", "balloon": "balloons"}.get(kind, kind + ("es" if kind.endswith(("sh", "x")) else "s"))
+    return {"fish": "fish", "balloon": "balloons"}.get(
+        kind, kind + ("es" if kind.endswith(("sh", "x")) else "s")
+    )
 
 
 _NAME_OF = {}
@@ -180,7 +320,7 @@ def colour_name(hex_colour: str) -> str:
 
 def shade(hex_colour: str, amount: float) -> str:
     """Lighten (amount > 0) or darken (amount < 0) a #rrggbb colour towards white or black."""
-    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
     if amount >= 0:
         r, g, b = (round(c + (255 - c) * amount) for c in (r, g, b))
     else:
@@ -287,9 +427,13 @@ class _Reading:
         if what == "object":
             for i, o in enumerate(self.objects):
                 if o.kind == name:
-                    self.objects[i] = replace(o, colours=tuple(dict.fromkeys(o.colours + tuple(new))))
+                    self.objects[i] = replace(
+                        o, colours=tuple(dict.fromkeys(o.colours + tuple(new)))
+                    )
         elif what == "setting":
-            self.setting_colours[name] = tuple(dict.fromkeys(self.setting_colours.get(name, ()) + tuple(new)))
+            self.setting_colours[name] = tuple(
+                dict.fromkeys(self.setting_colours.get(name, ()) + tuple(new))
+            )
         else:
             self.sky = tuple(dict.fromkeys(self.sky + tuple(new)))
         return True
@@ -303,7 +447,13 @@ class _Reading:
             plural = token in PLURALS
             n = self.count if self.count is not None else (None if plural else 1)
             existing = next((i for i, o in enumerate(self.objects) if o.kind == kind), None)
-            spec = ObjectSpec(kind=kind, count=n, colours=tuple(self.colours), size=self.size, counted=self.counted)
+            spec = ObjectSpec(
+                kind=kind,
+                count=n,
+                colours=tuple(self.colours),
+                size=self.size,
+                counted=self.counted,
+            )
             if existing is None:
                 self.objects.append(spec)
             else:  # "red circles ... more circles": one entry, the later words refine it
@@ -353,8 +503,10 @@ class _Reading:
             self.size = WORD_TO_SIZE[token]
         elif self.last_named and self.last_named[0] == "object":
             # "make the balloons bigger": the size follows the thing it is about
-            self.objects = [replace(o, size=WORD_TO_SIZE[token]) if o.kind == self.last_named[1] else o
-                            for o in self.objects]
+            self.objects = [
+                replace(o, size=WORD_TO_SIZE[token]) if o.kind == self.last_named[1] else o
+                for o in self.objects
+            ]
         else:
             self.resize = WORD_TO_SIZE[token]
 
@@ -366,8 +518,15 @@ def _leads_to_thing(tokens: list[str], start: int) -> bool:
             return True
         if token in ("sky", "background"):
             return True
-        if not (token in COLOURS or token in RAINBOW_WORDS or token in SHADE_WORDS or token in WORD_TO_SIZE
-                or token in COUNT_WORDS or token.isdigit() or token in _BRIDGE):
+        if not (
+            token in COLOURS
+            or token in RAINBOW_WORDS
+            or token in SHADE_WORDS
+            or token in WORD_TO_SIZE
+            or token in COUNT_WORDS
+            or token.isdigit()
+            or token in _BRIDGE
+        ):
             return False
     return False
 
@@ -393,8 +552,12 @@ def apply_edit(base: Spec, edit: Spec) -> Spec:
     if edit.resize:
         objects = [replace(o, size=edit.resize) for o in objects]
     if edit.palette:
-        objects = [replace(o, colours=edit.palette) if o.kind not in {c.kind for c in edit.objects if c.colours}
-                   else o for o in objects]
+        objects = [
+            replace(o, colours=edit.palette)
+            if o.kind not in {c.kind for c in edit.objects if c.colours}
+            else o
+            for o in objects
+        ]
     settings = [s for s in base.settings if s not in edit.removed]
     settings += [s for s in edit.settings if s not in settings]
     time = edit.time or (None if base.time in edit.removed else base.time)

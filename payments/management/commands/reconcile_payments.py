@@ -21,10 +21,17 @@ class Command(BaseCommand):
     help = "Reconcile recent orders with the payment providers and store a report."
 
     def add_arguments(self, parser):
-        parser.add_argument("--since", help="A date (2026-11-01), a time (2026-11-01T12:00) or a span back "
-                                            "from now (90m, 24h, 7d). Default: the periodic window.")
-        parser.add_argument("--provider", action="append", choices=[p for p, _ in Order.Provider.choices],
-                            help="Only this provider (repeatable). Default: every provider available here.")
+        parser.add_argument(
+            "--since",
+            help="A date (2026-11-01), a time (2026-11-01T12:00) or a span back "
+            "from now (90m, 24h, 7d). Default: the periodic window.",
+        )
+        parser.add_argument(
+            "--provider",
+            action="append",
+            choices=[p for p, _ in Order.Provider.choices],
+            help="Only this provider (repeatable). Default: every provider available here.",
+        )
 
     def handle(self, *args, since=None, provider=None, **options):
         try:
@@ -39,4 +46,6 @@ class Command(BaseCommand):
         for line in run_summary(run):
             self.stdout.write(line)
         if run.errors:
-            raise CommandError(f"Reconciliation #{run.pk} finished with {len(run.errors)} error(s).")
+            raise CommandError(
+                f"Reconciliation #{run.pk} finished with {len(run.errors)} error(s)."
+            )
