@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything and run the whole test suite against real PostgreSQL and Redis.
+# Install everything, check lint and format, and run the whole test suite against real
+# PostgreSQL and Redis.
 # Uses PostgreSQL on 127.0.0.1:5432 when it answers, else starts the project's own (the one
 # scripts/run.sh uses, data under var/postgres) and stops it at the end. Starts Redis when it is
 # not running (installing Debian's package when it can), installs Debian's chromium for the
@@ -115,6 +116,11 @@ ensure_postgres
 ensure_redis
 ensure_chromium
 
+say "Checking lint and format (ruff)"
+lint=0
+.venv/bin/ruff check . || lint=1
+.venv/bin/ruff format --check . || lint=1
+
 say "Running the test suite"
 set +e
 "$PY" -m pytest --create-db "$@"
@@ -123,5 +129,8 @@ set -e
 say "Finished in $(( $(date +%s) - started ))s (pytest exit status $status)"
 if [ "$status" = 5 ]; then
     die "pytest collected no tests: that is a failure, not a pass"
+fi
+if [ "$status" = 0 ] && [ "$lint" != 0 ]; then
+    die "the tests passed but ruff found problems (above): run .venv/bin/ruff check --fix . && .venv/bin/ruff format ."
 fi
 exit "$status"
