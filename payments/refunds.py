@@ -8,9 +8,13 @@ some, the balance goes to zero, never below: what could not be taken back is rec
 the order as ``credits_unrecovered`` (and on the clawback ledger entry) for staff to see.
 It is not taken from later purchases.
 
-Provider-reported refunds (webhooks) carry the cumulative refunded amount; staff refunds
-go through ``order_refund``, which asks the provider first (outside any transaction) and
-applies the result only when the provider agreed.
+Provider-reported refunds (webhooks) are not trusted for their numbers: events arrive late,
+twice and out of order, so a refund event only says "look again". The provider is asked for
+every refund of the payment as it stands now (outside any transaction) and
+``order_sync_refunds`` applies that: failed or canceled refunds are undone through the one
+reversal path, the others recorded, and the total applied. Staff refunds go through
+``order_refund``, which asks the provider first (outside any transaction) and applies the
+result only when the provider agreed.
 
 A refund the provider accepted but has not completed (Stripe's ``pending`` and
 ``requires_action``) counts as refunded at once: its credits are taken back while the
@@ -36,7 +40,7 @@ from .invoices import invoice_sync_status
 from .ledger import order_source
 from .models import Order, Refund
 from .providers import get_provider
-from .providers.base import RefundResult
+from .providers.base import RefundResult, RefundState
 from .transitions import order_transition
 
 logger = logging.getLogger(__name__)
@@ -156,6 +160,68 @@ def order_apply_refund(
         return apply_refunded_total(order=order, total=Decimal(amount_refunded), source=source)
 
 
+def order_sync_refunds(*, order_id: int, state: RefundState, source: str) -> Order:
+    """Bring the order's refunds to what the provider says about them now (``state``, asked
+    outside any transaction, newer than any event that prompted it).
+
+    Refunds that failed or were canceled are undone first, each once, through the reversal
+    path (``order_refund_status``); the others are recorded as ``Refund`` rows (a row counted
+    is a refund whose amount the order's refunded amount holds); then the order is brought
+    up to the counted total. The total never goes down here: only a reversal lowers it, so
+    credits are given back exactly once. A refund we recorded as reversed stays reversed,
+    even when a state read before the reversal arrives after it. A status no rule knows
+    raises UnknownProviderStatus and changes nothing.
+    """
+    unknown = [r for r in state.refunds if r.status not in RS.values]
+    if unknown:
+        raise UnknownProviderStatus(
+            f"Refund {unknown[0].id} of order #{order_id} is {unknown[0].status!r}, a status "
+            f"with no rule here: nothing was changed.",
+            code="UNKNOWN_REFUND_STATUS",
+        )
+    with transaction.atomic():
+        order = (
+            Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
+        )
+        for refund in state.refunds:
+            if refund.currency and refund.currency.upper() != order.currency.upper():
+                raise PaymentMismatch(
+                    f"Refund {refund.id} in {refund.currency} reported for order #{order.pk} "
+                    f"in {order.currency}."
+                )
+        # Reversals before new rows: a refund never recorded here is judged applied or not
+        # against the rows that were already counted.
+        ordered = sorted(state.refunds, key=lambda r: r.status not in REVERSED)
+        for refund in ordered:
+            order_refund_status(
+                order_id=order.pk,
+                provider_refund_id=refund.id,
+                status=refund.status,
+                amount=refund.amount,
+                currency=refund.currency,
+                source=source,
+            )
+        reversed_here = set(
+            Refund.objects.filter(order=order, status__in=REVERSED).values_list(
+                "provider_refund_id", flat=True
+            )
+        )
+        stale = sum(
+            (
+                r.amount or Decimal("0")
+                for r in state.refunds
+                if r.status in COUNTED and r.id in reversed_here
+            ),
+            Decimal("0"),
+        )
+        order = (
+            Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
+        )
+        return apply_refunded_total(
+            order=order, total=max(Decimal("0"), state.total - stale), source=source
+        )
+
+
 def order_refund(
     *,
     order: Order,
@@ -244,6 +310,22 @@ def order_record_refund(
         order = (
             Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
         )
+        reported = (
+            Refund.objects.filter(provider_refund_id=result.provider_refund_id)
+            .exclude(idempotency_key=idempotency_key)
+            .first()
+            if result.provider_refund_id
+            else None
+        )
+        adopted = (
+            reported is not None and reported.order_id == order.pk and reported.created_by is None
+        )
+        if adopted:
+            # The provider's webhook told us of this refund first: it is ours, made by staff.
+            reported.idempotency_key = idempotency_key
+            reported.reason = reason[:255]
+            reported.created_by = staff_user
+            reported.save(update_fields=["idempotency_key", "reason", "created_by", "updated_at"])
         refund, created = Refund.objects.get_or_create(
             idempotency_key=idempotency_key,
             defaults={
@@ -265,7 +347,7 @@ def order_record_refund(
             source=f"staff refund by user {staff_user.pk}",
             created_by=staff_user,
         )
-        if audit is not None and created:
+        if audit is not None and (created or adopted):
             audit(done, refund)
         return done
 

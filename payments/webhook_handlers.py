@@ -10,11 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .disputes import CLOSED, order_close_dispute, order_open_dispute
-from .exceptions import OrderNotFound, PaymentNotConfirmed, UnknownProviderStatus
+from .exceptions import OrderNotFound, OrderNotReady, PaymentNotConfirmed, UnknownProviderStatus
 from .fulfilment import fulfil_order, order_mark_unpaid
 from .models import Order, WebhookEvent
-from .providers.base import EventKind, NormalizedEvent, PaymentStatus
-from .refunds import order_apply_refund, order_refund_status
+from .providers.base import EventKind, NormalizedEvent, PaymentStatus, RefundState
+from .refunds import order_sync_refunds
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def _fulfil_if_paid(event: NormalizedEvent, order: Order, status: PaymentStatus 
     return False
 
 
-def handle_payment_succeeded(*, event, order, status) -> Outcome:
+def handle_payment_succeeded(*, event, order, status, refunds=None) -> Outcome:
     if order is None:
         return Outcome(IGNORED, "names no order of ours")
     if order.is_fulfilled:
@@ -54,7 +54,7 @@ def handle_payment_succeeded(*, event, order, status) -> Outcome:
     return Outcome(PROCESSED, "fulfilled")
 
 
-def handle_payment_pending(*, event, order, status) -> Outcome:
+def handle_payment_pending(*, event, order, status, refunds=None) -> Outcome:
     if order is None:
         return Outcome(IGNORED, "names no order of ours")
     if _fulfil_if_paid(event, order, status):
@@ -63,7 +63,7 @@ def handle_payment_pending(*, event, order, status) -> Outcome:
 
 
 def _unpaid_ending(to: str):
-    def handle(*, event, order, status) -> Outcome:
+    def handle(*, event, order, status, refunds=None) -> Outcome:
         if order is None:
             return Outcome(IGNORED, "names no order of ours")
         if _fulfil_if_paid(event, order, status):
@@ -75,20 +75,23 @@ def _unpaid_ending(to: str):
     return handle
 
 
-def handle_refunded(*, event, order, status) -> Outcome:
+def handle_refunded(*, event, order, status, refunds=None) -> Outcome:
+    """A payment was refunded (in part): the provider's refunds as they stand now are applied,
+    not the event's cumulative number, which may be older than a refund that failed since."""
     if order is None:
         raise OrderNotFound("A refund for a payment we cannot match to an order (yet).")
     _fulfil_if_paid(event, order, status)
-    order_apply_refund(
-        order_id=order.pk,
-        amount_refunded=event.amount_refunded,
-        source=_source(event),
-        currency=event.currency,
-    )
-    return Outcome(PROCESSED, f"{event.amount_refunded} {event.currency} refunded in all")
+    done = _sync_refunds(event, order, refunds)
+    return Outcome(PROCESSED, f"{done.amount_refunded} {done.currency} refunded in all")
 
 
-def handle_dispute_opened(*, event, order, status) -> Outcome:
+def _sync_refunds(event: NormalizedEvent, order: Order, refunds: RefundState | None) -> Order:
+    if refunds is None:
+        raise OrderNotReady(f"The provider's refunds of order #{order.pk} were not read.")
+    return order_sync_refunds(order_id=order.pk, state=refunds, source=_source(event))
+
+
+def handle_dispute_opened(*, event, order, status, refunds=None) -> Outcome:
     if order is None:
         raise OrderNotFound("A dispute on a payment we cannot match to an order (yet).")
     _fulfil_if_paid(event, order, status)
@@ -96,7 +99,7 @@ def handle_dispute_opened(*, event, order, status) -> Outcome:
     return Outcome(PROCESSED, f"dispute open ({event.dispute_stage}): spending frozen")
 
 
-def handle_dispute_closed(*, event, order, status) -> Outcome:
+def handle_dispute_closed(*, event, order, status, refunds=None) -> Outcome:
     if event.dispute_outcome not in CLOSED:
         # A status or outcome the adapter has no rule for: left FAILED with the reason for
         # staff (spending stays as it is; nothing is guessed).
@@ -117,22 +120,21 @@ def handle_dispute_closed(*, event, order, status) -> Outcome:
     return Outcome(PROCESSED, f"dispute {event.dispute_outcome} ({event.dispute_stage})")
 
 
-def handle_refund_updated(*, event, order, status) -> Outcome:
-    """One refund's status changed (Stripe ``refund.*``): a failed or canceled one is undone."""
+def handle_refund_updated(*, event, order, status, refunds=None) -> Outcome:
+    """One refund's status changed (Stripe ``refund.*``): the payment's refunds as the provider
+    has them now are applied (a failed or canceled one is undone)."""
     if order is None:
         raise OrderNotFound("A refund of a payment we cannot match to an order (yet).")
-    order_refund_status(
-        order_id=order.pk,
-        provider_refund_id=event.refund_id,
-        status=event.refund_status,
-        amount=event.amount,
-        currency=event.currency,
-        source=_source(event),
-    )
-    return Outcome(PROCESSED, f"refund {event.refund_id} {event.refund_status}")
+    if refunds is not None and event.refund_id not in {r.id for r in refunds.refunds}:
+        raise OrderNotReady(
+            f"The provider does not list refund {event.refund_id} of order #{order.pk} yet."
+        )
+    _sync_refunds(event, order, refunds)
+    current = next((r.status for r in refunds.refunds if r.id == event.refund_id), "")
+    return Outcome(PROCESSED, f"refund {event.refund_id} {current}")
 
 
-def handle_ignored(*, event, order, status) -> Outcome:
+def handle_ignored(*, event, order, status, refunds=None) -> Outcome:
     return Outcome(IGNORED, f"{event.type} is not acted on")
 
 
@@ -155,3 +157,5 @@ HANDLERS: dict[EventKind, Handler] = {
 
 #: Kinds that concern an order: the task finds the order and asks the provider about it.
 ORDER_KINDS = frozenset(HANDLERS) - {EventKind.IGNORED}
+#: Kinds for which the task also reads every refund of the payment from the provider.
+REFUND_KINDS = frozenset({EventKind.REFUNDED, EventKind.REFUND_UPDATED})

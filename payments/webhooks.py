@@ -4,7 +4,7 @@
 and parses it; the event is stored (UNIQUE on provider + event id, so a duplicate delivery
 is a no-op) and its processing is queued when the row is committed. ``webhook_process``
 runs in the Celery task: it asks the provider about the order first (outside any
-transaction), then handles the event inside one transaction with the event row locked,
+transaction; for a refund event, every refund of the payment as it stands now), then handles the event inside one transaction with the event row locked,
 and records the attempt, the error and FAILED when it goes wrong.
 """
 
@@ -26,8 +26,8 @@ from .exceptions import PaymentMismatch, ProviderError, WebhookRejected
 from .fulfilment import fetch_payment_status
 from .models import Order, WebhookEvent
 from .providers import get_provider
-from .providers.base import EventKind, NormalizedEvent, PaymentStatus
-from .webhook_handlers import HANDLERS, ORDER_KINDS, handle_ignored
+from .providers.base import EventKind, NormalizedEvent, PaymentStatus, RefundState
+from .webhook_handlers import HANDLERS, ORDER_KINDS, REFUND_KINDS, handle_ignored
 
 logger = logging.getLogger(__name__)
 
@@ -155,16 +155,17 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
             return row.status if row else "missing"
         row = WebhookEvent.objects.only("normalized").get(pk=event_pk)
         event = event_from_json(row.normalized)
-        order, status = None, None
+        order, status, refunds = None, None, None
         if event.kind in ORDER_KINDS:
             order = find_order(event)
             status = _ask_provider(event, order)
+            refunds = _ask_refunds(event, order)
         with transaction.atomic(durable=True):
             row = WebhookEvent.objects.select_for_update().get(pk=event_pk)
             if row.status in DONE:
                 return row.status
             handler = HANDLERS.get(event.kind, handle_ignored)
-            outcome = handler(event=event, order=order, status=status)
+            outcome = handler(event=event, order=order, status=status, refunds=refunds)
             row.status = outcome.status
             row.order = order
             row.attempts += 1
@@ -309,6 +310,17 @@ def _ask_provider(event: NormalizedEvent, order: Order | None) -> PaymentStatus 
             event.type,
         )
         return None
+
+
+def _ask_refunds(event: NormalizedEvent, order: Order | None) -> RefundState | None:
+    """For a refund event, every refund of the order's payment as the provider has it now
+    (asked outside any transaction). The event's own numbers may be older than a refund that
+    failed since: delivery is at-least-once and unordered, so the object is read again."""
+    if order is None or event.kind not in REFUND_KINDS:
+        return None
+    return get_provider(order.provider).refund_state(
+        order=order, payment_id=event.provider_payment_id
+    )
 
 
 def _record_failure(event_pk: int, error: str, *, retryable: bool = True) -> tuple[int, str]:

@@ -101,6 +101,26 @@ class ProviderRefund:
     currency: str
 
 
+#: Refund statuses (``Refund.Status`` values) whose amount counts as refunded.
+COUNTED_REFUND_STATUSES = frozenset({"pending", "requires_action", "succeeded"})
+
+
+@dataclass(frozen=True)
+class RefundState:
+    """Every refund of one payment as the provider has it now, and what they add up to.
+
+    Asked when a refund event is handled: events arrive late and out of order, so the
+    provider's present word is applied, never the number an event carried.
+    """
+
+    payment_id: str
+    refunds: tuple[ProviderRefund, ...] = ()
+    #: The cumulative amount refunded or on its way (succeeded, pending, requires action),
+    #: including money the provider took back without a refund of its own (a PayPal reversal).
+    total: Decimal = Decimal("0")
+    currency: str = ""
+
+
 @dataclass(frozen=True)
 class ProviderCheckout:
     """One checkout as the provider has it now (a Stripe Checkout Session, a PayPal order)."""
@@ -161,6 +181,10 @@ class PaymentProvider(Protocol):
     ) -> RefundResult:
         """Refund ``amount`` of ``order``'s payment, once per ``idempotency_key``. Raises ProviderError."""
 
+    def refund_state(self, *, order, payment_id: str = "") -> RefundState:
+        """Every refund of ``order``'s payment (``payment_id`` when the order has none stored
+        yet) as the provider has it now. Raises ProviderError."""
+
     # Reconciliation reads (no writes; any failure raises ProviderError and the run drops
     # everything read from this provider). A provider with nothing to list returns an
     # empty Listing.
@@ -178,3 +202,23 @@ class PaymentProvider(Protocol):
 
     def disputes(self, *, since: datetime, open_ids: Sequence[str]) -> Listing[ProviderDispute]:
         """Disputes opened since ``since``, and those of ``open_ids`` (held open here) however old."""
+
+
+def refund_state_of(
+    payment_id: str, refunds: Sequence[ProviderRefund], *, taken_back: Decimal | None = None
+) -> RefundState:
+    """The RefundState of ``refunds``: their counted amounts added up, or ``taken_back`` (the
+    whole payment, for a provider that took it back without a refund) when that is more."""
+    total = sum(
+        (r.amount or Decimal("0") for r in refunds if r.status in COUNTED_REFUND_STATUSES),
+        Decimal("0"),
+    )
+    if taken_back is not None and taken_back > total:
+        total = taken_back
+    currencies = {r.currency.upper() for r in refunds if r.currency}
+    return RefundState(
+        payment_id=payment_id,
+        refunds=tuple(refunds),
+        total=total,
+        currency=currencies.pop() if len(currencies) == 1 else "",
+    )

@@ -44,6 +44,8 @@ from .base import (
     ProviderDispute,
     ProviderRefund,
     RefundResult,
+    RefundState,
+    refund_state_of,
 )
 from .paypal_client import PROVIDER, paypal_call, response_json
 from .paypal_settings import PayPalSettings, paypal_settings
@@ -133,10 +135,11 @@ class PayPalOrderSnapshot:
             Decimal("0"),
         )
 
-    def as_checkout(self) -> ProviderCheckout:
+    def provider_refunds(self) -> tuple[ProviderRefund, ...]:
+        """This order's refunds as provider-neutral records, in the Refund.Status vocabulary."""
         capture_id = self.capture.id if self.capture else ""
         # One capture per order: its refunds are the order's, whatever capture they link to.
-        refunds = tuple(
+        return tuple(
             ProviderRefund(
                 id=r.id,
                 payment_id=capture_id,
@@ -146,6 +149,18 @@ class PayPalOrderSnapshot:
             )
             for r in self.refunds
         )
+
+    def refund_state(self) -> RefundState:
+        """The capture's refunds now; a REVERSED capture (PayPal took the payment back without
+        a refund of ours) counts as refunded in full."""
+        capture = self.capture
+        reversed_amount = capture.amount if capture and capture.status == "REVERSED" else None
+        return refund_state_of(
+            capture.id if capture else "", self.provider_refunds(), taken_back=reversed_amount
+        )
+
+    def as_checkout(self) -> ProviderCheckout:
+        refunds = self.provider_refunds()
         return ProviderCheckout(
             id=self.id,
             status=self.payment_status(),
@@ -317,6 +332,20 @@ class PayPalProvider:
             currency=money.get("currency_code") or order.currency,
         )
 
+    def refund_state(self, *, order, payment_id: str = "") -> RefundState:
+        """The refunds of the order's capture, as PayPal's order now lists them (the capture
+        names its order when ours has no PayPal order id stored)."""
+        snapshot = self.fetch_order(provider_order_id=order.provider_order_id or "")
+        if snapshot is None:
+            snapshot = self.order_of_capture(capture_id=order.provider_payment_id or payment_id)
+        if snapshot is None:
+            raise ProviderError(
+                f"PayPal knows no payment of order #{order.pk} to read refunds of.",
+                provider=PROVIDER,
+                code="RESOURCE_NOT_FOUND",
+            )
+        return snapshot.refund_state()
+
     # --- PayPal-only -----------------------------------------------------------------------
 
     def invoice_id(self, order) -> str:
@@ -338,6 +367,26 @@ class PayPalProvider:
                 return None
             raise
         return parse_order(response_json(response))
+
+    def order_of_capture(self, *, capture_id: str) -> PayPalOrderSnapshot | None:
+        """GET the capture, then the PayPal order it belongs to (which lists the capture's
+        refunds); None when PayPal knows neither."""
+        if not capture_id:
+            return None
+        try:
+            response = paypal_call(
+                self.conf,
+                "get capture",
+                lambda client: client.payments.get_captured_payment({"capture_id": capture_id}),
+            )
+        except ProviderError as exc:
+            if exc.code in ("RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID", "404"):
+                return None
+            raise
+        data = response_json(response)
+        related = (data.get("supplementary_data") or {}).get("related_ids") or {}
+        order_id = related.get("order_id", "") or _order_id_from_links(data)
+        return self.fetch_order(provider_order_id=order_id)
 
     def capture(self, *, provider_order_id: str, idempotency_key: str) -> PayPalOrderSnapshot:
         """Capture an approved order, once: the same key returns the first capture's answer.
@@ -389,8 +438,16 @@ class PayPalProvider:
     def recent_refunds(
         self, *, since: datetime, payment_ids: Sequence[str]
     ) -> Listing[ProviderRefund]:
-        """None apart from those each order carries (``recent_checkouts``)."""
-        return Listing()
+        """Every refund of each of ``payment_ids`` (captures with a refund we counted while
+        PayPal had not completed it), however old the order: each capture names its order,
+        which lists the refunds. PayPal lists no refunds by date: those of recent orders come
+        with each order (``recent_checkouts``)."""
+        records: list[ProviderRefund] = []
+        for capture_id in dict.fromkeys(i for i in payment_ids if i):
+            snapshot = self.order_of_capture(capture_id=capture_id)
+            if snapshot is not None:
+                records.extend(snapshot.provider_refunds())
+        return Listing(records, {"refunds_in_flight": len(records)})
 
     def disputes(self, *, since: datetime, open_ids: Sequence[str]) -> Listing[ProviderDispute]:
         """The disputes created since ``since`` and ``open_ids``, each read whole from the
@@ -620,12 +677,22 @@ EVENT_PARSERS = {
 }
 
 _CAPTURE_LINK = re.compile(r"/v2/payments/captures/([A-Za-z0-9-]+)")
+_ORDER_LINK = re.compile(r"/v2/checkout/orders/([A-Za-z0-9-]+)")
 
 
 def _capture_id_from_links(resource: dict) -> str:
     for link in resource.get("links") or []:
         if link.get("rel") == "up":
             match = _CAPTURE_LINK.search(link.get("href", ""))
+            if match:
+                return match.group(1)
+    return ""
+
+
+def _order_id_from_links(resource: dict) -> str:
+    for link in resource.get("links") or []:
+        if link.get("rel") == "up":
+            match = _ORDER_LINK.search(link.get("href", ""))
             if match:
                 return match.group(1)
     return ""

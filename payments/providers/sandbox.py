@@ -39,6 +39,8 @@ from .base import (
     ProviderDispute,
     ProviderRefund,
     RefundResult,
+    RefundState,
+    refund_state_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -205,6 +207,25 @@ class SandboxProvider:
 
     def disputes(self, *, since: datetime, open_ids: Sequence[str]) -> Listing[ProviderDispute]:
         return Listing()
+
+    def refund_state(self, *, order, payment_id: str = "") -> RefundState:
+        """The sandbox's own refunds of the order's payment (all of them succeeded at once)."""
+        payment = payment_for(order.provider_order_id or "")
+        if payment is None:
+            raise ProviderError(f"The sandbox has no payment for order #{order.pk}.", provider=NAME)
+        return refund_state_of(
+            payment.payment_id,
+            [
+                ProviderRefund(
+                    id=r.refund_id,
+                    payment_id=payment.payment_id,
+                    status="succeeded",
+                    amount=r.amount,
+                    currency=payment.currency,
+                )
+                for r in payment.refunds.order_by("pk")
+            ],
+        )
 
     def refund(
         self, *, order, amount: Decimal, idempotency_key: str, reason: str = ""

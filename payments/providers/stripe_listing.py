@@ -57,6 +57,12 @@ def list_refunds(
     return refunds, len(recent)
 
 
+def payment_refunds(client: stripe.StripeClient, *, payment_intent: str) -> list[dict]:
+    """Every refund of one payment as Stripe has it now."""
+    with _listing_errors():
+        return _all(client.v1.refunds.list({"payment_intent": payment_intent, "limit": 100}))
+
+
 def list_disputes(
     client: stripe.StripeClient, *, since: datetime, open_ids: Sequence[str]
 ) -> tuple[list[dict], int]:

@@ -28,6 +28,8 @@ from .base import (
     ProviderDispute,
     ProviderRefund,
     RefundResult,
+    RefundState,
+    refund_state_of,
 )
 
 NAME = "STRIPE"
@@ -260,6 +262,16 @@ class StripeProvider:
             currency=currency,
         )
 
+    def refund_state(self, *, order, payment_id: str = "") -> RefundState:
+        """All refunds of the order's PaymentIntent, listed from Stripe now."""
+        intent = order.provider_payment_id or payment_id
+        if not intent:
+            raise ProviderError(
+                f"Order #{order.pk} has no Stripe payment to read refunds of.", provider=NAME
+            )
+        refunds = stripe_listing.payment_refunds(self.client, payment_intent=intent)
+        return refund_state_of(intent, [_refund_record(intent, r) for r in refunds])
+
     # --- reconciliation reads (the listings: stripe_listing) --------------------------------
 
     def recent_checkouts(self, *, since: datetime, orders: Sequence) -> Listing[ProviderCheckout]:
@@ -278,18 +290,7 @@ class StripeProvider:
         refunds, in_window = stripe_listing.list_refunds(
             self.client, since=since, payment_ids=payment_ids
         )
-        records = []
-        for intent, refund in refunds:
-            currency = (refund.get("currency") or "").upper()
-            records.append(
-                ProviderRefund(
-                    id=refund["id"],
-                    payment_id=intent,
-                    status=refund.get("status") or "",
-                    amount=from_minor(refund.get("amount"), currency),
-                    currency=currency,
-                )
-            )
+        records = [_refund_record(intent, refund) for intent, refund in refunds]
         return Listing(records, {"refunds": in_window})
 
     def disputes(self, *, since: datetime, open_ids: Sequence[str]) -> Listing[ProviderDispute]:
@@ -310,6 +311,17 @@ class StripeProvider:
                 )
             )
         return Listing(records, {"disputes": in_window})
+
+
+def _refund_record(intent: str, refund: dict) -> ProviderRefund:
+    currency = (refund.get("currency") or "").upper()
+    return ProviderRefund(
+        id=refund["id"],
+        payment_id=intent,
+        status=refund.get("status") or "",
+        amount=from_minor(refund.get("amount"), currency),
+        currency=currency,
+    )
 
 
 def _header(headers: Mapping[str, str], name: str) -> str:

@@ -142,6 +142,7 @@ class FakePayPal:
         self.calls: list[Call] = []
         self.faults: list[Fault] = []
         self.capture_outcome = "COMPLETED"  # or PENDING, DECLINED, INSTRUMENT_DECLINED
+        self.refund_outcome = "COMPLETED"  # the status new refunds get: or PENDING
         self.capture_delay = 0.0  # seconds a capture takes (to widen races)
         self.cert_requests = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -218,6 +219,36 @@ class FakePayPal:
         status, body = self._refund(capture_id, {"amount": {"value": amount}} if amount else {})
         assert status == 201, body
         return body
+
+    def set_refund_status(self, refund_id: str, status: str) -> dict:
+        """A PENDING refund moves on at PayPal (COMPLETED, FAILED or CANCELLED): returns it. A
+        refund that failed or was canceled no longer counts against the capture."""
+        with self.lock:
+            refund = self.refunds[refund_id]
+            refund["status"] = status
+            refund.pop("status_details", None)
+            refund["update_time"] = _now()
+            self._settle_capture_refunds(refund["_capture_id"])
+            return _public(refund)
+
+    def _settle_capture_refunds(self, capture_id: str) -> None:
+        capture = self.captures[capture_id]
+        refunded = self._refunded(capture_id, ("COMPLETED",))
+        total = Decimal(capture["amount"]["value"])
+        capture["status"] = (
+            "REFUNDED" if refunded >= total else "PARTIALLY_REFUNDED" if refunded else "COMPLETED"
+        )
+        capture["update_time"] = _now()
+
+    def _refunded(self, capture_id: str, statuses=("COMPLETED", "PENDING")) -> Decimal:
+        return sum(
+            (
+                Decimal(r["amount"]["value"])
+                for r in self.refunds.values()
+                if r["_capture_id"] == capture_id and r["status"] in statuses
+            ),
+            Decimal("0"),
+        )
 
     def forget_order(self, order_id: str) -> None:
         with self.lock:
@@ -434,7 +465,13 @@ class FakePayPal:
             if method == "GET" and not refund:
                 with self.lock:
                     capture = self.captures.get(capture_id)
-                    return (200, json.loads(json.dumps(capture)), {}) if capture else _not_found()
+                    if capture is None:
+                        return _not_found()
+                    view = json.loads(json.dumps(capture))
+                    view["supplementary_data"] = {
+                        "related_ids": {"order_id": self.capture_order_of[capture_id]}
+                    }
+                    return 200, view, {}
             if method == "POST" and refund:
                 return self._replayable(
                     (f"refund:{capture_id}", request_id),
@@ -721,14 +758,7 @@ class FakePayPal:
                     else "REFUND_NOT_ALLOWED",
                 )
             total = Decimal(capture["amount"]["value"])
-            done = sum(
-                (
-                    Decimal(r["amount"]["value"])
-                    for r in self.refunds.values()
-                    if r["_capture_id"] == capture_id
-                ),
-                Decimal("0"),
-            )
+            done = self._refunded(capture_id)
             value = (body.get("amount") or {}).get("value")
             amount = Decimal(value) if value else total - done
             if amount <= 0 or done + amount > total:
@@ -751,7 +781,7 @@ class FakePayPal:
                 "invoice_id": body.get("invoice_id", ""),
                 "custom_id": capture.get("custom_id", ""),
                 "note_to_payer": body.get("note_to_payer", ""),
-                "status": "COMPLETED",
+                "status": self.refund_outcome,
                 "create_time": _now(),
                 "update_time": _now(),
                 "links": [
@@ -768,9 +798,10 @@ class FakePayPal:
                 ],
                 "_capture_id": capture_id,
             }
+            if self.refund_outcome == "PENDING":
+                refund["status_details"] = {"reason": "ECHECK"}
             self.refunds[refund_id] = refund
-            capture["status"] = "REFUNDED" if refunded == total else "PARTIALLY_REFUNDED"
-            capture["update_time"] = _now()
+            self._settle_capture_refunds(capture_id)
             return 201, _public(refund)
 
     def _verify_postback(self, body: dict) -> tuple[int, dict, dict]:

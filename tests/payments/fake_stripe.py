@@ -1,10 +1,11 @@
 """A small fake of Stripe's API and webhooks, speaking Stripe's wire format over real HTTP.
 
 The real ``stripe`` client talks to it through ``base_addresses``. It keeps Checkout
-Sessions, PaymentIntents, Charges and Refunds in memory, honours ``Idempotency-Key`` the
-way Stripe does (same key and parameters: the first response again; other parameters: a
-400), enforces ``expires_at`` bounds and refund limits, and builds events signed with
-``stripe.WebhookSignature.generate_signature_header`` exactly as Stripe signs them.
+Sessions, PaymentIntents, Charges and Refunds in memory (refunds listed by PaymentIntent),
+honours ``Idempotency-Key`` the way Stripe does (same key and parameters: the first
+response again; other parameters: a 400), enforces ``expires_at`` bounds and refund
+limits, and builds events signed with ``stripe.WebhookSignature.generate_signature_header``
+exactly as Stripe signs them.
 """
 
 import json
@@ -302,6 +303,8 @@ class FakeStripe:
             return 200, self.public(session)
         if method == "POST" and path == "/v1/refunds":
             return self._create_refund(params)
+        if method == "GET" and path == "/v1/refunds":
+            return self._list_refunds(params)
         match = re.fullmatch(r"/v1/refunds/([^/]+)", path)
         if method == "GET" and match:
             refund = self.refunds.get(match.group(1))
@@ -312,6 +315,21 @@ class FakeStripe:
         if method == "GET" and match and match.group(1) in self.payment_intents:
             return 200, self.payment_intents[match.group(1)]
         return self._error(404, f"Unrecognized request URL ({method}: {path}).")
+
+    def _list_refunds(self, params: dict) -> tuple[int, dict]:
+        """``GET /v1/refunds``: newest first, by ``payment_intent``, one page of ``limit``."""
+        items = [
+            self.public(r)
+            for r in reversed(list(self.refunds.values()))
+            if not params.get("payment_intent") or r["payment_intent"] == params["payment_intent"]
+        ]
+        limit = int(params.get("limit") or 10)
+        return 200, {
+            "object": "list",
+            "data": items[:limit],
+            "has_more": len(items) > limit,
+            "url": "/v1/refunds",
+        }
 
     def _error(self, status: int, message: str, code: str = "") -> tuple[int, dict]:
         return status, {

@@ -1,5 +1,6 @@
 """Reconciliation against fake Stripe and PayPal servers: fix what was missed, flag the rest."""
 
+import io
 from datetime import timedelta
 from decimal import Decimal
 
@@ -522,6 +523,46 @@ def paypal_paid(client, user, fake_paypal) -> Order:
     order.refresh_from_db()
     assert order.status == Order.Status.COMPLETED
     return order
+
+
+def test_a_pending_paypal_refund_that_failed_unseen_gives_the_credits_back(
+    client, user, make_user, fake_paypal
+):
+    from django.contrib.auth.models import Permission
+
+    from payments.refunds import order_refund
+
+    order = paypal_paid(client, user, fake_paypal)
+    staff = make_user(is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="refund_order"))
+    fake_paypal.refund_outcome = "PENDING"
+    order_refund(
+        order=order,
+        amount=Decimal("5.00"),
+        reason="Customer request",
+        staff_user=type(staff).objects.get(pk=staff.pk),
+        idempotency_key="staff-pending-paypal",
+    )
+    refund = Refund.objects.get(order=order)
+    assert balance(user) == 25 and refund.status == "pending"
+    assert run().status == R.CLEAN  # a pending refund counts, at PayPal as here
+
+    # Weeks later the refund fails at PayPal, which sends no webhook for that: the order is
+    # long outside the window, but a refund we hold pending is read again however old.
+    Order.objects.filter(pk=order.pk).update(created_at=timezone.now() - timedelta(days=20))
+    fake_paypal.set_refund_status(refund.provider_refund_id, "FAILED")
+    result = run()
+    order.refresh_from_db()
+    assert kinds(result, "fixed") == ["refund_reversal_not_applied"]
+    assert (order.status, order.amount_refunded, balance(user)) == (
+        "COMPLETED",
+        Decimal("0.00"),
+        50,
+    )
+    assert Refund.objects.get(order=order).status == "failed"
+    assert run().status == R.CLEAN
+    assert order_ledger_entries(order).filter(kind="PURCHASE").count() == 2  # bought, given back
+    call_command("check_ledger", stdout=io.StringIO())
 
 
 def test_a_paypal_dispute_whose_webhooks_were_lost_freezes_then_claws_back(
