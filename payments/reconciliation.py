@@ -15,9 +15,10 @@ A run has two phases per provider:
    the error is reported: nothing is decided on a partial picture.
 2. **Fix** each finding that has a safe fix, one at a time, through the same idempotent
    services the webhooks use: ``fulfil_order`` for a payment we never fulfilled,
-   ``order_apply_refund`` for a refund we never applied, the dispute services for a
-   dispute we never recorded, ``order_refund_status`` for a refund that failed or was
-   canceled after we counted it. A fix that fails leaves its order as it was (each service
+   ``order_sync_refunds`` with the payment's refunds as read for a refund we never applied
+   or never recorded (each becomes a ``Refund`` row, so a later failure of one of several
+   refunds undoes exactly that one), the dispute services for a dispute we never recorded,
+   ``order_refund_status`` for a refund that failed or was canceled after we counted it. A fix that fails leaves its order as it was (each service
    is one transaction) and is reported. Everything else (a paid order the provider does
    not know, amounts that differ, money with no order of ours, a status no rule knows) is
    only flagged for staff.
@@ -58,8 +59,10 @@ from .providers.base import (
     ProviderCheckout,
     ProviderDispute,
     ProviderRefund,
+    RefundState,
+    refund_state_of,
 )
-from .refunds import COUNTED, REVERSED, order_apply_refund, order_refund_status
+from .refunds import COUNTED, REVERSED, order_refund_status, order_sync_refunds
 from .transitions import UNPAID_ENDINGS
 
 logger = logging.getLogger(__name__)
@@ -283,15 +286,16 @@ def _fix_fulfil(order_id: int, status: PaymentStatus) -> Callable[[], tuple[bool
     return fix
 
 
-def _fix_refund(order_id: int, total: Decimal, currency: str) -> Callable[[], tuple[bool, str]]:
+def _fix_refunds(order_id: int, state: RefundState) -> Callable[[], tuple[bool, str]]:
+    """Apply the payment's refunds as read, the way a refund webhook does: each recorded as a
+    ``Refund`` row, then the order brought up to what still counts."""
+
     def fix():
         return _locked(
             order_id,
-            lambda: order_apply_refund(
-                order_id=order_id, amount_refunded=total, source=SOURCE, currency=currency
-            ),
+            lambda: order_sync_refunds(order_id=order_id, state=state, source=SOURCE),
             lambda order: (
-                f"refund applied: {order.amount_refunded} {order.currency} refunded in all, "
+                f"refunds recorded: {order.amount_refunded} {order.currency} refunded in all, "
                 f"order {order.status}"
             ),
         )
@@ -460,8 +464,22 @@ def _check_payment(
 
 
 def _check_refunds(
-    collected: Collected, *, name: str, order: Order, total: Decimal, currency: str, reference: str
+    collected: Collected,
+    *,
+    name: str,
+    order: Order,
+    payment_id: str,
+    refunds: list[ProviderRefund],
 ) -> None:
+    """The payment's refunds against the order: a total we never applied, or refunds we
+    counted without recording them (each needs its row, or a later failure of one of several
+    is undone by a guess). Both are fixed by applying the refunds as read."""
+    # (a refund in a status no rule knows is flagged on its own and left out here)
+    state = refund_state_of(payment_id, [r for r in refunds if r.status in Refund.Status.values])
+    total = state.total
+    recorded = set(Refund.objects.filter(order=order).values_list("provider_refund_id", flat=True))
+    unrecorded = [r.id for r in state.refunds if r.status in COUNTED and r.id not in recorded]
+    currency = state.currency or order.currency
     if total > order.amount_refunded:
         collected.add(
             Finding(
@@ -470,8 +488,20 @@ def _check_refunds(
                 f"the provider refunded {total} {currency.upper()} in all, we recorded "
                 f"{order.amount_refunded}",
                 order.pk,
-                reference,
-                fix=_fix_refund(order.pk, total, currency),
+                payment_id,
+                fix=_fix_refunds(order.pk, state),
+            )
+        )
+    elif total == order.amount_refunded and unrecorded:
+        collected.add(
+            Finding(
+                "refund_not_recorded",
+                name,
+                f"refunds {', '.join(unrecorded)} are counted in the {total} "
+                f"{currency.upper()} we recorded, but not recorded one by one",
+                order.pk,
+                payment_id,
+                fix=_fix_refunds(order.pk, state),
             )
         )
     elif total < order.amount_refunded:
@@ -481,7 +511,7 @@ def _check_refunds(
                 name,
                 f"we recorded {order.amount_refunded} refunded, the provider {total}",
                 order.pk,
-                reference,
+                payment_id,
             )
         )
 
@@ -664,9 +694,8 @@ def _compare_refunds(
                 collected,
                 name=name,
                 order=order,
-                total=max(totals.values(), default=Decimal("0")),
-                currency=order.currency,
-                reference=payment_id,
+                payment_id=payment_id,
+                refunds=list(of_payment.values()),
             )
 
 

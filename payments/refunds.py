@@ -142,24 +142,6 @@ def apply_refunded_total(*, order: Order, total: Decimal, source: str, created_b
     return order
 
 
-def order_apply_refund(
-    *, order_id: int, amount_refunded: Decimal, source: str, currency: str = ""
-) -> Order:
-    """Apply a refund the provider reports: ``amount_refunded`` is cumulative for the payment.
-
-    Idempotent: the same or an older total changes nothing.
-    """
-    with transaction.atomic():
-        order = (
-            Order.objects.select_for_update(of=("self",)).select_related("user").get(pk=order_id)
-        )
-        if currency and currency.upper() != order.currency.upper():
-            raise PaymentMismatch(
-                f"Refund in {currency} reported for order #{order.pk} in {order.currency}."
-            )
-        return apply_refunded_total(order=order, total=Decimal(amount_refunded), source=source)
-
-
 def order_sync_refunds(*, order_id: int, state: RefundState, source: str) -> Order:
     """Bring the order's refunds to what the provider says about them now (``state``, asked
     outside any transaction, newer than any event that prompted it).

@@ -516,6 +516,70 @@ def test_a_pending_staff_refund_that_failed_unseen_gives_the_credits_back(
     assert run().status == R.CLEAN
 
 
+def test_refunds_we_missed_are_recorded_one_by_one_so_a_later_failure_undoes_only_its_own(
+    client, user, recon_stripe
+):
+    order = stripe_paid(client, user, recon_stripe)  # 10.00 for 50 credits
+    recon_stripe.refund(order.provider_payment_id, 300)  # two dashboard refunds, no webhooks
+    recon_stripe.refund(order.provider_payment_id, 200)
+    first, second = recon_stripe.refunds
+
+    result = run()
+    order.refresh_from_db()
+    assert kinds(result, "fixed") == ["refund_not_applied"]
+    assert (order.amount_refunded, balance(user)) == (Decimal("5.00"), 25)
+    assert sorted(
+        Refund.objects.filter(order=order).values_list("provider_refund_id", "status")
+    ) == sorted([(first, "succeeded"), (second, "succeeded")])
+    assert run().status == R.CLEAN
+
+    # The 2.00 refund fails at the provider, and a third one of 2.00 is made and fails before
+    # anything here counted it; no webhook arrives for either.
+    recon_stripe.set_refund_status(second, "failed")
+    recon_stripe.refund(order.provider_payment_id, 200)
+    third = list(recon_stripe.refunds)[2]
+    recon_stripe.set_refund_status(third, "failed")
+
+    result = run()
+    order.refresh_from_db()
+    assert sorted(d["reference"] for d in result.discrepancies if d["action"] == "fixed") == sorted(
+        [second, third]
+    )
+    # Only the failed 2.00 we had counted is given back: 3.00 still refunded, 15 credits taken.
+    assert (order.status, order.amount_refunded, balance(user)) == (
+        "PARTIALLY_REFUNDED",
+        Decimal("3.00"),
+        35,
+    )
+    assert dict(Refund.objects.filter(order=order).values_list("provider_refund_id", "status")) == {
+        first: "succeeded",
+        second: "failed",
+        third: "failed",
+    }
+    assert run().status == R.CLEAN
+    call_command("check_ledger", stdout=io.StringIO())
+
+
+def test_refunds_counted_without_their_own_record_are_recorded(client, user, recon_stripe):
+    """Earlier versions applied a missed refund as a bare total: the next run records each
+    refund the total holds, moving no credits."""
+    order = stripe_paid(client, user, recon_stripe)
+    recon_stripe.refund(order.provider_payment_id, 300)
+    recon_stripe.refund(order.provider_payment_id, 200)
+    run()
+    Refund.objects.filter(order=order).delete()  # as a bare total left it
+
+    result = run()
+    order.refresh_from_db()
+    assert kinds(result, "fixed") == ["refund_not_recorded"]
+    assert (order.amount_refunded, balance(user)) == (Decimal("5.00"), 25)
+    assert set(
+        Refund.objects.filter(order=order).values_list("provider_refund_id", flat=True)
+    ) == set(recon_stripe.refunds)
+    assert run().status == R.CLEAN
+    call_command("check_ledger", stdout=io.StringIO())
+
+
 def paypal_paid(client, user, fake_paypal) -> Order:
     order = buy(client, user, "PAYPAL")
     fake_paypal.approve(order.provider_order_id)
