@@ -18,10 +18,10 @@ A run has two phases per provider:
    ``order_sync_refunds`` with the payment's refunds as read for a refund we never applied
    or never recorded (each becomes a ``Refund`` row, so a later failure of one of several
    refunds undoes exactly that one), the dispute services for a dispute we never recorded,
-   ``order_refund_status`` for a refund that failed or was canceled after we counted it. A fix that fails leaves its order as it was (each service
-   is one transaction) and is reported. Everything else (a paid order the provider does
-   not know, amounts that differ, money with no order of ours, a status no rule knows) is
-   only flagged for staff.
+   ``order_refund_status`` for a refund that failed or was canceled after we counted it. A
+   fix that fails leaves its order as it was (each service is one transaction) and is
+   reported. Everything else (a paid order the provider does not know, amounts that differ,
+   money with no order of ours, a status no rule knows) is only flagged for staff.
 
 Each fix holds the order's row lock from before the service call until it commits and
 compares the order (and its refunds) before and after: it is reported ``fixed`` only when
