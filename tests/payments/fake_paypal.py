@@ -148,7 +148,9 @@ class FakePayPal:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.cert_url = f"{self.url}/v1/notifications/certs/CERT-360caa42-fca2a594-fake"
+        # Each certificate has an address of its own, as at PayPal: a later fake on the same port
+        # (with another key) never meets this one's certificate in the shared cache.
+        self.cert_url = f"{self.url}/v1/notifications/certs/CERT-{uuid.uuid4().hex[:17]}-fake"
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
