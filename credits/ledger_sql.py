@@ -32,7 +32,14 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from core.audit import AuditAction
 
 from .app_settings import app_settings
-from .models import SPENT_SIDE_KINDS, CreditBalance, LedgerEntry, LedgerKind, LotSource
+from .models import (
+    SPENT_SIDE_KINDS,
+    CreditBalance,
+    LedgerEntry,
+    LedgerKind,
+    LotCategory,
+    LotSource,
+)
 
 SPENT_SIDE = SPENT_SIDE_KINDS
 REGEN_ACTION = AuditAction.REGENERATE
@@ -491,6 +498,30 @@ class LotTerms:
         }
 
 
+#: The lot each kind of grant creates by default: (source, category).
+LOT_OF_KIND = {
+    LedgerKind.PURCHASE: (LotSource.PURCHASE, LotCategory.PAID),
+    LedgerKind.SUBSCRIPTION_GRANT: (LotSource.SUBSCRIPTION, LotCategory.PAID),
+    LedgerKind.TRIAL_GRANT: (LotSource.TRIAL, LotCategory.PROMOTIONAL),
+    LedgerKind.VOUCHER: (LotSource.VOUCHER, LotCategory.PROMOTIONAL),
+    LedgerKind.BONUS: (LotSource.BONUS, LotCategory.PROMOTIONAL),
+    LedgerKind.ADJUSTMENT: (LotSource.ADJUSTMENT, LotCategory.PROMOTIONAL),
+}
+
+
+def default_lot(kind: str) -> "LotTerms":
+    """The lot a grant of ``kind`` creates when nothing more is said: the kind's source and
+    category, the source's priority and expiry."""
+    source, category = LOT_OF_KIND[kind]
+    after = app_settings.lot_expiry(source)
+    return LotTerms(
+        category=category,
+        source=source,
+        priority=app_settings.lot_priority(source),
+        expires_in=None if after is None else after.total_seconds(),
+    )
+
+
 _NO_LOT = {
     "lot_category": None,
     "lot_source": None,
@@ -681,6 +712,8 @@ def apply_movement(
     idempotency key (or a one-per-spend refund) already exists.
     """
     mode = mode or mode_for(m)
+    if mode == GRANT and m.lot is None:
+        m = replace(m, lot=default_lot(m.kind))
     sql, params = statement_for(m, mode=mode, regen=regen, need=need)
     rows = _run(sql, params)
     for entry_id, _kind, amount, before, after, created_at, key in rows:

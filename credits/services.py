@@ -37,6 +37,7 @@ from .idempotency import FOREVER, idempotency_remember, require_key
 from .ledger_sql import (
     CLAW,
     DRAW,
+    LOT_OF_KIND,
     BalanceSnapshot,
     LotTerms,
     Movement,
@@ -81,17 +82,6 @@ def balance_ensure(*, user_id: int) -> bool:
     """
     _, created = CreditBalance.objects.get_or_create(user_id=user_id)
     return created
-
-
-#: The lot each kind of grant creates by default: (source, category).
-LOT_OF_KIND = {
-    LedgerKind.PURCHASE: (LotSource.PURCHASE, LotCategory.PAID),
-    LedgerKind.SUBSCRIPTION_GRANT: (LotSource.SUBSCRIPTION, LotCategory.PAID),
-    LedgerKind.TRIAL_GRANT: (LotSource.TRIAL, LotCategory.PROMOTIONAL),
-    LedgerKind.VOUCHER: (LotSource.VOUCHER, LotCategory.PROMOTIONAL),
-    LedgerKind.BONUS: (LotSource.BONUS, LotCategory.PROMOTIONAL),
-    LedgerKind.ADJUSTMENT: (LotSource.ADJUSTMENT, LotCategory.PROMOTIONAL),
-}
 
 
 def lot_terms(
