@@ -15,7 +15,6 @@ from django.db.models import Count, Sum
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import pluralize
 from django.urls import path, reverse
-from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html
 
@@ -347,7 +346,8 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
 
 def _adjust_one(request, user, data):
     amount = data["amount"]
-    expires_at = lot_expiry_at_end_of(data.get("expires_on"))
+    expires_on = data.get("expires_on")
+    expires_at = lot_expiry_at_end_of(expires_on)
     outcome = adjustment_submit(
         user=user,
         amount=amount,
@@ -368,9 +368,7 @@ def _adjust_one(request, user, data):
         "User {}: adjusted by {} credits{}, balance now {} ({}).",
         user,
         f"{amount:+d}",
-        f" expiring {date_format(timezone.localtime(expires_at), 'j F Y H:i')}"
-        if expires_at
-        else "",
+        f" expiring at the end of {date_format(expires_on, 'j F Y')}" if expires_on else "",
         outcome.entry.balance_after,
         admin_link(LedgerEntry, outcome.entry.pk, f"ledger entry #{outcome.entry.pk}"),
     )

@@ -187,6 +187,10 @@ class LotMovementInline(RecentReadOnlyInline):
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("entry")
 
+    def has_view_permission(self, request, obj=None):
+        # The movements are part of the lot: whoever may see the lot sees them.
+        return request.user.has_perm("credits.view_creditlot")
+
     @admin.display(description="Ledger entry")
     def entry_link(self, obj):
         return admin_link(LedgerEntry, obj.entry_id)
