@@ -1,19 +1,20 @@
 """The statements that move a balance and append its ledger entry and audit row.
 
-A movement is ONE statement: a conditional ``UPDATE ... RETURNING`` of the
-balance row feeding the ledger insert and the audit insert in the same CTE. The balance
+A movement is ONE statement: the balance row locked (``SELECT ... FOR UPDATE``, the
+per-user lock), then the user's lots, feeding the ledger, lot and audit inserts and the
+balance row's update in the same CTE (see ``_lots_statement``). The balance
 row's lock is therefore held only from that statement to the commit right after it (and
 when the caller has no transaction open, the statement is its own transaction: the lock is
 taken and released inside the server, with no client round trip in between). The UNIQUE
 idempotency key makes a repeated movement fail as a whole, so it never moves money.
 
-Free-tier regeneration rides on the same statement: ``_PG_MOVE_WITH_REGEN`` locks the
-balance row, works out the credits due since ``regen_checked_at`` (whole periods, topping up
-to the cap and never beyond), and writes the regeneration entry and the movement's entry,
-in that order, in one statement. All times come from the database clock (the statement's
-start, not the transaction's), so web servers with different clocks agree and a long
-transaction does not judge time by when it began. ``_PG_REGEN`` does the same for a
-read of the balance: when nothing is due it is a plain read and takes no lock.
+Free-tier regeneration rides on the same statement: it locks the balance row, works out
+the credits due since ``regen_checked_at`` (whole periods, topping up to the cap and never
+beyond), and writes the regeneration entry and the movement's entry, in that order, in one
+statement. All times come from the database clock (the statement's start, not the
+transaction's), so web servers with different clocks agree and a long transaction does not
+judge time by when it began. The catch-up statement (``CATCH_UP``) does the same for a read
+of the balance: when nothing is due it is a plain read and takes no lock.
 
 Every movement keeps ``balance == lifetime_earned - lifetime_spent``: spends and their
 refunds count on the spent side, every other kind on the earned side.
@@ -34,7 +35,6 @@ from core.audit import AuditAction
 from .app_settings import app_settings
 from .models import (
     SPENT_SIDE_KINDS,
-    CreditBalance,
     LedgerEntry,
     LedgerKind,
     LotCategory,
@@ -142,14 +142,44 @@ def _lots_statement(mode: str, *, regen: bool) -> str:
            0::bigint AS regen
       FROM cur"""
     drawing = mode in (DRAW, CLAW, TAKE_ALL)
-    parts = [
-        f"""
+    if mode == CATCH_UP:
+        # A read of the balance: the row is locked (and what is due written) only when a
+        # plain read of it says something is due; otherwise nothing below has a row to work
+        # on and the statement is a plain read.
+        regen_due = (
+            "b.regen_checked_at IS NULL"
+            " OR b.regen_checked_at <= statement_timestamp() - %(regen_every)s * interval '1 second'"
+            if regen
+            else "false"
+        )
+        head = f"""
+WITH peek AS (
+    SELECT b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at,
+           ({regen_due})
+           OR EXISTS (SELECT 1 FROM credits_creditlot l
+                       WHERE l.user_id = b.user_id AND l.remaining > 0
+                         AND l.expires_at <= statement_timestamp()) AS due
+      FROM credits_creditbalance b
+     WHERE b.user_id = %(uid)s
+), bal AS MATERIALIZED (
+    SELECT b.balance, b.lifetime_earned, b.lifetime_spent, b.regen_checked_at, b.spend_holds,
+           statement_timestamp() AS now_ts
+      FROM credits_creditbalance b
+     WHERE b.user_id = %(uid)s AND (SELECT peek.due FROM peek)
+       FOR UPDATE
+)"""
+    else:
+        head = """
 WITH bal AS MATERIALIZED (
     SELECT balance, regen_checked_at, spend_holds, statement_timestamp() AS now_ts
       FROM credits_creditbalance
      WHERE user_id = %(uid)s
        FOR UPDATE
-), held AS MATERIALIZED (
+)"""
+    parts = [
+        head
+        + f"""
+, held AS MATERIALIZED (
     SELECT l.id, l.remaining, l.priority, l.expires_at, l.category, l.effective_at, l.source,
            l.source_type, l.source_id
       FROM credits_creditlot l
@@ -417,6 +447,7 @@ WITH bal AS MATERIALIZED (
       FROM gate, sums
      WHERE b.user_id = %(uid)s
        AND (sums.entries > 0 OR gate.checked_to IS DISTINCT FROM gate.regen_checked_at)
+    RETURNING b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at
 ), audit AS (
     INSERT INTO credits_auditlog (user_id, actor_id, action, success, metadata, error_message, created_at)
     SELECT %(uid)s, tagged.created_by_id,
@@ -426,7 +457,26 @@ WITH bal AS MATERIALIZED (
            CASE WHEN tagged.ord = 2 THEN %(audit)s::jsonb ELSE jsonb_build_object('kind', tagged.kind) END
              || jsonb_build_object('amount', tagged.amount, 'ledger_entry_id', tagged.id), '', now()
       FROM tagged
-)
+)""")
+    if mode == CATCH_UP:
+        # The balance row as it is now: as moved, as locked (another statement wrote what
+        # was due while this one waited), or as read (nothing was due); and the credits
+        # regenerated.
+        parts.append("""
+SELECT moved.balance, moved.lifetime_earned, moved.lifetime_spent, moved.spend_holds,
+       moved.regen_checked_at, coalesce((SELECT sum(amount) FROM tagged WHERE ord = 1), 0)::bigint
+  FROM moved
+UNION ALL
+SELECT bal.balance, bal.lifetime_earned, bal.lifetime_spent, bal.spend_holds, bal.regen_checked_at, 0
+  FROM bal
+ WHERE NOT EXISTS (SELECT 1 FROM moved)
+UNION ALL
+SELECT peek.balance, peek.lifetime_earned, peek.lifetime_spent, peek.spend_holds, peek.regen_checked_at, 0
+  FROM peek
+ WHERE NOT EXISTS (SELECT 1 FROM bal)
+""")
+    else:
+        parts.append("""
 SELECT id, kind, amount, balance_before, balance_after, created_at, idempotency_key
   FROM tagged
  ORDER BY id
@@ -727,38 +777,26 @@ def apply_movement(
     return None
 
 
-def apply_catch_up(*, user_id: int, regen: RegenPolicy | None = None) -> int:
-    """Write what is due for ``user_id``: the expiry of lapsed lots and any regeneration.
+def apply_catch_up(*, user_id: int, regen: RegenPolicy | None = None) -> BalanceSnapshot | None:
+    """Read the balance row of ``user_id``, first writing what is due: the expiry of lapsed
+    lots and any regeneration.
 
-    One statement under the balance row's lock; returns the credits regenerated.
+    One statement: a plain read (no lock) when nothing is due, else the row is locked, what
+    is due written and the row returned as it was left. It cannot fail on an entry's key (it
+    expires only the lots it locked with credits left and checks the regeneration's key), so
+    it needs no savepoint inside the caller's transaction. None when the user has no
+    balance row.
     """
     sql, params = statement_for(None, mode=CATCH_UP, regen=regen)
     params["uid"] = user_id
     rows = _run(sql, params)
-    return sum(amount for _id, kind, amount, *_rest in rows if kind == LedgerKind.REGENERATION)
+    return BalanceSnapshot(*rows[0]) if rows else None
 
 
 _CATCH_UP_PARAMS = {
     **Movement(user_id=0, delta=0, kind="", idempotency_key="", action="").params(),
     "need": 0,
 }
-
-# What is due for one user without writing it: lapsed lots with credits, regeneration.
-_PG_PEEK = """
-WITH cur AS (
-    SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at,
-           statement_timestamp() AS now_ts
-      FROM credits_creditbalance
-     WHERE user_id = %(uid)s
-)
-SELECT cur.balance, cur.lifetime_earned, cur.lifetime_spent, cur.spend_holds, cur.regen_checked_at,
-       (%(regen_on)s::boolean
-        AND (cur.regen_checked_at IS NULL
-             OR cur.regen_checked_at <= cur.now_ts - %(regen_every)s::bigint * interval '1 second'))
-       OR EXISTS (SELECT 1 FROM credits_creditlot l
-                   WHERE l.user_id = %(uid)s AND l.remaining > 0 AND l.expires_at <= cur.now_ts)
-  FROM cur
-"""
 
 # The credits a user could spend now: the live lots, plus the regeneration due.
 _PG_LIVE = f"""
@@ -782,37 +820,15 @@ def _regen_read_params(regen: RegenPolicy | None) -> dict:
 
 
 def apply_regeneration(*, user_id: int, regen: RegenPolicy | None) -> BalanceSnapshot | None:
-    """Read the balance row, first writing what is due (expiries, regeneration).
-
-    A plain read when nothing is due (one statement, no lock); otherwise the catch-up
-    statement runs and the row is read again. Returns None when the user has no balance row.
-    """
-    rows = _run(_PG_PEEK, {"uid": user_id, **_regen_read_params(regen)})
-    if not rows:
-        return None
-    *snapshot, due = rows[0]
-    if not due:
-        return BalanceSnapshot(*snapshot)
-    regenerated = apply_catch_up(user_id=user_id, regen=regen)
-    fresh = read_balance(user_id=user_id)
-    return None if fresh is None else replace(fresh, regenerated=regenerated)
+    """Read the balance row, first writing what is due (expiries, regeneration): one
+    statement, a plain read when nothing is due (see ``apply_catch_up``)."""
+    return apply_catch_up(user_id=user_id, regen=regen)
 
 
 def live_credits(*, user_id: int, regen: RegenPolicy | None = None) -> tuple[int, int] | None:
     """(credits spendable now, spending holds) for ``user_id``, computed without writing."""
     rows = _run(_PG_LIVE, {"uid": user_id, **_regen_read_params(regen)})
     return tuple(rows[0]) if rows else None
-
-
-def read_balance(*, user_id: int) -> BalanceSnapshot | None:
-    row = (
-        CreditBalance.objects.filter(user_id=user_id)
-        .values_list(
-            "balance", "lifetime_earned", "lifetime_spent", "spend_holds", "regen_checked_at"
-        )
-        .first()
-    )
-    return None if row is None else BalanceSnapshot(*row)
 
 
 _ENTRY_FIELDS = [f.attname for f in LedgerEntry._meta.concrete_fields]
