@@ -256,6 +256,31 @@ class CreditLotAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, a
         return admin_link(type(obj.user), obj.user_id, str(obj.user))
 
 
+@admin.register(LotMovement)
+class LotMovementAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
+    """Credits one entry took from a lot (negative) or gave back to it (positive)."""
+
+    list_display = ("id", "created_at", "entry_link", "lot_link", "credits", "returns_link")
+    search_help_text = "A movement, ledger entry or lot id."
+    search_fields = ("entry_id",)
+    exact_int_fields = ("pk", "entry_id", "lot_id")
+    ordering = ("-id",)
+    fields = ("id", "created_at", "entry_link", "lot_link", "credits", "returns_link")
+    readonly_fields = fields
+
+    @admin.display(description="Ledger entry")
+    def entry_link(self, obj):
+        return admin_link(LedgerEntry, obj.entry_id)
+
+    @admin.display(description="Lot")
+    def lot_link(self, obj):
+        return admin_link(CreditLot, obj.lot_id)
+
+    @admin.display(description="Gives back")
+    def returns_link(self, obj):
+        return admin_link(LotMovement, obj.returns_id)
+
+
 class SpendingFrozenFilter(admin.SimpleListFilter):
     title = "spending"
     parameter_name = "frozen"

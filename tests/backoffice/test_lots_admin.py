@@ -90,6 +90,8 @@ def test_the_lot_list_finds_a_users_lots_by_id_or_email(client, make_staff, cust
     lot = CreditLot.objects.get(user=customer, source="purchase")
     page = client.get(reverse("admin:credits_creditlot_change", args=[lot.pk])).content.decode()
     assert "Newest movements" in page and "0.050000 EUR" in page and 'name="_save"' not in page
+    move = lot.movements.get()
+    assert f">{move.credits}<" in page  # the 15 credits the job took from it
 
 
 def test_the_lot_list_costs_the_same_queries_for_few_or_many_lots(client, superuser, make_user):
