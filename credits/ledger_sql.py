@@ -60,6 +60,9 @@ _INSERT_COLUMNS = """
 # is kept), also at the cap (time at the cap is not banked). A row never checked starts
 # counting now; a regen_checked_at in the future (a clock that went backwards) is kept, and
 # nothing is due until the clock has caught up with it and a whole period has passed.
+# ``regen`` is a bigint like every other credit count: ``cur.balance`` may be numeric (the
+# balance less a sum() of lapsed lots), and a numeric ``regen`` would turn the pool of lots,
+# its running sums and the draws numeric too, for free-tier users only.
 _REGEN_CALC = """
     SELECT marked.*,
            CASE WHEN marked.balance >= %(regen_cap)s OR marked.periods = 0
@@ -67,7 +70,7 @@ _REGEN_CALC = """
                   OR EXISTS (SELECT 1 FROM credits_ledgerentry e WHERE e.idempotency_key = marked.regen_key)
                 THEN 0
                 ELSE LEAST(%(regen_cap)s - marked.balance, %(regen_amount)s * marked.periods)
-           END AS regen
+           END::bigint AS regen
       FROM (SELECT due.*,
                    'regen:' || %(uid)s::bigint || ':'
                      || (extract(epoch FROM due.checked_to) * 1000000)::bigint AS regen_key
