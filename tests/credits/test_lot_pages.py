@@ -81,7 +81,7 @@ def test_header_and_credits_page_show_the_paid_and_promotional_parts_and_the_soo
 
     body = client.get(URL).content.decode()
 
-    pill = body[body.index('data-testid="header-balance"') :].split("</a>")[0]
+    pill = body[body.index('class="balance-pill') :].split("</a>")[0]
     assert "122 credits" in pill
     assert "100 paid · 22 promo" in pill
     assert f"12 expire {day(expires, 'j M')}" in pill
