@@ -1,9 +1,14 @@
 """check_ledger proves the lot invariants: each kind of drift, made for real in the database
 (rows inserted by SQL, the lots' own triggers lifted inside the test's transaction), is named."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
+from django.utils import timezone
 
+from credits.models import CreditLot, LedgerEntry, LedgerKind
+from credits.services import credits_grant, credits_refund, credits_spend
 from tests.credits.helpers import check_ledger
 
 pytestmark = pytest.mark.django_db
@@ -184,5 +189,98 @@ def test_entries_before_the_cutover_need_no_movements(lots):
 
     sql("DELETE FROM credits_lotcutover")
     sql("INSERT INTO credits_lotcutover (id, last_entry_id) VALUES (1, %s)", [refund])
+    status, output = check_ledger()
+    assert status == 0, output
+
+
+MIGRATED_LOT = """
+INSERT INTO credits_creditlot (user_id, category, source, original, remaining, priority, effective_at, expires_at,
+                               cost_basis, currency, grant_entry_id, created_at)
+SELECT user_id, 'paid', 'opening', %s, %s, 100, created_at, NULL, 0, '', id, now()
+  FROM credits_ledgerentry WHERE id = %s
+RETURNING id
+"""
+
+
+@pytest.fixture
+def spent_before_lots(make_user):
+    """A purchase of 20 and a spend of 8 written before the lots: 12 left in a migrated lot."""
+    user = make_user(verified=False)
+    purchase = sql(ENTRY, [user.pk, 20, "PURCHASE", 0, 20, "old-p", None, 10])[0]
+    spend = sql(ENTRY, [user.pk, -8, "SPEND", 20, 12, "old-s", None, 5])[0]
+    sql(MIGRATED_LOT, [12, 12, purchase])
+    sql(
+        "UPDATE credits_creditbalance SET balance = 12, lifetime_earned = 20, lifetime_spent = 8"
+        " WHERE user_id = %s",
+        [user.pk],
+    )
+    sql("DELETE FROM credits_lotcutover")
+    sql("INSERT INTO credits_lotcutover (id, last_entry_id) VALUES (1, %s)", [spend])
+    return user, LedgerEntry.objects.get(pk=spend)
+
+
+def test_a_refund_of_a_spend_from_before_the_lots_is_clean(spent_before_lots):
+    _user, spend = spent_before_lots
+
+    refund = credits_refund(spend=spend, idempotency_key="old-s:refund", amount=5)
+
+    lot = CreditLot.objects.get(grant_entry=refund)
+    assert (lot.source, lot.category, lot.original) == ("opening", "promotional", 5)
+    assert not refund.lot_movements.exists()
+    status, output = check_ledger()
+    assert status == 0, output
+
+
+def test_a_refund_whose_opening_lot_does_not_hold_it_is_drift(spent_before_lots):
+    _user, spend = spent_before_lots
+    refund = credits_refund(spend=spend, idempotency_key="old-s:refund", amount=5)
+    lift("credits_creditlot", "credits_lot_only_remaining_changes")
+    sql(
+        "UPDATE credits_creditlot SET original = 4, remaining = 4 WHERE grant_entry_id = %s",
+        [refund.pk],
+    )
+
+    status, output = check_ledger()
+
+    assert status == 1
+    assert (
+        f"1 entries whose lot movements do not add up to their amount (first entry #{refund.pk})"
+        in output
+    )
+
+    sql(
+        "UPDATE credits_creditlot SET original = 5, remaining = 5, source = 'bonus'"
+        " WHERE grant_entry_id = %s",
+        [refund.pk],
+    )
+    status, output = check_ledger()
+
+    assert status == 1
+    assert "1 entries with a missing, wrong or misplaced lot" in output
+    assert f"(first entry #{refund.pk})" in output
+
+
+def test_a_refund_to_a_lapsed_lot_expires_it_at_once_and_is_clean(make_user):
+    user = make_user(verified=False)
+    credits_grant(user=user, amount=10, kind=LedgerKind.PURCHASE, idempotency_key="p")
+    bonus = credits_grant(
+        user=user,
+        amount=5,
+        kind=LedgerKind.BONUS,
+        idempotency_key="b",
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+    spend = credits_spend(user=user, amount=7, idempotency_key="s")  # 5 bonus, then 2 paid
+    # The bonus lapses after the spend (the database clock is not moved, the lot is).
+    lift("credits_creditlot", "credits_lot_only_remaining_changes")
+    sql(
+        "UPDATE credits_creditlot SET expires_at = %s WHERE grant_entry_id = %s",
+        [spend.created_at + timedelta(microseconds=1), bonus.pk],
+    )
+
+    credits_refund(spend=spend, idempotency_key="s:refund")
+
+    expired = LedgerEntry.objects.get(idempotency_key="s:refund:expired")
+    assert (expired.kind, expired.amount, expired.balance_after) == ("EXPIRY", -5, 10)
     status, output = check_ledger()
     assert status == 0, output
