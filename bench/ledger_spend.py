@@ -534,7 +534,7 @@ def bench_sizes(sizes: list[int]) -> list[dict]:
 
 
 def load_ledger(size: int):
-    """Replace the ledger with ``size`` rows over 1000 users; one user holds a tenth of them.
+    """Replace the ledger with ``size`` rows over 1000 users of its own; one holds a tenth of them.
 
     Each user's entries alternate +2 (BONUS) and -1 (SPEND), so the k-th entry leaves
     2*ceil(k/2) - floor(k/2); balances and lifetime totals are set to match. Each BONUS
@@ -546,13 +546,14 @@ def load_ledger(size: int):
 
     from accounts.models import User
 
+    # Users of their own: the spend benchmark's users keep the lots they were given.
     users = list(
-        User.objects.filter(email__startswith="bench-")
+        User.objects.filter(email__startswith="benchl-")
         .order_by("pk")
         .values_list("pk", flat=True)[:1000]
     )
     if len(users) < 1000:
-        users = [u.pk for u in make_users(1000)]
+        users = [u.pk for u in make_users(1000, prefix="benchl-")]
     heavy, others = users[0], users[1:]
     t0 = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
