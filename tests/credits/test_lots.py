@@ -256,6 +256,8 @@ def test_the_expiry_task_writes_one_entry_per_lapsed_lot_and_is_idempotent(make_
 def test_a_clawback_takes_the_purchase_lot_first_and_voids_its_bonus(make_user):
     user = make_user()
     order = Source(ORDER, 901)
+    # An older paid lot: burn order alone would take it before the refunded purchase's.
+    other = grant(user, 50, LedgerKind.PURCHASE, key="order-902", source=Source(ORDER, 902))
     purchase = grant(
         user,
         100,
@@ -266,7 +268,6 @@ def test_a_clawback_takes_the_purchase_lot_first_and_voids_its_bonus(make_user):
         currency="EUR",
     )
     bonus = grant(user, 20, LedgerKind.BONUS, key="order-901:bonus", source=order)
-    other = grant(user, 50, LedgerKind.PURCHASE, key="order-902", source=Source(ORDER, 902))
     trial = grant(user, 10, LedgerKind.TRIAL_GRANT, key="trial")
     assert moves(spend(user, 25, "spend")) == {trial.pk: -10, bonus.pk: -15}
 
