@@ -4,6 +4,8 @@ other apps' models and the staff's user page."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 
 from core.admin import NoBulkDeleteMixin, admin_link
@@ -18,6 +20,7 @@ from .services import (
     adjustment_approve,
     adjustment_reject,
     adjustment_request_description,
+    adjustment_request_lot_expiry,
 )
 
 admin.site.site_header = "Credits staff admin"
@@ -53,6 +56,7 @@ class AdjustmentRequestAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
     readonly_fields = (
         "user_link",
         "signed_amount",
+        "lot_expiry",
         "reason",
         "status",
         "requested_by",
@@ -77,6 +81,13 @@ class AdjustmentRequestAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
     @admin.display(description="User")
     def user_link(self, obj):
         return admin_link(type(obj.user), obj.user_id, str(obj.user))
+
+    @admin.display(description="Added credits expire")
+    def lot_expiry(self, obj):
+        if obj.amount < 0:
+            return "–"
+        expires_at = adjustment_request_lot_expiry(obj)
+        return date_format(timezone.localtime(expires_at), "j F Y H:i") if expires_at else "Never"
 
     @admin.display(description="Ledger entry")
     def entry_link(self, obj):
@@ -115,6 +126,7 @@ class AdjustmentRequestAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
                     adjustment_request_description(r) or staff_adjustment_description(r.amount)
                 ),
             ),
+            ("Credits expire", self.lot_expiry),
             ("Status", lambda r: r.get_status_display()),
         ]
 

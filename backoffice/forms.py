@@ -1,6 +1,6 @@
 """Confirmation forms of the staff actions and the dashboard's period form."""
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django import forms
@@ -35,7 +35,17 @@ class AdjustCreditsForm(ConfirmActionForm):
             f"for \u201c{STAFF_ADJUSTMENT_ADDED}\u201d or \u201c{STAFF_ADJUSTMENT_REMOVED}\u201d."
         ),
     )
-    field_order = ["amount", "description", "reason", "submission_key"]
+    expires_on = forms.DateField(
+        label="Credits expire after",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=(
+            "Added credits are promotional. Give a day to have them expire at the end of it "
+            "(your time zone); leave empty for credits that never expire. Not for a negative "
+            "adjustment."
+        ),
+    )
+    field_order = ["amount", "expires_on", "description", "reason", "submission_key"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -53,6 +63,33 @@ class AdjustCreditsForm(ConfirmActionForm):
         if value == 0:
             raise ValidationError("An adjustment cannot be zero.")
         return value
+
+    def clean_expires_on(self) -> date | None:
+        day = self.cleaned_data["expires_on"]
+        if day is not None and day < timezone.localdate():
+            raise ValidationError(
+                "Pick today or a later day: the credits must expire in the future."
+            )
+        return day
+
+    def clean(self):
+        cleaned = super().clean()
+        amount, day = cleaned.get("amount"), cleaned.get("expires_on")
+        if day is not None and amount is not None and amount < 0:
+            self.add_error(
+                "expires_on",
+                "Only added credits can expire: leave it empty for a negative adjustment.",
+            )
+        return cleaned
+
+
+def lot_expiry_at_end_of(day: date | None) -> datetime | None:
+    """The first moment after ``day`` ends in the current time zone (None for no day)."""
+    if day is None:
+        return None
+    return timezone.make_aware(
+        datetime.combine(day + timedelta(days=1), time.min), timezone.get_current_timezone()
+    )
 
 
 class RefundOrderForm(ConfirmActionForm):

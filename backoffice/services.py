@@ -8,6 +8,7 @@ however often it is approved) or rejects it. Every step writes a staff action ro
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -43,15 +44,23 @@ def needs_second_approval(amount: int) -> bool:
 
 
 def adjustment_submit(
-    *, user, amount: int, reason: str, staff_user, idempotency_key: str, description: str = ""
+    *,
+    user,
+    amount: int,
+    reason: str,
+    staff_user,
+    idempotency_key: str,
+    description: str = "",
+    lot_expires_at: datetime | None = None,
 ) -> AdjustmentOutcome:
     """Adjust ``user``'s credits by ``amount`` (signed), or ask for approval when it is large.
 
     ``reason`` is the internal note (audit log and staff views only); ``description`` is what
-    the customer reads in their history (empty: a neutral line). A request waiting for
-    approval carries both. ``idempotency_key`` identifies the staff member's request:
-    submitting it again applies (or files) the adjustment once. Raises a CreditsError or
-    BackofficeError, changing nothing.
+    the customer reads in their history (empty: a neutral line). Added credits are a
+    promotional lot, which expires at ``lot_expires_at`` (in the future; None: never; only
+    for a positive amount). A request waiting for approval carries all three.
+    ``idempotency_key`` identifies the staff member's request: submitting it again applies
+    (or files) the adjustment once. Raises a CreditsError or BackofficeError, changing nothing.
     """
     reason = (reason or "").strip()
     description = " ".join((description or "").split())
@@ -60,8 +69,11 @@ def adjustment_submit(
         raise InvalidAmount(
             f"The customer-facing description is longer than {DESCRIPTION_MAX_LENGTH} characters."
         )
+    _check_expiry(amount, lot_expires_at)
     _require_perm(staff_user, ADJUST_PERMISSION, "adjust credits")
     details = {"amount": amount, "idempotency_key": idempotency_key, "description": description}
+    if lot_expires_at is not None:
+        details["lot_expires_at"] = lot_expires_at.isoformat()
     if not needs_second_approval(amount):
         key = f"staff-adjust:{idempotency_key}"
         try:
@@ -74,6 +86,7 @@ def adjustment_submit(
                     description=description,
                     staff_user=staff_user,
                     idempotency_key=key,
+                    expires_at=lot_expires_at,
                 )
                 if not repeat:
                     staff_action_record(
@@ -134,11 +147,16 @@ def adjustment_approve(
                 raise SelfApproval()
             if request.status != AdjustmentRequest.Status.PENDING:
                 raise NotPending(request)
+            asked = _request_details(request)
+            lot_expires_at = _parse_moment(asked.get("lot_expires_at"))
+            # Checked again: an expiry that has passed while the request waited is refused.
+            _check_expiry(request.amount, lot_expires_at)
             entry = credits_adjust(
                 user=request.user,
                 amount=request.amount,
                 reason=request.reason,
-                description=adjustment_request_description(request),
+                description=str(asked.get("description") or ""),
+                expires_at=lot_expires_at,
                 staff_user=staff_user,
                 idempotency_key=request.idempotency_key,
                 metadata={
@@ -228,6 +246,17 @@ def adjustment_request_description(request: AdjustmentRequest) -> str:
     It is kept in the metadata of the request's own staff action row, written in the same
     transaction as the request.
     """
+    return str(_request_details(request).get("description") or "")
+
+
+def adjustment_request_lot_expiry(request: AdjustmentRequest) -> datetime | None:
+    """When the credits a pending request adds would expire (None: never), kept like its
+    description."""
+    return _parse_moment(_request_details(request).get("lot_expires_at"))
+
+
+def _request_details(request: AdjustmentRequest) -> dict:
+    """The details filed with the request: its staff action row's metadata."""
     row = (
         AuditLog.objects.filter(
             action=AuditAction.STAFF_ADJUSTMENT_REQUEST, metadata__adjustment_request_id=request.pk
@@ -235,7 +264,11 @@ def adjustment_request_description(request: AdjustmentRequest) -> str:
         .values_list("metadata", flat=True)
         .first()
     )
-    return str((row or {}).get("description") or "")
+    return row or {}
+
+
+def _parse_moment(value) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 # --- internals ----------------------------------------------------------------------------
@@ -246,6 +279,17 @@ def _check_amount_and_reason(amount, reason: str) -> None:
         raise InvalidAmount("An adjustment must be a whole number of credits other than zero.")
     if not reason:
         raise InvalidAmount("An adjustment needs a reason.")
+
+
+def _check_expiry(amount: int, lot_expires_at: datetime | None) -> None:
+    if lot_expires_at is None:
+        return
+    if amount < 0:
+        raise InvalidAmount("A negative adjustment takes credits: it cannot carry an expiry.")
+    if lot_expires_at <= timezone.now():
+        raise InvalidAmount(
+            f"The credits would expire at {lot_expires_at.isoformat()}, which is not in the future."
+        )
 
 
 def _require_perm(staff_user, perm: str, what: str) -> None:

@@ -15,6 +15,7 @@ from django.db.models import Count, Sum
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import pluralize
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
 
 from accounts.exceptions import AccountNotDeletable
@@ -24,7 +25,7 @@ from accounts.views import export_response
 from core.admin import BigTableAdminMixin, ExactSearchMixin, RecentReadOnlyInline, admin_link
 from core.admin_actions import ConfirmActionForm, confirmed_action, submission_key
 from core.audit import AuditAction
-from credits.admin import LedgerEntryInline
+from credits.admin import CreditLotInline, LedgerEntryInline
 from credits.models import LedgerEntry
 from generations.models import GenerationJob
 from payments.models import Order
@@ -32,7 +33,7 @@ from payments.templatetags.money import money
 
 from . import app_settings as backoffice_settings
 from .audit import staff_action_record
-from .forms import AdjustCreditsForm
+from .forms import AdjustCreditsForm, lot_expiry_at_end_of
 from .services import ADJUST_PERMISSION, adjustment_submit
 
 EXPORT_PERMISSION = "accounts.export_user_data"
@@ -172,7 +173,7 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
             },
         ),
     )
-    inlines = (UserLedgerInline, OrderInline, GenerationJobInline)
+    inlines = (UserLedgerInline, CreditLotInline, OrderInline, GenerationJobInline)
     actions = ("adjust_credits", "delete_accounts")
 
     @admin.display(description="Balance", ordering="credit_balance__balance")
@@ -322,7 +323,8 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
             columns=[("User", str), ("Name", lambda u: u.name or "–"), ("Balance", self.balance)],
             submit_label="Adjust credits",
             intro=(
-                f"Adds (positive) or takes (negative) credits as a ledger adjustment. Adjustments of more "
+                f"Adds (positive) or takes (negative) credits as a ledger adjustment. Added credits are "
+                f"promotional and may expire at the end of a day you pick. Adjustments of more "
                 f"than {threshold} credits either way wait for a second staff member's approval."
             ),
             done_url=done_url,
@@ -344,11 +346,14 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
 
 def _adjust_one(request, user, data):
     amount = data["amount"]
+    expires_on = data.get("expires_on")
+    expires_at = lot_expiry_at_end_of(expires_on)
     outcome = adjustment_submit(
         user=user,
         amount=amount,
         reason=data["reason"],
         description=data["description"],
+        lot_expires_at=expires_at,
         staff_user=request.user,
         idempotency_key=submission_key(data, "adjust", user),
     )
@@ -360,9 +365,10 @@ def _adjust_one(request, user, data):
             admin_link(type(outcome.request), outcome.request.pk, f"request #{outcome.request.pk}"),
         )
     return messages.SUCCESS, format_html(
-        "User {}: adjusted by {} credits, balance now {} ({}).",
+        "User {}: adjusted by {} credits{}, balance now {} ({}).",
         user,
         f"{amount:+d}",
+        f" expiring at the end of {date_format(expires_on, 'j F Y')}" if expires_on else "",
         outcome.entry.balance_after,
         admin_link(LedgerEntry, outcome.entry.pk, f"ledger entry #{outcome.entry.pk}"),
     )

@@ -18,6 +18,7 @@ from payments.ledger import ORDER_SOURCE
 from payments.models import Order
 
 from . import charts
+from .finance import CSV_HEADER, finance_csv_rows, finance_report
 from .forms import PeriodForm
 from .models import FINANCE_PERMISSION
 from .selectors import Period, dashboard_build
@@ -95,6 +96,8 @@ def dashboard(request):
         ),
         "credit_totals": flows.totals(),
         "jobs_chart": jobs_chart,
+        "finance": finance_report(start=start, end=end),
+        "export_finance_url": f"{reverse('backoffice:export_finance')}?{query}",
         "export_ledger_url": (
             f"{reverse('backoffice:export_ledger')}?{query}"
             if request.user.has_perm(EXPORT_LEDGER_PERMISSION)
@@ -172,6 +175,20 @@ def export_orders(request):
     """Every order created in the period, oldest first, streamed."""
     return _export_period(
         request, Order.objects.all(), ORDER_EXPORT_COLUMNS, EXPORT_ORDERS_PERMISSION, "orders"
+    )
+
+
+@staff_member_required
+def export_finance(request):
+    """The finance report of the period (one row per category and currency, then the ledger's
+    sums), in exact credits and money."""
+    _require_finance(request)
+    _, start, end = _period_form(request)
+    report = finance_report(start=start, end=end)
+    return streaming_csv_response(
+        filename=f"finance-{start}-{end}.csv",
+        header=CSV_HEADER,
+        rows=finance_csv_rows(report, start=start, end=end),
     )
 
 

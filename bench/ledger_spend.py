@@ -7,20 +7,26 @@
 It creates (or reuses) its own database, ``credits_bench`` by default, migrates it, and
 touches no other database. In the SAME run it measures one spend of 1 credit done by:
 
-  service     credits.services.credits_spend (paid plan: the plain one-statement path)
-  free        credits_spend for a free-tier user (regeneration checked in the same statement)
-  raw         raw psycopg running the equivalent single CTE statement (autocommit, prepared)
+  service     credits.services.credits_spend, paid plan, users holding one lot
+  free        credits_spend for the same users on the free tier (regeneration checked in the
+              same statement; nothing is due, as for almost every spend)
+  lots5       credits_spend, paid plan, users holding five live lots of different expiries
+  raw         raw psycopg running the service's own spend statement (autocommit, prepared)
   naive       Django select_for_update() + save() + two inserts in transaction.atomic()
   three       raw psycopg, BEGIN; UPDATE ... RETURNING; INSERT ledger; INSERT audit; COMMIT
               (the row lock held across all three statements and the commit)
 
 at 1, 4, 16 and 64 concurrent clients, for random users and for one hot user, and prints
-tps, p99 and the ratios service/raw, service/naive and service/three. Then it bulk-loads
-ledgers of 10k and 1M rows (consistent chains, INSERT ... SELECT generate_series) and times
-the history page (selector + template render, first and a deep page) and check_ledger.
+tps, p99 and the ratios service/raw, service/three, service/naive, free/service and
+lots5/service. The two baselines (naive, three) keep no lots: they spend from users of their
+own, which check_ledger therefore reports, and which the line after the table leaves out.
+Then it bulk-loads ledgers of 10k and 1M rows (consistent chains with their lots and lot
+movements, INSERT ... SELECT generate_series) and times the history page (selector +
+template render, first and a deep page) and check_ledger.
 
-Targets (2-core machine): service >= 0.7x raw at 16 clients on random users; service >=
-1.0x three at 64 clients on one hot user.
+Targets (2-core machine): service >= 0.8x raw at 16 clients on random users; service >=
+1.0x three at 64 clients on one hot user; lots5 >= 0.7x service; free >= 0.9x service at 16
+and 64 clients; check_ledger at 1M rows within 2x of its time before the lots (1.4 s).
 """
 
 import argparse
@@ -43,7 +49,17 @@ from bench.common import (  # noqa: E402
     setup_django,
 )
 
-IMPLEMENTATIONS = ["service", "free", "raw", "naive", "three"]
+IMPLEMENTATIONS = ["service", "free", "lots5", "raw", "naive", "three"]
+#: Which users each implementation spends from (see ``make_users``).
+GROUPS = {"lots5": "bench5-", "naive": "benchb-", "three": "benchb-"}
+#: (numerator, denominator, target) of the ratios printed after each row.
+RATIOS = [
+    ("service", "raw", 0.8),
+    ("service", "three", 1.0),
+    ("service", "naive", None),
+    ("free", "service", 0.9),
+    ("lots5", "service", 0.7),
+]
 
 _THREE_UPDATE = """
 UPDATE credits_creditbalance
@@ -133,21 +149,28 @@ def main() -> None:
 def bench_spends(args, url: str) -> list[dict]:
     from django.db import connection
 
-    users = make_users(args.users)
-    hot = users[0]
+    groups = {
+        "bench-": make_users(args.users),
+        "bench5-": make_users(args.users, prefix="bench5-", lots=5),
+        "benchb-": make_users(args.users, prefix="benchb-"),
+    }
+    users = groups["bench-"]
     impls = [i for i in args.impls.split(",") if i]
     clients_list = [int(c) for c in args.clients.split(",") if c]
+    ratios = [r for r in RATIOS if r[0] in impls and r[1] in impls]
     print(
         f"\nSpends of 1 credit: {args.rounds} interleaved run(s) of {args.seconds:g} s per implementation "
-        f"(best counts) after a 0.5 s warm-up; {args.users} users; PostgreSQL {connection.pg_version // 10000}; "
-        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}"
+        f"(best counts) after a 0.5 s warm-up; {args.users} users per group; PostgreSQL "
+        f"{connection.pg_version // 10000}; {os.cpu_count()} CPUs; load average {load()}"
     )
-    print(round_trips(users[1]))
+    print(lots_held(groups))
+    print(round_trips(users[1], groups["benchb-"][1]))
     rows = []
     header = (
         f"{'workload':<8} {'clients':>7} | "
         + " | ".join(f"{i:>7} tps {'p99':>6}" for i in impls)
-        + " | svc/raw svc/naive svc/three"
+        + " | "
+        + " ".join(f"{f'{a}/{b}':>13}" for a, b, _ in ratios)
     )
     print(header)
     print("-" * len(header))
@@ -155,28 +178,28 @@ def bench_spends(args, url: str) -> list[dict]:
     for workload in args.workloads.split(","):
         for clients in clients_list:
             results: dict[str, Result] = {}
-            pick = (lambda rng: hot) if workload == "hot" else (lambda rng: rng.choice(users))
             for round_number in range(args.rounds):
                 # Forward then backward, so a change in the machine's load hits every one alike.
                 for impl in impls if round_number % 2 == 0 else impls[::-1]:
+                    group = groups[GROUPS.get(impl, "bench-")]
                     tag = f"{run_id}:{workload}:{clients}:{impl}:{round_number}"
                     result = run_clients(
-                        OPERATIONS[impl](url=url, pick=pick, tag=tag),
+                        OPERATIONS[impl](url=url, pick=picker(workload, group), tag=tag),
                         clients=clients,
                         seconds=args.seconds,
                     )
                     if impl not in results or result.tps > results[impl].tps:
                         results[impl] = result
-            svc = results.get("service")
 
-            def ratio(base, results=results, svc=svc):
-                other = results.get(base)
-                return f"{svc.tps / other.tps:6.2f}x" if svc and other and other.tps else "     -"
+            def ratio(a, b, results=results):
+                x, y = results.get(a), results.get(b)
+                return f"{x.tps / y.tps:12.2f}x" if x and y and y.tps else f"{'-':>13}"
 
             line = (
                 f"{workload:<8} {clients:>7} | "
                 + " | ".join(f"{results[i].tps:11.0f} {results[i].p99_ms:6.1f}" for i in impls)
-                + f" | {ratio('raw'):>7} {ratio('naive'):>9} {ratio('three'):>9}"
+                + " | "
+                + " ".join(ratio(a, b) for a, b, _ in ratios)
             )
             errors = {i: r.errors for i, r in results.items() if r.errors}
             print(line + (f"   errors: {errors}" if errors else ""), flush=True)
@@ -184,6 +207,7 @@ def bench_spends(args, url: str) -> list[dict]:
                 {
                     "workload": workload,
                     "clients": clients,
+                    "load": os.getloadavg()[0],
                     **{
                         i: {
                             "tps": round(r.tps, 1),
@@ -196,30 +220,54 @@ def bench_spends(args, url: str) -> list[dict]:
                 }
             )
     print("(tps = spends per second; p99 in milliseconds)")
-    check = check_ledger_now()
-    print(f"check_ledger after the spends: {check}")
+    print("targets: " + ", ".join(f"{a}/{b} >= {t:g}x" for a, b, t in ratios if t))
+    print(f"load average after the spends: {load()}")
+    baseline = {u.pk for u in groups["benchb-"]}
+    print(f"check_ledger after the spends: {check_ledger_now(leave_out=baseline)}")
     return rows
 
 
-def make_users(count: int) -> list:
-    """Bench users on a paid plan, each topped up to a large balance through the service."""
+def load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def picker(workload: str, users: list):
+    if workload == "hot":
+        hot = users[0]
+        return lambda rng: hot
+    return lambda rng: rng.choice(users)
+
+
+def make_users(count: int, *, prefix: str = "bench-", lots: int = 1) -> list:
+    """Bench users on a paid plan, each holding ``lots`` live lots with plenty of credits.
+
+    The first lot never expires; the others expire one to four years from now, so a spend
+    ranks them all and draws from the soonest to expire. A user whose balance has run low
+    (after many runs) is topped up with one more lot.
+    """
+    from datetime import timedelta
+
     from django.db import connection
+    from django.db.models import Count
+    from django.utils import timezone
 
     from accounts.models import User
-    from credits.models import CreditBalance
+    from credits.models import CreditBalance, CreditLot
     from credits.services import credits_grant
 
-    existing = list(User.objects.filter(email__startswith="bench-").order_by("pk")[:count])
+    def listed():
+        return list(User.objects.filter(email__startswith=prefix).order_by("pk")[:count])
+
+    existing = listed()
     if len(existing) < count:
-        start = len(existing)
         User.objects.bulk_create(
             [
-                User(email=f"bench-{i}@example.com", password="!", membership_tier=User.Tier.PRO)
-                for i in range(start, count)
+                User(email=f"{prefix}{i}@example.com", password="!", membership_tier=User.Tier.PRO)
+                for i in range(len(existing), count)
             ],
             batch_size=1000,
         )
-        existing = list(User.objects.filter(email__startswith="bench-").order_by("pk")[:count])
+        existing = listed()
         CreditBalance.objects.bulk_create(
             [CreditBalance(user=u) for u in existing], ignore_conflicts=True, batch_size=1000
         )
@@ -228,21 +276,50 @@ def make_users(count: int) -> list:
             "user_id", flat=True
         )
     )
+    held = dict(
+        CreditLot.objects.filter(user__in=existing, remaining__gt=0)
+        .values_list("user_id")
+        .annotate(n=Count("id"))
+    )
     top_up = uuid.uuid4().hex[:8]
+    now = timezone.now()
     for user in existing:
-        if user.pk in low:
+        wanted = 1 if user.pk in low else 0
+        wanted = max(wanted, lots - held.get(user.pk, 0))
+        for n in range(wanted):
+            has = held.get(user.pk, 0) + n
             credits_grant(
                 user=user,
-                amount=1_000_000_000,
+                amount=1_000_000_000 // lots,
                 kind="BONUS",
-                idempotency_key=f"bench-seed:{top_up}:{user.pk}",
+                idempotency_key=f"bench-seed:{top_up}:{user.pk}:{n}",
+                expires_at=None if has == 0 else now + timedelta(days=365 * has),
             )
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE credits_creditbalance")
+        cursor.execute("VACUUM ANALYZE credits_creditlot")
     return existing
 
 
-def round_trips(user) -> str:
+def lots_held(groups: dict) -> str:
+    """How many live lots the users of each group hold (min-max)."""
+    from django.db.models import Count, Max, Min
+
+    from credits.models import CreditLot
+
+    parts = []
+    for prefix, users in groups.items():
+        counts = (
+            CreditLot.objects.filter(user__in=users, remaining__gt=0)
+            .values("user_id")
+            .annotate(n=Count("id"))
+            .aggregate(lo=Min("n"), hi=Max("n"))
+        )
+        parts.append(f"{prefix}* {counts['lo']}-{counts['hi']}")
+    return "live lots per user: " + ", ".join(parts)
+
+
+def round_trips(user, baseline_user) -> str:
     """How many statements one spend sends, for each implementation (by counting them)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -258,7 +335,7 @@ def round_trips(user) -> str:
             credits_spend(user=who, amount=1, idempotency_key=f"bench-rt:{uuid.uuid4().hex}")
         counts[name] = len(queries)
     with CaptureQueriesContext(connection) as queries:
-        naive_spend(user.pk, f"bench-rt:{uuid.uuid4().hex}")
+        naive_spend(baseline_user.pk, f"bench-rt:{uuid.uuid4().hex}")
     counts["naive"] = len(queries)  # BEGIN, SELECT ... FOR UPDATE, UPDATE, two INSERTs, COMMIT
     counts["raw CTE"] = 1
     counts["three-statement"] = 5
@@ -303,21 +380,29 @@ def op_raw(*, url, pick, tag):
     def make(number):
         import psycopg
 
-        from credits.ledger_sql import _PG_MOVE, Movement
+        from credits.ledger_sql import DRAW, Movement, statement_for
 
         conn = psycopg.connect(url, autocommit=True)
         rng = random.Random(number)
-
-        def spend(i):
-            m = Movement(
-                user_id=pick(rng).pk,
+        # The service's own statement and parameters, built once; each spend changes the user
+        # and the key only.
+        sql, params = statement_for(
+            Movement(
+                user_id=0,
                 delta=-1,
                 kind="SPEND",
-                idempotency_key=f"b:{tag}:{number}:{i}",
+                idempotency_key="",
                 action="credits.spend",
                 needs_no_holds=True,
-            )
-            if conn.execute(_PG_MOVE, m.params()).fetchone() is None:
+            ),
+            mode=DRAW,
+        )
+
+        def spend(i):
+            params["uid"] = pick(rng).pk
+            params["key"] = f"b:{tag}:{number}:{i}"
+            rows = conn.execute(sql, params, prepare=True).fetchall()
+            if not any(row[-1] == params["key"] for row in rows):
                 raise RuntimeError("refused")
 
         return spend
@@ -392,19 +477,24 @@ def op_three(*, url, pick, tag):
 OPERATIONS = {
     "service": op_service,
     "free": op_free,
+    "lots5": op_service,  # the same spend, by users holding five lots (see GROUPS)
     "raw": op_raw,
     "naive": op_naive,
     "three": op_three,
 }
 
 
-def check_ledger_now() -> str:
+def check_ledger_now(*, leave_out: set[int] = frozenset()) -> str:
+    """check_ledger's verdict, leaving out ``leave_out`` (the baselines' users, which keep no lots)."""
     from credits.ledger_check import ledger_check
 
     t0 = time.perf_counter()
     report = ledger_check()
-    state = "clean" if report.clean else f"DRIFT for {len(report.drift)} users"
-    return f"{state} ({report.entries} entries, {time.perf_counter() - t0:.2f} s)"
+    seconds = time.perf_counter() - t0
+    drift = [d for d in report.drift if d.user_id not in leave_out]
+    state = "clean" if not drift else f"DRIFT for {len(drift)} users, first {drift[0]}"
+    left = f", {len(report.drift) - len(drift)} baseline users left out" if leave_out else ""
+    return f"{state} ({report.entries} entries{left}, {seconds:.2f} s)"
 
 
 # --- history page and check_ledger at 10k and 1M rows ---------------------------------------------
@@ -444,25 +534,29 @@ def bench_sizes(sizes: list[int]) -> list[dict]:
 
 
 def load_ledger(size: int):
-    """Replace the ledger with ``size`` rows over 1000 users; one user holds a tenth of them.
+    """Replace the ledger with ``size`` rows over 1000 users of its own; one holds a tenth of them.
 
     Each user's entries alternate +2 (BONUS) and -1 (SPEND), so the k-th entry leaves
-    2*ceil(k/2) - floor(k/2); balances and lifetime totals are set to match.
+    2*ceil(k/2) - floor(k/2); balances and lifetime totals are set to match. Each BONUS
+    creates a lot of 2 (promotional, never expiring), and the j-th SPEND draws its credit
+    from the user's ((j + 1) / 2)-th lot, the oldest with credits left, as burn order says:
+    one lot movement per spend, and each lot's remaining set to match.
     """
-    from django.db import connection
+    from django.db import connection, transaction
 
     from accounts.models import User
 
+    # Users of their own: the spend benchmark's users keep the lots they were given.
     users = list(
-        User.objects.filter(email__startswith="bench-")
+        User.objects.filter(email__startswith="benchl-")
         .order_by("pk")
         .values_list("pk", flat=True)[:1000]
     )
     if len(users) < 1000:
-        users = [u.pk for u in make_users(1000)]
+        users = [u.pk for u in make_users(1000, prefix="benchl-")]
     heavy, others = users[0], users[1:]
     t0 = time.perf_counter()
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("TRUNCATE credits_ledgerentry, credits_auditlog CASCADE")
         cursor.execute(
             "UPDATE credits_creditbalance SET balance = 0, lifetime_earned = 0, lifetime_spent = 0"
@@ -484,6 +578,32 @@ def load_ledger(size: int):
         cursor.execute(insert, [[heavy], heavy_rows])
         cursor.execute(insert.replace("'bench-load:'", "'bench-load-o:'"), [others, other_rows])
         cursor.execute("""
+            CREATE TEMPORARY TABLE bench_numbered ON COMMIT DROP AS
+            SELECT id, user_id, kind, created_at,
+                   row_number() OVER (PARTITION BY user_id, kind ORDER BY id) AS n
+              FROM credits_ledgerentry
+        """)
+        cursor.execute("""
+            INSERT INTO credits_creditlot
+                   (user_id, category, source, original, remaining, priority, effective_at, expires_at,
+                    cost_basis, currency, source_type, source_id, grant_entry_id, created_at)
+            SELECT g.user_id, 'promotional', 'bonus', 2,
+                   2 - greatest(0, least(2, coalesce(s.spends, 0) - (2 * g.n - 2))), 100,
+                   g.created_at, NULL, 0, '', NULL, NULL, g.id, g.created_at
+              FROM bench_numbered g
+              LEFT JOIN (SELECT user_id, count(*) AS spends FROM bench_numbered
+                          WHERE kind = 'SPEND' GROUP BY user_id) s ON s.user_id = g.user_id
+             WHERE g.kind = 'BONUS'
+        """)
+        cursor.execute("""
+            INSERT INTO credits_lotmovement (entry_id, lot_id, credits, returns_id, created_at)
+            SELECT d.id, l.id, -1, NULL, d.created_at
+              FROM bench_numbered d
+              JOIN bench_numbered g ON g.user_id = d.user_id AND g.kind = 'BONUS' AND g.n = (d.n + 1) / 2
+              JOIN credits_creditlot l ON l.grant_entry_id = g.id
+             WHERE d.kind = 'SPEND'
+        """)
+        cursor.execute("""
             UPDATE credits_creditbalance b
                SET balance = s.total, lifetime_earned = s.earned, lifetime_spent = s.spent
               FROM (SELECT user_id, sum(amount) AS total,
@@ -492,8 +612,9 @@ def load_ledger(size: int):
                       FROM credits_ledgerentry GROUP BY user_id) s
              WHERE b.user_id = s.user_id
         """)
-        cursor.execute("VACUUM ANALYZE credits_ledgerentry")
-        cursor.execute("VACUUM ANALYZE credits_creditbalance")
+    with connection.cursor() as cursor:
+        for table in ("ledgerentry", "creditbalance", "creditlot", "lotmovement"):
+            cursor.execute(f"VACUUM ANALYZE credits_{table}")
     return User.objects.get(pk=heavy), time.perf_counter() - t0
 
 

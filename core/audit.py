@@ -20,6 +20,8 @@ class AuditAction(models.TextChoices):
     HOLD = "credits.hold", "Spending held"
     RELEASE = "credits.release", "Spending released"
     REGENERATE = "credits.regenerate", "Credits regenerated"
+    EXPIRE = "credits.expire", "Credits expired"
+    VOID = "credits.void", "Bonus credits voided"
     # accounts
     ACCOUNT_DELETE = "accounts.delete", "Account deleted"
     # staff actions (backoffice), each in the transaction of the change it records

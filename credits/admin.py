@@ -17,7 +17,16 @@ from core.admin import (
     admin_link,
 )
 
-from .models import AuditLog, CreditBalance, IdempotencyRecord, LedgerEntry, TrialClaim
+from .models import (
+    AuditLog,
+    CreditBalance,
+    CreditLot,
+    IdempotencyRecord,
+    LedgerEntry,
+    LotCategory,
+    LotMovement,
+    TrialClaim,
+)
 from .references import admin_link_parts
 from .trials import address_digest
 
@@ -130,6 +139,146 @@ class SourceLedgerInline(LedgerEntryInline):
             can_delete=False,
             **kwargs,
         )
+
+
+def cost_basis_text(lot) -> str:
+    """Money per credit with its currency ("0.012500 EUR"), or a dash for promotional credits."""
+    if lot.category == LotCategory.PROMOTIONAL or not lot.currency:
+        return "–"
+    return f"{lot.cost_basis} {lot.currency}"
+
+
+class CreditLotInline(RecentReadOnlyInline):
+    """The newest lots of the page's user: where each credit came from and what is left of it."""
+
+    model = CreditLot
+    fk_name = "user"
+    limit = 20
+    verbose_name_plural = "Newest credit lots (up to 20)"
+    fields = (
+        "source",
+        "category",
+        "original",
+        "remaining",
+        "effective_at",
+        "expires_at",
+        "cost_basis_display",
+    )
+    readonly_fields = fields
+    ordering = ("-id",)
+
+    @admin.display(description="Cost basis per credit")
+    def cost_basis_display(self, obj):
+        return cost_basis_text(obj)
+
+
+class LotMovementInline(RecentReadOnlyInline):
+    """What the newest entries took from the lot (negative) or gave back to it (positive)."""
+
+    model = LotMovement
+    fk_name = "lot"
+    limit = 50
+    verbose_name_plural = "Newest movements (up to 50)"
+    fields = ("created_at", "entry_link", "entry_kind", "credits", "returns")
+    readonly_fields = fields
+    ordering = ("-id",)
+    show_change_link = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("entry")
+
+    def has_view_permission(self, request, obj=None):
+        # The movements are part of the lot: whoever may see the lot sees them.
+        return request.user.has_perm("credits.view_creditlot")
+
+    @admin.display(description="Ledger entry")
+    def entry_link(self, obj):
+        return admin_link(LedgerEntry, obj.entry_id)
+
+    @admin.display(description="Kind")
+    def entry_kind(self, obj):
+        return obj.entry.get_kind_display()
+
+
+@admin.register(CreditLot)
+class CreditLotAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "id",
+        "user",
+        "source",
+        "category",
+        "original",
+        "remaining",
+        "expires_at",
+        "cost_basis_display",
+        "effective_at",
+    )
+    list_display_links = ("id",)
+    list_select_related = ("user",)
+    list_filter = ("category", "source")
+    search_fields = ("user__email",)
+    search_help_text = "A lot id or user id, or an exact email address."
+    exact_int_fields = ("pk", "user_id")
+    exact_user_fields = ("user_id",)
+    ordering = ("-id",)
+    fields = (
+        "id",
+        "user_link",
+        "category",
+        "source",
+        "original",
+        "remaining",
+        "priority",
+        "effective_at",
+        "expires_at",
+        "cost_basis_display",
+        "source_link",
+        "grant_link",
+        "created_at",
+    )
+    readonly_fields = fields
+    inlines = (LotMovementInline,)
+
+    @admin.display(description="Cost basis per credit", ordering="cost_basis")
+    def cost_basis_display(self, obj):
+        return cost_basis_text(obj)
+
+    @admin.display(description="Created by")
+    def source_link(self, obj):
+        return source_link(obj)
+
+    @admin.display(description="Grant entry")
+    def grant_link(self, obj):
+        return admin_link(LedgerEntry, obj.grant_entry_id)
+
+    @admin.display(description="User")
+    def user_link(self, obj):
+        return admin_link(type(obj.user), obj.user_id, str(obj.user))
+
+
+@admin.register(LotMovement)
+class LotMovementAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin, admin.ModelAdmin):
+    """Credits one entry took from a lot (negative) or gave back to it (positive)."""
+
+    list_display = ("id", "created_at", "entry_link", "lot_link", "credits", "returns_link")
+    search_help_text = "A movement, ledger entry or lot id."
+    search_fields = ("entry_id",)
+    exact_int_fields = ("pk", "entry_id", "lot_id")
+    ordering = ("-id",)
+    fields = ("id", "created_at", "entry_link", "lot_link", "credits", "returns_link")
+    readonly_fields = fields
+
+    @admin.display(description="Ledger entry")
+    def entry_link(self, obj):
+        return admin_link(LedgerEntry, obj.entry_id)
+
+    @admin.display(description="Lot")
+    def lot_link(self, obj):
+        return admin_link(CreditLot, obj.lot_id)
+
+    @admin.display(description="Gives back")
+    def returns_link(self, obj):
+        return admin_link(LotMovement, obj.returns_id)
 
 
 class SpendingFrozenFilter(admin.SimpleListFilter):

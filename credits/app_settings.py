@@ -24,14 +24,72 @@ CREDITS_PREPARED_STATEMENTS    True                        prepare the ledger st
                                                            once per connection (PostgreSQL;
                                                            False behind a transaction-pooling
                                                            PgBouncer older than 1.21)
+CREDITS_LOT_PRIORITY           100 for every source        burn order rank of a lot, by
+                                                           source (lower burns first);
+                                                           sources left out keep 100
+CREDITS_LOT_EXPIRY             purchase None, trial 30     how long a lot stays spendable,
+                               days, regeneration None     by source (a timedelta, whole
+                                                           seconds, or None: never); other
+                                                           sources expire as their grant
+                                                           says (no expiry when it says none)
+CREDITS_LOT_EXPIRY_BATCH       500                         lots the expiry task expires per
+                                                           run at most
 =============================  ==========================  ==============================
 """
 
 from datetime import timedelta
 
-from core.app_settings import AppSettings, Setting
+from core.app_settings import AppSettings, Setting, to_timedelta
 
 _WHOLE = {"type": int, "whole": True}
+
+#: The lot sources (``credits.models.LotSource`` values; not imported: the models read these
+#: settings).
+LOT_SOURCES = (
+    "purchase",
+    "subscription",
+    "rollover",
+    "trial",
+    "bonus",
+    "voucher",
+    "regeneration",
+    "adjustment",
+    "opening",
+)
+DEFAULT_LOT_PRIORITY = 100
+#: Sources whose lots expire by setting; the others are given their expiry where granted.
+DEFAULT_LOT_EXPIRY = {"purchase": None, "trial": timedelta(days=30), "regeneration": None}
+
+
+def _per_source(value) -> dict:
+    if not isinstance(value, dict):
+        raise TypeError(f"not a mapping of lot source to value: {value!r}")
+    unknown = sorted(set(value) - set(LOT_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown lot sources {unknown}; the sources are {list(LOT_SOURCES)}")
+    return value
+
+
+def lot_priorities(value) -> dict[str, int]:
+    """Every source's priority: the given ones over the default (a SMALLINT, -32768..32767)."""
+    given = _per_source(value)
+    for source, rank in given.items():
+        if isinstance(rank, bool) or not isinstance(rank, int) or not -32768 <= rank <= 32767:
+            raise ValueError(f"the priority of {source!r} must be a whole number, not {rank!r}")
+    return {source: given.get(source, DEFAULT_LOT_PRIORITY) for source in LOT_SOURCES}
+
+
+def lot_expiries(value) -> dict[str, timedelta | None]:
+    """The sources' expiries: the given ones over the defaults (None: never expires)."""
+    given = _per_source(value)
+    merged = {**DEFAULT_LOT_EXPIRY}
+    for source, after in given.items():
+        if after is not None:
+            after = to_timedelta(after)
+            if after <= timedelta(0):
+                raise ValueError(f"the expiry of {source!r} must be positive, not {after!r}")
+        merged[source] = after
+    return merged
 
 
 class CreditsSettings(AppSettings):
@@ -111,6 +169,35 @@ class CreditsSettings(AppSettings):
         check_id="credits.E009",
         meaning="prepare the ledger statements once per connection",
     )
+    LOT_PRIORITY = Setting(
+        "CREDITS_LOT_PRIORITY",
+        lambda: lot_priorities({}),
+        lot_priorities,
+        check_id="credits.E010",
+        meaning="a mapping of lot source to burn-order priority, lower first",
+    )
+    LOT_EXPIRY = Setting(
+        "CREDITS_LOT_EXPIRY",
+        lambda: lot_expiries({}),
+        lot_expiries,
+        check_id="credits.E011",
+        meaning="a mapping of lot source to a duration or None",
+    )
+    LOT_EXPIRY_BATCH = Setting(
+        "CREDITS_LOT_EXPIRY_BATCH",
+        500,
+        **_WHOLE,
+        minimum=1,
+        check_id="credits.E012",
+        meaning="lots expired per run of the expiry task",
+    )
+
+    def lot_priority(self, source: str) -> int:
+        return self.LOT_PRIORITY[source]
+
+    def lot_expiry(self, source: str) -> timedelta | None:
+        """The expiry the settings give ``source``'s lots (None: never, or set at the grant)."""
+        return self.LOT_EXPIRY.get(source)
 
     @property
     def REGEN_INTERVAL_SECONDS(self) -> int:

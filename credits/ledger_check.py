@@ -1,9 +1,12 @@
-"""Recompute every balance from the ledger in one pass and report where they disagree.
+"""Recompute every balance from the ledger and its lots in one pass and report where they disagree.
 
-One SQL statement: a window over each user's entries in id order (the order the balance
-row's lock gave them) checks every entry's before/after chain, and the per-user sums are
-compared with the balance rows. It reads each ledger row once (a sort by user and id, then
-a streaming aggregate), so its time grows linearly with the ledger.
+One SQL statement: each entry is joined (by hash) to the sum of its lot movements and to the
+lot it granted, and its lot checks are reduced there to a few flags; a window over each
+user's entries in id order (the order the balance row's lock gave them) then checks every
+entry's before/after chain, on rows hardly wider than the chain checks alone sort; the lots
+are summed per user and their movements per lot; and the per-user sums are compared with
+the balance rows. Each table is read once (one sort of the ledger by user and id, hash joins
+and aggregates for the rest), so its time grows linearly with the ledger.
 
 What counts as drift, per user:
   * an entry whose balance_after is not balance_before + amount;
@@ -13,17 +16,42 @@ What counts as drift, per user:
   * lifetime totals that are not the sums of the earned and spent kinds, or a balance that
     is not lifetime_earned - lifetime_spent;
   * a balance row with no entries but a non-zero balance or totals, and entries with no
-    balance row.
+    balance row;
+and, once the lots exist (migration 0013):
+  * a balance that is not the sum of ``remaining`` over the user's lots;
+  * a lot whose remaining is not its original plus the sum of its movements;
+  * an entry that is not a grant whose movements do not add up to its amount (or a grant
+    entry with movements);
+  * a grant entry that did not create exactly one lot of its amount, or a lot created by an
+    entry that is not a grant, or a lot of another user; the one exception is a refund of
+    credits drawn before the lots existed (they have no lot to go back to): it creates a
+    promotional ``opening`` lot of them, and its movements plus that lot's original add up
+    to its amount;
+  * an entry that moved credits of another user's lot;
+  * a return that gives back more than its draw took, or to another lot than the draw's;
+  * a spend or negative adjustment that drew from a lot not live at the entry's time
+    (``effective_at <= created_at < expires_at``).
+
+Entries written before the lots existed (up to ``credits_lotcutover.last_entry_id``, recorded
+by 0013) have no movements: they are held only to the chain checks, and a grant among them
+has at most one lot (what was left of it at the migration, so ``original <= amount``).
 """
 
 from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from .models import SPENT_SIDE_KINDS
+from .models import CREDIT_KINDS, SPENT_SIDE_KINDS, LedgerKind
 
 _SPENT_KINDS = ", ".join(f"'{kind}'" for kind in sorted(SPENT_SIDE_KINDS))
+#: Entries that create a lot: every credit kind but refunds (which give back to the lots a
+#: spend drew from), and positive staff adjustments.
+_GRANT_KINDS = ", ".join(f"'{kind}'" for kind in sorted(CREDIT_KINDS - {LedgerKind.REFUND}))
+_IS_GRANT = f"(e.kind IN ({_GRANT_KINDS}) OR (e.kind = 'ADJUSTMENT' AND e.amount > 0))"
+#: Draws that must come from live lots (expiry, void, forfeit and clawback take what is there).
+_LIVE_DRAW_KINDS = "'SPEND', 'ADJUSTMENT'"
 
+#: The chain checks alone: the whole check before the lots exist.
 _PG_CHECK = f"""
 WITH chained AS (
     SELECT user_id, id, amount, kind, balance_before, balance_after,
@@ -61,6 +89,135 @@ SELECT coalesce(p.user_id, b.user_id) AS user_id,
  ORDER BY 1
 """
 
+#: The chain checks and every lot invariant, in one statement (%(cutover)s: the last entry
+#: written before the lots existed).
+_PG_CHECK_LOTS = f"""
+WITH mv AS MATERIALIZED (
+    SELECT m.id, m.entry_id, m.lot_id, m.credits, m.returns_id,
+           l.user_id AS lot_user, l.effective_at, l.expires_at
+      FROM credits_lotmovement m
+      JOIN credits_creditlot l ON l.id = m.lot_id
+), by_entry AS (
+    SELECT entry_id, sum(credits)::bigint AS moved, min(lot_user) AS lot_user_lo, max(lot_user) AS lot_user_hi,
+           max(effective_at) FILTER (WHERE credits < 0) AS latest_effective,
+           min(expires_at) FILTER (WHERE credits < 0) AS soonest_expiry
+      FROM mv
+     GROUP BY entry_id
+), by_lot AS (
+    SELECT lot_id, sum(credits) AS moved FROM mv GROUP BY lot_id
+), given_back AS (
+    SELECT returns_id, sum(credits) AS back, min(lot_id) AS lot_lo, max(lot_id) AS lot_hi
+      FROM mv
+     WHERE returns_id IS NOT NULL
+     GROUP BY returns_id
+), bad_returns AS (
+    SELECT d.lot_user AS user_id, count(*) AS bad_returns, min(d.id) AS first_bad_draw
+      FROM given_back g
+      JOIN mv d ON d.id = g.returns_id
+     WHERE d.credits >= 0 OR g.back > -d.credits OR g.lot_lo <> d.lot_id OR g.lot_hi <> d.lot_id
+     GROUP BY d.lot_user
+), lots AS (
+    SELECT l.user_id, count(*) AS lots, sum(l.remaining) AS remaining,
+           count(*) FILTER (WHERE l.remaining <> l.original + coalesce(bl.moved, 0)) AS bad_lots,
+           min(l.id) FILTER (WHERE l.remaining <> l.original + coalesce(bl.moved, 0)) AS first_bad_lot
+      FROM credits_creditlot l
+      LEFT JOIN by_lot bl ON bl.lot_id = l.id
+     GROUP BY l.user_id
+), flagged AS (
+    -- each entry's lot checks, reduced to four flags before the sort: the window's rows stay
+    -- as narrow as in the chain checks alone
+    SELECT user_id, id, amount, kind, balance_before, balance_after,
+           CASE WHEN NOT has_lot_data THEN NOT legacy AND NOT is_grant AND amount <> 0
+                WHEN is_grant THEN moved IS NOT NULL
+                WHEN legacy AND moved IS NULL THEN false
+                -- a refund of credits drawn before the lots existed: an opening lot holds them
+                WHEN kind = 'REFUND' THEN coalesce(moved, 0) + coalesce(lot_original, 0) <> amount
+                ELSE coalesce(moved, 0) <> amount
+           END AS bad_moved,
+           CASE WHEN NOT has_lot_data THEN NOT legacy AND is_grant
+                WHEN is_grant AND legacy
+                  THEN lot_of IS NOT NULL AND (lot_original > amount OR lot_user <> user_id)
+                WHEN is_grant THEN lot_of IS NULL OR lot_original <> amount OR lot_user <> user_id
+                -- only an opening lot of the refund's own user
+                WHEN kind = 'REFUND' AND NOT legacy
+                  THEN lot_of IS NOT NULL AND (NOT opening_lot OR lot_user <> user_id)
+                ELSE lot_of IS NOT NULL
+           END AS bad_grant,
+           has_lot_data AND (lot_user_lo <> user_id OR lot_user_hi <> user_id) AS foreign_lots,
+           has_lot_data AND kind IN ({_LIVE_DRAW_KINDS})
+               AND (latest_effective > created_at OR soonest_expiry <= created_at) AS dead_draw
+      FROM (SELECT e.user_id, e.id, e.amount, e.kind, e.balance_before, e.balance_after, e.created_at,
+                   {_IS_GRANT} AS is_grant, e.id <= %(cutover)s AS legacy,
+                   be.entry_id IS NOT NULL OR gl.grant_entry_id IS NOT NULL AS has_lot_data,
+                   be.moved, be.lot_user_lo, be.lot_user_hi, be.latest_effective, be.soonest_expiry,
+                   gl.grant_entry_id AS lot_of, gl.original AS lot_original, gl.user_id AS lot_user,
+                   gl.opening AS opening_lot
+              FROM credits_ledgerentry e
+              LEFT JOIN by_entry be ON be.entry_id = e.id
+              LEFT JOIN (SELECT grant_entry_id, original, user_id,
+                                source = 'opening' AND category = 'promotional' AS opening
+                           FROM credits_creditlot) gl ON gl.grant_entry_id = e.id
+            OFFSET 0) AS joined  -- planned apart: each entry's kind is tested once
+    OFFSET 0  -- planned apart: the window sorts these rows, not the joins' wider ones
+), chained AS (
+    SELECT f.*,
+           lag(balance_after) OVER w AS previous_after,
+           lead(id) OVER w IS NULL AS is_last
+      FROM flagged f
+    WINDOW w AS (PARTITION BY user_id ORDER BY id)
+), per_user AS (
+    SELECT user_id,
+           count(*) AS entries,
+           sum(amount) AS total,
+           coalesce(sum(amount) FILTER (WHERE kind NOT IN ({_SPENT_KINDS})), 0) AS earned,
+           coalesce(-sum(amount) FILTER (WHERE kind IN ({_SPENT_KINDS})), 0) AS spent,
+           max(balance_after) FILTER (WHERE is_last) AS last_after,
+           count(*) FILTER (WHERE balance_after <> balance_before + amount) AS bad_sums,
+           count(*) FILTER (WHERE balance_before <> coalesce(previous_after, 0)) AS broken_links,
+           min(id) FILTER (WHERE balance_after <> balance_before + amount
+                              OR balance_before <> coalesce(previous_after, 0)) AS first_bad_entry,
+           count(*) FILTER (WHERE bad_moved) AS bad_moved,
+           min(id) FILTER (WHERE bad_moved) AS first_bad_moved,
+           count(*) FILTER (WHERE bad_grant) AS bad_grants,
+           min(id) FILTER (WHERE bad_grant) AS first_bad_grant,
+           count(*) FILTER (WHERE foreign_lots) AS foreign_lots,
+           count(*) FILTER (WHERE dead_draw) AS dead_draws,
+           min(id) FILTER (WHERE dead_draw) AS first_dead_draw
+      FROM chained
+     GROUP BY user_id
+)
+SELECT coalesce(p.user_id, b.user_id, l.user_id, r.user_id) AS user_id,
+       coalesce(p.entries, 0), p.total, p.earned, p.spent, p.last_after,
+       coalesce(p.bad_sums, 0), coalesce(p.broken_links, 0), p.first_bad_entry,
+       b.user_id IS NOT NULL AS has_balance_row, b.balance, b.lifetime_earned, b.lifetime_spent,
+       true AS lots_checked, coalesce(l.lots, 0), coalesce(l.remaining, 0),
+       coalesce(l.bad_lots, 0), l.first_bad_lot,
+       coalesce(p.bad_moved, 0), p.first_bad_moved, coalesce(p.bad_grants, 0), p.first_bad_grant,
+       coalesce(p.foreign_lots, 0), coalesce(r.bad_returns, 0), r.first_bad_draw,
+       coalesce(p.dead_draws, 0), p.first_dead_draw
+  FROM per_user p
+  FULL OUTER JOIN credits_creditbalance b ON b.user_id = p.user_id
+  FULL OUTER JOIN lots l ON l.user_id = coalesce(p.user_id, b.user_id)
+  FULL OUTER JOIN bad_returns r ON r.user_id = coalesce(p.user_id, b.user_id, l.user_id)
+ WHERE b.user_id IS NULL
+    OR (p.user_id IS NULL AND (b.balance <> 0 OR b.lifetime_earned <> 0 OR b.lifetime_spent <> 0))
+    OR b.balance <> b.lifetime_earned - b.lifetime_spent
+    OR (p.user_id IS NOT NULL AND (
+           p.bad_sums > 0 OR p.broken_links > 0
+        OR b.balance <> p.total OR b.balance <> p.last_after
+        OR b.lifetime_earned <> p.earned OR b.lifetime_spent <> p.spent
+        OR p.bad_moved > 0 OR p.bad_grants > 0 OR p.foreign_lots > 0 OR p.dead_draws > 0))
+    OR b.balance <> coalesce(l.remaining, 0)
+    OR l.bad_lots > 0
+    OR r.bad_returns > 0
+ ORDER BY 1
+"""
+
+#: The last entry written before the lots existed (NULL: the lots do not exist yet).
+_PG_HAS_LOTS = "SELECT to_regclass('credits_lotcutover') IS NOT NULL"
+_PG_CUTOVER = "SELECT coalesce(max(last_entry_id), 0) FROM credits_lotcutover"
+
+_PG_COUNT_LOTS = "SELECT count(*) FROM credits_creditlot"
 _PG_COUNTS = "SELECT (SELECT count(*) FROM credits_ledgerentry), (SELECT count(*) FROM credits_creditbalance)"
 
 
@@ -79,6 +236,21 @@ class UserDrift:
     balance: int | None
     lifetime_earned: int | None
     lifetime_spent: int | None
+    #: The lot checks ran (False before migration 0013).
+    lots_checked: bool = False
+    lots: int = 0
+    lots_remaining: int = 0
+    bad_lots: int = 0
+    first_bad_lot: int | None = None
+    bad_moved: int = 0
+    first_bad_moved: int | None = None
+    bad_grants: int = 0
+    first_bad_grant: int | None = None
+    foreign_lots: int = 0
+    bad_returns: int = 0
+    first_bad_draw: int | None = None
+    dead_draws: int = 0
+    first_dead_draw: int | None = None
 
     def problems(self) -> list[str]:
         found = []
@@ -120,6 +292,44 @@ class UserDrift:
                 f"balance {self.balance} is not lifetime_earned - lifetime_spent "
                 f"({self.lifetime_earned} - {self.lifetime_spent})"
             )
+        if self.lots_checked:
+            found.extend(self._lot_problems())
+        return found
+
+    def _lot_problems(self) -> list[str]:
+        found = []
+        if self.has_balance_row and self.balance != self.lots_remaining:
+            found.append(
+                f"balance {self.balance} but its {self.lots} lots hold {self.lots_remaining}"
+            )
+        if self.bad_lots:
+            found.append(
+                f"{self.bad_lots} lots whose remaining is not original + their movements "
+                f"(first lot #{self.first_bad_lot})"
+            )
+        if self.bad_moved:
+            found.append(
+                f"{self.bad_moved} entries whose lot movements do not add up to their amount "
+                f"(first entry #{self.first_bad_moved})"
+            )
+        if self.bad_grants:
+            found.append(
+                f"{self.bad_grants} entries with a missing, wrong or misplaced lot: a grant "
+                f"makes exactly one lot of its amount, nothing else makes one "
+                f"(first entry #{self.first_bad_grant})"
+            )
+        if self.foreign_lots:
+            found.append(f"{self.foreign_lots} entries that moved credits of another user's lot")
+        if self.bad_returns:
+            found.append(
+                f"{self.bad_returns} draws given back more than they took, or to another lot "
+                f"(first draw movement #{self.first_bad_draw})"
+            )
+        if self.dead_draws:
+            found.append(
+                f"{self.dead_draws} spends or adjustments that drew from a lot not live at "
+                f"their time (first entry #{self.first_dead_draw})"
+            )
         return found
 
 
@@ -128,6 +338,9 @@ class LedgerReport:
     entries: int
     balances: int
     drift: list[UserDrift]
+    #: The lots were checked too (False before migration 0013 has made them).
+    lots_checked: bool = False
+    lots: int = 0
 
     @property
     def clean(self) -> bool:
@@ -143,8 +356,23 @@ def ledger_check() -> LedgerReport:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             # The per-user sort then fits in memory for a few million rows.
             cursor.execute("SET LOCAL work_mem = '64MB'")
-            cursor.execute(_PG_CHECK)
+            # Run once, the statement is not worth compiling: JIT takes longer than it saves.
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute(_PG_HAS_LOTS)
+            lots_checked = cursor.fetchone()[0]
+            if lots_checked:
+                cursor.execute(_PG_CUTOVER)
+                cutover = cursor.fetchone()[0]
+                cursor.execute(_PG_CHECK_LOTS, {"cutover": cutover})
+            else:
+                cursor.execute(_PG_CHECK)
             drift = [UserDrift(*row) for row in cursor.fetchall()]
             cursor.execute(_PG_COUNTS)
             entries, balances = cursor.fetchone()
-    return LedgerReport(entries=entries, balances=balances, drift=drift)
+            lots = 0
+            if lots_checked:
+                cursor.execute(_PG_COUNT_LOTS)
+                lots = cursor.fetchone()[0]
+    return LedgerReport(
+        entries=entries, balances=balances, drift=drift, lots_checked=lots_checked, lots=lots
+    )

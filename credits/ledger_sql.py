@@ -1,19 +1,20 @@
 """The statements that move a balance and append its ledger entry and audit row.
 
-A movement is ONE statement: a conditional ``UPDATE ... RETURNING`` of the
-balance row feeding the ledger insert and the audit insert in the same CTE. The balance
+A movement is ONE statement: the balance row locked (``SELECT ... FOR UPDATE``, the
+per-user lock), then the user's lots, feeding the ledger, lot and audit inserts and the
+balance row's update in the same CTE (see ``_lots_statement``). The balance
 row's lock is therefore held only from that statement to the commit right after it (and
 when the caller has no transaction open, the statement is its own transaction: the lock is
 taken and released inside the server, with no client round trip in between). The UNIQUE
 idempotency key makes a repeated movement fail as a whole, so it never moves money.
 
-Free-tier regeneration rides on the same statement: ``_PG_MOVE_WITH_REGEN`` locks the
-balance row, works out the credits due since ``regen_checked_at`` (whole periods, topping up
-to the cap and never beyond), and writes the regeneration entry and the movement's entry,
-in that order, in one statement. All times come from the database clock (the statement's
-start, not the transaction's), so web servers with different clocks agree and a long
-transaction does not judge time by when it began. ``_PG_REGEN`` does the same for a
-read of the balance: when nothing is due it is a plain read and takes no lock.
+Free-tier regeneration rides on the same statement: it locks the balance row, works out
+the credits due since ``regen_checked_at`` (whole periods, topping up to the cap and never
+beyond), and writes the regeneration entry and the movement's entry, in that order, in one
+statement. All times come from the database clock (the statement's start, not the
+transaction's), so web servers with different clocks agree and a long transaction does not
+judge time by when it began. The catch-up statement (``CATCH_UP``) does the same for a read
+of the balance: when nothing is due it is a plain read and takes no lock.
 
 Every movement keeps ``balance == lifetime_earned - lifetime_spent``: spends and their
 refunds count on the spent side, every other kind on the earned side.
@@ -22,6 +23,7 @@ refunds count on the spent side, every other kind on the earned side.
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import psycopg
 from django.core.serializers.json import DjangoJSONEncoder
@@ -31,11 +33,19 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from core.audit import AuditAction
 
 from .app_settings import app_settings
-from .models import SPENT_SIDE_KINDS, CreditBalance, LedgerEntry
+from .models import (
+    SPENT_SIDE_KINDS,
+    LedgerEntry,
+    LedgerKind,
+    LotCategory,
+    LotSource,
+)
 
 SPENT_SIDE = SPENT_SIDE_KINDS
 REGEN_ACTION = AuditAction.REGENERATE
 REGEN_DESCRIPTION = "Free-tier regeneration"
+EXPIRY_DESCRIPTION = "Credits expired"
+VOID_DESCRIPTION = "Bonus credits voided with their purchase"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _INSERT_COLUMNS = """
@@ -44,40 +54,15 @@ _INSERT_COLUMNS = """
             idempotency_key, source_type, source_id, reverses_id, created_by_id, created_at)
 """
 
-_PG_MOVE = f"""
-WITH moved AS (
-    UPDATE credits_creditbalance
-       SET balance = balance + %(delta)s,
-           lifetime_earned = lifetime_earned + %(earned)s,
-           lifetime_spent = lifetime_spent + %(spent)s,
-           version = version + 1,
-           updated_at = now()
-     WHERE user_id = %(uid)s
-       AND balance + %(delta)s >= 0
-       AND (spend_holds = 0 OR NOT %(needs_no_holds)s)
-    RETURNING balance
-), entry AS (
-    {_INSERT_COLUMNS}
-    SELECT %(uid)s, %(delta)s, %(kind)s, moved.balance - %(delta)s, moved.balance,
-           %(description)s, %(internal_note)s::text, %(metadata)s::jsonb, %(key)s, %(source_type)s::varchar,
-           %(source_id)s::bigint, %(reverses_id)s::bigint, %(created_by_id)s::bigint, now()
-      FROM moved
-    RETURNING id, kind, balance_before, balance_after, created_at
-), audit AS (
-    INSERT INTO credits_auditlog (user_id, actor_id, action, success, metadata, error_message, created_at)
-    SELECT %(uid)s, %(created_by_id)s::bigint, %(action)s, true,
-           %(audit)s::jsonb || jsonb_build_object('ledger_entry_id', entry.id), '', now()
-      FROM entry
-)
-SELECT id, kind, balance_before, balance_after, created_at FROM entry
-"""
-
 # The credits due for a locked row ``cur`` (columns balance, regen_checked_at, now_ts): whole
 # periods since regen_checked_at, times the amount, topped up to the cap and never beyond.
 # regen_checked_at advances by the whole periods only (the part of a period already waited
 # is kept), also at the cap (time at the cap is not banked). A row never checked starts
 # counting now; a regen_checked_at in the future (a clock that went backwards) is kept, and
 # nothing is due until the clock has caught up with it and a whole period has passed.
+# ``regen`` is a bigint like every other credit count: ``cur.balance`` may be numeric (the
+# balance less a sum() of lapsed lots), and a numeric ``regen`` would turn the pool of lots,
+# its running sums and the draws numeric too, for free-tier users only.
 _REGEN_CALC = """
     SELECT marked.*,
            CASE WHEN marked.balance >= %(regen_cap)s OR marked.periods = 0
@@ -85,7 +70,7 @@ _REGEN_CALC = """
                   OR EXISTS (SELECT 1 FROM credits_ledgerentry e WHERE e.idempotency_key = marked.regen_key)
                 THEN 0
                 ELSE LEAST(%(regen_cap)s - marked.balance, %(regen_amount)s * marked.periods)
-           END AS regen
+           END::bigint AS regen
       FROM (SELECT due.*,
                    'regen:' || %(uid)s::bigint || ':'
                      || (extract(epoch FROM due.checked_to) * 1000000)::bigint AS regen_key
@@ -103,157 +88,410 @@ _REGEN_CALC = """
                               FROM cur) AS periods) AS due) AS marked
 """
 # Something to write: a first check, or at least one whole period elapsed.
-_REGEN_DUE = "({t}.regen_checked_at IS NULL OR {t}.regen_checked_at <= {t}.now_ts - %(regen_every)s * interval '1 second')"
-_REGEN_ROW = """
-    SELECT 1 AS ord, 'REGENERATION'::varchar AS kind, moved.regen AS amount, moved.before AS bb,
-           %(regen_description)s::varchar AS description, ''::text AS internal_note,
-           jsonb_build_object('periods', moved.periods, 'from', moved.regen_from, 'to', moved.regen_to) AS metadata,
-           moved.regen_key AS key,
-           NULL::varchar AS source_type, NULL::bigint AS source_id, NULL::bigint AS reverses_id,
-           NULL::bigint AS created_by_id
-      FROM moved
-     WHERE moved.regen > 0
-"""
-_REGEN_AUDIT = """
-    INSERT INTO credits_auditlog (user_id, actor_id, action, success, metadata, error_message, created_at)
-    SELECT %(uid)s, entry.created_by_id,
-           CASE WHEN entry.kind = 'REGENERATION' THEN %(regen_action)s ELSE %(action)s END, true,
-           CASE WHEN entry.kind = 'REGENERATION'
-                THEN jsonb_build_object('kind', entry.kind, 'amount', entry.amount)
-                ELSE %(audit)s::jsonb END
-             || jsonb_build_object('ledger_entry_id', entry.id), '', now()
-      FROM entry
-"""
+# --- lots -------------------------------------------------------------------------------------
+#
+# Every movement is one statement over the user's balance row and lots:
+#
+#   bal     locks the balance row (FOR UPDATE: the per-user lock every movement takes first);
+#   held    then locks the user's lots holding credits, in burn order (and, for a refund, the
+#           lots its spend drew from);
+#   due     the held lots that have expired with credits left: the statement expires them
+#           first (one EXPIRY entry per lot, key ``expire:<lot id>``), so whatever the
+#           periodic expiry task has not reached yet is written before anything is judged
+#           against the balance, and the balance row stays equal to the sum of the lots;
+#   calc    free-tier regeneration due (a new promotional lot), judged on the balance
+#           without the expired credits;
+#   pool    the live lots (``effective_at <= t < expires_at``, t = the statement's clock)
+#           in burn order, the regenerated lot (not written yet) among them; running sums
+#           over the locked rows (a window cannot share a SELECT with FOR UPDATE);
+#   gate    one row when the movement may go ahead (a spend: the live lots cover it and
+#           spending is not frozen): every write below joins it, so a refused movement
+#           writes nothing at all;
+#   then the ledger entries (in id order: expiries, regeneration, the movement, voids, the
+#   expiry of returned credits whose lot has lapsed), their lots and lot movements, the lots'
+#   new ``remaining`` (one UPDATE per lot), the balance row and the audit rows.
+#
+# A lot granted by a transaction that commits while this statement waits for the balance row
+# is not in this statement's snapshot: a spend may then be refused although the balance
+# would cover it. The services run a refused movement again when a fresh read says the live
+# lots cover it (``live_credits``); nothing is ever drawn from a lot the statement did not
+# lock.
 
-_PG_MOVE_WITH_REGEN = f"""
-WITH cur AS MATERIALIZED (
-    SELECT balance, regen_checked_at, statement_timestamp() AS now_ts
-      FROM credits_creditbalance
-     WHERE user_id = %(uid)s
-       FOR UPDATE
-), calc AS MATERIALIZED ({_REGEN_CALC}
-), moved AS (
-    UPDATE credits_creditbalance b
-       SET balance = calc.balance + calc.regen + %(delta)s,
-           lifetime_earned = b.lifetime_earned + calc.regen + %(earned)s,
-           lifetime_spent = b.lifetime_spent + %(spent)s,
-           regen_checked_at = calc.checked_to,
-           version = b.version + 1,
-           updated_at = now()
-      FROM calc
-     WHERE b.user_id = %(uid)s
-       AND calc.balance + calc.regen + %(delta)s >= 0
-       AND (b.spend_holds = 0 OR NOT %(needs_no_holds)s)
-    RETURNING calc.balance AS before, calc.regen, calc.periods, calc.regen_key,
-              calc.regen_checked_at AS regen_from, calc.checked_to AS regen_to
-), rows AS ({_REGEN_ROW}
-    UNION ALL
-    SELECT 2, %(kind)s, %(delta)s, moved.before + moved.regen, %(description)s, %(internal_note)s::text,
-           %(metadata)s::jsonb,
-           %(key)s, %(source_type)s::varchar, %(source_id)s::bigint, %(reverses_id)s::bigint,
-           %(created_by_id)s::bigint
-      FROM moved
-), entry AS (
-    {_INSERT_COLUMNS}
-    SELECT %(uid)s, amount, kind, bb, bb + amount, description, internal_note, metadata, key, source_type,
-           source_id, reverses_id, created_by_id, now()
-      FROM (SELECT * FROM rows ORDER BY ord) AS ordered
-    RETURNING id, kind, amount, balance_before, balance_after, created_at, created_by_id
-), audit AS ({_REGEN_AUDIT}
-)
-SELECT id, kind, balance_before, balance_after, created_at FROM entry ORDER BY id
-"""
+#: How a movement treats the lots.
+GRANT = "grant"  # a new lot of ``delta`` credits
+DRAW = "draw"  # take ``-delta`` in burn order, refused unless the live lots cover it
+CLAW = "claw"  # take up to ``requested`` (the purchase's own lot first), never below zero
+TAKE_ALL = "take_all"  # take every live credit (FORFEIT)
+RETURN = "return"  # give ``delta`` back to the lots the spend ``reverses_id`` drew from
+CATCH_UP = "catch_up"  # only what is due: expiries (and regeneration)
 
-_PG_REGEN = f"""
+_BURN_ORDER = "priority, expires_at ASC NULLS LAST, category DESC, effective_at, id NULLS LAST"
+_EARNED_SIDE = "kind NOT IN ('SPEND', 'REFUND')"
+
+
+def _lots_statement(mode: str, *, regen: bool) -> str:
+    if mode == RETURN:
+        held_filter = (
+            "(l.remaining > 0 OR l.id IN (SELECT m.lot_id FROM credits_lotmovement m"
+            " WHERE m.entry_id = %(reverses_id)s::bigint AND m.credits < 0))"
+        )
+    else:
+        held_filter = "l.remaining > 0"
+    if regen:
+        calc = _REGEN_CALC
+    else:
+        calc = """
+    SELECT cur.*, 0::bigint AS periods, cur.regen_checked_at AS checked_to, NULL::text AS regen_key,
+           0::bigint AS regen
+      FROM cur"""
+    drawing = mode in (DRAW, CLAW, TAKE_ALL)
+    if mode == CATCH_UP:
+        # A read of the balance: the row is locked (and what is due written) only when a
+        # plain read of it says something is due; otherwise nothing below has a row to work
+        # on and the statement is a plain read.
+        regen_due = (
+            "b.regen_checked_at IS NULL"
+            " OR b.regen_checked_at <= statement_timestamp() - %(regen_every)s * interval '1 second'"
+            if regen
+            else "false"
+        )
+        head = f"""
 WITH peek AS (
-    SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, statement_timestamp() AS now_ts
-      FROM credits_creditbalance
-     WHERE user_id = %(uid)s
-), cur AS MATERIALIZED (
-    SELECT b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at, peek.now_ts
-      FROM credits_creditbalance b, peek
+    SELECT b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at,
+           ({regen_due})
+           OR EXISTS (SELECT 1 FROM credits_creditlot l
+                       WHERE l.user_id = b.user_id AND l.remaining > 0
+                         AND l.expires_at <= statement_timestamp()) AS due
+      FROM credits_creditbalance b
      WHERE b.user_id = %(uid)s
-       AND {_REGEN_DUE.format(t="peek")}
-       FOR UPDATE OF b
-), calc AS MATERIALIZED ({_REGEN_CALC}
-     WHERE {_REGEN_DUE.format(t="marked")}
-), moved AS (
-    UPDATE credits_creditbalance b
-       SET balance = calc.balance + calc.regen,
-           lifetime_earned = b.lifetime_earned + calc.regen,
-           regen_checked_at = calc.checked_to,
-           version = b.version + 1,
-           updated_at = now()
-      FROM calc
-     WHERE b.user_id = %(uid)s
-    RETURNING b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at,
-              calc.balance AS before, calc.regen, calc.periods, calc.regen_key,
-              calc.regen_checked_at AS regen_from, calc.checked_to AS regen_to
-), rows AS ({_REGEN_ROW}
-), entry AS (
-    {_INSERT_COLUMNS}
-    SELECT %(uid)s, amount, kind, bb, bb + amount, description, internal_note, metadata, key, source_type,
-           source_id, reverses_id, created_by_id, now()
-      FROM rows
-    RETURNING id, kind, amount, created_by_id
-), audit AS ({_REGEN_AUDIT}
-)
-SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, regen FROM moved
-UNION ALL
-SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, 0 FROM cur
- WHERE NOT EXISTS (SELECT 1 FROM moved)
-UNION ALL
-SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, 0 FROM peek
- WHERE NOT EXISTS (SELECT 1 FROM cur)
-"""
-
-# What ``_PG_REGEN`` would make the balance, without writing anything (for error messages).
-_PG_PEEK_REGEN = f"""
-WITH cur AS (
-    SELECT balance, lifetime_earned, lifetime_spent, spend_holds, regen_checked_at, statement_timestamp() AS now_ts
-      FROM credits_creditbalance
-     WHERE user_id = %(uid)s
-), calc AS ({_REGEN_CALC}
-)
-SELECT balance + regen, lifetime_earned + regen, lifetime_spent, spend_holds, checked_to, regen FROM calc
-"""
-
-# The whole balance, taken in one movement (a forfeiture): the amount is what the locked row
-# holds when the statement runs, so a movement committed just before it is included. Nothing
-# is written when the balance is 0. Spending holds do not stop it: it is not a spend. The kind
-# is on the earned side (as expiry and clawback are), so lifetime received goes down by the
-# amount and ``balance == lifetime_earned - lifetime_spent`` still holds.
-_PG_TAKE_ALL = f"""
-WITH cur AS MATERIALIZED (
-    SELECT balance
+), bal AS MATERIALIZED (
+    SELECT b.balance, b.lifetime_earned, b.lifetime_spent, b.regen_checked_at, b.spend_holds,
+           statement_timestamp() AS now_ts
+      FROM credits_creditbalance b
+     WHERE b.user_id = %(uid)s AND (SELECT peek.due FROM peek)
+       FOR UPDATE
+)"""
+    else:
+        head = """
+WITH bal AS MATERIALIZED (
+    SELECT balance, regen_checked_at, spend_holds, statement_timestamp() AS now_ts
       FROM credits_creditbalance
      WHERE user_id = %(uid)s
        FOR UPDATE
-), moved AS (
-    UPDATE credits_creditbalance b
-       SET balance = 0,
-           lifetime_earned = b.lifetime_earned - cur.balance,
-           version = b.version + 1,
-           updated_at = now()
-      FROM cur
-     WHERE b.user_id = %(uid)s
-       AND cur.balance > 0
-    RETURNING cur.balance AS before
+)"""
+    parts = [
+        head
+        + f"""
+, held AS MATERIALIZED (
+    SELECT l.id, l.remaining, l.priority, l.expires_at, l.category, l.effective_at, l.source,
+           l.source_type, l.source_id
+      FROM credits_creditlot l
+     WHERE l.user_id = (SELECT %(uid)s::bigint FROM bal)
+       AND {held_filter}
+     ORDER BY l.priority, l.expires_at, l.category DESC, l.effective_at, l.id
+       FOR UPDATE OF l
+), due AS MATERIALIZED (
+    SELECT held.id, held.remaining, held.source_type, held.source_id
+      FROM held, bal
+     WHERE held.remaining > 0 AND held.expires_at <= bal.now_ts
+), cur AS MATERIALIZED (
+    SELECT bal.balance - coalesce((SELECT sum(due.remaining) FROM due), 0) AS balance,
+           bal.regen_checked_at, bal.now_ts, bal.spend_holds, bal.balance AS row_balance
+      FROM bal
+), calc AS MATERIALIZED ({calc}
+)"""
+    ]
+    if mode == CLAW:
+        parts.append("""
+, voided AS MATERIALIZED (
+    SELECT held.id, held.remaining
+      FROM held, bal
+     WHERE held.remaining > 0 AND held.source = 'bonus'
+       AND held.source_type = %(source_type)s::varchar AND held.source_id = %(source_id)s::bigint
+       AND (held.expires_at IS NULL OR held.expires_at > bal.now_ts)
+)""")
+    if drawing:
+        first = (
+            "CASE WHEN held.source = 'purchase' AND held.source_type = %(source_type)s::varchar"
+            " AND held.source_id = %(source_id)s::bigint THEN 0 ELSE 1 END"
+            if mode == CLAW
+            else "1"
+        )
+        not_voided = "AND held.id NOT IN (SELECT id FROM voided)" if mode == CLAW else ""
+        need = {
+            DRAW: "%(need)s::bigint",
+            CLAW: "least(%(need)s::bigint, total.live)",
+            TAKE_ALL: "total.live",
+        }[mode]
+        allowed = (
+            "total.live >= %(need)s::bigint AND (calc.spend_holds = 0 OR NOT %(needs_no_holds)s::boolean)"
+            if mode == DRAW
+            else "true"
+        )
+        parts.append(f"""
+, pool AS (
+    SELECT held.id, held.remaining, held.priority, held.expires_at, held.category, held.effective_at,
+           {first} AS first
+      FROM held, bal
+     WHERE held.remaining > 0 AND held.effective_at <= bal.now_ts
+       AND (held.expires_at IS NULL OR held.expires_at > bal.now_ts) {not_voided}
+    UNION ALL
+    SELECT NULL::bigint, calc.regen, %(regen_priority)s::smallint, NULL::timestamptz,
+           'promotional'::varchar, calc.now_ts, 1
+      FROM calc
+     WHERE calc.regen > 0
+), ranked AS (
+    SELECT pool.*, sum(pool.remaining) OVER (ORDER BY first, {_BURN_ORDER} ROWS UNBOUNDED PRECEDING) AS upto
+      FROM pool
+), total AS (
+    SELECT coalesce(sum(remaining), 0) AS live FROM pool
+), gate AS MATERIALIZED (
+    SELECT calc.*, {need} AS n
+      FROM calc, total
+     WHERE {allowed}
+), draws AS MATERIALIZED (
+    SELECT ranked.id AS lot_id, least(ranked.remaining, gate.n - (ranked.upto - ranked.remaining)) AS take
+      FROM ranked, gate
+     WHERE ranked.upto - ranked.remaining < gate.n
+)""")
+    else:
+        parts.append("""
+, gate AS MATERIALIZED (
+    SELECT calc.*, 0::bigint AS n FROM calc
+)""")
+    if mode == RETURN:
+        parts.append("""
+, drawn AS (
+    SELECT m.id AS move_id, m.lot_id,
+           -m.credits - coalesce((SELECT sum(r.credits) FROM credits_lotmovement r WHERE r.returns_id = m.id), 0)
+             AS open
+      FROM credits_lotmovement m
+     WHERE m.entry_id = %(reverses_id)s::bigint AND m.credits < 0
+), back AS (
+    SELECT drawn.*, sum(drawn.open) OVER (ORDER BY drawn.move_id DESC ROWS UNBOUNDED PRECEDING) AS upto
+      FROM drawn
+     WHERE drawn.open > 0
+), gives AS MATERIALIZED (
+    SELECT back.move_id, back.lot_id,
+           least(back.open, %(delta)s::bigint - (back.upto - back.open)) AS give,
+           (held.expires_at IS NOT NULL AND held.expires_at <= bal.now_ts) AS lapsed
+      FROM back
+      JOIN held ON held.id = back.lot_id
+     CROSS JOIN bal
+     WHERE back.upto - back.open < %(delta)s::bigint
+), unmatched AS (
+    SELECT %(delta)s::bigint - coalesce((SELECT sum(give) FROM gives), 0) AS credits
+)""")
+    # The entries, in the order their ids are given (the balance chain follows it).
+    no_source = "NULL::varchar, NULL::bigint, NULL::bigint, NULL::bigint"
+    rows = [
+        """
+    SELECT 0 AS ord, due.id AS sub, 'EXPIRY'::varchar AS kind, -due.remaining AS amount,
+           %(expiry_description)s::varchar AS description, ''::text AS internal_note,
+           jsonb_build_object('lot_id', due.id) AS metadata, 'expire:' || due.id AS key,
+           due.source_type, due.source_id, NULL::bigint AS reverses_id, NULL::bigint AS created_by_id
+      FROM due, gate""",
+        f"""
+    SELECT 1, 0, 'REGENERATION'::varchar, gate.regen, %(regen_description)s::varchar, ''::text,
+           jsonb_build_object('periods', gate.periods, 'from', gate.regen_checked_at, 'to', gate.checked_to),
+           gate.regen_key, {no_source}
+      FROM gate
+     WHERE gate.regen > 0""",
+    ]
+    main_amount = {
+        GRANT: "%(delta)s::bigint",
+        DRAW: "%(delta)s::bigint",
+        RETURN: "%(delta)s::bigint",
+        CLAW: "-gate.n",
+        TAKE_ALL: "-gate.n",
+    }
+    if mode != CATCH_UP:
+        metadata = "%(metadata)s::jsonb"
+        if mode == CLAW:
+            metadata += " || jsonb_build_object('requested', %(need)s::bigint, 'unrecovered', %(need)s::bigint - gate.n)"
+        when = "WHERE gate.n > 0" if mode == TAKE_ALL else ""
+        rows.append(f"""
+    SELECT 2, 0, %(kind)s::varchar, {main_amount[mode]}, %(description)s::varchar, %(internal_note)s::text,
+           {metadata}, %(key)s::varchar, %(source_type)s::varchar, %(source_id)s::bigint,
+           %(reverses_id)s::bigint, %(created_by_id)s::bigint
+      FROM gate {when}""")
+    if mode == CLAW:
+        rows.append("""
+    SELECT 3, voided.id, 'VOID'::varchar, -voided.remaining, %(void_description)s::varchar, ''::text,
+           jsonb_build_object('lot_id', voided.id), %(key)s::varchar || ':void:' || voided.id,
+           %(source_type)s::varchar, %(source_id)s::bigint, NULL::bigint, %(created_by_id)s::bigint
+      FROM voided, gate""")
+    if mode == RETURN:
+        rows.append("""
+    SELECT 4, 0, 'EXPIRY'::varchar, -lapsed.credits, %(expiry_description)s::varchar, ''::text,
+           jsonb_build_object('returned_by', %(key)s::varchar), %(key)s::varchar || ':expired',
+           %(source_type)s::varchar, %(source_id)s::bigint, NULL::bigint, %(created_by_id)s::bigint
+      FROM (SELECT sum(give) AS credits FROM gives WHERE lapsed) AS lapsed, gate
+     WHERE lapsed.credits > 0""")
+    parts.append(f"""
+, rows AS MATERIALIZED ({" UNION ALL ".join(rows)}
+), chained AS (
+    SELECT rows.*,
+           gate.row_balance + coalesce(sum(rows.amount) OVER (ORDER BY rows.ord, rows.sub
+                                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS bb
+      FROM rows, gate
 ), entry AS (
     {_INSERT_COLUMNS}
-    SELECT %(uid)s, -moved.before, %(kind)s, moved.before, 0,
-           %(description)s, %(internal_note)s::text, %(metadata)s::jsonb, %(key)s, %(source_type)s::varchar,
-           %(source_id)s::bigint, %(reverses_id)s::bigint, %(created_by_id)s::bigint, now()
-      FROM moved
-    RETURNING id, amount, balance_before, balance_after, created_at
+    SELECT %(uid)s, amount, kind, bb, bb + amount, description, internal_note, metadata, key,
+           source_type, source_id, reverses_id, created_by_id, now_ts
+      FROM (SELECT chained.*, gate.now_ts FROM chained, gate ORDER BY chained.ord, chained.sub) AS ordered
+    RETURNING id, kind, amount, balance_before, balance_after, created_at, idempotency_key, created_by_id
+), tagged AS MATERIALIZED (
+    SELECT entry.*, rows.ord, rows.sub FROM entry JOIN rows ON rows.key = entry.idempotency_key
+)""")
+    # New lots: the regenerated one (less what this statement drew from it), the grant's.
+    regen_drawn = "coalesce((SELECT take FROM draws WHERE lot_id IS NULL), 0)" if drawing else "0"
+    lot_rows = [
+        f"""
+    SELECT 'promotional'::varchar AS category, 'regeneration'::varchar AS source, tagged.amount AS original,
+           tagged.amount - {regen_drawn} AS remaining, %(regen_priority)s::smallint AS priority,
+           NULL::timestamptz AS expires_at, 0::numeric AS cost_basis, ''::varchar AS currency,
+           NULL::varchar AS source_type, NULL::bigint AS source_id, tagged.id AS grant_entry_id
+      FROM tagged
+     WHERE tagged.ord = 1"""
+    ]
+    if mode == GRANT:
+        lot_rows.append("""
+    SELECT %(lot_category)s::varchar, %(lot_source)s::varchar, tagged.amount, tagged.amount,
+           %(lot_priority)s::smallint,
+           coalesce(%(lot_expires_at)s::timestamptz, gate.now_ts + %(lot_expires_in)s::float8 * interval '1 second'),
+           CASE WHEN %(lot_category)s::varchar = 'promotional' THEN 0
+                ELSE coalesce(%(lot_cost_basis)s::numeric, same.cost_basis, 0) END,
+           CASE WHEN %(lot_category)s::varchar = 'promotional' THEN ''
+                ELSE coalesce(%(lot_currency)s::varchar, same.currency, '') END,
+           %(source_type)s::varchar, %(source_id)s::bigint, tagged.id
+      FROM tagged
+     CROSS JOIN gate
+      LEFT JOIN LATERAL (
+           -- a purchase granted again (a refund reversed) keeps the purchase's cost basis
+           SELECT o.cost_basis, o.currency FROM credits_creditlot o
+            WHERE o.source_type = %(source_type)s::varchar AND o.source_id = %(source_id)s::bigint
+              AND o.source = %(lot_source)s::varchar AND o.user_id = %(uid)s
+            ORDER BY o.id LIMIT 1) AS same ON true
+     WHERE tagged.ord = 2""")
+    if mode == RETURN:
+        # Credits a spend drew before lots existed have no lot to go back to: they come back
+        # as an opening lot of their own, created by the refund.
+        lot_rows.append("""
+    SELECT 'promotional'::varchar, 'opening'::varchar, unmatched.credits, unmatched.credits,
+           %(opening_priority)s::smallint, NULL::timestamptz, 0::numeric, ''::varchar,
+           %(source_type)s::varchar, %(source_id)s::bigint, tagged.id
+      FROM tagged, unmatched
+     WHERE tagged.ord = 2 AND unmatched.credits > 0""")
+    parts.append(f"""
+, new_lot AS (
+    INSERT INTO credits_creditlot
+           (user_id, category, source, original, remaining, priority, effective_at, expires_at,
+            cost_basis, currency, source_type, source_id, grant_entry_id, created_at)
+    SELECT %(uid)s, category, source, original, remaining, priority, gate.now_ts, expires_at,
+           cost_basis, currency, source_type, source_id, grant_entry_id, gate.now_ts
+      FROM ({" UNION ALL ".join(lot_rows)}) AS lots, gate
+    RETURNING id, grant_entry_id
+)""")
+    moves = [
+        """
+    SELECT tagged.id AS entry_id, tagged.sub AS lot_id, tagged.amount AS credits, NULL::bigint AS returns_id
+      FROM tagged
+     WHERE tagged.ord IN (0, 3)"""
+    ]
+    changes = ["SELECT due.id AS lot_id, -due.remaining AS d FROM due"]
+    if drawing:
+        moves.append("""
+    SELECT main.id, coalesce(draws.lot_id, (SELECT new_lot.id FROM new_lot JOIN tagged r ON r.id = new_lot.grant_entry_id
+                                            WHERE r.ord = 1)),
+           -draws.take, NULL::bigint
+      FROM draws, tagged AS main
+     WHERE main.ord = 2 AND draws.take > 0""")
+        changes.append("SELECT draws.lot_id, -draws.take FROM draws WHERE draws.lot_id IS NOT NULL")
+    if mode == CLAW:
+        changes.append("SELECT voided.id, -voided.remaining FROM voided")
+    if mode == RETURN:
+        moves.append("""
+    SELECT main.id, gives.lot_id, gives.give, gives.move_id
+      FROM gives, tagged AS main
+     WHERE main.ord = 2 AND gives.give > 0
+    UNION ALL
+    SELECT lapse.id, gives.lot_id, -gives.give, NULL::bigint
+      FROM gives, tagged AS lapse
+     WHERE lapse.ord = 4 AND gives.give > 0 AND gives.lapsed""")
+        changes.append("SELECT gives.lot_id, gives.give FROM gives WHERE NOT gives.lapsed")
+    parts.append(f"""
+, moves AS (
+    INSERT INTO credits_lotmovement (entry_id, lot_id, credits, returns_id, created_at)
+    SELECT entry_id, lot_id, credits, returns_id, gate.now_ts
+      FROM ({" UNION ALL ".join(moves)}) AS m, gate
+), changes AS (
+    SELECT c.lot_id, sum(c.d) AS d
+      FROM ({" UNION ALL ".join(changes)}) AS c
+     GROUP BY c.lot_id
+), lots_moved AS (
+    UPDATE credits_creditlot l
+       SET remaining = l.remaining + changes.d
+      FROM changes, gate
+     WHERE l.id = changes.lot_id AND changes.d <> 0
+), sums AS (
+    SELECT count(*) AS entries, coalesce(sum(amount), 0) AS total,
+           coalesce(sum(amount) FILTER (WHERE {_EARNED_SIDE}), 0) AS earned,
+           coalesce(-sum(amount) FILTER (WHERE NOT ({_EARNED_SIDE})), 0) AS spent
+      FROM rows
+), moved AS (
+    UPDATE credits_creditbalance b
+       SET balance = gate.row_balance + sums.total,
+           lifetime_earned = b.lifetime_earned + sums.earned,
+           lifetime_spent = b.lifetime_spent + sums.spent,
+           regen_checked_at = gate.checked_to,
+           version = b.version + 1,
+           updated_at = now()
+      FROM gate, sums
+     WHERE b.user_id = %(uid)s
+       AND (sums.entries > 0 OR gate.checked_to IS DISTINCT FROM gate.regen_checked_at)
+    RETURNING b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at
 ), audit AS (
     INSERT INTO credits_auditlog (user_id, actor_id, action, success, metadata, error_message, created_at)
-    SELECT %(uid)s, %(created_by_id)s::bigint, %(action)s, true,
-           %(audit)s::jsonb || jsonb_build_object('amount', entry.amount, 'ledger_entry_id', entry.id), '', now()
-      FROM entry
-)
-SELECT id, amount, balance_before, balance_after, created_at FROM entry
-"""
+    SELECT %(uid)s, tagged.created_by_id,
+           CASE tagged.ord WHEN 2 THEN %(action)s::varchar WHEN 1 THEN %(regen_action)s::varchar
+                           WHEN 3 THEN %(void_action)s::varchar ELSE %(expire_action)s::varchar END,
+           true,
+           CASE WHEN tagged.ord = 2 THEN %(audit)s::jsonb ELSE jsonb_build_object('kind', tagged.kind) END
+             || jsonb_build_object('amount', tagged.amount, 'ledger_entry_id', tagged.id), '', now()
+      FROM tagged
+)""")
+    if mode == CATCH_UP:
+        # The balance row as it is now: as moved, as locked (another statement wrote what
+        # was due while this one waited), or as read (nothing was due); and the credits
+        # regenerated.
+        parts.append("""
+SELECT moved.balance, moved.lifetime_earned, moved.lifetime_spent, moved.spend_holds,
+       moved.regen_checked_at, coalesce((SELECT sum(amount) FROM tagged WHERE ord = 1), 0)::bigint
+  FROM moved
+UNION ALL
+SELECT bal.balance, bal.lifetime_earned, bal.lifetime_spent, bal.spend_holds, bal.regen_checked_at, 0
+  FROM bal
+ WHERE NOT EXISTS (SELECT 1 FROM moved)
+UNION ALL
+SELECT peek.balance, peek.lifetime_earned, peek.lifetime_spent, peek.spend_holds, peek.regen_checked_at, 0
+  FROM peek
+ WHERE NOT EXISTS (SELECT 1 FROM bal)
+""")
+    else:
+        parts.append("""
+SELECT id, kind, amount, balance_before, balance_after, created_at, idempotency_key
+  FROM tagged
+ ORDER BY id
+""")
+    return "".join(parts)
+
+
+_LOT_STATEMENTS = {
+    (mode, regen): _lots_statement(mode, regen=regen)
+    for mode in (GRANT, DRAW, CLAW, TAKE_ALL, RETURN, CATCH_UP)
+    for regen in (False, True)
+}
 
 
 @dataclass(frozen=True)
@@ -285,6 +523,70 @@ def regen_key(*, user_id: int, checked_to: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class LotTerms:
+    """The lot a grant creates: its category, source, priority, expiry and cost basis.
+
+    ``expires_at`` (absolute) wins over ``expires_in`` (seconds after the grant, on the
+    database clock); neither: never expires. ``cost_basis`` None for a paid lot: that of
+    the lot the same source created before (a purchase granted again), else 0.
+    """
+
+    category: str
+    source: str
+    priority: int
+    expires_at: datetime | None = None
+    expires_in: float | None = None
+    cost_basis: Decimal | None = None
+    currency: str | None = None
+
+    def params(self) -> dict:
+        return {
+            "lot_category": self.category,
+            "lot_source": self.source,
+            "lot_priority": self.priority,
+            "lot_expires_at": self.expires_at,
+            "lot_expires_in": None if self.expires_in is None else float(self.expires_in),
+            "lot_cost_basis": self.cost_basis,
+            "lot_currency": self.currency,
+        }
+
+
+#: The lot each kind of grant creates by default: (source, category).
+LOT_OF_KIND = {
+    LedgerKind.PURCHASE: (LotSource.PURCHASE, LotCategory.PAID),
+    LedgerKind.SUBSCRIPTION_GRANT: (LotSource.SUBSCRIPTION, LotCategory.PAID),
+    LedgerKind.TRIAL_GRANT: (LotSource.TRIAL, LotCategory.PROMOTIONAL),
+    LedgerKind.VOUCHER: (LotSource.VOUCHER, LotCategory.PROMOTIONAL),
+    LedgerKind.BONUS: (LotSource.BONUS, LotCategory.PROMOTIONAL),
+    LedgerKind.ADJUSTMENT: (LotSource.ADJUSTMENT, LotCategory.PROMOTIONAL),
+}
+
+
+def default_lot(kind: str) -> "LotTerms":
+    """The lot a grant of ``kind`` creates when nothing more is said: the kind's source and
+    category, the source's priority and expiry."""
+    source, category = LOT_OF_KIND[kind]
+    after = app_settings.lot_expiry(source)
+    return LotTerms(
+        category=category,
+        source=source,
+        priority=app_settings.lot_priority(source),
+        expires_in=None if after is None else after.total_seconds(),
+    )
+
+
+_NO_LOT = {
+    "lot_category": None,
+    "lot_source": None,
+    "lot_priority": None,
+    "lot_expires_at": None,
+    "lot_expires_in": None,
+    "lot_cost_basis": None,
+    "lot_currency": None,
+}
+
+
+@dataclass(frozen=True)
 class Movement:
     """One change of one user's balance, described completely before it is applied."""
 
@@ -305,6 +607,8 @@ class Movement:
     created_by_id: int | None = None
     #: Refuse the movement while the user's spending is frozen (open dispute).
     needs_no_holds: bool = False
+    #: The lot a grant creates (None for movements that create none).
+    lot: "LotTerms | None" = None
 
     def params(self) -> dict:
         on_spent_side = self.kind in SPENT_SIDE
@@ -412,70 +716,122 @@ def run_atomically(apply):
         return apply()
 
 
-def apply_movement(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEntry | None:
-    """Apply ``m`` (after any regeneration due under ``regen``) inside the caller's transaction.
+def mode_for(m: Movement) -> str:
+    """How ``m`` treats the lots, from its kind and sign."""
+    if m.kind == LedgerKind.REFUND:
+        return RETURN
+    if m.kind == LedgerKind.CLAWBACK:
+        return CLAW
+    if m.kind == LedgerKind.FORFEIT:
+        return TAKE_ALL
+    return GRANT if m.delta > 0 else DRAW
 
-    Returns the new entry, or None when the conditional update matched no row (the
-    balance is too small, spending is frozen, or the user has no balance row). Raises
-    IntegrityError when the idempotency key (or a one-per-spend refund) already exists.
-    """
-    params = m.params()
-    sql = _PG_MOVE
+
+def statement_for(
+    m: Movement | None, *, mode: str, regen: RegenPolicy | None = None, need: int | None = None
+) -> tuple[str, dict]:
+    """The statement applying ``m`` (None: only what is due) and its parameters."""
+    params = {
+        **(m.params() if m is not None else _CATCH_UP_PARAMS),
+        **(m.lot.params() if m is not None and m.lot is not None else _NO_LOT),
+        "need": -m.delta if need is None and m is not None else need,
+        "regen_priority": app_settings.lot_priority(LotSource.REGENERATION),
+        "opening_priority": app_settings.lot_priority(LotSource.OPENING),
+        "regen_description": REGEN_DESCRIPTION,
+        "regen_action": REGEN_ACTION,
+        "expiry_description": EXPIRY_DESCRIPTION,
+        "expire_action": AuditAction.EXPIRE,
+        "void_description": VOID_DESCRIPTION,
+        "void_action": AuditAction.VOID,
+    }
     if regen is not None:
         params.update(regen.params())
-        sql = _PG_MOVE_WITH_REGEN
+    return _LOT_STATEMENTS[(mode, regen is not None)], params
+
+
+def apply_movement(
+    m: Movement,
+    *,
+    regen: RegenPolicy | None = None,
+    mode: str | None = None,
+    need: int | None = None,
+) -> LedgerEntry | None:
+    """Apply ``m`` (after the expiries and regeneration due) inside the caller's transaction.
+
+    ``mode``: how it treats the lots (default: from its kind and sign, see ``mode_for``);
+    ``need``: what a clawback asks for. Returns the new entry, or None when the movement was
+    refused (the live lots do not cover a spend, spending is frozen, the user has no
+    balance row, or a forfeiture found nothing to take). Raises IntegrityError when the
+    idempotency key (or a one-per-spend refund) already exists.
+    """
+    mode = mode or mode_for(m)
+    if mode == GRANT and m.lot is None:
+        m = replace(m, lot=default_lot(m.kind))
+    sql, params = statement_for(m, mode=mode, regen=regen, need=need)
     rows = _run(sql, params)
-    if not rows:
-        return None
-    entry_id, _kind, before, after, created_at = rows[-1]
-    return _entry_from(m, entry_id, before, after, created_at)
+    for entry_id, _kind, amount, before, after, created_at, key in rows:
+        if key == m.idempotency_key:
+            metadata = m.metadata
+            if mode == CLAW:
+                metadata = {**metadata, "requested": need, "unrecovered": need + amount}
+            return _entry_from(
+                replace(m, delta=amount, metadata=metadata), entry_id, before, after, created_at
+            )
+    return None
 
 
-def apply_take_all(m: Movement) -> LedgerEntry | None:
-    """Take the user's whole balance as the movement ``m`` (its ``delta`` is ignored), in the
-    caller's transaction.
+def apply_catch_up(*, user_id: int, regen: RegenPolicy | None = None) -> BalanceSnapshot | None:
+    """Read the balance row of ``user_id``, first writing what is due: the expiry of lapsed
+    lots and any regeneration.
 
-    For kinds on the earned side only (see ``_PG_TAKE_ALL``). Returns the new entry, or None
-    when there was nothing to take (a zero balance, or no balance row). Raises IntegrityError
-    when the idempotency key already exists.
+    One statement: a plain read (no lock) when nothing is due, else the row is locked, what
+    is due written and the row returned as it was left. It cannot fail on an entry's key (it
+    expires only the lots it locked with credits left and checks the regeneration's key), so
+    it needs no savepoint inside the caller's transaction. None when the user has no
+    balance row.
     """
-    if m.kind in SPENT_SIDE:
-        raise ValueError(f"A {m.kind} movement cannot take the whole balance.")
-    rows = _run(_PG_TAKE_ALL, m.params())
-    if not rows:
-        return None
-    entry_id, amount, before, after, created_at = rows[0]
-    return _entry_from(replace(m, delta=amount), entry_id, before, after, created_at)
-
-
-def apply_regeneration(*, user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
-    """Read the balance row, first writing the regeneration entry when credits are due.
-
-    One statement; a plain read (no lock) when nothing is due. It cannot fail
-    on the entry's key (the statement checks it), so it needs no savepoint inside the
-    caller's transaction. Returns None when the user has no balance row.
-    """
-    rows = _run(
-        _PG_REGEN, {"uid": user_id, "action": REGEN_ACTION, "audit": "{}", **regen.params()}
-    )
+    sql, params = statement_for(None, mode=CATCH_UP, regen=regen)
+    params["uid"] = user_id
+    rows = _run(sql, params)
     return BalanceSnapshot(*rows[0]) if rows else None
 
 
-def peek_regeneration(*, user_id: int, regen: RegenPolicy) -> BalanceSnapshot | None:
-    """The balance as ``apply_regeneration`` would leave it, computed without writing."""
-    rows = _run(_PG_PEEK_REGEN, {"uid": user_id, **regen.params()})
-    return BalanceSnapshot(*rows[0]) if rows else None
+_CATCH_UP_PARAMS = {
+    **Movement(user_id=0, delta=0, kind="", idempotency_key="", action="").params(),
+    "need": 0,
+}
+
+# The credits a user could spend now: the live lots, plus the regeneration due.
+_PG_LIVE = f"""
+WITH cur AS (
+    SELECT b.balance - coalesce((SELECT sum(l.remaining) FROM credits_creditlot l
+                                  WHERE l.user_id = b.user_id AND l.remaining > 0
+                                    AND l.expires_at <= statement_timestamp()), 0) AS balance,
+           b.regen_checked_at, statement_timestamp() AS now_ts, b.spend_holds
+      FROM credits_creditbalance b
+     WHERE b.user_id = %(uid)s
+), calc AS ({_REGEN_CALC}
+)
+SELECT balance + CASE WHEN %(regen_on)s::boolean THEN regen ELSE 0 END, spend_holds FROM calc
+"""
 
 
-def read_balance(*, user_id: int) -> BalanceSnapshot | None:
-    row = (
-        CreditBalance.objects.filter(user_id=user_id)
-        .values_list(
-            "balance", "lifetime_earned", "lifetime_spent", "spend_holds", "regen_checked_at"
-        )
-        .first()
-    )
-    return None if row is None else BalanceSnapshot(*row)
+def _regen_read_params(regen: RegenPolicy | None) -> dict:
+    if regen is None:
+        return {"regen_on": False, **RegenPolicy(every_seconds=1, amount=0, cap=0).params()}
+    return {"regen_on": True, **regen.params()}
+
+
+def apply_regeneration(*, user_id: int, regen: RegenPolicy | None) -> BalanceSnapshot | None:
+    """Read the balance row, first writing what is due (expiries, regeneration): one
+    statement, a plain read when nothing is due (see ``apply_catch_up``)."""
+    return apply_catch_up(user_id=user_id, regen=regen)
+
+
+def live_credits(*, user_id: int, regen: RegenPolicy | None = None) -> tuple[int, int] | None:
+    """(credits spendable now, spending holds) for ``user_id``, computed without writing."""
+    rows = _run(_PG_LIVE, {"uid": user_id, **_regen_read_params(regen)})
+    return tuple(rows[0]) if rows else None
 
 
 _ENTRY_FIELDS = [f.attname for f in LedgerEntry._meta.concrete_fields]

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Now
 
 from core.audit import AuditAction
 
@@ -23,6 +24,8 @@ class LedgerKind(models.TextChoices):
     EXPIRY = "EXPIRY", "Expiry"
     #: The whole remaining balance, given up when the account is deleted.
     FORFEIT = "FORFEIT", "Forfeited balance"
+    #: What was left of a bonus lot granted with a purchase, voided with that purchase.
+    VOID = "VOID", "Voided"
 
 
 #: Kinds that add credits (amount > 0), take them (amount < 0), or may go either way.
@@ -37,7 +40,7 @@ CREDIT_KINDS = frozenset(
         LedgerKind.REFUND,
     }
 )
-DEBIT_KINDS = frozenset({LedgerKind.SPEND, LedgerKind.EXPIRY, LedgerKind.FORFEIT})
+DEBIT_KINDS = frozenset({LedgerKind.SPEND, LedgerKind.EXPIRY, LedgerKind.FORFEIT, LedgerKind.VOID})
 #: Kinds a caller may pass to ``credits_grant``. Refunds go through ``credits_refund`` and
 #: regeneration is written only by the regeneration itself (it must respect the cap).
 GRANT_KINDS = CREDIT_KINDS - {LedgerKind.REFUND, LedgerKind.REGENERATION}
@@ -250,6 +253,167 @@ class LedgerEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise TypeError("Ledger entries are append-only: write a correcting entry instead.")
+
+
+class LotCategory(models.TextChoices):
+    """Paid credits were bought (deferred revenue until used); promotional ones were given."""
+
+    PAID = "paid", "Paid"
+    PROMOTIONAL = "promotional", "Promotional"
+
+
+class LotSource(models.TextChoices):
+    PURCHASE = "purchase", "Purchase"
+    SUBSCRIPTION = "subscription", "Subscription period"
+    ROLLOVER = "rollover", "Rollover"
+    TRIAL = "trial", "Trial"
+    BONUS = "bonus", "Bonus"
+    VOUCHER = "voucher", "Voucher"
+    REGENERATION = "regeneration", "Free-tier regeneration"
+    ADJUSTMENT = "adjustment", "Staff adjustment"
+    OPENING = "opening", "Opening balance"
+
+
+class CreditLot(models.Model):
+    """Credits granted together: where they came from, what they cost, until when they count.
+
+    Every grant entry creates exactly one lot (``grant_entry``). Spends draw from the user's
+    live lots in burn order and record what they took as ``LotMovement`` rows; the balance row
+    always equals the sum of ``remaining`` over the user's lots. Only ``remaining`` ever
+    changes (the database refuses any other UPDATE and every DELETE).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="credit_lots",
+        db_index=False,
+    )
+    category = models.CharField(max_length=16, choices=LotCategory.choices)
+    source = models.CharField(max_length=16, choices=LotSource.choices)
+    original = models.BigIntegerField()
+    remaining = models.BigIntegerField()
+    #: Lower burns first (``CREDITS_LOT_PRIORITY`` per source, at grant time).
+    priority = models.SmallIntegerField()
+    #: The database clock when the lot was granted; it is spendable from then on.
+    effective_at = models.DateTimeField(db_default=Now())
+    #: When what is left stops counting (NULL: never).
+    expires_at = models.DateTimeField(null=True, blank=True)
+    #: Money per credit paid for this lot (0 for promotional credits), in ``currency``.
+    cost_basis = models.DecimalField(max_digits=14, decimal_places=6, default=0)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    #: What created the lot, as on ``LedgerEntry`` (see ``credits.references``).
+    source_type = models.CharField(max_length=SOURCE_TYPE_MAX_LENGTH, null=True, blank=True)
+    source_id = models.BigIntegerField(null=True, blank=True)
+    grant_entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="lot")
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The burn order of one user's lots that still hold credits (promotional, which
+            # sorts after paid, first: category descending).
+            models.Index(
+                "user",
+                "priority",
+                "expires_at",
+                models.OrderBy(F("category"), descending=True),
+                "effective_at",
+                "id",
+                name="credits_lot_burn_order",
+                condition=Q(remaining__gt=0),
+            ),
+            models.Index(
+                fields=["source_type", "source_id"],
+                name="credits_lot_source",
+                condition=Q(source_id__isnull=False),
+            ),
+            models.Index(
+                fields=["expires_at"],
+                name="credits_lot_expiring",
+                condition=Q(remaining__gt=0, expires_at__isnull=False),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(original__gt=0), name="credits_lot_original_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(remaining__gte=0, remaining__lte=F("original")),
+                name="credits_lot_remaining_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(expires_at__isnull=True) | Q(expires_at__gt=F("effective_at")),
+                name="credits_lot_expires_after_effective",
+            ),
+            models.CheckConstraint(
+                condition=Q(cost_basis__gte=0)
+                & (~Q(category=LotCategory.PROMOTIONAL) | Q(cost_basis=0, currency="")),
+                name="credits_lot_cost_basis",
+            ),
+            models.CheckConstraint(
+                condition=Q(source_type__isnull=True, source_id__isnull=True)
+                | Q(source_type__isnull=False, source_id__isnull=False),
+                name="credits_lot_source_pair",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"lot {self.pk} ({self.category} {self.source}): {self.remaining}/{self.original}"
+
+    def save(self, *args, **kwargs):
+        raise TypeError("Credit lots are written only by credits.services.")
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("Credit lots are never deleted: write a correcting entry instead.")
+
+
+class LotMovement(models.Model):
+    """Credits one ledger entry took from a lot (``credits`` < 0) or gave back to it (> 0).
+
+    Draws are written by SPEND, negative ADJUSTMENT, EXPIRY, CLAWBACK, VOID and FORFEIT
+    entries; returns (REFUND, a settle below its reservation) name the draw they give back
+    in ``returns``. Append-only.
+    """
+
+    entry = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="lot_movements")
+    lot = models.ForeignKey(CreditLot, on_delete=models.PROTECT, related_name="movements")
+    credits = models.BigIntegerField()
+    returns = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="returned_by",
+        db_index=False,
+    )
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["returns"],
+                name="credits_lotmove_returns",
+                condition=Q(returns__isnull=False),
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=~Q(credits=0), name="credits_lotmove_nonzero"),
+            models.CheckConstraint(
+                condition=Q(returns__isnull=True) | Q(credits__gt=0),
+                name="credits_lotmove_return_positive",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.credits:+d} lot {self.lot_id} (entry {self.entry_id})"
+
+    def save(self, *args, **kwargs):
+        raise TypeError("Lot movements are written only by credits.services.")
+
+    def delete(self, *args, **kwargs):
+        raise TypeError("Lot movements are append-only: write a correcting entry instead.")
 
 
 class AuditLog(models.Model):

@@ -13,9 +13,12 @@ Errors come from ``credits.exceptions`` and always mean that nothing was written
 """
 
 from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Subquery
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from core.audit import AuditAction
@@ -32,22 +35,28 @@ from .exceptions import (
 )
 from .idempotency import FOREVER, idempotency_remember, require_key
 from .ledger_sql import (
+    CLAW,
+    DRAW,
+    LOT_OF_KIND,
     BalanceSnapshot,
+    LotTerms,
     Movement,
     RegenPolicy,
+    apply_catch_up,
     apply_movement,
     apply_regeneration,
-    apply_take_all,
-    peek_regeneration,
-    read_balance,
+    live_credits,
     run_atomically,
 )
 from .models import (
     GRANT_KINDS,
     AuditLog,
     CreditBalance,
+    CreditLot,
     LedgerEntry,
     LedgerKind,
+    LotCategory,
+    LotSource,
     staff_adjustment_description,
 )
 from .references import Source, require_registered
@@ -75,6 +84,38 @@ def balance_ensure(*, user_id: int) -> bool:
     return created
 
 
+def lot_terms(
+    *,
+    kind: str,
+    lot_source: str | None = None,
+    category: str | None = None,
+    expires_at: datetime | None = None,
+    cost_basis: Decimal | None = None,
+    currency: str | None = None,
+) -> LotTerms:
+    """The lot a grant of ``kind`` creates: the kind's source and category unless given, the
+    source's priority, ``expires_at`` or else the source's expiry (``CREDITS_LOT_EXPIRY``)."""
+    default_source, default_category = LOT_OF_KIND[kind]
+    source = LotSource(lot_source or default_source)
+    category = LotCategory(category or default_category)
+    if category == LotCategory.PROMOTIONAL and cost_basis:
+        raise InvalidAmount("Promotional credits have no cost basis.")
+    if cost_basis is not None and (not isinstance(cost_basis, Decimal) or cost_basis < 0):
+        raise InvalidAmount(f"A cost basis is a Decimal of at least 0, not {cost_basis!r}.")
+    if expires_at is not None and timezone.is_naive(expires_at):
+        raise InvalidAmount("An expiry needs a time zone.")
+    after = None if expires_at is not None else app_settings.lot_expiry(source)
+    return LotTerms(
+        category=category,
+        source=source,
+        priority=app_settings.lot_priority(source),
+        expires_at=expires_at,
+        expires_in=None if after is None else after.total_seconds(),
+        cost_basis=None if category == LotCategory.PROMOTIONAL else cost_basis,
+        currency=None if category == LotCategory.PROMOTIONAL else (currency or "").upper() or None,
+    )
+
+
 def credits_grant(
     *,
     user,
@@ -85,14 +126,31 @@ def credits_grant(
     metadata: dict | None = None,
     source: Source | None = None,
     created_by=None,
+    lot_source: str | None = None,
+    category: str | None = None,
+    expires_at: datetime | None = None,
+    cost_basis: Decimal | None = None,
+    currency: str | None = None,
 ) -> LedgerEntry:
-    """Add ``amount`` (> 0) credits of a granting ``kind`` (purchase, trial, bonus, ...).
+    """Add ``amount`` (> 0) credits of a granting ``kind`` (purchase, trial, bonus, ...) as a lot.
 
-    ``source``: what caused it (the order that bought it, ...), see ``credits.references``.
+    ``source``: what caused it (the order that bought it, ...), see ``credits.references``;
+    the lot carries it too. The lot's source and category follow the kind (``LOT_OF_KIND``)
+    unless given; it expires at ``expires_at``, else as ``CREDITS_LOT_EXPIRY`` says for its
+    source (never, when it says nothing). ``cost_basis`` (money per credit, in
+    ``currency``) is for paid lots only.
     """
     _require_positive(amount)
     if kind not in GRANT_KINDS:
         raise InvalidKind(f"{kind!r} is not a kind of grant; use one of {sorted(GRANT_KINDS)}.")
+    terms = lot_terms(
+        kind=kind,
+        lot_source=lot_source,
+        category=category,
+        expires_at=expires_at,
+        cost_basis=cost_basis,
+        currency=currency,
+    )
     return _move(
         Movement(
             user_id=user.pk,
@@ -104,6 +162,7 @@ def credits_grant(
             metadata=metadata or {},
             **_source_columns(source),
             created_by_id=_pk(created_by),
+            lot=terms,
         )
     )
 
@@ -237,8 +296,13 @@ def credits_adjust(
     idempotency_key: str,
     description: str = "",
     metadata: dict | None = None,
+    expires_at: datetime | None = None,
 ) -> LedgerEntry:
     """A staff correction of ``amount`` (signed, not zero). It never takes the balance below zero.
+
+    Credits added become a promotional lot (source ``adjustment``) expiring at ``expires_at``
+    (None: as ``CREDITS_LOT_EXPIRY`` says, by default never); credits removed are taken from
+    the live lots in burn order.
 
     ``reason`` is the staff's internal note: it goes to the entry's ``internal_note`` and the
     audit row, never to the customer. ``description`` is what the customer reads in their
@@ -260,7 +324,10 @@ def credits_adjust(
         )
     if staff_user is None or not getattr(staff_user, "is_staff", False):
         raise StaffRequired("Only staff can adjust credits.")
+    if expires_at is not None and amount < 0:
+        raise InvalidAmount("Only credits added can be given an expiry.")
     note = reason.strip()
+    terms = lot_terms(kind=LedgerKind.ADJUSTMENT, expires_at=expires_at) if amount > 0 else None
     return _move(
         Movement(
             user_id=user.pk,
@@ -273,6 +340,7 @@ def credits_adjust(
             metadata=metadata or {},
             audit={"reason": note},
             created_by_id=staff_user.pk,
+            lot=terms,
         )
     )
 
@@ -295,32 +363,21 @@ def credits_clawback(
     """
     _require_positive(amount)
     require_key(idempotency_key)
+    m = Movement(
+        user_id=user.pk,
+        delta=0,  # the statement takes what it can of ``amount``
+        kind=LedgerKind.CLAWBACK,
+        idempotency_key=idempotency_key,
+        action=AuditAction.CLAWBACK,
+        description=reason,
+        metadata=metadata or {},
+        audit={"reason": reason, "requested": amount},
+        **_source_columns(source),
+        created_by_id=_pk(created_by),
+    )
     existing = _existing(idempotency_key)
     if existing is None:
-        with transaction.atomic():
-            held = _lock_balance(user_id=user.pk)
-            # A concurrent clawback with this key may have committed while we waited.
-            existing = _existing(idempotency_key)
-            if existing is None:
-                recovered = min(amount, held)
-                existing = _move(
-                    Movement(
-                        user_id=user.pk,
-                        delta=-recovered,
-                        kind=LedgerKind.CLAWBACK,
-                        idempotency_key=idempotency_key,
-                        action=AuditAction.CLAWBACK,
-                        description=reason,
-                        metadata={
-                            **(metadata or {}),
-                            "requested": amount,
-                            "unrecovered": amount - recovered,
-                        },
-                        audit={"reason": reason, "requested": amount},
-                        **_source_columns(source),
-                        created_by_id=_pk(created_by),
-                    )
-                )
+        existing = _move(m, mode=CLAW, need=amount)
     entry = existing
     if (
         entry.user_id != user.pk
@@ -367,7 +424,7 @@ def credits_forfeit(
     existing = _existing(idempotency_key)
     if existing is None:
         try:
-            return run_atomically(lambda: apply_take_all(m))
+            return run_atomically(lambda: apply_movement(m))
         except IntegrityError:
             existing = _existing(idempotency_key)
             if existing is None:
@@ -377,6 +434,29 @@ def credits_forfeit(
             f"Idempotency key {idempotency_key!r} was already used for a different operation."
         )
     return existing
+
+
+def lots_expire_due(*, limit: int | None = None) -> int:
+    """Write the expiry of lots that have lapsed with credits left; returns the users caught up.
+
+    For the periodic task. Each user's due lots expire in one statement under their balance
+    row's lock (one EXPIRY entry per lot, key ``expire:<lot id>``), the same catch-up every
+    movement of theirs runs first: a lot is expired once however many runs, spends or
+    refunds reach it at the same time. Spends never draw on a lapsed lot, written or not;
+    this only brings the balance rows and the history up to date. At most ``limit``
+    (``CREDITS_LOT_EXPIRY_BATCH``) lots are looked at per run, soonest lapsed first.
+    """
+    limit = limit or app_settings.LOT_EXPIRY_BATCH
+    users = list(
+        CreditLot.objects.filter(remaining__gt=0, expires_at__lte=Now())
+        .order_by("expires_at")
+        .values_list("user_id", flat=True)[:limit]
+    )
+    done = 0
+    for user_id in dict.fromkeys(users):
+        run_atomically(lambda user_id=user_id: apply_catch_up(user_id=user_id))
+        done += 1
+    return done
 
 
 def spending_hold(*, user, reason: str, idempotency_key: str) -> bool:
@@ -416,11 +496,7 @@ def balance_refresh(*, user) -> BalanceSnapshot:
     at once regenerate once (the catch-up is conditional on ``regen_checked_at`` under the
     row lock, and its entry's key is derived from the user and the period).
     """
-    policy = regen_policy_for(user)
-    if policy is None:
-        snapshot = read_balance(user_id=user.pk)
-    else:
-        snapshot = apply_regeneration(user_id=user.pk, regen=policy)
+    snapshot = apply_regeneration(user_id=user.pk, regen=regen_policy_for(user))
     return snapshot or BalanceSnapshot()
 
 
@@ -439,15 +515,27 @@ def balance_refresh_for_request(*, request) -> BalanceSnapshot:
 # --- internals ----------------------------------------------------------------------------
 
 
-def _move(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEntry:
+#: A refused spend is tried again (at most this many times in all) when a fresh read says
+#: the live lots cover it: a lot granted while it waited for the balance row's lock was not
+#: in its snapshot.
+MOVE_ATTEMPTS = 3
+
+
+def _move(
+    m: Movement,
+    *,
+    regen: RegenPolicy | None = None,
+    mode: str | None = None,
+    need: int | None = None,
+) -> LedgerEntry:
     """Apply a movement once. A repeat of its key returns the first entry."""
-    for attempt in (1, 2):
+    for attempt in range(1, MOVE_ATTEMPTS + 1):
         try:
-            entry = run_atomically(lambda: apply_movement(m, regen=regen))
+            entry = run_atomically(lambda: apply_movement(m, regen=regen, mode=mode, need=need))
         except IntegrityError:
             existing = _existing(m.idempotency_key)
             if existing is not None:
-                return _check_same(existing, m)
+                return existing if mode == CLAW else _check_same(existing, m)
             if m.kind == LedgerKind.REFUND and _refunded(m.reverses_id):
                 raise RefundNotAllowed(
                     f"Spend #{m.reverses_id} has already been refunded."
@@ -457,9 +545,15 @@ def _move(m: Movement, *, regen: RegenPolicy | None = None) -> LedgerEntry:
             return entry
         existing = _existing(m.idempotency_key)
         if existing is not None:
+            if mode == CLAW:
+                return existing
             return _check_same(existing, m)
         if attempt == 1 and balance_ensure(user_id=m.user_id):
             continue
+        if (mode or DRAW) == DRAW and m.delta < 0 and attempt < MOVE_ATTEMPTS:
+            live = live_credits(user_id=m.user_id, regen=regen)
+            if live is not None and live[0] >= -m.delta and not (m.needs_no_holds and live[1]):
+                continue
         break
     raise _refusal(m, regen)
 
@@ -504,14 +598,12 @@ def _change_holds(*, user, step: int, reason: str, idempotency_key: str) -> bool
 
 
 def _refusal(m: Movement, regen: RegenPolicy | None) -> Exception:
-    # Report the balance with any regeneration due (computed, not written: a refusal writes nothing).
-    snapshot = None
-    if regen is not None:
-        snapshot = peek_regeneration(user_id=m.user_id, regen=regen)
-    snapshot = snapshot or read_balance(user_id=m.user_id) or BalanceSnapshot()
-    if m.needs_no_holds and snapshot.spend_holds > 0:
+    # Report what could be spent now, expired credits left out and any regeneration due
+    # counted in (computed, not written: a refusal writes nothing).
+    available, holds = live_credits(user_id=m.user_id, regen=regen) or (0, 0)
+    if m.needs_no_holds and holds > 0:
         return SpendingFrozen()
-    return InsufficientCredits(needed=-m.delta, available=snapshot.balance)
+    return InsufficientCredits(needed=-m.delta, available=available)
 
 
 def _refunded(spend_id: int | None) -> bool:

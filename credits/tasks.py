@@ -1,6 +1,7 @@
 from celery import shared_task
 
 from .idempotency import idempotency_records_purge
+from .services import lots_expire_due
 
 
 @shared_task(name="credits.tasks.purge_expired_idempotency_records")
@@ -11,3 +12,12 @@ def purge_expired_idempotency_records() -> int:
     Records kept for good (no expiry) are never deleted.
     """
     return idempotency_records_purge()
+
+
+@shared_task(name="credits.tasks.expire_lots")
+def expire_lots() -> int:
+    """Write the expiry of lapsed lots (a batch per run); returns the users caught up.
+
+    Scheduled by CELERY_BEAT_SCHEDULE["expire-credit-lots"]. Safe to run twice at once.
+    """
+    return lots_expire_due()

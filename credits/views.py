@@ -7,10 +7,17 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from .app_settings import app_settings
+from .context_processors import credit_summary_for_request
 from .csv_stream import streaming_csv_response
 from .forms import HistoryFilterForm
 from .references import export_columns, export_values
-from .selectors import ledger_export_rows, ledger_history
+from .selectors import (
+    ledger_export_rows,
+    ledger_history,
+    lot_entry_description,
+    moved_categories,
+    moved_lot_ids,
+)
 from .services import balance_refresh_for_request, regen_policy_for
 
 
@@ -26,6 +33,11 @@ def export_header() -> list[str]:
         "balance_after",
         *export_columns(),
         "refund_of",
+        # The lots behind the entry: the one a grant created, or those a spend, refund, expiry
+        # ... took from or gave back to (ids joined by ";"); category "paid", "promotional" or both.
+        "category",
+        "lot",
+        "lot_expires_at",
     ]
 
 
@@ -47,6 +59,7 @@ def history(request):
         "filter_errors": _form_errors(form),
         "page": page,
         "balance": balance,
+        "summary": credit_summary_for_request(request),
         "filter_query": form.filter_query(),
         "regen": _regen_context(request.user, balance),
         "is_first_page": not form.data.get("before"),
@@ -69,16 +82,34 @@ def export_csv(request):
             entry_id,
             created_at.isoformat(),
             kind,
-            description,
+            lot_entry_description(
+                kind=kind, amount=amount, moved_lots=moved_lots, default=description
+            ),
             amount,
             before,
             after,
             *export_values(source_type, source_id),
             reverses_id,
+            lot_category or ";".join(moved_categories(moved_lots)),
+            lot_ref or ";".join(map(str, moved_lot_ids(moved_lots))),
+            lot_expires_at.isoformat() if lot_expires_at else "",
         )
-        for entry_id, created_at, kind, amount, before, after, description, source_type, source_id, reverses_id in ledger_export_rows(
-            user=request.user, **form.filters()
-        )
+        for (
+            entry_id,
+            created_at,
+            kind,
+            amount,
+            before,
+            after,
+            description,
+            source_type,
+            source_id,
+            reverses_id,
+            lot_ref,
+            lot_category,
+            lot_expires_at,
+            moved_lots,
+        ) in ledger_export_rows(user=request.user, **form.filters())
     )
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
     return streaming_csv_response(

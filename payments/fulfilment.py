@@ -29,6 +29,9 @@ from .transitions import UNPAID_ENDINGS, order_transition
 
 logger = logging.getLogger(__name__)
 
+#: The precision of a lot's cost basis (money per credit).
+COST_BASIS_STEP = Decimal("0.000001")
+
 
 def purchase_key(order_id: int) -> str:
     return f"order:{order_id}:purchase"
@@ -76,6 +79,9 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
                 "amount": str(order.amount),
                 "currency": order.currency,
             },
+            # The lot is paid for at the order's price per credit.
+            cost_basis=(order.amount / order.credits).quantize(COST_BASIS_STEP),
+            currency=order.currency,
         )
         invoice_issue(order=order, amount_paid=order.amount, currency=order.currency, paid_at=now)
         if status.provider_payment_id:

@@ -234,6 +234,8 @@ CELERY_BEAT_SCHEDULE = beat_schedule(
         "requeue-stuck-webhook-events", "payments.tasks.requeue_stuck_webhook_events", seconds=30
     ),
     every("reconcile-payments", "payments.tasks.reconcile_payments", seconds=3600),
+    # Lapsed credit lots: spends already ignore them; this writes their EXPIRY entries.
+    every("expire-credit-lots", "credits.tasks.expire_lots", seconds=300),
     every("reap-stuck-generation-jobs", "generations.tasks.reap_stuck_jobs", seconds=60),
     # Account emails whose send failed or whose task was lost (accounts/outbox.py).
     every(

@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from credits.models import AuditLog, LedgerEntry
+from credits.models import AuditLog, CreditLot, LedgerEntry
 from payments.models import Order, ReconciliationRun, WebhookEvent
 
 
@@ -25,6 +25,7 @@ def rows(make_user, make_order, make_job):
     run = ReconciliationRun.objects.create(since=timezone.now(), status="CLEAN")
     return {
         "credits_ledgerentry": LedgerEntry.objects.get(user=customer),
+        "credits_creditlot": CreditLot.objects.get(user=customer),
         "credits_auditlog": AuditLog.objects.filter(user=customer).first(),
         "payments_webhookevent": event,
         "payments_reconciliationrun": run,
@@ -35,6 +36,7 @@ def rows(make_user, make_order, make_job):
 
 READ_ONLY = [
     "credits_ledgerentry",
+    "credits_creditlot",
     "credits_auditlog",
     "payments_webhookevent",
     "payments_reconciliationrun",

@@ -23,6 +23,8 @@ def test_big_tables_never_count_in_full():
     for model_name in [
         "credits.LedgerEntry",
         "credits.AuditLog",
+        "credits.CreditLot",
+        "credits.LotMovement",
         "payments.Order",
         "payments.WebhookEvent",
         "generations.GenerationJob",

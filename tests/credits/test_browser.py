@@ -1,8 +1,11 @@
 """The credits page in a real Chromium: balance, history, filters, loading older entries."""
 
 import re
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from credits.models import LedgerKind
 from credits.services import credits_grant, credits_refund, credits_spend
@@ -37,6 +40,14 @@ def customer(make_user):
         for i in range(14)
     ]
     credits_refund(spend=spends[2], idempotency_key="r1", reason="Cheaper than estimated", amount=2)
+    credits_grant(
+        user=user,
+        amount=15,
+        kind=LedgerKind.VOUCHER,
+        idempotency_key="v1",
+        description="Spring voucher",
+        expires_at=timezone.now() + timedelta(days=5),
+    )
     return user
 
 
@@ -46,21 +57,28 @@ def test_history_with_filters_and_older_entries(page, screenshot, customer, sett
 
     page.goto("/credits/")
 
-    expected = 120 - sum(3 + i % 4 for i in range(14)) + 2
+    paid = 120 - sum(3 + i % 4 for i in range(14)) + 2
+    expected = paid + 15
+    expires = date_format(timezone.localtime(timezone.now() + timedelta(days=5)), "j F Y")
     assert page.get_by_test_id("credits-balance").locator(".stat-value").inner_text() == str(
         expected
     )
+    assert page.get_by_test_id("balance-split").inner_text() == f"{paid} paid · 15 promotional"
+    assert page.get_by_test_id("balance-expiry").inner_text() == f"15 credits expire on {expires}"
     assert page.get_by_test_id("header-balance").inner_text() == f"{expected} credits"
+    assert page.get_by_test_id("header-balance-split").inner_text() == f"{paid} paid · 15 promo"
+    assert page.get_by_test_id("header-balance-expiry").inner_text().startswith("15 expire ")
     assert page.locator("#history-rows tr").count() == 10
+    assert "promotional · until" in page.locator("#history-rows tr").first.inner_text()
     screenshot(page, "1-history")
 
     page.get_by_test_id("older-entries").click()
-    page.wait_for_function("document.querySelectorAll('#history-rows tr').length === 16")
+    page.wait_for_function("document.querySelectorAll('#history-rows tr').length === 17")
     assert page.get_by_text("That is everything.").is_visible()
     ids = page.locator("#history-rows tr").evaluate_all(
         "rows => rows.map(r => Number(r.dataset.entryId))"
     )
-    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 16
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 17
 
     page.get_by_label("Kind").select_option("REFUND")
     page.get_by_role("button", name="Filter").click()

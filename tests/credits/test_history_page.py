@@ -85,8 +85,9 @@ def test_the_page_costs_the_same_queries_for_5_or_60_entries(
             regen_checked_at=timezone.now() - timedelta(hours=1)
         )
 
-    # session, user, the balance (one statement, with any regeneration due), one history page
-    with django_assert_num_queries(4):
+    # session, user, the balance (one statement, with any regeneration due), the lots' summary
+    # (paid, promotional, soonest expiry: one statement), one history page
+    with django_assert_num_queries(5):
         response = client.get(URL)
 
     assert response.status_code == 200

@@ -123,10 +123,16 @@ def test_the_customer_history_and_exports_show_the_order_and_the_job(order, clie
         "job_id",
         "order_id",
         "refund_of",
+        "category",
+        "lot",
+        "lot_expires_at",
     ]
     by_kind = {r[2]: dict(zip(header, r)) for r in rows[1:]}
     assert (by_kind["PURCHASE"]["order_id"], by_kind["PURCHASE"]["job_id"]) == (str(order.pk), "")
     assert (by_kind["SPEND"]["job_id"], by_kind["SPEND"]["order_id"]) == ("41", "")
+    # The spend drew on the purchase's paid lot.
+    assert by_kind["PURCHASE"]["category"] == by_kind["SPEND"]["category"] == "paid"
+    assert by_kind["PURCHASE"]["lot"] == by_kind["SPEND"]["lot"] != ""
 
     from credits.account_data import export_ledger
 
@@ -139,11 +145,17 @@ def test_the_customer_history_and_exports_show_the_order_and_the_job(order, clie
         "amount",
         "balance_before",
         "balance_after",
+        "lot_ref",
+        "lot_category",
+        "lot_expires_at",
+        "moved_lots",
         "job_id",
         "order_id",
         "reverses_id",
         "description",
     ]
+    [drawn] = exported[spend.pk]["moved_lots"]
+    assert (drawn["credits"], drawn["category"], drawn["source"]) == (-7, "paid", "purchase")
 
 
 def test_the_admin_links_an_entry_to_its_order_and_lists_the_order_entries(order, admin_client):

@@ -161,7 +161,8 @@ def test_the_status_panel_polls_until_the_job_is_finished(make_user, client_for,
     job_run(job_id=job.pk)
     done = client.get(status_url).content.decode()
     assert "hx-trigger" not in done.split("</section>")[0]  # polling stops
-    assert 'hx-swap-oob="outerHTML:.balance-pill">7 credits' in done  # the header balance follows
+    assert 'hx-swap-oob="outerHTML:.balance-pill"' in done  # the header balance follows
+    assert 'data-testid="header-balance">7 credits<' in done
 
 
 def test_the_preview_is_served_as_an_inert_svg_to_its_owner_only(

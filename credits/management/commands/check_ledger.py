@@ -1,4 +1,4 @@
-"""manage.py check_ledger: recompute every balance from the ledger; exit 1 on any drift."""
+"""manage.py check_ledger: recompute every balance from the ledger and its lots; exit 1 on any drift."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -7,9 +7,11 @@ from credits.ledger_check import ledger_check
 
 class Command(BaseCommand):
     help = (
-        "Recompute every balance from the ledger in one SQL pass: each entry's before/after "
-        "chain, the sums and lifetime totals against the balance rows. Prints any drift and "
-        "exits with status 1 when there is some."
+        "Recompute every balance from the ledger and its lots in one SQL pass: each entry's "
+        "before/after chain, the sums and lifetime totals against the balance rows, and the "
+        "lots (balance == remaining credits, each lot's movements, each entry's movements and "
+        "lot, returns, draws from live lots only). Prints any drift and exits with status 1 "
+        "when there is some."
     )
 
     def add_arguments(self, parser):
@@ -20,9 +22,11 @@ class Command(BaseCommand):
     def handle(self, *args, limit: int, **options):
         report = ledger_check()
         if report.clean:
+            lots = f", {report.lots} lots" if report.lots_checked else ""
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Ledger clean: {report.entries} entries, {report.balances} balances, no drift."
+                    f"Ledger clean: {report.entries} entries, {report.balances} balances{lots}, "
+                    "no drift."
                 )
             )
             return
