@@ -20,7 +20,9 @@ Every movement keeps ``balance == lifetime_earned - lifetime_spent``: spends and
 refunds count on the spent side, every other kind on the earned side.
 """
 
+import functools
 import json
+import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -60,9 +62,9 @@ _INSERT_COLUMNS = """
 # is kept), also at the cap (time at the cap is not banked). A row never checked starts
 # counting now; a regen_checked_at in the future (a clock that went backwards) is kept, and
 # nothing is due until the clock has caught up with it and a whole period has passed.
-# ``regen`` is a bigint like every other credit count: ``cur.balance`` may be numeric (the
-# balance less a sum() of lapsed lots), and a numeric ``regen`` would turn the pool of lots,
-# its running sums and the draws numeric too, for free-tier users only.
+# ``regen`` is a bigint like every other credit count, and so is ``cur.balance`` (the balance
+# less a sum() of lapsed lots, cast back from numeric): a numeric ``regen`` would turn the pool
+# of lots, its running sums and the draws numeric too, for free-tier users only.
 _REGEN_CALC = """
     SELECT marked.*,
            CASE WHEN marked.balance >= %(regen_cap)s OR marked.periods = 0
@@ -195,7 +197,7 @@ WITH bal AS MATERIALIZED (
       FROM held, bal
      WHERE held.remaining > 0 AND held.expires_at <= bal.now_ts
 ), cur AS MATERIALIZED (
-    SELECT bal.balance - coalesce((SELECT sum(due.remaining) FROM due), 0) AS balance,
+    SELECT bal.balance - coalesce((SELECT sum(due.remaining) FROM due), 0)::bigint AS balance,
            bal.regen_checked_at, bal.now_ts, bal.spend_holds, bal.balance AS row_balance
       FROM bal
 ), calc AS MATERIALIZED ({calc}
@@ -653,8 +655,27 @@ def _db():
     return connections[DEFAULT_DB_ALIAS]
 
 
-class _PreparedCursor(psycopg.Cursor):
-    """Server-side binding, and every statement prepared once per connection."""
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
+
+
+@functools.cache
+def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``sql`` with its ``%(name)s`` placeholders as ``$1, $2, ...`` and the names in that
+    order, worked out once per statement: the driver otherwise scans the whole text again on
+    every execution (it caches that work only for statements under 4096 characters)."""
+    names: dict[str, int] = {}
+
+    def number(match: re.Match) -> str:
+        if match.group(1) is None:
+            return "%"
+        return f"${names.setdefault(match.group(1), len(names) + 1)}"
+
+    return _PLACEHOLDER.sub(number, sql), tuple(names)
+
+
+class _PreparedCursor(psycopg.RawCursor):
+    """Server-side binding of ``$n`` placeholders (see ``_numbered``), and every statement
+    prepared once per connection."""
 
     def execute(self, query, params=None, *, prepare=None, binary=None):
         return super().execute(query, params, prepare=True, binary=binary)
@@ -665,8 +686,14 @@ class _LoggedCursor(CursorDebugWrapper):
     cursor has no client-side query text for Django to read back)."""
 
     def execute(self, sql, params=None):
+        raw_sql, values = _bound(sql, params)
         with self.debug_sql(self.db.ops.compose_sql(sql, params)):
-            return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
+            return self._execute_with_wrappers(raw_sql, values, many=False, executor=self._execute)
+
+
+def _bound(sql: str, params: dict) -> tuple[str, list]:
+    raw_sql, names = _numbered(sql)
+    return raw_sql, [params[name] for name in names]
 
 
 # Explicitly requested preparation only: nothing else on the connection starts preparing.
@@ -695,9 +722,12 @@ def _run(sql: str, params: dict) -> list[tuple]:
     db.validate_thread_sharing()
     with db.wrap_database_errors:
         prepared = _PreparedCursor(raw)
-    cursor = _LoggedCursor(prepared, db) if db.queries_logged else CursorWrapper(prepared, db)
-    with cursor:
-        cursor.execute(sql, params)
+    if db.queries_logged:
+        with _LoggedCursor(prepared, db) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    with CursorWrapper(prepared, db) as cursor:
+        cursor.execute(*_bound(sql, params))
         return cursor.fetchall()
 
 
@@ -731,12 +761,13 @@ def statement_for(
     m: Movement | None, *, mode: str, regen: RegenPolicy | None = None, need: int | None = None
 ) -> tuple[str, dict]:
     """The statement applying ``m`` (None: only what is due) and its parameters."""
+    priority = app_settings.LOT_PRIORITY  # read (and validated) once
     params = {
         **(m.params() if m is not None else _CATCH_UP_PARAMS),
         **(m.lot.params() if m is not None and m.lot is not None else _NO_LOT),
         "need": -m.delta if need is None and m is not None else need,
-        "regen_priority": app_settings.lot_priority(LotSource.REGENERATION),
-        "opening_priority": app_settings.lot_priority(LotSource.OPENING),
+        "regen_priority": priority[LotSource.REGENERATION],
+        "opening_priority": priority[LotSource.OPENING],
         "regen_description": REGEN_DESCRIPTION,
         "regen_action": REGEN_ACTION,
         "expiry_description": EXPIRY_DESCRIPTION,
@@ -806,7 +837,7 @@ _PG_LIVE = f"""
 WITH cur AS (
     SELECT b.balance - coalesce((SELECT sum(l.remaining) FROM credits_creditlot l
                                   WHERE l.user_id = b.user_id AND l.remaining > 0
-                                    AND l.expires_at <= statement_timestamp()), 0) AS balance,
+                                    AND l.expires_at <= statement_timestamp()), 0)::bigint AS balance,
            b.regen_checked_at, statement_timestamp() AS now_ts, b.spend_holds
       FROM credits_creditbalance b
      WHERE b.user_id = %(uid)s

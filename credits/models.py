@@ -323,6 +323,8 @@ class CreditLot(models.Model):
                 name="credits_lot_burn_order",
                 condition=Q(remaining__gt=0),
             ),
+            # One user's lots in the order they were granted, spent or not (staff pages).
+            models.Index(fields=["user", "id"], name="credits_lot_user"),
             models.Index(
                 fields=["source_type", "source_id"],
                 name="credits_lot_source",

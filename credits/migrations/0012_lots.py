@@ -293,6 +293,10 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="creditlot",
+            index=models.Index(fields=["user", "id"], name="credits_lot_user"),
+        ),
+        migrations.AddIndex(
+            model_name="creditlot",
             index=models.Index(
                 condition=models.Q(("source_id__isnull", False)),
                 fields=["source_type", "source_id"],
