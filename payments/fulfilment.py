@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.services import user_mark_paying
+from core.queue import task_send
 from credits.models import LedgerKind
 from credits.services import credits_grant
 
@@ -21,10 +22,10 @@ from .exceptions import PaymentMismatch, PaymentNotConfirmed, PaymentsError
 from .guards import assert_no_transaction
 from .invoices import invoice_issue
 from .ledger import order_source
-from .models import Order
+from .models import Order, Refund
 from .providers import get_provider
 from .providers.base import PaymentStatus
-from .refunds import apply_refunded_total
+from .refunds import apply_refunded_total, closed_account_refund_key
 from .transitions import UNPAID_ENDINGS, order_transition
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
         if order.is_fulfilled:
             return order
         _check_payment(order, status)
+        if order.user.deleted_at is not None:
+            return _paid_for_closed_account(order, status, source)
 
         now = timezone.now()
         credits_grant(
@@ -102,6 +105,33 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
             order.credits,
             order.user_id,
             source,
+        )
+    return order
+
+
+def _paid_for_closed_account(order: Order, status: PaymentStatus, source: str) -> Order:
+    """A payment for an account deleted since the checkout began: no credits, no invoice.
+
+    The order (locked) keeps its status; the payment's ids are stored and the full refund is
+    queued after commit (``order_refund_closed_account``, idempotent). Every later attempt
+    to fulfil (a duplicate webhook, the return page, reconciliation) queues it again until
+    the refund is recorded, so a lost message is picked up.
+    """
+    if status.provider_payment_id:
+        order.provider_payment_id = status.provider_payment_id
+    if status.provider_order_id and not order.provider_order_id:
+        order.provider_order_id = status.provider_order_id
+    order.save(update_fields=["provider_payment_id", "provider_order_id", "updated_at"])
+    if not Refund.objects.filter(idempotency_key=closed_account_refund_key(order.pk)).exists():
+        logger.warning(
+            "order %s paid after user %s closed the account: nothing granted, refund queued (%s)",
+            order.pk,
+            order.user_id,
+            source,
+        )
+        order_id = order.pk
+        transaction.on_commit(
+            lambda: task_send("payments.tasks.refund_closed_account_order", args=[order_id])
         )
     return order
 

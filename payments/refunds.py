@@ -274,6 +274,57 @@ def order_refund(
     )
 
 
+def closed_account_refund_key(order_id: int) -> str:
+    return f"order:{order_id}:closed-account-refund"
+
+
+#: Why a payment for a deleted account was given back (kept on its refund).
+CLOSED_ACCOUNT_REASON = "Paid after the account was closed: refunded in full, no credits granted"
+
+
+def order_refund_closed_account(*, order_id: int) -> Order:
+    """Give back in full a payment that arrived after its buyer deleted the account.
+
+    Fulfilment grants nothing for such an order and queues this (after its commit, outside
+    any transaction). The provider is asked with a key of its own for the order, so a repeat
+    (a duplicate webhook, reconciliation, a retry after a timeout) never refunds twice; the
+    refund is recorded on the order with ``CLOSED_ACCOUNT_REASON``. An order that was
+    fulfilled, belongs to an open account or has no payment yet is left alone. A
+    ProviderError changes nothing: the next fulfilment attempt queues it again.
+    """
+    assert_no_transaction("order_refund_closed_account")
+    key = closed_account_refund_key(order_id)
+    order = Order.objects.select_related("user").get(pk=order_id)
+    if Refund.objects.filter(idempotency_key=key).exists():
+        return order
+    if order.is_fulfilled or order.user.deleted_at is None or not order.provider_payment_id:
+        logger.warning("order %s: not a paid order of a closed account; no refund", order.pk)
+        return order
+    result = get_provider(order.provider).refund(
+        order=order, amount=order.amount, idempotency_key=key, reason=CLOSED_ACCOUNT_REASON
+    )
+    if result.status not in COUNTED:
+        raise ProviderError(
+            f"The provider did not refund order #{order.pk} of a closed account: refund "
+            f"{result.provider_refund_id or '(no id)'} is {result.status!r}.",
+            provider=order.provider,
+        )
+    logger.warning(
+        "order %s paid after the account was closed: %s %s refunded (%s)",
+        order.pk,
+        order.amount,
+        order.currency,
+        result.provider_refund_id,
+    )
+    return order_record_refund(
+        order_id=order.pk,
+        result=result,
+        reason=CLOSED_ACCOUNT_REASON,
+        staff_user=None,
+        idempotency_key=key,
+    )
+
+
 def order_record_refund(
     *,
     order_id: int,
@@ -326,7 +377,7 @@ def order_record_refund(
         done = apply_refunded_total(
             order=order,
             total=max(order.amount_refunded, ours),
-            source=f"staff refund by user {staff_user.pk}",
+            source=f"staff refund by user {staff_user.pk}" if staff_user else reason,
             created_by=staff_user,
         )
         if audit is not None and (created or adopted):

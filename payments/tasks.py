@@ -5,6 +5,8 @@ import logging
 
 from celery import shared_task
 
+from .exceptions import PaymentsError
+from .refunds import order_refund_closed_account
 from .webhooks import WebhookRetry, retry_delay, webhook_process, webhook_requeue_stuck
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,17 @@ def process_webhook_event(self, event_pk: int, unrecorded_error: str = "") -> st
 def requeue_stuck_webhook_events() -> int:
     """Beat: queue again every event whose next attempt is overdue, whatever its state."""
     return webhook_requeue_stuck()
+
+
+@shared_task(name="payments.tasks.refund_closed_account_order")
+def refund_closed_account_order(order_id: int) -> str:
+    """Give back a payment that arrived after its buyer closed the account. A provider that
+    fails is logged: the next fulfilment attempt (reconciliation) queues this again."""
+    try:
+        return order_refund_closed_account(order_id=order_id).status
+    except PaymentsError as exc:
+        logger.warning("refunding order %s of a closed account failed: %s", order_id, exc)
+        return "FAILED"
 
 
 # Reconciliation keeps its tasks in its own module; importing it here lets Celery's
