@@ -12,6 +12,19 @@ from .generation_actions import MANAGE_JOBS_PERMISSION, staff_job_refund, staff_
 
 admin.site.unregister(GenerationJob)
 
+#: What the confirmation page of either action shows of each job, before its own column.
+JOB_COLUMNS = [
+    ("Job", lambda j: f"#{j.pk}"),
+    ("User", lambda j: j.user),
+    ("Operation", lambda j: j.operation),
+    ("Model", lambda j: j.model),
+    ("Status", lambda j: j.get_status_display()),
+]
+
+
+def _job_label(job) -> str:
+    return f"Job #{job.pk}"
+
 
 @admin.register(GenerationJob)
 class StaffGenerationJobAdmin(generations_admin.GenerationJobAdmin):
@@ -30,20 +43,13 @@ class StaffGenerationJobAdmin(generations_admin.GenerationJobAdmin):
             title="Refund generation jobs",
             form_class=ConfirmActionForm,
             perform=_refund_one,
-            columns=[
-                ("Job", lambda j: f"#{j.pk}"),
-                ("User", lambda j: j.user),
-                ("Operation", lambda j: j.operation),
-                ("Model", lambda j: j.model),
-                ("Status", lambda j: j.get_status_display()),
-                ("Charged", lambda j: j.credits_charged),
-            ],
+            columns=[*JOB_COLUMNS, ("Charged", lambda j: j.credits_charged)],
             submit_label="Refund",
             intro=(
                 "Gives back what each completed job cost (a bad result) and marks it refunded. "
                 "Failed jobs were refunded in full when they failed."
             ),
-            label=lambda j: f"Job #{j.pk}",
+            label=_job_label,
         )
 
     @admin.action(description="Retry the selected failed jobs…", permissions=["manage_jobs"])
@@ -56,21 +62,14 @@ class StaffGenerationJobAdmin(generations_admin.GenerationJobAdmin):
             title="Retry failed generation jobs",
             form_class=ConfirmActionForm,
             perform=_retry_one,
-            columns=[
-                ("Job", lambda j: f"#{j.pk}"),
-                ("User", lambda j: j.user),
-                ("Operation", lambda j: j.operation),
-                ("Model", lambda j: j.model),
-                ("Status", lambda j: j.get_status_display()),
-                ("Error", lambda j: j.error_message),
-            ],
+            columns=[*JOB_COLUMNS, ("Error", lambda j: j.error_message)],
             submit_label="Retry",
             intro=(
                 "Runs each failed job again as a new job for the same user. The failed job was "
                 "refunded in full, so the new one is charged like a fresh submission and refunded "
                 "in turn if it fails. Each failed job can be retried once."
             ),
-            label=lambda j: f"Job #{j.pk}",
+            label=_job_label,
         )
 
 

@@ -225,32 +225,41 @@ def job_attempt_failed(*, claim: Claim, error: BackendError) -> str:
         if error.retryable and job.retry_count < job.max_retries:
             job.retry_count += 1
             countdown = backoff(retry=job.retry_count, retry_after=error.retry_after)
-            job.status = Status.PENDING
-            job.claim_token = None
-            job.next_attempt_at = now + timedelta(seconds=countdown)
-            job.resend_at = first_resend_at(job.next_attempt_at)
-            job.error_message = (
-                f"{error.message} Trying again ({job.retry_count} of {job.max_retries})."
+            _requeue(
+                job,
+                at=now + timedelta(seconds=countdown),
+                countdown=countdown,
+                message=f"{error.message} Trying again ({job.retry_count} of {job.max_retries}).",
             )
-            job.save(
-                update_fields=[
-                    "status",
-                    "claim_token",
-                    "next_attempt_at",
-                    "resend_at",
-                    "retry_count",
-                    "error_message",
-                    "error_detail",
-                    "updated_at",
-                ]
-            )
-            transaction.on_commit(partial(enqueue_run, job_id=job.pk, countdown=countdown))
             return "retrying"
         message = error.message
         if error.retryable:
             message += f" It still failed after {job.retry_count} retr{'y' if job.retry_count == 1 else 'ies'}."
         _fail(job, message=message)
         return "failed"
+
+
+def _requeue(job: GenerationJob, *, at, message: str, countdown: float | None = None) -> None:
+    """Put a job (locked by the caller) back to PENDING for another attempt due ``at``, and
+    send its task after commit (``countdown`` seconds later, when given)."""
+    job.status = Status.PENDING
+    job.claim_token = None
+    job.next_attempt_at = at
+    job.resend_at = first_resend_at(at)
+    job.error_message = message
+    job.save(
+        update_fields=[
+            "status",
+            "claim_token",
+            "next_attempt_at",
+            "resend_at",
+            "retry_count",
+            "error_message",
+            "error_detail",
+            "updated_at",
+        ]
+    )
+    transaction.on_commit(partial(enqueue_run, job_id=job.pk, countdown=countdown))
 
 
 def job_reap_stale(*, job_id: int) -> str | None:
@@ -270,26 +279,11 @@ def job_reap_stale(*, job_id: int) -> str | None:
         job.error_detail = _append(job.error_detail, f"{now:%Y-%m-%d %H:%M:%S} {WORKER_LOST}")
         if job.retry_count < job.max_retries:
             job.retry_count += 1
-            job.status = Status.PENDING
-            job.claim_token = None
-            job.next_attempt_at = now
-            job.resend_at = first_resend_at(now)
-            job.error_message = (
-                f"{WORKER_LOST} It was queued again ({job.retry_count} of {job.max_retries})."
+            _requeue(
+                job,
+                at=now,
+                message=f"{WORKER_LOST} It was queued again ({job.retry_count} of {job.max_retries}).",
             )
-            job.save(
-                update_fields=[
-                    "status",
-                    "claim_token",
-                    "next_attempt_at",
-                    "resend_at",
-                    "retry_count",
-                    "error_message",
-                    "error_detail",
-                    "updated_at",
-                ]
-            )
-            transaction.on_commit(partial(enqueue_run, job_id=job.pk))
             return "requeued"
         _fail(job, message=f"{WORKER_LOST} No retries were left.")
         return "failed"
