@@ -2,12 +2,10 @@
 order (from the list or the order's page), replay a webhook event."""
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.html import format_html
 
-from core.admin_actions import ConfirmActionForm, confirmed_action, submission_key
+from core.admin_actions import ConfirmActionForm, action_on_one, confirmed_action, submission_key
 from payments import admin as payments_admin
 from payments.models import Order, WebhookEvent
 from payments.templatetags.money import money
@@ -79,14 +77,12 @@ class StaffOrderAdmin(payments_admin.OrderAdmin):
         )
 
     def refund_view(self, request, object_id):
-        if not self.has_refund_order_permission(request):
-            raise PermissionDenied
-        order = get_object_or_404(self.get_queryset(request), pk=object_id)
-        return self.refund(
+        return action_on_one(
+            self,
             request,
-            Order.objects.filter(pk=order.pk),
-            done_url=reverse("admin:payments_order_change", args=[order.pk]),
-            form_url=request.path,
+            object_id,
+            action=self.refund,
+            allowed=self.has_refund_order_permission(request),
         )
 
 

@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import pluralize
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.formats import date_format
 from django.utils.html import format_html
 
@@ -23,7 +23,7 @@ from accounts.models import User
 from accounts.services import account_delete
 from accounts.views import export_response
 from core.admin import BigTableAdminMixin, ExactSearchMixin, RecentReadOnlyInline, admin_link
-from core.admin_actions import ConfirmActionForm, confirmed_action, submission_key
+from core.admin_actions import ConfirmActionForm, action_on_one, confirmed_action, submission_key
 from core.audit import AuditAction
 from credits.admin import CreditLotInline, LedgerEntryInline
 from credits.models import LedgerEntry
@@ -297,14 +297,12 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
         )
 
     def delete_account_view(self, request, object_id):
-        if not self.has_erase_user_permission(request):
-            raise PermissionDenied
-        user = get_object_or_404(self.get_queryset(request), pk=object_id)
-        return self.delete_accounts(
+        return action_on_one(
+            self,
             request,
-            User.objects.filter(pk=user.pk),
-            done_url=reverse("admin:accounts_user_change", args=[user.pk]),
-            form_url=request.path,
+            object_id,
+            action=self.delete_accounts,
+            allowed=self.has_erase_user_permission(request),
         )
 
     @admin.action(
@@ -333,14 +331,12 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
         )
 
     def adjust_credits_view(self, request, object_id):
-        if not self.has_adjust_credits_permission(request):
-            raise PermissionDenied
-        user = get_object_or_404(self.get_queryset(request), pk=object_id)
-        return self.adjust_credits(
+        return action_on_one(
+            self,
             request,
-            User.objects.filter(pk=user.pk),
-            done_url=reverse("admin:accounts_user_change", args=[user.pk]),
-            form_url=request.path,
+            object_id,
+            action=self.adjust_credits,
+            allowed=self.has_adjust_credits_permission(request),
         )
 
 

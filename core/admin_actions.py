@@ -16,9 +16,11 @@ from collections.abc import Callable, Sequence
 from django import forms
 from django.contrib import messages
 from django.contrib.admin import helpers
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from .errors import ApplicationError, admin_error_message
 
@@ -54,6 +56,22 @@ class ConfirmActionForm(forms.Form):
 def submission_key(data: dict, action: str, obj) -> str:
     """The idempotency key of one object's part of one confirmed submission."""
     return f"admin:{action}:{data['submission_key']}:{obj.pk}"
+
+
+def action_on_one(model_admin, request, object_id, *, action: Callable, allowed: bool):
+    """An admin action run from one object's change page: the action's confirmation form for
+    that object alone, back to its change page when done. ``allowed`` is the action's
+    permission check for this request."""
+    if not allowed:
+        raise PermissionDenied
+    obj = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
+    opts = model_admin.model._meta
+    return action(
+        request,
+        model_admin.model.objects.filter(pk=obj.pk),
+        done_url=reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
+        form_url=request.path,
+    )
 
 
 def confirmed_action(
