@@ -52,6 +52,17 @@ _IS_GRANT = f"(e.kind IN ({_GRANT_KINDS}) OR (e.kind = 'ADJUSTMENT' AND e.amount
 _LIVE_DRAW_KINDS = "'SPEND', 'ADJUSTMENT'"
 
 #: The chain checks alone: the whole check before the lots exist.
+#: Each user's chain and totals, from ``chained`` rows (both checks aggregate them alike).
+_CHAIN_AGGREGATES = f"""count(*) AS entries,
+           sum(amount) AS total,
+           coalesce(sum(amount) FILTER (WHERE kind NOT IN ({_SPENT_KINDS})), 0) AS earned,
+           coalesce(-sum(amount) FILTER (WHERE kind IN ({_SPENT_KINDS})), 0) AS spent,
+           max(balance_after) FILTER (WHERE is_last) AS last_after,
+           count(*) FILTER (WHERE balance_after <> balance_before + amount) AS bad_sums,
+           count(*) FILTER (WHERE balance_before <> coalesce(previous_after, 0)) AS broken_links,
+           min(id) FILTER (WHERE balance_after <> balance_before + amount
+                              OR balance_before <> coalesce(previous_after, 0)) AS first_bad_entry"""
+
 _PG_CHECK = f"""
 WITH chained AS (
     SELECT user_id, id, amount, kind, balance_before, balance_after,
@@ -61,15 +72,7 @@ WITH chained AS (
     WINDOW w AS (PARTITION BY user_id ORDER BY id)
 ), per_user AS (
     SELECT user_id,
-           count(*) AS entries,
-           sum(amount) AS total,
-           coalesce(sum(amount) FILTER (WHERE kind NOT IN ({_SPENT_KINDS})), 0) AS earned,
-           coalesce(-sum(amount) FILTER (WHERE kind IN ({_SPENT_KINDS})), 0) AS spent,
-           max(balance_after) FILTER (WHERE is_last) AS last_after,
-           count(*) FILTER (WHERE balance_after <> balance_before + amount) AS bad_sums,
-           count(*) FILTER (WHERE balance_before <> coalesce(previous_after, 0)) AS broken_links,
-           min(id) FILTER (WHERE balance_after <> balance_before + amount
-                              OR balance_before <> coalesce(previous_after, 0)) AS first_bad_entry
+           {_CHAIN_AGGREGATES}
       FROM chained
      GROUP BY user_id
 )
@@ -167,15 +170,7 @@ WITH mv AS MATERIALIZED (
     WINDOW w AS (PARTITION BY user_id ORDER BY id)
 ), per_user AS (
     SELECT user_id,
-           count(*) AS entries,
-           sum(amount) AS total,
-           coalesce(sum(amount) FILTER (WHERE kind NOT IN ({_SPENT_KINDS})), 0) AS earned,
-           coalesce(-sum(amount) FILTER (WHERE kind IN ({_SPENT_KINDS})), 0) AS spent,
-           max(balance_after) FILTER (WHERE is_last) AS last_after,
-           count(*) FILTER (WHERE balance_after <> balance_before + amount) AS bad_sums,
-           count(*) FILTER (WHERE balance_before <> coalesce(previous_after, 0)) AS broken_links,
-           min(id) FILTER (WHERE balance_after <> balance_before + amount
-                              OR balance_before <> coalesce(previous_after, 0)) AS first_bad_entry,
+           {_CHAIN_AGGREGATES},
            count(*) FILTER (WHERE bad_moved) AS bad_moved,
            min(id) FILTER (WHERE bad_moved) AS first_bad_moved,
            count(*) FILTER (WHERE bad_grant) AS bad_grants,
