@@ -158,3 +158,20 @@ class PeriodForm(forms.Form):
         else:
             days = 30
         return today - timedelta(days=days - 1), today
+
+
+class SpendingControlsStaffForm(ConfirmActionForm):
+    """A user's caps and low-balance alert set by staff (empty: none), with the reason."""
+
+    daily_cap = forms.IntegerField(label="Daily cap", required=False, min_value=0)
+    monthly_cap = forms.IntegerField(label="Monthly cap", required=False, min_value=0)
+    low_balance_threshold = forms.IntegerField(
+        label="Low-balance alert", required=False, min_value=0
+    )
+
+    def clean(self):
+        data = super().clean()
+        daily, monthly = data.get("daily_cap"), data.get("monthly_cap")
+        if daily is not None and monthly is not None and daily > monthly:
+            self.add_error("daily_cap", "The daily cap cannot be more than the monthly cap.")
+        return data

@@ -27,13 +27,14 @@ from core.admin_actions import ConfirmActionForm, action_on_one, confirmed_actio
 from core.audit import AuditAction
 from credits.admin import CreditLotInline, LedgerEntryInline
 from credits.models import LedgerEntry
+from credits.services import SpendingControls, spending_controls_set
 from generations.models import GenerationJob
 from payments.models import Order
 from payments.templatetags.money import money
 
 from . import app_settings as backoffice_settings
 from .audit import staff_action_record
-from .forms import AdjustCreditsForm, lot_expiry_at_end_of
+from .forms import AdjustCreditsForm, SpendingControlsStaffForm, lot_expiry_at_end_of
 from .services import ADJUST_PERMISSION, adjustment_submit
 
 EXPORT_PERMISSION = "accounts.export_user_data"
@@ -174,7 +175,7 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
         ),
     )
     inlines = (UserLedgerInline, CreditLotInline, OrderInline, GenerationJobInline)
-    actions = ("adjust_credits", "delete_accounts")
+    actions = ("adjust_credits", "set_spending_controls", "delete_accounts")
 
     @admin.display(description="Balance", ordering="credit_balance__balance")
     def balance(self, obj):
@@ -234,6 +235,11 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
                 "<path:object_id>/adjust-credits/",
                 self.admin_site.admin_view(self.adjust_credits_view),
                 name="accounts_user_adjust_credits",
+            ),
+            path(
+                "<path:object_id>/spending-controls/",
+                self.admin_site.admin_view(self.spending_controls_view),
+                name="accounts_user_spending_controls",
             ),
             path(
                 "<path:object_id>/export-data/",
@@ -330,6 +336,56 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
             label=lambda u: f"User {u.email}",
         )
 
+    @admin.action(
+        description="Set spending caps and alerts of the selected users…",
+        permissions=["adjust_credits"],
+    )
+    def set_spending_controls(self, request, queryset, *, done_url=None, form_url=""):
+        return confirmed_action(
+            self,
+            request,
+            queryset.select_related("credit_balance"),
+            action="set_spending_controls",
+            title="Set spending caps and alerts",
+            form_class=SpendingControlsStaffForm,
+            perform=_controls_one,
+            columns=[("User", str), ("Controls", self.spending_controls)],
+            submit_label="Save controls",
+            intro=(
+                "Caps on the credits each user can spend per day and per calendar month, and the "
+                "balance below which they are warned. Empty fields mean none; what you set "
+                "replaces what the user set."
+            ),
+            done_url=done_url,
+            form_url=form_url,
+            label=lambda u: f"User {u.email}",
+        )
+
+    def spending_controls_view(self, request, object_id):
+        return action_on_one(
+            self,
+            request,
+            object_id,
+            action=self.set_spending_controls,
+            allowed=self.has_adjust_credits_permission(request),
+        )
+
+    @admin.display(description="Spending controls")
+    def spending_controls(self, obj):
+        b = getattr(obj, "credit_balance", None)
+        if b is None:
+            return "none"
+        parts = [
+            f"{label} {value}"
+            for label, value in (
+                ("daily cap", b.daily_cap),
+                ("monthly cap", b.monthly_cap),
+                ("alert below", b.low_balance_threshold),
+            )
+            if value is not None
+        ]
+        return ", ".join(parts) or "none"
+
     def adjust_credits_view(self, request, object_id):
         return action_on_one(
             self,
@@ -338,6 +394,20 @@ class UserAdmin(ExactSearchMixin, BigTableAdminMixin, DjangoUserAdmin):
             action=self.adjust_credits,
             allowed=self.has_adjust_credits_permission(request),
         )
+
+
+def _controls_one(request, user, data):
+    controls = SpendingControls(
+        daily_cap=data["daily_cap"],
+        monthly_cap=data["monthly_cap"],
+        low_balance_threshold=data["low_balance_threshold"],
+    )
+    spending_controls_set(user=user, controls=controls, actor=request.user, reason=data["reason"])
+    shown = lambda v: "none" if v is None else v  # noqa: E731
+    return messages.SUCCESS, (
+        f"User {user}: daily cap {shown(controls.daily_cap)}, monthly cap "
+        f"{shown(controls.monthly_cap)}, low-balance alert {shown(controls.low_balance_threshold)}."
+    )
 
 
 def _adjust_one(request, user, data):

@@ -11,6 +11,8 @@ touches no other database. In the SAME run it measures one spend of 1 credit don
   free        credits_spend for the same users on the free tier (regeneration checked in the
               same statement; nothing is due, as for almost every spend)
   lots5       credits_spend, paid plan, users holding five live lots of different expiries
+  capped      credits_spend, paid plan, users with daily and monthly spending caps and a
+              low-balance alert set (never reached: every spend checks and counts them)
   raw         raw psycopg running the service's own spend statement (autocommit, prepared)
   naive       Django select_for_update() + save() + two inserts in transaction.atomic()
   three       raw psycopg, BEGIN; UPDATE ... RETURNING; INSERT ledger; INSERT audit; COMMIT
@@ -18,7 +20,7 @@ touches no other database. In the SAME run it measures one spend of 1 credit don
 
 at 1, 4, 16 and 64 concurrent clients, for random users and for one hot user, and prints
 tps, p99 and the ratios service/raw, service/three, service/naive, free/service and
-lots5/service. The two baselines (naive, three) keep no lots: they spend from users of their
+lots5/service and capped/service. The two baselines (naive, three) keep no lots: they spend from users of their
 own, which check_ledger therefore reports, and which the line after the table leaves out.
 Then it bulk-loads ledgers of 10k and 1M rows (consistent chains with their lots and lot
 movements, INSERT ... SELECT generate_series) and times the history page (selector +
@@ -26,7 +28,7 @@ template render, first and a deep page) and check_ledger.
 
 Targets (2-core machine): service >= 0.8x raw at 16 clients on random users; service >=
 1.0x three at 64 clients on one hot user; lots5 >= 0.7x service; free >= 0.9x service at 16
-and 64 clients; check_ledger at 1M rows within 2x of its time before the lots (1.4 s).
+and 64 clients; capped >= 0.85x service; check_ledger at 1M rows within 2x of its time before the lots (1.4 s).
 """
 
 import argparse
@@ -49,9 +51,9 @@ from bench.common import (  # noqa: E402
     setup_django,
 )
 
-IMPLEMENTATIONS = ["service", "free", "lots5", "raw", "naive", "three"]
+IMPLEMENTATIONS = ["service", "free", "lots5", "capped", "raw", "naive", "three"]
 #: Which users each implementation spends from (see ``make_users``).
-GROUPS = {"lots5": "bench5-", "naive": "benchb-", "three": "benchb-"}
+GROUPS = {"lots5": "bench5-", "capped": "benchc-", "naive": "benchb-", "three": "benchb-"}
 #: (numerator, denominator, target) of the ratios printed after each row.
 RATIOS = [
     ("service", "raw", 0.8),
@@ -59,6 +61,7 @@ RATIOS = [
     ("service", "naive", None),
     ("free", "service", 0.9),
     ("lots5", "service", 0.7),
+    ("capped", "service", 0.85),
 ]
 
 _THREE_UPDATE = """
@@ -153,6 +156,7 @@ def bench_spends(args, url: str) -> list[dict]:
         "bench-": make_users(args.users),
         "bench5-": make_users(args.users, prefix="bench5-", lots=5),
         "benchb-": make_users(args.users, prefix="benchb-"),
+        "benchc-": capped(make_users(args.users, prefix="benchc-")),
     }
     users = groups["bench-"]
     impls = [i for i in args.impls.split(",") if i]
@@ -225,6 +229,16 @@ def bench_spends(args, url: str) -> list[dict]:
     baseline = {u.pk for u in groups["benchb-"]}
     print(f"check_ledger after the spends: {check_ledger_now(leave_out=baseline)}")
     return rows
+
+
+def capped(users: list) -> list:
+    """Give ``users`` spending caps and a low-balance alert far from anything a run reaches."""
+    from credits.models import CreditBalance
+
+    CreditBalance.objects.filter(user__in=users).update(
+        daily_cap=10**15, monthly_cap=10**15, low_balance_threshold=1, low_balance_armed=True
+    )
+    return users
 
 
 def load() -> str:
@@ -481,6 +495,7 @@ OPERATIONS = {
     "service": op_service,
     "free": op_free,
     "lots5": op_service,  # the same spend, by users holding five lots (see GROUPS)
+    "capped": op_service,  # the same spend, by users with caps and an alert set
     "raw": op_raw,
     "naive": op_naive,
     "three": op_three,

@@ -22,6 +22,7 @@ class AuditAction(models.TextChoices):
     REGENERATE = "credits.regenerate", "Credits regenerated"
     EXPIRE = "credits.expire", "Credits expired"
     VOID = "credits.void", "Bonus credits voided"
+    CONTROLS = "credits.controls", "Spending controls changed"
     # accounts
     ACCOUNT_DELETE = "accounts.delete", "Account deleted"
     # staff actions (backoffice), each in the transaction of the change it records

@@ -19,6 +19,7 @@ from core.admin import (
 
 from .models import (
     AuditLog,
+    BalanceCrossing,
     CreditBalance,
     CreditLot,
     IdempotencyRecord,
@@ -498,3 +499,48 @@ class TrialClaimAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
         if term.isdigit():
             return queryset.filter(user_id=int(term)), False
         return queryset.none(), False
+
+
+@admin.register(BalanceCrossing)
+class BalanceCrossingAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
+    """Balances that fell below a low-balance alert or an automatic top-up threshold, and
+    whether what follows (the email, the top-up) has been done. A crossing whose handling
+    keeps failing shows its last error here."""
+
+    list_display = (
+        "id",
+        "user_link",
+        "kind",
+        "threshold",
+        "balance_after",
+        "created_at",
+        "handled_at",
+        "attempts",
+    )
+    list_filter = ("kind", ("handled_at", admin.EmptyFieldListFilter))
+    search_fields = ("=user__id",)
+    search_help_text = "A user id."
+    ordering = ("-id",)
+    fields = (
+        "user_link",
+        "kind",
+        "threshold",
+        "balance_before",
+        "balance_after",
+        "entry_link",
+        "created_at",
+        "handled_at",
+        "attempts",
+        "last_error",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="User")
+    def user_link(self, obj):
+        from django.contrib.auth import get_user_model
+
+        return admin_link(get_user_model(), obj.user_id)
+
+    @admin.display(description="Ledger entry")
+    def entry_link(self, obj):
+        return admin_link(LedgerEntry, obj.entry_id) if obj.entry_id else "–"

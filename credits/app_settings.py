@@ -34,10 +34,14 @@ CREDITS_LOT_EXPIRY             purchase None, trial 30     how long a lot stays 
                                                            says (no expiry when it says none)
 CREDITS_LOT_EXPIRY_BATCH       500                         lots the expiry task expires per
                                                            run at most
+CREDITS_CAP_TIMEZONE           "UTC"                       the time zone whose calendar
+                                                           days and months the spending
+                                                           caps count in (an IANA name)
 =============================  ==========================  ==============================
 """
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.app_settings import AppSettings, Setting, to_timedelta
 
@@ -90,6 +94,18 @@ def lot_expiries(value) -> dict[str, timedelta | None]:
                 raise ValueError(f"the expiry of {source!r} must be positive, not {after!r}")
         merged[source] = after
     return merged
+
+
+def time_zone_name(value) -> str:
+    """An IANA time zone name both Python and PostgreSQL know (``zoneinfo`` reads the same
+    database)."""
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"not a time zone name: {value!r}")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
 
 
 class CreditsSettings(AppSettings):
@@ -190,6 +206,14 @@ class CreditsSettings(AppSettings):
         minimum=1,
         check_id="credits.E012",
         meaning="lots expired per run of the expiry task",
+    )
+
+    CAP_TIMEZONE = Setting(
+        "CREDITS_CAP_TIMEZONE",
+        "UTC",
+        time_zone_name,
+        check_id="credits.E013",
+        meaning="an IANA time zone name such as 'UTC' or 'Europe/Paris'",
     )
 
     def lot_priority(self, source: str) -> int:

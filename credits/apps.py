@@ -6,6 +6,6 @@ class CreditsConfig(AppConfig):
     verbose_name = "Credits"
 
     def ready(self) -> None:
-        from . import account_data, checks, receivers  # noqa: F401
+        from . import account_data, checks, receivers, tasks  # noqa: F401 (tasks: sent by name)
 
         account_data.register()

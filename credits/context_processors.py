@@ -19,8 +19,11 @@ def balance(request) -> dict:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
+    snapshot = balance_refresh_for_request(request=request)
     return {
-        "credit_balance": balance_refresh_for_request(request=request).balance,
+        "credit_balance": snapshot.balance,
+        # The low-balance banner: the threshold while the balance is below it, else None.
+        "credit_low_balance": snapshot.low_balance_threshold if snapshot.below_threshold else None,
         # A callable: the template calls it on first use; htmx fragments without the header
         # do not pay for the read.
         "credit_summary": lambda: credit_summary_for_request(request),

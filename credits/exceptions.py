@@ -61,6 +61,22 @@ class SpendingFrozen(CreditsError):
         super().__init__("Spending is paused on this account while a payment dispute is open.")
 
 
+class SpendingCapReached(CreditsError):
+    """The spend would take the credits spent in the current day or month past the user's cap."""
+
+    code = "spending_cap"
+    status = 429
+    retryable = True  # when the window turns, or the cap is raised
+
+    def __init__(self, *, period: str, cap: int, spent: int, needed: int, resets: str):
+        self.period, self.cap, self.spent, self.needed = period, cap, spent, needed
+        super().__init__(
+            f"This needs {needed} credits and would pass your {period} spending cap of {cap} "
+            f"({spent} spent so far; it resets {resets}).",
+            extra={"period": period, "cap": cap, "spent": spent, "needed": needed},
+        )
+
+
 class RefundNotAllowed(CreditsError):
     """The entry is not a spend, was already refunded, or the refund is larger than the spend."""
 

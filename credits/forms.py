@@ -3,6 +3,7 @@
 from datetime import date
 
 from django import forms
+from django.core.validators import MaxValueValidator
 
 from .models import LedgerKind
 from .selectors import Cursor
@@ -72,3 +73,40 @@ class HistoryFilterForm(forms.Form):
             if value:
                 query[name] = value
         return query.urlencode()
+
+
+class SpendingControlsForm(forms.Form):
+    """A user's caps and low-balance alert; an empty field means none."""
+
+    daily_cap = forms.IntegerField(
+        label="Daily cap",
+        required=False,
+        min_value=0,
+        help_text="The most credits spent in one day. Empty: no daily cap.",
+    )
+    monthly_cap = forms.IntegerField(
+        label="Monthly cap",
+        required=False,
+        min_value=0,
+        help_text="The most credits spent in one calendar month. Empty: no monthly cap.",
+    )
+    low_balance_threshold = forms.IntegerField(
+        label="Low-balance alert",
+        required=False,
+        min_value=0,
+        help_text="Tell me when my balance falls below this many credits. Empty: no alert.",
+    )
+
+    def __init__(self, *args, max_amount: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():
+            field.max_value = max_amount
+            field.validators.append(MaxValueValidator(max_amount))
+            field.widget.attrs.update({"min": 0, "max": max_amount, "inputmode": "numeric"})
+
+    def clean(self):
+        data = super().clean()
+        daily, monthly = data.get("daily_cap"), data.get("monthly_cap")
+        if daily is not None and monthly is not None and daily > monthly:
+            self.add_error("daily_cap", "The daily cap cannot be more than the monthly cap.")
+        return data

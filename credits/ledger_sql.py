@@ -33,6 +33,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 from core.audit import AuditAction
+from core.queue import task_send
 
 from .app_settings import app_settings
 from .models import (
@@ -160,6 +161,7 @@ def _lots_statement(mode: str, *, regen: bool) -> str:
         head = f"""
 WITH peek AS (
     SELECT b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at,
+           b.low_balance_threshold,
            ({regen_due})
            OR EXISTS (SELECT 1 FROM credits_creditlot l
                        WHERE l.user_id = b.user_id AND l.remaining > 0
@@ -168,6 +170,8 @@ WITH peek AS (
      WHERE b.user_id = %(uid)s
 ), bal AS MATERIALIZED (
     SELECT b.balance, b.lifetime_earned, b.lifetime_spent, b.regen_checked_at, b.spend_holds,
+           b.daily_cap, b.monthly_cap, b.spent_day, b.spent_in_day, b.spent_month, b.spent_in_month,
+           b.low_balance_threshold, b.low_balance_armed, b.top_up_threshold, b.top_up_armed,
            statement_timestamp() AS now_ts
       FROM credits_creditbalance b
      WHERE b.user_id = %(uid)s AND (SELECT peek.due FROM peek)
@@ -176,9 +180,12 @@ WITH peek AS (
     else:
         head = """
 WITH bal AS MATERIALIZED (
-    SELECT balance, regen_checked_at, spend_holds, statement_timestamp() AS now_ts
-      FROM credits_creditbalance
-     WHERE user_id = %(uid)s
+    SELECT b.balance, b.regen_checked_at, b.spend_holds,
+           b.daily_cap, b.monthly_cap, b.spent_day, b.spent_in_day, b.spent_month, b.spent_in_month,
+           b.low_balance_threshold, b.low_balance_armed, b.top_up_threshold, b.top_up_armed,
+           statement_timestamp() AS now_ts
+      FROM credits_creditbalance b
+     WHERE b.user_id = %(uid)s
        FOR UPDATE
 )"""
     parts = [
@@ -198,8 +205,16 @@ WITH bal AS MATERIALIZED (
      WHERE held.remaining > 0 AND held.expires_at <= bal.now_ts
 ), cur AS MATERIALIZED (
     SELECT bal.balance - coalesce((SELECT sum(due.remaining) FROM due), 0)::bigint AS balance,
-           bal.regen_checked_at, bal.now_ts, bal.spend_holds, bal.balance AS row_balance
+           bal.regen_checked_at, bal.now_ts, bal.spend_holds, bal.balance AS row_balance,
+           win.day_now, win.month_now,
+           CASE WHEN bal.spent_day = win.day_now THEN bal.spent_in_day ELSE 0 END AS day_spent,
+           CASE WHEN bal.spent_month = win.month_now THEN bal.spent_in_month ELSE 0 END AS month_spent,
+           bal.daily_cap, bal.monthly_cap, bal.low_balance_threshold, bal.low_balance_armed,
+           bal.top_up_threshold, bal.top_up_armed
       FROM bal
+     CROSS JOIN LATERAL (
+           SELECT (bal.now_ts AT TIME ZONE %(cap_tz)s)::date AS day_now,
+                  date_trunc('month', bal.now_ts AT TIME ZONE %(cap_tz)s)::date AS month_now) AS win
 ), calc AS MATERIALIZED ({calc}
 )"""
     ]
@@ -227,6 +242,9 @@ WITH bal AS MATERIALIZED (
         }[mode]
         allowed = (
             "total.live >= %(need)s::bigint AND (calc.spend_holds = 0 OR NOT %(needs_no_holds)s::boolean)"
+            " AND (NOT %(capped)s::boolean"
+            " OR ((calc.daily_cap IS NULL OR calc.day_spent + %(need)s::bigint <= calc.daily_cap)"
+            " AND (calc.monthly_cap IS NULL OR calc.month_spent + %(need)s::bigint <= calc.monthly_cap)))"
             if mode == DRAW
             else "true"
         )
@@ -283,6 +301,12 @@ WITH bal AS MATERIALIZED (
      WHERE back.upto - back.open < %(delta)s::bigint
 ), unmatched AS (
     SELECT %(delta)s::bigint - coalesce((SELECT sum(give) FROM gives), 0) AS credits
+), refunded AS (
+    -- the windows the refunded spend counted in: a refund takes it out of them again
+    SELECT (s.created_at AT TIME ZONE %(cap_tz)s)::date AS day,
+           date_trunc('month', s.created_at AT TIME ZONE %(cap_tz)s)::date AS month
+      FROM credits_ledgerentry s
+     WHERE s.id = %(reverses_id)s::bigint AND s.kind = 'SPEND'
 )""")
     # The entries, in the order their ids are given (the balance chain follows it).
     no_source = "NULL::varchar, NULL::bigint, NULL::bigint, NULL::bigint"
@@ -422,6 +446,13 @@ WITH bal AS MATERIALIZED (
       FROM gives, tagged AS lapse
      WHERE lapse.ord = 4 AND gives.give > 0 AND gives.lapsed""")
         changes.append("SELECT gives.lot_id, gives.give FROM gives WHERE NOT gives.lapsed")
+    if mode == DRAW:
+        day_delta = month_delta = "CASE WHEN %(capped)s::boolean THEN gate.n ELSE 0 END"
+    elif mode == RETURN:
+        day_delta = "-coalesce((SELECT %(delta)s::bigint FROM refunded WHERE refunded.day = gate.day_now), 0)"
+        month_delta = "-coalesce((SELECT %(delta)s::bigint FROM refunded WHERE refunded.month = gate.month_now), 0)"
+    else:
+        day_delta = month_delta = "0"
     parts.append(f"""
 , moves AS (
     INSERT INTO credits_lotmovement (entry_id, lot_id, credits, returns_id, created_at)
@@ -447,12 +478,32 @@ WITH bal AS MATERIALIZED (
            lifetime_earned = b.lifetime_earned + sums.earned,
            lifetime_spent = b.lifetime_spent + sums.spent,
            regen_checked_at = gate.checked_to,
+           spent_day = gate.day_now,
+           spent_in_day = greatest(0, gate.day_spent + {day_delta}),
+           spent_month = gate.month_now,
+           spent_in_month = greatest(0, gate.month_spent + {month_delta}),
+           low_balance_armed = (gate.low_balance_threshold IS NULL
+                                OR gate.row_balance + sums.total >= gate.low_balance_threshold),
+           top_up_armed = (gate.top_up_threshold IS NULL OR gate.row_balance + sums.total >= gate.top_up_threshold),
            version = b.version + 1,
            updated_at = now()
       FROM gate, sums
      WHERE b.user_id = %(uid)s
        AND (sums.entries > 0 OR gate.checked_to IS DISTINCT FROM gate.regen_checked_at)
-    RETURNING b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at
+    RETURNING b.balance, b.lifetime_earned, b.lifetime_spent, b.spend_holds, b.regen_checked_at,
+              b.low_balance_threshold
+), crossing AS (
+    -- an armed threshold the balance has just fallen below: due work, once per fall
+    INSERT INTO credits_balancecrossing
+           (user_id, kind, threshold, balance_before, balance_after, entry_id, created_at,
+            handled_at, attempts, last_error)
+    SELECT %(uid)s, c.kind, c.threshold, gate.row_balance, moved.balance,
+           (SELECT max(tagged.id) FROM tagged), gate.now_ts, NULL, 0, ''
+      FROM moved, gate
+     CROSS JOIN LATERAL (VALUES ('low_balance', gate.low_balance_threshold, gate.low_balance_armed),
+                                ('top_up', gate.top_up_threshold, gate.top_up_armed)) AS c(kind, threshold, armed)
+     WHERE c.armed AND moved.balance < c.threshold
+    RETURNING id
 ), audit AS (
     INSERT INTO credits_auditlog (user_id, actor_id, action, success, metadata, error_message, created_at)
     SELECT %(uid)s, tagged.created_by_id,
@@ -469,20 +520,24 @@ WITH bal AS MATERIALIZED (
         # regenerated.
         parts.append("""
 SELECT moved.balance, moved.lifetime_earned, moved.lifetime_spent, moved.spend_holds,
-       moved.regen_checked_at, coalesce((SELECT sum(amount) FROM tagged WHERE ord = 1), 0)::bigint
+       moved.regen_checked_at, coalesce((SELECT sum(amount) FROM tagged WHERE ord = 1), 0)::bigint,
+       moved.low_balance_threshold, EXISTS (SELECT 1 FROM crossing)
   FROM moved
 UNION ALL
-SELECT bal.balance, bal.lifetime_earned, bal.lifetime_spent, bal.spend_holds, bal.regen_checked_at, 0
+SELECT bal.balance, bal.lifetime_earned, bal.lifetime_spent, bal.spend_holds, bal.regen_checked_at, 0,
+       bal.low_balance_threshold, false
   FROM bal
  WHERE NOT EXISTS (SELECT 1 FROM moved)
 UNION ALL
-SELECT peek.balance, peek.lifetime_earned, peek.lifetime_spent, peek.spend_holds, peek.regen_checked_at, 0
+SELECT peek.balance, peek.lifetime_earned, peek.lifetime_spent, peek.spend_holds, peek.regen_checked_at, 0,
+       peek.low_balance_threshold, false
   FROM peek
  WHERE NOT EXISTS (SELECT 1 FROM bal)
 """)
     else:
         parts.append("""
-SELECT id, kind, amount, balance_before, balance_after, created_at, idempotency_key
+SELECT id, kind, amount, balance_before, balance_after, created_at, idempotency_key,
+       EXISTS (SELECT 1 FROM crossing)
   FROM tagged
  ORDER BY id
 """)
@@ -630,6 +685,8 @@ class Movement:
             "reverses_id": self.reverses_id,
             "created_by_id": self.created_by_id,
             "action": self.action,
+            # a customer's spend counts against their spending caps (and a refund of it back)
+            "capped": self.kind == LedgerKind.SPEND,
             "audit": json.dumps(
                 {**self.audit, "kind": str(self.kind), "amount": self.delta}, cls=DjangoJSONEncoder
             ),
@@ -647,6 +704,12 @@ class BalanceSnapshot:
     regen_checked_at: datetime | None = None
     #: Credits regenerated by this read (0 when nothing was due).
     regenerated: int = 0
+    #: The user's low-balance threshold (None: not set).
+    low_balance_threshold: int | None = None
+
+    @property
+    def below_threshold(self) -> bool:
+        return self.low_balance_threshold is not None and self.balance < self.low_balance_threshold
 
 
 def _db():
@@ -774,6 +837,7 @@ def statement_for(
         "expire_action": AuditAction.EXPIRE,
         "void_description": VOID_DESCRIPTION,
         "void_action": AuditAction.VOID,
+        "cap_tz": app_settings.CAP_TIMEZONE,
     }
     if regen is not None:
         params.update(regen.params())
@@ -800,7 +864,9 @@ def apply_movement(
         m = replace(m, lot=default_lot(m.kind))
     sql, params = statement_for(m, mode=mode, regen=regen, need=need)
     rows = _run(sql, params)
-    for entry_id, _kind, amount, before, after, created_at, key in rows:
+    if rows and rows[0][7]:
+        _crossed()
+    for entry_id, _kind, amount, before, after, created_at, key, _crossing in rows:
         if key == m.idempotency_key:
             metadata = m.metadata
             if mode == CLAW:
@@ -824,7 +890,18 @@ def apply_catch_up(*, user_id: int, regen: RegenPolicy | None = None) -> Balance
     sql, params = statement_for(None, mode=CATCH_UP, regen=regen)
     params["uid"] = user_id
     rows = _run(sql, params)
-    return BalanceSnapshot(*rows[0]) if rows else None
+    if not rows:
+        return None
+    *snapshot, crossed = rows[0]
+    if crossed:
+        _crossed()
+    return BalanceSnapshot(*snapshot)
+
+
+def _crossed() -> None:
+    """A movement took a balance below an armed threshold: have the crossing handled once
+    the movement commits (the periodic sweep finds it if this message is lost)."""
+    transaction.on_commit(lambda: task_send("credits.tasks.handle_crossings"), robust=True)
 
 
 _CATCH_UP_PARAMS = {

@@ -68,6 +68,27 @@ class CreditBalance(models.Model):
     version = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Spending controls, read and kept by the movement statement itself (see
+    # ``credits.ledger_sql``), so no concurrent spend can pass a cap or miss a crossing.
+    #: Caps on the credits spent per day and per calendar month (None: no cap), in the
+    #: windows of ``CREDITS_CAP_TIMEZONE``.
+    daily_cap = models.PositiveBigIntegerField(null=True, blank=True)
+    monthly_cap = models.PositiveBigIntegerField(null=True, blank=True)
+    #: Credits spent (net of refunds of those spends) in the day and month these name; a
+    #: window other than the current one counts as nothing spent yet.
+    spent_day = models.DateField(null=True, blank=True)
+    spent_in_day = models.BigIntegerField(default=0, db_default=0)
+    spent_month = models.DateField(null=True, blank=True)
+    spent_in_month = models.BigIntegerField(default=0, db_default=0)
+    #: Tell the user when the balance falls below this (None: never). ``low_balance_armed``:
+    #: the next fall below it is a crossing (cleared by the crossing, set again when the
+    #: balance is back at or above the threshold).
+    low_balance_threshold = models.PositiveBigIntegerField(null=True, blank=True)
+    low_balance_armed = models.BooleanField(default=True, db_default=True)
+    #: The same for automatic top-up (set by the payments app when it is turned on).
+    top_up_threshold = models.PositiveBigIntegerField(null=True, blank=True)
+    top_up_armed = models.BooleanField(default=True, db_default=True)
+
     class Meta:
         permissions = [
             ("adjust_credits", "Can adjust a user's credits"),
@@ -85,6 +106,10 @@ class CreditBalance(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(spend_holds__gte=0), name="credits_holds_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(spent_in_day__gte=0, spent_in_month__gte=0),
+                name="credits_spent_in_window_non_negative",
             ),
         ]
 
@@ -490,3 +515,48 @@ class TrialClaim(models.Model):
 
     def __str__(self) -> str:
         return f"trial claim {self.address_digest[:12]}… ({self.user_id})"
+
+
+class BalanceCrossing(models.Model):
+    """A balance that fell below one of its user's thresholds: work that is due.
+
+    Written by the movement statement that lowered the balance, in the same transaction, at
+    most once per fall (the threshold re-arms when the balance is back at or above it). What
+    a crossing leads to (an email, an automatic top-up) is done by the handler an upper app
+    registers for its kind (``credits.crossings``), which marks it handled in the same
+    transaction as its own work; a lost task only delays it (a periodic sweep finds it).
+    """
+
+    class Kind(models.TextChoices):
+        LOW_BALANCE = "low_balance", "Low balance"
+        TOP_UP = "top_up", "Automatic top-up"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    threshold = models.BigIntegerField()
+    balance_before = models.BigIntegerField()
+    balance_after = models.BigIntegerField()
+    #: The movement whose entry took the balance below (the last one the statement wrote).
+    entry = models.ForeignKey(
+        LedgerEntry, null=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
+    created_at = models.DateTimeField(db_default=Now())
+    handled_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["user", "id"], name="credits_crossing_user"),
+            models.Index(
+                fields=["created_at"],
+                name="credits_crossing_due",
+                condition=Q(handled_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of user {self.user_id} below {self.threshold}"

@@ -337,3 +337,41 @@ def _moved_lots() -> Subquery:
 
 def _start_of(day: date) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
+
+
+@dataclass(frozen=True)
+class SpendingControlsState:
+    """A user's caps and threshold with what has been spent in the current windows."""
+
+    daily_cap: int | None
+    monthly_cap: int | None
+    low_balance_threshold: int | None
+    spent_today: int
+    spent_this_month: int
+    time_zone: str
+
+    @property
+    def any_set(self) -> bool:
+        return any(
+            v is not None for v in (self.daily_cap, self.monthly_cap, self.low_balance_threshold)
+        )
+
+
+def spending_controls_of(*, user_id: int) -> SpendingControlsState:
+    """The user's spending controls and the credits spent today and this month (the windows
+    of ``CREDITS_CAP_TIMEZONE``, on the database clock, as the spend statement counts them)."""
+    tz = app_settings.CAP_TIMEZONE
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT daily_cap, monthly_cap, low_balance_threshold,
+                   CASE WHEN spent_day = (statement_timestamp() AT TIME ZONE %(tz)s)::date
+                        THEN spent_in_day ELSE 0 END,
+                   CASE WHEN spent_month = date_trunc('month', statement_timestamp() AT TIME ZONE %(tz)s)::date
+                        THEN spent_in_month ELSE 0 END
+              FROM credits_creditbalance WHERE user_id = %(uid)s
+            """,
+            {"tz": tz, "uid": user_id},
+        )
+        row = cursor.fetchone() or (None, None, None, 0, 0)
+    return SpendingControlsState(*row, time_zone=tz)

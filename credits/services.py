@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Subquery
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -30,6 +31,7 @@ from .exceptions import (
     InvalidAmount,
     InvalidKind,
     RefundNotAllowed,
+    SpendingCapReached,
     SpendingFrozen,
     StaffRequired,
 )
@@ -550,6 +552,8 @@ def _move(
             return _check_same(existing, m)
         if attempt == 1 and balance_ensure(user_id=m.user_id):
             continue
+        if m.kind == LedgerKind.SPEND and (capped := _cap_refusal(m)) is not None:
+            raise capped
         if (mode or DRAW) == DRAW and m.delta < 0 and attempt < MOVE_ATTEMPTS:
             live = live_credits(user_id=m.user_id, regen=regen)
             if live is not None and live[0] >= -m.delta and not (m.needs_no_holds and live[1]):
@@ -604,6 +608,101 @@ def _refusal(m: Movement, regen: RegenPolicy | None) -> Exception:
     if m.needs_no_holds and holds > 0:
         return SpendingFrozen()
     return InsufficientCredits(needed=-m.delta, available=available)
+
+
+def _cap_refusal(m: Movement) -> SpendingCapReached | None:
+    """The cap a refused spend would pass, read fresh (the windows on the database clock)."""
+    tz = app_settings.CAP_TIMEZONE
+    row = (
+        CreditBalance.objects.filter(user_id=m.user_id)
+        .annotate(
+            day_spent=RawSQL(
+                "CASE WHEN spent_day = (statement_timestamp() AT TIME ZONE %s)::date"
+                " THEN spent_in_day ELSE 0 END",
+                [tz],
+            ),
+            month_spent=RawSQL(
+                "CASE WHEN spent_month = date_trunc('month', statement_timestamp() AT TIME ZONE %s)::date"
+                " THEN spent_in_month ELSE 0 END",
+                [tz],
+            ),
+        )
+        .values("daily_cap", "monthly_cap", "day_spent", "month_spent")
+        .first()
+    )
+    if row is None:
+        return None
+    needed = -m.delta
+    for period, cap, spent, resets in (
+        ("daily", row["daily_cap"], row["day_spent"], f"at midnight ({tz})"),
+        ("monthly", row["monthly_cap"], row["month_spent"], f"on the 1st of the month ({tz})"),
+    ):
+        if cap is not None and spent + needed > cap:
+            return SpendingCapReached(
+                period=period, cap=cap, spent=spent, needed=needed, resets=resets
+            )
+    return None
+
+
+@dataclass(frozen=True)
+class SpendingControls:
+    """A user's caps and low-balance threshold (None: not set)."""
+
+    daily_cap: int | None = None
+    monthly_cap: int | None = None
+    low_balance_threshold: int | None = None
+
+
+def spending_controls_set(
+    *, user, controls: SpendingControls, actor=None, reason: str = ""
+) -> SpendingControls:
+    """Set ``user``'s spending caps and low-balance threshold, audited (``actor``: staff doing
+    it for them, saying why in ``reason``; None: the user themself).
+
+    Under the balance row's lock, so no movement runs half under the old values. A threshold
+    set while the balance is already below it waits for the balance to come back up before
+    it can be crossed (a crossing is a fall from at or above it to below).
+    """
+    for value in (controls.daily_cap, controls.monthly_cap, controls.low_balance_threshold):
+        if value is not None and (not _is_int(value) or not 0 <= value <= app_settings.MAX_AMOUNT):
+            raise InvalidAmount(
+                f"Caps and thresholds are whole numbers of credits from 0 to {app_settings.MAX_AMOUNT}."
+            )
+    with transaction.atomic():
+        balance = _lock_balance(user_id=user.pk)
+        row = CreditBalance.objects.get(user_id=user.pk)
+        before = SpendingControls(row.daily_cap, row.monthly_cap, row.low_balance_threshold)
+        threshold = controls.low_balance_threshold
+        CreditBalance.objects.filter(user_id=user.pk).update(
+            daily_cap=controls.daily_cap,
+            monthly_cap=controls.monthly_cap,
+            low_balance_threshold=threshold,
+            low_balance_armed=(
+                row.low_balance_armed
+                if threshold == before.low_balance_threshold
+                else threshold is None or balance >= threshold
+            ),
+        )
+        AuditLog.objects.create(
+            user_id=user.pk,
+            actor_id=(actor or user).pk,
+            action=AuditAction.CONTROLS,
+            metadata={"before": before.__dict__, "after": controls.__dict__, "reason": reason},
+        )
+    return controls
+
+
+def spending_top_up_threshold_set(*, user, threshold: int | None) -> None:
+    """Set the balance below which an automatic top-up is due (None: off); the payments app
+    calls it when the user turns automatic top-up on or off. Armed only from at or above it."""
+    if threshold is not None and (not _is_int(threshold) or threshold < 0):
+        raise InvalidAmount("A top-up threshold is a whole number of credits.")
+    with transaction.atomic():
+        balance = _lock_balance(user_id=user.pk)
+        CreditBalance.objects.filter(user_id=user.pk).update(
+            top_up_threshold=threshold,
+            top_up_armed=threshold is None or balance >= threshold,
+        )
 
 
 def _refunded(spend_id: int | None) -> bool:

@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from .crossings import crossings_handle
 from .idempotency import idempotency_records_purge
 from .services import lots_expire_due
 
@@ -21,3 +22,13 @@ def expire_lots() -> int:
     Scheduled by CELERY_BEAT_SCHEDULE["expire-credit-lots"]. Safe to run twice at once.
     """
     return lots_expire_due()
+
+
+@shared_task(name="credits.tasks.handle_crossings")
+def handle_crossings() -> int:
+    """Handle the balances that fell below a threshold (see ``credits.crossings``).
+
+    Sent when a movement records a crossing, and scheduled by
+    CELERY_BEAT_SCHEDULE["handle-balance-crossings"] so a lost message only delays one.
+    """
+    return crossings_handle()

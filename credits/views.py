@@ -1,15 +1,16 @@
 """The credits page (balance, totals, history) and the CSV export. Thin: parse, select, render."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 
 from .app_settings import app_settings
 from .context_processors import credit_summary_for_request
 from .csv_stream import streaming_csv_response
-from .forms import HistoryFilterForm
+from .forms import HistoryFilterForm, SpendingControlsForm
 from .references import export_columns, export_values
 from .selectors import (
     ledger_export_rows,
@@ -17,8 +18,14 @@ from .selectors import (
     lot_entry_description,
     moved_categories,
     moved_lot_ids,
+    spending_controls_of,
 )
-from .services import balance_refresh_for_request, regen_policy_for
+from .services import (
+    SpendingControls,
+    balance_refresh_for_request,
+    regen_policy_for,
+    spending_controls_set,
+)
 
 
 def export_header() -> list[str]:
@@ -115,6 +122,29 @@ def export_csv(request):
     return streaming_csv_response(
         filename=f"credits-history-{stamp}.csv", header=export_header(), rows=rows
     )
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def controls(request):
+    """The user's spending caps and low-balance alert."""
+    state = spending_controls_of(user_id=request.user.pk)
+    initial = {
+        "daily_cap": state.daily_cap,
+        "monthly_cap": state.monthly_cap,
+        "low_balance_threshold": state.low_balance_threshold,
+    }
+    form = SpendingControlsForm(
+        request.POST if request.method == "POST" else None,
+        initial=initial,
+        max_amount=app_settings.MAX_AMOUNT,
+    )
+    if request.method == "POST" and form.is_valid():
+        spending_controls_set(user=request.user, controls=SpendingControls(**form.cleaned_data))
+        messages.success(request, "Your spending controls are saved.")
+        return redirect("credits:controls")
+    status = 400 if form.is_bound else 200
+    return render(request, "credits/controls.html", {"form": form, "state": state}, status=status)
 
 
 def _form_errors(form) -> list[str]:

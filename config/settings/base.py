@@ -236,6 +236,8 @@ CELERY_BEAT_SCHEDULE = beat_schedule(
     every("reconcile-payments", "payments.tasks.reconcile_payments", seconds=3600),
     # Lapsed credit lots: spends already ignore them; this writes their EXPIRY entries.
     every("expire-credit-lots", "credits.tasks.expire_lots", seconds=300),
+    # Balances that fell below a threshold and whose handling was lost or failed (credits/crossings.py).
+    every("handle-balance-crossings", "credits.tasks.handle_crossings", seconds=60),
     every("reap-stuck-generation-jobs", "generations.tasks.reap_stuck_jobs", seconds=60),
     # Account emails whose send failed or whose task was lost (accounts/outbox.py).
     every(

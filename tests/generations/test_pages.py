@@ -126,6 +126,23 @@ def test_too_few_credits_gives_a_clear_message_and_no_job(make_user, client_for,
     assert not GenerationJob.objects.exists()
 
 
+def test_a_job_over_a_spending_cap_is_refused_with_the_cap_named(
+    make_user, client_for, price_rules
+):
+    from credits.services import SpendingControls, spending_controls_set
+
+    user = make_user(credits=20)
+    spending_controls_set(user=user, controls=SpendingControls(daily_cap=2))
+    response = client_for(user).post(
+        reverse("generations:new"),
+        {"operation": "image", "model": "procedural-svg", "prompt": "a red heart"},
+    )
+    assert response.status_code == 429
+    assert "would pass your daily spending cap of 2" in response.content.decode()
+    assert not GenerationJob.objects.exists()
+    assert CreditBalance.objects.get(user=user).balance == 20
+
+
 def test_bad_input_is_shown_on_the_form(make_user, client_for, price_rules):
     client = client_for(make_user(credits=20))
     response = client.post(
