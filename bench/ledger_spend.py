@@ -419,7 +419,7 @@ def op_raw(*, url, pick, tag):
             params["key"] = f"b:{tag}:{number}:{i}"
             raw_sql, values = _bound(sql, params)
             rows = conn.execute(raw_sql, values, prepare=True).fetchall()
-            if not any(row[-1] == params["key"] for row in rows):
+            if not any(row[6] == params["key"] for row in rows):
                 raise RuntimeError("refused")
 
         return spend
