@@ -10,8 +10,10 @@ class PaymentsConfig(AppConfig):
             account_data,
             checks,
             ledger,
+            subscriptions,
             tasks,  # noqa: F401  (registered here: services send them by name)
         )
 
         account_data.register()
         ledger.register()
+        subscriptions.register()

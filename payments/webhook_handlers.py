@@ -15,6 +15,7 @@ from .fulfilment import fulfil_order, order_mark_unpaid
 from .models import Order, WebhookEvent
 from .providers.base import EventKind, NormalizedEvent, PaymentStatus, RefundState
 from .refunds import order_sync_refunds
+from .subscriptions import subscription_apply
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,15 @@ def handle_refund_updated(*, event, order, status, refunds=None) -> Outcome:
     return Outcome(PROCESSED, f"refund {event.refund_id} {current}")
 
 
+def handle_subscription_event(*, event, order, status, refunds=None, facts=None) -> Outcome:
+    """Any subscription event: the subscription (and invoice) as the provider has them now
+    are applied, whatever the event said; a paid invoice is recorded and granted once."""
+    if facts is None:
+        raise OrderNotReady(f"The provider's subscription {event.subscription_id} was not read.")
+    note = subscription_apply(provider_name=event.provider, facts=facts, source=_source(event))
+    return Outcome(PROCESSED, note)
+
+
 def handle_ignored(*, event, order, status, refunds=None) -> Outcome:
     return Outcome(IGNORED, f"{event.type} is not acted on")
 
@@ -153,9 +163,23 @@ HANDLERS: dict[EventKind, Handler] = {
     EventKind.DISPUTE_OPENED: handle_dispute_opened,
     EventKind.DISPUTE_CLOSED: handle_dispute_closed,
     EventKind.IGNORED: handle_ignored,
+    EventKind.SUBSCRIPTION_INVOICE_PAID: handle_subscription_event,
+    EventKind.SUBSCRIPTION_PAYMENT_FAILED: handle_subscription_event,
+    EventKind.SUBSCRIPTION_UPDATED: handle_subscription_event,
+    EventKind.SUBSCRIPTION_ENDED: handle_subscription_event,
 }
 
+#: Kinds about a subscription: the task reads the subscription (and invoice) first.
+SUBSCRIPTION_KINDS = frozenset(
+    {
+        EventKind.SUBSCRIPTION_INVOICE_PAID,
+        EventKind.SUBSCRIPTION_PAYMENT_FAILED,
+        EventKind.SUBSCRIPTION_UPDATED,
+        EventKind.SUBSCRIPTION_ENDED,
+    }
+)
+
 #: Kinds that concern an order: the task finds the order and asks the provider about it.
-ORDER_KINDS = frozenset(HANDLERS) - {EventKind.IGNORED}
+ORDER_KINDS = frozenset(HANDLERS) - {EventKind.IGNORED} - SUBSCRIPTION_KINDS
 #: Kinds for which the task also reads every refund of the payment from the provider.
 REFUND_KINDS = frozenset({EventKind.REFUNDED, EventKind.REFUND_UPDATED})
