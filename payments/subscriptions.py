@@ -211,6 +211,19 @@ def subscription_sync(*, subscription_id: int, remote: ProviderSubscription) -> 
             # Ended stays ended (a stale "active" read never revives it).
             status = Subscription.Status.ENDED
         plan = SubscriptionPlan.objects.filter(code=remote.plan_code).first() or sub.plan
+        if (
+            sub.pending_plan_id == plan.pk
+            and remote.period_start is not None
+            and remote.period_start == sub.current_period_start
+        ):
+            # A downgrade the provider already shows (Stripe) takes effect here with the
+            # next period: the paid period keeps its plan.
+            plan = sub.plan
+        if (
+            remote.id.startswith(("sub_", "I-", "sbx_sub_"))
+            and sub.provider_subscription_id != remote.id
+        ):
+            sub.provider_subscription_id = remote.id
         if plan.pk != sub.plan_id:
             sub.plan = plan
             price = plan.prices.filter(currency=sub.currency).first()
@@ -494,3 +507,73 @@ def subscription_end_now(*, subscription: Subscription) -> Subscription:
             status=Subscription.Status.ENDED, ended_at=timezone.now()
         )
     return Subscription.objects.get(pk=subscription.pk)
+
+
+# --- staff: refund a period ------------------------------------------------------------------
+
+
+def refund_clawback_key(period: SubscriptionPeriod) -> str:
+    return f"subscription-period:{period.pk}:refund"
+
+
+def subscription_period_refund(
+    *, period: SubscriptionPeriod, reason: str, idempotency_key: str, audit=None
+) -> SubscriptionPeriod:
+    """Refund a paid period in full: the provider refunds the invoice's payment first
+    (outside any transaction, once per ``idempotency_key``), then, in one transaction, the
+    period is marked refunded and its credits are taken back (its own lot first, then its
+    rollover lot, then other lots; never below zero, the rest recorded as unrecovered).
+    ``audit(period)`` runs inside that transaction. A period already refunded is returned
+    as it is; a ProviderError changes nothing."""
+    assert_no_transaction("subscription_period_refund")
+    if not (reason or "").strip():
+        raise SubscriptionError("A refund needs a reason.")
+    period = SubscriptionPeriod.objects.select_related("subscription__user").get(pk=period.pk)
+    if period.status == SubscriptionPeriod.Status.REFUNDED:
+        return period
+    left = period.amount - period.amount_refunded
+    result = get_provider(period.subscription.provider).refund_invoice(
+        invoice_id=period.provider_invoice_id, amount=left, idempotency_key=idempotency_key
+    )
+    if result.status not in ("succeeded", "pending"):
+        raise ProviderError(
+            f"The provider did not refund {period.invoice_number}: {result.status}.",
+            provider=period.subscription.provider,
+        )
+    with transaction.atomic(durable=True):
+        period = (
+            SubscriptionPeriod.objects.select_for_update(of=("self",))
+            .select_related("subscription__user")
+            .get(pk=period.pk)
+        )
+        if period.status == SubscriptionPeriod.Status.REFUNDED:
+            return period
+        from credits.services import credits_clawback
+
+        taken = (
+            credits_clawback(
+                user=period.subscription.user,
+                amount=period.credits,
+                idempotency_key=refund_clawback_key(period),
+                reason=f"Refund of {period.invoice_number}",
+                source=period_source(period),
+                metadata={"refund": result.provider_refund_id},
+            )
+            if period.credits
+            else None
+        )
+        period.amount_refunded = period.amount
+        period.status = SubscriptionPeriod.Status.REFUNDED
+        period.credits_clawed_back = taken.recovered if taken else 0
+        period.credits_unrecovered = taken.unrecovered if taken else 0
+        period.save(
+            update_fields=[
+                "amount_refunded",
+                "status",
+                "credits_clawed_back",
+                "credits_unrecovered",
+            ]
+        )
+        if audit is not None:
+            audit(period)
+    return period
