@@ -482,6 +482,7 @@ def credits_roll_over(
     cost_basis: Decimal | None = None,
     currency: str | None = None,
     ending_rollover_ids: list[int] = (),
+    category: str = LotCategory.PAID,
 ) -> RolloverResult:
     """End the lots ``lot_ids`` (a subscription period's) and roll up to ``cap`` of what they
     held over into a new paid ROLLOVER lot expiring at ``expires_at``. The rollover lots of
@@ -548,7 +549,7 @@ def credits_roll_over(
                 metadata={"unused": unused, "cap": cap},
                 source=source,
                 lot_source=LotSource.ROLLOVER,
-                category=LotCategory.PAID,
+                category=category,
                 expires_at=expires_at,
                 cost_basis=cost_basis,
                 currency=currency,

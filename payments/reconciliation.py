@@ -137,6 +137,15 @@ def reconcile_payments(
                 report.unreadable(name, exc)
                 continue
             report.collected(name, collected)
+            try:
+                from .subscription_reconciliation import subscriptions_collect
+
+                report.collected(name, subscriptions_collect(name=name))
+            except (ProviderError, ProviderNotConfigured) as exc:
+                logger.warning(
+                    "reconciliation %s: %s subscriptions unreadable: %s", run.pk, name, exc
+                )
+                report.unreadable(name, exc)
     except Exception as exc:  # noqa: BLE001 - the run must end with a report, whatever happened
         logger.exception("reconciliation %s crashed", run.pk)
         report.errors.append(

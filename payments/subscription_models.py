@@ -192,6 +192,8 @@ class SandboxSubscription(models.Model):
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
     cancel_at_period_end = models.BooleanField(default=False)
+    #: Free days before the first paid period (the first invoice is for 0).
+    trial_days = models.PositiveIntegerField(default=0)
     #: A downgrade that takes effect at the next renewal.
     next_plan_code = models.CharField(max_length=32, blank=True, default="")
     next_amount = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)

@@ -30,7 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.services import user_membership_follow
-from credits.models import CreditLot, LedgerKind, LotSource
+from credits.models import CreditLot, LedgerKind, LotCategory, LotSource
 from credits.references import Source, register_source_type
 from credits.services import credits_grant, credits_roll_over
 
@@ -104,11 +104,24 @@ def subscription_live(*, user) -> Subscription | None:
 
 
 def subscription_start(
-    *, user, plan: SubscriptionPlan, provider_name: str, success_url: str, cancel_url: str
+    *,
+    user,
+    plan: SubscriptionPlan,
+    provider_name: str,
+    success_url: str,
+    cancel_url: str,
+    trial_days: int = 0,
 ) -> tuple[Subscription, CheckoutSession]:
     """Open the provider's checkout for ``plan``. A user has at most one live subscription:
     an active or past-due one refuses (change plans instead); an unfinished checkout of
-    theirs is given up for the new one. Raises SubscriptionError, ProviderError."""
+    theirs is given up for the new one. Raises SubscriptionError, ProviderError.
+
+    ``trial_days`` (for a voucher, say): the provider starts the subscription with that
+    many free days (Stripe's ``trial_period_days``); its first invoice is for 0, and that
+    period's plan credits are granted as a promotional lot (no cost basis) ending with the
+    trial; the first paid period follows at the trial's end unless cancelled."""
+    if not isinstance(trial_days, int) or not 0 <= trial_days <= 730:
+        raise SubscriptionError("A trial is between 0 and 730 days.")
     assert_no_transaction("subscription_start")
     if not plan.active:
         raise SubscriptionError(f"The {plan.name} plan is not on sale.")
@@ -138,7 +151,10 @@ def subscription_start(
         except IntegrityError:
             raise SubscriptionError("Another membership checkout is under way.") from None
     checkout = provider.create_subscription_checkout(
-        subscription=subscription, success_url=success_url, cancel_url=cancel_url
+        subscription=subscription,
+        success_url=success_url,
+        cancel_url=cancel_url,
+        **({"trial_days": trial_days} if trial_days else {}),
     )
     Subscription.objects.filter(pk=subscription.pk).update(
         provider_subscription_id=checkout.provider_order_id
@@ -337,8 +353,12 @@ def subscription_record_invoice(
                 ),
                 metadata={"source": source, "provider": sub.provider, "invoice": invoice.id},
                 expires_at=period.ends_at,
-                cost_basis=(period.amount / credits).quantize(COST_BASIS_STEP),
-                currency=period.currency,
+                # A trial's free period: promotional credits, no cost basis.
+                category=LotCategory.PROMOTIONAL if period.amount == 0 else None,
+                cost_basis=(period.amount / credits).quantize(COST_BASIS_STEP)
+                if period.amount
+                else None,
+                currency=period.currency if period.amount else None,
             )
         if not proration:
             _roll_into(period)
@@ -420,9 +440,11 @@ def _roll_into(period: SubscriptionPeriod) -> None:
         source=period_source(period),
         description=f"Unused plan credits rolled over from {ending.invoice_number}",
         cost_basis=(ending.amount / ending.credits).quantize(COST_BASIS_STEP)
-        if ending.credits
+        if ending.credits and ending.amount
         else None,
-        currency=ending.currency,
+        currency=ending.currency if ending.amount else None,
+        # A free (trial) period's credits roll over as promotional ones.
+        category=LotCategory.PAID if ending.amount else LotCategory.PROMOTIONAL,
         ending_rollover_ids=rolled_ids,
     )
 
@@ -548,24 +570,63 @@ def subscription_period_refund(
         )
         if period.status == SubscriptionPeriod.Status.REFUNDED:
             return period
-        from credits.services import credits_clawback
+        period = subscription_period_refunded(
+            period_id=period.pk,
+            total_refunded=period.amount,
+            source=f"staff refund {result.provider_refund_id}",
+        )
+        if audit is not None:
+            audit(period)
+    return period
 
-        taken = (
-            credits_clawback(
+
+def period_for_payment(*, provider_name: str, payment_id: str) -> SubscriptionPeriod | None:
+    if not payment_id:
+        return None
+    return SubscriptionPeriod.objects.filter(
+        subscription__provider=provider_name, provider_payment_id=payment_id
+    ).first()
+
+
+def subscription_period_refunded(
+    *, period_id: int, total_refunded: Decimal, source: str
+) -> SubscriptionPeriod:
+    """The provider refunded (or a lost dispute took back) ``total_refunded`` of a period's
+    payment, cumulatively: the period records it and the matching share of its credits is
+    taken back (its own lot first), once per amount. Inside the caller's transaction; a
+    smaller total than recorded (an older event) changes nothing."""
+    from credits.services import credits_clawback
+
+    with transaction.atomic():
+        period = (
+            SubscriptionPeriod.objects.select_for_update(of=("self",))
+            .select_related("subscription__user")
+            .get(pk=period_id)
+        )
+        total = min(total_refunded, period.amount)
+        if total <= period.amount_refunded:
+            return period
+        share = total / period.amount if period.amount else Decimal("1")
+        owed = int((period.credits * share).to_integral_value()) - (
+            period.credits_clawed_back + period.credits_unrecovered
+        )
+        if owed > 0:
+            taken = credits_clawback(
                 user=period.subscription.user,
-                amount=period.credits,
-                idempotency_key=refund_clawback_key(period),
+                amount=owed,
+                idempotency_key=f"subscription-period:{period.pk}:refunded-to:{total}",
                 reason=f"Refund of {period.invoice_number}",
                 source=period_source(period),
-                metadata={"refund": result.provider_refund_id},
+                metadata={"source": source},
             )
-            if period.credits
-            else None
+            period.credits_clawed_back += taken.recovered
+            period.credits_unrecovered += taken.unrecovered
+        period.amount_refunded = total
+        period.status = (
+            SubscriptionPeriod.Status.REFUNDED
+            if total >= period.amount
+            else SubscriptionPeriod.Status.PARTIALLY_REFUNDED
         )
-        period.amount_refunded = period.amount
-        period.status = SubscriptionPeriod.Status.REFUNDED
-        period.credits_clawed_back = taken.recovered if taken else 0
-        period.credits_unrecovered = taken.unrecovered if taken else 0
         period.save(
             update_fields=[
                 "amount_refunded",
@@ -574,6 +635,4 @@ def subscription_period_refund(
                 "credits_unrecovered",
             ]
         )
-        if audit is not None:
-            audit(period)
     return period

@@ -15,7 +15,7 @@ from .fulfilment import fulfil_order, order_mark_unpaid
 from .models import Order, WebhookEvent
 from .providers.base import EventKind, NormalizedEvent, PaymentStatus, RefundState
 from .refunds import order_sync_refunds
-from .subscriptions import subscription_apply
+from .subscriptions import period_for_payment, subscription_apply, subscription_period_refunded
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,15 @@ def handle_refunded(*, event, order, status, refunds=None) -> Outcome:
     """A payment was refunded (in part): the provider's refunds as they stand now are applied,
     not the event's cumulative number, which may be older than a refund that failed since."""
     if order is None:
+        period = period_for_payment(
+            provider_name=event.provider, payment_id=event.provider_payment_id
+        )
+        if period is not None and event.amount_refunded is not None:
+            # A membership period's payment: the event's cumulative total, never lowered.
+            done = subscription_period_refunded(
+                period_id=period.pk, total_refunded=event.amount_refunded, source=_source(event)
+            )
+            return Outcome(PROCESSED, f"{done.invoice_number}: {done.amount_refunded} refunded")
         raise OrderNotFound("A refund for a payment we cannot match to an order (yet).")
     _fulfil_if_paid(event, order, status)
     done = _sync_refunds(event, order, refunds)
@@ -93,6 +102,11 @@ def _sync_refunds(event: NormalizedEvent, order: Order, refunds: RefundState | N
 
 
 def handle_dispute_opened(*, event, order, status, refunds=None) -> Outcome:
+    if order is None and period_for_payment(
+        provider_name=event.provider, payment_id=event.provider_payment_id
+    ):
+        # A membership period's payment: nothing is frozen; a lost dispute takes its credits.
+        return Outcome(PROCESSED, f"dispute open ({event.dispute_stage}) on a membership period")
     if order is None:
         raise OrderNotFound("A dispute on a payment we cannot match to an order (yet).")
     _fulfil_if_paid(event, order, status)
@@ -110,6 +124,15 @@ def handle_dispute_closed(*, event, order, status, refunds=None) -> Outcome:
             provider=event.provider,
         )
     if order is None:
+        period = period_for_payment(
+            provider_name=event.provider, payment_id=event.provider_payment_id
+        )
+        if period is not None:
+            if event.dispute_outcome == Order.DisputeStatus.LOST:
+                subscription_period_refunded(
+                    period_id=period.pk, total_refunded=period.amount, source=_source(event)
+                )
+            return Outcome(PROCESSED, f"{period.invoice_number}: dispute {event.dispute_outcome}")
         raise OrderNotFound("A dispute on a payment we cannot match to an order (yet).")
     _fulfil_if_paid(event, order, status)
     order_close_dispute(

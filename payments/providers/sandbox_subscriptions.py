@@ -51,7 +51,7 @@ class SandboxSubscriptions:
     """The adapter's subscription methods (mixed into ``SandboxProvider``)."""
 
     def create_subscription_checkout(
-        self, *, subscription, success_url: str, cancel_url: str
+        self, *, subscription, success_url: str, cancel_url: str, trial_days: int = 0
     ) -> CheckoutSession:
         sub = SandboxSubscription.objects.filter(subscription_ref=str(subscription.pk)).first()
         if sub is None:
@@ -61,6 +61,7 @@ class SandboxSubscriptions:
                 plan_code=subscription.plan.code,
                 amount=subscription.amount,
                 currency=subscription.currency,
+                trial_days=trial_days,
                 success_url=success_url,
                 cancel_url=cancel_url,
             )
@@ -101,6 +102,13 @@ class SandboxSubscriptions:
             period_end=invoice.period_end,
             payment_id=invoice.payment_id if invoice.status == SandboxInvoice.Status.PAID else "",
         )
+
+    def subscription_invoices(self, *, subscription_id: str) -> list[ProviderInvoice]:
+        sub = _subscription(subscription_id)
+        return [
+            self.fetch_invoice(invoice_id=invoice.provider_id)
+            for invoice in sub.invoices.order_by("pk")
+        ]
 
     def set_cancel_at_period_end(self, *, subscription_id: str, cancel: bool) -> None:
         sub = _subscription(subscription_id)
@@ -182,9 +190,16 @@ def sandbox_subscribe(*, token: str) -> SandboxSubscription:
             return sub
         now = timezone.now()
         sub.status = SandboxSubscription.Status.ACTIVE
-        sub.period_start, sub.period_end = now, now + PERIOD
+        length = timedelta(days=sub.trial_days) if sub.trial_days else PERIOD
+        sub.period_start, sub.period_end = now, now + length
         sub.save()
-        invoice = _invoice(sub, "subscription_create", SandboxInvoice.Status.PAID)
+        invoice = _invoice(
+            sub,
+            "subscription_create",
+            SandboxInvoice.Status.PAID,
+            amount=Decimal("0") if sub.trial_days else None,
+            end=sub.period_end,
+        )
     _send(sub, PAID, invoice)
     return sub
 
@@ -248,17 +263,17 @@ def sandbox_cancel(*, token: str) -> SandboxSubscription:
     return sub
 
 
-def _invoice(sub, reason: str, status: str, *, start=None) -> SandboxInvoice:
+def _invoice(sub, reason: str, status: str, *, start=None, amount=None, end=None) -> SandboxInvoice:
     start = start or sub.period_start
     return SandboxInvoice.objects.create(
         subscription=sub,
         status=status,
         billing_reason=reason,
         plan_code=sub.plan_code,
-        amount=sub.amount,
+        amount=sub.amount if amount is None else amount,
         currency=sub.currency,
         period_start=start,
-        period_end=start + PERIOD,
+        period_end=end or start + PERIOD,
     )
 
 

@@ -107,7 +107,7 @@ class StripeSubscriptions:
         return result.to_dict() if hasattr(result, "to_dict") else result
 
     def create_subscription_checkout(
-        self, *, subscription, success_url: str, cancel_url: str
+        self, *, subscription, success_url: str, cancel_url: str, trial_days: int = 0
     ) -> CheckoutSession:
         price = subscription.plan.prices.filter(currency=subscription.currency).first()
         if price is None or not price.stripe_price_id:
@@ -122,7 +122,10 @@ class StripeSubscriptions:
             "line_items": [{"price": price.stripe_price_id, "quantity": 1}],
             "client_reference_id": f"subscription-{subscription.pk}",
             "metadata": refs,
-            "subscription_data": {"metadata": refs},
+            "subscription_data": {
+                "metadata": refs,
+                **({"trial_period_days": trial_days} if trial_days else {}),
+            },
             "success_url": success_url,
             "cancel_url": cancel_url,
         }
@@ -158,6 +161,14 @@ class StripeSubscriptions:
     def fetch_invoice(self, *, invoice_id: str) -> ProviderInvoice:
         data = self._call(self.client.v1.invoices.retrieve, invoice_id, {"expand": ["payments"]})
         return invoice_reading(data)
+
+    def subscription_invoices(self, *, subscription_id: str) -> list[ProviderInvoice]:
+        """The subscription's invoices (the newest 100: reconciliation looks at recent ones)."""
+        page = self._call(
+            self.client.v1.invoices.list,
+            {"subscription": subscription_id, "limit": 100, "expand": ["data.payments"]},
+        )
+        return [invoice_reading(data) for data in page.get("data") or []]
 
     def set_cancel_at_period_end(self, *, subscription_id: str, cancel: bool) -> None:
         self._call(

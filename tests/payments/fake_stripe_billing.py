@@ -118,6 +118,13 @@ class FakeStripeBilling(FakeStripe):
                 return self._end(sub)
             if method == "POST":
                 return self._update(sub, params)
+        if parts[:2] == ["v1", "invoices"] and len(parts) == 2 and method == "GET":
+            found = [
+                self.public(i)
+                for i in reversed(list(self.invoices.values()))
+                if i["parent"]["subscription_details"]["subscription"] == params.get("subscription")
+            ]
+            return 200, {"object": "list", "data": found, "has_more": False, "url": "/v1/invoices"}
         if parts[:2] == ["v1", "invoices"] and len(parts) == 3 and method == "GET":
             invoice = self.invoices.get(parts[2])
             if invoice is None:

@@ -303,3 +303,61 @@ def test_an_unfinished_checkout_gives_way_to_a_new_one(make_user, sandbox_subs):
     assert first.status == "ENDED" and second.status == "INCOMPLETE"
     assert first.current_period_end is None
     assert timezone.now() - second.created_at < timedelta(minutes=1)
+
+
+def test_reconciliation_grants_missed_periods_and_ends_what_the_provider_ended(
+    make_user, subscribe, django_capture_on_commit_callbacks
+):
+    from payments.reconciliation import reconcile_payments
+
+    user = make_user()
+    sub, token = subscribe(user, "pro")
+    # The renewal's and the cancellation's webhooks are lost (their messages never run).
+    with django_capture_on_commit_callbacks(execute=False):
+        sandbox_renew(token=token)
+    with django_capture_on_commit_callbacks(execute=False):
+        sandbox_cancel(token=token)
+    WebhookEvent.objects.exclude(type="subscription.invoice_paid").delete()
+    WebhookEvent.objects.filter(status="RECEIVED").delete()
+    assert balance(user) == 300
+
+    run = reconcile_payments(since=timezone.now() - timedelta(days=1))
+
+    kinds = sorted(d["kind"] for d in run.discrepancies)
+    assert kinds == ["subscription_ended_at_provider", "subscription_period_missing"]
+    assert {d["action"] for d in run.discrepancies} == {"fixed"}
+    sub.refresh_from_db()
+    assert sub.status == "ENDED"
+    assert SubscriptionPeriod.objects.filter(subscription=sub).count() == 2
+    assert balance(user) == 150 + 300
+
+    again = reconcile_payments(since=timezone.now() - timedelta(days=1))
+    assert again.discrepancies == [] and again.status == "CLEAN"
+
+
+def test_a_trial_grants_promotional_plan_credits_then_the_first_paid_period(
+    make_user, sandbox_subs, events
+):
+    user = make_user()
+    plan = SubscriptionPlan.objects.get(code="pro")
+    sub, checkout = subscription_start(
+        user=user,
+        plan=plan,
+        provider_name="SANDBOX",
+        success_url="http://x/",
+        cancel_url="http://x/",
+        trial_days=14,
+    )
+    events(sandbox_subscribe, token=checkout.redirect_url.rstrip("/").split("/")[-1])
+
+    sub.refresh_from_db()
+    assert sub.status == "ACTIVE"
+    assert sub.current_period_end - sub.current_period_start == timedelta(days=14)
+    trial = CreditLot.objects.get(user=user)
+    assert (trial.category, trial.original, trial.cost_basis) == ("promotional", 300, 0)
+    assert SubscriptionPeriod.objects.get(subscription=sub).amount == 0
+
+    events(sandbox_renew, token=checkout.redirect_url.rstrip("/").split("/")[-1])
+    paid = CreditLot.objects.get(user=user, source="subscription", category="paid")
+    assert paid.original == 300 and str(paid.cost_basis) == "0.080000"
+    assert CreditLot.objects.get(user=user, source="rollover").category == "promotional"

@@ -188,3 +188,25 @@ def test_refunding_a_period_refunds_the_payment_and_takes_its_credits_back(membe
     assert refund["amount"] == 2400 and refund["payment_intent"] == period.provider_payment_id
     again = subscription_period_refund(period=period, reason="goodwill", idempotency_key="r-1")
     assert again.credits_clawed_back == 250 and len(billing.refunds) == 1
+
+
+def test_a_refund_or_lost_dispute_made_at_stripe_takes_back_that_periods_credits(
+    member, billing, flush
+):
+    user, _ = member
+    period = SubscriptionPeriod.objects.get(subscription__user=user)
+    charge = billing.refund(period.provider_payment_id, 1200)  # half, from Stripe's dashboard
+    flush([billing.event("charge.refunded", charge)] * 2)
+    period.refresh_from_db()
+    assert (period.status, period.amount_refunded, period.credits_clawed_back) == (
+        "PARTIALLY_REFUNDED",
+        12,
+        150,
+    )
+    assert balance(user) == 150
+
+    dispute = billing.dispute(period.provider_payment_id, status="lost")
+    flush([billing.event("charge.dispute.closed", dispute)])
+    period.refresh_from_db()
+    assert (period.status, period.credits_clawed_back) == ("REFUNDED", 300)
+    assert balance(user) == 0
