@@ -26,6 +26,7 @@ from .subscriptions import (
     subscription_cancel,
     subscription_change_plan,
     subscription_live,
+    subscription_portal_url,
     subscription_resume,
     subscription_start,
 )
@@ -174,6 +175,24 @@ def subscription_change_view(request):
         lambda sub: subscription_change_plan(subscription=sub, plan=plan),
         f"Plan change to {plan.name} requested.",
     )
+
+
+@login_required
+@require_POST
+def subscription_portal(request):
+    """Off to Stripe's customer portal (cards, the provider's invoices)."""
+    try:
+        url = subscription_portal_url(
+            user=request.user,
+            return_url=request.build_absolute_uri(reverse("payments:subscription")),
+        )
+    except ProviderError:
+        messages.error(request, PROVIDER_FAILED)
+        return redirect("payments:subscription")
+    except PaymentsError as exc:
+        messages.error(request, str(exc))
+        return redirect("payments:subscription")
+    return HttpResponseRedirect(url, status=303)
 
 
 @login_required

@@ -257,6 +257,11 @@ def subscription_sync(*, subscription_id: int, remote: ProviderSubscription) -> 
         sub.current_period_end = remote.period_end or sub.current_period_end
         sub.cancel_at_period_end = remote.cancel_at_period_end
         sub.save()
+        if remote.customer_id and sub.provider == "STRIPE" and not sub.user.stripe_customer_id:
+            # The customer Stripe made at checkout: later checkouts and the portal reuse it.
+            type(sub.user).objects.filter(pk=sub.user_id, stripe_customer_id="").update(
+                stripe_customer_id=remote.customer_id
+            )
         _membership_follow(sub)
     return sub
 
@@ -513,6 +518,16 @@ def subscription_change_plan(*, subscription: Subscription, plan: SubscriptionPl
     if not upgrade:
         Subscription.objects.filter(pk=sub.pk).update(pending_plan=plan)
     return _resync(sub)
+
+
+def subscription_portal_url(*, user, return_url: str) -> str:
+    """Where the member manages cards and sees the provider's invoices (Stripe's portal)."""
+    assert_no_transaction("subscription_portal_url")
+    if not user.stripe_customer_id:
+        raise SubscriptionError("There is no card on file with Stripe to manage.")
+    return get_provider("STRIPE").portal_url(
+        customer_id=user.stripe_customer_id, return_url=return_url
+    )
 
 
 def subscription_end_now(*, subscription: Subscription) -> Subscription:

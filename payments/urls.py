@@ -18,6 +18,7 @@ urlpatterns = [
     path("plan/cancel/", subscription_views.subscription_cancel_view, name="subscription_cancel"),
     path("plan/resume/", subscription_views.subscription_resume_view, name="subscription_resume"),
     path("plan/change/", subscription_views.subscription_change_view, name="subscription_change"),
+    path("plan/portal/", subscription_views.subscription_portal, name="subscription_portal"),
     path("plan/invoices/<str:number>/", subscription_views.period_invoice, name="period_invoice"),
     path(
         "sandbox/subscribe/<str:token>/",

@@ -168,6 +168,7 @@ class ProviderSubscription:
     period_start: datetime | None = None
     period_end: datetime | None = None
     cancel_at_period_end: bool = False
+    customer_id: str = ""  # the provider's customer (Stripe), for its billing portal
 
 
 @dataclass(frozen=True)

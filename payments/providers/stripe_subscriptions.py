@@ -56,6 +56,7 @@ def subscription_reading(data: dict) -> ProviderSubscription:
         period_start=_ts(item.get("current_period_start") or data.get("current_period_start")),
         period_end=_ts(item.get("current_period_end") or data.get("current_period_end")),
         cancel_at_period_end=bool(data.get("cancel_at_period_end")),
+        customer_id=str(data.get("customer") or ""),
     )
 
 
@@ -199,6 +200,14 @@ class StripeSubscriptions:
                 "proration_behavior": "none" if at_period_end else "always_invoice",
             },
         )
+
+    def portal_url(self, *, customer_id: str, return_url: str) -> str:
+        """Stripe's customer portal for cards and invoices."""
+        session = self._call(
+            self.client.v1.billing_portal.sessions.create,
+            {"customer": customer_id, "return_url": return_url},
+        )
+        return session["url"]
 
     def cancel_now(self, *, subscription_id: str) -> None:
         self._call(self.client.v1.subscriptions.cancel, subscription_id)

@@ -130,6 +130,17 @@ class FakeStripeBilling(FakeStripe):
             if invoice is None:
                 return self._error(404, f"No such invoice: '{parts[2]}'", "resource_missing")
             return 200, self.public(invoice)
+        if method == "POST" and path == "/v1/billing_portal/sessions":
+            if params.get("customer") not in self.customers:
+                return self._error(404, f"No such customer: '{params.get('customer')}'")
+            session_id = f"bps_{secrets.token_hex(8)}"
+            return 200, {
+                "id": session_id,
+                "object": "billing_portal.session",
+                "customer": params["customer"],
+                "return_url": params.get("return_url"),
+                "url": f"{self.url}/portal/{session_id}",
+            }
         if parts[:3] == ["v1", "test_helpers", "test_clocks"]:
             if method == "POST" and len(parts) == 3:
                 clock = {

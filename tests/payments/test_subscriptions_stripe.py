@@ -210,3 +210,20 @@ def test_a_refund_or_lost_dispute_made_at_stripe_takes_back_that_periods_credits
     period.refresh_from_db()
     assert (period.status, period.credits_clawed_back) == ("REFUNDED", 300)
     assert balance(user) == 0
+
+
+def test_the_membership_page_links_stripes_customer_portal(client, member, billing):
+    user, _ = member
+    user.refresh_from_db()
+    assert user.stripe_customer_id.startswith("cus_")
+    page = client.get("/billing/plan/").content.decode()
+    assert 'data-testid="portal"' in page
+
+    response = client.post("/billing/plan/portal/")
+
+    assert response.status_code == 303 and response["Location"].startswith(f"{billing.url}/portal/")
+    call = billing.calls("POST", "/v1/billing_portal/sessions")[-1]
+    assert call["params"] == {
+        "customer": user.stripe_customer_id,
+        "return_url": "http://testserver/billing/plan/",
+    }
