@@ -3,6 +3,7 @@ invoices), and the sandbox's hosted subscription pages."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db.models import Sum
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,7 +14,7 @@ from django.views.decorators.http import require_POST, require_safe
 from credits.models import CreditLot, LotSource
 
 from .exceptions import PaymentsError, ProviderError
-from .models import SandboxSubscription, Subscription, SubscriptionPeriod, SubscriptionPlan
+from .models import Order, SandboxSubscription, Subscription, SubscriptionPeriod, SubscriptionPlan
 from .providers import SANDBOX, available_providers, is_available
 from .providers.sandbox_subscriptions import (
     sandbox_abandon,
@@ -27,6 +28,7 @@ from .subscriptions import (
     subscription_change_plan,
     subscription_live,
     subscription_portal_url,
+    subscription_refresh,
     subscription_resume,
     subscription_start,
 )
@@ -75,6 +77,16 @@ def _credits_of(sub: Subscription | None) -> dict:
 def subscription(request):
     """The billing section: the membership, its credits, changes and its invoices."""
     sub = subscription_live(user=request.user)
+    if (
+        sub is not None
+        and sub.status == Subscription.Status.INCOMPLETE
+        and cache.add(f"payments:subscription-check:{sub.pk}", 1, 5)
+    ):
+        try:
+            subscription_refresh(subscription=sub)
+        except PaymentsError:
+            pass  # the webhook or reconciliation settles it
+        sub = subscription_live(user=request.user)
     latest = sub or (Subscription.objects.select_related("plan").filter(user=request.user).first())
     periods = SubscriptionPeriod.objects.filter(subscription__user=request.user).select_related(
         "plan"
@@ -88,6 +100,8 @@ def subscription(request):
             "credits": _credits_of(sub),
             "periods": periods,
             "plans": plan_cards(),
+            "providers": [(p, dict(Order.Provider.choices)[p]) for p in available_providers()],
+            "no_provider": not available_providers(),
             "sandbox_token": _sandbox_token(sub),
         },
     )
