@@ -500,6 +500,45 @@ def credits_roll_over(
     require_key(idempotency_key)
     if not _is_int(cap) or cap < 0:
         raise InvalidAmount(f"A rollover cap is a whole number of at least 0, not {cap!r}.")
+    for attempt in range(1, MOVE_ATTEMPTS + 1):
+        try:
+            return _roll_over_once(
+                user=user,
+                lot_ids=lot_ids,
+                cap=cap,
+                expires_at=expires_at,
+                idempotency_key=idempotency_key,
+                source=source,
+                description=description,
+                cost_basis=cost_basis,
+                currency=currency,
+                ending_rollover_ids=ending_rollover_ids,
+                category=category,
+            )
+        except _LotLapsed:
+            if attempt == MOVE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _LotLapsed(Exception):
+    """A lot being ended lapsed while its expiry statement ran: try the rollover again."""
+
+
+def _roll_over_once(
+    *,
+    user,
+    lot_ids,
+    cap,
+    expires_at,
+    idempotency_key,
+    source,
+    description,
+    cost_basis,
+    currency,
+    ending_rollover_ids,
+    category,
+) -> RolloverResult:
     with transaction.atomic():
         _lock_balance(user_id=user.pk)
         lots = list(
@@ -530,7 +569,19 @@ def credits_roll_over(
             if _existing(m.idempotency_key) is None:
                 # A clawback-shaped draw of exactly what the lot holds, from that lot first
                 # (its source's paid lot): under the balance lock nothing else can draw it.
-                run_atomically(lambda m=m, n=lot.remaining: apply_movement(m, mode=CLAW, need=n))
+                # Should the lot lapse between the read and the statement, the statement
+                # expires it and would draw elsewhere: that is refused, and the caller's
+                # savepoint rolls back (the lapsed lot is then caught up normally).
+                entry = run_atomically(
+                    lambda m=m, n=lot.remaining: apply_movement(m, mode=CLAW, need=n)
+                )
+                if (
+                    entry is not None
+                    and LotMovement.objects.filter(entry_id=entry.pk)
+                    .exclude(lot_id=lot.pk)
+                    .exists()
+                ):
+                    raise _LotLapsed(lot.pk)
         unused = -sum(
             LotMovement.objects.filter(
                 lot_id__in=[lot.pk for lot in lots if lot.source != LotSource.ROLLOVER],

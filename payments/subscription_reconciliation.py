@@ -39,6 +39,20 @@ def subscriptions_collect(*, name: str) -> Collected:
             differs.append(f"status {sub.status} here, {remote.status} at the provider")
         if remote.period_end and sub.current_period_end != remote.period_end:
             differs.append("the current period differs")
+        if sub.status == Subscription.Status.ENDED and status in (
+            Subscription.Status.ACTIVE,
+            Subscription.Status.PAST_DUE,
+        ):
+            # A checkout given up here that the buyer finished anyway: staff decide
+            # (cancel and refund it at the provider, or restore it).
+            collected.add(
+                Finding(
+                    kind="subscription_live_at_provider_only",
+                    provider=name,
+                    detail=f"Subscription #{sub.pk} ended here but is {remote.status} at the provider.",
+                    reference=remote.id,
+                )
+            )
         if differs:
             kind = (
                 "subscription_ended_at_provider"

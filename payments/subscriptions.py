@@ -457,6 +457,16 @@ def _roll_into(period: SubscriptionPeriod) -> None:
 # --- changes the member asks for ------------------------------------------------------------
 
 
+def subscription_refresh(*, subscription: Subscription) -> Subscription:
+    """Read an unfinished subscription back from its provider (the return page: the buyer
+    may be back before the webhook). Raises ProviderError."""
+    if subscription.status != Subscription.Status.INCOMPLETE:
+        return subscription
+    if not subscription.provider_subscription_id:
+        return subscription
+    return _resync(subscription)
+
+
 def _resync(sub: Subscription) -> Subscription:
     facts = subscription_fetch(
         provider_name=sub.provider, subscription_id=sub.provider_subscription_id or ""
