@@ -10,6 +10,7 @@ class PaymentsConfig(AppConfig):
             account_data,
             checks,
             ledger,
+            subscription_reconciliation,
             subscriptions,
             tasks,  # noqa: F401  (registered here: services send them by name)
         )
@@ -17,3 +18,4 @@ class PaymentsConfig(AppConfig):
         account_data.register()
         ledger.register()
         subscriptions.register()
+        subscription_reconciliation.register()

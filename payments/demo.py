@@ -1,4 +1,4 @@
-"""Demo data: the four credit packages the shop sells out of the box.
+"""Demo data: the four credit packages and the four membership plans sold out of the box.
 
 ``seed`` is idempotent: a package that already exists (by name) is left as staff set it.
 A data migration creates the same packages on a fresh database.
@@ -38,6 +38,10 @@ def seed(*, stdout: TextIO) -> list[CreditPackage]:
         )
         stdout.write(f"{'created' if created else 'exists '} package {package}\n")
         packages.append(package)
+    from .models import PlanPrice, SubscriptionPlan
+
+    for plan in seed_plans(plan_model=SubscriptionPlan, price_model=PlanPrice):
+        stdout.write(f"plan {plan.code}\n")
     return packages
 
 

@@ -7,7 +7,14 @@ from django.contrib import admin
 from core.admin import NoBulkDeleteMixin, ReadOnlyAdminMixin, RecentReadOnlyInline
 from credits.admin import SourceLedgerInline
 
-from .models import PlanPrice, Subscription, SubscriptionPeriod, SubscriptionPlan
+from .models import (
+    PlanPrice,
+    SandboxInvoice,
+    SandboxSubscription,
+    Subscription,
+    SubscriptionPeriod,
+    SubscriptionPlan,
+)
 from .subscriptions import PERIOD_SOURCE
 
 
@@ -113,3 +120,52 @@ class SubscriptionPeriodAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("invoice_number", "provider_invoice_id", "subscription__user__email")
     show_full_result_count = False
     inlines = [PeriodLedgerInline]
+
+
+@admin.register(PlanPrice)
+class PlanPriceAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
+    """Prices are edited on their plan's page too; the provider ids are made by the sync
+    command."""
+
+    list_display = ("plan", "currency", "amount", "stripe_price_id", "paypal_plan_id")
+    list_select_related = ("plan",)
+    list_filter = ("currency",)
+    readonly_fields = ("stripe_price_id", "paypal_plan_id")
+
+
+@admin.register(SandboxSubscription)
+class SandboxSubscriptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The offline provider's own subscriptions (what Stripe's dashboard would show)."""
+
+    list_display = (
+        "token",
+        "subscription_ref",
+        "plan_code",
+        "status",
+        "amount",
+        "currency",
+        "period_end",
+        "cancel_at_period_end",
+    )
+    list_filter = ("status",)
+    search_fields = ("=token", "=subscription_ref")
+    show_full_result_count = False
+
+
+@admin.register(SandboxInvoice)
+class SandboxInvoiceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "pk",
+        "subscription",
+        "billing_reason",
+        "plan_code",
+        "status",
+        "amount",
+        "currency",
+        "period_start",
+        "period_end",
+        "amount_refunded",
+    )
+    list_filter = ("status", "billing_reason")
+    list_select_related = ("subscription",)
+    show_full_result_count = False

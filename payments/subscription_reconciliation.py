@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from .models import Subscription, SubscriptionPeriod
 from .providers import get_provider
-from .reconciliation import Collected, Finding
+from .reconciliation import MORE_COLLECTORS, Collected, Finding
 from .subscriptions import STATUS_OF, subscription_record_invoice, subscription_sync
 
 SOURCE = "reconciliation"
@@ -116,3 +116,8 @@ def _fix_record(subscription_id: int, invoice):
         return created, f"{period.invoice_number} recorded, {period.credits} credits granted"
 
     return fix
+
+
+def register() -> None:
+    if subscriptions_collect not in MORE_COLLECTORS:
+        MORE_COLLECTORS.append(subscriptions_collect)

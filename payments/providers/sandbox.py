@@ -42,7 +42,6 @@ from .base import (
     RefundState,
     refund_state_of,
 )
-from .sandbox_subscriptions import SandboxSubscriptions
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +126,7 @@ def payment_for(checkout_id: str) -> SandboxPayment | None:
     return SandboxPayment.objects.filter(token=checkout_id.removeprefix("sbx_cs_")).first()
 
 
-class SandboxProvider(SandboxSubscriptions):
+class SandboxProvider:
     name = NAME
     checkout_lifetime = None
 

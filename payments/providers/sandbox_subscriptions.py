@@ -25,6 +25,7 @@ from django.utils import timezone
 from ..exceptions import ProviderError, WebhookRejected
 from ..models import SandboxInvoice, SandboxSubscription
 from .base import CheckoutSession, ProviderInvoice, ProviderSubscription, RefundResult
+from .sandbox import SIGNATURE_HEADER, SandboxProvider, sign
 
 logger = logging.getLogger(__name__)
 
@@ -179,6 +180,10 @@ class SandboxSubscriptions:
         )
 
 
+class SandboxBillingProvider(SandboxSubscriptions, SandboxProvider):
+    """The sandbox adapter with its subscriptions (``PROVIDERS`` names this one)."""
+
+
 # --- the sandbox's side: its hosted pages' actions -------------------------------------------
 
 
@@ -305,7 +310,6 @@ def _send(sub, event_type: str, invoice=None) -> str:
 def deliver(body: bytes) -> str:
     """POST the signed ``body`` to the app's sandbox webhook, else hand it in-process."""
     from .. import app_settings
-    from .sandbox import SIGNATURE_HEADER, sign
 
     headers = {
         "Content-Type": "application/json",

@@ -31,7 +31,6 @@ from .base import (
     RefundState,
     refund_state_of,
 )
-from .stripe_subscriptions import StripeSubscriptions
 
 NAME = "STRIPE"
 SIGNATURE_HEADER = "Stripe-Signature"
@@ -146,7 +145,7 @@ def _id(value) -> str:
     return value.get("id", "") or ""
 
 
-class StripeProvider(StripeSubscriptions):
+class StripeProvider:
     name = NAME
     checkout_lifetime = None  # every session Stripe ever made can be read back
 

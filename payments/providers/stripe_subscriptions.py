@@ -17,6 +17,7 @@ import stripe
 
 from ..exceptions import ProviderError
 from .base import CheckoutSession, ProviderInvoice, ProviderSubscription, RefundResult
+from .stripe_provider import StripeProvider, _error, from_minor, to_minor
 
 NAME = "STRIPE"
 
@@ -66,8 +67,6 @@ def _line_price(line: dict):
 
 
 def invoice_reading(data: dict) -> ProviderInvoice:
-    from .stripe_provider import from_minor
-
     currency = str(data.get("currency") or "").upper()
     lines = ((data.get("lines") or {}).get("data")) or []
     charged = [line for line in lines if int(line.get("amount") or 0) > 0] or lines or [{}]
@@ -99,8 +98,6 @@ class StripeSubscriptions:
     """The adapter's subscription methods (mixed into ``StripeProvider``)."""
 
     def _call(self, fn, *args, **kwargs):
-        from .stripe_provider import _error
-
         try:
             result = fn(*args, **kwargs)
         except stripe.StripeError as exc:
@@ -215,8 +212,6 @@ class StripeSubscriptions:
     def refund_invoice(
         self, *, invoice_id: str, amount: Decimal, idempotency_key: str
     ) -> RefundResult:
-        from .stripe_provider import from_minor, to_minor
-
         invoice = self.fetch_invoice(invoice_id=invoice_id)
         if not invoice.payment_id:
             raise ProviderError(f"Invoice {invoice_id} has no payment to refund.", provider=NAME)
@@ -255,14 +250,10 @@ class StripeSubscriptions:
             )
             done.append(f"created product {product_id}")
         except stripe.StripeError as exc:
-            from .stripe_provider import _error
-
             raise _error(exc) from exc
         if plan.stripe_product_id != product_id:
             plan.stripe_product_id = product_id
             plan.save(update_fields=["stripe_product_id", "updated_at"])
-        from .stripe_provider import to_minor
-
         for price in plan.prices.all():
             key = price_lookup_key(plan.code, price.currency)
             unit = to_minor(price.amount, price.currency)
@@ -287,3 +278,7 @@ class StripeSubscriptions:
                 price.stripe_price_id = existing["id"]
                 price.save(update_fields=["stripe_price_id"])
         return done
+
+
+class StripeBillingProvider(StripeSubscriptions, StripeProvider):
+    """The Stripe adapter with its subscriptions (``PROVIDERS`` names this one)."""

@@ -178,8 +178,10 @@ def test_dashboard_shows_mrr_subscribers_new_and_churned(client, make_staff, mak
 
     from django.utils import timezone
 
-    from payments.models import Subscription, SubscriptionPlan
+    from payments.demo import seed_plans
+    from payments.models import PlanPrice, Subscription, SubscriptionPlan
 
+    seed_plans(plan_model=SubscriptionPlan, price_model=PlanPrice)
     pro, basic = (
         SubscriptionPlan.objects.get(code="pro"),
         SubscriptionPlan.objects.get(code="basic"),

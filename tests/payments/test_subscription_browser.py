@@ -8,7 +8,11 @@ import pytest
 from credits.models import CreditBalance, CreditLot
 from payments.models import Subscription, SubscriptionPeriod
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("plans"),
+]
 
 PASSWORD = "a-long-unusual-passphrase-42"
 

@@ -34,7 +34,7 @@ from payments.subscriptions import (
 )
 from payments.webhooks import webhook_ingest
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plans")]
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from payments.models import PlanPrice, Subscription, SubscriptionPeriod, Webhook
 from payments.subscriptions import subscription_cancel
 from tests.payments.fake_paypal_billing import fake_paypal_billing  # noqa: F401
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plans")]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from payments.subscriptions import subscription_cancel, subscription_period_refu
 from tests.payments.conftest import post_stripe
 from tests.payments.fake_stripe_billing import MONTH, FakeStripeBilling
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plans")]
 
 
 @pytest.fixture
