@@ -38,6 +38,24 @@ def user_mark_paying(*, user: User) -> bool:
     return bool(changed)
 
 
+def user_membership_follow(*, user: User, subscribed: bool, tier: str | None, expires_at) -> None:
+    """A live subscription makes the user SUBSCRIBED with its plan's tier until the paid
+    period's end; its end brings them back to ACTIVE on the free tier. A SUSPENDED user
+    stays suspended (only the tier follows). Joins the caller's transaction."""
+    fields = {
+        "membership_tier": tier if subscribed and tier else User.Tier.FREE,
+        "membership_expires_at": expires_at if subscribed else None,
+        "updated_at": timezone.now(),
+    }
+    users = User.objects.filter(pk=user.pk)
+    users.update(**fields)
+    if subscribed:
+        users.exclude(status=User.Status.SUSPENDED).update(status=User.Status.SUBSCRIBED)
+    else:
+        users.filter(status=User.Status.SUBSCRIBED).update(status=User.Status.ACTIVE)
+    user.refresh_from_db(fields=["status", "membership_tier", "membership_expires_at"])
+
+
 # --- export --------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from payments.models import Order
 from . import charts
 from .finance import CSV_HEADER, finance_csv_rows, finance_report
 from .forms import PeriodForm
+from .membership import membership_stats
 from .models import FINANCE_PERMISSION
 from .selectors import Period, dashboard_build
 
@@ -96,6 +97,7 @@ def dashboard(request):
         ),
         "credit_totals": flows.totals(),
         "jobs_chart": jobs_chart,
+        "membership": membership_stats(since=board.period.since, until=board.period.until),
         "finance": finance_report(start=start, end=end),
         "export_finance_url": f"{reverse('backoffice:export_finance')}?{query}",
         "export_ledger_url": (

@@ -33,6 +33,8 @@ class AuditAction(models.TextChoices):
     STAFF_JOB_REFUND = "staff.job_refund", "Staff: refund a job"
     STAFF_JOB_RETRY = "staff.job_retry", "Staff: retry a job"
     STAFF_ORDER_REFUND = "staff.order_refund", "Staff: refund an order"
+    STAFF_PERIOD_REFUND = "staff.period_refund", "Staff: refund a subscription period"
+    STAFF_SUBSCRIPTION_CANCEL = "staff.subscription_cancel", "Staff: cancel a subscription"
     STAFF_WEBHOOK_REPLAY = "staff.webhook_replay", "Staff: replay a webhook event"
     STAFF_ACCOUNT_EXPORT = "staff.account_export", "Staff: export an account's data"
     STAFF_ACCOUNT_DELETE = "staff.account_delete", "Staff: delete an account"

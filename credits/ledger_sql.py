@@ -123,7 +123,7 @@ _REGEN_CALC = """
 #: How a movement treats the lots.
 GRANT = "grant"  # a new lot of ``delta`` credits
 DRAW = "draw"  # take ``-delta`` in burn order, refused unless the live lots cover it
-CLAW = "claw"  # take up to ``requested`` (the purchase's own lot first), never below zero
+CLAW = "claw"  # take up to ``requested`` (the paid lot of its source first), never below zero
 TAKE_ALL = "take_all"  # take every live credit (FORFEIT)
 RETURN = "return"  # give ``delta`` back to the lots the spend ``reverses_id`` drew from
 CATCH_UP = "catch_up"  # only what is due: expiries (and regeneration)
@@ -228,9 +228,13 @@ WITH bal AS MATERIALIZED (
        AND (held.expires_at IS NULL OR held.expires_at > bal.now_ts)
 )""")
     if drawing:
+        # A clawback takes from its source's own paid lots first: the purchase's (or the
+        # subscription period's) lot, then that period's rollover lot; then the rest.
         first = (
-            "CASE WHEN held.source = 'purchase' AND held.source_type = %(source_type)s::varchar"
-            " AND held.source_id = %(source_id)s::bigint THEN 0 ELSE 1 END"
+            "CASE WHEN held.source_type = %(source_type)s::varchar"
+            " AND held.source_id = %(source_id)s::bigint"
+            " THEN CASE WHEN held.source IN ('purchase', 'subscription') THEN -1"
+            " WHEN held.source = 'rollover' THEN 0 ELSE 1 END ELSE 1 END"
             if mode == CLAW
             else "1"
         )

@@ -58,6 +58,7 @@ from .models import (
     LedgerEntry,
     LedgerKind,
     LotCategory,
+    LotMovement,
     LotSource,
     staff_adjustment_description,
 )
@@ -459,6 +460,154 @@ def lots_expire_due(*, limit: int | None = None) -> int:
         run_atomically(lambda user_id=user_id: apply_catch_up(user_id=user_id))
         done += 1
     return done
+
+
+@dataclass(frozen=True)
+class RolloverResult:
+    """What a period's end did with its lots: the credits left unused (all expired) and the
+    credits granted again as a rollover lot (at most the cap; None when nothing rolled)."""
+
+    unused: int
+    rolled: int
+    entry: LedgerEntry | None
+
+
+def credits_roll_over(
+    *,
+    user,
+    lot_ids: list[int],
+    cap: int,
+    expires_at: datetime,
+    idempotency_key: str,
+    source: Source,
+    description: str,
+    cost_basis: Decimal | None = None,
+    currency: str | None = None,
+    ending_rollover_ids: list[int] = (),
+    category: str = LotCategory.PAID,
+) -> RolloverResult:
+    """End the lots ``lot_ids`` (a subscription period's) and roll up to ``cap`` of what they
+    held over into a new paid ROLLOVER lot expiring at ``expires_at``. The rollover lots of
+    the ending period (``ending_rollover_ids``) end with it and roll no further.
+
+    Under the user's balance lock, in one transaction: lots that have lapsed are expired as
+    usual (``expire:<lot id>``); lots still live (the period ended early: a renewal or an
+    upgrade before the lot's own expiry) are expired now, each from its own lot only (an
+    EXPIRY entry keyed ``<key>:end:<lot id>``). Every unused credit of the period therefore
+    shows as an EXPIRY entry; then ``min(cap, unused)`` come back as one grant (kind
+    SUBSCRIPTION_GRANT, lot source ``rollover``) under ``idempotency_key``. A rollover lot is
+    never among ``lot_ids`` (rolled credits never roll again). A repeat of the key changes
+    nothing and returns the first result.
+    """
+    require_key(idempotency_key)
+    if not _is_int(cap) or cap < 0:
+        raise InvalidAmount(f"A rollover cap is a whole number of at least 0, not {cap!r}.")
+    for attempt in range(1, MOVE_ATTEMPTS + 1):
+        try:
+            return _roll_over_once(
+                user=user,
+                lot_ids=lot_ids,
+                cap=cap,
+                expires_at=expires_at,
+                idempotency_key=idempotency_key,
+                source=source,
+                description=description,
+                cost_basis=cost_basis,
+                currency=currency,
+                ending_rollover_ids=ending_rollover_ids,
+                category=category,
+            )
+        except _LotLapsed:
+            if attempt == MOVE_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _LotLapsed(Exception):
+    """A lot being ended lapsed while its expiry statement ran: try the rollover again."""
+
+
+def _roll_over_once(
+    *,
+    user,
+    lot_ids,
+    cap,
+    expires_at,
+    idempotency_key,
+    source,
+    description,
+    cost_basis,
+    currency,
+    ending_rollover_ids,
+    category,
+) -> RolloverResult:
+    with transaction.atomic():
+        _lock_balance(user_id=user.pk)
+        lots = list(
+            CreditLot.objects.select_for_update()
+            .filter(pk__in=[*lot_ids, *ending_rollover_ids], user_id=user.pk)
+            .order_by("pk")
+        )
+        # The period's own lots end first, its rollover lots after them: each expiry draws
+        # from its source's lots in that order (see CLAW), so each takes exactly its lot.
+        lots.sort(key=lambda lot: (lot.source == LotSource.ROLLOVER, lot.pk))
+        # What has lapsed is written first (the same catch-up every movement runs).
+        apply_catch_up(user_id=user.pk)
+        for lot in lots:
+            lot.refresh_from_db(fields=["remaining"])
+            if lot.remaining <= 0:
+                continue
+            m = Movement(
+                user_id=user.pk,
+                delta=0,
+                kind=LedgerKind.EXPIRY,
+                idempotency_key=f"{idempotency_key}:end:{lot.pk}",
+                action=AuditAction.EXPIRE,
+                description="Plan credits ended with their period",
+                metadata={"lot_id": lot.pk},
+                source_type=lot.source_type,
+                source_id=lot.source_id,
+            )
+            if _existing(m.idempotency_key) is None:
+                # A clawback-shaped draw of exactly what the lot holds, from that lot first
+                # (its source's paid lot): under the balance lock nothing else can draw it.
+                # Should the lot lapse between the read and the statement, the statement
+                # expires it and would draw elsewhere: that is refused, and the caller's
+                # savepoint rolls back (the lapsed lot is then caught up normally).
+                entry = run_atomically(
+                    lambda m=m, n=lot.remaining: apply_movement(m, mode=CLAW, need=n)
+                )
+                if (
+                    entry is not None
+                    and LotMovement.objects.filter(entry_id=entry.pk)
+                    .exclude(lot_id=lot.pk)
+                    .exists()
+                ):
+                    raise _LotLapsed(lot.pk)
+        unused = -sum(
+            LotMovement.objects.filter(
+                lot_id__in=[lot.pk for lot in lots if lot.source != LotSource.ROLLOVER],
+                entry__kind=LedgerKind.EXPIRY,
+            ).values_list("credits", flat=True)
+        )
+        rolled = min(cap, unused)
+        entry = _existing(idempotency_key)
+        if entry is None and rolled > 0:
+            entry = credits_grant(
+                user=user,
+                amount=rolled,
+                kind=LedgerKind.SUBSCRIPTION_GRANT,
+                idempotency_key=idempotency_key,
+                description=description,
+                metadata={"unused": unused, "cap": cap},
+                source=source,
+                lot_source=LotSource.ROLLOVER,
+                category=category,
+                expires_at=expires_at,
+                cost_basis=cost_basis,
+                currency=currency,
+            )
+    return RolloverResult(unused=unused, rolled=entry.amount if entry else 0, entry=entry)
 
 
 def spending_hold(*, user, reason: str, idempotency_key: str) -> bool:

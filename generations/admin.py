@@ -119,6 +119,7 @@ class PriceRuleAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
         "operation",
         "model",
         "tier",
+        "membership_tier",
         "own_key",
         "base_credits",
         "credits_per_1k_input",
@@ -126,7 +127,7 @@ class PriceRuleAdmin(NoBulkDeleteMixin, admin.ModelAdmin):
         "edit_multiplier",
         "active",
     )
-    list_filter = ("active", "operation", "own_key")
+    list_filter = ("active", "operation", "own_key", "membership_tier")
     search_fields = ("name", "model")
     ordering = ("operation", "own_key", "model", "tier")
     readonly_fields = ("created_at", "updated_at")

@@ -24,6 +24,12 @@ class PriceRule(models.Model):
     operation = models.CharField(max_length=32, choices=Operation.choices)
     model = models.CharField(max_length=64, blank=True, default="", help_text="Empty: any model.")
     tier = models.CharField(max_length=16, blank=True, default="", help_text="Empty: any tier.")
+    membership_tier = models.CharField(
+        max_length=16,
+        blank=True,
+        default="",
+        help_text="The member's plan tier (FREE, BASIC, PRO) this price is for. Empty: anyone.",
+    )
     own_key = models.BooleanField(
         default=False, help_text="The platform fee for jobs run on the user's own API key."
     )
@@ -44,7 +50,7 @@ class PriceRule(models.Model):
         ordering = ["operation", "own_key", "model", "tier"]
         constraints = [
             models.UniqueConstraint(
-                fields=["operation", "model", "tier", "own_key"],
+                fields=["operation", "model", "tier", "membership_tier", "own_key"],
                 condition=Q(active=True),
                 name="generations_one_active_rule_per_key",
             ),

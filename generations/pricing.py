@@ -67,19 +67,25 @@ class Estimate:
     own_key: bool = False
 
 
-def rule_for(*, operation: str, model: str, tier: str = "", own_key: bool = False) -> PriceRule:
-    """The most specific active rule for the request. Raises NoPriceRule when none applies."""
+def rule_for(
+    *, operation: str, model: str, tier: str = "", own_key: bool = False, membership: str = ""
+) -> PriceRule:
+    """The most specific active rule for the request. Raises NoPriceRule when none applies.
+
+    ``membership``: the member's plan tier; a rule for that tier beats one for anyone
+    (after the model and the quality tier)."""
     candidates = PriceRule.objects.filter(
         active=True,
         operation=operation,
         own_key=own_key,
         model__in=[model, ""],
         tier__in=[tier, ""],
+        membership_tier__in=[membership, ""],
     )
     best = None
-    best_rank = (-1, -1)
+    best_rank = (-1, -1, -1)
     for rule in candidates:
-        rank = (int(bool(rule.model)), int(bool(rule.tier)))
+        rank = (int(bool(rule.model)), int(bool(rule.tier)), int(bool(rule.membership_tier)))
         if rank > best_rank:
             best, best_rank = rule, rank
     if best is None:
@@ -117,10 +123,14 @@ def estimate(
     max_output_tokens: int = 0,
     is_edit: bool = False,
     own_key: bool = False,
+    membership: str = "",
 ) -> Estimate:
     """The most the request can cost. For text, bounded by the input it sends and
-    ``max_output_tokens``; for pictures, the rule's base credits."""
-    rule = rule_for(operation=operation, model=model, tier=tier, own_key=own_key)
+    ``max_output_tokens``; for pictures, the rule's base credits. ``membership``: the
+    member's plan tier (price rules may differ by it)."""
+    rule = rule_for(
+        operation=operation, model=model, tier=tier, own_key=own_key, membership=membership
+    )
     input_tokens = output_tokens = 0
     if operation == Operation.TEXT:
         input_tokens = max_input_tokens(chat_messages(prompt=prompt, source_text=source_text))

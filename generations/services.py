@@ -78,6 +78,13 @@ class PreparedJob:
     parameters: dict
 
 
+def membership_tier_of(user) -> str:
+    """The plan tier prices are looked up for: the member's while the membership is paid up."""
+    if getattr(user, "has_paid_plan", False):
+        return user.membership_tier
+    return "FREE"
+
+
 def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJob:
     """Validate and price ``request`` for ``user`` without changing anything.
 
@@ -132,6 +139,7 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
         max_output_tokens=parameters.get("max_output_tokens", 0),
         is_edit=is_edit,
         own_key=own_key,
+        membership=membership_tier_of(user),
     )
     parameters["pricing"] = {**Rates.of(priced.rule).as_json(), "rule_id": priced.rule.pk}
     if offering.operation == Operation.TEXT:

@@ -377,3 +377,6 @@ class SandboxRefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("payment",)
     ordering = ("-id",)
     show_full_result_count = False
+
+
+from . import subscription_admin  # noqa: E402, F401  (plans, subscriptions, periods)

@@ -10,8 +10,12 @@ class PaymentsConfig(AppConfig):
             account_data,
             checks,
             ledger,
+            subscription_reconciliation,
+            subscriptions,
             tasks,  # noqa: F401  (registered here: services send them by name)
         )
 
         account_data.register()
         ledger.register()
+        subscriptions.register()
+        subscription_reconciliation.register()

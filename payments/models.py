@@ -345,3 +345,13 @@ class SandboxRefund(models.Model):
     @property
     def refund_id(self) -> str:
         return f"sbx_re_{self.pk}"
+
+
+from .subscription_models import (  # noqa: E402, F401  (the subscription models live apart)
+    PlanPrice,
+    SandboxInvoice,
+    SandboxSubscription,
+    Subscription,
+    SubscriptionPeriod,
+    SubscriptionPlan,
+)

@@ -115,6 +115,11 @@ class Collected:
         self.findings.append(finding)
 
 
+#: More comparisons per provider, each ``collect(name=...) -> Collected`` (the memberships'
+#: one registers itself when the app starts: ``subscription_reconciliation``).
+MORE_COLLECTORS: list[Callable[..., "Collected"]] = []
+
+
 def reconcile_payments(
     *, since: datetime, providers: Sequence[str] | None = None, now: datetime | None = None
 ) -> ReconciliationRun:
@@ -137,6 +142,12 @@ def reconcile_payments(
                 report.unreadable(name, exc)
                 continue
             report.collected(name, collected)
+            for collect in MORE_COLLECTORS:
+                try:
+                    report.collected(name, collect(name=name))
+                except (ProviderError, ProviderNotConfigured) as exc:
+                    logger.warning("reconciliation %s: %s unreadable: %s", run.pk, name, exc)
+                    report.unreadable(name, exc)
     except Exception as exc:  # noqa: BLE001 - the run must end with a report, whatever happened
         logger.exception("reconciliation %s crashed", run.pk)
         report.errors.append(

@@ -58,7 +58,7 @@ class BuyForm(forms.Form):
         return self.cleaned_data.get("provider") or available_providers()[0]
 
 
-def _pricing_context() -> dict:
+def _pricing_context(user=None) -> dict:
     packages = list(CreditPackage.objects.filter(active=True))
     # Savings are measured against the dearest credit on sale (normally the smallest package).
     dearest = max((p.price / p.credits for p in packages), default=None)
@@ -68,7 +68,12 @@ def _pricing_context() -> dict:
         saving = int(round((1 - per_credit / dearest) * 100)) if dearest else 0
         cards.append({"package": package, "per_credit": per_credit, "saving": saving})
     providers = available_providers()
+    from .subscription_views import plan_cards
+    from .subscriptions import subscription_live
+
     return {
+        "plans": plan_cards(),
+        "sub": subscription_live(user=user) if user is not None and user.is_authenticated else None,
         "cards": cards,
         "providers": [(p, PROVIDER_LABELS[p]) for p in providers],
         "sandbox_mode": providers == [SANDBOX],
@@ -84,7 +89,7 @@ def home(request):
 
 @require_safe
 def pricing(request):
-    return render(request, "payments/pricing.html", _pricing_context())
+    return render(request, "payments/pricing.html", _pricing_context(request.user))
 
 
 @login_required

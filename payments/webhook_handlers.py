@@ -15,6 +15,7 @@ from .fulfilment import fulfil_order, order_mark_unpaid
 from .models import Order, WebhookEvent
 from .providers.base import EventKind, NormalizedEvent, PaymentStatus, RefundState
 from .refunds import order_sync_refunds
+from .subscriptions import period_for_payment, subscription_apply, subscription_period_refunded
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,15 @@ def handle_refunded(*, event, order, status, refunds=None) -> Outcome:
     """A payment was refunded (in part): the provider's refunds as they stand now are applied,
     not the event's cumulative number, which may be older than a refund that failed since."""
     if order is None:
+        period = period_for_payment(
+            provider_name=event.provider, payment_id=event.provider_payment_id
+        )
+        if period is not None and event.amount_refunded is not None:
+            # A membership period's payment: the event's cumulative total, never lowered.
+            done = subscription_period_refunded(
+                period_id=period.pk, total_refunded=event.amount_refunded, source=_source(event)
+            )
+            return Outcome(PROCESSED, f"{done.invoice_number}: {done.amount_refunded} refunded")
         raise OrderNotFound("A refund for a payment we cannot match to an order (yet).")
     _fulfil_if_paid(event, order, status)
     done = _sync_refunds(event, order, refunds)
@@ -92,6 +102,11 @@ def _sync_refunds(event: NormalizedEvent, order: Order, refunds: RefundState | N
 
 
 def handle_dispute_opened(*, event, order, status, refunds=None) -> Outcome:
+    if order is None and period_for_payment(
+        provider_name=event.provider, payment_id=event.provider_payment_id
+    ):
+        # A membership period's payment: nothing is frozen; a lost dispute takes its credits.
+        return Outcome(PROCESSED, f"dispute open ({event.dispute_stage}) on a membership period")
     if order is None:
         raise OrderNotFound("A dispute on a payment we cannot match to an order (yet).")
     _fulfil_if_paid(event, order, status)
@@ -109,6 +124,15 @@ def handle_dispute_closed(*, event, order, status, refunds=None) -> Outcome:
             provider=event.provider,
         )
     if order is None:
+        period = period_for_payment(
+            provider_name=event.provider, payment_id=event.provider_payment_id
+        )
+        if period is not None:
+            if event.dispute_outcome == Order.DisputeStatus.LOST:
+                subscription_period_refunded(
+                    period_id=period.pk, total_refunded=period.amount, source=_source(event)
+                )
+            return Outcome(PROCESSED, f"{period.invoice_number}: dispute {event.dispute_outcome}")
         raise OrderNotFound("A dispute on a payment we cannot match to an order (yet).")
     _fulfil_if_paid(event, order, status)
     order_close_dispute(
@@ -134,6 +158,15 @@ def handle_refund_updated(*, event, order, status, refunds=None) -> Outcome:
     return Outcome(PROCESSED, f"refund {event.refund_id} {current}")
 
 
+def handle_subscription_event(*, event, order, status, refunds=None, facts=None) -> Outcome:
+    """Any subscription event: the subscription (and invoice) as the provider has them now
+    are applied, whatever the event said; a paid invoice is recorded and granted once."""
+    if facts is None:
+        raise OrderNotReady(f"The provider's subscription {event.subscription_id} was not read.")
+    note = subscription_apply(provider_name=event.provider, facts=facts, source=_source(event))
+    return Outcome(PROCESSED, note)
+
+
 def handle_ignored(*, event, order, status, refunds=None) -> Outcome:
     return Outcome(IGNORED, f"{event.type} is not acted on")
 
@@ -153,9 +186,23 @@ HANDLERS: dict[EventKind, Handler] = {
     EventKind.DISPUTE_OPENED: handle_dispute_opened,
     EventKind.DISPUTE_CLOSED: handle_dispute_closed,
     EventKind.IGNORED: handle_ignored,
+    EventKind.SUBSCRIPTION_INVOICE_PAID: handle_subscription_event,
+    EventKind.SUBSCRIPTION_PAYMENT_FAILED: handle_subscription_event,
+    EventKind.SUBSCRIPTION_UPDATED: handle_subscription_event,
+    EventKind.SUBSCRIPTION_ENDED: handle_subscription_event,
 }
 
+#: Kinds about a subscription: the task reads the subscription (and invoice) first.
+SUBSCRIPTION_KINDS = frozenset(
+    {
+        EventKind.SUBSCRIPTION_INVOICE_PAID,
+        EventKind.SUBSCRIPTION_PAYMENT_FAILED,
+        EventKind.SUBSCRIPTION_UPDATED,
+        EventKind.SUBSCRIPTION_ENDED,
+    }
+)
+
 #: Kinds that concern an order: the task finds the order and asks the provider about it.
-ORDER_KINDS = frozenset(HANDLERS) - {EventKind.IGNORED}
+ORDER_KINDS = frozenset(HANDLERS) - {EventKind.IGNORED} - SUBSCRIPTION_KINDS
 #: Kinds for which the task also reads every refund of the payment from the provider.
 REFUND_KINDS = frozenset({EventKind.REFUNDED, EventKind.REFUND_UPDATED})

@@ -27,7 +27,14 @@ from .fulfilment import fetch_payment_status
 from .models import Order, WebhookEvent
 from .providers import get_provider
 from .providers.base import EventKind, NormalizedEvent, PaymentStatus, RefundState
-from .webhook_handlers import HANDLERS, ORDER_KINDS, REFUND_KINDS, handle_ignored
+from .subscriptions import subscription_fetch
+from .webhook_handlers import (
+    HANDLERS,
+    ORDER_KINDS,
+    REFUND_KINDS,
+    SUBSCRIPTION_KINDS,
+    handle_ignored,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -160,12 +167,19 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
             order = find_order(event)
             status = _ask_provider(event, order)
             refunds = _ask_refunds(event, order)
+        extra = {}
+        if event.kind in SUBSCRIPTION_KINDS:
+            extra["facts"] = subscription_fetch(
+                provider_name=event.provider,
+                subscription_id=event.subscription_id,
+                invoice_id=event.invoice_id,
+            )
         with transaction.atomic(durable=True):
             row = WebhookEvent.objects.select_for_update().get(pk=event_pk)
             if row.status in DONE:
                 return row.status
             handler = HANDLERS.get(event.kind, handle_ignored)
-            outcome = handler(event=event, order=order, status=status, refunds=refunds)
+            outcome = handler(event=event, order=order, status=status, refunds=refunds, **extra)
             row.status = outcome.status
             row.order = order
             row.attempts += 1

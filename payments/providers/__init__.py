@@ -21,9 +21,9 @@ STRIPE, PAYPAL, SANDBOX = "STRIPE", "PAYPAL", "SANDBOX"
 
 #: Adapter class per provider, in the order the buy page offers them.
 PROVIDERS: dict[str, str] = {
-    STRIPE: "payments.providers.stripe_provider.StripeProvider",
+    STRIPE: "payments.providers.stripe_subscriptions.StripeBillingProvider",
     PAYPAL: "payments.providers.paypal.PayPalProvider",
-    SANDBOX: "payments.providers.sandbox.SandboxProvider",
+    SANDBOX: "payments.providers.sandbox_subscriptions.SandboxBillingProvider",
 }
 
 

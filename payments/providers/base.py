@@ -30,6 +30,11 @@ class EventKind(StrEnum):
     DISPUTE_OPENED = "dispute_opened"  # any open stage: inquiry, needs response, review, appeal
     DISPUTE_CLOSED = "dispute_closed"  # dispute_outcome: won, lost, prevented or withdrawn
     IGNORED = "ignored"  # a type we store but do not act on
+    # Subscriptions: the subscription and invoice are read again from the provider.
+    SUBSCRIPTION_INVOICE_PAID = "subscription_invoice_paid"  # a period (or proration) paid: grant
+    SUBSCRIPTION_PAYMENT_FAILED = "subscription_payment_failed"  # a renewal failed: past due
+    SUBSCRIPTION_UPDATED = "subscription_updated"  # plan, status or cancel-at-period-end changed
+    SUBSCRIPTION_ENDED = "subscription_ended"
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,8 @@ class NormalizedEvent:
     dispute_stage: str = ""
     refund_id: str = ""  # for REFUND_UPDATED
     refund_status: str = ""  # a Refund.Status value, or the provider's unknown word
+    subscription_id: str = ""  # the provider's subscription, for subscription events
+    invoice_id: str = ""  # the provider's invoice of a subscription period
     raw: dict = field(default_factory=dict)
 
 
@@ -148,6 +155,37 @@ class ProviderDispute:
         ""  # for DISPUTE_CLOSED: an Order.DisputeStatus, empty when no rule knows it
     )
     dispute_stage: str = ""  # the provider's own word for where the dispute stands
+
+
+@dataclass(frozen=True)
+class ProviderSubscription:
+    """One subscription as the provider has it now."""
+
+    id: str
+    status: str  # "incomplete", "active", "past_due", "canceled"
+    plan_code: str = ""
+    subscription_ref: str = ""  # our Subscription id as the provider echoes it back
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    cancel_at_period_end: bool = False
+    customer_id: str = ""  # the provider's customer (Stripe), for its billing portal
+
+
+@dataclass(frozen=True)
+class ProviderInvoice:
+    """One subscription invoice as the provider has it now."""
+
+    id: str
+    subscription_id: str
+    status: str  # "paid", "failed", "open"
+    billing_reason: str  # "subscription_create", "subscription_cycle", "subscription_update"
+    plan_code: str
+    amount: Decimal
+    currency: str
+    period_start: datetime
+    period_end: datetime
+    payment_id: str = ""
+    previous_plan_code: str = ""  # for an upgrade's proration: the plan before it
 
 
 T = TypeVar("T")

@@ -49,6 +49,7 @@ from .base import (
 )
 from .paypal_client import PROVIDER, paypal_call, response_json
 from .paypal_settings import PayPalSettings, paypal_settings
+from .paypal_subscriptions import PayPalSubscriptions
 
 #: Currencies PayPal takes in whole units only.
 ZERO_DECIMAL_CURRENCIES = frozenset({"HUF", "JPY", "TWD"})
@@ -191,7 +192,7 @@ class PayPalOrderSnapshot:
         )
 
 
-class PayPalProvider:
+class PayPalProvider(PayPalSubscriptions):
     """The PayPal adapter. Settings are read when it is made (``paypal_settings()``)."""
 
     name = PROVIDER
@@ -663,7 +664,53 @@ def _dispute_event(resource: dict) -> dict:
     }
 
 
+def _subscription_event(kind: EventKind):
+    def parse(resource: dict) -> dict:
+        return {"kind": kind, "subscription_id": str(resource.get("id") or "")}
+
+    return parse
+
+
+def _sale_completed(resource: dict) -> dict:
+    """A subscription period's payment: read back with its subscription."""
+    agreement = str(resource.get("billing_agreement_id") or "")
+    if not agreement:
+        return {"kind": EventKind.IGNORED}
+    return {
+        "kind": EventKind.SUBSCRIPTION_INVOICE_PAID,
+        "subscription_id": agreement,
+        "invoice_id": f"{agreement}/{resource.get('id', '')}",
+    }
+
+
+def _sale_refunded(resource: dict) -> dict:
+    """A refund (or reversal) of a subscription period's payment. PayPal's sale refund names
+    the sale and this refund's amount, not a running total: the amount is taken as the total
+    refunded (a full refund, or the first partial one); a reversal takes the whole payment."""
+    money = resource.get("amount") or {}
+    currency = str(money.get("currency") or money.get("currency_code") or "").upper()
+    total = parse_amount(money.get("total") or money.get("value"))
+    reversed_ = str(resource.get("state") or "").lower() == "reversed"
+    return {
+        "kind": EventKind.REFUNDED,
+        "provider_payment_id": str(resource.get("sale_id") or resource.get("id") or ""),
+        "amount_refunded": Decimal("1e9") if reversed_ else total,
+        "currency": currency,
+    }
+
+
 EVENT_PARSERS = {
+    "BILLING.SUBSCRIPTION.ACTIVATED": _subscription_event(EventKind.SUBSCRIPTION_UPDATED),
+    "BILLING.SUBSCRIPTION.UPDATED": _subscription_event(EventKind.SUBSCRIPTION_UPDATED),
+    "BILLING.SUBSCRIPTION.SUSPENDED": _subscription_event(EventKind.SUBSCRIPTION_UPDATED),
+    "BILLING.SUBSCRIPTION.CANCELLED": _subscription_event(EventKind.SUBSCRIPTION_ENDED),
+    "BILLING.SUBSCRIPTION.EXPIRED": _subscription_event(EventKind.SUBSCRIPTION_ENDED),
+    "BILLING.SUBSCRIPTION.PAYMENT.FAILED": _subscription_event(
+        EventKind.SUBSCRIPTION_PAYMENT_FAILED
+    ),
+    "PAYMENT.SALE.COMPLETED": _sale_completed,
+    "PAYMENT.SALE.REFUNDED": _sale_refunded,
+    "PAYMENT.SALE.REVERSED": _sale_refunded,
     "CHECKOUT.ORDER.APPROVED": _order_approved,
     "PAYMENT.CAPTURE.COMPLETED": _capture_event(EventKind.PAYMENT_SUCCEEDED),
     "PAYMENT.CAPTURE.PENDING": _capture_event(EventKind.PAYMENT_PENDING),

@@ -54,6 +54,10 @@ EVENT_KINDS = {
     "checkout.paid": EventKind.PAYMENT_SUCCEEDED,
     "checkout.failed": EventKind.PAYMENT_FAILED,
     "checkout.canceled": EventKind.CHECKOUT_CANCELLED,
+    "subscription.invoice_paid": EventKind.SUBSCRIPTION_INVOICE_PAID,
+    "subscription.invoice_failed": EventKind.SUBSCRIPTION_PAYMENT_FAILED,
+    "subscription.updated": EventKind.SUBSCRIPTION_UPDATED,
+    "subscription.canceled": EventKind.SUBSCRIPTION_ENDED,
 }
 STATES = {"open": "open", "paid": "paid", "failed": "failed", "canceled": "cancelled"}
 OUTCOME_EVENTS = {
@@ -165,6 +169,8 @@ class SandboxProvider:
             provider_payment_id=str(obj.get("payment_id", "")),
             amount=Decimal(obj["amount"]) if obj.get("amount") else None,
             currency=str(obj.get("currency", "")).upper(),
+            subscription_id=str(obj.get("subscription_id", "")),
+            invoice_id=str(obj.get("invoice_id", "")),
             raw=data,
         )
 

@@ -363,6 +363,41 @@ def session_status(session: dict) -> PaymentStatus:
     )
 
 
+#: Subscription events: the subscription (and the invoice) are read back from Stripe.
+SUBSCRIPTION_EVENTS = {
+    "invoice.paid": EventKind.SUBSCRIPTION_INVOICE_PAID,
+    "invoice.payment_failed": EventKind.SUBSCRIPTION_PAYMENT_FAILED,
+    "customer.subscription.created": EventKind.SUBSCRIPTION_UPDATED,
+    "customer.subscription.updated": EventKind.SUBSCRIPTION_UPDATED,
+    "customer.subscription.deleted": EventKind.SUBSCRIPTION_ENDED,
+}
+
+
+def subscription_event(common: dict, event_type: str, obj: dict) -> NormalizedEvent:
+    if event_type.startswith("checkout.session."):
+        # A subscription checkout finished (or expired): the subscription, once there is
+        # one, else the session itself, is read back.
+        return NormalizedEvent(
+            **common,
+            kind=EventKind.SUBSCRIPTION_UPDATED,
+            subscription_id=_id(obj.get("subscription")) or obj.get("id", ""),
+        )
+    if event_type.startswith("invoice."):
+        parent = (obj.get("parent") or {}).get("subscription_details") or {}
+        sub_id = _id(parent.get("subscription")) or _id(obj.get("subscription"))
+        if not sub_id:  # an invoice of no subscription of ours
+            return NormalizedEvent(**common, kind=EventKind.IGNORED)
+        return NormalizedEvent(
+            **common,
+            kind=SUBSCRIPTION_EVENTS[event_type],
+            subscription_id=sub_id,
+            invoice_id=obj.get("id", ""),
+        )
+    return NormalizedEvent(
+        **common, kind=SUBSCRIPTION_EVENTS[event_type], subscription_id=obj.get("id", "")
+    )
+
+
 def normalize_event(data: dict) -> NormalizedEvent:
     """A verified Stripe event as the provider-neutral NormalizedEvent."""
     event_type = data["type"]
@@ -370,6 +405,10 @@ def normalize_event(data: dict) -> NormalizedEvent:
     common = {"provider": NAME, "event_id": data["id"], "type": event_type, "raw": data}
     currency = (obj.get("currency") or "").upper()
 
+    if event_type in SUBSCRIPTION_EVENTS or (
+        event_type.startswith("checkout.session.") and obj.get("mode") == "subscription"
+    ):
+        return subscription_event(common, event_type, obj)
     if event_type.startswith("checkout.session."):
         if event_type == "checkout.session.completed":
             paid = obj.get("payment_status") in ("paid", "no_payment_required")

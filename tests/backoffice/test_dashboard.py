@@ -170,3 +170,40 @@ def test_orders_export_lists_the_period_orders(client, make_staff, business):
     assert rows[0][:5] == ["id", "created_at", "completed_at", "user_id", "user_email"]
     assert sorted(r[7] for r in rows[1:]) == ["20.00", "5.00", "99.00"]  # created today, all three
     assert client.get(reverse("backoffice:export_ledger")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_dashboard_shows_mrr_subscribers_new_and_churned(client, make_staff, make_user):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from payments.demo import seed_plans
+    from payments.models import PlanPrice, Subscription, SubscriptionPlan
+
+    seed_plans(plan_model=SubscriptionPlan, price_model=PlanPrice)
+    pro, basic = (
+        SubscriptionPlan.objects.get(code="pro"),
+        SubscriptionPlan.objects.get(code="basic"),
+    )
+    now = timezone.now()
+
+    def sub(plan, amount, status, **extra):
+        return Subscription.objects.create(
+            user=make_user(), plan=plan, provider="SANDBOX", currency="USD", amount=amount,
+            status=status, started_at=now, **extra,
+        )  # fmt: skip
+
+    sub(pro, "24.00", "ACTIVE")
+    sub(basic, "9.00", "ACTIVE")
+    sub(pro, "24.00", "PAST_DUE")
+    sub(basic, "9.00", "ENDED", ended_at=now)
+    sub(basic, "9.00", "ENDED", ended_at=now - timedelta(days=90))
+    client.force_login(make_staff(FINANCE))
+
+    html = client.get(reverse("backoffice:dashboard")).content.decode()
+
+    assert 'data-testid="mrr">33.00 USD<' in html
+    assert 'data-testid="active-subscribers">2 (and 1 past due)<' in html
+    assert 'data-testid="new-subscribers">5<' in html
+    assert 'data-testid="churned-subscribers">1<' in html

@@ -15,6 +15,7 @@ from credits.services import credits_grant, credits_refund, credits_spend
 from generations.charges import JOB_SOURCE
 from payments.ledger import ORDER_SOURCE, order_ledger_entries, order_source
 from payments.models import CreditPackage, Order
+from payments.subscriptions import PERIOD_SOURCE
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +50,12 @@ def test_the_upper_apps_register_their_source_types():
     assert [(t.name, t.label, t.model._meta.label, t.export_column) for t in source_types()] == [
         (JOB_SOURCE, "job", "generations.GenerationJob", "job_id"),
         (ORDER_SOURCE, "order", "payments.Order", "order_id"),
+        (
+            PERIOD_SOURCE,
+            "subscription invoice",
+            "payments.SubscriptionPeriod",
+            "subscription_period_id",
+        ),
     ]
 
 
@@ -122,6 +129,7 @@ def test_the_customer_history_and_exports_show_the_order_and_the_job(order, clie
         "balance_after",
         "job_id",
         "order_id",
+        "subscription_period_id",
         "refund_of",
         "category",
         "lot",
@@ -151,6 +159,7 @@ def test_the_customer_history_and_exports_show_the_order_and_the_job(order, clie
         "moved_lots",
         "job_id",
         "order_id",
+        "subscription_period_id",
         "reverses_id",
         "description",
     ]

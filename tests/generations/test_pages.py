@@ -458,3 +458,36 @@ def test_only_the_owner_can_retry_and_only_a_failed_job_with_a_csrf_token(
     response = client_for(owner).post(reverse("generations:retry", args=[done.pk]), follow=True)
     assert "Only a failed job can be tried again." in response.content.decode()
     assert not GenerationJob.objects.filter(retry_of__isnull=False).exists()
+
+
+def test_members_see_their_plan_tiers_price_in_the_live_estimate(
+    make_user, client_for, price_rules
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from generations.models import PriceRule
+
+    PriceRule.objects.create(
+        name="Pro members' pictures",
+        operation="image",
+        model="procedural-svg",
+        membership_tier="PRO",
+        base_credits=2,
+    )
+    url = reverse("generations:estimate")
+    query = {"operation": "image", "model": "procedural-svg", "prompt": "a cat"}
+    member = make_user(
+        credits=5,
+        membership_tier="PRO",
+        membership_expires_at=timezone.now() + timedelta(days=10),
+    )
+    html = client_for(member).get(url, query).content.decode()
+    assert 'data-testid="estimate-credits">2<' in html and "Pro member price" in html
+
+    lapsed = make_user(
+        credits=5, membership_tier="PRO", membership_expires_at=timezone.now() - timedelta(days=1)
+    )
+    html = client_for(lapsed).get(url, query).content.decode()
+    assert 'data-testid="estimate-credits">3<' in html and "member price" not in html

@@ -116,3 +116,12 @@ def paid_order(client, user, packages, fake_stripe, deliver):
         return order
 
     return make
+
+
+@pytest.fixture
+def plans(db):
+    """The demo membership plans (a transactional test's flush removes the migration's copies)."""
+    from payments.demo import seed_plans
+    from payments.models import PlanPrice, SubscriptionPlan
+
+    return {p.code: p for p in seed_plans(plan_model=SubscriptionPlan, price_model=PlanPrice)}
