@@ -345,3 +345,7 @@ class SandboxRefund(models.Model):
     @property
     def refund_id(self) -> str:
         return f"sbx_re_{self.pk}"
+
+
+# Vouchers live in a module of their own; importing them here registers their models.
+from .voucher_models import Voucher, VoucherRedemption  # noqa: E402, F401
