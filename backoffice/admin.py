@@ -12,7 +12,12 @@ from core.admin import NoBulkDeleteMixin, admin_link
 from core.admin_actions import ConfirmActionForm, confirmed_action
 from credits.models import LedgerEntry, staff_adjustment_description
 
-from . import generation_admin, payment_admin, user_admin  # noqa: F401  (the staff actions on the apps' models)
+from . import (  # noqa: F401  (the staff actions on the apps' models)
+    generation_admin,
+    payment_admin,
+    user_admin,
+    voucher_admin,
+)
 from .models import AdjustmentRequest
 from .services import (
     ADJUST_PERMISSION,

@@ -352,7 +352,8 @@ def voucher_generate_code(*, prefix: str = "") -> str:
     return f"{prefix}-{grouped}" if prefix else grouped
 
 
-def _check(values: dict) -> None:
+def voucher_check_terms(values: dict) -> None:
+    """Raise VoucherRejected when staff ask for terms the rules do not allow."""
     if values.get("kind") == K.SUBSCRIPTION_TRIAL:
         raise VoucherRejected(TRIAL_UNAVAILABLE_MESSAGE)
     if not values.get("code"):
@@ -369,7 +370,7 @@ def voucher_create(*, staff_user, audit: Audit = None, **values) -> Voucher:
     values.setdefault("status", Voucher.Status.ACTIVE)
     if values["status"] == Voucher.Status.DEPLETED:
         raise VoucherRejected("A new voucher cannot start used up.")
-    _check(values)
+    voucher_check_terms(values)
     with transaction.atomic():
         if Voucher.objects.filter(code=values["code"]).exists():
             raise VoucherRejected(f"The code {values['code']} is taken.")
@@ -405,7 +406,7 @@ def voucher_update(*, voucher_id: int, staff_user, audit: Audit = None, **change
             voucher.status = Voucher.Status.ACTIVE
         elif voucher.status == Voucher.Status.ACTIVE and voucher.uses >= voucher.max_uses:
             voucher.status = Voucher.Status.DEPLETED
-        _check({"kind": voucher.kind, **{f: getattr(voucher, f) for f in EDITABLE}})
+        voucher_check_terms({"kind": voucher.kind, **{f: getattr(voucher, f) for f in EDITABLE}})
         voucher.save()
         if audit:
             audit(voucher)
@@ -440,7 +441,7 @@ def vouchers_generate(
     batch label (for the CSV) and the vouchers. All or none are created."""
     if not 1 <= count <= GENERATE_MAX:
         raise VoucherRejected(f"Generate between 1 and {GENERATE_MAX} codes at a time.")
-    _check({"kind": kind, "code": "x", "value": value})
+    voucher_check_terms({"kind": kind, "code": "x", "value": value})
     batch = f"{voucher_code_normalize(prefix).strip('-') or 'BATCH'}-{timezone.now():%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
     codes: set[str] = set()
     while len(codes) < count:
