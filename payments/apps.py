@@ -11,9 +11,7 @@ class PaymentsConfig(AppConfig):
             checks,
             ledger,
             tasks,  # noqa: F401  (registered here: services send them by name)
-            vouchers,
         )
 
         account_data.register()
         ledger.register()
-        vouchers.register()

@@ -35,7 +35,6 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from credits.models import LedgerKind
-from credits.references import Source, register_source_type
 from credits.services import credits_grant
 
 from .exceptions import PaymentsError
@@ -44,7 +43,6 @@ from .voucher_models import CODE_MAX_LENGTH, Voucher, VoucherRedemption
 
 logger = logging.getLogger(__name__)
 
-VOUCHER_SOURCE = "payments.voucher"
 K = Voucher.Kind
 S = VoucherRedemption.Status
 
@@ -95,13 +93,6 @@ def voucher_code_normalize(raw: str | None) -> str:
     """A code as stored: trimmed, inner spaces removed, upper case ("" when nothing usable)."""
     code = "".join((raw or "").split()).upper()
     return code if len(code) <= CODE_MAX_LENGTH else ""
-
-
-def register() -> None:
-    """The ledger names free-credit grants by their voucher (bonus lots name their order)."""
-    register_source_type(
-        name=VOUCHER_SOURCE, label="promo code", model=Voucher, export_column="voucher_id"
-    )
 
 
 # --- customers --------------------------------------------------------------------------------
@@ -185,7 +176,6 @@ def voucher_redeem(*, user, code: str) -> VoucherRedemption:
                 amount=claim.value,
                 kind=LedgerKind.VOUCHER,
                 idempotency_key=f"voucher:{claim.voucher_id}:user:{user.pk}",
-                source=Source(VOUCHER_SOURCE, claim.voucher_id),
                 description=f"Promo code {normalized}",
                 metadata={"voucher_id": claim.voucher_id, "redemption_id": redemption.pk},
                 expires_at=claim.credits_expire_at,

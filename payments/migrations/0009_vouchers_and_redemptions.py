@@ -8,106 +8,259 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('credits', '0013_lots_backfill'),
-        ('payments', '0008_order_cancelled'),
+        ("credits", "0013_lots_backfill"),
+        ("payments", "0008_order_cancelled"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Voucher',
+            name="Voucher",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=40, unique=True)),
-                ('kind', models.CharField(choices=[('FIXED_TOKENS', 'Free credits'), ('PERCENTAGE_BONUS', "Purchase bonus (% of a pack's credits)"), ('SUBSCRIPTION_TRIAL', 'Plan trial (days)')], max_length=24)),
-                ('value', models.PositiveIntegerField(validators=[django.core.validators.MinValueValidator(1)])),
-                ('plan_code', models.CharField(blank=True, default='', max_length=64)),
-                ('max_uses', models.PositiveIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1)])),
-                ('uses', models.PositiveIntegerField(default=0)),
-                ('valid_until', models.DateTimeField(blank=True, null=True)),
-                ('credits_valid_days', models.PositiveIntegerField(blank=True, null=True, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(3650)])),
-                ('status', models.CharField(choices=[('ACTIVE', 'Active'), ('INACTIVE', 'Inactive'), ('EXPIRED', 'Expired'), ('DEPLETED', 'Used up')], default='ACTIVE', max_length=16)),
-                ('note', models.CharField(blank=True, default='', max_length=255)),
-                ('batch', models.CharField(blank=True, db_index=True, default='', max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(max_length=40, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("FIXED_TOKENS", "Free credits"),
+                            ("PERCENTAGE_BONUS", "Purchase bonus (% of a pack's credits)"),
+                            ("SUBSCRIPTION_TRIAL", "Plan trial (days)"),
+                        ],
+                        max_length=24,
+                    ),
+                ),
+                (
+                    "value",
+                    models.PositiveIntegerField(
+                        validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                ("plan_code", models.CharField(blank=True, default="", max_length=64)),
+                (
+                    "max_uses",
+                    models.PositiveIntegerField(
+                        default=1, validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                ("uses", models.PositiveIntegerField(default=0)),
+                ("valid_until", models.DateTimeField(blank=True, null=True)),
+                (
+                    "credits_valid_days",
+                    models.PositiveIntegerField(
+                        blank=True,
+                        null=True,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(3650),
+                        ],
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("ACTIVE", "Active"),
+                            ("INACTIVE", "Inactive"),
+                            ("EXPIRED", "Expired"),
+                            ("DEPLETED", "Used up"),
+                        ],
+                        default="ACTIVE",
+                        max_length=16,
+                    ),
+                ),
+                ("note", models.CharField(blank=True, default="", max_length=255)),
+                ("batch", models.CharField(blank=True, db_index=True, default="", max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'permissions': [('manage_vouchers', 'Can create, edit and generate vouchers')],
+                "ordering": ["-created_at", "-id"],
+                "permissions": [("manage_vouchers", "Can create, edit and generate vouchers")],
             },
         ),
         migrations.CreateModel(
-            name='VoucherRedemption',
+            name="VoucherRedemption",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('RESERVED', 'Reserved by a checkout'), ('REDEEMED', 'Redeemed'), ('RELEASED', 'Released (checkout ended unpaid)')], max_length=16)),
-                ('credits', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('redeemed_at', models.DateTimeField(blank=True, null=True)),
-                ('released_at', models.DateTimeField(blank=True, null=True)),
-                ('entry', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='voucher_redemption', to='credits.ledgerentry')),
-                ('order', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='voucher_redemptions', to='payments.order')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='voucher_redemptions', to=settings.AUTH_USER_MODEL)),
-                ('voucher', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='redemptions', to='payments.voucher')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("RESERVED", "Reserved by a checkout"),
+                            ("REDEEMED", "Redeemed"),
+                            ("RELEASED", "Released (checkout ended unpaid)"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("credits", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("redeemed_at", models.DateTimeField(blank=True, null=True)),
+                ("released_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "entry",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="voucher_redemption",
+                        to="credits.ledgerentry",
+                    ),
+                ),
+                (
+                    "order",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="voucher_redemptions",
+                        to="payments.order",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="voucher_redemptions",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "voucher",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="redemptions",
+                        to="payments.voucher",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='voucher',
-            constraint=models.CheckConstraint(condition=models.Q(('code', django.db.models.functions.text.Upper('code'))), name='payments_voucher_code_upper'),
+            model_name="voucher",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("code", django.db.models.functions.text.Upper("code"))),
+                name="payments_voucher_code_upper",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='voucher',
-            constraint=models.CheckConstraint(condition=models.Q(('code', ''), _negated=True), name='payments_voucher_code_not_empty'),
+            model_name="voucher",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("code", ""), _negated=True),
+                name="payments_voucher_code_not_empty",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='voucher',
-            constraint=models.CheckConstraint(condition=models.Q(('value__gt', 0)), name='payments_voucher_value_positive'),
+            model_name="voucher",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("value__gt", 0)), name="payments_voucher_value_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='voucher',
-            constraint=models.CheckConstraint(condition=models.Q(('max_uses__gt', 0)), name='payments_voucher_max_positive'),
+            model_name="voucher",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("max_uses__gt", 0)), name="payments_voucher_max_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='voucher',
-            constraint=models.CheckConstraint(condition=models.Q(('uses__gte', 0), ('uses__lte', models.F('max_uses'))), name='payments_voucher_uses_within_max'),
+            model_name="voucher",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("uses__gte", 0), ("uses__lte", models.F("max_uses"))),
+                name="payments_voucher_uses_within_max",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='voucher',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'PERCENTAGE_BONUS'), _negated=True), ('value__lte', 1000), _connector='OR'), name='payments_voucher_bonus_percent_range'),
+            model_name="voucher",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("kind", "PERCENTAGE_BONUS"), _negated=True),
+                    ("value__lte", 1000),
+                    _connector="OR",
+                ),
+                name="payments_voucher_bonus_percent_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='voucher',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('kind', 'SUBSCRIPTION_TRIAL'), _negated=True), models.Q(('plan_code', ''), _negated=True), _connector='OR'), name='payments_voucher_trial_has_plan'),
+            model_name="voucher",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("kind", "SUBSCRIPTION_TRIAL"), _negated=True),
+                    models.Q(("plan_code", ""), _negated=True),
+                    _connector="OR",
+                ),
+                name="payments_voucher_trial_has_plan",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='voucher',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'DEPLETED'), _negated=True), ('uses', models.F('max_uses')), _connector='OR'), name='payments_voucher_depleted_when_full'),
+            model_name="voucher",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "DEPLETED"), _negated=True),
+                    ("uses", models.F("max_uses")),
+                    _connector="OR",
+                ),
+                name="payments_voucher_depleted_when_full",
+            ),
         ),
         migrations.AddIndex(
-            model_name='voucherredemption',
-            index=models.Index(fields=['voucher', 'created_at'], name='payments_redemption_voucher'),
+            model_name="voucherredemption",
+            index=models.Index(
+                fields=["voucher", "created_at"], name="payments_redemption_voucher"
+            ),
         ),
         migrations.AddIndex(
-            model_name='voucherredemption',
-            index=models.Index(fields=['user', 'created_at'], name='payments_redemption_user'),
+            model_name="voucherredemption",
+            index=models.Index(fields=["user", "created_at"], name="payments_redemption_user"),
         ),
         migrations.AddConstraint(
-            model_name='voucherredemption',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'RELEASED'), _negated=True), fields=('voucher', 'user'), name='payments_redemption_once_per_user'),
+            model_name="voucherredemption",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "RELEASED"), _negated=True),
+                fields=("voucher", "user"),
+                name="payments_redemption_once_per_user",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='voucherredemption',
-            constraint=models.UniqueConstraint(condition=models.Q(('order__isnull', False)), fields=('order',), name='payments_redemption_one_per_order'),
+            model_name="voucherredemption",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("order__isnull", False)),
+                fields=("order",),
+                name="payments_redemption_one_per_order",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='voucherredemption',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('status', 'REDEEMED'), _negated=True), ('redeemed_at__isnull', False), _connector='OR'), name='payments_redemption_redeemed_at'),
+            model_name="voucherredemption",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("status", "REDEEMED"), _negated=True),
+                    ("redeemed_at__isnull", False),
+                    _connector="OR",
+                ),
+                name="payments_redemption_redeemed_at",
+            ),
         ),
     ]

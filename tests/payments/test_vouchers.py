@@ -44,7 +44,7 @@ def test_a_code_in_any_case_becomes_a_promotional_lot_with_the_vouchers_credit_e
     lot = CreditLot.objects.get(grant_entry=redemption.entry)
     assert (lot.category, lot.source, lot.original) == ("promotional", "voucher", 25)
     assert abs((lot.expires_at - lot.effective_at) - timedelta(days=30)) < timedelta(seconds=5)
-    assert (lot.source_type, lot.source_id) == ("payments.voucher", voucher.pk)
+    assert redemption.voucher == voucher and redemption.entry.metadata["voucher_id"] == voucher.pk
     assert balance(user) == 25
     voucher.refresh_from_db()
     assert (voucher.uses, voucher.status) == (1, "ACTIVE")
