@@ -8,7 +8,7 @@ voucher logic lives here.
 from datetime import datetime
 
 from core.audit import AuditAction
-from payments.voucher_models import Voucher
+from payments.models import Voucher
 from payments.vouchers import (
     VoucherError,
     voucher_create,

@@ -16,7 +16,7 @@ from django.utils.http import urlencode
 
 from core.admin import NoBulkDeleteMixin, ReadOnlyAdminMixin, admin_link
 from core.admin_actions import ConfirmActionForm, confirmed_action
-from payments.voucher_models import Voucher, VoucherRedemption
+from payments.models import Voucher, VoucherRedemption
 from payments.voucher_selectors import voucher_credit_totals
 from payments.vouchers import (
     EDITABLE,

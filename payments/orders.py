@@ -10,7 +10,7 @@ from .models import CreditPackage, Order
 from .providers import get_provider, is_available
 from .providers.base import CheckoutSession
 from .transitions import order_transition
-from .vouchers import voucher_reserve
+from .vouchers import voucher_release_for_order, voucher_reserve
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ def order_start_checkout(*, order: Order, success_url: str, cancel_url: str) -> 
             locked = Order.objects.select_for_update().get(pk=order.pk)
             if locked.status == Order.Status.PENDING:
                 order_transition(order=locked, to=Order.Status.FAILED)
+                voucher_release_for_order(order_id=locked.pk)
         logger.exception("could not open checkout for order %s", order.pk)
         raise
     Order.objects.filter(pk=order.pk, provider_order_id__isnull=True).update(

@@ -17,10 +17,9 @@ from credits.models import CreditBalance
 from . import app_settings
 from .exceptions import PaymentsError, ProviderError
 from .fulfilment import order_check_payment, order_mark_unpaid
-from .models import CreditPackage, Invoice, Order
+from .models import CreditPackage, Invoice, Order, VoucherRedemption
 from .orders import order_create, order_start_checkout
 from .providers import SANDBOX, available_providers
-from .voucher_models import VoucherRedemption
 from .voucher_views import RATE_LIMITED_MESSAGE, voucher_attempt_allowed
 from .vouchers import VoucherError
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from .voucher_models import Voucher
+from .models import Voucher
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from credits.services import credits_grant
 
 from .exceptions import PaymentsError
 from .ledger import order_source
-from .voucher_models import CODE_MAX_LENGTH, Voucher, VoucherRedemption
+from .models import CODE_MAX_LENGTH, Voucher, VoucherRedemption
 
 logger = logging.getLogger(__name__)
 

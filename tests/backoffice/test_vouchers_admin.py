@@ -12,7 +12,7 @@ from django.core.cache import cache
 from core.audit import AuditAction
 from credits.models import AuditLog
 from credits.services import credits_spend, lots_expire_due
-from payments.voucher_models import Voucher
+from payments.models import Voucher
 from payments.vouchers import TRIAL_UNAVAILABLE_MESSAGE, voucher_redeem
 from tests.credits.lots_helpers import lapse, lot_of
 from tests.payments.voucher_helpers import make_voucher

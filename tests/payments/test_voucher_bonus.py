@@ -6,8 +6,7 @@ import pytest
 from django.core.cache import cache
 
 from credits.models import CreditBalance, CreditLot, LedgerEntry
-from payments.models import Order
-from payments.voucher_models import Voucher, VoucherRedemption
+from payments.models import Order, Voucher, VoucherRedemption
 from payments.vouchers import INVALID_CODE_MESSAGE
 
 from .voucher_helpers import make_voucher
@@ -184,3 +183,18 @@ def test_one_bonus_per_user_even_across_orders(
     assert again.status_code == 302
     assert "already used this code" in client.get("/billing/pricing/").content.decode()
     assert Order.objects.filter(user=user).count() == 1
+
+
+def test_a_checkout_the_provider_could_not_open_gives_the_use_back(
+    client, user, packages, fake_stripe, bonus_voucher
+):
+    fake_stripe.fail_next("POST", "/v1/checkout/sessions", status=500)
+
+    response = buy_with_code(client, user, packages["Basic"])
+
+    assert response.status_code == 302
+    order = Order.objects.get(user=user)
+    bonus_voucher.refresh_from_db()
+    assert order.status == "FAILED" and bonus_voucher.uses == 0
+    assert VoucherRedemption.objects.get(order=order).status == "RELEASED"
+    assert buy_with_code(client, user, packages["Basic"]).status_code == 303  # may try again

@@ -7,8 +7,7 @@ import pytest
 from django.core.cache import cache
 
 from credits.models import CreditBalance, CreditLot
-from payments.models import Order
-from payments.voucher_models import Voucher, VoucherRedemption
+from payments.models import Order, Voucher, VoucherRedemption
 
 from .voucher_helpers import make_voucher
 

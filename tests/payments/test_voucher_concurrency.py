@@ -8,9 +8,8 @@ import pytest
 from django.db import connections
 
 from credits.models import CreditBalance, CreditLot, LedgerEntry
-from payments.models import Order
+from payments.models import Order, Voucher, VoucherRedemption
 from payments.orders import order_create
-from payments.voucher_models import Voucher, VoucherRedemption
 from payments.vouchers import VoucherAlreadyRedeemed, VoucherInvalid, voucher_redeem
 
 from .voucher_helpers import make_voucher

@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import cache
 
 from credits.models import CreditBalance, CreditLot, LedgerEntry
-from payments.voucher_models import Voucher, VoucherRedemption
+from payments.models import Voucher, VoucherRedemption
 from payments.vouchers import (
     INVALID_CODE_MESSAGE,
     TRIAL_UNAVAILABLE_MESSAGE,

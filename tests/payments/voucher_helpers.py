@@ -1,6 +1,6 @@
 """Vouchers for the tests, made the way staff make them (through the service)."""
 
-from payments.voucher_models import Voucher
+from payments.models import Voucher
 from payments.vouchers import voucher_create
 
 
