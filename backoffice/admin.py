@@ -17,6 +17,7 @@ from . import (  # noqa: F401  (the staff actions on the apps' models)
     payment_admin,
     subscription_admin,
     user_admin,
+    voucher_admin,
 )
 from .models import AdjustmentRequest
 from .services import (

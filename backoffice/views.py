@@ -16,6 +16,7 @@ from credits.models import LedgerEntry
 from generations.charges import JOB_SOURCE
 from payments.ledger import ORDER_SOURCE
 from payments.models import Order
+from payments.voucher_selectors import voucher_overview
 
 from . import charts
 from .finance import CSV_HEADER, finance_csv_rows, finance_report
@@ -99,6 +100,7 @@ def dashboard(request):
         "jobs_chart": jobs_chart,
         "membership": membership_stats(since=board.period.since, until=board.period.until),
         "finance": finance_report(start=start, end=end),
+        "vouchers": voucher_overview(),
         "export_finance_url": f"{reverse('backoffice:export_finance')}?{query}",
         "export_ledger_url": (
             f"{reverse('backoffice:export_ledger')}?{query}"

@@ -38,6 +38,11 @@ class AuditAction(models.TextChoices):
     STAFF_WEBHOOK_REPLAY = "staff.webhook_replay", "Staff: replay a webhook event"
     STAFF_ACCOUNT_EXPORT = "staff.account_export", "Staff: export an account's data"
     STAFF_ACCOUNT_DELETE = "staff.account_delete", "Staff: delete an account"
+    STAFF_VOUCHER_CREATE = "staff.voucher_create", "Staff: create a voucher"
+    STAFF_VOUCHER_EDIT = "staff.voucher_edit", "Staff: edit a voucher"
+    STAFF_VOUCHER_DEACTIVATE = "staff.voucher_deactivate", "Staff: deactivate a voucher"
+    STAFF_VOUCHER_GENERATE = "staff.voucher_generate", "Staff: generate voucher codes"
+    STAFF_VOUCHER_EXPORT = "staff.voucher_export", "Staff: download voucher codes"
 
     @classmethod
     def staff(cls, name: str) -> "AuditAction":

@@ -27,6 +27,7 @@ from .providers import get_provider
 from .providers.base import PaymentStatus
 from .refunds import apply_refunded_total, closed_account_refund_key
 from .transitions import UNPAID_ENDINGS, order_transition
+from .vouchers import voucher_grant_bonus, voucher_release_for_order
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
             cost_basis=(order.amount / order.credits).quantize(COST_BASIS_STEP),
             currency=order.currency,
         )
+        # A bonus reserved at checkout, granted with the purchase (and voided with it).
+        voucher_grant_bonus(order=order)
         invoice_issue(order=order, amount_paid=order.amount, currency=order.currency, paid_at=now)
         if status.provider_payment_id:
             order.provider_payment_id = status.provider_payment_id
@@ -122,6 +125,7 @@ def _paid_for_closed_account(order: Order, status: PaymentStatus, source: str) -
     if status.provider_order_id and not order.provider_order_id:
         order.provider_order_id = status.provider_order_id
     order.save(update_fields=["provider_payment_id", "provider_order_id", "updated_at"])
+    voucher_release_for_order(order_id=order.pk)  # no credits, so no bonus either
     if not Refund.objects.filter(idempotency_key=closed_account_refund_key(order.pk)).exists():
         logger.warning(
             "order %s paid after user %s closed the account: nothing granted, refund queued (%s)",
@@ -148,6 +152,7 @@ def order_mark_unpaid(*, order_id: int, to: str, source: str) -> Order:
         order = Order.objects.select_for_update().get(pk=order_id)
         if order.status == Order.Status.PENDING:
             order_transition(order=order, to=to)
+            voucher_release_for_order(order_id=order.pk)
             logger.info("order %s %s (%s)", order.pk, to.lower(), source)
     return order
 

@@ -10,19 +10,24 @@ from .models import CreditPackage, Order
 from .providers import get_provider, is_available
 from .providers.base import CheckoutSession
 from .transitions import order_transition
+from .vouchers import voucher_release_for_order, voucher_reserve
 
 logger = logging.getLogger(__name__)
 
 
-def order_create(*, user, package: CreditPackage, provider: str) -> Order:
+def order_create(*, user, package: CreditPackage, provider: str, voucher_code: str = "") -> Order:
     """A PENDING order for ``package``: amount, currency and credits come from the package
-    as it is now, never from the buyer's request."""
+    as it is now, never from the buyer's request.
+
+    ``voucher_code``: a purchase-bonus code, whose use is reserved for the order in the same
+    transaction (a code that cannot be used raises a VoucherError and creates nothing).
+    """
     if not package.active:
         raise ProviderNotConfigured(f"The {package.name} package is not on sale.")
     if not is_available(provider):
         raise ProviderNotConfigured(f"Paying with {provider.title()} is not available here.")
     with transaction.atomic():
-        return Order.objects.create(
+        order = Order.objects.create(
             user=user,
             package=package,
             amount=package.price,
@@ -30,6 +35,9 @@ def order_create(*, user, package: CreditPackage, provider: str) -> Order:
             credits=package.credits,
             provider=provider,
         )
+        if voucher_code:
+            voucher_reserve(user=user, code=voucher_code, order=order)
+        return order
 
 
 def order_start_checkout(*, order: Order, success_url: str, cancel_url: str) -> CheckoutSession:
@@ -48,6 +56,7 @@ def order_start_checkout(*, order: Order, success_url: str, cancel_url: str) -> 
             locked = Order.objects.select_for_update().get(pk=order.pk)
             if locked.status == Order.Status.PENDING:
                 order_transition(order=locked, to=Order.Status.FAILED)
+                voucher_release_for_order(order_id=locked.pk)
         logger.exception("could not open checkout for order %s", order.pk)
         raise
     Order.objects.filter(pk=order.pk, provider_order_id__isnull=True).update(

@@ -17,9 +17,11 @@ from credits.models import CreditBalance
 from . import app_settings
 from .exceptions import PaymentsError, ProviderError
 from .fulfilment import order_check_payment, order_mark_unpaid
-from .models import CreditPackage, Invoice, Order
+from .models import CreditPackage, Invoice, Order, VoucherRedemption
 from .orders import order_create, order_start_checkout
 from .providers import SANDBOX, available_providers
+from .voucher_views import RATE_LIMITED_MESSAGE, voucher_attempt_allowed
+from .vouchers import VoucherError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ class BuyForm(forms.Form):
         error_messages={"invalid_choice": "That package is not on sale."},
     )
     provider = forms.ChoiceField(required=False)
+    #: A purchase-bonus code (optional), reserved with the order.
+    voucher_code = forms.CharField(required=False, max_length=64, strip=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -101,11 +105,16 @@ def buy(request):
             for error in errors:
                 messages.error(request, error)
         return redirect("payments:pricing")
+    code = form.cleaned_data["voucher_code"]
+    if code and not voucher_attempt_allowed(request):
+        messages.error(request, f"{RATE_LIMITED_MESSAGE} Nothing was charged.")
+        return redirect("payments:pricing")
     try:
         order = order_create(
             user=request.user,
             package=form.cleaned_data["package"],
             provider=form.cleaned_data["provider"],
+            voucher_code=code,
         )
         success = request.build_absolute_uri(reverse("payments:order_success", args=[order.pk]))
         cancel = request.build_absolute_uri(reverse("payments:order_cancel", args=[order.pk]))
@@ -114,6 +123,9 @@ def buy(request):
             success_url=f"{success}?session_id={{CHECKOUT_SESSION_ID}}",
             cancel_url=cancel,
         )
+    except VoucherError as exc:
+        messages.error(request, f"{exc.message} Nothing was charged.")
+        return redirect("payments:pricing")
     except ProviderError:
         messages.error(
             request,
@@ -138,8 +150,10 @@ def _status_context(request, order: Order) -> dict:
         .first()
     )
     invoice = Invoice.objects.filter(order=order).only("number").first()
+    bonus = VoucherRedemption.objects.filter(order=order).only("credits", "status").first()
     return {
         "order": order,
+        "bonus": bonus,
         "balance": balance or 0,
         "invoice": invoice,
         "settled": order.status in SETTLED,

@@ -130,6 +130,8 @@ ACCOUNT_RATE_LIMITS = {
     "login": env_str("RATE_LIMIT_LOGIN", "30/m/ip"),
     "login_failed": env_str("RATE_LIMIT_LOGIN_FAILED", "5/5m/key,20/5m/ip"),
     "signup": env_str("RATE_LIMIT_SIGNUP", "20/h/ip"),
+    # Promo codes typed in (the redeem form, a code with a purchase): per user and per address.
+    "voucher_redeem": env_str("RATE_LIMIT_VOUCHER_REDEEM", "10/h/user,30/h/ip"),
     "confirm_email": "1/3m/key",
     "reset_password": "20/m/ip,5/m/key",
 }
