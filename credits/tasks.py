@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from .expiry_notices import lots_expiring_notify
 from .idempotency import idempotency_records_purge
 from .services import lots_expire_due
 
@@ -21,3 +22,10 @@ def expire_lots() -> int:
     Scheduled by CELERY_BEAT_SCHEDULE["expire-credit-lots"]. Safe to run twice at once.
     """
     return lots_expire_due()
+
+
+@shared_task(name="credits.tasks.notify_expiring_lots", ignore_result=True)
+def notify_expiring_lots() -> int:
+    """Email about lots expiring within a week, once per lot (CELERY_BEAT_SCHEDULE
+    ["notify-expiring-credit-lots"], hourly); returns the emails queued."""
+    return lots_expiring_notify()

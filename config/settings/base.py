@@ -237,6 +237,8 @@ CELERY_BEAT_SCHEDULE = beat_schedule(
     every("reconcile-payments", "payments.tasks.reconcile_payments", seconds=3600),
     # Lapsed credit lots: spends already ignore them; this writes their EXPIRY entries.
     every("expire-credit-lots", "credits.tasks.expire_lots", seconds=300),
+    # Lots expiring within a week: one email per lot (credits/expiry_notices.py).
+    every("notify-expiring-credit-lots", "credits.tasks.notify_expiring_lots", seconds=3600),
     every("reap-stuck-generation-jobs", "generations.tasks.reap_stuck_jobs", seconds=60),
     # Account emails whose send failed or whose task was lost (accounts/outbox.py).
     every(
