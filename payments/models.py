@@ -427,3 +427,71 @@ class SandboxRefund(models.Model):
     @property
     def refund_id(self) -> str:
         return f"sbx_re_{self.pk}"
+
+
+class AutoTopUp(models.Model):
+    """A user's standing order: when the balance falls below ``threshold``, buy ``package``
+    off-session with the saved payment method. Turns itself off after a failed payment."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="auto_topup"
+    )
+    enabled = models.BooleanField(default=False)
+    threshold = models.PositiveIntegerField(default=100)
+    package = models.ForeignKey(CreditPackage, on_delete=models.PROTECT, related_name="+")
+    provider = models.CharField(max_length=16, choices=Order.Provider.choices, blank=True)
+    #: The provider's customer and saved payment method (Stripe ``cus_`` and ``pm_`` ids).
+    customer_id = models.CharField(max_length=255, blank=True, default="")
+    payment_method_id = models.CharField(max_length=255, blank=True, default="")
+    payment_method_label = models.CharField(max_length=100, blank=True, default="")
+    #: The checkout (setup mode) that is saving a payment method, until it returns.
+    setup_session_id = models.CharField(max_length=255, blank=True, default="")
+    #: Why auto top-up turned itself off (shown on its page until turned on again).
+    disabled_reason = models.CharField(max_length=500, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Auto top-up of user {self.user_id} ({'on' if self.enabled else 'off'})"
+
+
+class AutoTopUpAttempt(models.Model):
+    """One automatic purchase, made for one crossing below the threshold (``crossing_key``)."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "In flight"
+        SUCCEEDED = "SUCCEEDED", "Paid"
+        FAILED = "FAILED", "Failed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    crossing_key = models.CharField(max_length=200)
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="auto_topup")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # Each crossing buys at most once, however often it is reported.
+            models.UniqueConstraint(
+                fields=["user", "crossing_key"], name="payments_autotopup_once_per_crossing"
+            ),
+            # At most one automatic purchase in flight per user.
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=Q(status="PENDING"),
+                name="payments_autotopup_one_in_flight",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="payments_autotopup_user_day"),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status="PENDING"),
+                name="payments_autotopup_in_flight",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Auto top-up {self.pk} of user {self.user_id} ({self.status})"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import document_views, paypal_views, sandbox_views, views
+from . import autotopup_views, document_views, paypal_views, sandbox_views, views
 
 app_name = "payments"
 urlpatterns = [
@@ -19,6 +19,17 @@ urlpatterns = [
         name="credit_note_pdf",
     ),
     path("profile/", document_views.billing_profile, name="billing_profile"),
+    path("auto-top-up/", autotopup_views.auto_topup, name="auto_topup"),
+    path(
+        "auto-top-up/card-saved/",
+        autotopup_views.auto_topup_card_saved,
+        name="auto_topup_card_saved",
+    ),
+    path(
+        "auto-top-up/sandbox-card/",
+        autotopup_views.auto_topup_sandbox_card,
+        name="auto_topup_sandbox_card",
+    ),
     path("sandbox/checkout/<str:token>/", sandbox_views.sandbox_checkout, name="sandbox_checkout"),
     path("paypal/return/", paypal_views.paypal_return, name="paypal_return"),
 ]

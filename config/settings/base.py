@@ -235,6 +235,8 @@ CELERY_BEAT_SCHEDULE = beat_schedule(
         "requeue-stuck-webhook-events", "payments.tasks.requeue_stuck_webhook_events", seconds=30
     ),
     every("reconcile-payments", "payments.tasks.reconcile_payments", seconds=3600),
+    # Automatic purchases still in flight (payments/autotopup.py): their charge runs again.
+    every("retry-auto-topups", "payments.tasks.retry_auto_topups", seconds=60),
     # Lapsed credit lots: spends already ignore them; this writes their EXPIRY entries.
     every("expire-credit-lots", "credits.tasks.expire_lots", seconds=300),
     # Lots expiring within a week: one email per lot (credits/expiry_notices.py).
