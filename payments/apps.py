@@ -9,6 +9,7 @@ class PaymentsConfig(AppConfig):
         from . import (  # noqa: F401
             account_data,
             checks,
+            document_admin,
             ledger,
             tasks,  # noqa: F401  (registered here: services send them by name)
         )
