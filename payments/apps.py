@@ -16,3 +16,9 @@ class PaymentsConfig(AppConfig):
 
         account_data.register()
         ledger.register()
+
+        from credits.crossings import register_crossing_handler
+
+        from .autotopup import autotopup_on_crossing
+
+        register_crossing_handler("auto_topup", autotopup_on_crossing)

@@ -151,6 +151,19 @@ def topup_trigger(*, user, crossing_key: str) -> AutoTopUpAttempt | None:
     return attempt
 
 
+def autotopup_on_crossing(*, user, balance_before: int, balance_after: int, crossing_key: str):
+    """The crossing hook (``credits.crossings``): a purchase when this drop took the balance
+    from at or above the user's auto top-up threshold to below it."""
+    threshold = (
+        AutoTopUp.objects.filter(user=user, enabled=True)
+        .values_list("threshold", flat=True)
+        .first()
+    )
+    if threshold is None or not balance_before >= threshold > balance_after:
+        return None
+    return topup_trigger(user=user, crossing_key=f"autotopup:{crossing_key}")
+
+
 def autotopup_order_settled(*, order: Order, code: str = "", message: str = "") -> None:
     """Bring the order's attempt in line with the order (its row lock held): paid, or failed
     (auto top-up turned off and the user emailed, once)."""

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import OutboundEmail
+from credits.crossings import balance_crossings_notify
 from credits.models import CreditBalance, LedgerEntry
 from credits.services import credits_spend
 from payments.autotopup import topup_trigger
@@ -249,3 +250,36 @@ def test_concurrent_crossings_start_one_purchase(make_user, packages, sandbox_on
     assert not [r for r in results if isinstance(r, Exception)], results
     assert AutoTopUpAttempt.objects.filter(user=user).count() == 1
     assert LedgerEntry.objects.filter(user=user, kind="PURCHASE").count() == 1
+
+
+def test_the_spend_reports_its_drop_through_the_crossing_hook_and_only_a_crossing_buys(
+    make_user, packages, sandbox_only, django_capture_on_commit_callbacks
+):
+    user = make_user(credits=40)
+    AutoTopUp.objects.create(
+        user=user,
+        threshold=30,
+        package=packages["Basic"],
+        provider="SANDBOX",
+        payment_method_id="sbx_pm_pays",
+        enabled=True,
+    )
+
+    def spend(amount, key):
+        with transaction.atomic():
+            before = balance(user)
+            entry = credits_spend(user=user, amount=amount, idempotency_key=key)
+            balance_crossings_notify(
+                user=user,
+                balance_before=before,
+                balance_after=before - amount,
+                crossing_key=f"spend:{entry.pk}",
+            )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        spend(5, "above")  # 40 -> 35: still at or above 30
+    assert not AutoTopUpAttempt.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        spend(10, "crosses")  # 35 -> 25: crosses
+    (attempt,) = AutoTopUpAttempt.objects.all()
+    assert attempt.status == "SUCCEEDED" and balance(user) == 75
