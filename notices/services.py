@@ -48,7 +48,7 @@ def email_queue(
     spec = kind_get(kind)
     if not user.is_active or getattr(user, "deleted_at", None) is not None or not user.email:
         return None
-    event_key = f"{kind}:{key}"
+    event_key = f"{kind}:{key}"[:200]
     existing = OutboundEmail.objects.filter(event_key=event_key).first()
     if existing is not None:
         return existing

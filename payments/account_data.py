@@ -10,7 +10,7 @@ profile and turns auto top-up off, forgetting the saved card (issued invoices ke
 details they were issued with, as financial records).
 """
 
-from accounts.lifecycle import register_account_data
+from accounts.lifecycle import register_account_data, register_account_summary
 
 from .models import AutoTopUp, BillingProfile, Order, Refund
 
@@ -107,6 +107,17 @@ def erase_billing(*, user, actor=None, reason: str = "") -> None:
     )
 
 
+def billing_summary(user) -> dict:
+    """The account page's billing details card."""
+    profile = BillingProfile.objects.filter(user_id=user.pk).first()
+    auto = AutoTopUp.objects.filter(user_id=user.pk).only("enabled").first()
+    return {
+        "profile": profile,
+        "auto_topup_on": bool(auto and auto.enabled),
+    }
+
+
 def register() -> None:
+    register_account_summary("billing", billing_summary)
     register_account_data("orders", export=export_orders, blockers=deletion_blockers)
     register_account_data("billing", export=export_billing, erase=erase_billing)
