@@ -88,6 +88,8 @@ class OutboundEmail(models.Model):
         PENDING = "PENDING", "Pending"
         SENT = "SENT", "Sent"
         FAILED = "FAILED", "Failed (gave up)"
+        #: Never to be sent: the user turned this kind of email off before it was queued.
+        SKIPPED = "SKIPPED", "Skipped (turned off by the user)"
 
     #: What the email is, e.g. allauth's template prefix "account/email/email_confirmation".
     kind = models.CharField(max_length=200, blank=True, default="")
@@ -98,6 +100,10 @@ class OutboundEmail(models.Model):
     body = models.TextField(blank=True, default="")
     html_body = models.TextField(blank=True, default="")
     headers = models.JSONField(default=dict, blank=True)
+    #: Files sent with the email: ``[{"filename", "mimetype", "content_b64"}]``; emptied once sent.
+    attachments = models.JSONField(default=list, blank=True)
+    #: The event this email tells of (``order:12:receipt``): at most one email per event.
+    event_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(default=timezone.now)

@@ -1,4 +1,4 @@
-"""Account emails through an outbox table: written in the request, sent after commit.
+"""Emails through an outbox table: written in the transaction that causes them, sent after commit.
 
 ``outbound_email_queue`` stores the rendered message (inside the caller's transaction when
 one is open) and, once that commits, hands its id to the ``send_outbound_email`` task. A
@@ -21,6 +21,7 @@ row back only while it is still PENDING. (One already handed to the mail server 
 deletion commits cannot be called back.)
 """
 
+import base64
 import json
 import logging
 from collections.abc import Iterable
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -54,22 +55,65 @@ class SendOutcome:
     skipped: bool = False
 
 
-def outbound_email_queue(*, message: EmailMessage, kind: str = "") -> OutboundEmail:
-    """Store ``message`` for sending and send it once the current transaction commits."""
+def outbound_email_queue(
+    *,
+    message: EmailMessage,
+    kind: str = "",
+    event_key: str | None = None,
+    skipped: bool = False,
+) -> OutboundEmail:
+    """Store ``message`` for sending and send it once the current transaction commits.
+
+    ``event_key`` names the event the email tells of: a second call with the same key
+    (a retried task, a duplicated webhook, a concurrent request) stores nothing and returns
+    the first email, so each event is emailed at most once. ``skipped`` stores the email as
+    SKIPPED (the user turned its kind off): a record that the event was seen, never sent.
+    Files attached to ``message`` are kept on the row until it is sent.
+    """
+    if event_key:
+        existing = OutboundEmail.objects.filter(event_key=event_key).first()
+        if existing is not None:
+            return existing
     html = ""
     for content, mimetype in getattr(message, "alternatives", None) or []:
         if mimetype == "text/html":
             html = content
-    email = OutboundEmail.objects.create(
-        kind=kind[:200],
-        from_email=message.from_email or "",
-        to=list(message.to),
-        subject=message.subject,
-        body=message.body,
-        html_body=html,
-        headers={str(k): str(v) for k, v in (message.extra_headers or {}).items()},
-    )
-    transaction.on_commit(lambda: _enqueue(email.pk), robust=True)
+    attachments = [
+        {
+            "filename": filename,
+            "mimetype": mimetype or "application/octet-stream",
+            "content_b64": base64.b64encode(
+                content if isinstance(content, bytes) else str(content).encode()
+            ).decode("ascii"),
+        }
+        for filename, content, mimetype in (message.attachments or [])
+    ]
+    fields = {
+        "kind": kind[:200],
+        "from_email": message.from_email or "",
+        "to": list(message.to),
+        "subject": message.subject,
+        "body": message.body,
+        "html_body": html,
+        "headers": {str(k): str(v) for k, v in (message.extra_headers or {}).items()},
+        "attachments": attachments,
+        "event_key": event_key or None,
+        "status": OutboundEmail.Status.SKIPPED if skipped else OutboundEmail.Status.PENDING,
+    }
+    if skipped:
+        fields.update(body="", html_body="", attachments=[])
+    if event_key:
+        try:
+            # A savepoint: a concurrent twin that committed first leaves the caller's
+            # transaction usable, and its email is the one kept.
+            with transaction.atomic():
+                email = OutboundEmail.objects.create(**fields)
+        except IntegrityError:
+            return OutboundEmail.objects.get(event_key=event_key)
+    else:
+        email = OutboundEmail.objects.create(**fields)
+    if not skipped:
+        transaction.on_commit(lambda: _enqueue(email.pk), robust=True)
     return email
 
 
@@ -95,6 +139,7 @@ def outbound_email_send(*, email_id: int) -> SendOutcome:
         last_error="",
         body="",
         html_body="",
+        attachments=[],
     )
     return SendOutcome(sent=True)
 
@@ -134,6 +179,7 @@ def outbound_emails_erase(*, addresses: Iterable[str], replacement: str) -> int:
         body="",
         html_body="",
         headers={},
+        attachments=[],
         status=Case(When(pending, then=Value(OutboundEmail.Status.FAILED)), default=F("status")),
         last_error=Case(When(pending, then=Value(CANCELLED_ON_DELETION)), default=Value("")),
     )
@@ -157,6 +203,12 @@ def _message(email: OutboundEmail) -> EmailMultiAlternatives:
     )
     if email.html_body:
         message.attach_alternative(email.html_body, "text/html")
+    for attachment in email.attachments or []:
+        message.attach(
+            attachment["filename"],
+            base64.b64decode(attachment["content_b64"]),
+            attachment["mimetype"],
+        )
     return message
 
 

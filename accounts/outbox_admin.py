@@ -28,6 +28,7 @@ class OutboundEmailAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmi
         "id",
         "created_at",
         "kind",
+        "event_key",
         "from_email",
         "recipients",
         "subject",

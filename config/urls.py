@@ -17,6 +17,7 @@ urlpatterns = [
     path("", payment_views.home, name="home"),
     path("accounts/", include("allauth.urls")),
     path("account/", include("accounts.urls")),
+    path("account/emails/", include("notices.urls")),
     path("credits/", include("credits.urls")),
     path("billing/", include("payments.urls")),
     path("webhooks/", include("payments.webhook_urls")),

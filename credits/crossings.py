@@ -17,6 +17,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 
+from notices.services import low_balance_email_queue
+
 from .models import BalanceCrossing
 
 log = logging.getLogger(__name__)
@@ -81,3 +83,14 @@ def _due() -> Q:
     for one in waited:
         q |= one
     return q
+
+
+def low_balance_email(crossing: BalanceCrossing) -> None:
+    """The low-balance alert's handler: the email, once per crossing (the user may have turned
+    these emails off; the banner shows whatever they chose)."""
+    low_balance_email_queue(
+        user=crossing.user,
+        threshold=crossing.threshold,
+        balance=crossing.balance_after,
+        crossing_key=f"crossing:{crossing.pk}",
+    )

@@ -1,6 +1,7 @@
 from celery import shared_task
 
 from .crossings import crossings_handle
+from .expiry_notices import lots_expiring_notify
 from .idempotency import idempotency_records_purge
 from .services import lots_expire_due
 
@@ -32,3 +33,10 @@ def handle_crossings() -> int:
     CELERY_BEAT_SCHEDULE["handle-balance-crossings"] so a lost message only delays one.
     """
     return crossings_handle()
+
+
+@shared_task(name="credits.tasks.notify_expiring_lots", ignore_result=True)
+def notify_expiring_lots() -> int:
+    """Email about lots expiring within a week, once per lot (CELERY_BEAT_SCHEDULE
+    ["notify-expiring-credit-lots"], hourly); returns the emails queued."""
+    return lots_expiring_notify()

@@ -20,11 +20,15 @@ from datetime import timedelta
 from functools import partial
 
 from celery import current_app
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models import F, Q, TextField, Value
 from django.db.models.functions import Concat
+from django.urls import reverse
 from django.utils import timezone
+
+from notices.services import email_queue
 
 from . import charges
 from .api_keys import api_key_for
@@ -381,6 +385,17 @@ def _fail(job: GenerationJob, *, message: str) -> None:
         ]
     )
     charges.refund(job, amount=None, reason=f"Job #{job.pk} failed")
+    email_queue(
+        user=job.user,
+        kind="job_failed",
+        key=str(job.pk),
+        context={
+            "job_id": job.pk,
+            "credits": job.estimated_credits,
+            "reason": message.rstrip("."),
+            "job_url": settings.SITE_URL.rstrip("/") + reverse("generations:detail", args=[job.pk]),
+        },
+    )
 
 
 def _locked_if_claimed(claim: Claim) -> GenerationJob | None:

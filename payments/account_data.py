@@ -4,11 +4,15 @@ Orders, their invoices and refunds are exported and kept on deletion: they are f
 records (and hold no personal data beyond the link to the anonymised user). An account with
 an order still waiting for its payment cannot be deleted until that order has settled: a
 payment arriving afterwards would be for an account nobody can use.
+
+The billing profile and the auto top-up rule are exported too. Deletion erases the billing
+profile and turns auto top-up off, forgetting the saved card (issued invoices keep the
+details they were issued with, as financial records).
 """
 
-from accounts.lifecycle import register_account_data
+from accounts.lifecycle import register_account_data, register_account_summary
 
-from .models import Order, Refund
+from .models import AutoTopUp, BillingProfile, Order, Refund
 
 
 def export_orders(user):
@@ -68,5 +72,52 @@ def deletion_blockers(user) -> list[str]:
     ]
 
 
+def export_billing(user):
+    profile = BillingProfile.objects.filter(user_id=user.pk).first()
+    if profile is not None:
+        yield {
+            "billing_profile": {
+                "name": profile.name,
+                "address": profile.address,
+                "country": profile.country,
+                "tax_id": profile.tax_id,
+            }
+        }
+    config = AutoTopUp.objects.filter(user_id=user.pk).select_related("package").first()
+    if config is not None:
+        yield {
+            "auto_topup": {
+                "enabled": config.enabled,
+                "threshold": config.threshold,
+                "package": config.package.name,
+                "payment_method": config.payment_method_label,
+            }
+        }
+
+
+def erase_billing(*, user, actor=None, reason: str = "") -> None:
+    BillingProfile.objects.filter(user_id=user.pk).delete()
+    AutoTopUp.objects.filter(user_id=user.pk).update(
+        enabled=False,
+        customer_id="",
+        payment_method_id="",
+        payment_method_label="",
+        setup_session_id="",
+        disabled_reason="The account was deleted.",
+    )
+
+
+def billing_summary(user) -> dict:
+    """The account page's billing details card."""
+    profile = BillingProfile.objects.filter(user_id=user.pk).first()
+    auto = AutoTopUp.objects.filter(user_id=user.pk).only("enabled").first()
+    return {
+        "profile": profile,
+        "auto_topup_on": bool(auto and auto.enabled),
+    }
+
+
 def register() -> None:
+    register_account_summary("billing", billing_summary)
     register_account_data("orders", export=export_orders, blockers=deletion_blockers)
+    register_account_data("billing", export=export_billing, erase=erase_billing)

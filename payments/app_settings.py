@@ -29,6 +29,11 @@ name, so a deployment configures providers without editing settings modules.
   ``BEAT_REQUEUE_STUCK_WEBHOOK_EVENTS_SECONDS``), whatever its state.
 - ``PAYMENTS_STATUS_RECHECK_SECONDS``: the success page asks the provider at most this often
   per order while it waits for the payment (default 5).
+- ``INVOICE_SELLER_NAME``, ``INVOICE_SELLER_ADDRESS`` (lines separated by ``|``),
+  ``INVOICE_SELLER_TAX_ID``: the seller printed on every invoice and credit note.
+  ``INVOICE_TAX_RATE`` (percent, default 0: no tax line) and ``INVOICE_TAX_LABEL`` (VAT):
+  prices include the tax; each document shows its net amount and tax at the rate of its day.
+- ``PAYMENTS_AUTOTOPUP_MAX_PER_DAY``: automatic top-ups per user and UTC day (default 3).
 - ``PAYMENTS_RECONCILE_WINDOW_HOURS``: how far back a reconciliation run lists provider
   payments (default 24); ``PAYMENTS_RECONCILE_PENDING_DAYS``: how old a pending order may be
   and still be asked about (default 3).
@@ -37,6 +42,7 @@ name, so a deployment configures providers without editing settings modules.
 import hashlib
 import hmac
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 
@@ -112,6 +118,23 @@ class PaymentsSettings(AppSettings):
     )
     RECONCILE_PENDING_DAYS = Setting(
         "PAYMENTS_RECONCILE_PENDING_DAYS", 3, int, env=True, minimum=0, check_id="payments.E011"
+    )
+    # invoices and credit notes: the seller, and the tax included in every price
+    INVOICE_SELLER_NAME = Setting("INVOICE_SELLER_NAME", "Credits", str, env=True)
+    INVOICE_SELLER_ADDRESS = Setting("INVOICE_SELLER_ADDRESS", "", str, env=True)
+    INVOICE_SELLER_TAX_ID = Setting("INVOICE_SELLER_TAX_ID", "", str, env=True)
+    INVOICE_TAX_RATE = Setting(
+        "INVOICE_TAX_RATE",
+        "0",
+        str,
+        env=True,
+        check_id="payments.E012",
+        meaning="a percentage from 0 to 100, e.g. 20 or 8.5 (0: no tax line)",
+    )
+    INVOICE_TAX_LABEL = Setting("INVOICE_TAX_LABEL", "VAT", str, env=True)
+    # auto top-up
+    AUTOTOPUP_MAX_PER_DAY = Setting(
+        "PAYMENTS_AUTOTOPUP_MAX_PER_DAY", 3, int, env=True, minimum=1, check_id="payments.E011"
     )
 
 
@@ -212,6 +235,33 @@ def status_recheck_seconds() -> int:
 def reconcile_window() -> timedelta:
     """How far back a reconciliation run lists the provider's payments."""
     return timedelta(hours=app_settings.RECONCILE_WINDOW_HOURS)
+
+
+def invoice_tax_rate() -> Decimal:
+    """The tax rate included in prices, in percent (0: none). A bad value raises ValueError."""
+    try:
+        rate = Decimal(str(app_settings.INVOICE_TAX_RATE).strip() or "0")
+    except InvalidOperation:
+        raise ValueError(
+            f"INVOICE_TAX_RATE is not a number: {app_settings.INVOICE_TAX_RATE!r}"
+        ) from None
+    if not rate.is_finite() or not Decimal("0") <= rate <= Decimal("100"):
+        raise ValueError(f"INVOICE_TAX_RATE must be from 0 to 100, not {rate}")
+    return rate
+
+
+def invoice_seller() -> dict:
+    """Who issues the invoices: name, address lines (``|`` or newlines between), tax id."""
+    address = str(app_settings.INVOICE_SELLER_ADDRESS).replace("|", "\n")
+    return {
+        "name": app_settings.INVOICE_SELLER_NAME,
+        "address": "\n".join(line.strip() for line in address.splitlines() if line.strip()),
+        "tax_id": app_settings.INVOICE_SELLER_TAX_ID,
+    }
+
+
+def autotopup_max_per_day() -> int:
+    return app_settings.AUTOTOPUP_MAX_PER_DAY
 
 
 def reconcile_pending_age() -> timedelta:

@@ -9,6 +9,7 @@ class PaymentsConfig(AppConfig):
         from . import (  # noqa: F401
             account_data,
             checks,
+            document_admin,
             ledger,
             subscription_reconciliation,
             subscriptions,
@@ -19,3 +20,10 @@ class PaymentsConfig(AppConfig):
         ledger.register()
         subscriptions.register()
         subscription_reconciliation.register()
+
+        from credits.crossings import register_crossing_handler
+        from credits.models import BalanceCrossing
+
+        from .autotopup import autotopup_on_crossing
+
+        register_crossing_handler(BalanceCrossing.Kind.TOP_UP, autotopup_on_crossing)

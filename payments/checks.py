@@ -17,6 +17,10 @@ def check_payment_settings(app_configs=None, **kwargs) -> list:
                 id="payments.E001",
             )
         )
+    try:
+        app_settings.invoice_tax_rate()
+    except ValueError as exc:
+        errors.append(checks.Error(str(exc), id="payments.E012"))
     return errors
 
 

@@ -7,7 +7,8 @@ to what its refunds say. A lost dispute takes back all of the order's credits no
 taken back (never below a zero balance; the rest is recorded as unrecovered, as for
 refunds), releases the hold and leaves the order REFUNDED. Events may arrive twice or in
 any order: a close seen before its open places and releases the hold itself, and the late
-open is then ignored. A decided dispute reported later with another outcome (an appeal
+open is then ignored. The buyer is emailed when a dispute opens and when it closes (once
+each, in the transaction that records it). A decided dispute reported later with another outcome (an appeal
 won after a loss) is not acted on: ``DisputeOutcomeChanged`` flags it for staff.
 """
 
@@ -16,11 +17,13 @@ import logging
 from django.db import transaction
 
 from credits.services import spending_hold, spending_release
+from notices.services import email_queue
 
 from .exceptions import DisputeOutcomeChanged, OrderNotReady
 from .invoices import invoice_sync_status
 from .models import Order
 from .refunds import claw_back_to, refund_status
+from .templatetags.money import money
 from .transitions import order_transition
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,7 @@ def order_open_dispute(*, order_id: int, dispute_id: str, source: str) -> Order:
         order.dispute_id, order.dispute_status = dispute_id, D.OPEN
         order_transition(order=order, to=Order.Status.DISPUTED, save=False)
         order.save()
+        dispute_email_queue(order=order, dispute_id=dispute_id, outcome=D.OPEN)
         logger.warning(
             "order %s disputed (%s, %s): spending frozen for user %s",
             order.pk,
@@ -115,5 +119,44 @@ def order_close_dispute(*, order_id: int, dispute_id: str, outcome: str, source:
         order_transition(order=order, to=final, save=False)
         order.save()
         invoice_sync_status(order=order)
+        dispute_email_queue(order=order, dispute_id=dispute_id, outcome=outcome)
         logger.warning("order %s dispute %s %s (%s)", order.pk, dispute_id, outcome, source)
     return order
+
+
+#: What the buyer is told when a dispute closes, by outcome.
+OUTCOME_TEXT = {
+    D.WON: ("won", "The payment stands and your credits stay yours; spending is possible again."),
+    D.PREVENTED: (
+        "resolved",
+        "The payment stands and your credits stay yours; spending is possible again.",
+    ),
+    D.WITHDRAWN: (
+        "withdrawn",
+        "The dispute was withdrawn: the payment stands and spending is possible again.",
+    ),
+    D.LOST: (
+        "refunded to you by your bank",
+        "The payment went back to you through your bank, so the order's credits were taken back.",
+    ),
+}
+
+
+def dispute_email_queue(*, order: Order, dispute_id: str, outcome: str) -> None:
+    """Tell the buyer a dispute opened or how it closed (in the dispute's transaction), once
+    per dispute and outcome."""
+    context = {
+        "order_id": order.pk,
+        "amount_display": money(order.amount, order.currency),
+    }
+    key = f"{order.provider.lower()}:{dispute_id}"
+    if outcome == D.OPEN:
+        email_queue(user=order.user, kind="dispute_opened", key=key, context=context)
+        return
+    word, text = OUTCOME_TEXT[outcome]
+    email_queue(
+        user=order.user,
+        kind="dispute_closed",
+        key=f"{key}:{outcome}",
+        context={**context, "outcome": word, "outcome_text": text},
+    )

@@ -18,6 +18,7 @@ from core.queue import task_send
 from credits.models import LedgerKind
 from credits.services import credits_grant
 
+from .autotopup import autotopup_order_settled
 from .exceptions import PaymentMismatch, PaymentNotConfirmed, PaymentsError
 from .guards import assert_no_transaction
 from .invoices import invoice_issue
@@ -97,6 +98,7 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
         order_transition(order=order, to=Order.Status.COMPLETED, save=False)
         order.completed_at = now
         order.save()
+        autotopup_order_settled(order=order)
         user_mark_paying(user=order.user)
         if order.amount_refunded > 0:
             apply_refunded_total(
@@ -140,11 +142,15 @@ def _paid_for_closed_account(order: Order, status: PaymentStatus, source: str) -
     return order
 
 
-def order_mark_unpaid(*, order_id: int, to: str, source: str) -> Order:
+def order_mark_unpaid(
+    *, order_id: int, to: str, source: str, code: str = "", message: str = ""
+) -> Order:
     """Record that a checkout ended without payment (FAILED, EXPIRED or CANCELLED).
 
     Only a PENDING order changes: a payment seen earlier always wins over a late failure or
-    expiry, and a completion seen later still fulfils (see ``transitions.ALLOWED``).
+    expiry, and a completion seen later still fulfils (see ``transitions.ALLOWED``). An
+    automatic purchase that failed turns auto top-up off (``code`` and ``message``: the
+    provider's reason).
     """
     if to not in UNPAID_ENDINGS:
         raise ValueError(f"{to} is not an unpaid ending")
@@ -153,6 +159,7 @@ def order_mark_unpaid(*, order_id: int, to: str, source: str) -> Order:
         if order.status == Order.Status.PENDING:
             order_transition(order=order, to=to)
             voucher_release_for_order(order_id=order.pk)
+            autotopup_order_settled(order=order, code=code, message=message)
             logger.info("order %s %s (%s)", order.pk, to.lower(), source)
     return order
 

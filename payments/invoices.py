@@ -1,17 +1,56 @@
-"""Invoices: one per fulfilled order, numbered INV-<year>-<sequence> without gaps or repeats."""
+"""Invoices: one per fulfilled order, numbered INV-<year>-<sequence> without gaps or repeats;
+credit notes for refunds, numbered CN-<year>-<sequence>, referring to the invoice.
+
+An invoice says what it said when it was issued: seller and tax rate from the settings of
+that day, buyer from the billing profile of that day. A refund never rewrites it: the
+change of the order's refunded amount issues a credit note for the difference (a negative
+one when a refund failed after it was credited), so the invoice's notes always add up to
+what the order has refunded. Both are emailed in the transaction that issues them, with
+their PDF attached.
+"""
 
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection
+from django.db.models import Sum
+from django.urls import reverse
+from django.utils import timezone
 
-from .models import Invoice, Order
+from notices.services import email_queue
+
+from .app_settings import app_settings, invoice_seller, invoice_tax_rate, site_url
+from .invoice_pdf import credit_note_pdf, invoice_pdf
+from .models import BillingProfile, CreditNote, Invoice, Order
+from .templatetags.money import money as format_money
+
+CENT = Decimal("0.01")
 
 _NEXT_SEQUENCE = """
 INSERT INTO payments_invoicesequence (year, last) VALUES (%s, 1)
 ON CONFLICT (year) DO UPDATE SET last = payments_invoicesequence.last + 1
 RETURNING last
 """
+
+
+_NEXT_CREDIT_NOTE = """
+INSERT INTO payments_creditnotesequence (year, last) VALUES (%s, 1)
+ON CONFLICT (year) DO UPDATE SET last = payments_creditnotesequence.last + 1
+RETURNING last
+"""
+
+
+def rate_text(rate: Decimal) -> str:
+    """20.000 -> "20", 8.500 -> "8.5"."""
+    return format(rate.normalize(), "f")
+
+
+def tax_split(gross: Decimal, rate: Decimal) -> tuple[Decimal, Decimal]:
+    """``(net, tax)`` of a tax-inclusive ``gross`` at ``rate`` percent; they add up to it."""
+    if not rate:
+        return gross, Decimal("0.00")
+    net = (gross * 100 / (100 + rate)).quantize(CENT, rounding=ROUND_HALF_UP)
+    return net, gross - net
 
 
 def invoice_next_number(*, year: int) -> tuple[int, str]:
@@ -33,8 +72,15 @@ def invoice_issue(
     existing = Invoice.objects.filter(order=order).first()
     if existing is not None:
         return existing
+    rate = invoice_tax_rate()
+    net, tax = tax_split(amount_paid, rate)
+    seller = invoice_seller()
+    profile = BillingProfile.objects.filter(user=order.user).first()
+    buyer_address = ""
+    if profile is not None:
+        buyer_address = "\n".join(p for p in (profile.address.strip(), profile.country) if p)
     sequence, number = invoice_next_number(year=paid_at.year)
-    return Invoice.objects.create(
+    invoice = Invoice.objects.create(
         order=order,
         year=paid_at.year,
         sequence=sequence,
@@ -42,7 +88,21 @@ def invoice_issue(
         amount_paid=amount_paid,
         currency=currency,
         paid_at=paid_at,
+        description=f"{order.package.name} credit pack: {order.credits} credits",
+        seller_name=seller["name"],
+        seller_address=seller["address"],
+        seller_tax_id=seller["tax_id"],
+        buyer_name=(profile.name if profile and profile.name else order.user.name),
+        buyer_email=order.user.email,
+        buyer_address=buyer_address,
+        buyer_tax_id=profile.tax_id if profile else "",
+        tax_label=app_settings.INVOICE_TAX_LABEL if rate else "",
+        tax_rate=rate,
+        net_amount=net,
+        tax_amount=tax,
     )
+    _email_receipt(invoice)
+    return invoice
 
 
 def invoice_status_for(order: Order) -> str:
@@ -54,7 +114,96 @@ def invoice_status_for(order: Order) -> str:
 
 
 def invoice_sync_status(*, order: Order) -> None:
-    """Keep the invoice's status in step with the order's refunds (order lock held)."""
+    """Keep the invoice's status label in step with the order's refunds, and issue the credit
+    note for any change of the refunded amount (order lock held)."""
     Invoice.objects.filter(order=order).exclude(status=invoice_status_for(order)).update(
         status=invoice_status_for(order)
+    )
+    credit_note_issue(order=order)
+
+
+def credit_note_issue(*, order: Order, reason: str = "") -> CreditNote | None:
+    """Issue the credit note that brings the invoice's notes to the order's refunded amount.
+
+    Call with the order's row lock held. Nothing happens when they already agree (a repeated
+    or stale refund event), so each change of the refunded amount issues exactly one note.
+    """
+    invoice = Invoice.objects.filter(order=order).first()
+    if invoice is None:
+        return None
+    credited = invoice.credit_notes.aggregate(total=Sum("amount"))["total"] or Decimal("0")
+    difference = order.amount_refunded - credited
+    if not difference:
+        return None
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(_NEXT_CREDIT_NOTE, [now.year])
+        (sequence,) = cursor.fetchone()
+    net, tax = tax_split(difference, invoice.tax_rate)
+    note = CreditNote.objects.create(
+        invoice=invoice,
+        year=now.year,
+        sequence=sequence,
+        number=f"CN-{now.year}-{sequence:06d}",
+        amount=difference,
+        currency=invoice.currency,
+        tax_rate=invoice.tax_rate,
+        net_amount=net,
+        tax_amount=tax,
+        refunded_total=order.amount_refunded,
+        reason=(
+            reason
+            or (
+                f"Refund on invoice {invoice.number}"
+                if difference > 0
+                else f"A refund on invoice {invoice.number} failed: the amount is owed again"
+            )
+        )[:255],
+        issued_at=now,
+    )
+    if difference > 0:
+        _email_credit_note(note, order)
+    return note
+
+
+# --- emails -------------------------------------------------------------------------------
+
+
+def _email_receipt(invoice: Invoice) -> None:
+    order = invoice.order
+    email_queue(
+        user=order.user,
+        kind="receipt",
+        key=invoice.number,
+        context={
+            "invoice_number": invoice.number,
+            "order_id": order.pk,
+            "credits": order.credits,
+            "description": invoice.description,
+            "net_display": format_money(invoice.net_amount, invoice.currency),
+            "tax_label": f"{invoice.tax_label} {rate_text(invoice.tax_rate)}%",
+            "tax_display": (
+                format_money(invoice.tax_amount, invoice.currency) if invoice.tax_rate else ""
+            ),
+            "total_display": format_money(invoice.amount_paid, invoice.currency),
+            "invoice_url": site_url() + reverse("payments:invoice", args=[invoice.number]),
+        },
+        attachments=[(f"{invoice.number}.pdf", invoice_pdf(invoice), "application/pdf")],
+    )
+
+
+def _email_credit_note(note: CreditNote, order: Order) -> None:
+    email_queue(
+        user=order.user,
+        kind="credit_note",
+        key=note.number,
+        context={
+            "order_id": order.pk,
+            "credit_note_number": note.number,
+            "invoice_number": note.invoice.number,
+            "amount_display": format_money(note.amount, note.currency),
+            "credits_taken": order.credits_clawed_back,
+            "credit_note_url": site_url() + reverse("payments:credit_note", args=[note.number]),
+        },
+        attachments=[(f"{note.number}.pdf", credit_note_pdf(note), "application/pdf")],
     )

@@ -182,8 +182,29 @@ class InvoiceSequence(models.Model):
         return f"{self.year}: {self.last}"
 
 
+class BillingProfile(models.Model):
+    """Who the buyer's invoices are made out to (copied onto each invoice when it is issued)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="billing_profile"
+    )
+    name = models.CharField("Name or company", max_length=200, blank=True, default="")
+    address = models.TextField("Billing address", max_length=1000, blank=True, default="")
+    country = models.CharField(max_length=100, blank=True, default="")
+    tax_id = models.CharField("Tax id (VAT number)", max_length=64, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Billing profile of user {self.user_id}"
+
+
 class Invoice(models.Model):
-    """One per completed order, numbered sequentially per year (INV-2026-000001)."""
+    """One per completed order, numbered sequentially per year (INV-2026-000001).
+
+    What it says is fixed when it is issued: seller, buyer, lines, tax. Later changes (a
+    refund, a new billing address, a new tax rate) never rewrite it: a refund issues a
+    ``CreditNote`` referring to it. Only ``status`` follows the order's refunds, as a label.
+    """
 
     class Status(models.TextChoices):
         PAID = "PAID", "Paid"
@@ -202,12 +223,73 @@ class Invoice(models.Model):
     paid_at = models.DateTimeField()
     url = models.URLField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
+    # As issued (empty on invoices issued before these were recorded: the page shows the order's).
+    description = models.CharField(max_length=255, blank=True, default="")
+    seller_name = models.CharField(max_length=200, blank=True, default="")
+    seller_address = models.TextField(blank=True, default="")
+    seller_tax_id = models.CharField(max_length=64, blank=True, default="")
+    buyer_name = models.CharField(max_length=200, blank=True, default="")
+    buyer_email = models.CharField(max_length=320, blank=True, default="")
+    buyer_address = models.TextField(blank=True, default="")
+    buyer_tax_id = models.CharField(max_length=64, blank=True, default="")
+    #: The tax included in ``amount_paid``: rate in percent (0: none) and amounts.
+    tax_label = models.CharField(max_length=32, blank=True, default="")
+    tax_rate = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal("0"))
+    net_amount = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    tax_amount = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
 
     class Meta:
         ordering = ["-year", "-sequence"]
         constraints = [
             models.UniqueConstraint(
                 fields=["year", "sequence"], name="payments_invoice_year_sequence"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class CreditNoteSequence(models.Model):
+    """The last credit note number used in a year (a series of its own: CN-2026-000001)."""
+
+    year = models.PositiveIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.year}: {self.last}"
+
+
+class CreditNote(models.Model):
+    """A refund (or its reversal) on an issued invoice, numbered in its own yearly series.
+
+    ``amount`` is what it credits, tax included: positive for money refunded; negative for a
+    refund that failed after it was credited (that note cancels the earlier one's amount).
+    The invoice's notes add up to the order's refunded amount.
+    """
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    year = models.PositiveIntegerField()
+    sequence = models.PositiveIntegerField()
+    number = models.CharField(max_length=32, unique=True)
+    amount = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3)
+    tax_rate = models.DecimalField(max_digits=6, decimal_places=3, default=Decimal("0"))
+    net_amount = models.DecimalField(max_digits=10, decimal_places=2)
+    tax_amount = models.DecimalField(max_digits=10, decimal_places=2, default=Decimal("0"))
+    #: The order's refunded amount this note brings the invoice's notes to.
+    refunded_total = models.DecimalField(max_digits=10, decimal_places=2)
+    reason = models.CharField(max_length=255)
+    issued_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-year", "-sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["year", "sequence"], name="payments_creditnote_year_sequence"
+            ),
+            models.CheckConstraint(
+                condition=~Q(amount=0), name="payments_creditnote_amount_not_zero"
             ),
         ]
 
@@ -516,6 +598,74 @@ class VoucherRedemption(models.Model):
 
     def __str__(self) -> str:
         return f"{self.voucher} by user {self.user_id} ({self.status})"
+
+
+class AutoTopUp(models.Model):
+    """A user's standing order: when the balance falls below ``threshold``, buy ``package``
+    off-session with the saved payment method. Turns itself off after a failed payment."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="auto_topup"
+    )
+    enabled = models.BooleanField(default=False)
+    threshold = models.PositiveIntegerField(default=100)
+    package = models.ForeignKey(CreditPackage, on_delete=models.PROTECT, related_name="+")
+    provider = models.CharField(max_length=16, choices=Order.Provider.choices, blank=True)
+    #: The provider's customer and saved payment method (Stripe ``cus_`` and ``pm_`` ids).
+    customer_id = models.CharField(max_length=255, blank=True, default="")
+    payment_method_id = models.CharField(max_length=255, blank=True, default="")
+    payment_method_label = models.CharField(max_length=100, blank=True, default="")
+    #: The checkout (setup mode) that is saving a payment method, until it returns.
+    setup_session_id = models.CharField(max_length=255, blank=True, default="")
+    #: Why auto top-up turned itself off (shown on its page until turned on again).
+    disabled_reason = models.CharField(max_length=500, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Auto top-up of user {self.user_id} ({'on' if self.enabled else 'off'})"
+
+
+class AutoTopUpAttempt(models.Model):
+    """One automatic purchase, made for one crossing below the threshold (``crossing_key``)."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "In flight"
+        SUCCEEDED = "SUCCEEDED", "Paid"
+        FAILED = "FAILED", "Failed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    crossing_key = models.CharField(max_length=200)
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, related_name="auto_topup")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # Each crossing buys at most once, however often it is reported.
+            models.UniqueConstraint(
+                fields=["user", "crossing_key"], name="payments_autotopup_once_per_crossing"
+            ),
+            # At most one automatic purchase in flight per user.
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=Q(status="PENDING"),
+                name="payments_autotopup_one_in_flight",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user", "created_at"], name="payments_autotopup_user_day"),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status="PENDING"),
+                name="payments_autotopup_in_flight",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Auto top-up {self.pk} of user {self.user_id} ({self.status})"
 
 
 from .subscription_models import (  # noqa: E402, F401  (the subscription models live apart)

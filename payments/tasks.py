@@ -5,7 +5,9 @@ import logging
 
 from celery import shared_task
 
-from .exceptions import PaymentsError
+from .autotopup import autotopup_attempts_due
+from .autotopup_charge import autotopup_charge
+from .exceptions import PaymentsError, ProviderError
 from .refunds import order_refund_closed_account
 from .webhooks import WebhookRetry, retry_delay, webhook_process, webhook_requeue_stuck
 
@@ -50,6 +52,28 @@ def refund_closed_account_order(order_id: int) -> str:
     except PaymentsError as exc:
         logger.warning("refunding order %s of a closed account failed: %s", order_id, exc)
         return "FAILED"
+
+
+@shared_task(bind=True, name="payments.tasks.run_auto_topup", max_retries=5, acks_late=True)
+def run_auto_topup(self, attempt_id: int) -> str:
+    """Charge an automatic purchase after the spend that started it committed. An outage is
+    retried with backoff here; the sweep runs it again if this task is lost."""
+    try:
+        return autotopup_charge(attempt_id=attempt_id)
+    except ProviderError as exc:
+        if exc.retryable and not self.request.is_eager:
+            raise self.retry(countdown=30 * 2**self.request.retries) from exc
+        logger.warning("auto top-up %s: %s (the sweep tries again)", attempt_id, exc)
+        return "error"
+
+
+@shared_task(name="payments.tasks.retry_auto_topups")
+def retry_auto_topups() -> int:
+    """Beat: run the charge again for automatic purchases still in flight (a lost task)."""
+    due = autotopup_attempts_due()
+    for attempt_id in due:
+        run_auto_topup.delay(attempt_id)
+    return len(due)
 
 
 # Reconciliation keeps its tasks in its own module; importing it here lets Celery's

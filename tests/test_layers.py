@@ -1,6 +1,6 @@
 """The apps' imports point one way, and no module imports itself back through others.
 
-Layers, bottom to top: ``core`` -> ``accounts`` -> ``credits`` -> ``payments`` | ``generations``
+Layers, bottom to top: ``core`` -> ``accounts`` -> ``notices`` -> ``credits`` -> ``payments`` | ``generations``
 -> ``backoffice``; ``config`` (settings, urls, Celery) sits on top and may import anything.
 A module imports its own app and the layers below it only: ``payments`` and ``generations``
 never import each other, and nothing imports ``backoffice`` but ``config`` (and the tests,
@@ -24,11 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = {
     "core": 0,
     "accounts": 1,
-    "credits": 2,
-    "payments": 3,
-    "generations": 3,
-    "backoffice": 4,
-    "config": 5,
+    "notices": 2,
+    "credits": 3,
+    "payments": 4,
+    "generations": 4,
+    "backoffice": 5,
+    "config": 6,
 }
 
 #: ``(module, imported module)`` pairs allowed against the order above, each with the reason.

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "core",
     "accounts",
+    "notices",
     "credits",
     "payments",
     "generations",
@@ -236,10 +237,14 @@ CELERY_BEAT_SCHEDULE = beat_schedule(
         "requeue-stuck-webhook-events", "payments.tasks.requeue_stuck_webhook_events", seconds=30
     ),
     every("reconcile-payments", "payments.tasks.reconcile_payments", seconds=3600),
+    # Automatic purchases still in flight (payments/autotopup.py): their charge runs again.
+    every("retry-auto-topups", "payments.tasks.retry_auto_topups", seconds=60),
     # Lapsed credit lots: spends already ignore them; this writes their EXPIRY entries.
     every("expire-credit-lots", "credits.tasks.expire_lots", seconds=300),
     # Balances that fell below a threshold and whose handling was lost or failed (credits/crossings.py).
     every("handle-balance-crossings", "credits.tasks.handle_crossings", seconds=60),
+    # Lots expiring within a week: one email per lot (credits/expiry_notices.py).
+    every("notify-expiring-credit-lots", "credits.tasks.notify_expiring_lots", seconds=3600),
     every("reap-stuck-generation-jobs", "generations.tasks.reap_stuck_jobs", seconds=60),
     # Account emails whose send failed or whose task was lost (accounts/outbox.py).
     every(

@@ -60,6 +60,15 @@ class PaymentStatus:
 
 
 @dataclass(frozen=True)
+class SavedMethod:
+    """A payment method the buyer saved for later, off-session payments."""
+
+    customer_id: str
+    payment_method_id: str
+    label: str  # what the user recognises it by: "Visa ending 4242"
+
+
+@dataclass(frozen=True)
 class RefundResult:
     provider_refund_id: str
     status: str  # a Refund.Status value ("succeeded", "pending", "requires_action", "failed", "canceled")

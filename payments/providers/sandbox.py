@@ -59,6 +59,19 @@ EVENT_KINDS = {
     "subscription.updated": EventKind.SUBSCRIPTION_UPDATED,
     "subscription.canceled": EventKind.SUBSCRIPTION_ENDED,
 }
+#: The sandbox's saved cards (auto top-up page) and what they do off-session.
+SANDBOX_CARD_PAYS = "sbx_pm_pays"
+SANDBOX_CARD_DECLINES = "sbx_pm_declines"
+SANDBOX_CARD_NEEDS_AUTH = "sbx_pm_needs_auth"
+SANDBOX_CARDS = {
+    SANDBOX_CARD_PAYS: "Sandbox card that pays",
+    SANDBOX_CARD_DECLINES: "Sandbox card that is declined",
+    SANDBOX_CARD_NEEDS_AUTH: "Sandbox card that needs its owner",
+}
+SANDBOX_CARD_MESSAGES = {
+    "card_declined": "Your card was declined.",
+    "authentication_required": "Your bank asked you to confirm the payment.",
+}
 STATES = {"open": "open", "paid": "paid", "failed": "failed", "canceled": "cancelled"}
 OUTCOME_EVENTS = {
     SandboxPayment.Status.PAID: "checkout.paid",
@@ -144,6 +157,44 @@ class SandboxProvider:
             )
         url = reverse("payments:sandbox_checkout", kwargs={"token": payment.token})
         return CheckoutSession(provider_order_id=payment.checkout_id, redirect_url=url)
+
+    # --- saved payment methods and off-session payments (auto top-up) -----------------------
+
+    def charge_saved(
+        self, *, order, customer_id: str, payment_method_id: str, idempotency_key: str
+    ) -> PaymentStatus:
+        """Pay ``order`` with a sandbox card saved on the auto top-up page: ``sbx_pm_pays``
+        pays, ``sbx_pm_declines`` is declined, ``sbx_pm_needs_auth`` needs its owner. Once
+        per order, like a real provider's idempotency key."""
+        outcomes = {
+            SANDBOX_CARD_PAYS: (SandboxPayment.Status.PAID, ""),
+            SANDBOX_CARD_DECLINES: (SandboxPayment.Status.FAILED, "card_declined"),
+            SANDBOX_CARD_NEEDS_AUTH: (SandboxPayment.Status.FAILED, "authentication_required"),
+        }
+        status, code = outcomes.get(payment_method_id, (SandboxPayment.Status.FAILED, "no_card"))
+        payment, _ = SandboxPayment.objects.get_or_create(
+            order_ref=str(order.pk),
+            defaults={
+                "token": secrets.token_urlsafe(24),
+                "description": f"Auto top-up: {order.package.name}, {order.credits} credits",
+                "amount": order.amount,
+                "currency": order.currency,
+                "status": status,
+                "success_url": "",
+                "cancel_url": "",
+            },
+        )
+        result = self.fetch_payment_status(
+            order=type(order)(pk=order.pk, provider_order_id=payment.checkout_id)
+        )
+        return PaymentStatus(
+            state=result.state,
+            provider_order_id=result.provider_order_id,
+            provider_payment_id=result.provider_payment_id,
+            amount=result.amount,
+            currency=result.currency,
+            raw={"code": code, "message": SANDBOX_CARD_MESSAGES.get(code, "")},
+        )
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> NormalizedEvent:
         header = next((v for k, v in headers.items() if k.lower() == SIGNATURE_HEADER.lower()), "")

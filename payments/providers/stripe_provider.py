@@ -29,6 +29,7 @@ from .base import (
     ProviderRefund,
     RefundResult,
     RefundState,
+    SavedMethod,
     refund_state_of,
 )
 
@@ -60,6 +61,11 @@ CHECKOUT_KINDS = {
     "checkout.session.async_payment_succeeded": EventKind.PAYMENT_SUCCEEDED,
     "checkout.session.async_payment_failed": EventKind.PAYMENT_FAILED,
     "checkout.session.expired": EventKind.CHECKOUT_EXPIRED,
+}
+#: PaymentIntent events of off-session payments (auto top-up); others come with a session.
+INTENT_KINDS = {
+    "payment_intent.succeeded": EventKind.PAYMENT_SUCCEEDED,
+    "payment_intent.payment_failed": EventKind.PAYMENT_FAILED,
 }
 #: Every dispute status Stripe documents (stripe-python 16.1), and what it means for the
 #: buyer's credits. Open stages freeze spending: an inquiry (``warning_*``), a chargeback
@@ -203,10 +209,111 @@ class StripeProvider:
 
     def fetch_payment_status(self, *, order) -> PaymentStatus:
         try:
+            if order.provider_order_id.startswith("pi_"):  # an off-session payment (auto top-up)
+                intent = self.client.v1.payment_intents.retrieve(order.provider_order_id)
+                return intent_status(intent.to_dict())
             session = self.client.v1.checkout.sessions.retrieve(order.provider_order_id).to_dict()
         except stripe.StripeError as exc:
             raise _error(exc) from exc
         return session_status(session)
+
+    # --- saved payment methods and off-session payments (auto top-up) -----------------------
+
+    def setup_start(
+        self, *, user, customer_id: str, currency: str, success_url: str, cancel_url: str
+    ) -> tuple[str, str, str]:
+        """Open a Checkout Session in setup mode that saves a card for ``user``; returns
+        (customer id, session id, the URL to send the user to). A customer is made first
+        when the user has none (once per user: idempotency key)."""
+        refs = {"user_id": str(user.pk), "purpose": "auto_topup"}
+        try:
+            if not customer_id:
+                customer = self.client.v1.customers.create(
+                    {"email": user.email, "metadata": {"user_id": str(user.pk)}},
+                    {"idempotency_key": f"customer-{user.pk}"},
+                ).to_dict()
+                customer_id = customer["id"]
+            session = self.client.v1.checkout.sessions.create(
+                {
+                    "mode": "setup",
+                    "customer": customer_id,
+                    "currency": currency.lower(),
+                    "payment_method_types": ["card"],
+                    "metadata": refs,
+                    "setup_intent_data": {"metadata": refs},
+                    "success_url": success_url,
+                    "cancel_url": cancel_url,
+                }
+            ).to_dict()
+        except stripe.StripeError as exc:
+            raise _error(exc) from exc
+        return customer_id, session["id"], session["url"]
+
+    def setup_result(self, *, session_id: str) -> SavedMethod | None:
+        """The card a setup-mode session saved, or None while it is not complete."""
+        try:
+            session = self.client.v1.checkout.sessions.retrieve(
+                session_id, {"expand": ["setup_intent.payment_method"]}
+            ).to_dict()
+        except stripe.StripeError as exc:
+            raise _error(exc) from exc
+        intent = session.get("setup_intent") or {}
+        if session.get("status") != "complete" or not isinstance(intent, dict):
+            return None
+        if intent.get("status") != "succeeded":
+            return None
+        method = intent.get("payment_method") or {}
+        card = (method.get("card") or {}) if isinstance(method, dict) else {}
+        label = (
+            f"{str(card.get('brand', 'card')).title()} ending {card['last4']}"
+            if card.get("last4")
+            else "Saved card"
+        )
+        return SavedMethod(
+            customer_id=_id(session.get("customer")),
+            payment_method_id=_id(method),
+            label=label,
+        )
+
+    def charge_saved(
+        self, *, order, customer_id: str, payment_method_id: str, idempotency_key: str
+    ) -> PaymentStatus:
+        """Pay ``order`` now with the saved card, the buyer away (``off_session``). A declined
+        card or one that needs its owner (``authentication_required``) is a failed payment,
+        not an error; an outage raises a retryable ProviderError. The key makes a retry
+        return the first answer, never a second charge."""
+        refs = {"order_id": str(order.pk), "user_id": str(order.user_id), "purpose": "auto_topup"}
+        params = {
+            "amount": to_minor(order.amount, order.currency),
+            "currency": order.currency.lower(),
+            "customer": customer_id,
+            "payment_method": payment_method_id,
+            "off_session": True,
+            "confirm": True,
+            "metadata": refs,
+            "description": f"Auto top-up: {order.package.name}, {order.credits} credits",
+        }
+        try:
+            intent = self.client.v1.payment_intents.create(
+                params, {"idempotency_key": idempotency_key}
+            ).to_dict()
+        except stripe.CardError as exc:
+            error = exc.error
+            failed = getattr(error, "payment_intent", None)
+            failed = failed.to_dict() if hasattr(failed, "to_dict") else dict(failed or {})
+            return PaymentStatus(
+                state="failed",
+                provider_order_id=failed.get("id", ""),
+                currency=order.currency,
+                raw={
+                    "code": getattr(error, "code", "") or "",
+                    "decline_code": getattr(error, "decline_code", "") or "",
+                    "message": getattr(error, "message", "") or str(exc),
+                },
+            )
+        except stripe.StripeError as exc:
+            raise _error(exc) from exc
+        return intent_status(intent)
 
     # --- webhooks ---------------------------------------------------------------------------
 
@@ -398,6 +505,28 @@ def subscription_event(common: dict, event_type: str, obj: dict) -> NormalizedEv
     )
 
 
+def intent_status(intent: dict) -> PaymentStatus:
+    """An off-session PaymentIntent as a PaymentStatus: anything that needs the buyer
+    (``requires_action``, ``requires_payment_method``) or was canceled has failed."""
+    currency = (intent.get("currency") or "").upper()
+    status = intent.get("status")
+    state = {
+        "succeeded": "paid",
+        "processing": "pending",
+        "requires_confirmation": "open",
+        "requires_capture": "pending",
+    }.get(status, "failed")
+    error = intent.get("last_payment_error") or {}
+    return PaymentStatus(
+        state=state,
+        provider_order_id=intent.get("id", ""),
+        provider_payment_id=intent.get("id", "") if state == "paid" else "",
+        amount=from_minor(intent.get("amount"), currency),
+        currency=currency,
+        raw={"code": error.get("code", "") or status or "", "message": error.get("message", "")},
+    )
+
+
 def normalize_event(data: dict) -> NormalizedEvent:
     """A verified Stripe event as the provider-neutral NormalizedEvent."""
     event_type = data["type"]
@@ -424,6 +553,17 @@ def normalize_event(data: dict) -> NormalizedEvent:
             provider_order_id=obj.get("id", ""),
             provider_payment_id=_id(obj.get("payment_intent")),
             amount=from_minor(obj.get("amount_total"), currency),
+            currency=currency,
+        )
+    if event_type in INTENT_KINDS and (obj.get("metadata") or {}).get("purpose") == "auto_topup":
+        # Off-session payments (auto top-up) have no Checkout Session: the intent is the order's.
+        return NormalizedEvent(
+            **common,
+            kind=INTENT_KINDS[event_type],
+            order_ref=str((obj.get("metadata") or {}).get("order_id") or ""),
+            provider_order_id=obj.get("id", ""),
+            provider_payment_id=obj.get("id", "") if obj.get("status") == "succeeded" else "",
+            amount=from_minor(obj.get("amount"), currency),
             currency=currency,
         )
     if event_type == "charge.refunded":

@@ -58,6 +58,11 @@ class FakeStripe:
         self.payment_intents: dict[str, dict] = {}
         self.charges: dict[str, dict] = {}
         self.refunds: dict[str, dict] = {}
+        self.customers: dict[str, dict] = {}
+        self.setup_intents: dict[str, dict] = {}
+        #: Saved cards: id -> the PaymentMethod, with ``_behaviour`` off-session: "pays",
+        #: "declines" or "needs_auth".
+        self.payment_methods: dict[str, dict] = {}
         self.requests: list[dict] = []
         self._idempotency: dict[str, tuple[dict, int, dict]] = {}
         self._failures: list[tuple[str, str, int, dict]] = []
@@ -153,6 +158,35 @@ class FakeStripe:
                 payment_intent=pi_id,
                 amount_total=amount,
             )
+            return self.public(session)
+
+    def complete_setup(
+        self, session_id: str, *, behaviour: str = "pays", last4: str = "4242"
+    ) -> dict:
+        """The buyer saves a card at a setup-mode checkout: a SetupIntent with a PaymentMethod
+        attached to the session's customer. ``behaviour``: what the card does off-session."""
+        with self.lock:
+            session = self.sessions[session_id]
+            pm_id = f"pm_{secrets.token_hex(8)}"
+            self.payment_methods[pm_id] = {
+                "id": pm_id,
+                "object": "payment_method",
+                "type": "card",
+                "card": {"brand": "visa", "last4": last4, "exp_month": 12, "exp_year": 2030},
+                "customer": session["customer"],
+                "_behaviour": behaviour,
+            }
+            seti_id = f"seti_{secrets.token_hex(8)}"
+            self.setup_intents[seti_id] = {
+                "id": seti_id,
+                "object": "setup_intent",
+                "status": "succeeded",
+                "usage": "off_session",
+                "customer": session["customer"],
+                "payment_method": pm_id,
+                "metadata": (session.get("_setup_intent_metadata") or {}),
+            }
+            session.update(status="complete", setup_intent=seti_id)
             return self.public(session)
 
     def settle(self, session_id: str, *, succeeded: bool = True) -> dict:
@@ -300,7 +334,27 @@ class FakeStripe:
                 return self._error(
                     404, f"No such checkout.session: '{match.group(1)}'", "resource_missing"
                 )
-            return 200, self.public(session)
+            body = self.public(session)
+            expand = params.get("expand") or []
+            if session.get("setup_intent") and any(e.startswith("setup_intent") for e in expand):
+                intent = dict(self.setup_intents[session["setup_intent"]])
+                if "setup_intent.payment_method" in expand:
+                    intent["payment_method"] = self.public(
+                        self.payment_methods[intent["payment_method"]]
+                    )
+                body["setup_intent"] = intent
+            return 200, body
+        if method == "POST" and path == "/v1/customers":
+            customer_id = f"cus_{secrets.token_hex(7)}"
+            self.customers[customer_id] = {
+                "id": customer_id,
+                "object": "customer",
+                "email": params.get("email"),
+                "metadata": params.get("metadata", {}),
+            }
+            return 200, self.customers[customer_id]
+        if method == "POST" and path == "/v1/payment_intents":
+            return self._create_payment_intent(params)
         if method == "POST" and path == "/v1/refunds":
             return self._create_refund(params)
         if method == "GET" and path == "/v1/refunds":
@@ -336,7 +390,69 @@ class FakeStripe:
             "error": {"type": "invalid_request_error", "message": message, "code": code}
         }
 
+    def _create_payment_intent(self, params: dict) -> tuple[int, dict]:
+        """``POST /v1/payment_intents`` with ``confirm`` and ``off_session``: the saved card
+        pays at once, or Stripe answers 402 with a card_error carrying the failed intent."""
+        for required in ("amount", "currency", "customer", "payment_method"):
+            if required not in params:
+                return self._error(400, f"Missing required param: {required}.", "parameter_missing")
+        method = self.payment_methods.get(params["payment_method"])
+        if method is None or method["customer"] != params["customer"]:
+            return self._error(400, f"No such PaymentMethod: '{params['payment_method']}'")
+        if params.get("confirm") != "true" or params.get("off_session") != "true":
+            return self._error(400, "This fake confirms off-session payments only.")
+        pi_id = f"pi_{secrets.token_hex(8)}"
+        amount = int(params["amount"])
+        intent = {
+            "id": pi_id,
+            "object": "payment_intent",
+            "amount": amount,
+            "currency": params["currency"],
+            "customer": params["customer"],
+            "payment_method": method["id"],
+            "metadata": params.get("metadata", {}),
+            "status": "succeeded",
+            "latest_charge": None,
+            "last_payment_error": None,
+        }
+        behaviour = method["_behaviour"]
+        if behaviour == "pays":
+            charge_id = f"ch_{secrets.token_hex(8)}"
+            intent["latest_charge"] = charge_id
+            self.charges[charge_id] = {
+                "id": charge_id,
+                "object": "charge",
+                "amount": amount,
+                "amount_refunded": 0,
+                "currency": params["currency"],
+                "payment_intent": pi_id,
+                "metadata": intent["metadata"],
+                "refunded": False,
+                "paid": True,
+                "status": "succeeded",
+            }
+            self.payment_intents[pi_id] = intent
+            return 200, intent
+        code, decline, message = {
+            "declines": (
+                "card_declined",
+                "insufficient_funds",
+                "Your card has insufficient funds.",
+            ),
+            "needs_auth": (
+                "authentication_required",
+                "authentication_required",
+                "Your card was declined. This transaction requires authentication.",
+            ),
+        }[behaviour]
+        error = {"type": "card_error", "code": code, "decline_code": decline, "message": message}
+        intent.update(status="requires_payment_method", last_payment_error=error)
+        self.payment_intents[pi_id] = intent
+        return 402, {"error": {**error, "payment_intent": intent}}
+
     def _create_session(self, params: dict) -> tuple[int, dict]:
+        if params.get("mode") == "setup":
+            return self._create_setup_session(params)
         for required in ("mode", "line_items", "success_url"):
             if required not in params:
                 return self._error(400, f"Missing required param: {required}.", "parameter_missing")
@@ -367,6 +483,33 @@ class FakeStripe:
             "_payment_intent_metadata": (params.get("payment_intent_data") or {}).get(
                 "metadata", {}
             ),
+        }
+        self.sessions[session_id] = session
+        return 200, self.public(session)
+
+    def _create_setup_session(self, params: dict) -> tuple[int, dict]:
+        for required in ("customer", "currency", "success_url"):
+            if required not in params:
+                return self._error(400, f"Missing required param: {required}.", "parameter_missing")
+        if params["customer"] not in self.customers:
+            return self._error(400, f"No such customer: '{params['customer']}'")
+        session_id = f"cs_test_{secrets.token_hex(12)}"
+        session = {
+            "id": session_id,
+            "object": "checkout.session",
+            "mode": "setup",
+            "url": f"{self.url}/setup/{session_id}",
+            "status": "open",
+            "payment_status": "no_payment_required",
+            "amount_total": None,
+            "currency": params["currency"],
+            "customer": params["customer"],
+            "metadata": params.get("metadata", {}),
+            "setup_intent": None,
+            "payment_intent": None,
+            "success_url": params["success_url"],
+            "cancel_url": params.get("cancel_url"),
+            "_setup_intent_metadata": (params.get("setup_intent_data") or {}).get("metadata", {}),
         }
         self.sessions[session_id] = session
         return 200, self.public(session)

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class NoticesConfig(AppConfig):
+    name = "notices"
+    verbose_name = "Notices"
+
+    def ready(self) -> None:
+        from . import account_data
+
+        account_data.register()

@@ -1,0 +1,113 @@
+"""Event emails: rendered from a kind's templates and stored in the outbox in the event's
+transaction, sent after commit, at most once per event key.
+
+``email_queue`` is the one call an app makes, inside the transaction of what happened (a
+payment fulfilled, a refund recorded, a balance crossing below a threshold): if that
+transaction rolls back, no email exists; if it commits, the outbox sends the email after
+commit with retries, and the beat sweep sends it if the broker lost the message (see
+``accounts.outbox``). The key names the event: the same key twice stores one email.
+"""
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from accounts.models import OutboundEmail
+from accounts.outbox import outbound_email_queue
+
+from .kinds import kind_get
+from .models import NoticePreferences
+from .selectors import notice_wanted
+from .tokens import unsubscribe_token
+
+#: Pages every email may link to (by URL name: no import of the apps that serve them).
+LINKS = {
+    "pricing_url": "payments:pricing",
+    "orders_url": "payments:orders",
+    "generate_url": "generations:new",
+    "history_url": "credits:history",
+}
+
+
+def email_queue(
+    *,
+    user,
+    kind: str,
+    key: str,
+    context: dict,
+    attachments: list[tuple[str, bytes, str]] | None = None,
+) -> OutboundEmail | None:
+    """Queue the ``kind`` email about event ``key`` to ``user``, once, in this transaction.
+
+    ``context`` fills the kind's subject and templates. Returns the email (the first one when
+    ``key`` was seen before), a SKIPPED record when the user turned this optional kind off,
+    or None for an account that cannot receive email (deleted, inactive, no address).
+    """
+    spec = kind_get(kind)
+    if not user.is_active or getattr(user, "deleted_at", None) is not None or not user.email:
+        return None
+    event_key = f"{kind}:{key}"[:200]
+    existing = OutboundEmail.objects.filter(event_key=event_key).first()
+    if existing is not None:
+        return existing
+    skipped = spec.optional and not notice_wanted(user=user, kind=kind)
+    site_url = settings.SITE_URL.rstrip("/")
+    full = {
+        "user": user,
+        "site_url": site_url,
+        "preferences_url": site_url + reverse("notices:preferences"),
+        **{name: site_url + reverse(url_name) for name, url_name in LINKS.items()},
+        **context,
+    }
+    headers = {}
+    if spec.optional:
+        link = site_url + reverse(
+            "notices:unsubscribe", args=[unsubscribe_token(user_id=user.pk, kind=kind)]
+        )
+        full["unsubscribe_url"] = link
+        # RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs here.
+        headers["List-Unsubscribe"] = f"<{link}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    subject = spec.subject.format(**full)
+    message = EmailMultiAlternatives(
+        subject=" ".join(subject.split()),
+        body="" if skipped else render_to_string(f"notices/email/{kind}.txt", full),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[user.email],
+        headers=headers,
+    )
+    if not skipped:
+        message.attach_alternative(
+            render_to_string(f"notices/email/{kind}.html", full), "text/html"
+        )
+        for filename, content, mimetype in attachments or []:
+            message.attach(filename, content, mimetype)
+    return outbound_email_queue(message=message, kind=kind, event_key=event_key, skipped=skipped)
+
+
+def notice_preferences_set(*, user, wanted: dict[str, bool]) -> NoticePreferences:
+    """Turn optional kinds on or off (``{kind: wanted}``); kinds not named keep their setting."""
+    for name in wanted:
+        if not kind_get(name).optional:
+            raise ValueError(f"{name!r} is always sent and cannot be turned off")
+    with transaction.atomic():
+        prefs, _ = NoticePreferences.objects.select_for_update().get_or_create(user=user)
+        off = set(prefs.off)
+        for name, on in wanted.items():
+            (off.discard if on else off.add)(name)
+        prefs.off = sorted(off)
+        prefs.save(update_fields=["off", "updated_at"])
+    return prefs
+
+
+def low_balance_email_queue(*, user, threshold: int, balance: int, crossing_key: str):
+    """The low-balance email for one crossing below ``threshold`` (inside the spend's
+    transaction): once per ``crossing_key``, skipped when the user turned it off."""
+    return email_queue(
+        user=user,
+        kind="low_balance",
+        key=crossing_key,
+        context={"threshold": threshold, "balance": balance},
+    )
