@@ -23,7 +23,7 @@ class Kind:
 
 
 _KINDS = [
-    Kind("receipt", "Your receipt {invoice_number}: {credits} credits"),
+    Kind("receipt", "Your receipt {invoice_number}: {credits_text}"),
     Kind("credit_note", "Refund on order #{order_id}: credit note {credit_note_number}"),
     Kind("dispute_opened", "A payment dispute was opened on order #{order_id}"),
     Kind("dispute_closed", "The payment dispute on order #{order_id} is closed: {outcome}"),
@@ -39,7 +39,7 @@ _KINDS = [
     ),
     Kind(
         "credits_expiring",
-        "{credits} credits expire on {expires_on}",
+        "{credits_text} expire on {expires_on}",
         optional=True,
         label="Credits about to expire",
         help="Once per batch of credits, 7 days before it expires.",
@@ -53,7 +53,7 @@ _KINDS = [
     ),
     Kind(
         "job_failed",
-        "Generation job #{job_id} failed: {credits} credits refunded",
+        "Generation job #{job_id} failed: {credits_text} refunded",
         optional=True,
         label="Failed generation jobs",
         help="When a job fails and its credits are refunded.",

@@ -61,6 +61,10 @@ def email_queue(
         **{name: site_url + reverse(url_name) for name, url_name in LINKS.items()},
         **context,
     }
+    if isinstance(full.get("credits"), int):
+        full.setdefault(
+            "credits_text", f"{full['credits']:,} credit{'' if full['credits'] == 1 else 's'}"
+        )
     headers = {}
     if spec.optional:
         link = site_url + reverse(

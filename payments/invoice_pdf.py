@@ -124,7 +124,10 @@ def _tax_rows(label: str, rate: Decimal, net, tax, currency: str, total_label: s
 
 def invoice_pdf(invoice: Invoice) -> bytes:
     order = invoice.order
-    description = invoice.description or f"{order.package.name}: {order.credits} credits"
+    description = (
+        invoice.description
+        or f"{order.package.name}: {order.credits} credit{'' if order.credits == 1 else 's'}"
+    )
     rows = [(description, money(invoice.net_amount or invoice.amount_paid, invoice.currency))]
     rows += _tax_rows(
         invoice.tax_label or "Tax",

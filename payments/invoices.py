@@ -88,7 +88,10 @@ def invoice_issue(
         amount_paid=amount_paid,
         currency=currency,
         paid_at=paid_at,
-        description=f"{order.package.name} credit pack: {order.credits} credits",
+        description=(
+            f"{order.package.name} credit pack: {order.credits} "
+            f"credit{'' if order.credits == 1 else 's'}"
+        ),
         seller_name=seller["name"],
         seller_address=seller["address"],
         seller_tax_id=seller["tax_id"],
