@@ -34,11 +34,12 @@ CHUNK = 500
 def files_sweep(*, now: datetime | None = None) -> dict:
     now = now or timezone.now()
     before = now - timedelta(seconds=app_settings.ORPHAN_GRACE_SECONDS)
-    report = {"seen": 0, "deleted": 0, "failed_job_results": _failed_job_results()}
+    unlinked = _failed_job_results()
+    report = {"seen": 0, "deleted": 0, "failed_job_results": len(unlinked)}
     candidates = []
     for name, modified in _stored_files(PREFIXES):
         report["seen"] += 1
-        if modified is not None and modified >= before:
+        if (modified is not None and modified >= before) or name in unlinked:
             continue
         candidates.append(name)
     for start in range(0, len(candidates), CHUNK):
@@ -59,7 +60,7 @@ def files_sweep(*, now: datetime | None = None) -> dict:
     return report
 
 
-def _failed_job_results() -> int:
+def _failed_job_results() -> set[str]:
     """Results held by FAILED or CANCELLED jobs: unlinked, then deleted after commit."""
     with transaction.atomic(durable=True):
         jobs = list(
@@ -71,7 +72,7 @@ def _failed_job_results() -> int:
         names = [job.result_file.name for job in jobs]
         GenerationJob.objects.filter(pk__in=[job.pk for job in jobs]).update(result_file="")
         transaction.on_commit(lambda: delete_files(names))
-    return len(names)
+    return set(names)
 
 
 def _stored_files(prefixes) -> Iterator[tuple[str, datetime | None]]:
