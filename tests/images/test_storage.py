@@ -178,3 +178,27 @@ def test_file_clean_up_is_idempotent(make_user, upload, media_root):
     assert delete_files([name]) == 1 and not default_storage.exists(name)
     assert delete_files([name, ""]) == 1  # already gone: nothing fails
     assert not list(Path(media_root).rglob("*.jpg"))
+
+
+def test_deleting_the_account_deletes_its_pictures_albums_and_files(
+    make_user, upload, django_capture_on_commit_callbacks
+):
+    import json
+
+    from accounts.services import account_delete, account_export_chunks
+    from images.models import Album
+    from images.services import album_add_image, album_create
+
+    user = make_user()
+    image = upload(user, name="Garden")
+    album = album_create(owner=user, title="Home", privacy="UNLISTED")
+    album_add_image(owner=user, album_id=album.public_id, image_id=image.public_id)
+    data = json.loads("".join(account_export_chunks(user=user)))
+    assert data["images"][0]["name"] == "Garden" and data["images"][0]["width"] == 640
+    assert data["albums"][0]["images"] == [str(image.public_id)]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        account_delete(user=user, actor=user)
+    assert not EnhancedImage.objects.exists() and not Album.objects.exists()
+    assert not default_storage.exists(image.original.name)
+    assert Client().get(f"/s/{album.share_token}/").status_code == 404
