@@ -6,7 +6,10 @@ The result keeps the original's aspect ratio and is never more than ``IMAGES_MAX
 than 4096 pixels rather than as a blurry blow-up. A picture larger than the tier is reduced.
 
 Enlarging: a 3 x 3 median filter first takes out sensor noise and JPEG speckle (which
-enlarging would magnify), then Lanczos resampling, then an unsharp mask restores edges.
+enlarging would magnify), then Lanczos resampling, then an unsharp mask restores edges. The
+median filter is slow (about 6 times a Gaussian blur), so it runs on sources of up to
+``DENOISE_MAX_PIXELS`` (4 megapixels); a larger source is enlarged at most 4096 / its long side
+(under 1.5 times at 4K for a 12-megapixel photo), where noise barely grows.
 Reducing: Lanczos resampling and a lighter unsharp mask.
 """
 
@@ -17,6 +20,7 @@ from PIL import Image, ImageFilter, ImageOps
 from .app_settings import app_settings
 
 TIERS = {"1K": 1024, "2K": 2048, "4K": 4096}
+DENOISE_MAX_PIXELS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ def enhance(image: Image.Image, *, tier: str) -> tuple[Image.Image, Plan, list[s
     if image.mode not in ("L", "LA", "RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in image.mode else "RGB")
     steps = []
-    if target.scale > 1:
+    if target.scale > 1 and image.width * image.height <= DENOISE_MAX_PIXELS:
         image = image.filter(ImageFilter.MedianFilter(3))
         steps.append("median 3x3 denoise")
     image = image.resize((target.width, target.height), Image.Resampling.LANCZOS)
