@@ -222,3 +222,28 @@ def test_the_enhancers_are_not_offered_on_the_generic_job_form(make_user, price_
             user=make_user(),
             request=JobRequest(operation="enhance", model="pillow-lanczos", tier="1K", prompt="x"),
         )
+
+
+def test_the_job_page_compares_before_and_after_for_its_owner_only(
+    make_user, upload, price_rules, django_capture_on_commit_callbacks
+):
+    from django.test import Client
+
+    user = make_user(credits=10)
+    image = upload(user, width=320, height=240)
+    job = enhance(user, image, "1K", django_capture_on_commit_callbacks)
+    owner = Client()
+    owner.force_login(user)
+    page = owner.get(f"/generate/{job.pk}/").content.decode()
+    assert 'data-testid="job-compare"' in page and "1024 × 768 px" in page
+    assert "Before · 320 × 240" in page and "After · 1024 × 768" in page
+    before = owner.get(f"/generate/{job.pk}/input/")
+    assert before.status_code == 200 and before["Content-Type"] == "image/jpeg"
+    with default_storage.open(image.original.name, "rb") as fh:
+        assert b"".join(before.streaming_content) == fh.read()
+    after = owner.get(f"/generate/{job.pk}/download/")
+    assert after.status_code == 200 and "attachment" in after["Content-Disposition"]
+    stranger = Client()
+    stranger.force_login(make_user())
+    for url in (f"/generate/{job.pk}/input/", f"/generate/{job.pk}/preview/"):
+        assert stranger.get(url).status_code == 404
