@@ -22,6 +22,7 @@ urlpatterns = [
     path("billing/", include("payments.urls")),
     path("webhooks/", include("payments.webhook_urls")),
     path("generate/", include("generations.urls")),
+    path("", include("images.urls")),
     path("staff/", include("backoffice.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -49,6 +49,6 @@ def find(*, operation: str, model: str, user_has_key: bool = False) -> Offering:
 
 def default_model(*, operation: str, user_has_key: bool = False) -> str:
     for item in offerings(user_has_key=user_has_key):
-        if item.operation == operation:
+        if item.operation == operation and item.listed:
             return item.model
     return ""

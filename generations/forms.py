@@ -52,7 +52,9 @@ class JobForm(forms.Form):
             operation = Operation.IMAGE
         self.current_operation = operation
         self.offerings = [
-            o for o in catalog.offerings(user_has_key=user_has_key) if o.operation == operation
+            o
+            for o in catalog.offerings(user_has_key=user_has_key)
+            if o.operation == operation and o.listed
         ]
         self.fields["model"].choices = [(o.model, o.label) for o in self.offerings]
         model = data.get("model") or self.initial.get("model")

@@ -182,12 +182,14 @@ class GenerationJob(models.Model):
 
     @property
     def result_kind(self) -> str:
-        """ "svg", "png" or "text" by the stored result's file type; "" without a result."""
+        """ "svg", "png", "jpg", "webp" or "text" by the stored result's file type; "" without
+        a result."""
         name = self.result_file.name if self.result_file else ""
         if name.endswith(".svg"):
             return "svg"
-        if name.endswith(".png"):
-            return "png"
+        for picture in ("png", "jpg", "webp"):
+            if name.endswith(f".{picture}"):
+                return picture
         if name.endswith(".txt"):
             return "text"
         return ""

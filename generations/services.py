@@ -62,6 +62,9 @@ class JobRequest:
     seed: int | None = None
     max_output_tokens: int | None = None
     use_own_key: bool = True
+    #: What another app hands the backend to work on (kept as the job's ``parameters
+    #: ["inputs"]``, so a retry sends it again); checked by the backend's ``prepare``.
+    inputs: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -122,9 +125,13 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
                 source_prompt=source.prompt if source is not None else "",
                 seed=request.seed,
                 max_output_tokens=request.max_output_tokens,
+                user_id=user.pk,
+                inputs=dict(request.inputs or {}),
             )
         ),
     }
+    if request.inputs:
+        parameters["inputs"] = dict(request.inputs)
     text_edit = offering.operation == Operation.TEXT and is_edit and source is not None
     source_text = _text_to_edit(source) if text_edit else None
     if offering.needs_source and not prompt and source is not None:
@@ -391,6 +398,7 @@ def _retry(
         seed=failed.parameters.get("seed"),
         max_output_tokens=failed.parameters.get("max_output_tokens"),
         use_own_key=failed.uses_own_key,
+        inputs=failed.parameters.get("inputs"),
     )
     return job_submit(user=failed.user, request=request, retry_of=failed, audit=audit)
 

@@ -15,4 +15,5 @@ urlpatterns = [
     path("<int:pk>/retry/", views.job_retry_view, name="retry"),
     path("<int:pk>/preview/", views.job_preview, name="preview"),
     path("<int:pk>/download/", views.job_download, name="download"),
+    path("<int:pk>/input/", views.job_input, name="input"),
 ]

@@ -187,6 +187,27 @@ def job_download(request, pk: int):
 
 
 @login_required
+@require_GET
+def job_input(request, pk: int):
+    """The picture a job worked from (``parameters["input_file"]``, named by the app that
+    ordered it), for the before / after comparison: its owner only."""
+    job = job_for_user(user=request.user, pk=pk)
+    name = (job.parameters or {}).get("input_file") or ""
+    extension = name.rsplit(".", 1)[-1].lower()
+    if extension not in RESULT_TYPES or extension in ("svg", "txt"):
+        raise Http404("This job has no input picture.")
+    try:
+        handle = job.result_file.storage.open(name, "rb")
+    except OSError:
+        raise Http404("The input picture is no longer stored.") from None
+    response = FileResponse(handle, content_type=RESULT_TYPES[extension])
+    response["Content-Security-Policy"] = RESULT_CSP
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def api_key(request):
     status = 200

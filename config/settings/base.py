@@ -4,7 +4,7 @@ from pathlib import Path
 
 from accounts.app_settings import EMAIL_SWEEP_INTERVAL_DEFAULT
 
-from .env import database, email_backend, env_bool, env_int, env_list, env_str
+from .env import database, email_backend, env_bool, env_int, env_list, env_str, storage_s3
 from .schedule import beat_schedule, every
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "credits",
     "payments",
     "generations",
+    "images",
     "backoffice",
 ]
 
@@ -184,6 +185,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Uploads and results on an S3-compatible bucket (AWS, MinIO, ...) when a bucket is named:
+# private objects, signed URLs that lapse after AWS_QUERYSTRING_EXPIRE seconds.
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = storage_s3(AWS_STORAGE_BUCKET_NAME)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -246,6 +252,9 @@ CELERY_BEAT_SCHEDULE = beat_schedule(
     # Lots expiring within a week: one email per lot (credits/expiry_notices.py).
     every("notify-expiring-credit-lots", "credits.tasks.notify_expiring_lots", seconds=3600),
     every("reap-stuck-generation-jobs", "generations.tasks.reap_stuck_jobs", seconds=60),
+    # Stored files no row names (a worker killed between saving and committing; deletions
+    # whose after-commit clean-up did not run): images/cleanup.py.
+    every("sweep-orphan-files", "images.tasks.sweep_orphan_files", seconds=3600),
     # Account emails whose send failed or whose task was lost (accounts/outbox.py).
     every(
         "send-due-account-emails",

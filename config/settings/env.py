@@ -83,3 +83,31 @@ def email_backend(value: str) -> str:
             f"EMAIL_BACKEND must be one of {', '.join(EMAIL_BACKENDS)} or a dotted path, got {value!r}"
         )
     return value
+
+
+def storage_s3(bucket: str) -> dict:
+    """STORAGES["default"] on an S3-compatible bucket (django-storages): private objects
+    (no ACL granted), never overwritten, read through signed URLs that lapse after
+    ``IMAGES_SIGNED_URL_SECONDS`` (300). ``AWS_S3_ENDPOINT_URL`` points at MinIO or another
+    S3-compatible server; credentials come from ``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY`` (or the machine's role when unset)."""
+    expire = env_int("IMAGES_SIGNED_URL_SECONDS", 300)
+    options = {
+        "bucket_name": bucket,
+        "endpoint_url": env_str("AWS_S3_ENDPOINT_URL"),
+        "region_name": env_str("AWS_S3_REGION_NAME"),
+        "access_key": env_str("AWS_ACCESS_KEY_ID"),
+        "secret_key": env_str("AWS_SECRET_ACCESS_KEY"),
+        "location": env_str("AWS_LOCATION", ""),
+        "addressing_style": env_str("AWS_S3_ADDRESSING_STYLE"),
+        "signature_version": "s3v4",
+        "default_acl": None,
+        "querystring_auth": True,
+        "querystring_expire": expire,
+        "file_overwrite": False,
+        "object_parameters": {"CacheControl": f"private, max-age={expire}"},
+    }
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {key: value for key, value in options.items() if value is not None},
+    }

@@ -73,6 +73,9 @@ class Offering:
     needs_source: bool = False
     #: Runs on the OpenAI-compatible endpoint (the platform's key or the user's own).
     remote: bool = False
+    #: Offered on the job form. False: ordered from another app's page, which passes the
+    #: backend what it works on in ``JobRequest.inputs`` (an uploaded picture).
+    listed: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,10 @@ class JobDraft:
     #: What the form sent for the backend's own fields (see ``form_fields``).
     seed: int | None = None
     max_output_tokens: int | None = None
+    #: Who orders the job, and what the ordering app passed for the backend to read
+    #: (``JobRequest.inputs``, for example the uploaded picture to enhance).
+    user_id: int | None = None
+    inputs: dict = field(default_factory=dict)
 
 
 class Backend(Protocol):

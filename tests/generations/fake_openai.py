@@ -1,7 +1,7 @@
 """A local stand-in for an OpenAI-compatible endpoint, speaking its wire format over HTTP.
 
-It answers GET /v1/models (the key check), POST /v1/chat/completions and
-/v1/images/generations like the real service (bodies, usage, error objects, status codes),
+It answers GET /v1/models (the key check), POST /v1/chat/completions,
+/v1/images/generations and /v1/images/edits (multipart, as the real one) like the real service (bodies, usage, error objects, status codes),
 checks the bearer key, and records every request. Tests script it: ``fake.script(...)`` queues the next answers (an error status, a
 hang, or a "block until released" for crash tests); with nothing queued it succeeds.
 """
@@ -35,6 +35,31 @@ def tiny_png(width: int = 4, height: int = 3, rgb=(220, 40, 40)) -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
+
+
+def _form_fields(content_type: str, raw: bytes) -> dict:
+    """A multipart/form-data body as {field: text}; a file field as {"filename", "type",
+    "bytes"} (what was sent, for the tests to check)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    fields = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename:
+            fields[name] = {
+                "filename": filename,
+                "type": part.get_content_type(),
+                "bytes": payload,
+            }
+        else:
+            fields[name] = payload.decode("utf-8", "replace")
+    return fields
 
 
 @dataclass
@@ -108,6 +133,13 @@ class FakeOpenAI:
             return self._queue.pop(0) if self._queue else Answer()
 
     def _ok_body(self, path: str, body: dict) -> dict:
+        if path == "/v1/images/edits":
+            width, height = (int(v) for v in (body.get("size") or "1024x1024").split("x"))
+            return {
+                "created": int(time.time()),
+                "data": [{"b64_json": base64.b64encode(tiny_png(width, height)).decode()}],
+                "usage": {"input_tokens": 320, "output_tokens": 1056, "total_tokens": 1376},
+            }
         if path == "/v1/chat/completions":
             text = " ".join(m.get("content", "") for m in body.get("messages", []))
             prompt_tokens = (
@@ -203,13 +235,20 @@ class FakeOpenAI:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
-                try:
-                    body = json.loads(raw or b"{}")
-                except ValueError:
-                    body = {}
+                if self.headers.get("Content-Type", "").startswith("multipart/form-data"):
+                    body = _form_fields(self.headers["Content-Type"], raw)
+                else:
+                    try:
+                        body = json.loads(raw or b"{}")
+                    except ValueError:
+                        body = {}
                 fake.requests.append(Seen(self.path, dict(self.headers), body))
                 fake.started.set()
-                if self.path not in ("/v1/chat/completions", "/v1/images/generations"):
+                if self.path not in (
+                    "/v1/chat/completions",
+                    "/v1/images/generations",
+                    "/v1/images/edits",
+                ):
                     return self._send(
                         404, {"error": {"message": "Unknown path", "type": "invalid_request_error"}}
                     )
