@@ -207,7 +207,7 @@ def job_complete(*, claim: Claim, output: BackendOutput) -> str:
                 amount=job.estimated_credits - cost,
                 reason=f"Unused part of the estimate for job #{job.pk}",
             )
-            committed = True
+        committed = True  # only once the commit itself has succeeded
     finally:
         if not committed:
             claim.job.result_file.storage.delete(stored)
