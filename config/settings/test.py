@@ -29,6 +29,10 @@ CACHES = {
 # through Redis as in production (see tests/conftest.py).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", True)
+# Each test's worker reads one queue of its own: every task goes there unless a test asks for
+# the production routing (tests/core/test_queues.py).
+if not env_bool("CELERY_ROUTE_BY_KIND", False):
+    CELERY_TASK_ROUTES = {}
 
 # Tests run with DEBUG off, as production does, yet exercise the offline sandbox provider when
 # no real one is configured; the tests of the production gate switch it off.
