@@ -102,6 +102,7 @@ DATABASES = {"default": database(DATABASE_URL)} if DATABASE_URL else {}
 # (max_prepared_statements); with an older one set CREDITS_PREPARED_STATEMENTS=false.
 if DATABASES and env_bool("DATABASE_PGBOUNCER", False):
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+CREDITS_PREPARED_STATEMENTS = env_bool("CREDITS_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -----------------------------------------------------------------------------------
