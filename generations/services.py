@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from core.logs import set_context as set_log_context
 from credits.services import credits_adjust, credits_spend
 
 from . import catalog, charges
@@ -269,6 +270,7 @@ def job_submit(
         )
         if audit is not None:
             audit(job)
+        set_log_context(job_id=job.pk)  # this request's log lines and the task's message
         transaction.on_commit(partial(enqueue_run, job_id=job.pk))
     return job
 

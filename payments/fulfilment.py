@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.services import user_mark_paying
+from core.logs import set_context as set_log_context
 from core.queue import task_send
 from credits.models import LedgerKind
 from credits.services import credits_grant
@@ -56,6 +57,7 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
     the grant. ``source`` says who asked (``webhook:<provider>:<event id>``,
     ``success_page``, ``reconciliation``) and is kept on the ledger entry.
     """
+    set_log_context(order_id=order_id)
     # No savepoint of its own: every caller lets a failure here end its transaction, and the
     # two round trips of a savepoint are a tenth of a webhook's processing.
     with transaction.atomic(savepoint=False):

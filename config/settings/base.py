@@ -241,6 +241,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 # django-celery-beat's scheduler behind a lock in Redis: one beat sends at a time (config/beat.py).
 CELERY_BEAT_SCHEDULER = "config.beat:LockedDatabaseScheduler"
+# Workers log through LOGGING below (JSON in production, with the ids of the work) rather than
+# Celery's own handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
 # Periodic tasks: one every(...) line per entry. Each interval is a setting read from the
 # environment (BEAT_<ENTRY NAME>_SECONDS unless the entry names its variable) and checked when
