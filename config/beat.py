@@ -74,9 +74,10 @@ class LockedDatabaseScheduler(DatabaseScheduler):
     wait_seconds = float(os.environ.get("BEAT_LOCK_WAIT_SECONDS", 5))
 
     def setup_schedule(self):
-        self.beat_lock = BeatLock(
-            lock_client(), key=settings.CELERY_QUEUE_PREFIX + LOCK_KEY, seconds=self.lock_seconds
+        key = getattr(settings, "CELERY_BEAT_LOCK_KEY", "") or (
+            settings.CELERY_QUEUE_PREFIX + LOCK_KEY
         )
+        self.beat_lock = BeatLock(lock_client(), key=key, seconds=self.lock_seconds)
         announced = False
         while not self.beat_lock.acquire():
             if not announced:

@@ -17,6 +17,8 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/15")
 # Each test run gets its own cache key prefix (inherited by the worker subprocesses it starts),
 # so rate-limit counters left in Redis by an earlier run never throttle this one.
 os.environ.setdefault("TEST_CACHE_PREFIX", f"test-{os.getpid()}")
+# A beat started by a test takes a lock of this run's own (a killed beat's lock lasts a minute).
+CELERY_BEAT_LOCK_KEY = f"{os.environ['TEST_CACHE_PREFIX']}:celery-beat-lock"
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
