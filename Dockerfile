@@ -34,7 +34,7 @@ RUN DJANGO_SETTINGS_MODULE=config.settings.prod \
     SECRET_KEY=collectstatic-only-not-a-secret-0123456789abcdefghijklmnop \
     DATABASE_URL=postgres://build@localhost/build \
     ALLOWED_HOSTS=localhost \
-    CELERY_BROKER_URL=redis://localhost:6379/0 \
+    REDIS_URL=redis://localhost:6379/0 \
     python manage.py collectstatic --noinput \
  && useradd --system --uid 10001 --home-dir /app app \
  && mkdir -p var/media \

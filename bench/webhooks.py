@@ -34,7 +34,18 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+
+
+def _app_root() -> Path:
+    """The code under test: this checkout, or the tree given with --app-root (an earlier
+    revision, for a before/after comparison in one run; see --compare-with)."""
+    if "--app-root" in sys.argv:
+        return Path(sys.argv[sys.argv.index("--app-root") + 1]).resolve()
+    return ROOT
+
+
+APP = _app_root()
+sys.path.insert(0, str(APP))
 
 
 def parse_args():
@@ -56,6 +67,22 @@ def parse_args():
     parser.add_argument(
         "--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
     )
+    parser.add_argument(
+        "--pool",
+        default="threads",
+        choices=["threads", "solo", "prefork"],
+        help="the processing worker's pool: threads (as compose runs the webhooks worker) or "
+        "solo (one task at a time)",
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="threads of the worker")
+    parser.add_argument("--app-root", default=str(ROOT), help="the code under test")
+    parser.add_argument("--json-out", help="also write the figures to this file")
+    parser.add_argument(
+        "--compare-with",
+        metavar="TREE",
+        help="run the benchmark on TREE (an exported earlier revision) with a solo worker, "
+        "then on this checkout with a solo and a threads worker, and print the ratios",
+    )
     return parser.parse_args()
 
 
@@ -71,8 +98,12 @@ def environment(args, queue: str) -> dict:
         REDIS_URL=args.redis,
         CELERY_BROKER_URL=args.redis,
         CELERY_DEFAULT_QUEUE=queue,
+        # Queues of this run's own: the events go to "<queue>-webhooks" (config/queues.py).
+        CELERY_QUEUE_PREFIX=f"{queue}-",
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
+        # The sandbox provider is off unless DEBUG or this says otherwise.
+        PAYMENTS_SANDBOX_ENABLED="true",
     )
     return env
 
@@ -154,10 +185,11 @@ def free_port() -> int:
 
 
 def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
-    log = open(ROOT / "var" / "bench-webhooks-gunicorn.log", "wb")
+    (APP / "var").mkdir(exist_ok=True)
+    log = open(APP / "var" / "bench-webhooks-gunicorn.log", "wb")
     proc = subprocess.Popen(
         [
-            str(ROOT / ".venv" / "bin" / "gunicorn"),
+            str(Path(sys.executable).parent / "gunicorn"),
             "config.wsgi:application",
             "-b",
             f"127.0.0.1:{port}",
@@ -172,7 +204,7 @@ def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
             "--keep-alive",
             "30",
         ],
-        cwd=ROOT,
+        cwd=APP,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -255,8 +287,10 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def start_worker(env: dict, queue: str) -> tuple[subprocess.Popen, Path]:
-    log_path = ROOT / "var" / "bench-webhooks-worker.log"
+def start_worker(
+    env: dict, queue: str, pool: str, concurrency: int
+) -> tuple[subprocess.Popen, Path]:
+    log_path = APP / "var" / "bench-webhooks-worker.log"
     worker_env = dict(env, LOG_LEVEL="WARNING")
     proc = subprocess.Popen(
         [
@@ -267,11 +301,11 @@ def start_worker(env: dict, queue: str) -> tuple[subprocess.Popen, Path]:
             "config",
             "worker",
             "-Q",
-            queue,
+            f"{queue}-webhooks,{queue}",
             "-P",
-            "solo",
+            pool,
             "-c",
-            "1",
+            str(1 if pool == "solo" else concurrency),
             "-l",
             "INFO",
             "-n",
@@ -280,7 +314,7 @@ def start_worker(env: dict, queue: str) -> tuple[subprocess.Popen, Path]:
             "--without-mingle",
             "--without-heartbeat",
         ],
-        cwd=ROOT,
+        cwd=APP,
         env=worker_env,
         stdout=open(log_path, "wb"),
         stderr=subprocess.STDOUT,
@@ -313,8 +347,38 @@ def row(name: str, latencies: list[float], seconds: float) -> str:
     )
 
 
+def compare(args) -> None:
+    """Before and after in one run: the same benchmark on an earlier tree and on this one."""
+    runs = [
+        ("before (solo)", args.compare_with, "solo"),
+        ("after (solo)", str(ROOT), "solo"),
+        ("after (threads)", str(ROOT), "threads"),
+    ]
+    results = {}
+    for name, tree, pool in runs:
+        out = ROOT / "var" / f"bench-webhooks-{pool}-{abs(hash(tree))}.json"
+        command = [sys.executable, str(ROOT / "bench" / "webhooks.py"), "--app-root", tree]
+        command += ["--pool", pool, "--json-out", str(out), "--db", args.db, "--redis", args.redis]
+        command += ["--events", str(args.events), "--senders", str(args.senders)]
+        command += ["--rate", str(args.rate), "--concurrency", str(args.concurrency)]
+        print(f"\n===== {name}: {tree}", flush=True)
+        subprocess.run(command, check=True)
+        results[name] = json.loads(out.read_text())
+    before = results["before (solo)"]
+    print("\n===== before / after, same run")
+    print(f"{'':<18} {'ingest/bare':>12} {'paced p99 ms':>13} {'events/s':>10} {'x before':>9}")
+    for name, r in results.items():
+        print(
+            f"{name:<18} {r['ingest_over_bare']:>11.2f}x {r.get('paced_ingest_p99_ms', 0):>13.1f} "
+            f"{r['processed_per_s']:>10.1f} {r['processed_per_s'] / before['processed_per_s']:>8.1f}x"
+        )
+
+
 def main() -> None:
     args = parse_args()
+    if args.compare_with:
+        compare(args)
+        return
     queue = f"bench-webhooks-{uuid.uuid4().hex[:8]}"
     env = environment(args, queue)
     print(f"preparing {args.db}: {args.events} paid sandbox checkouts ...", flush=True)
@@ -381,6 +445,14 @@ def main() -> None:
                     ingest_r_s,
                 )
             )
+        figures = {
+            "bare_rps": len(bare) / bare_s,
+            "ingest_rps": len(ingest) / ingest_s,
+            "ingest_over_bare": (len(ingest) / ingest_s) / (len(bare) / bare_s),
+        }
+        if args.rate:
+            figures["paced_ingest_p99_ms"] = percentile(ingest_r, 99) * 1000
+            figures["paced_bare_p99_ms"] = percentile(bare_r, 99) * 1000
         for title, bare_l, bare_t, ingest_l, ingest_t in runs:
             print(
                 f"{title}\n{'':<22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>9}"
@@ -394,7 +466,7 @@ def main() -> None:
             )
         print(f"\nresponses: {dict(sorted(statuses.items()))}; stored events: {stored}")
 
-        worker, worker_log = start_worker(env, queue)
+        worker, worker_log = start_worker(env, queue, args.pool, args.concurrency)
         began = time.perf_counter()
         while True:
             pending = WebhookEvent.objects.filter(status="RECEIVED").count()
@@ -403,12 +475,16 @@ def main() -> None:
             time.sleep(0.05)
         elapsed = time.perf_counter() - began
         done = stored + len(warm_events) - pending
+        pool = "solo" if args.pool == "solo" else f"{args.pool} x {args.concurrency}"
         print(
-            f"one worker (solo pool): {done} events processed in {elapsed:.2f} s = "
+            f"one worker process ({pool} pool): {done} events processed in {elapsed:.2f} s = "
             f"{done / elapsed:.0f} events/s (each: re-read the sandbox payment, lock, "
             f"grant, invoice, mark COMPLETED)"
         )
 
+        figures["processed_per_s"] = done / elapsed
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(figures))
         from credits.models import LedgerEntry
         from payments.models import Order
 

@@ -21,3 +21,27 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.prod")
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def _observability() -> None:
+    """Log lines of a task carry the ids of the request that sent it (core/logs.py); a worker
+    serves its metrics on WORKER_METRICS_PORT when that is set (core/metrics.py)."""
+    from celery.signals import worker_ready
+
+    from core.logs import connect_celery
+
+    connect_celery()
+
+    @worker_ready.connect(weak=False)
+    def serve_metrics(**_):
+        port = os.environ.get("WORKER_METRICS_PORT")
+        if not port:
+            return
+        from prometheus_client import start_http_server
+
+        from core.metrics import registry
+
+        start_http_server(int(port), registry=registry())
+
+
+_observability()

@@ -23,6 +23,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from core.audit import AuditAction
+from core.metrics import LEDGER_MOVEMENTS, count_safely
 
 from .app_settings import app_settings
 from .exceptions import (
@@ -693,6 +694,7 @@ def _move(
                 ) from None
             raise
         if entry is not None:
+            _count_movement(entry.kind)
             return entry
         existing = _existing(m.idempotency_key)
         if existing is not None:
@@ -709,6 +711,11 @@ def _move(
                 continue
         break
     raise _refusal(m, regen)
+
+
+def _count_movement(kind: str) -> None:
+    """Metrics: one more ledger entry of ``kind``, counted once its transaction commits."""
+    transaction.on_commit(lambda: count_safely(LEDGER_MOVEMENTS, kind))
 
 
 def _lock_balance(*, user_id: int) -> int:

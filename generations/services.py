@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from core.logs import set_context as set_log_context
 from credits.services import credits_adjust, credits_spend
 
 from . import catalog, charges
@@ -96,11 +97,7 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
     estimate), so an empty prompt is allowed. Raises InvalidRequest (with the form field at
     fault) or NoPriceRule.
     """
-    user_has_key = has_api_key(user=user)
-    model = request.model or catalog.default_model(
-        operation=request.operation, user_has_key=user_has_key
-    )
-    offering = catalog.find(operation=request.operation, model=model, user_has_key=user_has_key)
+    offering, user_has_key = _offering_for(user=user, request=request)
     prompt = _checked_prompt(request.prompt, offering=offering, draft=draft)
     tier = _checked_tier(request.tier, offering=offering)
     is_edit = bool(request.is_edit) and not offering.needs_source
@@ -161,6 +158,27 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
         own_key=own_key,
         parameters=parameters,
     )
+
+
+def _offering_for(*, user, request: JobRequest) -> tuple[Offering, bool]:
+    """The offering asked for, and whether the user has an API key of their own. A model the
+    site runs itself is found without reading the user's key (a database round trip that
+    would change nothing for it)."""
+    if request.model:
+        try:
+            local = catalog.find(
+                operation=request.operation, model=request.model, user_has_key=False
+            )
+        except InvalidRequest:
+            local = None
+        if local is not None and not local.remote:
+            return local, False
+    user_has_key = has_api_key(user=user)
+    model = request.model or catalog.default_model(
+        operation=request.operation, user_has_key=user_has_key
+    )
+    offering = catalog.find(operation=request.operation, model=model, user_has_key=user_has_key)
+    return offering, user_has_key
 
 
 def _checked_prompt(text: str, *, offering: Offering, draft: bool) -> str:
@@ -267,6 +285,7 @@ def job_submit(
         )
         if audit is not None:
             audit(job)
+        set_log_context(job_id=job.pk)  # this request's log lines and the task's message
         transaction.on_commit(partial(enqueue_run, job_id=job.pk))
     return job
 

@@ -6,6 +6,8 @@ from django.http import Http404, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from core.metrics import WEBHOOKS_RECEIVED, count_safely
+
 from .exceptions import ProviderNotConfigured, WebhookRejected
 from .providers import is_available
 from .webhooks import webhook_ingest
@@ -23,6 +25,7 @@ def provider_webhook(request, provider: str):
         result = webhook_ingest(provider_name=provider, body=request.body, headers=request.headers)
     except WebhookRejected as exc:
         logger.warning("%s webhook rejected: %s", provider, exc.reason)
+        count_safely(WEBHOOKS_RECEIVED, provider, "rejected")
         return JsonResponse({"error": exc.reason}, status=exc.status)
     except ProviderNotConfigured as exc:
         raise Http404(str(exc)) from None

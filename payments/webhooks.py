@@ -9,16 +9,19 @@ and records the attempt, the error and FAILED when it goes wrong.
 """
 
 import dataclasses
+import json
 import logging
 from collections.abc import Mapping
 from contextlib import nullcontext
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.errors import is_retryable
+from core.logs import set_context as set_log_context
+from core.metrics import WEBHOOKS_PROCESSED, WEBHOOKS_RECEIVED, count_safely
 from core.queue import task_send
 
 from . import app_settings
@@ -99,7 +102,9 @@ def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str
     except IntegrityError as exc:
         if not _is_duplicate(exc, provider_name, event.event_id):
             raise
+        count_safely(WEBHOOKS_RECEIVED, provider_name, "duplicate")
         return IngestResult(duplicate=True, event_pk=None, event_id=event.event_id, kind=event.kind)
+    count_safely(WEBHOOKS_RECEIVED, provider_name, "received")
     _enqueue_on_commit(row.pk)
     return IngestResult(duplicate=False, event_pk=row.pk, event_id=event.event_id, kind=event.kind)
 
@@ -152,19 +157,17 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
         if unrecorded_error:
             _record_failure(event_pk, unrecorded_error)
         # The lease: until it runs out, the sweep leaves this attempt alone.
-        leased = (
-            WebhookEvent.objects.filter(pk=event_pk)
-            .exclude(status__in=DONE)
-            .update(next_attempt_at=timezone.now() + app_settings.webhook_lease())
-        )
-        if not leased:
+        normalized = _lease(event_pk)
+        if normalized is None:
             row = WebhookEvent.objects.filter(pk=event_pk).only("status").first()
             return row.status if row else "missing"
-        row = WebhookEvent.objects.only("normalized").get(pk=event_pk)
-        event = event_from_json(row.normalized)
+        event = event_from_json(normalized)
+        set_log_context(webhook_event_id=event.event_id)
         order, status, refunds = None, None, None
         if event.kind in ORDER_KINDS:
             order = find_order(event)
+            if order is not None:
+                set_log_context(order_id=order.pk)
             status = _ask_provider(event, order)
             refunds = _ask_refunds(event, order)
         extra = {}
@@ -175,7 +178,12 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
                 invoice_id=event.invoice_id,
             )
         with transaction.atomic(durable=True):
-            row = WebhookEvent.objects.select_for_update().get(pk=event_pk)
+            # The columns this needs, not the stored body and headers.
+            row = (
+                WebhookEvent.objects.select_for_update()
+                .only("status", "attempts", "provider", "type", "event_id")
+                .get(pk=event_pk)
+            )
             if row.status in DONE:
                 return row.status
             handler = HANDLERS.get(event.kind, handle_ignored)
@@ -197,9 +205,11 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
                 ]
             )
         logger.info("webhook %s %s %s: %s", row.provider, row.type, row.event_id, outcome.note)
+        count_safely(WEBHOOKS_PROCESSED, row.provider, row.status)
         return row.status
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the event
         error = f"{type(exc).__name__}: {exc}"
+        count_safely(WEBHOOKS_PROCESSED, "", WebhookEvent.Status.FAILED)
         # The error says whether trying again may help (a mismatch, an impossible transition or
         # a provider's final refusal do not); anything unexpected is tried again.
         retryable = is_retryable(exc)
@@ -222,6 +232,28 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
         ):
             raise WebhookRetry(error, attempts=attempts) from exc
         return status
+
+
+_LEASE = """
+UPDATE payments_webhookevent SET next_attempt_at = %s
+ WHERE id = %s AND status NOT IN (%s, %s)
+RETURNING normalized
+"""
+
+
+def _lease(event_pk: int) -> dict | None:
+    """Lease an event not settled yet and read its stored reading, in one round trip; None
+    when it is settled or gone."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LEASE,
+            [timezone.now() + app_settings.webhook_lease(), event_pk, *DONE],
+        )
+        found = cursor.fetchone()
+    if found is None:
+        return None
+    value = found[0]
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def webhook_replay(*, event_pk: int) -> None:

@@ -112,9 +112,18 @@ ensure_chromium() {
     apt_install chromium || die "apt-get install chromium failed"
 }
 
+ensure_pgbouncer() {
+    # The PgBouncer tests and benchmarks start their own instance (tests/pgbouncer.py).
+    command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] && return 0
+    can_apt || die "PgBouncer is missing: install Debian's pgbouncer package (the pooling tests run it)"
+    say "Installing PgBouncer (Debian package pgbouncer) for the connection pooling tests"
+    apt_install pgbouncer || die "apt-get install pgbouncer failed"
+}
+
 ensure_postgres
 ensure_redis
 ensure_chromium
+ensure_pgbouncer
 
 say "Checking lint and format (ruff)"
 lint=0

@@ -50,24 +50,91 @@ def test_an_invalid_compose_file_is_caught(tmp_path):
     assert result.returncode != 0
 
 
-def test_the_stack_has_web_worker_beat_postgres_and_redis_with_health_checks(compose):
+WORKERS = {
+    "worker-webhooks": "webhooks",
+    "worker-generations": "generations",
+    "worker-emails": "emails",
+    "worker-maintenance": "maintenance",
+}
+APP_SERVICES = ("web", *WORKERS, "beat")
+
+
+def test_the_stack_has_web_workers_beat_pgbouncer_postgres_and_redis_with_health_checks(compose):
     services = compose["services"]
-    assert {"web", "worker", "beat", "postgres", "redis"} <= set(services)
-    for name in ("web", "worker", "beat", "postgres", "redis"):
+    assert {"proxy", *APP_SERVICES, "pgbouncer", "postgres", "redis"} <= set(services)
+    for name in ("proxy", *APP_SERVICES, "pgbouncer", "postgres", "redis"):
         assert services[name]["healthcheck"]["test"], name
 
     assert "gunicorn config.wsgi:application" in " ".join(services["web"]["command"])
-    assert "celery -A config worker" in " ".join(services["worker"]["command"])
+    for name in WORKERS:
+        assert "celery -A config worker" in " ".join(services[name]["command"])
     assert services["beat"]["command"][:4] == ["celery", "-A", "config", "beat"]
-    for name in ("web", "worker", "beat"):
+    for name in APP_SERVICES:
         service = services[name]
         # The plain form: `path:` / `required:` entries need Docker Compose 2.24 or later.
         assert service["env_file"] == [".env"], name
         assert service["environment"]["DJANGO_SETTINGS_MODULE"] == "config.settings.prod"
         assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert service["depends_on"]["pgbouncer"]["condition"] == "service_healthy"
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
         assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
+
+
+def test_each_queue_has_a_worker_service_of_its_own_with_its_own_limits(compose):
+    """A slow generation never holds up a payment: the queues are read by different services,
+    each with its own concurrency; the default queue is read too (by maintenance)."""
+    from config.queues import QUEUES
+
+    services = compose["services"]
+    assert set(WORKERS.values()) == set(QUEUES)
+    read_by = {}
+    for name, queue in WORKERS.items():
+        command = " ".join(services[name]["command"])
+        queues = re.search(r'-Q "([^"]+)"', command).group(1)
+        read = {q.replace("$${CELERY_QUEUE_PREFIX:-}", "") for q in queues.split(",")}
+        assert queue in read, name
+        for q in read:
+            read_by.setdefault(q, []).append(name)
+        assert "--concurrency" in command, name
+        assert f'-n "{queue}@%h"' in command, name
+    assert all(len(names) == 1 for names in read_by.values()), read_by
+    assert "$${CELERY_DEFAULT_QUEUE:-default}" in read_by
+    generation = " ".join(services["worker-generations"]["command"])
+    assert "--time-limit" in generation and "--soft-time-limit" in generation
+    for name in WORKERS:
+        assert services[name]["healthcheck"]["test"] == [
+            "CMD",
+            "python",
+            "manage.py",
+            "worker_health",
+        ]
+
+
+def test_web_can_be_scaled_behind_the_proxy_and_checks_readiness(compose):
+    services = compose["services"]
+    web, proxy = services["web"], services["proxy"]
+    assert "ports" not in web  # a fixed host port would stop `--scale web=N`
+    assert web["expose"] == ["8000"]
+    assert "/readyz" in " ".join(web["healthcheck"]["test"])
+    assert proxy["ports"] == ["${WEB_PORT:-8000}:80"]
+    assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "resolver 127.0.0.11" in conf  # re-resolves `web` to every replica
+    assert "proxy_pass $web" in conf
+
+
+def test_the_app_reaches_postgresql_through_pgbouncer_in_transaction_pooling(compose):
+    services = compose["services"]
+    app = services["web"]["environment"]
+    assert "@pgbouncer:6432/" in app["DATABASE_URL"]
+    assert app["DATABASE_PGBOUNCER"] == "${DATABASE_PGBOUNCER:-true}"
+    # Migrations go straight to PostgreSQL.
+    assert "@postgres:5432/" in services["migrate"]["environment"]["DATABASE_URL"]
+    entrypoint = (ROOT / "deploy" / "pgbouncer" / "entrypoint.sh").read_text()
+    assert "pool_mode = transaction" in entrypoint
+    assert "max_prepared_statements = 200" in entrypoint
+    assert "trixie" in (ROOT / "deploy" / "pgbouncer" / "Dockerfile").read_text()  # 1.21+
 
 
 def test_env_example_documents_every_variable(compose):
@@ -166,18 +233,12 @@ def test_gunicorn_starts_without_its_control_socket_everywhere_it_runs(compose):
 
 
 def test_the_worker_health_check_needs_no_hostname_variable(compose):
-    worker = compose["services"]["worker"]
-    command, check = " ".join(worker["command"]), " ".join(worker["healthcheck"]["test"])
-    assert "HOSTNAME" not in command + check
-    assert '-n "worker@%h"' in command  # Celery fills in the host name (socket.gethostname())
-    # The name the check pings, as a shell in the container (Compose unescapes $$) works it out
-    # with HOSTNAME unset, is the worker's name.
-    destination = re.search(r'-d "([^"]+)"', check.replace("$$", "$")).group(1)
-    env = {k: v for k, v in os.environ.items() if k != "HOSTNAME"}
-    resolved = subprocess.run(
-        ["sh", "-c", f'echo "{destination}"'], env=env, capture_output=True, text=True, timeout=10
-    ).stdout.strip()
-    assert resolved == f"worker@{socket.gethostname()}"
+    """The check finds this container's worker by the host name Celery gave it (%h)."""
+    for name in WORKERS:
+        worker = compose["services"][name]
+        command, check = " ".join(worker["command"]), " ".join(worker["healthcheck"]["test"])
+        assert "HOSTNAME" not in command + check
+        assert "@%h" in command
 
 
 def test_the_image_installs_the_runtime_packages_and_not_the_local_or_test_ones():

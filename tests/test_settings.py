@@ -14,7 +14,8 @@ PROD_ENV = {
     "SECRET_KEY": STRONG_KEY,
     "DATABASE_URL": "postgres://credits:secret@db.internal:5432/credits",
     "ALLOWED_HOSTS": "credits.example.com",
-    "CELERY_BROKER_URL": "redis://redis.internal:6379/0",
+    # The shared cache, and the broker too unless CELERY_BROKER_URL says otherwise.
+    "REDIS_URL": "redis://redis.internal:6379/0",
 }
 DUMP = (
     "import json, django; django.setup(); from django.conf import settings as s; "
@@ -49,12 +50,14 @@ def test_production_without_its_secrets_refuses_to_start_and_names_them():
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("django.core.exceptions.ImproperlyConfigured: Production settings")
-    for name in ("SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "CELERY_BROKER_URL"):
+    for name in ("SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS", "REDIS_URL"):
         assert name in last_line
 
 
 @pytest.mark.parametrize("missing", sorted(PROD_ENV))
 def test_production_names_the_one_secret_that_is_missing(missing):
+    """REDIS_URL included: without a shared cache each process would keep its own rate limits
+    and PayPal caches."""
     env = {k: v for k, v in PROD_ENV.items() if k != missing}
     result = run("config.settings.prod", env, "-c", "import django; django.setup()")
 
@@ -255,3 +258,29 @@ def test_production_redirects_plain_http_to_https_unless_told_not_to():
     assert plain.stdout.split() == ["405"], (
         plain.stderr
     )  # served over http: the view answers itself
+
+
+def test_production_with_only_a_broker_refuses_to_start_without_a_shared_cache():
+    env = {k: v for k, v in PROD_ENV.items() if k != "REDIS_URL"}
+    env["CELERY_BROKER_URL"] = "redis://redis.internal:6379/0"
+    result = run("config.settings.prod", env, "-c", "import django; django.setup()")
+
+    assert result.returncode != 0
+    assert "REDIS_URL (the shared cache)" in result.stderr.strip().splitlines()[-1]
+
+
+def test_production_logs_json_lines_with_the_ids_of_the_work():
+    code = (
+        "import django, json, logging; django.setup(); from core.logs import log_context; "
+        "h = logging.getLogger().handlers[0]; "
+        "ctx = log_context(order_id=42, job_id=7); ctx.__enter__(); "
+        "r2 = logging.LogRecord('payments', 20, 'x.py', 1, 'order fulfilled', None, None); "
+        "[f.filter(r2) for f in h.filters]; print(h.formatter.format(r2))"
+    )
+    result = run("config.settings.prod", PROD_ENV, "-c", code)
+
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout.strip().splitlines()[-1])
+    assert line["message"] == "order fulfilled"
+    assert line["order_id"] == "42" and line["job_id"] == "7"
+    assert {"request_id", "webhook_event_id", "level", "logger", "time"} <= set(line)

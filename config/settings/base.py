@@ -2,7 +2,10 @@
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from accounts.app_settings import EMAIL_SWEEP_INTERVAL_DEFAULT
+from config.queues import task_routes
 
 from .env import database, email_backend, env_bool, env_int, env_list, env_str, storage_s3
 from .schedule import beat_schedule, every
@@ -36,6 +39,7 @@ INSTALLED_APPS = [
     "allauth.socialaccount",
     "allauth.socialaccount.providers.google",
     "django_celery_beat",
+    "django_prometheus",
     "core",
     "accounts",
     "notices",
@@ -47,6 +51,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: /healthz, /readyz and /metrics answered before host checks and HTTPS redirects.
+    "config.probes.ProbeMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Each request's id, carried by its log lines and the tasks it sends (core/logs.py).
+    "core.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything reads the database: refuses NUL and other characters PostgreSQL cannot store.
@@ -58,6 +67,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last: answers an application error a view lets through with its status and message.
     "core.middleware.ApplicationErrorMiddleware",
 ]
@@ -89,6 +99,12 @@ TEMPLATES = [
 # started by scripts/run.sh); test and production settings refuse to start.
 DATABASE_URL = env_str("DATABASE_URL")
 DATABASES = {"default": database(DATABASE_URL)} if DATABASE_URL else {}
+# Behind PgBouncer in transaction pooling (compose): a server-side cursor cannot outlive its
+# transaction there. The ledger's prepared statements need PgBouncer 1.21 or later
+# (max_prepared_statements); with an older one set CREDITS_PREPARED_STATEMENTS=false.
+if DATABASES and env_bool("DATABASE_PGBOUNCER", False):
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+CREDITS_PREPARED_STATEMENTS = env_bool("CREDITS_PREPARED_STATEMENTS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Auth -----------------------------------------------------------------------------------
@@ -220,12 +236,23 @@ CELERY_BROKER_TRANSPORT = (
     "config.redis_transport:Transport" if CELERY_BROKER_URL.startswith("redis://") else None
 )
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_DEFAULT_QUEUE", "default")
+# One queue per kind of work (webhooks, generations, emails, maintenance), each with a worker
+# service of its own: config/queues.py routes tasks by name. CELERY_ROUTE_BY_KIND=false sends
+# everything to the default queue (one worker for all, as the tests do).
+CELERY_QUEUE_PREFIX = env_str("CELERY_QUEUE_PREFIX", "")
+CELERY_TASK_ROUTES = (
+    task_routes(CELERY_QUEUE_PREFIX) if env_bool("CELERY_ROUTE_BY_KIND", True) else {}
+)
 # Keep retrying the broker when a worker starts before Redis is up (compose, restarts).
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # With acks_late, a lost broker connection redelivers unacknowledged tasks to other workers:
 # cancel the running copies so one task never runs twice at the same time.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's scheduler behind a lock in Redis: one beat sends at a time (config/beat.py).
+CELERY_BEAT_SCHEDULER = "config.beat:LockedDatabaseScheduler"
+# Workers log through LOGGING below (JSON in production, with the ids of the work) rather than
+# Celery's own handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
 # Periodic tasks: one every(...) line per entry. Each interval is a setting read from the
 # environment (BEAT_<ENTRY NAME>_SECONDS unless the entry names its variable) and checked when
@@ -264,12 +291,37 @@ CELERY_BEAT_SCHEDULE = beat_schedule(
     ),
 )
 
+# --- Metrics --------------------------------------------------------------------------------
+# /metrics (config/probes.py): with a token set, only for "Authorization: Bearer <token>".
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
 # --- Logging --------------------------------------------------------------------------------
+# LOG_FORMAT=json (production's default): one JSON object a line, with the request id, webhook
+# event id, order id and job id of the work being done (core/logs.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "core.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s "
+            "%(webhook_event_id)s %(order_id)s %(job_id)s %(process)d",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

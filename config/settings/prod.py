@@ -10,8 +10,11 @@ from .base import STORAGES
 from .env import email_backend, env_bool, env_int, env_list, env_str, missing
 
 _missing = missing("SECRET_KEY", "DATABASE_URL", "ALLOWED_HOSTS")
-if not (env_str("CELERY_BROKER_URL") or env_str("REDIS_URL")):
-    _missing.append("CELERY_BROKER_URL (or REDIS_URL)")
+# The cache is shared by every web and worker process (rate limits, the PayPal token and
+# certificate caches, the beat lock): a per-process cache would let each process count and
+# fetch on its own, so production refuses to start without it.
+if not env_str("REDIS_URL"):
+    _missing.append("REDIS_URL (the shared cache)")
 if _missing:
     raise ImproperlyConfigured(
         "Production settings (config.settings.prod) need these environment variables: "
@@ -47,3 +50,9 @@ STORAGES = {
 }
 
 EMAIL_BACKEND = email_backend(env_str("EMAIL_BACKEND", "smtp"))
+
+# One JSON object a log line, carrying request, webhook event, order and job ids (core/logs.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT  # noqa: F405 - from base

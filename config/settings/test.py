@@ -17,6 +17,8 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/15")
 # Each test run gets its own cache key prefix (inherited by the worker subprocesses it starts),
 # so rate-limit counters left in Redis by an earlier run never throttle this one.
 os.environ.setdefault("TEST_CACHE_PREFIX", f"test-{os.getpid()}")
+# A beat started by a test takes a lock of this run's own (a killed beat's lock lasts a minute).
+CELERY_BEAT_LOCK_KEY = f"{os.environ['TEST_CACHE_PREFIX']}:celery-beat-lock"
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -29,6 +31,10 @@ CACHES = {
 # through Redis as in production (see tests/conftest.py).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", True)
+# Each test's worker reads one queue of its own: every task goes there unless a test asks for
+# the production routing (tests/core/test_queues.py).
+if not env_bool("CELERY_ROUTE_BY_KIND", False):
+    CELERY_TASK_ROUTES = {}
 
 # Tests run with DEBUG off, as production does, yet exercise the offline sandbox provider when
 # no real one is configured; the tests of the production gate switch it off.
