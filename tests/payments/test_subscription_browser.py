@@ -11,7 +11,7 @@ from payments.models import Subscription, SubscriptionPeriod
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("plans"),
+    pytest.mark.usefixtures("plans", "packages"),
 ]
 
 PASSWORD = "a-long-unusual-passphrase-42"
