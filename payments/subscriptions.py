@@ -40,6 +40,13 @@ from .invoices import invoice_next_number
 from .models import PlanPrice, Subscription, SubscriptionPeriod, SubscriptionPlan
 from .providers import get_provider
 from .providers.base import CheckoutSession, ProviderInvoice, ProviderSubscription
+from .vouchers import (
+    TRIAL_PAYPAL_MESSAGE,
+    VoucherInvalid,
+    voucher_redeem_for_subscription,
+    voucher_release_for_subscription,
+    voucher_reserve_trial,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +118,7 @@ def subscription_start(
     success_url: str,
     cancel_url: str,
     trial_days: int = 0,
+    voucher_code: str = "",
 ) -> tuple[Subscription, CheckoutSession]:
     """Open the provider's checkout for ``plan``. A user has at most one live subscription:
     an active or past-due one refuses (change plans instead); an unfinished checkout of
@@ -119,12 +127,19 @@ def subscription_start(
     ``trial_days`` (for a voucher, say): the provider starts the subscription with that
     many free days (Stripe's ``trial_period_days``); its first invoice is for 0, and that
     period's plan credits are granted as a promotional lot (no cost basis) ending with the
-    trial; the first paid period follows at the trial's end unless cancelled."""
+    trial; the first paid period follows at the trial's end unless cancelled.
+
+    ``voucher_code``: a plan-trial code, whose use is reserved for this checkout in the
+    transaction that creates it (its days become ``trial_days``); released when the checkout
+    ends unpaid, redeemed when the membership starts. Raises VoucherError when it cannot be
+    used; PayPal cannot start with a trial here."""
     if not isinstance(trial_days, int) or not 0 <= trial_days <= 730:
         raise SubscriptionError("A trial is between 0 and 730 days.")
     assert_no_transaction("subscription_start")
     if not plan.active:
         raise SubscriptionError(f"The {plan.name} plan is not on sale.")
+    if voucher_code and provider_name == "PAYPAL":
+        raise VoucherInvalid(TRIAL_PAYPAL_MESSAGE)
     price = plan_price(plan=plan)
     provider = get_provider(provider_name)
     with transaction.atomic(durable=True):
@@ -140,6 +155,7 @@ def subscription_start(
         if live is not None:
             live.status, live.ended_at = Subscription.Status.ENDED, timezone.now()
             live.save(update_fields=["status", "ended_at", "updated_at"])
+            voucher_release_for_subscription(subscription_id=live.pk)
         try:
             subscription = Subscription.objects.create(
                 user=user,
@@ -150,12 +166,25 @@ def subscription_start(
             )
         except IntegrityError:
             raise SubscriptionError("Another membership checkout is under way.") from None
-    checkout = provider.create_subscription_checkout(
-        subscription=subscription,
-        success_url=success_url,
-        cancel_url=cancel_url,
-        **({"trial_days": trial_days} if trial_days else {}),
-    )
+        if voucher_code:
+            _, trial_days = voucher_reserve_trial(
+                user=user, code=voucher_code, subscription=subscription
+            )
+    try:
+        checkout = provider.create_subscription_checkout(
+            subscription=subscription,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            **({"trial_days": trial_days} if trial_days else {}),
+        )
+    except ProviderError:
+        # No checkout was opened: the attempt ends here and gives its trial use back.
+        with transaction.atomic(durable=True):
+            Subscription.objects.filter(
+                pk=subscription.pk, status=Subscription.Status.INCOMPLETE
+            ).update(status=Subscription.Status.ENDED, ended_at=timezone.now())
+            voucher_release_for_subscription(subscription_id=subscription.pk)
+        raise
     Subscription.objects.filter(pk=subscription.pk).update(
         provider_subscription_id=checkout.provider_order_id
     )
@@ -247,6 +276,13 @@ def subscription_sync(*, subscription_id: int, remote: ProviderSubscription) -> 
                 sub.amount = price.amount
         if sub.pending_plan_id == plan.pk:
             sub.pending_plan = None
+        if sub.status == Subscription.Status.INCOMPLETE and status != sub.status:
+            # The checkout ended: a trial code it reserved is redeemed if the membership
+            # started, given back if it never did.
+            if status == Subscription.Status.ENDED:
+                voucher_release_for_subscription(subscription_id=sub.pk)
+            else:
+                voucher_redeem_for_subscription(subscription_id=sub.pk)
         if status == Subscription.Status.ENDED and sub.ended_at is None:
             sub.ended_at = timezone.now()
             sub.pending_plan = None
@@ -553,6 +589,7 @@ def subscription_end_now(*, subscription: Subscription) -> Subscription:
         Subscription.objects.filter(pk=subscription.pk).update(
             status=Subscription.Status.ENDED, ended_at=timezone.now()
         )
+        voucher_release_for_subscription(subscription_id=subscription.pk)
     return Subscription.objects.get(pk=subscription.pk)
 
 
