@@ -40,6 +40,10 @@ from .invoices import invoice_next_number
 from .models import PlanPrice, Subscription, SubscriptionPeriod, SubscriptionPlan
 from .providers import get_provider
 from .providers.base import CheckoutSession, ProviderInvoice, ProviderSubscription
+from .subscription_notices import (
+    subscription_cancelled_email_queue,
+    subscription_payment_failed_email_queue,
+)
 from .vouchers import (
     TRIAL_PAYPAL_MESSAGE,
     VoucherInvalid,
@@ -223,9 +227,13 @@ def find_subscription(*, provider_name: str, remote: ProviderSubscription) -> Su
     return found
 
 
-def subscription_apply(*, provider_name: str, facts: SubscriptionFacts, source: str) -> str:
+def subscription_apply(
+    *, provider_name: str, facts: SubscriptionFacts, source: str, payment_failed: bool = False
+) -> str:
     """Apply what the provider says (inside the caller's transaction): the subscription's
-    state, then the invoice when it is paid. Returns a note for the event's record."""
+    state, then the invoice when it is paid. A failed invoice (or an event that says a
+    payment failed, ``payment_failed``) queues the member's email, once per invoice.
+    Returns a note for the event's record."""
     subscription = find_subscription(provider_name=provider_name, remote=facts.subscription)
     if subscription is None:
         raise SubscriptionNotKnown(f"No subscription here for {facts.subscription.id} (yet).")
@@ -238,6 +246,15 @@ def subscription_apply(*, provider_name: str, facts: SubscriptionFacts, source: 
         note += f"; {period.invoice_number} {'recorded' if created else 'already recorded'}"
     elif facts.invoice is not None:
         note += f"; invoice {facts.invoice.id} {facts.invoice.status}"
+    failed = facts.invoice.status == "failed" if facts.invoice is not None else payment_failed
+    if failed and subscription.status != Subscription.Status.ENDED:
+        subscription_payment_failed_email_queue(
+            sub=subscription,
+            invoice_id=facts.invoice.id if facts.invoice is not None else "",
+            amount=facts.invoice.amount if facts.invoice is not None else None,
+            currency=facts.invoice.currency if facts.invoice is not None else "",
+        )
+        note += "; payment failed email queued"
     return note
 
 
@@ -283,6 +300,8 @@ def subscription_sync(*, subscription_id: int, remote: ProviderSubscription) -> 
                 voucher_release_for_subscription(subscription_id=sub.pk)
             else:
                 voucher_redeem_for_subscription(subscription_id=sub.pk)
+        was_running = sub.status in (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
+        cancel_was_set = sub.cancel_at_period_end
         if status == Subscription.Status.ENDED and sub.ended_at is None:
             sub.ended_at = timezone.now()
             sub.pending_plan = None
@@ -293,6 +312,14 @@ def subscription_sync(*, subscription_id: int, remote: ProviderSubscription) -> 
         sub.current_period_end = remote.period_end or sub.current_period_end
         sub.cancel_at_period_end = remote.cancel_at_period_end
         sub.save()
+        if was_running and status == Subscription.Status.ENDED:
+            subscription_cancelled_email_queue(sub=sub, ended=True)
+        elif (
+            status in (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
+            and sub.cancel_at_period_end
+            and not cancel_was_set
+        ):
+            subscription_cancelled_email_queue(sub=sub, ended=False)
         if remote.customer_id and sub.provider == "STRIPE" and not sub.user.stripe_customer_id:
             # The customer Stripe made at checkout: later checkouts and the portal reuse it.
             type(sub.user).objects.filter(pk=sub.user_id, stripe_customer_id="").update(
