@@ -97,7 +97,16 @@ class VoucherForm(forms.ModelForm):
 class RedemptionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = VoucherRedemption
     fk_name = "voucher"
-    fields = ("user", "status", "credits", "order", "created_at", "redeemed_at", "released_at")
+    fields = (
+        "user",
+        "status",
+        "credits",
+        "order",
+        "subscription",
+        "created_at",
+        "redeemed_at",
+        "released_at",
+    )
     readonly_fields = fields
     ordering = ("-created_at",)
     extra = 0
