@@ -123,12 +123,14 @@ def staff_vouchers_generate(
     valid_until: datetime | None = None,
     credits_valid_days: int | None = None,
     note: str = "",
+    plan_code: str = "",
 ) -> tuple[str, list[Voucher]]:
     details = {
         "count": count,
         "prefix": prefix,
         "kind": kind,
         "value": value,
+        "plan_code": plan_code,
         "valid_until": valid_until.isoformat() if valid_until else None,
         "credits_valid_days": credits_valid_days,
     }
@@ -151,6 +153,7 @@ def staff_vouchers_generate(
             valid_until=valid_until,
             credits_valid_days=credits_valid_days,
             note=note,
+            plan_code=plan_code,
             audit=audit,
         )
     except VoucherError as exc:

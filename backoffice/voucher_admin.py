@@ -61,7 +61,7 @@ class VoucherForm(forms.ModelForm):
             "code": "Case does not matter: codes are stored in capitals.",
             "value": "Free credits: how many. Purchase bonus: percent of the pack's credits. "
             "Plan trial: days.",
-            "plan_code": "Plan trials only (not available until plans exist).",
+            "plan_code": "Plan trials only: the code of the plan the trial is for.",
             "valid_until": "The code stops working at this moment (empty: never).",
             "credits_valid_days": "How many days the credits it grants stay spendable "
             "(empty: the site's default for promotional lots).",
@@ -97,7 +97,16 @@ class VoucherForm(forms.ModelForm):
 class RedemptionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = VoucherRedemption
     fk_name = "voucher"
-    fields = ("user", "status", "credits", "order", "created_at", "redeemed_at", "released_at")
+    fields = (
+        "user",
+        "status",
+        "credits",
+        "order",
+        "subscription",
+        "created_at",
+        "redeemed_at",
+        "released_at",
+    )
     readonly_fields = fields
     ordering = ("-created_at",)
     extra = 0
@@ -114,10 +123,13 @@ class GenerateForm(forms.Form):
     prefix = forms.CharField(
         max_length=12, required=False, help_text="Letters and digits put before each code."
     )
-    kind = forms.ChoiceField(
-        choices=[c for c in Voucher.Kind.choices if c[0] != Voucher.Kind.SUBSCRIPTION_TRIAL]
+    kind = forms.ChoiceField(choices=Voucher.Kind.choices)
+    value = forms.IntegerField(
+        min_value=1, help_text="Credits, percent for a purchase bonus, or days for a plan trial."
     )
-    value = forms.IntegerField(min_value=1, help_text="Credits, or percent for a purchase bonus.")
+    plan_code = forms.CharField(
+        max_length=64, required=False, help_text="Plan trials only: the plan's code."
+    )
     valid_until = forms.DateTimeField(required=False, help_text="Empty: the codes never lapse.")
     credits_valid_days = forms.IntegerField(min_value=1, max_value=3650, required=False)
     note = forms.CharField(max_length=255, required=False)

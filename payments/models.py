@@ -436,8 +436,8 @@ class SandboxRefund(models.Model):
 # Stripe coupons and promotion codes discount money and cannot grant credits, and PayPal orders
 # have no coupons at all, so the application owns its codes. A voucher grants free credits
 # (``FIXED_TOKENS``), a percentage of a pack's credits on top of a purchase
-# (``PERCENTAGE_BONUS``), or a free trial on a plan (``SUBSCRIPTION_TRIAL``, not redeemable
-# until plans exist). The database keeps every count honest: ``uses`` never passes
+# (``PERCENTAGE_BONUS``), or a free trial on a plan (``SUBSCRIPTION_TRIAL``, entered when
+# subscribing to its plan, once per user and plan). The database keeps every count honest: ``uses`` never passes
 # ``max_uses`` (a CHECK, and the claiming UPDATE is conditional on it) and a user holds at most
 # one live redemption of a voucher (a partial UNIQUE index).
 
@@ -537,9 +537,9 @@ class Voucher(models.Model):
 
 
 class VoucherRedemption(models.Model):
-    """One user's use of one voucher: redeemed (credits granted), or a purchase bonus reserved
-    by an open checkout and then redeemed at fulfilment or released when the checkout ends
-    unpaid. A user holds at most one redemption of a voucher that is not released."""
+    """One user's use of one voucher: redeemed (credits granted), or a purchase bonus (or a
+    plan trial) reserved by an open checkout and then redeemed at fulfilment (when the
+    membership starts) or released when the checkout ends unpaid. A user holds at most one redemption of a voucher that is not released."""
 
     class Status(models.TextChoices):
         RESERVED = "RESERVED", "Reserved by a checkout"
@@ -554,6 +554,14 @@ class VoucherRedemption(models.Model):
     #: The purchase a bonus goes with.
     order = models.ForeignKey(
         Order,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="voucher_redemptions",
+    )
+    #: The membership checkout a plan trial goes with.
+    subscription = models.ForeignKey(
+        "payments.Subscription",
         null=True,
         blank=True,
         on_delete=models.PROTECT,
@@ -589,6 +597,11 @@ class VoucherRedemption(models.Model):
                 fields=["order"],
                 condition=Q(order__isnull=False),
                 name="payments_redemption_one_per_order",
+            ),
+            models.UniqueConstraint(
+                fields=["subscription"],
+                condition=Q(subscription__isnull=False),
+                name="payments_redemption_one_per_subscription",
             ),
             models.CheckConstraint(
                 condition=~Q(status="REDEEMED") | Q(redeemed_at__isnull=False),

@@ -32,6 +32,8 @@ from .subscriptions import (
     subscription_resume,
     subscription_start,
 )
+from .voucher_views import RATE_LIMITED_MESSAGE, voucher_attempt_allowed
+from .vouchers import VoucherError
 
 PROVIDER_FAILED = (
     "The payment provider did not answer, so nothing changed. Please try again in a moment."
@@ -126,6 +128,10 @@ def subscribe(request):
     provider = request.POST.get("provider") or providers[0]
     if provider not in providers:
         provider = providers[0]
+    code = (request.POST.get("voucher_code") or "").strip()[:64]
+    if code and not voucher_attempt_allowed(request):
+        messages.error(request, RATE_LIMITED_MESSAGE)
+        return redirect("payments:pricing")
     back = request.build_absolute_uri(reverse("payments:subscription"))
     try:
         _, checkout = subscription_start(
@@ -134,7 +140,11 @@ def subscribe(request):
             provider_name=provider,
             success_url=back,
             cancel_url=request.build_absolute_uri(reverse("payments:pricing")),
+            voucher_code=code,
         )
+    except VoucherError as exc:
+        messages.error(request, exc.message)
+        return redirect("payments:pricing")
     except ProviderError:
         messages.error(request, PROVIDER_FAILED)
         return redirect("payments:pricing")

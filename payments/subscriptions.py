@@ -40,6 +40,17 @@ from .invoices import invoice_next_number
 from .models import PlanPrice, Subscription, SubscriptionPeriod, SubscriptionPlan
 from .providers import get_provider
 from .providers.base import CheckoutSession, ProviderInvoice, ProviderSubscription
+from .subscription_notices import (
+    subscription_cancelled_email_queue,
+    subscription_payment_failed_email_queue,
+)
+from .vouchers import (
+    TRIAL_PAYPAL_MESSAGE,
+    VoucherInvalid,
+    voucher_redeem_for_subscription,
+    voucher_release_for_subscription,
+    voucher_reserve_trial,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +122,7 @@ def subscription_start(
     success_url: str,
     cancel_url: str,
     trial_days: int = 0,
+    voucher_code: str = "",
 ) -> tuple[Subscription, CheckoutSession]:
     """Open the provider's checkout for ``plan``. A user has at most one live subscription:
     an active or past-due one refuses (change plans instead); an unfinished checkout of
@@ -119,12 +131,19 @@ def subscription_start(
     ``trial_days`` (for a voucher, say): the provider starts the subscription with that
     many free days (Stripe's ``trial_period_days``); its first invoice is for 0, and that
     period's plan credits are granted as a promotional lot (no cost basis) ending with the
-    trial; the first paid period follows at the trial's end unless cancelled."""
+    trial; the first paid period follows at the trial's end unless cancelled.
+
+    ``voucher_code``: a plan-trial code, whose use is reserved for this checkout in the
+    transaction that creates it (its days become ``trial_days``); released when the checkout
+    ends unpaid, redeemed when the membership starts. Raises VoucherError when it cannot be
+    used; PayPal cannot start with a trial here."""
     if not isinstance(trial_days, int) or not 0 <= trial_days <= 730:
         raise SubscriptionError("A trial is between 0 and 730 days.")
     assert_no_transaction("subscription_start")
     if not plan.active:
         raise SubscriptionError(f"The {plan.name} plan is not on sale.")
+    if voucher_code and provider_name == "PAYPAL":
+        raise VoucherInvalid(TRIAL_PAYPAL_MESSAGE)
     price = plan_price(plan=plan)
     provider = get_provider(provider_name)
     with transaction.atomic(durable=True):
@@ -140,6 +159,7 @@ def subscription_start(
         if live is not None:
             live.status, live.ended_at = Subscription.Status.ENDED, timezone.now()
             live.save(update_fields=["status", "ended_at", "updated_at"])
+            voucher_release_for_subscription(subscription_id=live.pk)
         try:
             subscription = Subscription.objects.create(
                 user=user,
@@ -150,12 +170,25 @@ def subscription_start(
             )
         except IntegrityError:
             raise SubscriptionError("Another membership checkout is under way.") from None
-    checkout = provider.create_subscription_checkout(
-        subscription=subscription,
-        success_url=success_url,
-        cancel_url=cancel_url,
-        **({"trial_days": trial_days} if trial_days else {}),
-    )
+        if voucher_code:
+            _, trial_days = voucher_reserve_trial(
+                user=user, code=voucher_code, subscription=subscription
+            )
+    try:
+        checkout = provider.create_subscription_checkout(
+            subscription=subscription,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            **({"trial_days": trial_days} if trial_days else {}),
+        )
+    except ProviderError:
+        # No checkout was opened: the attempt ends here and gives its trial use back.
+        with transaction.atomic(durable=True):
+            Subscription.objects.filter(
+                pk=subscription.pk, status=Subscription.Status.INCOMPLETE
+            ).update(status=Subscription.Status.ENDED, ended_at=timezone.now())
+            voucher_release_for_subscription(subscription_id=subscription.pk)
+        raise
     Subscription.objects.filter(pk=subscription.pk).update(
         provider_subscription_id=checkout.provider_order_id
     )
@@ -194,9 +227,13 @@ def find_subscription(*, provider_name: str, remote: ProviderSubscription) -> Su
     return found
 
 
-def subscription_apply(*, provider_name: str, facts: SubscriptionFacts, source: str) -> str:
+def subscription_apply(
+    *, provider_name: str, facts: SubscriptionFacts, source: str, payment_failed: bool = False
+) -> str:
     """Apply what the provider says (inside the caller's transaction): the subscription's
-    state, then the invoice when it is paid. Returns a note for the event's record."""
+    state, then the invoice when it is paid. A failed invoice (or an event that says a
+    payment failed, ``payment_failed``) queues the member's email, once per invoice.
+    Returns a note for the event's record."""
     subscription = find_subscription(provider_name=provider_name, remote=facts.subscription)
     if subscription is None:
         raise SubscriptionNotKnown(f"No subscription here for {facts.subscription.id} (yet).")
@@ -209,6 +246,15 @@ def subscription_apply(*, provider_name: str, facts: SubscriptionFacts, source: 
         note += f"; {period.invoice_number} {'recorded' if created else 'already recorded'}"
     elif facts.invoice is not None:
         note += f"; invoice {facts.invoice.id} {facts.invoice.status}"
+    failed = facts.invoice.status == "failed" if facts.invoice is not None else payment_failed
+    if failed and subscription.status != Subscription.Status.ENDED:
+        subscription_payment_failed_email_queue(
+            sub=subscription,
+            invoice_id=facts.invoice.id if facts.invoice is not None else "",
+            amount=facts.invoice.amount if facts.invoice is not None else None,
+            currency=facts.invoice.currency if facts.invoice is not None else "",
+        )
+        note += "; payment failed email queued"
     return note
 
 
@@ -247,6 +293,15 @@ def subscription_sync(*, subscription_id: int, remote: ProviderSubscription) -> 
                 sub.amount = price.amount
         if sub.pending_plan_id == plan.pk:
             sub.pending_plan = None
+        if sub.status == Subscription.Status.INCOMPLETE and status != sub.status:
+            # The checkout ended: a trial code it reserved is redeemed if the membership
+            # started, given back if it never did.
+            if status == Subscription.Status.ENDED:
+                voucher_release_for_subscription(subscription_id=sub.pk)
+            else:
+                voucher_redeem_for_subscription(subscription_id=sub.pk)
+        was_running = sub.status in (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
+        cancel_was_set = sub.cancel_at_period_end
         if status == Subscription.Status.ENDED and sub.ended_at is None:
             sub.ended_at = timezone.now()
             sub.pending_plan = None
@@ -257,6 +312,14 @@ def subscription_sync(*, subscription_id: int, remote: ProviderSubscription) -> 
         sub.current_period_end = remote.period_end or sub.current_period_end
         sub.cancel_at_period_end = remote.cancel_at_period_end
         sub.save()
+        if was_running and status == Subscription.Status.ENDED:
+            subscription_cancelled_email_queue(sub=sub, ended=True)
+        elif (
+            status in (Subscription.Status.ACTIVE, Subscription.Status.PAST_DUE)
+            and sub.cancel_at_period_end
+            and not cancel_was_set
+        ):
+            subscription_cancelled_email_queue(sub=sub, ended=False)
         if remote.customer_id and sub.provider == "STRIPE" and not sub.user.stripe_customer_id:
             # The customer Stripe made at checkout: later checkouts and the portal reuse it.
             type(sub.user).objects.filter(pk=sub.user_id, stripe_customer_id="").update(
@@ -553,6 +616,7 @@ def subscription_end_now(*, subscription: Subscription) -> Subscription:
         Subscription.objects.filter(pk=subscription.pk).update(
             status=Subscription.Status.ENDED, ended_at=timezone.now()
         )
+        voucher_release_for_subscription(subscription_id=subscription.pk)
     return Subscription.objects.get(pk=subscription.pk)
 
 

@@ -9,6 +9,7 @@ from .autotopup import autotopup_attempts_due
 from .autotopup_charge import autotopup_charge
 from .exceptions import PaymentsError, ProviderError
 from .refunds import order_refund_closed_account
+from .subscription_notices import subscriptions_renewing_notify
 from .webhooks import WebhookRetry, retry_delay, webhook_process, webhook_requeue_stuck
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,12 @@ def retry_auto_topups() -> int:
     for attempt_id in due:
         run_auto_topup.delay(attempt_id)
     return len(due)
+
+
+@shared_task(name="payments.tasks.notify_renewing_subscriptions")
+def notify_renewing_subscriptions() -> int:
+    """Beat: the renewal reminder of each membership renewing within a few days, once a period."""
+    return subscriptions_renewing_notify()
 
 
 # Reconciliation keeps its tasks in its own module; importing it here lets Celery's

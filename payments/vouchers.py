@@ -20,6 +20,13 @@ grants the bonus inside fulfilment's transaction as a ``bonus`` lot whose source
 order, which is how the credits engine knows to void it when the purchase is refunded or
 charged back. A payment confirmed after its checkout was released claims a use again; when
 none is left it is completed without the bonus (logged, and visible on the redemption).
+
+Plan trial. ``voucher_reserve_trial`` takes the use (one conditional UPDATE that also checks
+the voucher's plan) in the transaction that creates the membership checkout, once per user
+and plan; ``voucher_release_for_subscription`` gives it back when that checkout ends before
+the membership starts, ``voucher_redeem_for_subscription`` marks it redeemed when it starts
+(both from ``subscriptions.subscription_sync``). The provider is asked for the voucher's
+days of trial; the free first period's plan credits are promotional.
 """
 
 import csv
@@ -34,12 +41,19 @@ from decimal import ROUND_HALF_UP, Decimal
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from accounts.models import User
 from credits.models import LedgerKind
 from credits.services import credits_grant
 
 from .exceptions import PaymentsError
 from .ledger import order_source
-from .models import CODE_MAX_LENGTH, Voucher, VoucherRedemption
+from .models import (
+    CODE_MAX_LENGTH,
+    SubscriptionPeriod,
+    SubscriptionPlan,
+    Voucher,
+    VoucherRedemption,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +62,19 @@ S = VoucherRedemption.Status
 
 #: What a customer reads for any code that cannot be used, whatever the reason.
 INVALID_CODE_MESSAGE = "That code is not valid. Check it and try again."
-#: What staff read when they try to make a plan trial code.
-TRIAL_UNAVAILABLE_MESSAGE = (
-    "Plan trial codes cannot be created yet: there are no subscription plans to give a trial "
-    "on. Use free credits or a purchase bonus for now."
+#: What a subscriber reads when the trial code does not work with the plan chosen.
+TRIAL_INVALID_MESSAGE = (
+    "That code does not give a trial of this plan. Check it, or subscribe without a code."
+)
+#: What a subscriber reads when they had a trial of this plan already.
+TRIAL_USED_MESSAGE = (
+    "You have already had a free trial of this plan, so a code cannot start another one. "
+    "You can subscribe without the code."
+)
+#: PayPal billing plans have no trial cycle here: trial codes need another provider.
+TRIAL_PAYPAL_MESSAGE = (
+    "Free trials cannot start with PayPal. Pay by card to use this code, "
+    "or subscribe with PayPal without it."
 )
 #: Generated codes: no 0/O, 1/I/L; 12 characters of 32 symbols are 60 random bits.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -66,8 +89,8 @@ class VoucherError(PaymentsError):
 
 
 class VoucherInvalid(VoucherError):
-    """A code that cannot be used: unknown, inactive, expired, used up, of another kind, or
-    a plan trial (not redeemable yet). One message for all of them."""
+    """A code that cannot be used: unknown, inactive, expired, used up, of another kind or
+    (a plan trial) for another plan. One message for all of them."""
 
     code = "voucher_invalid"
 
@@ -81,6 +104,16 @@ class VoucherAlreadyRedeemed(VoucherError):
 
     def __init__(self):
         super().__init__("You have already used this code.")
+
+
+class VoucherTrialUsed(VoucherError):
+    """The user had a trial of this plan (by this code or another) already."""
+
+    code = "voucher_trial_used"
+    status = 409
+
+    def __init__(self):
+        super().__init__(TRIAL_USED_MESSAGE)
 
 
 class VoucherRejected(VoucherError):
@@ -114,6 +147,17 @@ UPDATE payments_voucher
    AND (valid_until IS NULL OR valid_until > statement_timestamp())
 RETURNING id, value,
           statement_timestamp() + make_interval(days => credits_valid_days)
+"""
+
+_TRIAL_CLAIM_SQL = """
+UPDATE payments_voucher
+   SET uses = uses + 1,
+       status = CASE WHEN uses + 1 >= max_uses THEN 'DEPLETED' ELSE status END,
+       updated_at = statement_timestamp()
+ WHERE code = %(code)s AND kind = 'SUBSCRIPTION_TRIAL' AND plan_code = %(plan_code)s
+   AND status = 'ACTIVE' AND uses < max_uses
+   AND (valid_until IS NULL OR valid_until > statement_timestamp())
+RETURNING id, value
 """
 
 _RECLAIM_SQL = """
@@ -230,11 +274,15 @@ def voucher_reserve(*, user, code: str, order) -> VoucherRedemption:
 def voucher_release_for_order(*, order_id: int) -> VoucherRedemption | None:
     """Give back the use a checkout reserved, when it ended unpaid. Inside the caller's
     transaction (the order's row lock held); a second call finds nothing reserved."""
-    redemption = (
+    return _release(
         VoucherRedemption.objects.select_for_update()
         .filter(order_id=order_id, status=S.RESERVED)
-        .first()
+        .first(),
+        f"order {order_id}",
     )
+
+
+def _release(redemption: VoucherRedemption | None, what: str) -> VoucherRedemption | None:
     if redemption is None:
         return None
     redemption.status = S.RELEASED
@@ -242,7 +290,94 @@ def voucher_release_for_order(*, order_id: int) -> VoucherRedemption | None:
     redemption.save(update_fields=["status", "released_at"])
     with connection.cursor() as cursor:
         cursor.execute(_RELEASE_SQL, {"id": redemption.voucher_id})
-    logger.info("order %s: voucher %s use released", order_id, redemption.voucher_id)
+    logger.info("%s: voucher %s use released", what, redemption.voucher_id)
+    return redemption
+
+
+# --- plan trials ------------------------------------------------------------------------------
+
+
+def trial_already_had(*, user, plan_code: str) -> bool:
+    """Whether ``user`` holds (or held) a trial of the plan: a trial code for it not given
+    back, or a free first period of it at any provider."""
+    return (
+        VoucherRedemption.objects.filter(
+            user=user, voucher__kind=K.SUBSCRIPTION_TRIAL, voucher__plan_code=plan_code
+        )
+        .exclude(status=S.RELEASED)
+        .exists()
+        or SubscriptionPeriod.objects.filter(
+            subscription__user=user,
+            plan__code=plan_code,
+            kind=SubscriptionPeriod.Kind.PERIOD,
+            amount=0,
+        ).exists()
+    )
+
+
+def voucher_reserve_trial(*, user, code: str, subscription) -> tuple[VoucherRedemption, int]:
+    """Reserve a plan-trial code for ``subscription`` (INCOMPLETE, just created, in the same
+    transaction) and return the reservation and the trial's days.
+
+    The code must be a trial of the subscription's plan. Once per user and plan: the user's
+    row is locked so two checkouts of theirs decide one after the other, and a user who had
+    a trial of the plan (by any code) is refused. Raises VoucherInvalid (one message whatever
+    the reason) or VoucherTrialUsed; the caller's transaction then rolls back."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("voucher_reserve_trial runs inside the subscription's transaction")
+    normalized = voucher_code_normalize(code)
+    if not normalized:
+        raise VoucherInvalid(TRIAL_INVALID_MESSAGE)
+    plan = subscription.plan
+    User.objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
+    if trial_already_had(user=user, plan_code=plan.code):
+        raise VoucherTrialUsed()
+    with connection.cursor() as cursor:
+        cursor.execute(_TRIAL_CLAIM_SQL, {"code": normalized, "plan_code": plan.code})
+        row = cursor.fetchone()
+    if row is None:
+        raise VoucherInvalid(TRIAL_INVALID_MESSAGE)
+    voucher_id, days = row
+    try:
+        with transaction.atomic():
+            redemption = VoucherRedemption.objects.create(
+                voucher_id=voucher_id,
+                user=user,
+                status=S.RESERVED,
+                subscription=subscription,
+                credits=plan.credits_per_period,
+            )
+    except IntegrityError as exc:
+        if _is_once_per_user(exc):
+            raise VoucherTrialUsed() from None
+        raise
+    return redemption, days
+
+
+def voucher_release_for_subscription(*, subscription_id: int) -> VoucherRedemption | None:
+    """Give back the trial use of a membership checkout that ended before it started
+    (cancelled, expired, given up). Inside the caller's transaction; once."""
+    return _release(
+        VoucherRedemption.objects.select_for_update()
+        .filter(subscription_id=subscription_id, status=S.RESERVED)
+        .first(),
+        f"subscription {subscription_id}",
+    )
+
+
+def voucher_redeem_for_subscription(*, subscription_id: int) -> VoucherRedemption | None:
+    """The membership a trial code was reserved for started: the code is redeemed (its
+    trial period's credits come with the free first invoice, as promotional credits)."""
+    redemption = (
+        VoucherRedemption.objects.select_for_update()
+        .filter(subscription_id=subscription_id, status=S.RESERVED)
+        .first()
+    )
+    if redemption is None:
+        return None
+    redemption.status = S.REDEEMED
+    redemption.redeemed_at = timezone.now()
+    redemption.save(update_fields=["status", "redeemed_at"])
     return redemption
 
 
@@ -345,7 +480,13 @@ def voucher_generate_code(*, prefix: str = "") -> str:
 def voucher_check_terms(values: dict) -> None:
     """Raise VoucherRejected when staff ask for terms the rules do not allow."""
     if values.get("kind") == K.SUBSCRIPTION_TRIAL:
-        raise VoucherRejected(TRIAL_UNAVAILABLE_MESSAGE)
+        plan_code = (values.get("plan_code") or "").strip()
+        if not plan_code or not SubscriptionPlan.objects.filter(code=plan_code).exists():
+            raise VoucherRejected("A plan trial needs the code of an existing plan.")
+        if not 1 <= values.get("value", 0) <= 730:
+            raise VoucherRejected("A plan trial is between 1 and 730 days.")
+    elif values.get("plan_code"):
+        raise VoucherRejected("Only a plan trial names a plan.")
     if not values.get("code"):
         raise VoucherRejected("A voucher needs a code.")
     if values.get("kind") == K.PERCENTAGE_BONUS and not 1 <= values.get("value", 0) <= 1000:
@@ -355,7 +496,7 @@ def voucher_check_terms(values: dict) -> None:
 
 
 def voucher_create(*, staff_user, audit: Audit = None, **values) -> Voucher:
-    """Create one voucher (code normalised, unique). Plan trials are refused for now."""
+    """Create one voucher (code normalised, unique); a plan trial names an existing plan."""
     values["code"] = voucher_code_normalize(values.get("code"))
     values.setdefault("status", Voucher.Status.ACTIVE)
     if values["status"] == Voucher.Status.DEPLETED:
@@ -425,13 +566,14 @@ def vouchers_generate(
     valid_until: datetime | None = None,
     credits_valid_days: int | None = None,
     note: str = "",
+    plan_code: str = "",
     audit: Callable[[list[Voucher], str], object] | None = None,
 ) -> tuple[str, list[Voucher]]:
     """Make ``count`` single-use codes ``PREFIX-XXXX-XXXX-XXXX`` in one batch; returns the
     batch label (for the CSV) and the vouchers. All or none are created."""
     if not 1 <= count <= GENERATE_MAX:
         raise VoucherRejected(f"Generate between 1 and {GENERATE_MAX} codes at a time.")
-    voucher_check_terms({"kind": kind, "code": "x", "value": value})
+    voucher_check_terms({"kind": kind, "code": "x", "value": value, "plan_code": plan_code})
     batch = f"{voucher_code_normalize(prefix).strip('-') or 'BATCH'}-{timezone.now():%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
     codes: set[str] = set()
     while len(codes) < count:
@@ -442,6 +584,7 @@ def vouchers_generate(
                 code=code,
                 kind=kind,
                 value=value,
+                plan_code=plan_code,
                 max_uses=1,
                 valid_until=valid_until,
                 credits_valid_days=credits_valid_days,

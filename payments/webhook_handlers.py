@@ -163,7 +163,12 @@ def handle_subscription_event(*, event, order, status, refunds=None, facts=None)
     are applied, whatever the event said; a paid invoice is recorded and granted once."""
     if facts is None:
         raise OrderNotReady(f"The provider's subscription {event.subscription_id} was not read.")
-    note = subscription_apply(provider_name=event.provider, facts=facts, source=_source(event))
+    note = subscription_apply(
+        provider_name=event.provider,
+        facts=facts,
+        source=_source(event),
+        payment_failed=event.kind == EventKind.SUBSCRIPTION_PAYMENT_FAILED,
+    )
     return Outcome(PROCESSED, note)
 
 

@@ -278,6 +278,12 @@ CELERY_BEAT_SCHEDULE = beat_schedule(
     every("handle-balance-crossings", "credits.tasks.handle_crossings", seconds=60),
     # Lots expiring within a week: one email per lot (credits/expiry_notices.py).
     every("notify-expiring-credit-lots", "credits.tasks.notify_expiring_lots", seconds=3600),
+    # Memberships renewing within 3 days: one reminder per period (payments/subscription_notices.py).
+    every(
+        "notify-renewing-subscriptions",
+        "payments.tasks.notify_renewing_subscriptions",
+        seconds=3600,
+    ),
     every("reap-stuck-generation-jobs", "generations.tasks.reap_stuck_jobs", seconds=60),
     # Stored files no row names (a worker killed between saving and committing; deletions
     # whose after-commit clean-up did not run): images/cleanup.py.

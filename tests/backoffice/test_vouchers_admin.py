@@ -13,7 +13,7 @@ from core.audit import AuditAction
 from credits.models import AuditLog
 from credits.services import credits_spend, lots_expire_due
 from payments.models import Voucher
-from payments.vouchers import TRIAL_UNAVAILABLE_MESSAGE, voucher_redeem
+from payments.vouchers import voucher_redeem
 from tests.credits.lots_helpers import lapse, lot_of
 from tests.payments.voucher_helpers import make_voucher
 
@@ -72,16 +72,22 @@ def test_staff_create_a_voucher_and_the_action_is_audited(client, manager):
     assert row.metadata["reason"] == "Campaign 12" and row.metadata["code"] == "SUMMER"
 
 
-def test_a_plan_trial_is_refused_at_creation_with_the_reason(client, manager):
+def test_a_plan_trial_names_an_existing_plan(client, manager):
     client.force_login(manager)
+
+    response = client.post(
+        f"{CHANGELIST}add/", form_data(kind="SUBSCRIPTION_TRIAL", plan_code="gold", value="14")
+    )
+    assert response.status_code == 200
+    assert "A plan trial needs the code of an existing plan." in response.content.decode()
+    assert not Voucher.objects.exists()
 
     response = client.post(
         f"{CHANGELIST}add/", form_data(kind="SUBSCRIPTION_TRIAL", plan_code="pro", value="14")
     )
-
-    assert response.status_code == 200
-    assert TRIAL_UNAVAILABLE_MESSAGE in response.content.decode()
-    assert not Voucher.objects.exists()
+    assert response.status_code == 302
+    voucher = Voucher.objects.get()
+    assert (voucher.kind, voucher.plan_code, voucher.value) == ("SUBSCRIPTION_TRIAL", "pro", 14)
 
 
 def test_the_code_cannot_change_once_used_but_the_rest_can_and_is_audited(client, manager, user):
@@ -184,10 +190,17 @@ def test_bulk_generation_makes_unique_unguessable_single_use_codes_downloadable_
     assert staff_rows(AuditAction.STAFF_VOUCHER_EXPORT)[0].actor == manager
 
 
-def test_generation_refuses_plan_trials_and_too_many(client, manager):
+def test_generation_refuses_plan_trials_without_a_plan_and_too_many(client, manager):
     client.force_login(manager)
     for data in (
         {"count": "5", "kind": "SUBSCRIPTION_TRIAL", "value": "14", "reason": "x"},
+        {
+            "count": "5",
+            "kind": "SUBSCRIPTION_TRIAL",
+            "value": "14",
+            "plan_code": "x",
+            "reason": "x",
+        },
         {"count": "999999", "kind": "FIXED_TOKENS", "value": "14", "reason": "x"},
     ):
         response = client.post(f"{CHANGELIST}generate/", data)

@@ -7,6 +7,7 @@ import io
 import pytest
 from django.core.management import call_command
 
+from accounts.models import OutboundEmail
 from credits.models import CreditBalance, CreditLot
 from credits.services import credits_spend
 from payments.models import PlanPrice, Subscription, SubscriptionPeriod, WebhookEvent
@@ -88,11 +89,18 @@ def test_each_paid_period_grants_its_lot_and_renewal_rolls_over(member, paypal, 
     call_command("check_ledger")
 
 
-def test_a_failed_payment_is_past_due_and_a_refund_takes_the_periods_credits(member, paypal, send):
+def test_a_failed_payment_is_past_due_and_a_refund_takes_the_periods_credits(
+    member, paypal, send, mailoutbox
+):
     user, sub = member
     send(paypal.bill(sub.provider_subscription_id, fail=True))
     sub.refresh_from_db()
     assert sub.status == "PAST_DUE" and balance(user) == 300
+    # The member is told once, in the event's transaction.
+    (email,) = OutboundEmail.objects.filter(kind="subscription_payment_failed")
+    assert email.event_key.startswith(f"subscription_payment_failed:subscription:{sub.pk}:")
+    (sent,) = [m for m in mailoutbox if m.subject == "Your Pro subscription payment failed"]
+    assert sent.to == [user.email] and "could not take $24.00" in sent.body
 
     period = SubscriptionPeriod.objects.get(subscription=sub)
     send([paypal.refund_sale(period.provider_payment_id, "24.00")])
@@ -109,3 +117,6 @@ def test_cancelling_ends_the_paypal_subscription(member, paypal, send):
     user.refresh_from_db()
     assert sub.status == "ENDED" and (user.status, user.membership_tier) == ("ACTIVE", "FREE")
     assert paypal.subscriptions[sub.provider_subscription_id]["status"] == "CANCELLED"
+    (email,) = OutboundEmail.objects.filter(kind="subscription_cancelled")
+    assert email.event_key == f"subscription_cancelled:subscription:{sub.pk}:ended"
+    assert email.subject == "Your Pro subscription is cancelled"

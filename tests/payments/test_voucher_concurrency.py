@@ -115,3 +115,74 @@ def test_a_voucher_never_reads_past_its_maximum(make_user):
     voucher = make_voucher("HARD", max_uses=1)
     voucher_redeem(user=make_user(), code="HARD")
     assert Voucher.objects.filter(pk=voucher.pk, uses__lte=1).exists()
+
+
+def test_membership_checkouts_racing_for_the_last_trial_uses_reserve_exactly_those(
+    make_user, plans, sandbox_only
+):
+    from payments.models import Subscription
+    from payments.subscriptions import subscription_start
+
+    voucher = make_voucher(
+        "TRIALRUSH", kind="SUBSCRIPTION_TRIAL", value=14, plan_code="pro", max_uses=3
+    )
+    users = [make_user() for _ in range(12)]
+
+    def checkout(u):
+        return subscription_start(
+            user=u,
+            plan=plans["pro"],
+            provider_name="SANDBOX",
+            success_url="http://testserver/billing/plan/",
+            cancel_url="http://testserver/pricing/",
+            voucher_code="trialrush",
+        )
+
+    results, _ = race([lambda u=u: checkout(u) for u in users])
+
+    assert sum(isinstance(r, tuple) for r in results) == 3, results
+    assert sum(isinstance(r, VoucherInvalid) for r in results) == 9
+    assert Subscription.objects.count() == 3  # a refused code opens no checkout
+    voucher.refresh_from_db()
+    assert (voucher.uses, voucher.status) == (3, "DEPLETED")
+    reserved = VoucherRedemption.objects.filter(voucher=voucher)
+    assert {r.status for r in reserved} == {"RESERVED"}
+    assert {r.subscription.user_id for r in reserved} == {
+        r[0].user_id for r in results if isinstance(r, tuple)
+    }
+
+
+def test_one_user_racing_themself_with_two_trial_codes_of_a_plan_gets_at_most_one(
+    user, plans, sandbox_only
+):
+    from payments.models import Subscription
+    from payments.subscriptions import SubscriptionError, subscription_start
+    from payments.vouchers import VoucherTrialUsed
+
+    make_voucher("TRY-ONE", kind="SUBSCRIPTION_TRIAL", value=7, plan_code="pro", max_uses=50)
+    make_voucher("TRY-TWO", kind="SUBSCRIPTION_TRIAL", value=7, plan_code="pro", max_uses=50)
+
+    def checkout(code):
+        return subscription_start(
+            user=user,
+            plan=plans["pro"],
+            provider_name="SANDBOX",
+            success_url="http://testserver/billing/plan/",
+            cancel_url="http://testserver/pricing/",
+            voucher_code=code,
+        )
+
+    results, _ = race([lambda c=c: checkout(c) for c in ["TRY-ONE", "TRY-TWO"] * 5])
+
+    assert all(isinstance(r, tuple | SubscriptionError | VoucherTrialUsed) for r in results), (
+        results
+    )
+    # Whatever won, the user holds one live checkout and one reserved trial of the plan.
+    assert Subscription.objects.filter(user=user, status="INCOMPLETE").count() == 1
+    live = Subscription.objects.get(user=user, status="INCOMPLETE")
+    assert list(
+        VoucherRedemption.objects.filter(user=user)
+        .exclude(status="RELEASED")
+        .values_list("subscription_id", flat=True)
+    ) == [live.pk]
+    assert sum(Voucher.objects.values_list("uses", flat=True)) == 1

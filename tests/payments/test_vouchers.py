@@ -11,11 +11,8 @@ from credits.models import CreditBalance, CreditLot, LedgerEntry
 from payments.models import Voucher, VoucherRedemption
 from payments.vouchers import (
     INVALID_CODE_MESSAGE,
-    TRIAL_UNAVAILABLE_MESSAGE,
     VoucherAlreadyRedeemed,
     VoucherInvalid,
-    VoucherRejected,
-    voucher_create,
     voucher_redeem,
 )
 from tests.credits.lots_helpers import db_now, wait_for_db_clock
@@ -118,20 +115,8 @@ def test_expiry_is_judged_by_the_database_clock_at_the_boundary(make_user):
     assert voucher.state(db_now()) == "EXPIRED"
 
 
-def test_staff_cannot_make_a_plan_trial_code_yet_and_none_redeems(user, staff_user):
-    with pytest.raises(VoucherRejected) as refused:
-        voucher_create(
-            staff_user=staff_user,
-            code="TRIAL14",
-            kind="SUBSCRIPTION_TRIAL",
-            value=14,
-            plan_code="pro-monthly",
-        )
-    assert refused.value.message == TRIAL_UNAVAILABLE_MESSAGE
-    assert not Voucher.objects.exists()
-
-    # Even one written below the service (a later import, a data fix) redeems as a bad code.
-    Voucher.objects.create(code="TRIAL14", kind="SUBSCRIPTION_TRIAL", value=14, plan_code="pro")
+def test_a_plan_trial_code_does_not_redeem_as_free_credits(user, plans):
+    make_voucher("TRIAL14", kind="SUBSCRIPTION_TRIAL", value=14, plan_code="pro")
     with pytest.raises(VoucherInvalid) as bad:
         voucher_redeem(user=user, code="trial14")
     assert bad.value.message == INVALID_CODE_MESSAGE
