@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "credits",
     "payments",
     "generations",
+    "ninja",
+    "api",
     "backoffice",
 ]
 
