@@ -70,6 +70,7 @@ def _claim(*, user, key: str, path: str, body_hash: str) -> tuple[ApiRequest, bo
                 locked_until=lease,
                 expires_at=now + timedelta(days=app_settings.IDEMPOTENCY_DAYS),
             )
+        row.fresh = True  # nobody worked under this key before
         return row, False
     except IntegrityError:
         pass
@@ -92,6 +93,7 @@ def _claim(*, user, key: str, path: str, body_hash: str) -> tuple[ApiRequest, bo
     if not taken:
         raise _in_progress()
     row.refresh_from_db()
+    row.fresh = False  # a request that died may have done (part of) the work
     return row, False
 
 

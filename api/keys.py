@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from core.audit import AuditAction
@@ -77,11 +78,15 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def _access_plans(user_id):
+    return Subscription.objects.filter(
+        user_id=user_id, status__in=PLAN_STATUSES, plan__api_access=True
+    )
+
+
 def has_api_access(*, user) -> bool:
     """Whether ``user``'s current plan includes API access."""
-    return Subscription.objects.filter(
-        user_id=user.pk, status__in=PLAN_STATUSES, plan__api_access=True
-    ).exists()
+    return _access_plans(user.pk).exists()
 
 
 def _audit(*, action: AuditAction, key: ApiKey, actor, details: dict | None = None) -> None:
@@ -223,7 +228,12 @@ def api_key_authenticate(*, token: str) -> ApiKey:
     parts = (token or "").split("_", 2)
     if len(parts) != 3 or parts[0] != "ck" or len(parts[1]) != PREFIX_LENGTH or not parts[2]:
         raise InvalidApiKey()
-    key = ApiKey.objects.select_related("user").filter(prefix=parts[1]).first()
+    key = (
+        ApiKey.objects.select_related("user")
+        .annotate(plan_access=Exists(_access_plans(OuterRef("user_id"))))
+        .filter(prefix=parts[1])
+        .first()
+    )
     if key is None or not hmac.compare_digest(key.secret_hash, hash_secret(parts[2])):
         raise InvalidApiKey()
     now = timezone.now()
@@ -231,7 +241,7 @@ def api_key_authenticate(*, token: str) -> ApiKey:
         raise InvalidApiKey()
     if not key.user.is_active:
         raise InvalidApiKey()
-    if not has_api_access(user=key.user):
+    if not key.plan_access:
         raise ApiAccessRequired(
             "Your plan does not include API access (any more); your keys work again with a plan "
             "that does."

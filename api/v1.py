@@ -324,9 +324,10 @@ def job_create(request, payload: s.JobIn):
 
     def work(claim):
         # A request that died after committing its job left the job linked to this claim.
-        done = ApiJob.objects.filter(request=claim).select_related("job").first()
-        if done is not None:
-            return 201, _json_job(done.job, request)
+        if not claim.fresh:
+            done = ApiJob.objects.filter(request=claim).select_related("job").first()
+            if done is not None:
+                return 201, _json_job(done.job, request)
         job = job_submit(
             user=key.user,
             request=_job_request(payload),

@@ -215,7 +215,7 @@ def main() -> None:
     try:
         # Every worker process answers each case once before the clock runs (first-request
         # imports and schema building are not what is measured).
-        for name, spec in cases:
+        for _name, spec in cases:
             run_clients(case(port, members, **spec), clients=args.clients, seconds=1, warmup=2)
         for name, spec in cases:
             result = run_clients(
