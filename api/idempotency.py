@@ -130,3 +130,21 @@ def idempotent(
         raise
     ApiRequest.objects.filter(pk=row.pk).update(status=status, response=body)
     return JsonResponse(body, status=status, safe=False)
+
+
+def api_requests_purge(*, now=None, batch_size: int = 5000) -> int:
+    """Delete answered POST records past their replay time, in batches; returns how many went.
+
+    A record still in progress is kept (its lease decides); an expired one would be taken over
+    by a retry anyway, so deleting it changes no answer."""
+    now = now or timezone.now()
+    deleted = 0
+    while True:
+        ids = list(
+            ApiRequest.objects.filter(expires_at__lte=now, status__isnull=False).values_list(
+                "pk", flat=True
+            )[:batch_size]
+        )
+        if not ids:
+            return deleted
+        deleted += ApiRequest.objects.filter(pk__in=ids).delete()[0]

@@ -332,3 +332,18 @@ def test_redeeming_a_code_grants_once_and_a_retry_replays(member, api_client, st
     assert api.post("/vouchers/redeem", {"code": "api-fifty"}, key="v1").json()["balance"] == 150
     again = api.post("/vouchers/redeem", {"code": "api-fifty"}, key="v2")
     assert again.status_code >= 400 and balance(member) == 150
+
+
+def test_stored_answers_are_purged_after_their_replay_time_and_the_key_starts_afresh(
+    member, api_client, price_rules, parked_queue
+):
+    from api.idempotency import api_requests_purge
+    from api.models import ApiRequest
+
+    api = api_client(member.token)
+    first = api.post("/jobs", PICTURE, key="old").json()
+    assert api_requests_purge() == 0
+    ApiRequest.objects.filter(key="old").update(expires_at=timezone.now())
+    assert api_requests_purge() == 1
+    again = api.post("/jobs", PICTURE, key="old")
+    assert again.status_code == 201 and again.json()["id"] != first["id"]
