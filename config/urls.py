@@ -4,6 +4,7 @@ from django.http import HttpResponseRedirect
 from django.templatetags.static import static
 from django.urls import include, path
 
+from api.v1 import api as api_v1
 from payments import views as payment_views
 
 
@@ -23,6 +24,8 @@ urlpatterns = [
     path("webhooks/", include("payments.webhook_urls")),
     path("generate/", include("generations.urls")),
     path("", include("images.urls")),
+    path("account/api-keys/", include("api.urls")),
+    path("api/v1/", api_v1.urls),
     path("staff/", include("backoffice.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -25,6 +25,10 @@ class AuditAction(models.TextChoices):
     CONTROLS = "credits.controls", "Spending controls changed"
     # accounts
     ACCOUNT_DELETE = "accounts.delete", "Account deleted"
+    # API keys (api), each in the transaction of the change it records
+    API_KEY_CREATE = "api.key_create", "API key created"
+    API_KEY_ROTATE = "api.key_rotate", "API key rotated"
+    API_KEY_REVOKE = "api.key_revoke", "API key revoked"
     # staff actions (backoffice), each in the transaction of the change it records
     STAFF_CREDITS_ADJUST = "staff.credits_adjust", "Staff: adjust credits"
     STAFF_ADJUSTMENT_REQUEST = "staff.adjustment_request", "Staff: request a large adjustment"
@@ -43,6 +47,7 @@ class AuditAction(models.TextChoices):
     STAFF_VOUCHER_DEACTIVATE = "staff.voucher_deactivate", "Staff: deactivate a voucher"
     STAFF_VOUCHER_GENERATE = "staff.voucher_generate", "Staff: generate voucher codes"
     STAFF_VOUCHER_EXPORT = "staff.voucher_export", "Staff: download voucher codes"
+    STAFF_API_KEY_REVOKE = "staff.api_key_revoke", "Staff: revoke an API key"
 
     @classmethod
     def staff(cls, name: str) -> "AuditAction":

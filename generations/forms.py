@@ -35,7 +35,9 @@ class JobForm(forms.Form):
         help_text="The same prompt and seed always draw the same picture.",
     )
     max_output_tokens = forms.IntegerField(required=False, label="Longest answer (tokens)")
-    use_own_key = forms.BooleanField(required=False, initial=True, label="Run on my own API key")
+    use_own_key = forms.BooleanField(
+        required=False, initial=True, label="Run on my own provider key"
+    )
 
     def __init__(self, *args, user, user_has_key: bool, lenient: bool = False, **kwargs):
         """``lenient``: a model or tier left over from another operation falls back to the
@@ -155,7 +157,7 @@ class JobForm(forms.Form):
 
 class ApiKeyForm(forms.Form):
     api_key = forms.CharField(
-        label="API key",
+        label="Provider key",
         strip=True,
         max_length=512,
         widget=forms.PasswordInput(

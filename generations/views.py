@@ -217,7 +217,7 @@ def api_key(request):
             if api_key_remove(user=request.user):
                 messages.success(
                     request,
-                    "Your API key is removed. "
+                    "Your provider key is removed. "
                     + (
                         "Jobs now run on the platform's key."
                         if app_settings.OPENAI_API_KEY
@@ -234,7 +234,7 @@ def api_key(request):
             else:
                 messages.success(
                     request,
-                    "The model service accepted your API key. It is stored, encrypted, "
+                    "The model service accepted your provider key. It is stored, encrypted, "
                     "and never shown again.",
                 )
                 return redirect("generations:api_key")

@@ -1,7 +1,7 @@
 """The apps' imports point one way, and no module imports itself back through others.
 
 Layers, bottom to top: ``core`` -> ``accounts`` -> ``notices`` -> ``credits`` -> ``payments`` | ``generations``
--> ``images`` -> ``backoffice``; ``config`` (settings, urls, Celery) sits on top and may import anything.
+-> ``images`` -> ``api`` -> ``backoffice``; ``config`` (settings, urls, Celery) sits on top and may import anything.
 A module imports its own app and the layers below it only: ``payments`` and ``generations``
 never import each other, and nothing imports ``backoffice`` but ``config`` (and the tests,
 which are not checked). An upper app that needs a lower one to call it back registers a
@@ -29,8 +29,9 @@ LAYERS = {
     "payments": 4,
     "generations": 4,
     "images": 5,
-    "backoffice": 6,
-    "config": 7,
+    "api": 6,
+    "backoffice": 7,
+    "config": 8,
 }
 
 #: ``(module, imported module)`` pairs allowed against the order above, each with the reason.

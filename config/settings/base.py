@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "payments",
     "generations",
     "images",
+    "ninja",
+    "api",
     "backoffice",
 ]
 
@@ -264,6 +266,7 @@ CELERY_BEAT_SCHEDULE = beat_schedule(
         "credits.tasks.purge_expired_idempotency_records",
         seconds=3600,
     ),
+    every("purge-expired-api-requests", "api.tasks.purge_expired_api_requests", seconds=3600),
     # Webhook events whose next attempt is overdue (payments/webhooks.py): with the 60 s lease,
     # a paid order converges within about 90 s of its worker dying.
     every(

@@ -50,7 +50,7 @@ def test_submit_a_picture_watch_it_complete_and_see_it(
     assert "Not available" in unavailable.inner_text()
     assert unavailable.locator("input").is_disabled()
     assert (
-        unavailable.get_by_role("link", name="Add your own API key").get_attribute("href")
+        unavailable.get_by_role("link", name="Add your own provider key").get_attribute("href")
         == "/generate/api-key/"
     )
     page.locator(

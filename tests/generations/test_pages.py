@@ -314,7 +314,7 @@ def test_without_a_model_service_text_is_shown_unavailable_with_how_to_enable_it
     html = client_for(make_user(credits=5)).get(reverse("generations:new")).content.decode()
     unavailable = html.split('data-testid="operation-unavailable-text"')[1].split("</div>")[0]
     assert "Not available" in unavailable and "disabled" in unavailable
-    assert f'href="{reverse("generations:api_key")}">Add your own API key' in unavailable
+    assert f'href="{reverse("generations:api_key")}">Add your own provider key' in unavailable
     assert "OPENAI_API_KEY" in unavailable
     assert 'name="operation" value="text"' not in html  # it cannot be submitted
 
