@@ -18,7 +18,6 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Subquery
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -64,6 +63,7 @@ from .models import (
     staff_adjustment_description,
 )
 from .references import Source, require_registered
+from .selectors import spending_controls_of
 
 #: The longest customer-facing description an entry keeps.
 DESCRIPTION_MAX_LENGTH = LedgerEntry._meta.get_field("description").max_length
@@ -768,30 +768,12 @@ def _refusal(m: Movement, regen: RegenPolicy | None) -> Exception:
 
 def _cap_refusal(m: Movement) -> SpendingCapReached | None:
     """The cap a refused spend would pass, read fresh (the windows on the database clock)."""
-    tz = app_settings.CAP_TIMEZONE
-    row = (
-        CreditBalance.objects.filter(user_id=m.user_id)
-        .annotate(
-            day_spent=RawSQL(
-                "CASE WHEN spent_day = (statement_timestamp() AT TIME ZONE %s)::date"
-                " THEN spent_in_day ELSE 0 END",
-                [tz],
-            ),
-            month_spent=RawSQL(
-                "CASE WHEN spent_month = date_trunc('month', statement_timestamp() AT TIME ZONE %s)::date"
-                " THEN spent_in_month ELSE 0 END",
-                [tz],
-            ),
-        )
-        .values("daily_cap", "monthly_cap", "day_spent", "month_spent")
-        .first()
-    )
-    if row is None:
-        return None
+    state = spending_controls_of(user_id=m.user_id)
+    tz = state.time_zone
     needed = -m.delta
     for period, cap, spent, resets in (
-        ("daily", row["daily_cap"], row["day_spent"], f"at midnight ({tz})"),
-        ("monthly", row["monthly_cap"], row["month_spent"], f"on the 1st of the month ({tz})"),
+        ("daily", state.daily_cap, state.spent_today, f"at midnight ({tz})"),
+        ("monthly", state.monthly_cap, state.spent_this_month, f"on the 1st of the month ({tz})"),
     ):
         if cap is not None and spent + needed > cap:
             return SpendingCapReached(
