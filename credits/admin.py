@@ -6,6 +6,7 @@ from functools import partial
 from django.contrib import admin
 from django.contrib.admin.checks import InlineModelAdminChecks
 from django.contrib.admin.utils import flatten_fieldsets
+from django.contrib.auth import get_user_model
 from django.forms.models import BaseModelFormSet, modelformset_factory
 from django.utils.html import format_html
 
@@ -486,9 +487,7 @@ class TrialClaimAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="User")
     def user_link(self, obj):
-        from django.contrib.auth import get_user_model
-
-        return admin_link(get_user_model(), obj.user_id)
+        return _user_link(obj.user_id)
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -537,10 +536,13 @@ class BalanceCrossingAdmin(ReadOnlyAdminMixin, BigTableAdminMixin, admin.ModelAd
 
     @admin.display(description="User")
     def user_link(self, obj):
-        from django.contrib.auth import get_user_model
-
-        return admin_link(get_user_model(), obj.user_id)
+        return _user_link(obj.user_id)
 
     @admin.display(description="Ledger entry")
     def entry_link(self, obj):
         return admin_link(LedgerEntry, obj.entry_id) if obj.entry_id else "–"
+
+
+def _user_link(user_id: int):
+    """A link to the user's admin page by id alone (for rows whose user is not loaded)."""
+    return admin_link(get_user_model(), user_id)
