@@ -1,14 +1,15 @@
 """The statements that move a balance and append its ledger entry and audit row.
 
-A movement is ONE statement: the balance row locked (``SELECT ... FOR UPDATE``, the
-per-user lock), then the user's lots, feeding the ledger, lot and audit inserts and the
-balance row's update in the same CTE (see ``_lots_statement``). The balance
-row's lock is therefore held only from that statement to the commit right after it (and
-when the caller has no transaction open, the statement is its own transaction: the lock is
-taken and released inside the server, with no client round trip in between). The UNIQUE
-idempotency key makes a repeated movement fail as a whole, so it never moves money.
+A movement is ONE statement over the balance row and the user's lots, feeding the ledger,
+lot and audit inserts and the balance row's update in the same CTE (see ``_lots_statement``).
+The balance row's lock (``SELECT ... FOR UPDATE``, the per-user lock) is taken first, by a
+statement of its own sent in the same round trip (``_run_locked``): the movement's statement
+then starts with the lock held, on a snapshot that has everything the previous holder
+committed. The lock is held only while the server runs the two statements and the commit
+right after them: there is no client round trip in between. The UNIQUE idempotency key makes
+a repeated movement fail as a whole, so it never moves money.
 
-Free-tier regeneration rides on the same statement: it locks the balance row, works out
+Free-tier regeneration rides on the same statement: under the balance row's lock it works out
 the credits due since ``regen_checked_at`` (whole periods, topping up to the cap and never
 beyond), and writes the regeneration entry and the movement's entry, in that order, in one
 statement. All times come from the database clock (the statement's start, not the
@@ -95,7 +96,7 @@ _REGEN_CALC = """
 #
 # Every movement is one statement over the user's balance row and lots:
 #
-#   bal     locks the balance row (FOR UPDATE: the per-user lock every movement takes first);
+#   bal     the balance row, FOR UPDATE (the per-user lock every movement takes first);
 #   held    then locks the user's lots holding credits, in burn order (and, for a refund, the
 #           lots its spend drew from);
 #   due     the held lots that have expired with credits left: the statement expires them
@@ -114,11 +115,12 @@ _REGEN_CALC = """
 #   expiry of returned credits whose lot has lapsed), their lots and lot movements, the lots'
 #   new ``remaining`` (one UPDATE per lot), the balance row and the audit rows.
 #
-# A lot granted by a transaction that commits while this statement waits for the balance row
-# is not in this statement's snapshot: a spend may then be refused although the balance
-# would cover it. The services run a refused movement again when a fresh read says the live
-# lots cover it (``live_credits``); nothing is ever drawn from a lot the statement did not
-# lock.
+# A movement's statement runs after a statement of its own has locked the balance row, in
+# the same transaction (``_run_locked``): its snapshot then has everything the lock's previous
+# holder committed, so it judges the current lots (a lot granted while it waited included)
+# and updates current rows, never re-checking rows that changed while it waited. The
+# catch-up statement locks the row itself, and only when something is due: its lots are
+# read FOR UPDATE, which reads their latest versions.
 
 #: How a movement treats the lots.
 GRANT = "grant"  # a new lot of ``delta`` credits
@@ -767,50 +769,98 @@ def _bound(sql: str, params: dict) -> tuple[str, list]:
 _PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
 
 
-def _run(sql: str, params: dict) -> list[tuple]:
-    """Run one of this module's statements and return its rows.
+class _Statements:
+    """A cursor for this module's statements, inside Django's cursor wrapper (query logging,
+    counting and execute wrappers see every statement).
 
-    The statement is bound server-side and prepared once per connection, so
-    its (large) CTE is parsed and planned once instead of on every call. It still goes
-    through Django's cursor wrapper: query logging, counting and execute wrappers see it.
-    ``CREDITS_PREPARED_STATEMENTS = False`` turns this off (for a transaction-pooling
-    PgBouncer older than 1.21).
+    Prepared: bound server-side and prepared once per connection, so a (large) CTE is parsed
+    and planned once instead of on every call. ``CREDITS_PREPARED_STATEMENTS = False`` turns
+    this off (for a transaction-pooling PgBouncer older than 1.21).
     """
-    db = _db()
-    if not app_settings.PREPARED_STATEMENTS:
-        with db.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    db.close_if_health_check_failed()
-    db.ensure_connection()
-    raw = db.connection
-    if raw.prepare_threshold is None:  # Django turns automatic preparation off
-        raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
-    db.validate_thread_sharing()
-    with db.wrap_database_errors:
-        prepared = _PreparedCursor(raw)
-    if db.queries_logged:
-        with _LoggedCursor(prepared, db) as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    with CursorWrapper(prepared, db) as cursor:
-        cursor.execute(*_bound(sql, params))
-        return cursor.fetchall()
+
+    def __init__(self):
+        db = self.db = _db()
+        if not app_settings.PREPARED_STATEMENTS:
+            self.cursor, self.bind = db.cursor(), False
+            return
+        db.close_if_health_check_failed()
+        db.ensure_connection()
+        raw = db.connection
+        if raw.prepare_threshold is None:  # Django turns automatic preparation off
+            raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+        db.validate_thread_sharing()
+        with db.wrap_database_errors:
+            prepared = _PreparedCursor(raw)
+        if db.queries_logged:
+            self.cursor, self.bind = _LoggedCursor(prepared, db), False
+        else:
+            self.cursor, self.bind = CursorWrapper(prepared, db), True
+
+    def execute(self, sql: str, params: dict) -> None:
+        if self.bind:
+            self.cursor.execute(*_bound(sql, params))
+        else:
+            self.cursor.execute(sql, params)
+
+    def control(self, sql: str) -> None:
+        """A transaction-control statement (never prepared), logged like the others."""
+        with self.db.cursor() as cursor:
+            cursor.execute(sql)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.cursor.close()
 
 
-def run_atomically(apply):
-    """Run ``apply()`` (which issues ONE statement) as one unit of work.
+def _run(sql: str, params: dict) -> list[tuple]:
+    """Run one of this module's statements and return its rows."""
+    with _Statements() as statements:
+        statements.execute(sql, params)
+        return statements.cursor.fetchall()
 
-    With no transaction open, a single statement is already its own transaction:
-    it runs bare, saving the BEGIN and COMMIT round trips and keeping the balance row's lock
-    inside the server. Inside the caller's transaction it runs in a savepoint, so a failed
-    statement (a repeated idempotency key) leaves the caller's transaction usable.
+
+# Every movement takes the user's balance row lock first, in a statement of its own.
+_LOCK_BALANCE = "SELECT 1 FROM credits_creditbalance WHERE user_id = %(uid)s FOR UPDATE"
+_SAVEPOINT = "credits_movement"
+
+
+def _run_locked(sql: str, params: dict) -> list[tuple]:
+    """Lock the balance row of ``params["uid"]``, then run the movement ``sql``: one unit
+    of work, and one round trip to the server.
+
+    The lock is its own statement so that the movement's statement starts once the lock is
+    held: in READ COMMITTED its snapshot then has everything the lock's previous holder
+    committed (the lots it drew from, a lot granted while this one waited), and it never
+    re-checks rows that changed while it waited. The four statements go out together (a
+    pipeline), so the lock is held only while the server runs them.
+
+    With no transaction open they are their own transaction (BEGIN ... COMMIT); inside the
+    caller's they run in a savepoint, so a failed statement (a repeated idempotency key)
+    leaves the caller's transaction usable.
     """
     db = _db()
     if not db.in_atomic_block and db.get_autocommit():
-        return apply()
-    with transaction.atomic():
-        return apply()
+        begin, end, undo = "BEGIN", "COMMIT", ["ROLLBACK"]
+    else:
+        begin, end = f"SAVEPOINT {_SAVEPOINT}", f"RELEASE SAVEPOINT {_SAVEPOINT}"
+        undo = [f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}", end]
+    with _Statements() as statements:
+        try:
+            with db.wrap_database_errors, db.connection.pipeline():
+                statements.control(begin)
+                statements.execute(_LOCK_BALANCE, {"uid": params["uid"]})
+                statements.execute(sql, params)
+                rows_of = statements.cursor
+                statements.control(end)
+                rows = rows_of.fetchall()
+        except BaseException:
+            if db.connection is not None and not db.connection.closed:
+                for sql_undo in undo:
+                    statements.control(sql_undo)
+            raise
+    return rows
 
 
 def mode_for(m: Movement) -> str:
@@ -867,7 +917,7 @@ def apply_movement(
     if mode == GRANT and m.lot is None:
         m = replace(m, lot=default_lot(m.kind))
     sql, params = statement_for(m, mode=mode, regen=regen, need=need)
-    rows = _run(sql, params)
+    rows = _run_locked(sql, params)
     if rows and rows[0][7]:
         _crossed()
     for entry_id, _kind, amount, before, after, created_at, key, _crossing in rows:

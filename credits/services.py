@@ -38,7 +38,6 @@ from .exceptions import (
 from .idempotency import FOREVER, idempotency_remember, require_key
 from .ledger_sql import (
     CLAW,
-    DRAW,
     LOT_OF_KIND,
     BalanceSnapshot,
     LotTerms,
@@ -48,7 +47,6 @@ from .ledger_sql import (
     apply_movement,
     apply_regeneration,
     live_credits,
-    run_atomically,
 )
 from .models import (
     GRANT_KINDS,
@@ -428,7 +426,7 @@ def credits_forfeit(
     existing = _existing(idempotency_key)
     if existing is None:
         try:
-            return run_atomically(lambda: apply_movement(m))
+            return apply_movement(m)
         except IntegrityError:
             existing = _existing(idempotency_key)
             if existing is None:
@@ -458,7 +456,7 @@ def lots_expire_due(*, limit: int | None = None) -> int:
     )
     done = 0
     for user_id in dict.fromkeys(users):
-        run_atomically(lambda user_id=user_id: apply_catch_up(user_id=user_id))
+        apply_catch_up(user_id=user_id)
         done += 1
     return done
 
@@ -575,9 +573,7 @@ def _roll_over_once(
                 # Should the lot lapse between the read and the statement, the statement
                 # expires it and would draw elsewhere: that is refused, and the caller's
                 # savepoint rolls back (the lapsed lot is then caught up normally).
-                entry = run_atomically(
-                    lambda m=m, n=lot.remaining: apply_movement(m, mode=CLAW, need=n)
-                )
+                entry = apply_movement(m, mode=CLAW, need=lot.remaining)
                 if (
                     entry is not None
                     and LotMovement.objects.filter(entry_id=entry.pk)
@@ -667,10 +663,9 @@ def balance_refresh_for_request(*, request) -> BalanceSnapshot:
 # --- internals ----------------------------------------------------------------------------
 
 
-#: A refused spend is tried again (at most this many times in all) when a fresh read says
-#: the live lots cover it: a lot granted while it waited for the balance row's lock was not
-#: in its snapshot.
-MOVE_ATTEMPTS = 3
+#: A movement refused because the user has no balance row yet runs once more, after
+#: creating it.
+MOVE_ATTEMPTS = 2
 
 
 def _move(
@@ -683,7 +678,7 @@ def _move(
     """Apply a movement once. A repeat of its key returns the first entry."""
     for attempt in range(1, MOVE_ATTEMPTS + 1):
         try:
-            entry = run_atomically(lambda: apply_movement(m, regen=regen, mode=mode, need=need))
+            entry = apply_movement(m, regen=regen, mode=mode, need=need)
         except IntegrityError:
             existing = _existing(m.idempotency_key)
             if existing is not None:
@@ -705,10 +700,6 @@ def _move(
             continue
         if m.kind == LedgerKind.SPEND and (capped := _cap_refusal(m)) is not None:
             raise capped
-        if (mode or DRAW) == DRAW and m.delta < 0 and attempt < MOVE_ATTEMPTS:
-            live = live_credits(user_id=m.user_id, regen=regen)
-            if live is not None and live[0] >= -m.delta and not (m.needs_no_holds and live[1]):
-                continue
         break
     raise _refusal(m, regen)
 

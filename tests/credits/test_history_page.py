@@ -242,22 +242,20 @@ def test_staff_reasons_of_adjustments_made_before_notes_were_kept_apart_stay_hid
 ):
     """Such entries hold the staff reason as their description (and no internal note): the
     customer reads a neutral line, in the page and the export; staff still see the reason."""
-    from credits.ledger_sql import Movement, apply_movement, run_atomically
+    from credits.ledger_sql import Movement, apply_movement
 
     staff = make_user(is_staff=True)
     for delta, key in ((7, "legacy-add"), (-2, "legacy-take")):
-        run_atomically(
-            lambda delta=delta, key=key: apply_movement(
-                Movement(
-                    user_id=customer.pk,
-                    delta=delta,
-                    kind=LedgerKind.ADJUSTMENT,
-                    idempotency_key=key,
-                    action="credits.adjust",
-                    description="Suspected reseller, see fraud ticket",
-                    internal_note=None,
-                    created_by_id=staff.pk,
-                )
+        apply_movement(
+            Movement(
+                user_id=customer.pk,
+                delta=delta,
+                kind=LedgerKind.ADJUSTMENT,
+                idempotency_key=key,
+                action="credits.adjust",
+                description="Suspected reseller, see fraud ticket",
+                internal_note=None,
+                created_by_id=staff.pk,
             )
         )
     assert (

@@ -365,6 +365,7 @@ def test_the_debug_log_shows_each_statement_with_its_values(make_user, settings)
     with CaptureQueriesContext(connection) as queries:
         credits_spend(user=user, amount=2, idempotency_key="logged-spend")
 
-    # (inside the test's transaction the statement runs in a savepoint: SAVEPOINT, it, RELEASE)
-    [statement] = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    # (inside the test's transaction: SAVEPOINT, the balance row's lock, the movement, RELEASE)
+    lock, statement = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert lock.endswith(f"WHERE user_id = {user.pk} FOR UPDATE")
     assert "UPDATE credits_creditbalance" in statement and "'logged-spend'" in statement
