@@ -12,6 +12,11 @@ Each attempt first claims the row with one conditional UPDATE that moves
 same email at the same time; a worker that dies mid-send leaves the email due again when
 the lease ends (it may then be sent twice: SMTP has no idempotency).
 
+A file that is costly to draw (an invoice's PDF) can be attached as a ``LaterAttachment``:
+the row keeps the name of the function that draws it and its key, and the file is drawn when
+the email is sent, outside the transaction (and the locks) that queued it. The app that owns
+the document registers the function with ``attachment_renderer_register`` when it starts.
+
 When an account is deleted, ``outbound_emails_erase`` (in the deletion's transaction)
 cancels every email to its addresses still waiting to be sent and erases the address,
 subject and bodies of every one of them, sent or not; the rows stay as a record that an
@@ -24,12 +29,12 @@ deletion commits cannot be called back.)
 import base64
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -47,6 +52,26 @@ CANCELLED_ON_DELETION = "Cancelled: the account was deleted before this email wa
 
 
 @dataclass(frozen=True)
+class LaterAttachment:
+    """A file drawn when the email is sent: ``renderer`` names a function registered with
+    ``attachment_renderer_register``, called with ``key``, that returns the file's bytes."""
+
+    filename: str
+    mimetype: str
+    renderer: str
+    key: str
+
+
+#: Functions that draw a LaterAttachment, by name (registered by the apps that own them).
+_RENDERERS: dict[str, Callable[[str], bytes]] = {}
+
+
+def attachment_renderer_register(name: str, render: Callable[[str], bytes]) -> None:
+    """Let emails attach files drawn at send time by ``render(key)`` under ``name``."""
+    _RENDERERS[name] = render
+
+
+@dataclass(frozen=True)
 class SendOutcome:
     """What one attempt did: ``sent``, or the wait before the next try (None: no retry)."""
 
@@ -61,6 +86,7 @@ def outbound_email_queue(
     kind: str = "",
     event_key: str | None = None,
     skipped: bool = False,
+    later_attachments: Sequence[LaterAttachment] = (),
 ) -> OutboundEmail:
     """Store ``message`` for sending and send it once the current transaction commits.
 
@@ -68,12 +94,9 @@ def outbound_email_queue(
     (a retried task, a duplicated webhook, a concurrent request) stores nothing and returns
     the first email, so each event is emailed at most once. ``skipped`` stores the email as
     SKIPPED (the user turned its kind off): a record that the event was seen, never sent.
-    Files attached to ``message`` are kept on the row until it is sent.
+    Files attached to ``message`` are kept on the row until it is sent; ``later_attachments``
+    are drawn when it is sent.
     """
-    if event_key:
-        existing = OutboundEmail.objects.filter(event_key=event_key).first()
-        if existing is not None:
-            return existing
     html = ""
     for content, mimetype in getattr(message, "alternatives", None) or []:
         if mimetype == "text/html":
@@ -87,6 +110,10 @@ def outbound_email_queue(
             ).decode("ascii"),
         }
         for filename, content, mimetype in (message.attachments or [])
+    ]
+    attachments += [
+        {"filename": a.filename, "mimetype": a.mimetype, "renderer": a.renderer, "key": a.key}
+        for a in later_attachments
     ]
     fields = {
         "kind": kind[:200],
@@ -103,12 +130,9 @@ def outbound_email_queue(
     if skipped:
         fields.update(body="", html_body="", attachments=[])
     if event_key:
-        try:
-            # A savepoint: a concurrent twin that committed first leaves the caller's
-            # transaction usable, and its email is the one kept.
-            with transaction.atomic():
-                email = OutboundEmail.objects.create(**fields)
-        except IntegrityError:
+        email = _insert_once(OutboundEmail(**fields))
+        if email is None:
+            # A twin stored it first (now, or committed while this one waited on the key).
             return OutboundEmail.objects.get(event_key=event_key)
     else:
         email = OutboundEmail.objects.create(**fields)
@@ -188,6 +212,30 @@ def outbound_emails_erase(*, addresses: Iterable[str], replacement: str) -> int:
 # --- internals ----------------------------------------------------------------------------
 
 
+def _insert_once(email: OutboundEmail) -> OutboundEmail | None:
+    """INSERT the row unless its event key is stored already (ON CONFLICT DO NOTHING): one
+    round trip, no savepoint, and the caller's transaction stays usable either way. Returns
+    the stored email, or None when the key was taken."""
+    fields = [f for f in OutboundEmail._meta.concrete_fields if not f.primary_key]
+    for field in fields:
+        field.pre_save(email, add=True)  # created_at and the other defaults taken on insert
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    values = [f.get_db_prep_save(getattr(email, f.attname), connection) for f in fields]
+    sql = (
+        f"INSERT INTO {connection.ops.quote_name(OutboundEmail._meta.db_table)} ({columns}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT (event_key) DO NOTHING "
+        "RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    email.pk = row[0]
+    email._state.adding = False
+    return email
+
+
 def _enqueue(email_id: int) -> None:
     task_send("accounts.tasks.send_outbound_email", args=[email_id])
 
@@ -204,11 +252,11 @@ def _message(email: OutboundEmail) -> EmailMultiAlternatives:
     if email.html_body:
         message.attach_alternative(email.html_body, "text/html")
     for attachment in email.attachments or []:
-        message.attach(
-            attachment["filename"],
-            base64.b64decode(attachment["content_b64"]),
-            attachment["mimetype"],
-        )
+        if "renderer" in attachment:
+            content = _RENDERERS[attachment["renderer"]](attachment["key"])
+        else:
+            content = base64.b64decode(attachment["content_b64"])
+        message.attach(attachment["filename"], content, attachment["mimetype"])
     return message
 
 
