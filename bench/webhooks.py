@@ -78,6 +78,11 @@ def parse_args():
     parser.add_argument("--app-root", default=str(ROOT), help="the code under test")
     parser.add_argument("--json-out", help="also write the figures to this file")
     parser.add_argument(
+        "--worker-profile",
+        metavar="FILE",
+        help="run the processing worker under cProfile and write its profile to FILE",
+    )
+    parser.add_argument(
         "--compare-with",
         metavar="TREE",
         help="run the benchmark on TREE (an exported earlier revision) with a solo worker, "
@@ -288,13 +293,15 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def start_worker(
-    env: dict, queue: str, pool: str, concurrency: int
+    env: dict, queue: str, pool: str, concurrency: int, profile: str | None = None
 ) -> tuple[subprocess.Popen, Path]:
     log_path = APP / "var" / "bench-webhooks-worker.log"
     worker_env = dict(env, LOG_LEVEL="WARNING")
+    profiler = ["-m", "cProfile", "-o", str(Path(profile).resolve())] if profile else []
     proc = subprocess.Popen(
         [
             sys.executable,
+            *profiler,
             "-m",
             "celery",
             "-A",
@@ -466,7 +473,9 @@ def main() -> None:
             )
         print(f"\nresponses: {dict(sorted(statuses.items()))}; stored events: {stored}")
 
-        worker, worker_log = start_worker(env, queue, args.pool, args.concurrency)
+        worker, worker_log = start_worker(
+            env, queue, args.pool, args.concurrency, args.worker_profile
+        )
         began = time.perf_counter()
         while True:
             pending = WebhookEvent.objects.filter(status="RECEIVED").count()
