@@ -34,10 +34,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from core.inserts import insert_unless_stored
 from core.queue import task_send
 
 from . import app_settings
@@ -130,8 +131,8 @@ def outbound_email_queue(
     if skipped:
         fields.update(body="", html_body="", attachments=[])
     if event_key:
-        email = _insert_once(OutboundEmail(**fields))
-        if email is None:
+        email = OutboundEmail(**fields)
+        if not insert_unless_stored(email, "(event_key)"):
             # A twin stored it first (now, or committed while this one waited on the key).
             return OutboundEmail.objects.get(event_key=event_key)
     else:
@@ -210,30 +211,6 @@ def outbound_emails_erase(*, addresses: Iterable[str], replacement: str) -> int:
 
 
 # --- internals ----------------------------------------------------------------------------
-
-
-def _insert_once(email: OutboundEmail) -> OutboundEmail | None:
-    """INSERT the row unless its event key is stored already (ON CONFLICT DO NOTHING): one
-    round trip, no savepoint, and the caller's transaction stays usable either way. Returns
-    the stored email, or None when the key was taken."""
-    fields = [f for f in OutboundEmail._meta.concrete_fields if not f.primary_key]
-    for field in fields:
-        field.pre_save(email, add=True)  # created_at and the other defaults taken on insert
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    values = [f.get_db_prep_save(getattr(email, f.attname), connection) for f in fields]
-    sql = (
-        f"INSERT INTO {connection.ops.quote_name(OutboundEmail._meta.db_table)} ({columns}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT (event_key) DO NOTHING "
-        "RETURNING id"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    email.pk = row[0]
-    email._state.adding = False
-    return email
 
 
 def _enqueue(email_id: int) -> None:
