@@ -25,7 +25,7 @@ from .exceptions import PaymentMismatch, PaymentNotConfirmed, PaymentsError
 from .guards import assert_no_transaction
 from .invoices import invoice_issue
 from .ledger import order_source
-from .models import AutoTopUpAttempt, Invoice, Order, Refund, VoucherRedemption
+from .models import AutoTopUpAttempt, Order, Refund, VoucherRedemption
 from .providers import get_provider
 from .providers.base import PaymentStatus
 from .refunds import apply_refunded_total, closed_account_refund_key
@@ -65,13 +65,12 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
     # two round trips of a savepoint are a tenth of a webhook's processing.
     with transaction.atomic(savepoint=False):
         # One statement locks the order and reads what the fulfilment needs besides: the
-        # buyer, the package, the billing profile, and whether an invoice, a voucher bonus or
-        # an automatic purchase goes with the order (each is created with it, never later).
+        # buyer, the package, the billing profile, and whether a voucher bonus or an automatic
+        # purchase goes with the order (each is created with it, never later).
         order = (
             Order.objects.select_for_update(of=("self",))
             .select_related("user", "package", "user__billing_profile")
             .annotate(
-                has_invoice=Exists(Invoice.objects.filter(order=OuterRef("pk"))),
                 has_voucher=Exists(VoucherRedemption.objects.filter(order=OuterRef("pk"))),
                 has_topup=Exists(
                     AutoTopUpAttempt.objects.filter(
@@ -79,6 +78,7 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
                     )
                 ),
             )
+            .order_by()  # one row by its key: no sort by the model's ordering
             .get(pk=order_id)
         )
         if order.is_fulfilled:
@@ -119,13 +119,15 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
             autotopup_order_settled(order=order)
         user_mark_paying(user=order.user)
         # Last: the invoice number locks the year's counter until commit, and every fulfilment
-        # waits for that lock, so it is taken as late as possible.
+        # waits for that lock, so it is taken as late as possible. The invoice is issued only
+        # here, in the transaction that sets completed_at: an order not fulfilled has none (and
+        # the one-invoice-per-order constraint refuses a second).
         invoice_issue(
             order=order,
             amount_paid=order.amount,
             currency=order.currency,
             paid_at=now,
-            known_new=not order.has_invoice,
+            known_new=True,
         )
         if order.amount_refunded > 0:
             apply_refunded_total(

@@ -71,7 +71,7 @@ def invoice_issue(
     *, order: Order, amount_paid: Decimal, currency: str, paid_at: datetime, known_new=False
 ) -> Invoice:
     """The order's invoice, issued once. Call with the order's row lock held; ``known_new``:
-    the caller read under that lock that the order has no invoice yet."""
+    the caller knows under that lock that the order has no invoice yet (it is being fulfilled)."""
     if not known_new:
         existing = Invoice.objects.filter(order=order).first()
         if existing is not None:
