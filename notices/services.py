@@ -43,9 +43,10 @@ def email_queue(
 
     ``context`` fills the kind's subject and templates. ``attachments``: files as
     ``(filename, content, mimetype)``, or ``LaterAttachment``s drawn when the email is sent
-    (a document costly to draw, kept out of the caller's transaction). Returns the email (the first one when
-    ``key`` was seen before), a SKIPPED record when the user turned this optional kind off,
-    or None for an account that cannot receive email (deleted, inactive, no address).
+    (a document costly to draw, kept out of the caller's transaction). Returns the email
+    (the first one when ``key`` was seen before), a SKIPPED record when the user turned this
+    optional kind off, or None for an account that cannot receive email (deleted, inactive,
+    no address).
     """
     spec = kind_get(kind)
     if not user.is_active or getattr(user, "deleted_at", None) is not None or not user.email:

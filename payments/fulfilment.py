@@ -122,13 +122,7 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
         # waits for that lock, so it is taken as late as possible. The invoice is issued only
         # here, in the transaction that sets completed_at: an order not fulfilled has none (and
         # the one-invoice-per-order constraint refuses a second).
-        invoice_issue(
-            order=order,
-            amount_paid=order.amount,
-            currency=order.currency,
-            paid_at=now,
-            known_new=True,
-        )
+        invoice_issue(order=order, amount_paid=order.amount, currency=order.currency, paid_at=now)
         if order.amount_refunded > 0:
             apply_refunded_total(
                 order=order, total=order.amount_refunded, source=f"{source} (refund seen earlier)"

@@ -68,14 +68,10 @@ def invoice_next_number(*, year: int) -> tuple[int, str]:
 
 
 def invoice_issue(
-    *, order: Order, amount_paid: Decimal, currency: str, paid_at: datetime, known_new=False
+    *, order: Order, amount_paid: Decimal, currency: str, paid_at: datetime
 ) -> Invoice:
-    """The order's invoice, issued once. Call with the order's row lock held; ``known_new``:
-    the caller knows under that lock that the order has no invoice yet (it is being fulfilled)."""
-    if not known_new:
-        existing = Invoice.objects.filter(order=order).first()
-        if existing is not None:
-            return existing
+    """The order's invoice. Call once, in the fulfilment that completes the order, with its
+    row lock held (the one-invoice-per-order constraint refuses a second)."""
     rate = invoice_tax_rate()
     net, tax = tax_split(amount_paid, rate)
     seller = invoice_seller()
