@@ -12,6 +12,11 @@ Each attempt first claims the row with one conditional UPDATE that moves
 same email at the same time; a worker that dies mid-send leaves the email due again when
 the lease ends (it may then be sent twice: SMTP has no idempotency).
 
+A file that is costly to draw (an invoice's PDF) can be attached as a ``LaterAttachment``:
+the row keeps the name of the function that draws it and its key, and the file is drawn when
+the email is sent, outside the transaction (and the locks) that queued it. The app that owns
+the document registers the function with ``attachment_renderer_register`` when it starts.
+
 When an account is deleted, ``outbound_emails_erase`` (in the deletion's transaction)
 cancels every email to its addresses still waiting to be sent and erases the address,
 subject and bodies of every one of them, sent or not; the rows stay as a record that an
@@ -24,15 +29,16 @@ deletion commits cannot be called back.)
 import base64
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from core.inserts import insert_unless_stored
 from core.queue import task_send
 
 from . import app_settings
@@ -44,6 +50,26 @@ logger = logging.getLogger(__name__)
 SWEEP_BATCH = 500
 #: What a cancelled email says instead of an error.
 CANCELLED_ON_DELETION = "Cancelled: the account was deleted before this email was sent."
+
+
+@dataclass(frozen=True)
+class LaterAttachment:
+    """A file drawn when the email is sent: ``renderer`` names a function registered with
+    ``attachment_renderer_register``, called with ``key``, that returns the file's bytes."""
+
+    filename: str
+    mimetype: str
+    renderer: str
+    key: str
+
+
+#: Functions that draw a LaterAttachment, by name (registered by the apps that own them).
+_RENDERERS: dict[str, Callable[[str], bytes]] = {}
+
+
+def attachment_renderer_register(name: str, render: Callable[[str], bytes]) -> None:
+    """Let emails attach files drawn at send time by ``render(key)`` under ``name``."""
+    _RENDERERS[name] = render
 
 
 @dataclass(frozen=True)
@@ -61,6 +87,7 @@ def outbound_email_queue(
     kind: str = "",
     event_key: str | None = None,
     skipped: bool = False,
+    later_attachments: Sequence[LaterAttachment] = (),
 ) -> OutboundEmail:
     """Store ``message`` for sending and send it once the current transaction commits.
 
@@ -68,12 +95,9 @@ def outbound_email_queue(
     (a retried task, a duplicated webhook, a concurrent request) stores nothing and returns
     the first email, so each event is emailed at most once. ``skipped`` stores the email as
     SKIPPED (the user turned its kind off): a record that the event was seen, never sent.
-    Files attached to ``message`` are kept on the row until it is sent.
+    Files attached to ``message`` are kept on the row until it is sent; ``later_attachments``
+    are drawn when it is sent.
     """
-    if event_key:
-        existing = OutboundEmail.objects.filter(event_key=event_key).first()
-        if existing is not None:
-            return existing
     html = ""
     for content, mimetype in getattr(message, "alternatives", None) or []:
         if mimetype == "text/html":
@@ -87,6 +111,10 @@ def outbound_email_queue(
             ).decode("ascii"),
         }
         for filename, content, mimetype in (message.attachments or [])
+    ]
+    attachments += [
+        {"filename": a.filename, "mimetype": a.mimetype, "renderer": a.renderer, "key": a.key}
+        for a in later_attachments
     ]
     fields = {
         "kind": kind[:200],
@@ -103,12 +131,9 @@ def outbound_email_queue(
     if skipped:
         fields.update(body="", html_body="", attachments=[])
     if event_key:
-        try:
-            # A savepoint: a concurrent twin that committed first leaves the caller's
-            # transaction usable, and its email is the one kept.
-            with transaction.atomic():
-                email = OutboundEmail.objects.create(**fields)
-        except IntegrityError:
+        email = OutboundEmail(**fields)
+        if not insert_unless_stored(email, "(event_key)"):
+            # A twin stored it first (now, or committed while this one waited on the key).
             return OutboundEmail.objects.get(event_key=event_key)
     else:
         email = OutboundEmail.objects.create(**fields)
@@ -204,11 +229,11 @@ def _message(email: OutboundEmail) -> EmailMultiAlternatives:
     if email.html_body:
         message.attach_alternative(email.html_body, "text/html")
     for attachment in email.attachments or []:
-        message.attach(
-            attachment["filename"],
-            base64.b64decode(attachment["content_b64"]),
-            attachment["mimetype"],
-        )
+        if "renderer" in attachment:
+            content = _RENDERERS[attachment["renderer"]](attachment["key"])
+        else:
+            content = base64.b64decode(attachment["content_b64"])
+        message.attach(attachment["filename"], content, attachment["mimetype"])
     return message
 
 

@@ -29,7 +29,10 @@ def user_mark_paying(*, user: User) -> bool:
     """A completed payment makes a TRIAL user ACTIVE (never lowers SUBSCRIBED or SUSPENDED).
 
     Joins the caller's transaction (the order's fulfilment). Returns whether it changed.
+    Nothing ever makes a user TRIAL again, so a copy already past it needs no statement.
     """
+    if user.status != User.Status.TRIAL:
+        return False
     changed = User.objects.filter(pk=user.pk, status=User.Status.TRIAL).update(
         status=User.Status.ACTIVE, updated_at=timezone.now()
     )

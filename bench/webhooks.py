@@ -78,6 +78,11 @@ def parse_args():
     parser.add_argument("--app-root", default=str(ROOT), help="the code under test")
     parser.add_argument("--json-out", help="also write the figures to this file")
     parser.add_argument(
+        "--worker-profile",
+        metavar="FILE",
+        help="run the processing worker under cProfile and write its profile to FILE",
+    )
+    parser.add_argument(
         "--compare-with",
         metavar="TREE",
         help="run the benchmark on TREE (an exported earlier revision) with a solo worker, "
@@ -282,19 +287,38 @@ def send_all(
     return latencies, time.perf_counter() - began, statuses
 
 
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group: the
+    server's or the worker's own work, whatever else the machine runs at the same time."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def start_worker(
-    env: dict, queue: str, pool: str, concurrency: int
+    env: dict, queue: str, pool: str, concurrency: int, profile: str | None = None
 ) -> tuple[subprocess.Popen, Path]:
     log_path = APP / "var" / "bench-webhooks-worker.log"
     worker_env = dict(env, LOG_LEVEL="WARNING")
+    profiler = ["-m", "cProfile", "-o", str(Path(profile).resolve())] if profile else []
     proc = subprocess.Popen(
         [
             sys.executable,
+            *profiler,
             "-m",
             "celery",
             "-A",
@@ -366,11 +390,17 @@ def compare(args) -> None:
         results[name] = json.loads(out.read_text())
     before = results["before (solo)"]
     print("\n===== before / after, same run")
-    print(f"{'':<18} {'ingest/bare':>12} {'paced p99 ms':>13} {'events/s':>10} {'x before':>9}")
+    print(
+        f"{'':<18} {'ingest/bare':>12} {'CPU ratio':>10} {'paced p99 ms':>13} {'events/s':>10} "
+        f"{'x before':>9} {'worker CPU ms/event':>20}"
+    )
     for name, r in results.items():
         print(
-            f"{name:<18} {r['ingest_over_bare']:>11.2f}x {r.get('paced_ingest_p99_ms', 0):>13.1f} "
-            f"{r['processed_per_s']:>10.1f} {r['processed_per_s'] / before['processed_per_s']:>8.1f}x"
+            f"{name:<18} {r['ingest_over_bare']:>11.2f}x "
+            f"{r['bare_cpu_ms'] / r['ingest_cpu_ms']:>9.2f}x "
+            f"{r.get('paced_ingest_p99_ms', 0):>13.1f} "
+            f"{r['processed_per_s']:>10.1f} {r['processed_per_s'] / before['processed_per_s']:>8.1f}x "
+            f"{r['worker_cpu_ms']:>20.2f}"
         )
 
 
@@ -408,8 +438,11 @@ def main() -> None:
 
         half = len(deliveries) // 2 if args.rate else len(deliveries)
         saturated, paced = deliveries[:half], deliveries[half:]
+        cpu_0 = group_cpu_seconds(server.pid)
         bare, bare_s, _ = send_all(port, "/bench/ok/", saturated, args.senders)
+        cpu_1 = group_cpu_seconds(server.pid)
         ingest, ingest_s, statuses = send_all(port, "/webhooks/sandbox/", saturated, args.senders)
+        cpu_2 = group_cpu_seconds(server.pid)
         if args.rate:
             bare_r, bare_r_s, _ = send_all(port, "/bench/ok/", paced, args.senders, rate=args.rate)
             ingest_r, ingest_r_s, paced_statuses = send_all(
@@ -449,6 +482,8 @@ def main() -> None:
             "bare_rps": len(bare) / bare_s,
             "ingest_rps": len(ingest) / ingest_s,
             "ingest_over_bare": (len(ingest) / ingest_s) / (len(bare) / bare_s),
+            "bare_cpu_ms": (cpu_1 - cpu_0) * 1000 / len(bare),
+            "ingest_cpu_ms": (cpu_2 - cpu_1) * 1000 / len(ingest),
         }
         if args.rate:
             figures["paced_ingest_p99_ms"] = percentile(ingest_r, 99) * 1000
@@ -464,10 +499,17 @@ def main() -> None:
                 f"{'ingest / bare':<22} {statistics.median(w) / statistics.median(b):>7.1f}x "
                 f"{percentile(w, 90) / percentile(b, 90):>7.1f}x {percentile(w, 99) / percentile(b, 99):>7.1f}x\n"
             )
+        print(
+            f"gunicorn CPU per saturated request: bare view {figures['bare_cpu_ms']:.2f} ms, "
+            f"webhook ingest {figures['ingest_cpu_ms']:.2f} ms "
+            f"({figures['bare_cpu_ms'] / figures['ingest_cpu_ms']:.2f}x)"
+        )
         print(f"\nresponses: {dict(sorted(statuses.items()))}; stored events: {stored}")
 
-        worker, worker_log = start_worker(env, queue, args.pool, args.concurrency)
-        began = time.perf_counter()
+        worker, worker_log = start_worker(
+            env, queue, args.pool, args.concurrency, args.worker_profile
+        )
+        began, worker_cpu = time.perf_counter(), group_cpu_seconds(worker.pid)
         while True:
             pending = WebhookEvent.objects.filter(status="RECEIVED").count()
             if pending == 0 or time.perf_counter() - began > 600:
@@ -483,6 +525,8 @@ def main() -> None:
         )
 
         figures["processed_per_s"] = done / elapsed
+        figures["worker_cpu_ms"] = (group_cpu_seconds(worker.pid) - worker_cpu) * 1000 / done
+        print(f"worker CPU per event: {figures['worker_cpu_ms']:.2f} ms")
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(figures))
         from credits.models import LedgerEntry

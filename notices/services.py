@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from accounts.models import OutboundEmail
-from accounts.outbox import outbound_email_queue
+from accounts.outbox import LaterAttachment, outbound_email_queue
 
 from .kinds import kind_get
 from .models import NoticePreferences
@@ -37,21 +37,23 @@ def email_queue(
     kind: str,
     key: str,
     context: dict,
-    attachments: list[tuple[str, bytes, str]] | None = None,
+    attachments: list[tuple[str, bytes, str] | LaterAttachment] | None = None,
 ) -> OutboundEmail | None:
     """Queue the ``kind`` email about event ``key`` to ``user``, once, in this transaction.
 
-    ``context`` fills the kind's subject and templates. Returns the email (the first one when
-    ``key`` was seen before), a SKIPPED record when the user turned this optional kind off,
-    or None for an account that cannot receive email (deleted, inactive, no address).
+    ``context`` fills the kind's subject and templates. ``attachments``: files as
+    ``(filename, content, mimetype)``, or ``LaterAttachment``s drawn when the email is sent
+    (a document costly to draw, kept out of the caller's transaction). Returns the email
+    (the first one when ``key`` was seen before), a SKIPPED record when the user turned this
+    optional kind off, or None for an account that cannot receive email (deleted, inactive,
+    no address).
     """
     spec = kind_get(kind)
     if not user.is_active or getattr(user, "deleted_at", None) is not None or not user.email:
         return None
     event_key = f"{kind}:{key}"[:200]
-    existing = OutboundEmail.objects.filter(event_key=event_key).first()
-    if existing is not None:
-        return existing
+    # A key seen before is told by the outbox's insert (it keeps the first email): events are
+    # emailed once each, so a repeat is rare and costs a rendering, not every email a query.
     skipped = spec.optional and not notice_wanted(user=user, kind=kind)
     site_url = settings.SITE_URL.rstrip("/")
     full = {
@@ -82,13 +84,23 @@ def email_queue(
         to=[user.email],
         headers=headers,
     )
+    later = []
     if not skipped:
         message.attach_alternative(
             render_to_string(f"notices/email/{kind}.html", full), "text/html"
         )
-        for filename, content, mimetype in attachments or []:
-            message.attach(filename, content, mimetype)
-    return outbound_email_queue(message=message, kind=kind, event_key=event_key, skipped=skipped)
+        for attachment in attachments or []:
+            if isinstance(attachment, LaterAttachment):
+                later.append(attachment)
+            else:
+                message.attach(*attachment)
+    return outbound_email_queue(
+        message=message,
+        kind=kind,
+        event_key=event_key,
+        skipped=skipped,
+        later_attachments=later,
+    )
 
 
 def notice_preferences_set(*, user, wanted: dict[str, bool]) -> NoticePreferences:

@@ -10,6 +10,7 @@ class PaymentsConfig(AppConfig):
             account_data,
             checks,
             document_admin,
+            invoices,
             ledger,
             subscription_reconciliation,
             subscriptions,
@@ -17,6 +18,7 @@ class PaymentsConfig(AppConfig):
         )
 
         account_data.register()
+        invoices.register()
         ledger.register()
         subscriptions.register()
         subscription_reconciliation.register()

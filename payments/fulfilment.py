@@ -11,6 +11,7 @@ import logging
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.services import user_mark_paying
@@ -24,7 +25,7 @@ from .exceptions import PaymentMismatch, PaymentNotConfirmed, PaymentsError
 from .guards import assert_no_transaction
 from .invoices import invoice_issue
 from .ledger import order_source
-from .models import Order, Refund
+from .models import AutoTopUpAttempt, Order, Refund, VoucherRedemption
 from .providers import get_provider
 from .providers.base import PaymentStatus
 from .refunds import apply_refunded_total, closed_account_refund_key
@@ -63,9 +64,21 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
     # No savepoint of its own: every caller lets a failure here end its transaction, and the
     # two round trips of a savepoint are a tenth of a webhook's processing.
     with transaction.atomic(savepoint=False):
+        # One statement locks the order and reads what the fulfilment needs besides: the
+        # buyer, the package, the billing profile, and whether a voucher bonus or an automatic
+        # purchase goes with the order (each is created with it, never later).
         order = (
             Order.objects.select_for_update(of=("self",))
-            .select_related("user", "package")
+            .select_related("user", "package", "user__billing_profile")
+            .annotate(
+                has_voucher=Exists(VoucherRedemption.objects.filter(order=OuterRef("pk"))),
+                has_topup=Exists(
+                    AutoTopUpAttempt.objects.filter(
+                        order=OuterRef("pk"), status=AutoTopUpAttempt.Status.PENDING
+                    )
+                ),
+            )
+            .order_by()  # one row by its key: no sort by the model's ordering
             .get(pk=order_id)
         )
         if order.is_fulfilled:
@@ -92,8 +105,9 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
             cost_basis=(order.amount / order.credits).quantize(COST_BASIS_STEP),
             currency=order.currency,
         )
-        # A bonus reserved at checkout, granted with the purchase (and voided with it).
-        voucher_grant_bonus(order=order)
+        if order.has_voucher:
+            # A bonus reserved at checkout, granted with the purchase (and voided with it).
+            voucher_grant_bonus(order=order)
         if status.provider_payment_id:
             order.provider_payment_id = status.provider_payment_id
         if status.provider_order_id and not order.provider_order_id:
@@ -101,10 +115,13 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
         order_transition(order=order, to=Order.Status.COMPLETED, save=False)
         order.completed_at = now
         order.save()
-        autotopup_order_settled(order=order)
+        if order.has_topup:
+            autotopup_order_settled(order=order)
         user_mark_paying(user=order.user)
         # Last: the invoice number locks the year's counter until commit, and every fulfilment
-        # waits for that lock, so it is taken as late as possible.
+        # waits for that lock, so it is taken as late as possible. The invoice is issued only
+        # here, in the transaction that sets completed_at: an order not fulfilled has none (and
+        # the one-invoice-per-order constraint refuses a second).
         invoice_issue(order=order, amount_paid=order.amount, currency=order.currency, paid_at=now)
         if order.amount_refunded > 0:
             apply_refunded_total(

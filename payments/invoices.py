@@ -5,8 +5,9 @@ An invoice says what it said when it was issued: seller and tax rate from the se
 that day, buyer from the billing profile of that day. A refund never rewrites it: the
 change of the order's refunded amount issues a credit note for the difference (a negative
 one when a refund failed after it was credited), so the invoice's notes always add up to
-what the order has refunded. Both are emailed in the transaction that issues them, with
-their PDF attached.
+what the order has refunded. Both are emailed in the transaction that issues them; their
+PDF is drawn from the stored document when the email is sent, not while the transaction
+holds the year's counter.
 """
 
 from datetime import datetime
@@ -17,6 +18,7 @@ from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.outbox import LaterAttachment, attachment_renderer_register
 from notices.services import email_queue
 
 from .app_settings import app_settings, invoice_seller, invoice_tax_rate, site_url
@@ -68,14 +70,12 @@ def invoice_next_number(*, year: int) -> tuple[int, str]:
 def invoice_issue(
     *, order: Order, amount_paid: Decimal, currency: str, paid_at: datetime
 ) -> Invoice:
-    """The order's invoice, issued once. Call with the order's row lock held."""
-    existing = Invoice.objects.filter(order=order).first()
-    if existing is not None:
-        return existing
+    """The order's invoice. Call once, in the fulfilment that completes the order, with its
+    row lock held (the one-invoice-per-order constraint refuses a second)."""
     rate = invoice_tax_rate()
     net, tax = tax_split(amount_paid, rate)
     seller = invoice_seller()
-    profile = BillingProfile.objects.filter(user=order.user).first()
+    profile = _billing_profile(order.user)
     buyer_address = ""
     if profile is not None:
         buyer_address = "\n".join(p for p in (profile.address.strip(), profile.country) if p)
@@ -106,6 +106,14 @@ def invoice_issue(
     )
     _email_receipt(invoice)
     return invoice
+
+
+def _billing_profile(user) -> BillingProfile | None:
+    """The buyer's billing profile (read with the user when the caller selected it along)."""
+    try:
+        return user.billing_profile
+    except BillingProfile.DoesNotExist:
+        return None
 
 
 def invoice_status_for(order: Order) -> str:
@@ -171,6 +179,30 @@ def credit_note_issue(*, order: Order, reason: str = "") -> CreditNote | None:
 
 # --- emails -------------------------------------------------------------------------------
 
+INVOICE_PDF, CREDIT_NOTE_PDF = "payments.invoice_pdf", "payments.credit_note_pdf"
+
+
+def _invoice_pdf_of(number: str) -> bytes:
+    return invoice_pdf(
+        Invoice.objects.select_related("order__user", "order__package").get(number=number)
+    )
+
+
+def _credit_note_pdf_of(number: str) -> bytes:
+    return credit_note_pdf(
+        CreditNote.objects.select_related("invoice__order__user").get(number=number)
+    )
+
+
+def register() -> None:
+    """The receipt's and the credit note's PDFs, drawn when their email is sent."""
+    attachment_renderer_register(INVOICE_PDF, _invoice_pdf_of)
+    attachment_renderer_register(CREDIT_NOTE_PDF, _credit_note_pdf_of)
+
+
+def _pdf(renderer: str, number: str) -> LaterAttachment:
+    return LaterAttachment(f"{number}.pdf", "application/pdf", renderer, number)
+
 
 def _email_receipt(invoice: Invoice) -> None:
     order = invoice.order
@@ -191,7 +223,7 @@ def _email_receipt(invoice: Invoice) -> None:
             "total_display": format_money(invoice.amount_paid, invoice.currency),
             "invoice_url": site_url() + reverse("payments:invoice", args=[invoice.number]),
         },
-        attachments=[(f"{invoice.number}.pdf", invoice_pdf(invoice), "application/pdf")],
+        attachments=[_pdf(INVOICE_PDF, invoice.number)],
     )
 
 
@@ -208,5 +240,5 @@ def _email_credit_note(note: CreditNote, order: Order) -> None:
             "credits_taken": order.credits_clawed_back,
             "credit_note_url": site_url() + reverse("payments:credit_note", args=[note.number]),
         },
-        attachments=[(f"{note.number}.pdf", credit_note_pdf(note), "application/pdf")],
+        attachments=[_pdf(CREDIT_NOTE_PDF, note.number)],
     )

@@ -12,14 +12,14 @@ import dataclasses
 import json
 import logging
 from collections.abc import Mapping
-from contextlib import nullcontext
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from core.errors import is_retryable
+from core.inserts import insert_unless_stored
 from core.logs import set_context as set_log_context
 from core.metrics import WEBHOOKS_PROCESSED, WEBHOOKS_RECEIVED, count_safely
 from core.queue import task_send
@@ -82,40 +82,25 @@ def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str
     event = get_provider(provider_name).parse_webhook(body=body, headers=headers)
     if event.provider != provider_name or not event.event_id:
         raise WebhookRejected("The event does not belong to this endpoint.")
-    connection = transaction.get_connection()
-    # One INSERT, committed on its own (autocommit): a single round trip to the database.
-    # Inside a caller's transaction a savepoint keeps a duplicate from breaking it.
-    guard = transaction.atomic() if connection.in_atomic_block else nullcontext()
-    try:
-        with guard:
-            row = WebhookEvent.objects.create(
-                provider=provider_name,
-                event_id=event.event_id,
-                type=event.type[:128],
-                raw_body=body.decode("utf-8", errors="replace"),
-                headers=_kept_headers(headers),
-                signature_valid=True,
-                normalized=event_to_json(event),
-                # The message queued on commit should have run by then; else the sweep queues it.
-                next_attempt_at=timezone.now() + app_settings.webhook_lease(),
-            )
-    except IntegrityError as exc:
-        if not _is_duplicate(exc, provider_name, event.event_id):
-            raise
+    row = WebhookEvent(
+        provider=provider_name,
+        event_id=event.event_id,
+        type=event.type[:128],
+        raw_body=body.decode("utf-8", errors="replace"),
+        headers=_kept_headers(headers),
+        signature_valid=True,
+        normalized=event_to_json(event),
+        # The message queued on commit should have run by then; else the sweep queues it.
+        next_attempt_at=timezone.now() + app_settings.webhook_lease(),
+    )
+    # One INSERT, committed on its own (autocommit): a single round trip to the database. A
+    # duplicate delivery inserts nothing and raises nothing, inside a caller's transaction too.
+    if not insert_unless_stored(row, f"ON CONSTRAINT {UNIQUE_EVENT}"):
         count_safely(WEBHOOKS_RECEIVED, provider_name, "duplicate")
         return IngestResult(duplicate=True, event_pk=None, event_id=event.event_id, kind=event.kind)
     count_safely(WEBHOOKS_RECEIVED, provider_name, "received")
     _enqueue_on_commit(row.pk)
     return IngestResult(duplicate=False, event_pk=row.pk, event_id=event.event_id, kind=event.kind)
-
-
-def _is_duplicate(exc: IntegrityError, provider: str, event_id: str) -> bool:
-    """Whether the insert failed on the (provider, event id) unique constraint."""
-    diag = getattr(exc.__cause__, "diag", None)
-    constraint = getattr(diag, "constraint_name", None)
-    if constraint is not None:
-        return constraint == UNIQUE_EVENT
-    return WebhookEvent.objects.filter(provider=provider, event_id=event_id).exists()
 
 
 def _enqueue(event_pk: int) -> None:

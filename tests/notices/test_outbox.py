@@ -5,6 +5,7 @@ import pytest
 from django.db import transaction
 
 from accounts.models import OutboundEmail
+from accounts.outbox import LaterAttachment, attachment_renderer_register
 from accounts.tasks import send_due_outbound_emails
 from config.celery_app import app
 from notices.services import email_queue, low_balance_email_queue
@@ -108,3 +109,42 @@ def test_a_mail_server_that_refuses_is_retried_with_backoff_then_sends_once(make
     assert len(mailbox.messages) == 1
     email.refresh_from_db()
     assert (email.status, email.attempts) == ("SENT", 2)
+
+
+def test_a_file_drawn_at_send_time_is_never_drawn_in_the_event_and_never_left_out(
+    make_user, mailbox
+):
+    """A costly document (an invoice's PDF) is drawn when its email is sent, outside the
+    event's transaction; while it cannot be drawn the email waits, and then goes with it."""
+    drawn, store = [], {"up": False}
+
+    def draw(key: str) -> bytes:
+        if not store["up"]:
+            raise OSError("the document store is unreachable")
+        drawn.append(key)
+        return b"%PDF-1.4 document " + key.encode()
+
+    attachment_renderer_register("tests.document", draw)
+    user = make_user("fay@example.com")
+    with transaction.atomic():
+        email_queue(
+            user=user,
+            kind="low_balance",
+            key="f:1",
+            context={"threshold": 10, "balance": 2},
+            attachments=[LaterAttachment("DOC-1.pdf", "application/pdf", "tests.document", "1")],
+        )
+    email = OutboundEmail.objects.get()
+    assert mailbox.messages == [] and drawn == []
+    assert (email.status, email.attempts) == ("PENDING", 1)
+    assert "unreachable" in email.last_error
+
+    store["up"] = True
+    OutboundEmail.objects.update(next_attempt_at=email.created_at)
+    send_due_outbound_emails()
+    (message,) = mailbox.messages
+    (part,) = message.iter_attachments()
+    assert (part.get_filename(), part.get_content()) == ("DOC-1.pdf", b"%PDF-1.4 document 1")
+    assert drawn == ["1"]
+    email.refresh_from_db()
+    assert (email.status, email.attachments) == ("SENT", [])

@@ -5,12 +5,16 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from accounts.models import OutboundEmail
 from credits.models import CreditBalance
 from payments.models import Order, SandboxPayment, WebhookEvent
 from payments.providers import available_providers
-from payments.providers.sandbox import sandbox_deliver, sign
+from payments.providers.sandbox import event_body, sandbox_deliver, sandbox_finish, sign
 from payments.refunds import order_refund
+from payments.webhooks import webhook_ingest, webhook_process
 
 pytestmark = pytest.mark.django_db
 
@@ -259,3 +263,37 @@ def test_delivery_goes_over_http_when_the_app_is_reachable(
     order.refresh_from_db()
     assert order.status == "COMPLETED"
     assert CreditBalance.objects.get(user=user).balance == 10
+
+
+def test_a_paid_checkout_event_is_processed_in_a_fixed_handful_of_statements(
+    checkout, django_capture_on_commit_callbacks
+):
+    """Lease and read the event, find the order, ask the provider; then, in one transaction:
+    lock the event, lock the order (reading the buyer, the billing profile and what goes with
+    the order along), grant, save the order and the buyer, number and store the invoice,
+    store the receipt, settle the event. The receipt's PDF is drawn when it is sent."""
+    order, _ = checkout
+    payment = SandboxPayment.objects.get(order_ref=str(order.pk))
+    sandbox_finish(token=payment.token, outcome="paid")
+    body = event_body(SandboxPayment.objects.get(pk=payment.pk), "checkout.paid")
+    with django_capture_on_commit_callbacks(execute=False):
+        event = webhook_ingest(
+            provider_name="SANDBOX", body=body, headers={"Sandbox-Signature": sign(body)}
+        )
+
+    with CaptureQueriesContext(connection) as statements:
+        assert webhook_process(event_pk=event.event_pk) == "PROCESSED"
+
+    sql = [query["sql"] for query in statements.captured_queries]
+    # The grant's savepoint and the savepoint standing in for the transaction in this test.
+    work = [s for s in sql if "SAVEPOINT" not in s]
+    assert len(work) <= 12, "\n".join(work)
+    receipt = OutboundEmail.objects.get(kind="receipt")
+    assert receipt.attachments == [
+        {
+            "filename": f"{order.invoice.number}.pdf",
+            "mimetype": "application/pdf",
+            "renderer": "payments.invoice_pdf",
+            "key": order.invoice.number,
+        }
+    ]
