@@ -1,4 +1,5 @@
-"""Auto top-up: buy a chosen pack with a saved card when the balance falls below a threshold.
+"""Auto top-up: buy a chosen pack with a saved payment method (a card at Stripe, or a PayPal
+account in PayPal's vault) when the balance falls below a threshold.
 
 While auto top-up is on, its threshold is also on the user's balance row
 (``autotopup_threshold_sync``), so the movement that takes the balance below it records a
@@ -13,9 +14,11 @@ key. So:
 - at most one purchase is in flight per user (a partial unique index on PENDING attempts)
   and at most ``PAYMENTS_AUTOTOPUP_MAX_PER_DAY`` start per user and UTC day;
 - credits come only from the ordinary fulfilment, once the provider says paid (from the
-  task, the ``payment_intent.succeeded`` webhook or a sweep, whichever is first);
-- a declined card, or one that needs its owner (3-D Secure while the buyer is away), fails
-  the order, turns auto top-up off with the reason, and emails the user, once.
+  task, Stripe's ``payment_intent.succeeded`` or PayPal's ``PAYMENT.CAPTURE.COMPLETED``
+  webhook, or a sweep, whichever is first);
+- a declined card or PayPal account, or one that needs its owner (3-D Secure, PayPal's
+  PAYER_ACTION_REQUIRED, while the buyer is away), fails the order, turns auto top-up off
+  with the reason, and emails the user, once.
 
 The attempt follows its order: ``autotopup_order_settled`` runs in the transaction that
 fulfils the order or marks it unpaid. The database is the source of truth: the sweep
@@ -36,7 +39,7 @@ from notices.services import email_queue
 
 from .app_settings import autotopup_max_per_day, site_url
 from .models import AutoTopUp, AutoTopUpAttempt, CreditPackage, Order
-from .providers import SANDBOX, STRIPE, available_providers
+from .providers import PAYPAL, SANDBOX, STRIPE, available_providers
 from .templatetags.money import money
 from .transitions import UNPAID_ENDINGS
 
@@ -48,20 +51,30 @@ REASONS = {
     "insufficient_funds": "your card has insufficient funds.",
     "expired_card": "your card has expired.",
     "no_card": "no card is saved.",
+    # PayPal (a saved PayPal account, charged through its vault id)
+    "INSTRUMENT_DECLINED": "PayPal declined the payment.",
+    "DECLINED": "PayPal declined the payment.",
+    "PAYER_CANNOT_PAY": "PayPal declined the payment.",
+    "PAYER_ACTION_REQUIRED": "PayPal asked you to confirm the payment, which cannot be done "
+    "while you are away.",
+    "AGREEMENT_ALREADY_CANCELLED": "the PayPal account was unlinked from this site.",
 }
 GENERIC_REASON = "the payment did not go through."
 #: How long an attempt may stay in flight before the sweep runs its charge again.
 RETRY_AFTER = timedelta(minutes=2)
 
 
-def autotopup_provider() -> str | None:
-    """Where saved cards are kept: Stripe when configured, else the sandbox when it runs here.
-    PayPal's vault is not used for auto top-up."""
+def autotopup_providers() -> list[str]:
+    """Where a payment method can be saved here, preferred first: Stripe (a card) and PayPal
+    (an account in its vault) where configured, else the sandbox when it runs here."""
     providers = available_providers()
-    for name in (STRIPE, SANDBOX):
-        if name in providers:
-            return name
-    return None
+    return [name for name in (STRIPE, PAYPAL, SANDBOX) if name in providers]
+
+
+def autotopup_provider() -> str | None:
+    """The preferred place to save a payment method, or None when there is none here."""
+    providers = autotopup_providers()
+    return providers[0] if providers else None
 
 
 def autotopup_configure(*, user, threshold: int, package: CreditPackage) -> AutoTopUp:
@@ -233,24 +246,29 @@ def _send(attempt_id: int) -> None:
     task_send("payments.tasks.run_auto_topup", args=[attempt_id])
 
 
-# --- saving a card ---------------------------------------------------------------------------
+# --- saving a payment method ----------------------------------------------------------------
+# The setup in progress is kept as "<provider>:<its id>" (a Stripe setup checkout, a PayPal
+# setup token) until the user comes back; the method saved last is the one used.
 
 
-def autotopup_setup_start(*, user, success_url: str, cancel_url: str) -> str:
-    """Where to send the user to save a card: Stripe Checkout in setup mode (a customer is
-    made once), or the sandbox's card page. Call outside any transaction."""
+def autotopup_setup_start(*, user, provider: str, success_url: str, cancel_url: str) -> str:
+    """Where to send the user to save a payment method with ``provider``: Stripe Checkout in
+    setup mode (a customer is made once), PayPal's approval page for a vault setup token,
+    or the sandbox's card page. Call outside any transaction."""
     from .guards import assert_no_transaction
     from .providers import get_provider
 
     assert_no_transaction("autotopup_setup_start")
     config = AutoTopUp.objects.select_related("package").get(user=user)
-    provider = autotopup_provider()
-    if provider is None:
-        raise ValueError("No payment provider here can save a card.")
+    if provider not in autotopup_providers():
+        raise ValueError("That payment provider cannot save a payment method here.")
     if provider == SANDBOX:
         return reverse("payments:auto_topup_sandbox_card")
-    customer_id = config.customer_id or user.stripe_customer_id
-    customer_id, session_id, url = get_provider(STRIPE).setup_start(
+    if provider == STRIPE:
+        customer_id = user.stripe_customer_id
+    else:  # a PayPal customer made by an earlier save keeps its saved accounts together
+        customer_id = config.customer_id if config.provider == provider else ""
+    customer_id, session_id, url = get_provider(provider).setup_start(
         user=user,
         customer_id=customer_id,
         currency=config.package.currency,
@@ -259,29 +277,34 @@ def autotopup_setup_start(*, user, success_url: str, cancel_url: str) -> str:
     )
     with transaction.atomic():
         AutoTopUp.objects.filter(pk=config.pk).update(
-            customer_id=customer_id, setup_session_id=session_id, updated_at=timezone.now()
+            setup_session_id=f"{provider}:{session_id}", updated_at=timezone.now()
         )
-        get_user_model().objects.filter(pk=user.pk, stripe_customer_id="").update(
-            stripe_customer_id=customer_id
-        )
+        if provider == STRIPE:
+            get_user_model().objects.filter(pk=user.pk, stripe_customer_id="").update(
+                stripe_customer_id=customer_id
+            )
     return url
 
 
 def autotopup_setup_finish(*, user, session_id: str) -> AutoTopUp | None:
-    """Keep the card the user's setup checkout saved (Stripe) and turn auto top-up on; None
-    when the session is not this user's or not complete."""
+    """Keep the payment method the user's setup saved (a Stripe setup checkout, or the PayPal
+    setup token they approved) and turn auto top-up on; None when the setup is not this
+    user's or not complete."""
     from .providers import get_provider
 
     config = AutoTopUp.objects.filter(user=user).first()
-    if config is None or not session_id or session_id != config.setup_session_id:
+    if config is None or not session_id or not config.setup_session_id:
         return None
-    saved = get_provider(STRIPE).setup_result(session_id=session_id)
+    provider, _, expected = config.setup_session_id.rpartition(":")
+    if session_id != expected:
+        return None
+    saved = get_provider(provider or STRIPE).setup_result(session_id=session_id)
     if saved is None or not saved.payment_method_id:
         return None
     return autotopup_save_method(
         user=user,
-        provider=STRIPE,
-        customer_id=saved.customer_id or config.customer_id,
+        provider=provider or STRIPE,
+        customer_id=saved.customer_id,
         payment_method_id=saved.payment_method_id,
         label=saved.label,
     )

@@ -1,4 +1,5 @@
-"""The auto top-up page: threshold and pack, saving a card, turning it on and off."""
+"""The auto top-up page: threshold and pack, saving a card or a PayPal account, turning it on
+and off."""
 
 from django import forms
 from django.contrib import messages
@@ -12,6 +13,7 @@ from .app_settings import autotopup_max_per_day
 from .autotopup import (
     autotopup_configure,
     autotopup_provider,
+    autotopup_providers,
     autotopup_save_method,
     autotopup_setup_finish,
     autotopup_setup_start,
@@ -20,7 +22,7 @@ from .autotopup import (
 )
 from .exceptions import ProviderError
 from .models import AutoTopUp, AutoTopUpAttempt, CreditPackage
-from .providers import SANDBOX
+from .providers import PAYPAL, SANDBOX, STRIPE
 from .providers.sandbox import SANDBOX_CARDS
 
 
@@ -51,18 +53,24 @@ def auto_topup(request):
             return redirect("payments:auto_topup")
         if form.is_valid():
             autotopup_configure(user=request.user, **form.cleaned_data)
-            if action == "card" or not (config and config.payment_method_id):
-                return _save_card(request)
+            provider = _provider_for(action)
+            if provider is None and not (config and config.payment_method_id):
+                provider = autotopup_provider()
+            if provider is not None:
+                return _save_method(request, provider)
             messages.success(request, "Your auto top-up settings were saved.")
             return redirect("payments:auto_topup")
     attempts = AutoTopUpAttempt.objects.filter(user=request.user).select_related("order")[:5]
+    providers = autotopup_providers()
     return render(
         request,
         "payments/auto_topup.html",
         {
             "form": form,
             "config": config,
-            "provider": autotopup_provider(),
+            "provider": providers[0] if providers else None,
+            "can_save_card": STRIPE in providers or SANDBOX in providers,
+            "can_save_paypal": PAYPAL in providers,
             "attempts": attempts,
             "max_per_day": autotopup_max_per_day(),
         },
@@ -70,17 +78,26 @@ def auto_topup(request):
     )
 
 
-def _save_card(request):
+def _provider_for(action: str) -> str | None:
+    """The provider a "save" button asks for: a card (Stripe, or the sandbox standing in for
+    it) or a PayPal account; None for any other action or one not offered here."""
+    providers = autotopup_providers()
+    wanted = {"card": (STRIPE, SANDBOX), "paypal": (PAYPAL,)}.get(action, ())
+    return next((name for name in wanted if name in providers), None)
+
+
+def _save_method(request, provider: str):
     back = request.build_absolute_uri(reverse("payments:auto_topup"))
+    success_url = request.build_absolute_uri(reverse("payments:auto_topup_card_saved"))
+    if provider == STRIPE:  # PayPal appends its own approval_token_id
+        success_url += "?session_id={CHECKOUT_SESSION_ID}"
     try:
         url = autotopup_setup_start(
-            user=request.user,
-            success_url=request.build_absolute_uri(reverse("payments:auto_topup_card_saved"))
-            + "?session_id={CHECKOUT_SESSION_ID}",
-            cancel_url=back,
+            user=request.user, provider=provider, success_url=success_url, cancel_url=back
         )
     except (ProviderError, ValueError) as exc:
-        messages.error(request, f"The card could not be saved: {exc}")
+        what = "PayPal account" if provider == PAYPAL else "card"
+        messages.error(request, f"The {what} could not be saved: {exc}")
         return redirect("payments:auto_topup")
     return redirect(url)
 
@@ -88,9 +105,12 @@ def _save_card(request):
 @login_required
 @require_http_methods(["GET"])
 def auto_topup_card_saved(request):
-    config = autotopup_setup_finish(user=request.user, session_id=request.GET.get("session_id", ""))
+    """Back from saving a payment method: Stripe's setup checkout (``session_id``) or PayPal's
+    approval of a vault setup token (``approval_token_id``)."""
+    token = request.GET.get("session_id") or request.GET.get("approval_token_id") or ""
+    config = autotopup_setup_finish(user=request.user, session_id=token)
     if config is None:
-        messages.error(request, "No card was saved. Nothing was charged.")
+        messages.error(request, "No payment method was saved. Nothing was charged.")
     else:
         messages.success(request, f"{config.payment_method_label} saved: auto top-up is on.")
     return redirect("payments:auto_topup")

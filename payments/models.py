@@ -624,11 +624,13 @@ class AutoTopUp(models.Model):
     threshold = models.PositiveIntegerField(default=100)
     package = models.ForeignKey(CreditPackage, on_delete=models.PROTECT, related_name="+")
     provider = models.CharField(max_length=16, choices=Order.Provider.choices, blank=True)
-    #: The provider's customer and saved payment method (Stripe ``cus_`` and ``pm_`` ids).
+    #: The provider's customer and saved payment method (Stripe ``cus_`` and ``pm_`` ids; a
+    #: PayPal vault customer and payment token, the ``vault_id`` its orders name).
     customer_id = models.CharField(max_length=255, blank=True, default="")
     payment_method_id = models.CharField(max_length=255, blank=True, default="")
     payment_method_label = models.CharField(max_length=100, blank=True, default="")
-    #: The checkout (setup mode) that is saving a payment method, until it returns.
+    #: The setup that is saving a payment method, until the user returns: "<provider>:<id>"
+    #: (a Stripe setup-mode checkout, a PayPal vault setup token).
     setup_session_id = models.CharField(max_length=255, blank=True, default="")
     #: Why auto top-up turned itself off (shown on its page until turned on again).
     disabled_reason = models.CharField(max_length=500, blank=True, default="")

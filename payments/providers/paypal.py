@@ -4,7 +4,9 @@ The flow: ``create_checkout`` opens a PayPal order (``custom_id`` = our order id
 ``invoice_id``, ``PayPal-Request-Id`` so a retried create returns the same order) and sends
 the buyer to PayPal's approval page. PayPal sends the buyer back to our return view, which
 calls ``capture``; the money is ours only when the capture is COMPLETED. A PENDING capture
-waits for the PAYMENT.CAPTURE.COMPLETED webhook. Like every adapter, this never touches
+waits for the PAYMENT.CAPTURE.COMPLETED webhook. Auto top-up pays without the buyer:
+``charge_saved`` creates an order naming the saved account's ``vault_id`` (see
+``paypal_vault``), which PayPal captures at once. Like every adapter, this never touches
 our database.
 """
 
@@ -21,6 +23,7 @@ from paypalserversdk.models.amount_with_breakdown import AmountWithBreakdown
 from paypalserversdk.models.checkout_payment_intent import CheckoutPaymentIntent
 from paypalserversdk.models.money import Money
 from paypalserversdk.models.order_request import OrderRequest
+from paypalserversdk.models.payment_initiator import PaymentInitiator
 from paypalserversdk.models.payment_source import PaymentSource
 from paypalserversdk.models.paypal_experience_landing_page import PaypalExperienceLandingPage
 from paypalserversdk.models.paypal_experience_user_action import PaypalExperienceUserAction
@@ -29,8 +32,11 @@ from paypalserversdk.models.paypal_wallet_context_shipping_preference import (
     PaypalWalletContextShippingPreference,
 )
 from paypalserversdk.models.paypal_wallet_experience_context import PaypalWalletExperienceContext
+from paypalserversdk.models.paypal_wallet_stored_credential import PaypalWalletStoredCredential
 from paypalserversdk.models.purchase_unit_request import PurchaseUnitRequest
 from paypalserversdk.models.refund_request import RefundRequest
+from paypalserversdk.models.stored_payment_source_usage_type import StoredPaymentSourceUsageType
+from paypalserversdk.models.usage_pattern import UsagePattern
 
 from ..exceptions import ProviderError, WebhookRejected
 from . import paypal_disputes
@@ -50,6 +56,7 @@ from .base import (
 from .paypal_client import PROVIDER, paypal_call, response_json
 from .paypal_settings import PayPalSettings, paypal_settings
 from .paypal_subscriptions import PayPalSubscriptions
+from .paypal_vault import PayPalVault
 
 #: Currencies PayPal takes in whole units only.
 ZERO_DECIMAL_CURRENCIES = frozenset({"HUF", "JPY", "TWD"})
@@ -80,6 +87,28 @@ ORDER_STATES = {
     "APPROVED": "open",  # approved by the buyer, still ours to capture
     "VOIDED": "failed",
 }
+#: The ``reference_id`` of an order paid with a saved account, the buyer away (auto top-up).
+#: Such an order that still waits for its payer has failed: nobody is there to act.
+OFF_SESSION_REFERENCE = "auto-topup"
+#: PayPal's refusals of an order paid with a saved account that mean "not paid", not "try
+#: again" (the Orders v2 issues for a declined or unusable funding source).
+OFF_SESSION_DECLINES = frozenset(
+    {
+        "INSTRUMENT_DECLINED",
+        "PAYER_ACTION_REQUIRED",
+        "PAYER_CANNOT_PAY",
+        "TRANSACTION_REFUSED",
+        "PAYMENT_DENIED",
+        "AGREEMENT_ALREADY_CANCELLED",
+        "BILLING_AGREEMENT_NOT_FOUND",
+        "PAYMENT_SOURCE_DECLINED_BY_PROCESSOR",
+        "PAYMENT_SOURCE_CANNOT_BE_USED",
+        "REDIRECT_PAYER_FOR_ALTERNATE_FUNDING",
+        "COMPLIANCE_VIOLATION",
+        "MAX_NUMBER_OF_PAYMENT_ATTEMPTS_EXCEEDED",
+        "INVALID_RESOURCE_ID",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +137,7 @@ class PayPalOrderSnapshot:
     status: str
     custom_id: str = ""
     invoice_id: str = ""
+    reference_id: str = ""
     amount: Decimal | None = None
     currency: str = ""
     captures: tuple[PayPalCapture, ...] = ()
@@ -122,6 +152,11 @@ class PayPalOrderSnapshot:
     @property
     def approved(self) -> bool:
         return self.status == "APPROVED"
+
+    @property
+    def off_session(self) -> bool:
+        """Paid with a saved account, the buyer away (auto top-up)."""
+        return self.reference_id == OFF_SESSION_REFERENCE
 
     @property
     def amount_refunded(self) -> Decimal:
@@ -172,27 +207,32 @@ class PayPalOrderSnapshot:
 
     def payment_status(self) -> PaymentStatus:
         capture = self.capture
+        raw = self.raw
         if capture is not None:
             state = CAPTURE_STATES.get(capture.status, "unknown")
+            if state == "failed" and self.off_session:
+                raw = _failure(capture.status, capture.status_reason or f"capture {capture.id}")
             return PaymentStatus(
                 state=state,
                 provider_order_id=self.id,
                 provider_payment_id=capture.id,
                 amount=capture.amount,
                 currency=capture.currency,
-                raw=self.raw,
+                raw=raw,
             )
         state = "failed" if self.status == "COMPLETED" else ORDER_STATES.get(self.status, "unknown")
+        if state == "open" and self.off_session and not self.approved:
+            state, raw = "failed", _failure(self.status, f"PayPal order {self.id} is {self.status}")
         return PaymentStatus(
             state=state,
             provider_order_id=self.id,
             amount=self.amount,
             currency=self.currency,
-            raw=self.raw,
+            raw=raw,
         )
 
 
-class PayPalProvider(PayPalSubscriptions):
+class PayPalProvider(PayPalVault, PayPalSubscriptions):
     """The PayPal adapter. Settings are read when it is made (``paypal_settings()``)."""
 
     name = PROVIDER
@@ -263,6 +303,65 @@ class PayPalProvider(PayPalSubscriptions):
                 provider=PROVIDER,
             )
         return CheckoutSession(provider_order_id=snapshot.id, redirect_url=snapshot.approve_url)
+
+    def charge_saved(
+        self, *, order, customer_id: str, payment_method_id: str, idempotency_key: str
+    ) -> PaymentStatus:
+        """Pay ``order`` now from the saved PayPal account (``payment_method_id``: a vault
+        payment token), the buyer away: an order naming the ``vault_id``, which PayPal
+        captures as it creates it. A declined account, or one that needs its owner
+        (PAYER_ACTION_REQUIRED), is a failed payment, not an error; an outage raises a
+        retryable ProviderError. ``idempotency_key`` is the PayPal-Request-Id: a retry gets
+        the first answer back, never a second charge."""
+        body = OrderRequest(
+            intent=CheckoutPaymentIntent.CAPTURE,
+            purchase_units=[
+                PurchaseUnitRequest(
+                    reference_id=OFF_SESSION_REFERENCE,
+                    custom_id=str(order.pk),
+                    invoice_id=self.invoice_id(order),
+                    description=f"Auto top-up: {order.credits} credits"[:127],
+                    amount=AmountWithBreakdown(
+                        currency_code=order.currency.upper(),
+                        value=format_amount(order.amount, order.currency),
+                    ),
+                )
+            ],
+            payment_source=PaymentSource(
+                paypal=PaypalWallet(
+                    vault_id=payment_method_id,
+                    stored_credential=PaypalWalletStoredCredential(
+                        payment_initiator=PaymentInitiator.MERCHANT,
+                        usage=StoredPaymentSourceUsageType.SUBSEQUENT,
+                        usage_pattern=UsagePattern.THRESHOLD_PREPAID,
+                    ),
+                )
+            ),
+        )
+        try:
+            response = paypal_call(
+                self.conf,
+                "create order (saved account)",
+                lambda client: client.orders.create_order(
+                    {
+                        "body": body,
+                        "paypal_request_id": idempotency_key[:108],
+                        "prefer": "return=representation",
+                    }
+                ),
+            )
+        except ProviderError as exc:
+            if exc.retryable or exc.code not in OFF_SESSION_DECLINES:
+                raise
+            return PaymentStatus(
+                state="failed", currency=order.currency, raw=_failure(exc.code, str(exc))
+            )
+        snapshot = parse_order(response_json(response))
+        if snapshot.approved and not snapshot.captures:
+            snapshot = self.capture(
+                provider_order_id=snapshot.id, idempotency_key=capture_key(order)
+            )
+        return snapshot.payment_status()
 
     def parse_webhook(self, *, body: bytes, headers: Mapping[str, str]) -> NormalizedEvent:
         from ..paypal_webhooks import verify_paypal_webhook
@@ -521,6 +620,7 @@ def parse_order(data: dict) -> PayPalOrderSnapshot:
         status=data.get("status", ""),
         custom_id=str(unit.get("custom_id") or ""),
         invoice_id=str(unit.get("invoice_id") or ""),
+        reference_id=str(unit.get("reference_id") or ""),
         amount=parse_amount(amount.get("value")),
         currency=amount.get("currency_code", ""),
         captures=captures,
@@ -765,6 +865,11 @@ def _refund(data: dict) -> PayPalRefund:
         currency=money.get("currency_code", ""),
         capture_id=_capture_id_from_links(data),
     )
+
+
+def _failure(code: str, message: str) -> dict:
+    """The ``raw`` of a failed payment made without the buyer: PayPal's word for why."""
+    return {"code": code, "message": message}
 
 
 def _short(key: str) -> str:

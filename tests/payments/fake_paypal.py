@@ -1,7 +1,11 @@
 """A fake PayPal that speaks the REST wire format the app uses, on a local port.
 
 It serves OAuth tokens (``/v1/oauth2/token``), Orders v2 (create / get / capture, with
-``PayPal-Request-Id`` replay and PayPal's 422 issues), captures and refunds
+``PayPal-Request-Id`` replay and PayPal's 422 issues; an order naming a saved account's
+``payment_source.paypal.vault_id`` is captured as it is made, declined, or left waiting for
+its payer, as the test chose when the account was saved), the vault (``/v3/vault/setup-tokens``
+and ``/v3/vault/payment-tokens``, with an approval page at ``/agreements/approve`` that sends
+the payer back with ``approval_token_id``), captures and refunds
 (``/v2/payments/...``), disputes (``/v1/customer/disputes``: listed by ``start_time`` in
 pages with a ``next`` link, and read one by one), the ``verify-webhook-signature`` postback, a signing certificate
 made with ``cryptography`` from its own RSA key, and an approval page that sends the buyer
@@ -32,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 CLIENT_ID = "fake-client-id"
+#: What orders paid with a saved account get (chosen when the payer approves saving it).
+VAULT_BEHAVIOURS = ("pays", "declines", "needs_auth")
 CLIENT_SECRET = "fake-client-secret"
 WEBHOOK_ID = "8PT597110X687430LKGECATA"
 
@@ -135,6 +141,8 @@ class FakePayPal:
         self.disputes: dict[str, dict] = {}
         self.dispute_page_size = 50  # PayPal's largest page; tests lower it to make the client page
         self.capture_order_of: dict[str, str] = {}  # capture id -> order id
+        self.setup_tokens: dict[str, dict] = {}
+        self.payment_tokens: dict[str, dict] = {}  # vault id -> payment token
         self.replies: dict[
             tuple[str, str], tuple[int, dict]
         ] = {}  # (endpoint, request id) -> reply
@@ -200,6 +208,29 @@ class FakePayPal:
                 }
                 order["update_time"] = _now()
             return order
+
+    def approve_setup(
+        self, setup_token_id: str, *, behaviour: str = "pays", email: str = "payer@example.com"
+    ) -> str:
+        """The payer approves saving their PayPal account: returns where PayPal sends them
+        back. ``behaviour`` is what orders paid with the saved account then get: "pays"
+        (captured at once), "declines" (INSTRUMENT_DECLINED) or "needs_auth" (the order waits
+        for its payer: PAYER_ACTION_REQUIRED)."""
+        assert behaviour in VAULT_BEHAVIOURS, behaviour
+        with self.lock:
+            token = self.setup_tokens[setup_token_id]
+            if token["status"] == "PAYER_ACTION_REQUIRED":
+                token["status"] = "APPROVED"
+                token["_behaviour"] = behaviour
+                token["payment_source"]["paypal"].update(
+                    email_address=email, payer_id="FAKEPAYER1234"
+                )
+            context = token["_experience"]
+            return _with_query(
+                context["return_url"],
+                approval_token_id=setup_token_id,
+                approval_session_id=token["_session"],
+            )
 
     def capture_directly(self, order_id: str) -> dict:
         """PayPal's side captures (as another of our processes would have): returns the capture."""
@@ -431,6 +462,8 @@ class FakePayPal:
             return 200, self.cert_pem.decode(), {"Content-Type": "application/x-pem-file"}
         if path == "/checkoutnow" or path.startswith("/checkoutnow/"):
             return self._approval_page(method, path, query, raw)
+        if path.startswith("/agreements/"):
+            return self._agreement_page(method, path, query, raw)
         if method == "POST" and path == "/v1/oauth2/token":
             return self._token(headers, raw)
 
@@ -447,6 +480,20 @@ class FakePayPal:
         request_id = headers.get("paypal-request-id", "")
         if method == "POST" and path == "/v2/checkout/orders":
             return self._replayable(("create", request_id), lambda: self._create(body or {}))
+        if method == "POST" and path == "/v3/vault/setup-tokens":
+            return self._replayable(("setup-token", request_id), lambda: self._setup_token(body))
+        if method == "POST" and path == "/v3/vault/payment-tokens":
+            return self._replayable(
+                ("payment-token", request_id), lambda: self._payment_token(body or {})
+            )
+        match = re.fullmatch(r"/v3/vault/(setup|payment)-tokens/([A-Za-z0-9]+)", path)
+        if match and method == "GET":
+            with self.lock:
+                kind, token_id = match.groups()
+                found = (self.setup_tokens if kind == "setup" else self.payment_tokens).get(
+                    token_id
+                )
+                return (200, _public(json.loads(json.dumps(found))), {}) if found else _not_found()
         match = re.fullmatch(r"/v2/checkout/orders/([A-Z0-9]+)(/capture)?", path)
         if match:
             order_id, capture = match.groups()
@@ -626,57 +673,207 @@ class FakePayPal:
             or len(amount.get("currency_code", "")) != 3
         ):
             return 400, _error("INVALID_REQUEST", "INVALID_PARAMETER_VALUE", "amount")
-        context = ((body.get("payment_source") or {}).get("paypal") or {}).get(
-            "experience_context"
-        ) or {}
+        wallet = (body.get("payment_source") or {}).get("paypal") or {}
+        if wallet.get("vault_id"):
+            return self._create_vaulted(unit, amount, wallet)
+        context = wallet.get("experience_context") or {}
         if not context.get("return_url") or not context.get("cancel_url"):
             return 422, _error("UNPROCESSABLE_ENTITY", "MISSING_REQUIRED_PARAMETER", "return_url")
         with self.lock:
-            invoice = unit.get("invoice_id")
-            if invoice and any(
-                o["purchase_units"][0].get("invoice_id") == invoice for o in self.orders.values()
-            ):
+            if self._duplicate_invoice(unit):
                 return 422, _error("UNPROCESSABLE_ENTITY", "DUPLICATE_INVOICE_ID")
-            order_id = _id()
-            order = {
-                "id": order_id,
-                "intent": "CAPTURE",
+            order = self._new_order(
+                unit, amount, status="PAYER_ACTION_REQUIRED", payment_source={"paypal": {}}
+            )
+            order["_experience"] = context
+            return 200, _public(order)
+
+    def _duplicate_invoice(self, unit: dict) -> bool:
+        invoice = unit.get("invoice_id")
+        return bool(invoice) and any(
+            o["purchase_units"][0].get("invoice_id") == invoice for o in self.orders.values()
+        )
+
+    def _new_order(self, unit: dict, amount: dict, *, status: str, payment_source: dict) -> dict:
+        """A PayPal order for one purchase unit (the lock held; the invoice id checked)."""
+        order_id = _id()
+        order = {
+            "id": order_id,
+            "intent": "CAPTURE",
+            "status": status,
+            "payment_source": payment_source,
+            "purchase_units": [
+                {
+                    "reference_id": unit.get("reference_id", "default"),
+                    "amount": {
+                        "currency_code": amount["currency_code"],
+                        "value": amount["value"],
+                    },
+                    "payee": {
+                        "email_address": "merchant@example.com",
+                        "merchant_id": "FAKEMERCHANT1",
+                    },
+                    "description": unit.get("description", ""),
+                    "custom_id": unit.get("custom_id", ""),
+                    "invoice_id": unit.get("invoice_id") or "",
+                }
+            ],
+            "create_time": _now(),
+            "update_time": _now(),
+            "links": [
+                {
+                    "href": f"{self.url}/v2/checkout/orders/{order_id}",
+                    "rel": "self",
+                    "method": "GET",
+                },
+                {
+                    "href": f"{self.url}/checkoutnow?token={order_id}",
+                    "rel": "payer-action",
+                    "method": "GET",
+                },
+            ],
+            "_experience": {},
+        }
+        self.orders[order_id] = order
+        return order
+
+    def _create_vaulted(self, unit: dict, amount: dict, wallet: dict) -> tuple[int, dict]:
+        """An order paid with a saved account, the payer away: captured as it is made (as
+        ``capture_outcome`` says), declined, or waiting for its payer."""
+        with self.lock:
+            token = self.payment_tokens.get(wallet["vault_id"])
+            if token is None:
+                return 422, _error(
+                    "UNPROCESSABLE_ENTITY", "INVALID_RESOURCE_ID", "payment_source/paypal/vault_id"
+                )
+            if token["_behaviour"] == "declines":
+                return 422, _error("UNPROCESSABLE_ENTITY", "INSTRUMENT_DECLINED")
+            if self._duplicate_invoice(unit):
+                return 422, _error("UNPROCESSABLE_ENTITY", "DUPLICATE_INVOICE_ID")
+            payer = token["payment_source"]["paypal"]
+            source = {
+                "paypal": {
+                    "email_address": payer["email_address"],
+                    "account_id": payer["payer_id"],
+                    "attributes": {
+                        "vault": {
+                            "id": token["id"],
+                            "status": "VAULTED",
+                            "customer": dict(token["customer"]),
+                        }
+                    },
+                }
+            }
+            waits = token["_behaviour"] == "needs_auth"
+            order = self._new_order(
+                unit,
+                amount,
+                status="PAYER_ACTION_REQUIRED" if waits else "APPROVED",
+                payment_source=source,
+            )
+            if waits:
+                return 200, _public(order)
+        return self._capture(order["id"])
+
+    def _setup_token(self, body: dict | None) -> tuple[int, dict]:
+        wallet = ((body or {}).get("payment_source") or {}).get("paypal")
+        if not isinstance(wallet, dict):
+            return 400, _error("INVALID_REQUEST", "MISSING_REQUIRED_PARAMETER", "payment_source")
+        context = wallet.get("experience_context") or {}
+        if not context.get("return_url") or not context.get("cancel_url"):
+            return 422, _error("UNPROCESSABLE_ENTITY", "MISSING_REQUIRED_PARAMETER", "return_url")
+        if wallet.get("usage_type") not in ("MERCHANT", "PLATFORM"):
+            return 400, _error("INVALID_REQUEST", "INVALID_PARAMETER_VALUE", "usage_type")
+        customer = ((body or {}).get("customer") or {}).get("id") or "customer_" + "".join(
+            secrets.choice("0123456789") for _ in range(10)
+        )
+        with self.lock:
+            token_id, session = _id(), secrets.token_hex(12)
+            self.setup_tokens[token_id] = {
+                "id": token_id,
+                "customer": {"id": customer},
                 "status": "PAYER_ACTION_REQUIRED",
-                "payment_source": {"paypal": {}},
-                "purchase_units": [
-                    {
-                        "reference_id": unit.get("reference_id", "default"),
-                        "amount": {
-                            "currency_code": amount["currency_code"],
-                            "value": amount["value"],
-                        },
-                        "payee": {
-                            "email_address": "merchant@example.com",
-                            "merchant_id": "FAKEMERCHANT1",
-                        },
-                        "description": unit.get("description", ""),
-                        "custom_id": unit.get("custom_id", ""),
-                        "invoice_id": invoice or "",
+                "payment_source": {
+                    "paypal": {
+                        k: wallet[k]
+                        for k in ("description", "usage_pattern", "usage_type", "customer_type")
+                        if k in wallet
                     }
-                ],
-                "create_time": _now(),
-                "update_time": _now(),
+                },
                 "links": [
                     {
-                        "href": f"{self.url}/v2/checkout/orders/{order_id}",
-                        "rel": "self",
+                        "href": f"{self.url}/agreements/approve?approval_session_id={session}",
+                        "rel": "approve",
                         "method": "GET",
                     },
                     {
-                        "href": f"{self.url}/checkoutnow?token={order_id}",
-                        "rel": "payer-action",
+                        "href": f"{self.url}/v3/vault/setup-tokens/{token_id}",
+                        "rel": "self",
                         "method": "GET",
                     },
                 ],
                 "_experience": context,
+                "_session": session,
             }
-            self.orders[order_id] = order
-            return 200, _public(order)
+            return 200, _public(self.setup_tokens[token_id])
+
+    def _payment_token(self, body: dict) -> tuple[int, dict]:
+        ref = (body.get("payment_source") or {}).get("token") or {}
+        if ref.get("type") != "SETUP_TOKEN" or not ref.get("id"):
+            return 400, _error("INVALID_REQUEST", "INVALID_PARAMETER_VALUE", "payment_source/token")
+        with self.lock:
+            setup = self.setup_tokens.get(ref["id"])
+            if setup is None:
+                return _not_found()[:2]
+            if setup["status"] != "APPROVED":
+                return 422, _error("UNPROCESSABLE_ENTITY", "SETUP_TOKEN_NOT_APPROVED")
+            setup["status"] = "VAULTED"
+            token_id = secrets.token_hex(4)
+            self.payment_tokens[token_id] = {
+                "id": token_id,
+                "customer": dict(setup["customer"]),
+                "payment_source": {"paypal": dict(setup["payment_source"]["paypal"])},
+                "links": [
+                    {
+                        "href": f"{self.url}/v3/vault/payment-tokens/{token_id}",
+                        "rel": "self",
+                        "method": "GET",
+                    },
+                    {
+                        "href": f"{self.url}/v3/vault/payment-tokens/{token_id}",
+                        "rel": "delete",
+                        "method": "DELETE",
+                    },
+                ],
+                "_behaviour": setup["_behaviour"],
+            }
+            return 201, _public(self.payment_tokens[token_id])
+
+    def _agreement_page(
+        self, method: str, path: str, query: dict, raw: bytes
+    ) -> tuple[int, str, dict]:
+        """PayPal's page where the payer agrees to be charged later (a setup token's approve
+        link): Agree sends them to the return URL, Cancel to the cancel URL."""
+        form = parse_qs(raw.decode()) if raw else {}
+        session = (query.get("approval_session_id") or form.get("approval_session_id") or [""])[0]
+        with self.lock:
+            token = next((t for t in self.setup_tokens.values() if t["_session"] == session), None)
+        if token is None:
+            return 404, "<h1>This agreement does not exist.</h1>", {"Content-Type": "text/html"}
+        if method == "POST" and path == "/agreements/approve":
+            return 303, "", {"Location": self.approve_setup(token["id"])}
+        if method == "POST" and path == "/agreements/cancel":
+            target = _with_query(token["_experience"]["cancel_url"], approval_token_id=token["id"])
+            return 303, "", {"Location": target}
+        page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>PayPal (fake)</title></head>
+<body><main><h1>PayPal <small>(test double)</small></h1>
+<p>{html.escape(token["_experience"].get("brand_name") or "Merchant")} asks to charge your PayPal account
+without asking you each time ({html.escape(token["payment_source"]["paypal"].get("description", ""))}).</p>
+<form method="post" action="/agreements/approve"><input type="hidden" name="approval_session_id" value="{html.escape(session)}">
+<button type="submit">Agree and continue</button></form>
+<form method="post" action="/agreements/cancel"><input type="hidden" name="approval_session_id" value="{html.escape(session)}">
+<button type="submit">Cancel and return to merchant</button></form></main></body></html>"""
+        return 200, page, {"Content-Type": "text/html; charset=utf-8"}
 
     def _capture(self, order_id: str) -> tuple[int, dict]:
         if self.capture_delay:
