@@ -270,8 +270,9 @@ def test_a_paid_checkout_event_is_processed_in_a_fixed_handful_of_statements(
 ):
     """Lease and read the event, find the order, ask the provider; then, in one transaction:
     lock the event, lock the order (reading the buyer, the billing profile and what goes with
-    the order along), grant, save the order and the buyer, number and store the invoice,
-    store the receipt, settle the event. The receipt's PDF is drawn when it is sent."""
+    the order along), grant (the balance row's lock and the movement, sent together), save
+    the order and the buyer, number and store the invoice, store the receipt, settle the
+    event. The receipt's PDF is drawn when it is sent."""
     order, _ = checkout
     payment = SandboxPayment.objects.get(order_ref=str(order.pk))
     sandbox_finish(token=payment.token, outcome="paid")
@@ -287,7 +288,7 @@ def test_a_paid_checkout_event_is_processed_in_a_fixed_handful_of_statements(
     sql = [query["sql"] for query in statements.captured_queries]
     # The grant's savepoint and the savepoint standing in for the transaction in this test.
     work = [s for s in sql if "SAVEPOINT" not in s]
-    assert len(work) <= 12, "\n".join(work)
+    assert len(work) <= 13, "\n".join(work)
     receipt = OutboundEmail.objects.get(kind="receipt")
     assert receipt.attachments == [
         {
