@@ -429,7 +429,7 @@ def op_raw(*, url, pick, tag):
                 conn.execute(lock_sql, [params["uid"]], prepare=True)
                 cursor = conn.execute(raw_sql, values, prepare=True)
                 conn.execute("COMMIT")
-                rows = cursor.fetchall()
+            rows = cursor.fetchall()
             if not any(row[6] == params["key"] for row in rows):
                 raise RuntimeError("refused")
 

@@ -848,13 +848,14 @@ def _run_locked(sql: str, params: dict) -> list[tuple]:
         undo = [f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}", end]
     with _Statements() as statements:
         try:
+            # Sent together and synced once: the rows are read after the pipeline has
+            # closed, so the whole exchange is a single round trip.
             with db.wrap_database_errors, db.connection.pipeline():
                 statements.control(begin)
                 statements.execute(_LOCK_BALANCE, {"uid": params["uid"]})
                 statements.execute(sql, params)
-                rows_of = statements.cursor
                 statements.control(end)
-                rows = rows_of.fetchall()
+            rows = statements.cursor.fetchall()
         except BaseException:
             if db.connection is not None and not db.connection.closed:
                 for sql_undo in undo:
