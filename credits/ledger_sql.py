@@ -798,16 +798,19 @@ def _run(sql: str, params: dict) -> list[tuple]:
         return cursor.fetchall()
 
 
-def run_atomically(apply):
+def run_atomically(apply, *, savepoint: bool = True):
     """Run ``apply()`` (which issues ONE statement) as one unit of work.
 
     With no transaction open, a single statement is already its own transaction:
     it runs bare, saving the BEGIN and COMMIT round trips and keeping the balance row's lock
     inside the server. Inside the caller's transaction it runs in a savepoint, so a failed
     statement (a repeated idempotency key) leaves the caller's transaction usable.
+    ``savepoint=False``: it joins the caller's transaction bare (two round trips fewer); a
+    failed statement then leaves that transaction unusable, so only a caller that rolls
+    back as a whole when the movement raises may ask for it.
     """
     db = _db()
-    if not db.in_atomic_block and db.get_autocommit():
+    if not savepoint or (not db.in_atomic_block and db.get_autocommit()):
         return apply()
     with transaction.atomic():
         return apply()
