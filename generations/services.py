@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from functools import partial
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.db import pipelined
+from core.db import insert_statement, inserted, run_together
 from core.logs import set_context as set_log_context
 from credits.services import credits_adjust, credits_spend
 
@@ -297,31 +297,30 @@ def _create_and_charge(
 ) -> GenerationJob:
     limit = app_settings.MAX_RUNNING_JOBS
     with transaction.atomic(durable=True):
-        with (
-            pipelined(),
-            connection.cursor() as cursor,
-            connection.cursor() as stamped,
-            connection.cursor() as counted,
-        ):
-            # The lock, the price list's stamp, the count and the insert reach the database
-            # together: one round trip. One submitter per user at a time past the lock, and
-            # the count is a statement of its own after it, so it sees the jobs every earlier
-            # holder of the lock committed, and stays true until this transaction commits its
-            # own job (and a failed job is retried once).
-            cursor.execute(_LOCK_USER, [user.pk])
-            if retry_of is not None:
-                _check_retryable(failed=retry_of, user=user)
-            stamped.execute(PRICES_STAMP_SQL)
-            counted.execute(_COUNT_RUNNING, [user.pk, *GenerationJob.ACTIVE_STATUSES])
-            try:
-                job = _new_job(user=user, prepared=prepared, retry_of=retry_of)
-            except IntegrityError:
-                # Its price rule may have been deleted since the price list was read.
-                if check_prices and stamped.fetchone()[0] != prepared.estimate.prices_stamp:
-                    raise _PricesChanged() from None
-                raise
-            (stamp,) = stamped.fetchone()
-            (running,) = counted.fetchone()
+        # One submitter per user at a time past the lock. The count is a statement of its
+        # own after it, so it sees the jobs every earlier holder of the lock committed, and
+        # stays true until this transaction commits its own job (and a failed job is
+        # retried once). The lock, the price list's stamp, the count and the insert go to
+        # the database together: one round trip.
+        statements = [(_LOCK_USER, [user.pk])]
+        if retry_of is not None:
+            run_together(statements)
+            statements = []
+            _check_retryable(failed=retry_of, user=user)
+        job = _new_job(user=user, prepared=prepared, retry_of=retry_of)
+        statements += [
+            (PRICES_STAMP_SQL, []),
+            (_COUNT_RUNNING, [user.pk, *GenerationJob.ACTIVE_STATUSES]),
+            insert_statement(job),
+        ]
+        try:
+            *_, [(stamp,)], [(running,)], [row] = run_together(statements)
+        except IntegrityError:
+            # Its price rule may have been deleted since the price list was read.
+            if check_prices:
+                raise _PricesChanged() from None
+            raise
+        job = inserted(job, row)
         if check_prices and stamp != prepared.estimate.prices_stamp:
             raise _PricesChanged()  # the job above goes with the rollback
         if running >= limit:
@@ -344,8 +343,9 @@ def _create_and_charge(
 
 
 def _new_job(*, user, prepared: PreparedJob, retry_of: GenerationJob | None) -> GenerationJob:
+    """The job ``prepared`` describes, not saved yet."""
     now = timezone.now()
-    return GenerationJob.objects.create(
+    return GenerationJob(
         user=user,
         operation=prepared.offering.operation,
         model=prepared.offering.model,
