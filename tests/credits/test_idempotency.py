@@ -1,6 +1,7 @@
 """Every idempotency key applies once: repeated in turn, and repeated at the same moment."""
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from credits.models import AuditLog, CreditBalance, LedgerEntry, LedgerKind
 from credits.services import (
@@ -122,4 +123,18 @@ def test_concurrent_clawbacks_with_one_key_recover_once(make_user):
         (outcomes[0].value.entry.pk, 4)
     }
     assert balance_of(user) == 6
+    assert_ledger_clean()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_spend_without_a_savepoint_repeating_its_key_ends_the_callers_transaction(make_user):
+    user = make_user(credits=10)
+    credits_spend(user=user, amount=2, idempotency_key="job:9:charge")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        credits_grant(user=user, amount=5, kind=LedgerKind.BONUS, idempotency_key="bonus:9")
+        credits_spend(user=user, amount=2, idempotency_key="job:9:charge", savepoint=False)
+    # With a savepoint the repeat returns the first entry; without one, the caller's whole
+    # transaction goes: the grant made before it too.
+    assert balance_of(user) == 8
+    assert not LedgerEntry.objects.filter(idempotency_key="bonus:9").exists()
     assert_ledger_clean()
