@@ -151,7 +151,7 @@ def main() -> None:
     os.environ["CELERY_BROKER_URL"] = args.redis
     os.environ["REDIS_URL"] = args.redis
     os.environ["CELERY_DEFAULT_QUEUE"] = queue
-    os.environ["CELERY_GENERATIONS_QUEUE"] = queue
+    os.environ["CELERY_QUEUE_PREFIX"] = f"{queue}-"  # routed queues: <queue>-generations, ...
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     url = ensure_database(args.server, args.db, fresh=True)
     setup_django(url)
@@ -220,8 +220,11 @@ def main() -> None:
 
     from celery import current_app
 
+    from config.queues import QUEUES
+
     with current_app.connection_for_write() as conn:
-        conn.default_channel.queue_purge(queue)
+        for name in (queue, *(f"{queue}-{kind}" for kind in QUEUES)):
+            conn.default_channel.queue_purge(name)
 
 
 if __name__ == "__main__":

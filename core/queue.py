@@ -6,15 +6,79 @@ keeps the dependency one way (tasks -> services). Each app imports its ``tasks``
 ``AppConfig.ready``, so its tasks are registered in every process, and a task sent here
 behaves as ``task.apply_async`` does: in-process when ``CELERY_TASK_ALWAYS_EAGER``, else
 to the broker (an unreachable broker raises as it would there).
+
+Every send of a web request or a task comes through here, so it is kept cheap:
+
+- each thread keeps one producer on a broker connection of its own, instead of taking one
+  from Celery's pool and reviving its channel for every message; a send that fails drops it
+  (the next send starts on a fresh connection), and a forked child never uses its parent's;
+- the message's ``argsrepr`` (what monitoring shows) is the arguments' plain ``repr``: they
+  are ids and short names, nothing that needs Celery's size-bounded ``saferepr``;
+- on Redis nothing is declared per message: a message goes straight onto its queue's list
+  and each worker declares the queues it reads (other brokers declare as Celery does).
+
+The database row a message is about stays the source of truth: a message that is lost, or
+was never sent, is sent again by the sweeps.
 """
 
+import os
+import threading
 from collections.abc import Sequence
 
 from celery import current_app
+
+_ARGSREPR_MAX = 1024  # Celery's own bound for ``argsrepr``
+_kept = threading.local()
 
 
 def task_send(name: str, *, args: Sequence = (), countdown: float | None = None):
     """Send the task registered as ``name`` with ``args``; a name nobody registered is a bug
     (KeyError), never a message no worker would run."""
     task = current_app.tasks[name]
-    return task.apply_async(args=list(args), countdown=countdown)
+    args = list(args)
+    producer, declare = _producer(task.app)  # unused when tasks run in place (eager)
+    try:
+        return task.apply_async(
+            args=args,
+            countdown=countdown,
+            producer=producer,
+            argsrepr=repr(args)[:_ARGSREPR_MAX],
+            kwargsrepr="{}",
+            **declare,
+        )
+    except BaseException:
+        _drop_producer()
+        raise
+
+
+def _producer(app):
+    """This thread's producer, and the ``declare`` option its sends take. It follows the
+    app's connection pool: when that is replaced (the broker changed, a fork), so is it."""
+    pool = app.pool
+    kept = getattr(_kept, "producer", None)
+    if kept is not None and kept[0] is pool:
+        return kept[1], kept[2]
+    _drop_producer()
+    producer = app.amqp.Producer(app.connection_for_write())
+    declare = {"declare": ()} if producer.connection.transport.driver_type == "redis" else {}
+    _kept.producer = (pool, producer, declare)
+    return producer, declare
+
+
+def _drop_producer() -> None:
+    kept = getattr(_kept, "producer", None)
+    _kept.producer = None
+    if kept is not None:
+        try:
+            kept[1].connection.release()
+        except Exception:  # noqa: BLE001 - a broken connection is being let go anyway
+            pass
+
+
+def _forget_after_fork() -> None:
+    """A forked child never writes to its parent's broker connection."""
+    global _kept
+    _kept = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -9,6 +9,8 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db.models.expressions import RawSQL
+
 from .exceptions import NoPriceRule
 from .models import Operation, PriceRule
 from .prompts import chat_messages, max_input_tokens
@@ -65,26 +67,87 @@ class Estimate:
     output_tokens: int = 0
     is_edit: bool = False
     own_key: bool = False
+    #: The stamp of the price list the rule was chosen from (see ``PriceList``).
+    prices_stamp: str = ""
+
+
+#: A digest of the whole price-rule table (every row, every column, active or not) as the
+#: statement sees it: any change to any rule, however it is written (saved, updated in bulk,
+#: deleted), gives another.
+PRICES_STAMP_SQL = (
+    "SELECT md5(coalesce(string_agg(r::text, ',' ORDER BY r.id), ''))"
+    f' FROM "{PriceRule._meta.db_table}" r'
+)
+
+
+@dataclass(frozen=True)
+class PriceList:
+    """The active price rules and the stamp (``PRICES_STAMP_SQL``) of the table they were
+    read from, both read by one statement."""
+
+    rules: tuple[PriceRule, ...]
+    stamp: str
+
+    @classmethod
+    def read(cls) -> "PriceList":
+        rules = tuple(
+            PriceRule.objects.filter(active=True).annotate(
+                prices_stamp=RawSQL(PRICES_STAMP_SQL, ())
+            )
+        )
+        if not rules:
+            return cls(rules=(), stamp="")
+        return cls(rules=rules, stamp=rules[0].prices_stamp)
+
+
+_kept: PriceList | None = None
+
+
+def kept_prices() -> PriceList:
+    """This process's copy of the price list, read the first time it is asked for and after
+    ``forget_kept_prices``. It can be out of date: whoever charges by it compares its stamp
+    with ``PRICES_STAMP_SQL`` in the transaction that charges, and forgets it when they
+    differ (``job_submit``). The rules in it are shared: read them, never change them."""
+    global _kept
+    kept = _kept
+    if kept is None:
+        kept = PriceList.read()
+        if kept.rules:
+            _kept = kept
+    return kept
+
+
+def forget_kept_prices() -> None:
+    global _kept
+    _kept = None
 
 
 def rule_for(
-    *, operation: str, model: str, tier: str = "", own_key: bool = False, membership: str = ""
+    *,
+    operation: str,
+    model: str,
+    tier: str = "",
+    own_key: bool = False,
+    membership: str = "",
+    prices: PriceList | None = None,
 ) -> PriceRule:
     """The most specific active rule for the request. Raises NoPriceRule when none applies.
 
     ``membership``: the member's plan tier; a rule for that tier beats one for anyone
-    (after the model and the quality tier)."""
-    candidates = PriceRule.objects.filter(
-        active=True,
-        operation=operation,
-        own_key=own_key,
-        model__in=[model, ""],
-        tier__in=[tier, ""],
-        membership_tier__in=[membership, ""],
-    )
+    (after the model and the quality tier). ``prices``: the price list to choose from
+    (default: read now)."""
+    prices = prices or PriceList.read()
     best = None
     best_rank = (-1, -1, -1)
-    for rule in candidates:
+    for rule in prices.rules:
+        if (
+            rule.operation != operation
+            or rule.own_key != own_key
+            or rule.model not in (model, "")
+            or rule.tier not in (tier, "")
+            or rule.membership_tier not in (membership, "")
+        ):
+            continue
         rank = (int(bool(rule.model)), int(bool(rule.tier)), int(bool(rule.membership_tier)))
         if rank > best_rank:
             best, best_rank = rule, rank
@@ -124,12 +187,20 @@ def estimate(
     is_edit: bool = False,
     own_key: bool = False,
     membership: str = "",
+    prices: PriceList | None = None,
 ) -> Estimate:
     """The most the request can cost. For text, bounded by the input it sends and
     ``max_output_tokens``; for pictures, the rule's base credits. ``membership``: the
-    member's plan tier (price rules may differ by it)."""
+    member's plan tier (price rules may differ by it). ``prices``: the price list to use
+    (default: read now)."""
+    prices = prices or PriceList.read()
     rule = rule_for(
-        operation=operation, model=model, tier=tier, own_key=own_key, membership=membership
+        operation=operation,
+        model=model,
+        tier=tier,
+        own_key=own_key,
+        membership=membership,
+        prices=prices,
     )
     input_tokens = output_tokens = 0
     if operation == Operation.TEXT:
@@ -145,6 +216,7 @@ def estimate(
         output_tokens=output_tokens,
         is_edit=is_edit,
         own_key=own_key,
+        prices_stamp=prices.stamp,
     )
 
 

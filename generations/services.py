@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from functools import partial
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.db import insert_statement, inserted, run_together
 from core.logs import set_context as set_log_context
 from credits.services import credits_adjust, credits_spend
 
@@ -30,7 +31,15 @@ from .exceptions import (
     TooManyRunningJobs,
 )
 from .models import GenerationJob, Operation
-from .pricing import Estimate, Rates, estimate
+from .pricing import (
+    PRICES_STAMP_SQL,
+    Estimate,
+    PriceList,
+    Rates,
+    estimate,
+    forget_kept_prices,
+    kept_prices,
+)
 from .queue import enqueue_run
 from .running import first_resend_at, read_text_result
 from .validation import clean_prompt
@@ -48,6 +57,13 @@ __all__ = [
 ]
 
 Status = GenerationJob.Status
+
+_USERS = get_user_model()._meta
+_LOCK_USER = f'SELECT 1 FROM "{_USERS.db_table}" WHERE "{_USERS.pk.column}" = %s FOR UPDATE'
+_COUNT_RUNNING = (
+    f'SELECT count(*) FROM "{GenerationJob._meta.db_table}"'
+    f' WHERE "user_id" = %s AND "status" IN ({", ".join(["%s"] * len(GenerationJob.ACTIVE_STATUSES))})'
+)
 
 
 @dataclass(frozen=True)
@@ -89,13 +105,15 @@ def membership_tier_of(user) -> str:
     return "FREE"
 
 
-def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJob:
+def job_prepare(
+    *, user, request: JobRequest, draft: bool = False, prices: PriceList | None = None
+) -> PreparedJob:
     """Validate and price ``request`` for ``user`` without changing anything.
 
     The common checks are made here; the offering's backend adds and checks its own
     parameters (``Backend.prepare``). ``draft``: the request is still being typed (the live
-    estimate), so an empty prompt is allowed. Raises InvalidRequest (with the form field at
-    fault) or NoPriceRule.
+    estimate), so an empty prompt is allowed. ``prices``: the price list to price it by
+    (default: read now). Raises InvalidRequest (with the form field at fault) or NoPriceRule.
     """
     offering, user_has_key = _offering_for(user=user, request=request)
     prompt = _checked_prompt(request.prompt, offering=offering, draft=draft)
@@ -144,6 +162,7 @@ def job_prepare(*, user, request: JobRequest, draft: bool = False) -> PreparedJo
         is_edit=is_edit,
         own_key=own_key,
         membership=membership_tier_of(user),
+        prices=prices,
     )
     parameters["pricing"] = {**Rates.of(priced.rule).as_json(), "rule_id": priced.rule.pk}
     if offering.operation == Operation.TEXT:
@@ -223,6 +242,16 @@ def _text_to_edit(source: GenerationJob) -> str:
         ) from exc
 
 
+#: Submissions priced by this process's copy of the price list that found it out of date
+#: are priced again from a fresh copy; the last attempt checks nothing (as when prices are
+#: read before the transaction that charges them).
+SUBMIT_ATTEMPTS = 3
+
+
+class _PricesChanged(Exception):
+    """The price list a submission was priced by is not the current one."""
+
+
 def job_submit(
     *,
     user,
@@ -238,43 +267,64 @@ def job_submit(
     Raises InvalidRequest, NoPriceRule, TooManyRunningJobs, InvalidTransition (``retry_of``
     is not FAILED or was retried already), or the credits errors InsufficientCredits /
     SpendingFrozen. In every such case nothing was created or charged.
+
+    The job is priced by this process's copy of the price list (``kept_prices``), checked
+    inside the transaction against the price rules as they are then: when they changed, it
+    is priced again from a fresh copy.
     """
-    prepared = job_prepare(user=user, request=request)
+    for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+        prepared = job_prepare(user=user, request=request, prices=kept_prices())
+        try:
+            return _create_and_charge(
+                user=user,
+                prepared=prepared,
+                retry_of=retry_of,
+                audit=audit,
+                check_prices=attempt < SUBMIT_ATTEMPTS,
+            )
+        except _PricesChanged:
+            forget_kept_prices()
+    raise AssertionError("unreachable: the last attempt does not check the prices")
+
+
+def _create_and_charge(
+    *,
+    user,
+    prepared: PreparedJob,
+    retry_of: GenerationJob | None,
+    audit: Callable[[GenerationJob], object] | None,
+    check_prices: bool,
+) -> GenerationJob:
     limit = app_settings.MAX_RUNNING_JOBS
     with transaction.atomic(durable=True):
-        # One submitter per user at a time past this line, so the count below stays true
-        # until this transaction commits its own job (and a failed job is retried once).
-        list(
-            get_user_model()
-            .objects.select_for_update()
-            .filter(pk=user.pk)
-            .values_list("pk", flat=True)
-        )
+        # One submitter per user at a time past the lock. The count is a statement of its
+        # own after it, so it sees the jobs every earlier holder of the lock committed, and
+        # stays true until this transaction commits its own job (and a failed job is
+        # retried once). The lock, the price list's stamp, the count and the insert go to
+        # the database together: one round trip.
+        statements = [(_LOCK_USER, [user.pk])]
         if retry_of is not None:
+            run_together(statements)
+            statements = []
             _check_retryable(failed=retry_of, user=user)
-        running = GenerationJob.objects.filter(
-            user_id=user.pk, status__in=GenerationJob.ACTIVE_STATUSES
-        ).count()
+        job = _new_job(user=user, prepared=prepared, retry_of=retry_of)
+        statements += [
+            (PRICES_STAMP_SQL, []),
+            (_COUNT_RUNNING, [user.pk, *GenerationJob.ACTIVE_STATUSES]),
+            insert_statement(job),
+        ]
+        try:
+            *_, [(stamp,)], [(running,)], [row] = run_together(statements)
+        except IntegrityError:
+            # Its price rule may have been deleted since the price list was read.
+            if check_prices:
+                raise _PricesChanged() from None
+            raise
+        job = inserted(job, row)
+        if check_prices and stamp != prepared.estimate.prices_stamp:
+            raise _PricesChanged()  # the job above goes with the rollback
         if running >= limit:
-            raise TooManyRunningJobs(limit=limit)
-        now = timezone.now()
-        job = GenerationJob.objects.create(
-            user=user,
-            operation=prepared.offering.operation,
-            model=prepared.offering.model,
-            tier=prepared.tier,
-            prompt=prepared.prompt,
-            parameters=prepared.parameters,
-            is_edit=prepared.is_edit,
-            source=prepared.source,
-            retry_of=retry_of,
-            uses_own_key=prepared.own_key,
-            price_rule=prepared.estimate.rule,
-            estimated_credits=prepared.estimate.credits,
-            max_retries=app_settings.MAX_RETRIES,
-            next_attempt_at=now,
-            resend_at=first_resend_at(now),
-        )
+            raise TooManyRunningJobs(limit=limit)  # and so here
         credits_spend(
             user=user,
             amount=prepared.estimate.credits,
@@ -288,6 +338,28 @@ def job_submit(
         set_log_context(job_id=job.pk)  # this request's log lines and the task's message
         transaction.on_commit(partial(enqueue_run, job_id=job.pk))
     return job
+
+
+def _new_job(*, user, prepared: PreparedJob, retry_of: GenerationJob | None) -> GenerationJob:
+    """The job ``prepared`` describes, not saved yet."""
+    now = timezone.now()
+    return GenerationJob(
+        user=user,
+        operation=prepared.offering.operation,
+        model=prepared.offering.model,
+        tier=prepared.tier,
+        prompt=prepared.prompt,
+        parameters=prepared.parameters,
+        is_edit=prepared.is_edit,
+        source=prepared.source,
+        retry_of=retry_of,
+        uses_own_key=prepared.own_key,
+        price_rule=prepared.estimate.rule,
+        estimated_credits=prepared.estimate.credits,
+        max_retries=app_settings.MAX_RETRIES,
+        next_attempt_at=now,
+        resend_at=first_resend_at(now),
+    )
 
 
 def job_cancel(*, user, job_id: int) -> GenerationJob:

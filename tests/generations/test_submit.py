@@ -11,7 +11,8 @@ from credits.services import spending_hold
 from generations.api_keys import api_key_store
 from generations.charges import job_ledger_entries, job_source
 from generations.exceptions import InvalidRequest, InvalidTransition, TooManyRunningJobs
-from generations.models import GenerationJob
+from generations.models import GenerationJob, PriceRule
+from generations.pricing import forget_kept_prices, kept_prices
 from generations.running import job_run
 from generations.services import JobRequest, job_cancel, job_submit
 
@@ -188,6 +189,39 @@ def test_text_on_the_users_own_key_costs_the_platform_fee(
     job = job_submit(user=user, request=text)
     assert job.uses_own_key and job.estimated_credits == 1 and job.price_rule.own_key
     assert balance(user) == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_price_changed_after_this_process_read_the_prices_is_the_one_charged(
+    make_user, price_rules, parked_queue
+):
+    user = make_user(credits=20)
+    assert job_submit(user=user, request=PICTURE).estimated_credits == 3
+    # Changed behind the process's back (no model signal): any write counts.
+    PriceRule.objects.filter(model="procedural-svg").update(base_credits=5)
+    job = job_submit(user=user, request=PICTURE)
+    assert job.estimated_credits == 5 and job.price_rule.base_credits == 5
+    assert balance(user) == 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_price_rule_deleted_after_this_process_read_the_prices_is_not_used(
+    make_user, price_rules, parked_queue
+):
+    user = make_user(credits=20)
+    cheaper = PriceRule.objects.create(
+        name="Free members' pictures",
+        operation="image",
+        model="procedural-svg",
+        membership_tier="FREE",
+        base_credits=1,
+    )
+    forget_kept_prices()
+    assert cheaper in kept_prices().rules  # this process has read it
+    cheaper.delete()  # unused, so it may go
+    job = job_submit(user=user, request=PICTURE)
+    assert job.estimated_credits == 3 and job.price_rule.membership_tier == ""
+    assert balance(user) == 17
 
 
 def _submit_in_threads(users_and_requests, *, threads: int):
