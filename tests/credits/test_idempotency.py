@@ -123,4 +123,3 @@ def test_concurrent_clawbacks_with_one_key_recover_once(make_user):
     }
     assert balance_of(user) == 6
     assert_ledger_clean()
-
