@@ -30,6 +30,14 @@ CHROMIUM_ARGS = [
 PASSWORD = "correct-horse-battery-staple"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _quick_transactional_teardown():
+    """Transactional tests end by emptying only the tables they wrote to (see db_reset)."""
+    from tests import db_reset
+
+    db_reset.install()
+
+
 # --- users ----------------------------------------------------------------------------------
 
 
