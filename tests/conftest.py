@@ -135,7 +135,7 @@ class WorkerProcess:
                 raise RuntimeError(
                     f"celery worker exited early:\n{self.log_path.read_text()[-3000:]}"
                 )
-            time.sleep(0.2)
+            time.sleep(0.05)
         raise RuntimeError(
             f"celery worker not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}"
         )
@@ -233,7 +233,7 @@ def celery_worker_process(celery_worker_factory):
 
 
 def wait_until(
-    predicate, *, timeout: float = 30, interval: float = 0.2, message: str = "condition"
+    predicate, *, timeout: float = 30, interval: float = 0.05, message: str = "condition"
 ):
     """Poll ``predicate`` until it is truthy; fail the test with ``message`` after ``timeout``."""
     deadline = time.monotonic() + timeout
