@@ -30,6 +30,14 @@ CHROMIUM_ARGS = [
 PASSWORD = "correct-horse-battery-staple"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _quick_transactional_teardown():
+    """Transactional tests end by emptying only the tables they wrote to (see db_reset)."""
+    from tests import db_reset
+
+    db_reset.install()
+
+
 # --- users ----------------------------------------------------------------------------------
 
 
@@ -127,7 +135,7 @@ class WorkerProcess:
                 raise RuntimeError(
                     f"celery worker exited early:\n{self.log_path.read_text()[-3000:]}"
                 )
-            time.sleep(0.2)
+            time.sleep(0.05)
         raise RuntimeError(
             f"celery worker not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}"
         )
@@ -225,7 +233,7 @@ def celery_worker_process(celery_worker_factory):
 
 
 def wait_until(
-    predicate, *, timeout: float = 30, interval: float = 0.2, message: str = "condition"
+    predicate, *, timeout: float = 30, interval: float = 0.05, message: str = "condition"
 ):
     """Poll ``predicate`` until it is truthy; fail the test with ``message`` after ``timeout``."""
     deadline = time.monotonic() + timeout
