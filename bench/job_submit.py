@@ -87,7 +87,7 @@ def spend_op(user_ids, amount):
 
 def submit_op(user_ids):
     from accounts.models import User
-    from generations import app_settings
+    from generations.app_settings import app_settings
     from generations.models import GenerationJob
     from generations.services import JobRequest, job_submit
 
