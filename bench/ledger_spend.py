@@ -14,7 +14,7 @@ touches no other database. In the SAME run it measures one spend of 1 credit don
   capped      credits_spend, paid plan, users with daily and monthly spending caps and a
               low-balance alert set (never reached: every spend checks and counts them)
   raw         raw psycopg sending the service's own statements (the balance row's lock, then the
-              spend, in one transaction and one round trip; prepared)
+              spend, one implicit transaction in one round trip; prepared)
   naive       Django select_for_update() + save() + two inserts in transaction.atomic()
   three       raw psycopg, BEGIN; UPDATE ... RETURNING; INSERT ledger; INSERT audit; COMMIT
               (the row lock held across all three statements and the commit)
@@ -352,7 +352,7 @@ def round_trips(user, baseline_user) -> str:
     with CaptureQueriesContext(connection) as queries:
         naive_spend(baseline_user.pk, f"bench-rt:{uuid.uuid4().hex}")
     counts["naive"] = len(queries)  # BEGIN, SELECT ... FOR UPDATE, UPDATE, two INSERTs, COMMIT
-    counts["raw"] = 4  # BEGIN, the lock, the CTE, COMMIT
+    counts["raw"] = 2  # the lock and the CTE, one implicit transaction
     counts["three-statement"] = 5
     connection.close()
     return "statements per spend (service and raw send theirs in one round trip): " + ", ".join(
@@ -424,11 +424,9 @@ def op_raw(*, url, pick, tag):
             params["key"] = f"b:{tag}:{number}:{i}"
             raw_sql, values = _bound(sql, params)
             # as the service sends it: the balance row's lock, then the statement, one round trip
-            with conn.pipeline():
-                conn.execute("BEGIN")
+            with conn.pipeline():  # one implicit transaction, up to the Sync at its end
                 conn.execute(lock_sql, [params["uid"]], prepare=True)
                 cursor = conn.execute(raw_sql, values, prepare=True)
-                conn.execute("COMMIT")
             rows = cursor.fetchall()
             if not any(row[6] == params["key"] for row in rows):
                 raise RuntimeError("refused")

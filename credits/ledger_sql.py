@@ -833,33 +833,33 @@ def _run_locked(sql: str, params: dict) -> list[tuple]:
     The lock is its own statement so that the movement's statement starts once the lock is
     held: in READ COMMITTED its snapshot then has everything the lock's previous holder
     committed (the lots it drew from, a lot granted while this one waited), and it never
-    re-checks rows that changed while it waited. The four statements go out together (a
-    pipeline), so the lock is held only while the server runs them.
+    re-checks rows that changed while it waited. The statements go out together (a
+    pipeline, synced once), so the lock is held only while the server runs them.
 
-    With no transaction open they are their own transaction (BEGIN ... COMMIT); inside the
-    caller's they run in a savepoint, so a failed statement (a repeated idempotency key)
-    leaves the caller's transaction usable.
+    With no transaction open, the two statements are one implicit transaction (the
+    extended protocol's: everything up to the pipeline's Sync, committed there, or rolled
+    back as a whole when one fails). Inside the caller's transaction they run in a
+    savepoint, so a failed statement (a repeated idempotency key) leaves the caller's
+    transaction usable.
     """
     db = _db()
-    if not db.in_atomic_block and db.get_autocommit():
-        begin, end, undo = "BEGIN", "COMMIT", ["ROLLBACK"]
-    else:
-        begin, end = f"SAVEPOINT {_SAVEPOINT}", f"RELEASE SAVEPOINT {_SAVEPOINT}"
-        undo = [f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}", end]
+    inside = db.in_atomic_block or not db.get_autocommit()
     with _Statements() as statements:
         try:
-            # Sent together and synced once: the rows are read after the pipeline has
-            # closed, so the whole exchange is a single round trip.
+            # The rows are read after the pipeline has closed: the whole exchange is a
+            # single round trip.
             with db.wrap_database_errors, db.connection.pipeline():
-                statements.control(begin)
+                if inside:
+                    statements.control(f"SAVEPOINT {_SAVEPOINT}")
                 statements.execute(_LOCK_BALANCE, {"uid": params["uid"]})
                 statements.execute(sql, params)
-                statements.control(end)
+                if inside:
+                    statements.control(f"RELEASE SAVEPOINT {_SAVEPOINT}")
             rows = statements.cursor.fetchall()
         except BaseException:
-            if db.connection is not None and not db.connection.closed:
-                for sql_undo in undo:
-                    statements.control(sql_undo)
+            if inside and db.connection is not None and not db.connection.closed:
+                statements.control(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+                statements.control(f"RELEASE SAVEPOINT {_SAVEPOINT}")
             raise
     return rows
 
