@@ -14,6 +14,19 @@ from tests.payments.test_auto_topup import save_paypal
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("demo_packages")]
 
 
+def deliver(client, delivery, *, times: int) -> None:
+    """Post one signed PayPal webhook ``times`` times, as PayPal's retries would."""
+    headers = {k: v for k, v in delivery.headers.items() if k != "Content-Type"}
+    for _ in range(times):
+        response = client.post(
+            "/webhooks/paypal/",
+            data=delivery.body,
+            content_type="application/json",
+            headers=headers,
+        )
+        assert response.status_code == 200
+
+
 @pytest.fixture
 def paypal_env(fake_paypal, monkeypatch):
     """The worker is another process: it reads PayPal's settings from the environment."""
@@ -40,15 +53,7 @@ def test_a_pending_paypal_payment_completes_through_a_real_worker(
     capture_id = next(iter(fake.captures))
     fake.settle_capture(capture_id)
     delivery = fake.sign(fake.capture_event("PAYMENT.CAPTURE.COMPLETED", capture_id))
-    headers = {k: v for k, v in delivery.headers.items() if k != "Content-Type"}
-    for _ in range(3):  # PayPal retries: stored once, processed once
-        response = client.post(
-            "/webhooks/paypal/",
-            data=delivery.body,
-            content_type="application/json",
-            headers=headers,
-        )
-        assert response.status_code == 200
+    deliver(client, delivery, times=3)  # PayPal retries: stored once, processed once
 
     wait_until(
         lambda: Order.objects.get(pk=order.pk).status == Order.Status.COMPLETED,
@@ -81,15 +86,7 @@ def test_an_auto_top_up_from_a_saved_paypal_account_is_paid_through_a_real_worke
     assert CreditBalance.objects.get(user=user).balance == 75
     (capture_id,) = fake.captures
     delivery = fake.sign(fake.capture_event("PAYMENT.CAPTURE.COMPLETED", capture_id))
-    headers = {k: v for k, v in delivery.headers.items() if k != "Content-Type"}
-    for _ in range(2):
-        response = client.post(
-            "/webhooks/paypal/",
-            data=delivery.body,
-            content_type="application/json",
-            headers=headers,
-        )
-        assert response.status_code == 200
+    deliver(client, delivery, times=2)
     wait_until(
         lambda: WebhookEvent.objects.filter(
             event_id=delivery.event["id"], status__in=("PROCESSED", "IGNORED")
