@@ -23,10 +23,7 @@ import argparse
 import http.client
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -34,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import DEFAULT_SERVER, ensure_database, run_clients  # noqa: E402
+from bench.webhooks import free_port, start_gunicorn, stop  # noqa: E402
 
 PICTURE = {
     "operation": "image",
@@ -115,59 +113,6 @@ def prepare(args, env: dict) -> list[tuple[int, str]]:
     return members
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
-    (ROOT / "var").mkdir(exist_ok=True)
-    log = open(ROOT / "var" / "bench-api-gunicorn.log", "wb")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "config.wsgi:application",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            str(args.workers),
-            "-k",
-            "gthread",
-            "--threads",
-            str(args.threads),
-            "--log-level",
-            "warning",
-            "--keep-alive",
-            "30",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/bench/ok/")
-            if conn.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("gunicorn did not start; see var/bench-api-gunicorn.log")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-
-
 def case(port: int, members, *, method: str, path: str, expect: int, api: bool, body=None):
     """A client factory: client ``n`` acts as member ``n`` over one keep-alive connection."""
 
@@ -203,7 +148,7 @@ def main() -> None:
     print(f"preparing {args.db}: {args.clients} members with API keys ...", flush=True)
     members = prepare(args, env)
     port = free_port()
-    server = start_gunicorn(args, env, port)
+    server = start_gunicorn(args, env, port, log_name="bench-api-gunicorn.log")
     cases = [
         ("bare view", dict(method="GET", path="/bench/ok/", expect=200, api=False)),
         ("balance, direct", dict(method="GET", path="/bench/balance/", expect=200, api=False)),

@@ -189,9 +189,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
+def start_gunicorn(
+    args, env: dict, port: int, *, log_name: str = "bench-webhooks-gunicorn.log"
+) -> subprocess.Popen:
+    """gunicorn serving the code under test (``args.workers`` x ``args.threads``), once its
+    /bench/ok/ answers; its output goes to var/``log_name``."""
     (APP / "var").mkdir(exist_ok=True)
-    log = open(APP / "var" / "bench-webhooks-gunicorn.log", "wb")
+    log = open(APP / "var" / log_name, "wb")
     proc = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "gunicorn"),
@@ -219,12 +223,12 @@ def start_gunicorn(args, env: dict, port: int) -> subprocess.Popen:
     while time.monotonic() < deadline:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("POST", "/bench/ok/", body=b"{}")
+            conn.request("GET", "/bench/ok/")
             if conn.getresponse().status == 200:
                 return proc
         except OSError:
             time.sleep(0.2)
-    raise SystemExit("gunicorn did not start; see var/bench-webhooks-gunicorn.log")
+    raise SystemExit(f"gunicorn did not start; see var/{log_name}")
 
 
 def send_all(
