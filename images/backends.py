@@ -14,7 +14,6 @@ import base64
 import binascii
 import io
 
-import requests
 from django.core.files.storage import default_storage
 
 from generations.backends import (
@@ -26,11 +25,8 @@ from generations.backends import (
     RetryableBackendError,
 )
 from generations.backends.openai import (
-    USER_AGENT,
     OpenAICompatibleBackend,
     _excerpt,
-    _raise_for_status,
-    _read_limited,
 )
 from generations.exceptions import InvalidRequest
 
@@ -181,16 +177,16 @@ class HostedEnhancer(OpenAICompatibleBackend):
         image.save(sent, "PNG")
         ratio = image.width / image.height
         size = "1536x1024" if ratio > 1.2 else "1024x1536" if ratio < 1 / 1.2 else "1024x1024"
-        body = self._post_form(
+        body = self._send(
             "/v1/images/edits",
-            {
+            key,
+            data={
                 "model": request.model,
                 "prompt": app_settings.OPENAI_IMAGE_EDIT_PROMPT,
                 "n": "1",
                 "size": size,
             },
-            {"image": ("picture.png", sent.getvalue(), "image/png")},
-            key,
+            files={"image": ("picture.png", sent.getvalue(), "image/png")},
         )
         try:
             item = body["data"][0]
@@ -229,43 +225,3 @@ class HostedEnhancer(OpenAICompatibleBackend):
             if isinstance(reported.get(name), int):
                 usage[name] = reported[name]
         return _output(result, format_name=format_name, usage=usage)
-
-    def _post_form(self, path: str, data: dict, files: dict, key: str) -> dict:
-        try:
-            response = requests.post(
-                self._url(path),
-                data=data,
-                files=files,
-                headers={"Authorization": f"Bearer {key}", "User-Agent": USER_AGENT},
-                timeout=self._timeout(),
-                stream=True,
-            )
-            raw = _read_limited(response)
-        except requests.Timeout as exc:
-            raise RetryableBackendError(
-                "The model service did not answer in time.", detail=f"timeout on {path}: {exc}"
-            ) from exc
-        except requests.ConnectionError as exc:
-            raise RetryableBackendError(
-                "The model service could not be reached.",
-                detail=f"connection error on {path}: {exc}",
-            ) from exc
-        except requests.RequestException as exc:
-            raise RetryableBackendError(
-                "The request to the model service failed.", detail=repr(exc)
-            ) from exc
-        _raise_for_status(response, raw, path)
-        try:
-            import json
-
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise PermanentBackendError(
-                "The model service sent an answer that could not be read.",
-                detail=f"HTTP {response.status_code} non-JSON body on {path}: {raw[:300]!r}",
-            ) from exc
-        if not isinstance(body, dict):
-            raise PermanentBackendError(
-                "The model service sent an unexpected answer.", detail=_excerpt(body)
-            )
-        return body

@@ -213,10 +213,16 @@ class OpenAICompatibleBackend:
         return (app_settings.OPENAI_CONNECT_TIMEOUT, app_settings.OPENAI_TIMEOUT)
 
     def _post(self, path: str, payload: dict, key: str) -> dict:
+        return self._send(path, key, json=payload)
+
+    def _send(self, path: str, key: str, **body) -> dict:
+        """POST ``body`` (``json=`` or ``data=`` and ``files=``, as requests takes them) to
+        ``path`` and return the JSON object answered, mapping every failure to a retryable or
+        permanent backend error."""
         try:
             response = requests.post(
                 self._url(path),
-                json=payload,
+                **body,
                 headers={"Authorization": f"Bearer {key}", "User-Agent": USER_AGENT},
                 timeout=self._timeout(),
                 stream=True,
