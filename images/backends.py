@@ -10,8 +10,6 @@ Both are ``listed=False``: they are ordered from a picture's page, which passes 
 as ``inputs={"image": <public id>}``.
 """
 
-import base64
-import binascii
 import io
 
 from django.core.files.storage import default_storage
@@ -26,7 +24,6 @@ from generations.backends import (
 )
 from generations.backends.openai import (
     OpenAICompatibleBackend,
-    _excerpt,
 )
 from generations.exceptions import InvalidRequest
 
@@ -188,23 +185,7 @@ class HostedEnhancer(OpenAICompatibleBackend):
             },
             files={"image": ("picture.png", sent.getvalue(), "image/png")},
         )
-        try:
-            item = body["data"][0]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise PermanentBackendError(
-                "The model service sent no picture.", detail=f"unexpected body: {_excerpt(body)}"
-            ) from exc
-        if item.get("b64_json"):
-            try:
-                content = base64.b64decode(item["b64_json"], validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise PermanentBackendError(
-                    "The picture sent by the model service is damaged."
-                ) from exc
-        elif item.get("url"):
-            content = self._download(item["url"])
-        else:
-            raise PermanentBackendError("The model service sent no picture.", detail=_excerpt(body))
+        content = self._picture(body)
         try:
             answer, _ = pictures.decode(content)
         except UploadRefused as exc:

@@ -138,23 +138,7 @@ class OpenAICompatibleBackend:
         if request.model.startswith("dall-e"):
             payload["response_format"] = "b64_json"
         body = self._post("/v1/images/generations", payload, key)
-        try:
-            item = body["data"][0]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise PermanentBackendError(
-                "The model service sent no picture.", detail=f"unexpected body: {_excerpt(body)}"
-            ) from exc
-        if item.get("b64_json"):
-            try:
-                content = base64.b64decode(item["b64_json"], validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise PermanentBackendError(
-                    "The picture sent by the model service is damaged."
-                ) from exc
-        elif item.get("url"):
-            content = self._download(item["url"])
-        else:
-            raise PermanentBackendError("The model service sent no picture.", detail=_excerpt(body))
+        content = self._picture(body)
         extension = next(
             (ext for magic, ext in IMAGE_SIGNATURES if content.startswith(magic)), None
         )
@@ -254,6 +238,25 @@ class OpenAICompatibleBackend:
                 "The model service sent an unexpected answer.", detail=_excerpt(body)
             )
         return body
+
+    def _picture(self, body: dict) -> bytes:
+        """The picture of an images answer: inline (``b64_json``) or at its ``url``."""
+        try:
+            item = body["data"][0]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise PermanentBackendError(
+                "The model service sent no picture.", detail=f"unexpected body: {_excerpt(body)}"
+            ) from exc
+        if item.get("b64_json"):
+            try:
+                return base64.b64decode(item["b64_json"], validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise PermanentBackendError(
+                    "The picture sent by the model service is damaged."
+                ) from exc
+        if item.get("url"):
+            return self._download(item["url"])
+        raise PermanentBackendError("The model service sent no picture.", detail=_excerpt(body))
 
     def _download(self, url: str) -> bytes:
         if not url.startswith(("https://", "http://")):
