@@ -127,7 +127,7 @@ WITH recent AS (
       JOIN {_ENTRIES} g ON g.id = l.grant_entry_id
       LEFT JOIN per_lot p ON p.lot_id = l.id
      WHERE g.created_at < %(until)s
-       AND (l.remaining > 0 OR p.lot_id IS NOT NULL)
+       AND (l.has_remaining OR p.lot_id IS NOT NULL)
 ), ledger AS (
     SELECT amount, created_at >= %(since)s AS in_period,
            CASE WHEN amount > 0 AND kind <> '{LedgerKind.REFUND}' THEN 'granted'

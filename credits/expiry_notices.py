@@ -40,7 +40,7 @@ def lots_expiring_notify(*, now=None, limit: int = BATCH) -> int:
     )
     lots = (
         CreditLot.objects.filter(
-            remaining__gt=0,
+            has_remaining=True,
             expires_at__gt=now,
             expires_at__lte=now + NOTICE_AHEAD,
             effective_at__lte=now,

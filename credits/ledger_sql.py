@@ -137,11 +137,11 @@ _EARNED_SIDE = "kind NOT IN ('SPEND', 'REFUND')"
 def _lots_statement(mode: str, *, regen: bool) -> str:
     if mode == RETURN:
         held_filter = (
-            "(l.remaining > 0 OR l.id IN (SELECT m.lot_id FROM credits_lotmovement m"
+            "(l.has_remaining OR l.id IN (SELECT m.lot_id FROM credits_lotmovement m"
             " WHERE m.entry_id = %(reverses_id)s::bigint AND m.credits < 0))"
         )
     else:
-        held_filter = "l.remaining > 0"
+        held_filter = "l.has_remaining"
     if regen:
         calc = _REGEN_CALC
     else:
@@ -166,7 +166,7 @@ WITH peek AS (
            b.low_balance_threshold,
            ({regen_due})
            OR EXISTS (SELECT 1 FROM credits_creditlot l
-                       WHERE l.user_id = b.user_id AND l.remaining > 0
+                       WHERE l.user_id = b.user_id AND l.has_remaining
                          AND l.expires_at <= statement_timestamp()) AS due
       FROM credits_creditbalance b
      WHERE b.user_id = %(uid)s
@@ -968,7 +968,7 @@ _CATCH_UP_PARAMS = {
 _PG_LIVE = f"""
 WITH cur AS (
     SELECT b.balance - coalesce((SELECT sum(l.remaining) FROM credits_creditlot l
-                                  WHERE l.user_id = b.user_id AND l.remaining > 0
+                                  WHERE l.user_id = b.user_id AND l.has_remaining
                                     AND l.expires_at <= statement_timestamp()), 0)::bigint AS balance,
            b.regen_checked_at, statement_timestamp() AS now_ts, b.spend_holds
       FROM credits_creditbalance b

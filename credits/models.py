@@ -318,6 +318,14 @@ class CreditLot(models.Model):
     source = models.CharField(max_length=16, choices=LotSource.choices)
     original = models.BigIntegerField()
     remaining = models.BigIntegerField()
+    #: ``remaining > 0``, kept by the database. The partial indexes of lots that still hold
+    #: credits are conditioned on it rather than on ``remaining``: a spend that leaves credits
+    #: in a lot changes no indexed column, so PostgreSQL can update the row in place (HOT),
+    #: without a new entry in every index. Under a hot user's queue of waiting spends (whose
+    #: snapshots keep every recent version alive) that is what keeps a spend's cost flat.
+    has_remaining = models.GeneratedField(
+        expression=Q(remaining__gt=0), output_field=models.BooleanField(), db_persist=True
+    )
     #: Lower burns first (``CREDITS_LOT_PRIORITY`` per source, at grant time).
     priority = models.SmallIntegerField()
     #: The database clock when the lot was granted; it is spendable from then on.
@@ -346,7 +354,7 @@ class CreditLot(models.Model):
                 "effective_at",
                 "id",
                 name="credits_lot_burn_order",
-                condition=Q(remaining__gt=0),
+                condition=Q(has_remaining=True),
             ),
             # One user's lots in the order they were granted, spent or not (staff pages).
             models.Index(fields=["user", "id"], name="credits_lot_user"),
@@ -358,7 +366,7 @@ class CreditLot(models.Model):
             models.Index(
                 fields=["expires_at"],
                 name="credits_lot_expiring",
-                condition=Q(remaining__gt=0, expires_at__isnull=False),
+                condition=Q(has_remaining=True, expires_at__isnull=False),
             ),
         ]
         constraints = [

@@ -111,7 +111,7 @@ WITH lots AS (
            effective_at <= statement_timestamp()
            AND (expires_at IS NULL OR expires_at > statement_timestamp()) AS live
     FROM {lots}
-    WHERE user_id = %(uid)s AND remaining > 0
+    WHERE user_id = %(uid)s AND has_remaining
 ), soonest AS (
     SELECT min(expires_at) AS at FROM lots WHERE live
 )

@@ -450,7 +450,7 @@ def lots_expire_due(*, limit: int | None = None) -> int:
     """
     limit = limit or app_settings.LOT_EXPIRY_BATCH
     users = list(
-        CreditLot.objects.filter(remaining__gt=0, expires_at__lte=Now())
+        CreditLot.objects.filter(has_remaining=True, expires_at__lte=Now())
         .order_by("expires_at")
         .values_list("user_id", flat=True)[:limit]
     )
