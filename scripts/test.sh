@@ -112,12 +112,57 @@ ensure_chromium() {
     apt_install chromium || die "apt-get install chromium failed"
 }
 
+# PgBouncer 1.21 or later keeps the ledger's protocol-level prepared statements working in
+# transaction pooling. Where the system's is older (Debian 12 ships 1.18), the tests use one
+# built once from Debian's own source of a newer release into var/tools/pgbouncer
+# (tests/pgbouncer.py prefers it); if that cannot be done they run with the older one, and
+# with the prepared statements off through it.
+PGBOUNCER_SOURCE_VERSION=1.24.1
+PGBOUNCER_SOURCE_SHA256=da72a3aba13072876d055a3e58dd4aba4a5de4ed6148e73033185245598fd3e0
+PGBOUNCER_SOURCE_URL=${PGBOUNCER_SOURCE_URL:-http://deb.debian.org/debian/pool/main/p/pgbouncer/pgbouncer_${PGBOUNCER_SOURCE_VERSION}.orig.tar.gz}
+
+pgbouncer_has_prepared_statements() {
+    "$1" --version 2>/dev/null | awk '/^PgBouncer/ { split($2, v, "."); exit !(v[1] > 1 || (v[1] == 1 && v[2] >= 21)) }'
+}
+
+build_pgbouncer() {
+    local dest=var/tools/pgbouncer work py
+    py=$(pwd)/$PY
+    say "Building PgBouncer $PGBOUNCER_SOURCE_VERSION from Debian's source into $dest (the system's keeps no prepared statements in transaction pooling)"
+    if can_apt; then apt_install gcc make pkg-config libevent-dev libssl-dev || return 1; fi
+    work=$(mktemp -d)
+    (
+        # (set -e does not hold in a subshell whose status is tested: every step is chained)
+        cd "$work" &&
+            "$py" -c 'import sys, urllib.request; urllib.request.urlretrieve(sys.argv[1], "src.tar.gz")' "$PGBOUNCER_SOURCE_URL" &&
+            echo "$PGBOUNCER_SOURCE_SHA256  src.tar.gz" | sha256sum -c --quiet &&
+            tar xzf src.tar.gz &&
+            cd "pgbouncer-$PGBOUNCER_SOURCE_VERSION" &&
+            ./configure --prefix="$work/install" --without-cares --without-systemd --without-pam --without-ldap >build.log 2>&1 &&
+            make -j2 >>build.log 2>&1 &&
+            make install >>build.log 2>&1
+    ) || { rm -rf "$work"; return 1; }
+    mkdir -p "$dest/bin"
+    cp "$work/install/bin/pgbouncer" "$dest/bin/pgbouncer"
+    rm -rf "$work"
+    pgbouncer_has_prepared_statements "$dest/bin/pgbouncer"
+}
+
 ensure_pgbouncer() {
     # The PgBouncer tests and benchmarks start their own instance (tests/pgbouncer.py).
-    command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] && return 0
-    can_apt || die "PgBouncer is missing: install Debian's pgbouncer package (the pooling tests run it)"
-    say "Installing PgBouncer (Debian package pgbouncer) for the connection pooling tests"
-    apt_install pgbouncer || die "apt-get install pgbouncer failed"
+    local system
+    if [ -x var/tools/pgbouncer/bin/pgbouncer ] && pgbouncer_has_prepared_statements var/tools/pgbouncer/bin/pgbouncer; then
+        return 0
+    fi
+    system=$(command -v pgbouncer 2>/dev/null || { [ -x /usr/sbin/pgbouncer ] && echo /usr/sbin/pgbouncer; } || true)
+    if [ -z "$system" ]; then
+        can_apt || die "PgBouncer is missing: install Debian's pgbouncer package (the pooling tests run it)"
+        say "Installing PgBouncer (Debian package pgbouncer) for the connection pooling tests"
+        apt_install pgbouncer || die "apt-get install pgbouncer failed"
+        system=$(command -v pgbouncer 2>/dev/null || echo /usr/sbin/pgbouncer)
+    fi
+    pgbouncer_has_prepared_statements "$system" && return 0
+    build_pgbouncer || say "Could not build PgBouncer $PGBOUNCER_SOURCE_VERSION: the pooling tests run $("$system" --version | head -1), with the ledger's prepared statements off through it"
 }
 
 ensure_postgres

@@ -1,7 +1,9 @@
 """A real PgBouncer for tests and benchmarks: started on a free port with a generated
 configuration, in transaction pooling, in front of the PostgreSQL the tests use.
 
-Debian's package (``/usr/sbin/pgbouncer``; scripts/test.sh installs it when missing).
+The binary is ``$PGBOUNCER`` when set; else the one scripts/test.sh builds into
+var/tools/pgbouncer when the system's is too old to keep prepared statements; else Debian's
+package (``/usr/sbin/pgbouncer``; scripts/test.sh installs it when missing).
 PgBouncer 1.21 or later keeps protocol-level prepared statements working in transaction
 pooling (``max_prepared_statements``); ``prepared_statements`` says whether this one does.
 """
@@ -14,7 +16,15 @@ import subprocess
 import time
 from pathlib import Path
 
-BINARY = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+_BUILT = (
+    Path(__file__).resolve().parent.parent / "var" / "tools" / "pgbouncer" / "bin" / "pgbouncer"
+)
+BINARY = (
+    os.environ.get("PGBOUNCER")
+    or (str(_BUILT) if _BUILT.exists() else None)
+    or shutil.which("pgbouncer")
+    or "/usr/sbin/pgbouncer"
+)
 
 
 def available() -> bool:
@@ -63,6 +73,7 @@ class PgBouncer:
             f"listen_port = {self.port}",
             "unix_socket_dir =",
             "auth_type = trust",
+            f"admin_users = {self.user}",
             f"auth_file = {self.workdir / 'users.txt'}",
             "pool_mode = transaction",
             f"default_pool_size = {self.pool_size}",
@@ -91,6 +102,24 @@ class PgBouncer:
                 time.sleep(0.1)
         log = self.workdir / "pgbouncer.log"
         raise RuntimeError(f"pgbouncer did not start: {log.read_text() if log.exists() else ''}")
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """``SHOW STATS`` of the admin console: per database, its counters."""
+        import psycopg
+
+        with psycopg.connect(self.url("pgbouncer"), autocommit=True) as conn:
+            result = conn.pgconn.exec_(b"SHOW STATS")  # the console speaks the simple protocol only
+            names = [result.fname(i).decode() for i in range(result.nfields)]
+            rows = [
+                dict(zip(names, (result.get_value(r, i) for i in range(result.nfields))))
+                for r in range(result.ntuples)
+            ]
+        return {
+            row["database"].decode(): {
+                k: int(v) for k, v in row.items() if k != "database" and v is not None
+            }
+            for row in rows
+        }
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

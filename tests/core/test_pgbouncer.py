@@ -105,3 +105,8 @@ def test_concurrent_spends_through_transaction_pooling_land_once_each(bouncer, m
     user.credit_balance.refresh_from_db()
     assert user.credit_balance.balance == 0
     call_command("check_ledger", stdout=io.StringIO())  # raises on any drift
+    if bouncer.prepared_statements:
+        # The ledger's statements went through prepared: PgBouncer parsed each on a server
+        # connection once and bound it there again and again, whichever client sent it.
+        stats = bouncer.stats()[name]
+        assert 0 < stats["total_server_parse_count"] < stats["total_bind_count"] / 10, stats
