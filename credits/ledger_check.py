@@ -95,30 +95,29 @@ SELECT coalesce(p.user_id, b.user_id) AS user_id,
 #: The chain checks and every lot invariant, in one statement (%(cutover)s: the last entry
 #: written before the lots existed).
 _PG_CHECK_LOTS = f"""
-WITH mv AS MATERIALIZED (
-    SELECT m.id, m.entry_id, m.lot_id, m.credits, m.returns_id,
-           l.user_id AS lot_user, l.effective_at, l.expires_at
+WITH by_entry AS (
+    SELECT m.entry_id, sum(m.credits)::bigint AS moved,
+           min(l.user_id) AS lot_user_lo, max(l.user_id) AS lot_user_hi,
+           max(l.effective_at) FILTER (WHERE m.credits < 0) AS latest_effective,
+           min(l.expires_at) FILTER (WHERE m.credits < 0) AS soonest_expiry
       FROM credits_lotmovement m
       JOIN credits_creditlot l ON l.id = m.lot_id
-), by_entry AS (
-    SELECT entry_id, sum(credits)::bigint AS moved, min(lot_user) AS lot_user_lo, max(lot_user) AS lot_user_hi,
-           max(effective_at) FILTER (WHERE credits < 0) AS latest_effective,
-           min(expires_at) FILTER (WHERE credits < 0) AS soonest_expiry
-      FROM mv
-     GROUP BY entry_id
+     GROUP BY m.entry_id
 ), by_lot AS (
-    SELECT lot_id, sum(credits) AS moved FROM mv GROUP BY lot_id
+    SELECT lot_id, sum(credits) AS moved FROM credits_lotmovement GROUP BY lot_id
 ), given_back AS (
+    -- few rows, read through the partial index of returns
     SELECT returns_id, sum(credits) AS back, min(lot_id) AS lot_lo, max(lot_id) AS lot_hi
-      FROM mv
+      FROM credits_lotmovement
      WHERE returns_id IS NOT NULL
      GROUP BY returns_id
 ), bad_returns AS (
-    SELECT d.lot_user AS user_id, count(*) AS bad_returns, min(d.id) AS first_bad_draw
+    SELECT dl.user_id, count(*) AS bad_returns, min(d.id) AS first_bad_draw
       FROM given_back g
-      JOIN mv d ON d.id = g.returns_id
+      JOIN credits_lotmovement d ON d.id = g.returns_id
+      JOIN credits_creditlot dl ON dl.id = d.lot_id
      WHERE d.credits >= 0 OR g.back > -d.credits OR g.lot_lo <> d.lot_id OR g.lot_hi <> d.lot_id
-     GROUP BY d.lot_user
+     GROUP BY dl.user_id
 ), lots AS (
     SELECT l.user_id, count(*) AS lots, sum(l.remaining) AS remaining,
            count(*) FILTER (WHERE l.remaining <> l.original + coalesce(bl.moved, 0)) AS bad_lots,
@@ -358,10 +357,20 @@ def ledger_check() -> LedgerReport:
             if lots_checked:
                 cursor.execute(_PG_CUTOVER)
                 cutover = cursor.fetchone()[0]
+                # Every join of the lot checks is on ids that both sides can be read in order
+                # of (the ledger, lots and movements through their id indexes): merged, they
+                # walk each table once in order, where a hash table of a million rows is
+                # probed at random (about twice the time at a million entries).
+                cursor.execute("SELECT current_setting('enable_hashjoin')")
+                hashjoin = cursor.fetchone()[0]
+                cursor.execute("SET LOCAL enable_hashjoin = off")
                 cursor.execute(_PG_CHECK_LOTS, {"cutover": cutover})
+                drift = [UserDrift(*row) for row in cursor.fetchall()]
+                # within a caller's transaction, leave its planner as it was
+                cursor.execute("SELECT set_config('enable_hashjoin', %s, true)", [hashjoin])
             else:
                 cursor.execute(_PG_CHECK)
-            drift = [UserDrift(*row) for row in cursor.fetchall()]
+                drift = [UserDrift(*row) for row in cursor.fetchall()]
             cursor.execute(_PG_COUNTS)
             entries, balances = cursor.fetchone()
             lots = 0
