@@ -163,6 +163,32 @@ def test_a_draw_from_an_expired_lot_is_drift(lots):
     )
 
 
+def test_a_negative_adjustment_from_an_expired_lot_is_drift(lots):
+    user = lots["user"]
+    adjustment = sql(ENTRY, [user.pk, -2, "ADJUSTMENT", 20, 18, "adj", None, 1])[0]
+    sql(MOVE, [adjustment, lots["paid"], -2, None])
+    sql("UPDATE credits_creditlot SET remaining = 13 WHERE id = %s", [lots["paid"]])
+    sql(
+        "UPDATE credits_creditbalance SET balance = 18, lifetime_earned = 23 WHERE user_id = %s",
+        [user.pk],
+    )
+    assert check_ledger()[0] == 0  # drawn while the lot was live
+    lift("credits_creditlot", "credits_lot_only_remaining_changes")
+    # the lot lapsed after the spend (5 days ago) and before the adjustment (1 day ago)
+    sql(
+        "UPDATE credits_creditlot SET expires_at = now() - interval '3 days' WHERE id = %s",
+        [lots["paid"]],
+    )
+
+    status, output = check_ledger()
+
+    assert status == 1
+    assert (
+        f"1 spends or adjustments that drew from a lot not live at their time (first entry #{adjustment})"
+        in output
+    )
+
+
 def test_a_draw_from_another_users_lot_is_drift(lots, make_user):
     other = make_user(verified=False)
     lift("credits_creditlot", "credits_lot_only_remaining_changes")
