@@ -567,16 +567,22 @@ def bench_sizes(sizes: list[int], *, reuse: bool = False, rounds: int = 3) -> li
         report = ledger_check()  # warms the cache
         assert report.clean and report.entries == size, (report.entries, report.drift[:3])
         assert chain_only_check() == [], "the chain-only check found drift"
-        timed = time_checks(rounds if size > 100_000 else max(rounds, 5))
-        check, chain = timed["full"]["wall"], timed["chain"]["wall"]
-        cpu_ratio = (
-            f"{timed['full']['cpu'] / timed['chain']['cpu']:8.2f}x"
-            if timed["full"]["cpu"] and timed["chain"]["cpu"]
-            else f"{'-':>9}"
-        )
+        runs = rounds if size > 100_000 else max(rounds, 5)
+        serial = time_checks(runs, workers=0)
+        check, chain = serial["full"]["wall"], serial["chain"]["wall"]
         print(
             f"{size:>10} | {load:7.1f} | {first * 1000:9.2f} | {deep * 1000:12.2f} | {check:14.2f} | "
-            f"{chain:12.2f} | {check / chain:9.2f}x | {cpu_ratio} | {size / check:10.0f} | {load_average()}",
+            f"{chain:12.2f} | {check / chain:9.2f}x | {cpu_ratio(serial)} | {size / check:10.0f} | "
+            f"{load_average()}",
+            flush=True,
+        )
+        # The same with the server's parallel workers (both checks alike); the server CPU
+        # column then counts the leader process only, so it is left out.
+        parallel = time_checks(runs, workers=None)
+        p_check, p_chain = parallel["full"]["wall"], parallel["chain"]["wall"]
+        print(
+            f"{'parallel':>10} | {'':7} | {'':9} | {'':12} | {p_check:14.2f} | {p_chain:12.2f} | "
+            f"{p_check / p_chain:9.2f}x | {'-':>9} | {size / p_check:10.0f} | {load_average()}",
             flush=True,
         )
         out.append(
@@ -588,11 +594,17 @@ def bench_sizes(sizes: list[int], *, reuse: bool = False, rounds: int = 3) -> li
                 "check_ledger_s": round(check, 3),
                 "chain_only_s": round(chain, 3),
                 "ratio": round(check / chain, 2),
-                "runs": timed,
+                "serial": serial,
+                "parallel": parallel,
                 "load_average": os.getloadavg(),
             }
         )
     return out
+
+
+def cpu_ratio(timed: dict) -> str:
+    full, chain = timed["full"]["cpu"], timed["chain"]["cpu"]
+    return f"{full / chain:8.2f}x" if full and chain else f"{'-':>9}"
 
 
 def load_average() -> str:
@@ -622,8 +634,12 @@ def chain_only_check() -> list:
     return drift
 
 
-def time_checks(rounds: int) -> dict:
-    """Median wall and server CPU seconds of check_ledger and of the chain-only check, interleaved."""
+def time_checks(rounds: int, *, workers: int | None) -> dict:
+    """Median wall and server CPU seconds of check_ledger and of the chain-only check, interleaved.
+
+    ``workers``: the parallel workers either may use (the session's
+    max_parallel_workers_per_gather); None leaves the server's setting.
+    """
     import statistics
 
     from django.db import connection
@@ -633,6 +649,12 @@ def time_checks(rounds: int) -> dict:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
+        if workers is None:
+            cursor.execute("RESET max_parallel_workers_per_gather")
+        else:
+            cursor.execute(
+                "SELECT set_config('max_parallel_workers_per_gather', %s, false)", [str(workers)]
+            )
 
     def backend_cpu() -> float | None:
         try:  # the server's process, when it runs on this machine
@@ -652,6 +674,8 @@ def time_checks(rounds: int) -> dict:
             wall[name].append(time.perf_counter() - t0)
             c1 = backend_cpu()
             cpu[name].append(c1 - c0 if c0 is not None and c1 is not None else None)
+    with connection.cursor() as cursor:
+        cursor.execute("RESET max_parallel_workers_per_gather")
     return {
         name: {
             "wall": statistics.median(wall[name]),
