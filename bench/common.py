@@ -31,9 +31,10 @@ def ensure_database(server: str, name: str, *, fresh: bool) -> str:
     import psycopg
     from psycopg import sql
 
-    if not name.endswith("_bench"):
+    if "bench" not in name.split("_")[1:]:
         raise SystemExit(
-            f"refusing to use {name!r}: the benchmark database's name must end in _bench"
+            f"refusing to use {name!r}: the benchmark database's name must have a _bench part "
+            "(credits_bench, credits_bench_2)"
         )
     with psycopg.connect(database_url(server, "postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()

@@ -25,11 +25,14 @@ lots5/service and capped/service. The two baselines (naive, three) keep no lots:
 own, which check_ledger therefore reports, and which the line after the table leaves out.
 Then it bulk-loads ledgers of 10k and 1M rows (consistent chains with their lots and lot
 movements, INSERT ... SELECT generate_series) and times the history page (selector +
-template render, first and a deep page) and check_ledger.
+template render, first and a deep page) and check_ledger, interleaved with the check as it
+was before the lots (its chain-only statement, same snapshot and settings) over the same
+rows, and prints full / chain-only (wall and server CPU). ``--reuse-ledger`` keeps a ledger
+of the right size loaded by an earlier run.
 
 Targets (2-core machine): service >= 0.8x raw at 16 clients on random users; service >=
 1.0x three at 64 clients on one hot user; lots5 >= 0.7x service; free >= 0.9x service at 16
-and 64 clients; capped >= 0.85x service; check_ledger at 1M rows within 2x of its time before the lots (1.4 s).
+and 64 clients; capped >= 0.85x service; check_ledger at 1M rows within 2x of the chain-only check timed beside it.
 """
 
 import argparse
@@ -129,6 +132,17 @@ def main() -> None:
     )
     parser.add_argument("--skip-sizes", action="store_true", help="only the spend benchmark")
     parser.add_argument(
+        "--reuse-ledger",
+        action="store_true",
+        help="keep a ledger of the right size this benchmark loaded before instead of reloading it",
+    )
+    parser.add_argument(
+        "--check-rounds",
+        type=int,
+        default=3,
+        help="interleaved runs of check_ledger and the chain-only check at 1M (default 3)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="1.5 s runs and only the 10k-row ledger"
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -142,7 +156,11 @@ def main() -> None:
     if not args.skip_spends:
         figures["spends"] = bench_spends(args, url)
     if not args.skip_sizes:
-        figures["sizes"] = bench_sizes([int(s) for s in args.sizes.split(",") if s])
+        figures["sizes"] = bench_sizes(
+            [int(s) for s in args.sizes.split(",") if s],
+            reuse=args.reuse_ledger,
+            rounds=args.check_rounds,
+        )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 
@@ -527,25 +545,44 @@ def check_ledger_now(*, leave_out: set[int] = frozenset()) -> str:
 # --- history page and check_ledger at 10k and 1M rows ---------------------------------------------
 
 
-def bench_sizes(sizes: list[int]) -> list[dict]:
+def bench_sizes(sizes: list[int], *, reuse: bool = False, rounds: int = 3) -> list[dict]:
     print("\nHistory page (selector + template render) and check_ledger by ledger size")
     print(
+        "check_ledger beside the check as it was before the lots (the chain-only statement,\n"
+        "credits.ledger_check._PG_CHECK, with the same snapshot and settings), over the same rows,\n"
+        f"interleaved, {rounds} runs each at 1M ({max(rounds, 5)} below), medians; wall = client\n"
+        "clock, cpu = the server backend's CPU time (when the server runs on this machine);\n"
+        "target: full / chain-only <= 2x at 1M"
+    )
+    print(
         f"{'rows':>10} | {'load s':>7} | {'page 1 ms':>9} | {'deep page ms':>12} | {'check_ledger s':>14} | "
-        f"{'rows/s':>10}"
+        f"{'chain-only s':>12} | {'wall ratio':>10} | {'cpu ratio':>9} | {'rows/s':>10} | load avg"
     )
     out = []
     for size in sizes:
-        heavy, load = load_ledger(size)
+        heavy, load = load_ledger(size, reuse=reuse)
         first, deep = time_history_page(heavy)
         from credits.ledger_check import ledger_check
 
-        ledger_check()  # warm the cache once; then time it
-        check = median_seconds(ledger_check, repeat=3 if size <= 100_000 else 1)
-        report = ledger_check()
+        report = ledger_check()  # warms the cache
         assert report.clean and report.entries == size, (report.entries, report.drift[:3])
+        assert chain_only_check() == [], "the chain-only check found drift"
+        runs = rounds if size > 100_000 else max(rounds, 5)
+        serial = time_checks(runs, workers=0)
+        check, chain = serial["full"]["wall"], serial["chain"]["wall"]
         print(
             f"{size:>10} | {load:7.1f} | {first * 1000:9.2f} | {deep * 1000:12.2f} | {check:14.2f} | "
-            f"{size / check:10.0f}",
+            f"{chain:12.2f} | {check / chain:9.2f}x | {cpu_ratio(serial)} | {size / check:10.0f} | "
+            f"{load_average()}",
+            flush=True,
+        )
+        # The same with the server's parallel workers (both checks alike); the server CPU
+        # column then counts the leader process only, so it is left out.
+        parallel = time_checks(runs, workers=None)
+        p_check, p_chain = parallel["full"]["wall"], parallel["chain"]["wall"]
+        print(
+            f"{'parallel':>10} | {'':7} | {'':9} | {'':12} | {p_check:14.2f} | {p_chain:12.2f} | "
+            f"{p_check / p_chain:9.2f}x | {'-':>9} | {size / p_check:10.0f} | {load_average()}",
             flush=True,
         )
         out.append(
@@ -555,13 +592,106 @@ def bench_sizes(sizes: list[int]) -> list[dict]:
                 "page_ms": round(first * 1000, 2),
                 "deep_page_ms": round(deep * 1000, 2),
                 "check_ledger_s": round(check, 3),
+                "chain_only_s": round(chain, 3),
+                "ratio": round(check / chain, 2),
+                "serial": serial,
+                "parallel": parallel,
+                "load_average": os.getloadavg(),
             }
         )
     return out
 
 
-def load_ledger(size: int):
+def cpu_ratio(timed: dict) -> str:
+    full, chain = timed["full"]["cpu"], timed["chain"]["cpu"]
+    return f"{full / chain:8.2f}x" if full and chain else f"{'-':>9}"
+
+
+def load_average() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def chain_only_check() -> list:
+    """The whole check as it was before the lots: its statement, snapshot and settings.
+
+    The statement is ``_PG_CHECK`` (the chain, sums and totals against the balance rows; the
+    lot-aware check still runs it before migration 0013); it runs as ``ledger_check`` runs
+    its own, in a read-only REPEATABLE READ transaction with the same work_mem and without
+    JIT, followed by the same counts, so the two differ only in what they check.
+    """
+    from django.db import connection, transaction
+
+    from credits.ledger_check import _PG_CHECK, _PG_COUNTS
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cursor.execute("SET LOCAL work_mem = '64MB'")
+        cursor.execute("SET LOCAL jit = off")
+        cursor.execute(_PG_CHECK)
+        drift = cursor.fetchall()
+        cursor.execute(_PG_COUNTS)
+        cursor.fetchone()
+    return drift
+
+
+def time_checks(rounds: int, *, workers: int | None) -> dict:
+    """Median wall and server CPU seconds of check_ledger and of the chain-only check, interleaved.
+
+    ``workers``: the parallel workers either may use (the session's
+    max_parallel_workers_per_gather); None leaves the server's setting.
+    """
+    import statistics
+
+    from django.db import connection
+
+    from credits.ledger_check import ledger_check
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+        if workers is None:
+            cursor.execute("RESET max_parallel_workers_per_gather")
+        else:
+            cursor.execute(
+                "SELECT set_config('max_parallel_workers_per_gather', %s, false)", [str(workers)]
+            )
+
+    def backend_cpu() -> float | None:
+        try:  # the server's process, when it runs on this machine
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    runs = {"full": ledger_check, "chain": chain_only_check}
+    wall = {name: [] for name in runs}
+    cpu = {name: [] for name in runs}
+    for n in range(rounds):
+        # Forward then backward, so a change in the machine's load hits both alike.
+        for name in list(runs) if n % 2 == 0 else list(runs)[::-1]:
+            c0, t0 = backend_cpu(), time.perf_counter()
+            runs[name]()
+            wall[name].append(time.perf_counter() - t0)
+            c1 = backend_cpu()
+            cpu[name].append(c1 - c0 if c0 is not None and c1 is not None else None)
+    with connection.cursor() as cursor:
+        cursor.execute("RESET max_parallel_workers_per_gather")
+    return {
+        name: {
+            "wall": statistics.median(wall[name]),
+            "cpu": statistics.median(cpu[name]) if None not in cpu[name] else None,
+            "walls": [round(x, 3) for x in wall[name]],
+            "cpus": [round(x, 2) for x in cpu[name]] if None not in cpu[name] else None,
+        }
+        for name in runs
+    }
+
+
+def load_ledger(size: int, *, reuse: bool = False):
     """Replace the ledger with ``size`` rows over 1000 users of its own; one holds a tenth of them.
+
+    With ``reuse``, a ledger this function loaded before with the same number of rows (and
+    nothing else) is kept as it is, and the load time reported is 0.
 
     Each user's entries alternate +2 (BONUS) and -1 (SPEND), so the k-th entry leaves
     2*ceil(k/2) - floor(k/2); balances and lifetime totals are set to match. Each BONUS
@@ -582,6 +712,8 @@ def load_ledger(size: int):
     if len(users) < 1000:
         users = [u.pk for u in make_users(1000, prefix="benchl-")]
     heavy, others = users[0], users[1:]
+    if reuse and loaded_ledger_rows() == size:
+        return User.objects.get(pk=heavy), 0.0
     t0 = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("TRUNCATE credits_ledgerentry, credits_auditlog CASCADE")
@@ -643,6 +775,19 @@ def load_ledger(size: int):
         for table in ("ledgerentry", "creditbalance", "creditlot", "lotmovement"):
             cursor.execute(f"VACUUM ANALYZE credits_{table}")
     return User.objects.get(pk=heavy), time.perf_counter() - t0
+
+
+def loaded_ledger_rows() -> int | None:
+    """How many rows the ledger holds when ``load_ledger`` wrote all of them; None otherwise."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), count(*) FILTER (WHERE idempotency_key NOT LIKE 'bench-load%%')"
+            " FROM credits_ledgerentry"
+        )
+        rows, others = cursor.fetchone()
+    return rows if rows and not others else None
 
 
 def time_history_page(user) -> tuple[float, float]:

@@ -163,6 +163,32 @@ def test_a_draw_from_an_expired_lot_is_drift(lots):
     )
 
 
+def test_a_negative_adjustment_from_an_expired_lot_is_drift(lots):
+    user = lots["user"]
+    adjustment = sql(ENTRY, [user.pk, -2, "ADJUSTMENT", 20, 18, "adj", None, 1])[0]
+    sql(MOVE, [adjustment, lots["paid"], -2, None])
+    sql("UPDATE credits_creditlot SET remaining = 13 WHERE id = %s", [lots["paid"]])
+    sql(
+        "UPDATE credits_creditbalance SET balance = 18, lifetime_earned = 23 WHERE user_id = %s",
+        [user.pk],
+    )
+    assert check_ledger()[0] == 0  # drawn while the lot was live
+    lift("credits_creditlot", "credits_lot_only_remaining_changes")
+    # the lot lapsed after the spend (5 days ago) and before the adjustment (1 day ago)
+    sql(
+        "UPDATE credits_creditlot SET expires_at = now() - interval '3 days' WHERE id = %s",
+        [lots["paid"]],
+    )
+
+    status, output = check_ledger()
+
+    assert status == 1
+    assert (
+        f"1 spends or adjustments that drew from a lot not live at their time (first entry #{adjustment})"
+        in output
+    )
+
+
 def test_a_draw_from_another_users_lot_is_drift(lots, make_user):
     other = make_user(verified=False)
     lift("credits_creditlot", "credits_lot_only_remaining_changes")
@@ -173,6 +199,96 @@ def test_a_draw_from_another_users_lot_is_drift(lots, make_user):
     assert status == 1
     assert f"user {other.pk}:" in output
     assert "missing, wrong or misplaced lot" in output
+
+
+def test_a_grant_with_movements_is_drift(lots):
+    sql(MOVE, [lots["purchase"], lots["promo"], -1, None])
+    sql("UPDATE credits_creditlot SET remaining = 4 WHERE id = %s", [lots["promo"]])
+
+    status, output = check_ledger()
+
+    assert status == 1
+    assert (
+        f"1 entries whose lot movements do not add up to their amount (first entry #{lots['purchase']})"
+        in output
+    )
+
+
+def test_a_lot_made_by_an_entry_that_is_not_a_grant_is_drift(lots):
+    sql(
+        "INSERT INTO credits_creditlot (user_id, category, source, original, remaining, priority,"
+        " effective_at, expires_at, cost_basis, currency, grant_entry_id, created_at)"
+        " SELECT user_id, 'promotional', 'bonus', 1, 1, 100, created_at, NULL, 0, '', id, created_at"
+        " FROM credits_ledgerentry WHERE id = %s",
+        [lots["spend"]],
+    )
+
+    status, output = check_ledger()
+
+    assert status == 1
+    assert "1 entries with a missing, wrong or misplaced lot" in output
+    assert f"(first entry #{lots['spend']})" in output
+
+
+def test_a_spend_from_another_users_lot_is_drift(lots, make_user):
+    user, other = lots["user"], make_user(verified=False)
+    purchase = sql(ENTRY, [other.pk, 10, "PURCHASE", 0, 10, "o-p", None, 10])[0]
+    theirs = sql(LOT, ["paid", "purchase", 10, "0.1", "USD", purchase])[0]
+    spend = sql(ENTRY, [user.pk, -2, "SPEND", 20, 18, "s2", None, 2])[0]
+    sql(MOVE, [spend, theirs, -2, None])
+    sql("UPDATE credits_creditlot SET remaining = 8 WHERE id = %s", [theirs])
+    sql(
+        "UPDATE credits_creditbalance SET balance = 18, lifetime_spent = 7 WHERE user_id = %s",
+        [user.pk],
+    )
+    sql(
+        "UPDATE credits_creditbalance SET balance = 10, lifetime_earned = 10 WHERE user_id = %s",
+        [other.pk],
+    )
+
+    status, output = check_ledger()
+
+    assert status == 1
+    assert "1 entries that moved credits of another user's lot" in output
+    assert f"user {other.pk}:" in output  # its lot holds less than its balance
+
+
+def test_a_return_to_another_lot_than_its_draw_is_drift(lots):
+    user = lots["user"]
+    spend = sql(ENTRY, [user.pk, -2, "SPEND", 20, 18, "s2", None, 2])[0]
+    draw = sql(MOVE, [spend, lots["promo"], -2, None])[0]
+    refund = sql(ENTRY, [user.pk, 1, "REFUND", 18, 19, "r2", spend, 1])[0]
+    sql(MOVE, [refund, lots["paid"], 1, draw])  # the draw was from the promotional lot
+    sql("UPDATE credits_creditlot SET remaining = 3 WHERE id = %s", [lots["promo"]])
+    sql("UPDATE credits_creditlot SET remaining = 16 WHERE id = %s", [lots["paid"]])
+    sql(
+        "UPDATE credits_creditbalance SET balance = 19, lifetime_spent = 6 WHERE user_id = %s",
+        [user.pk],
+    )
+
+    status, output = check_ledger()
+
+    assert status == 1
+    assert (
+        f"user {user.pk}: 1 draws given back more than they took, or to another lot "
+        f"(first draw movement #{draw})" in output
+    )
+
+
+def test_a_draw_from_a_lot_not_yet_effective_is_drift(lots):
+    lift("credits_creditlot", "credits_lot_only_remaining_changes")
+    sql(
+        "UPDATE credits_creditlot SET effective_at = now() - interval '1 day' WHERE id = %s",
+        [lots["paid"]],
+    )
+
+    status, output = check_ledger()
+
+    assert status == 1
+    assert (
+        f"1 spends or adjustments that drew from a lot not live at their time (first entry #{lots['spend']})"
+        in output
+    )
 
 
 def test_entries_before_the_cutover_need_no_movements(lots):
@@ -217,6 +333,19 @@ def spent_before_lots(make_user):
     sql("DELETE FROM credits_lotcutover")
     sql("INSERT INTO credits_lotcutover (id, last_entry_id) VALUES (1, %s)", [spend])
     return user, LedgerEntry.objects.get(pk=spend)
+
+
+def test_a_grant_before_the_cutover_whose_lot_holds_more_than_it_granted_is_drift(
+    spent_before_lots,
+):
+    user, _spend = spent_before_lots
+    lift("credits_creditlot", "credits_lot_only_remaining_changes")
+    sql("UPDATE credits_creditlot SET original = 25 WHERE user_id = %s", [user.pk])
+
+    status, output = check_ledger()
+
+    assert status == 1
+    assert "1 entries with a missing, wrong or misplaced lot" in output
 
 
 def test_a_refund_of_a_spend_from_before_the_lots_is_clean(spent_before_lots):
