@@ -13,9 +13,10 @@ For each number of concurrent clients it prints the rate and p50 / p99 latency o
   submit      generations.services.job_submit of a picture job (validate, price, lock the
               user, count running jobs, create the job, spend, send the task on commit)
 
-and submit / spend. Then, for one submission and one spend, the SQL statements each runs
-(transaction control included: every one is a round trip to the database) and the broker
-messages (a transaction adds its BEGIN and COMMIT round trips). ``--profile`` adds a pyinstrument profile of a few hundred submissions.
+and submit / spend. Then, for one submission and one spend, the round trips to the database
+each makes (transaction control included), the SQL statements it runs (statements sent in
+one message or one pipeline share a round trip; the driver's own BEGIN and COMMIT are not
+among them) and its broker messages. ``--profile`` adds a pyinstrument profile of a few hundred submissions.
 """
 
 import argparse
@@ -123,11 +124,14 @@ def submit_op(user_ids):
     return make
 
 
-def count_round_trips(fn) -> tuple[list[str], int]:
-    """The SQL statements ``fn`` sends (savepoints included; the driver's own BEGIN and
-    COMMIT of a transaction are not seen here) and its broker messages."""
+def count_round_trips(fn) -> tuple[int, list[str], int]:
+    """The round trips to the database ``fn`` makes, the SQL statements it sends (savepoints
+    included; the driver's own BEGIN and COMMIT of a transaction are not seen here) and its
+    broker messages."""
     from django.db import connection
     from kombu import Producer
+
+    from core.db import RoundTrips
 
     statements: list[str] = []
     published = [0]
@@ -143,11 +147,11 @@ def count_round_trips(fn) -> tuple[list[str], int]:
 
     Producer.publish = counting_publish
     try:
-        with connection.execute_wrapper(wrapper):
+        with connection.execute_wrapper(wrapper), RoundTrips() as trips:
             fn()
     finally:
         Producer.publish = original
-    return statements, published[0]
+    return trips.count, statements, published[0]
 
 
 def main() -> None:
@@ -201,9 +205,12 @@ def main() -> None:
         ("spend", lambda: credits_spend(user=user, amount=price, idempotency_key=uuid.uuid4().hex)),
         ("submit", lambda: job_submit(user=user, request=request)),
     ):
-        statements, published = count_round_trips(fn)
+        trips, statements, published = count_round_trips(fn)
         GenerationJob.objects.filter(user_id=user.pk, status="PENDING").update(status="CANCELLED")
-        print(f"\n{name}: {len(statements)} SQL statements, {published} broker message(s)")
+        print(
+            f"\n{name}: {trips} database round trips, {len(statements)} SQL statements, "
+            f"{published} broker message(s)"
+        )
         for sql in statements:
             print(f"    {sql}")
 

@@ -8,13 +8,18 @@ COMMITTED each takes its own snapshot when it starts, so a statement after a
 fails ends the message (and, inside ``transaction.atomic``, the transaction). With
 server-side binding (``OPTIONS["server_side_binding"]``), which takes one statement per
 message, they run one by one.
+
+``RoundTrips`` counts the times the client waits for the server (transaction control
+included), for tests and benchmarks.
 """
 
+import tempfile
 from collections.abc import Sequence
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 from django.db.models.sql import InsertQuery
+from psycopg import pq
 
 Statement = tuple[str, Sequence]
 
@@ -30,14 +35,49 @@ def run_together(statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALI
                 cursor.execute(sql, params)
                 results.append(cursor.fetchall())
             return results
-        cursor.execute(
-            ";\n".join(sql for sql, _ in statements),
-            [value for _, params in statements for value in params],
-        )
+        sql = ";\n".join(sql for sql, _ in statements)
+        params = [value for _, params in statements for value in params]
+        cursor.execute(sql, params)
         results = [cursor.fetchall()]
         while cursor.nextset():
             results.append(cursor.fetchall())
         return results
+
+
+class RoundTrips:
+    """Counts the round trips to the database of what runs inside ``with RoundTrips() as
+    trips:`` on the connection ``using`` (``trips.count``), from the driver's protocol trace:
+    one each time the client, having sent messages, reads the server's answer. Transaction
+    control counts (the driver's own ``BEGIN`` and ``COMMIT`` too); the statements of one
+    message, or of one pipeline, count once. ``trips.messages``: the trace, message by
+    message ("F" from the client, "B" from the server)."""
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS):
+        self.using = using
+        self.count = 0
+        self.messages: list[str] = []
+
+    def __enter__(self) -> "RoundTrips":
+        db = connections[self.using]
+        db.ensure_connection()
+        self._pgconn = db.connection.pgconn
+        self._file = tempfile.TemporaryFile()
+        self._pgconn.trace(self._file.fileno())
+        self._pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._pgconn.untrace()
+        self._file.seek(0)
+        # One line a message, but a statement's own line breaks are kept in its text.
+        lines = self._file.read().decode(errors="replace").splitlines()
+        self._file.close()
+        self.messages = [line for line in lines if line[:2] in ("F\t", "B\t")]
+        sender = "B"
+        for message in self.messages:
+            if message[0] == "B" and sender == "F":
+                self.count += 1
+            sender = message[0]
 
 
 def insert_statement(obj: Model, *, using: str = DEFAULT_DB_ALIAS) -> Statement:
