@@ -127,18 +127,43 @@ class RoundTrips:
             sender = message[0]
 
 
+#: Per model and database: its INSERT when every value is a plain parameter (the common
+#: case), compiled once; only the parameters change from one object to the next.
+_PLAIN_INSERTS: dict[tuple[type[Model], str], str] = {}
+
+
 def insert_statement(obj: Model, *, using: str = DEFAULT_DB_ALIAS) -> Statement:
     """The INSERT that ``obj.save()`` would send for this new object (fields' ``pre_save``
     applied, ``auto_now_add`` included), returning its primary key. ``inserted`` completes
     the object with the row it returns. For a model without parents and without signal
-    receivers (no ``pre_save`` or ``post_save`` is sent)."""
+    receivers (no ``pre_save`` or ``post_save`` is sent).
+
+    The statement is compiled once per model; a value that is an expression (``Now()``, a
+    database default) has it compiled again, for that object."""
     meta = obj._meta
     fields = [f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field]
+    sql = _PLAIN_INSERTS.get((type(obj), using))
+    if sql is not None:
+        values = [field.pre_save(obj, True) for field in fields]
+        if not any(hasattr(value, "resolve_expression") for value in values):
+            connection = connections[using]
+            params = [
+                field.get_db_prep_save(value, connection=connection)
+                for field, value in zip(fields, values, strict=True)
+            ]
+            if not any(hasattr(param, "as_sql") for param in params):
+                return sql, params
     query = InsertQuery(type(obj))
     query.insert_values(fields, [obj])
     compiler = query.get_compiler(using=using)
     compiler.returning_fields = meta.db_returning_fields
     ((sql, params),) = compiler.as_sql()
+    plain = len(params) == len(fields) and not any(
+        hasattr(field, "get_placeholder") or hasattr(getattr(obj, field.attname), "as_sql")
+        for field in fields
+    )
+    if plain:
+        _PLAIN_INSERTS[(type(obj), using)] = sql
     return sql, params
 
 

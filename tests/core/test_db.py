@@ -1,9 +1,12 @@
 """core.db: statements sent together, and the round trips they cost."""
 
+from datetime import datetime
+
 import pytest
 from django.db import IntegrityError, connection, transaction
 from psycopg import IsolationLevel, pq
 
+import core.db
 from core.db import RoundTrips, insert_statement, run_together
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -126,3 +129,49 @@ def test_a_transaction_with_its_own_isolation_level_is_begun_by_the_driver():
         '"SELECT 1"',
         '"COMMIT"',
     ]
+
+
+def plain(params) -> list:
+    """The parameters compared: a JSON value without its wrapper, the time of an
+    ``auto_now`` field (set again by each compilation) as its type."""
+    return [
+        type(param) if isinstance(param, datetime) else getattr(param, "obj", param)
+        for param in params
+    ]
+
+
+def test_an_insert_compiled_once_is_the_one_django_compiles(monkeypatch):
+    from generations.models import GenerationJob
+
+    def job(prompt: str) -> GenerationJob:
+        return GenerationJob(
+            user_id=1, operation="image", model="m", prompt=prompt, parameters={"seed": 4}
+        )
+
+    monkeypatch.setattr(core.db, "_PLAIN_INSERTS", {})
+    first_sql, _ = insert_statement(job("first"))  # compiled, and kept
+    assert list(core.db._PLAIN_INSERTS.values()) == [first_sql]
+    second = job("second")
+    sql, params = insert_statement(second)  # from the kept statement
+    monkeypatch.setattr(core.db, "_PLAIN_INSERTS", {})
+    compiled_sql, compiled_params = insert_statement(second)
+
+    assert sql == first_sql == compiled_sql
+    assert plain(params) == plain(compiled_params)
+    assert "second" in params and {"seed": 4} in plain(params)
+
+
+def test_a_value_that_is_an_expression_is_compiled_for_its_object():
+    from django.db.models.functions import Now
+
+    run_together([new_user_statement("plain@example.com")])
+    from accounts.models import User
+
+    with_expression = User(email="now@example.com", password="!", last_login=Now())
+    sql, params = insert_statement(with_expression)
+    run_together([(sql, params)])
+    run_together([new_user_statement("plain-again@example.com")])
+
+    assert "STATEMENT_TIMESTAMP()" in sql
+    assert User.objects.get(email="now@example.com").last_login is not None
+    assert stored_emails() == ["now@example.com", "plain-again@example.com", "plain@example.com"]
