@@ -1,7 +1,7 @@
 """Benchmark: ``job_submit`` against a bare ``credits_spend``, measured in the same run.
 
-    .venv/bin/python bench/job_submit.py [--seconds 5] [--clients 1,4] [--db credits_jobs_bench]
-        [--redis redis://127.0.0.1:6379/3] [--profile]
+    .venv/bin/python bench/job_submit.py [--seconds 5] [--rounds 5] [--clients 1,4]
+        [--db credits_jobs_bench] [--redis redis://127.0.0.1:6379/3] [--profile]
 
 It creates its own database (the name must end in ``_bench``), migrates it, gives a few
 hundred users plenty of credits, and sends tasks to a Redis broker queue of its own that no
@@ -13,9 +13,12 @@ For each number of concurrent clients it prints the rate and p50 / p99 latency o
   submit      generations.services.job_submit of a picture job (validate, price, lock the
               user, count running jobs, create the job, spend, send the task on commit)
 
-and submit / spend. Then, for one submission and one spend, the SQL statements each runs
-(transaction control included: every one is a round trip to the database) and the broker
-messages (a transaction adds its BEGIN and COMMIT round trips). ``--profile`` adds a pyinstrument profile of a few hundred submissions.
+and submit / spend. The two take turns (``--rounds`` of ``--seconds / rounds`` each), so a
+change in the machine's load while they run reaches both alike. Then, for one submission and
+one spend, the round trips to the database each makes (transaction control included), the SQL
+statements it runs (statements sent in one message or one pipeline share a round trip; the
+driver's own BEGIN and COMMIT are not among them) and its broker messages. ``--profile`` adds
+a pyinstrument profile of a few hundred submissions.
 """
 
 import argparse
@@ -28,7 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DEFAULT_SERVER, ensure_database, run_clients, setup_django  # noqa: E402
+from bench.common import (  # noqa: E402
+    DEFAULT_SERVER,
+    Result,
+    ensure_database,
+    run_clients,
+    setup_django,
+)
 
 USERS = 400
 
@@ -38,6 +47,7 @@ def parse_args():
     parser.add_argument("--server", default=os.environ.get("BENCH_POSTGRES", DEFAULT_SERVER))
     parser.add_argument("--db", default="credits_jobs_bench")
     parser.add_argument("--seconds", type=float, default=5)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--clients", default="1,4")
     parser.add_argument(
         "--redis", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
@@ -123,11 +133,26 @@ def submit_op(user_ids):
     return make
 
 
-def count_round_trips(fn) -> tuple[list[str], int]:
-    """The SQL statements ``fn`` sends (savepoints included; the driver's own BEGIN and
-    COMMIT of a transaction are not seen here) and its broker messages."""
+def merged(total: Result | None, more: Result) -> Result:
+    """``total`` and ``more`` as one run."""
+    if total is None:
+        return more
+    return Result(
+        ops=total.ops + more.ops,
+        errors=total.errors + more.errors,
+        seconds=total.seconds + more.seconds,
+        latencies=total.latencies + more.latencies,
+    )
+
+
+def count_round_trips(fn) -> tuple[int, list[str], int]:
+    """The round trips to the database ``fn`` makes, the SQL statements it sends (savepoints
+    included; the driver's own BEGIN and COMMIT of a transaction are not seen here) and its
+    broker messages."""
     from django.db import connection
     from kombu import Producer
+
+    from core.db import RoundTrips
 
     statements: list[str] = []
     published = [0]
@@ -143,11 +168,11 @@ def count_round_trips(fn) -> tuple[list[str], int]:
 
     Producer.publish = counting_publish
     try:
-        with connection.execute_wrapper(wrapper):
+        with connection.execute_wrapper(wrapper), RoundTrips() as trips:
             fn()
     finally:
         Producer.publish = original
-    return statements, published[0]
+    return trips.count, statements, published[0]
 
 
 def main() -> None:
@@ -173,10 +198,13 @@ def main() -> None:
 
     print(f"{'clients':>7} {'path':<8} {'ops/s':>8} {'p50 ms':>8} {'p99 ms':>8}  submit/spend")
     for clients in [int(c) for c in args.clients.split(",")]:
-        spend = run_clients(
-            spend_op(user_ids, price), clients=clients, seconds=args.seconds, warmup=2
-        )
-        submit = run_clients(submit_op(user_ids), clients=clients, seconds=args.seconds, warmup=2)
+        spend = submit = None
+        rounds = max(1, args.rounds)
+        for turn in range(rounds):
+            timing = dict(clients=clients, seconds=args.seconds / rounds)
+            timing["warmup"] = 2 if turn == 0 else 0.5
+            spend = merged(spend, run_clients(spend_op(user_ids, price), **timing))
+            submit = merged(submit, run_clients(submit_op(user_ids), **timing))
         print(
             f"{clients:>7} {'spend':<8} {spend.tps:>8.0f} {spend.p50_ms:>8.2f} {spend.p99_ms:>8.2f}"
         )
@@ -201,9 +229,12 @@ def main() -> None:
         ("spend", lambda: credits_spend(user=user, amount=price, idempotency_key=uuid.uuid4().hex)),
         ("submit", lambda: job_submit(user=user, request=request)),
     ):
-        statements, published = count_round_trips(fn)
+        trips, statements, published = count_round_trips(fn)
         GenerationJob.objects.filter(user_id=user.pk, status="PENDING").update(status="CANCELLED")
-        print(f"\n{name}: {len(statements)} SQL statements, {published} broker message(s)")
+        print(
+            f"\n{name}: {trips} database round trips, {len(statements)} SQL statements, "
+            f"{published} broker message(s)"
+        )
         for sql in statements:
             print(f"    {sql}")
 

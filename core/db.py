@@ -8,13 +8,24 @@ COMMITTED each takes its own snapshot when it starts, so a statement after a
 fails ends the message (and, inside ``transaction.atomic``, the transaction). With
 server-side binding (``OPTIONS["server_side_binding"]``), which takes one statement per
 message, they run one by one.
+
+Inside ``transaction.atomic`` the driver opens the transaction on the server only when the
+first statement goes out, and sends its ``BEGIN`` as a round trip of its own. When
+``run_together`` sends that first statement, ``BEGIN`` leads its message instead (see
+``_opens_transaction``): the transaction starts as the driver would have started it, one
+round trip sooner.
+
+``RoundTrips`` counts the times the client waits for the server (transaction control
+included), for tests and benchmarks.
 """
 
+import tempfile
 from collections.abc import Sequence
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Model
 from django.db.models.sql import InsertQuery
+from psycopg import pq
 
 Statement = tuple[str, Sequence]
 
@@ -30,28 +41,129 @@ def run_together(statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALI
                 cursor.execute(sql, params)
                 results.append(cursor.fetchall())
             return results
-        cursor.execute(
-            ";\n".join(sql for sql, _ in statements),
-            [value for _, params in statements for value in params],
-        )
+        sql = ";\n".join(sql for sql, _ in statements)
+        params = [value for _, params in statements for value in params]
+        if _opens_transaction(db):
+            _execute_after_begin(db.connection, cursor, sql, params)
+        else:
+            cursor.execute(sql, params)
         results = [cursor.fetchall()]
         while cursor.nextset():
             results.append(cursor.fetchall())
         return results
 
 
+def _opens_transaction(db) -> bool:
+    """Whether the next statement on ``db`` is the first of a transaction Django has opened
+    (``atomic``, or autocommit off) that the server has not started yet.
+
+    Only for the plain ``BEGIN`` the driver would send (no isolation level, read-only or
+    deferrable mode set on the connection) and outside the driver's pipeline mode."""
+    if db.get_autocommit():
+        return False
+    raw = db.connection
+    return (
+        not raw.autocommit
+        and raw.pgconn.transaction_status == pq.TransactionStatus.IDLE
+        and raw.pgconn.pipeline_status == pq.PipelineStatus.OFF
+        and raw.isolation_level is None
+        and raw.read_only is None
+        and raw.deferrable is None
+    )
+
+
+def _execute_after_begin(raw, cursor, sql: str, params: list) -> None:
+    """Run ``sql`` in a message that starts with ``BEGIN`` and leaves its transaction open,
+    and leave the driver as if it had sent that ``BEGIN`` itself.
+
+    The driver sends its own ``BEGIN`` before a statement only with its autocommit off, so
+    it is switched on for this one message (allowed: no transaction is open yet). Once the
+    message has run the server reports the transaction open (or failed), and the driver,
+    which takes the transaction's state from the server, commits or rolls it back as usual;
+    only its autocommit flag is set back, directly, since its setter refuses any change
+    while a transaction is open. When a statement of the message fails, the transaction is
+    left failed and ``atomic`` rolls it back, as after any failed statement."""
+    raw.autocommit = True
+    try:
+        cursor.execute("BEGIN;\n" + sql, params)
+    finally:
+        raw._autocommit = False  # noqa: SLF001 - the setter refuses it inside a transaction
+    cursor.nextset()  # past BEGIN's result, to the first statement's rows
+
+
+class RoundTrips:
+    """Counts the round trips to the database of what runs inside ``with RoundTrips() as
+    trips:`` on the connection ``using`` (``trips.count``), from the driver's protocol trace:
+    one each time the client, having sent messages, reads the server's answer. Transaction
+    control counts (the driver's own ``BEGIN`` and ``COMMIT`` too); the statements of one
+    message, or of one pipeline, count once. ``trips.messages``: the trace, message by
+    message ("F" from the client, "B" from the server)."""
+
+    def __init__(self, using: str = DEFAULT_DB_ALIAS):
+        self.using = using
+        self.count = 0
+        self.messages: list[str] = []
+
+    def __enter__(self) -> "RoundTrips":
+        db = connections[self.using]
+        db.ensure_connection()
+        self._pgconn = db.connection.pgconn
+        self._file = tempfile.TemporaryFile()
+        self._pgconn.trace(self._file.fileno())
+        self._pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._pgconn.untrace()
+        self._file.seek(0)
+        # One line a message, but a statement's own line breaks are kept in its text.
+        lines = self._file.read().decode(errors="replace").splitlines()
+        self._file.close()
+        self.messages = [line for line in lines if line[:2] in ("F\t", "B\t")]
+        sender = "B"
+        for message in self.messages:
+            if message[0] == "B" and sender == "F":
+                self.count += 1
+            sender = message[0]
+
+
+#: Per model and database: its INSERT when every value is a plain parameter (the common
+#: case), compiled once; only the parameters change from one object to the next.
+_PLAIN_INSERTS: dict[tuple[type[Model], str], str] = {}
+
+
 def insert_statement(obj: Model, *, using: str = DEFAULT_DB_ALIAS) -> Statement:
     """The INSERT that ``obj.save()`` would send for this new object (fields' ``pre_save``
     applied, ``auto_now_add`` included), returning its primary key. ``inserted`` completes
     the object with the row it returns. For a model without parents and without signal
-    receivers (no ``pre_save`` or ``post_save`` is sent)."""
+    receivers (no ``pre_save`` or ``post_save`` is sent).
+
+    The statement is compiled once per model; a value that is an expression (``Now()``, a
+    database default) has it compiled again, for that object."""
     meta = obj._meta
     fields = [f for f in meta.local_concrete_fields if not f.generated and f is not meta.auto_field]
+    sql = _PLAIN_INSERTS.get((type(obj), using))
+    if sql is not None:
+        values = [field.pre_save(obj, True) for field in fields]
+        if not any(hasattr(value, "resolve_expression") for value in values):
+            connection = connections[using]
+            params = [
+                field.get_db_prep_save(value, connection=connection)
+                for field, value in zip(fields, values, strict=True)
+            ]
+            if not any(hasattr(param, "as_sql") for param in params):
+                return sql, params
     query = InsertQuery(type(obj))
     query.insert_values(fields, [obj])
     compiler = query.get_compiler(using=using)
     compiler.returning_fields = meta.db_returning_fields
     ((sql, params),) = compiler.as_sql()
+    plain = len(params) == len(fields) and not any(
+        hasattr(field, "get_placeholder") or hasattr(getattr(obj, field.attname), "as_sql")
+        for field in fields
+    )
+    if plain:
+        _PLAIN_INSERTS[(type(obj), using)] = sql
     return sql, params
 
 

@@ -157,7 +157,7 @@ def test_development_needs_no_servers_but_its_postgresql():
     settings = dump("config.settings.dev", LOCAL_SERVER)
 
     assert settings["DEBUG"] is True
-    assert settings["ENGINE"] == "django.db.backends.postgresql"
+    assert settings["ENGINE"] == "core.postgresql"
     assert settings["EAGER"] is True
     assert settings["BROKER"] == "memory://"
     assert settings["EMAIL_BACKEND"] == "django.core.mail.backends.console.EmailBackend"
@@ -198,7 +198,7 @@ def test_development_switches_to_postgresql_redis_and_real_workers_from_the_envi
             "REDIS_URL": "redis://127.0.0.1:6379/3",
         },
     )
-    assert settings["ENGINE"] == "django.db.backends.postgresql"
+    assert settings["ENGINE"] == "core.postgresql"
     assert settings["EAGER"] is False
     assert settings["BROKER"] == "redis://127.0.0.1:6379/3"
     assert settings["CACHE"] == "django.core.cache.backends.redis.RedisCache"

@@ -57,6 +57,8 @@ def database(url: str) -> dict:
         raise ImproperlyConfigured(
             f"DATABASE_URL must point at PostgreSQL (postgres://...), got {url.split(':', 1)[0]}://..."
         )
+    # Django's PostgreSQL backend, its health check sending nothing (see core/postgresql).
+    settings["ENGINE"] = "core.postgresql"
     return settings
 
 

@@ -1,0 +1,177 @@
+"""core.db: statements sent together, and the round trips they cost."""
+
+from datetime import datetime
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from psycopg import IsolationLevel, pq
+
+import core.db
+from core.db import RoundTrips, insert_statement, run_together
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_round_trips_count_the_drivers_transaction_control():
+    with RoundTrips() as trips, transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    assert trips.count == 3  # BEGIN, the statement, COMMIT
+    sent = [line.split("\t")[2] for line in trips.messages if line.startswith("F")]
+    assert sent == ["Query", "Query", "Query"]
+
+
+def test_statements_run_together_outside_a_transaction_cost_one_round_trip():
+    with RoundTrips() as trips:
+        results = run_together([("SELECT 1", []), ("SELECT %s", [2]), ("SELECT 3, 4", [])])
+
+    assert results == [[(1,)], [(2,)], [(3, 4)]]
+    assert trips.count == 1
+
+
+def new_user_statement(email: str):
+    from accounts.models import User
+
+    return insert_statement(User(email=email, password="!"))
+
+
+def stored_emails() -> list[str]:
+    from accounts.models import User
+
+    return sorted(User.objects.values_list("email", flat=True))
+
+
+def client_messages(trips: RoundTrips) -> list[str]:
+    return [m.split("\t", 3)[3].strip() for m in trips.messages if m.startswith("F")]
+
+
+def test_the_first_statements_of_a_transaction_carry_its_begin():
+    with RoundTrips() as trips, transaction.atomic():
+        results = run_together([("SELECT 1", []), new_user_statement("a@example.com")])
+        assert connection.connection.info.transaction_status == pq.TransactionStatus.INTRANS
+        assert not connection.connection.autocommit  # as after the driver's own BEGIN
+        again = run_together([("SELECT 2", [])])
+
+    assert results[0] == [(1,)] and len(results[1]) == 1  # BEGIN's own result is not among them
+    assert again == [[(2,)]]
+    sent = client_messages(trips)
+    assert sent[0].startswith('"BEGIN;') and sent[1:] == ['"SELECT 2"', '"COMMIT"']
+    assert trips.count == 3  # no round trip for BEGIN alone
+    assert stored_emails() == ["a@example.com"]
+    assert connection.get_autocommit() and connection.connection.autocommit
+
+
+def test_a_failing_statement_of_the_first_message_rolls_the_whole_transaction_back():
+    run_together([new_user_statement("taken@example.com")])
+    ran = []
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        transaction.on_commit(lambda: ran.append("committed"))
+        run_together(
+            [new_user_statement("new@example.com"), new_user_statement("taken@example.com")]
+        )
+
+    assert stored_emails() == ["taken@example.com"]  # the first insert went with the rollback
+    assert ran == []
+    assert connection.connection.info.transaction_status == pq.TransactionStatus.IDLE
+    assert connection.get_autocommit() and connection.connection.autocommit
+    with transaction.atomic():  # the connection goes on as usual
+        run_together([new_user_statement("later@example.com")])
+    assert stored_emails() == ["later@example.com", "taken@example.com"]
+
+
+def test_on_commit_callbacks_run_once_after_the_transaction_it_opened_commits():
+    ran = []
+    with transaction.atomic():
+        run_together([new_user_statement("a@example.com")])
+        transaction.on_commit(lambda: ran.append(stored_emails()))
+        assert ran == []
+    assert ran == [["a@example.com"]]
+
+
+def test_a_savepoint_after_the_first_message_rolls_back_only_its_own_work():
+    with transaction.atomic():
+        run_together([new_user_statement("kept@example.com")])
+        with pytest.raises(IntegrityError), transaction.atomic():
+            run_together([new_user_statement("gone@example.com")])
+            run_together([new_user_statement("kept@example.com")])
+    assert stored_emails() == ["kept@example.com"]
+
+
+def test_with_autocommit_off_the_next_statement_after_a_commit_opens_a_transaction_again():
+    from accounts.models import User
+
+    transaction.set_autocommit(False)
+    try:
+        run_together([new_user_statement("a@example.com")])
+        transaction.commit()
+        with RoundTrips() as trips:
+            User.objects.create(email="b@example.com", password="!")
+        transaction.rollback()
+    finally:
+        transaction.set_autocommit(True)
+
+    assert client_messages(trips)[0] == '"BEGIN"'  # the driver's, as before any statement
+    assert stored_emails() == ["a@example.com"]
+
+
+def test_a_transaction_with_its_own_isolation_level_is_begun_by_the_driver():
+    connection.ensure_connection()
+    connection.connection.isolation_level = IsolationLevel.REPEATABLE_READ
+    try:
+        with RoundTrips() as trips, transaction.atomic():
+            run_together([("SELECT 1", [])])
+    finally:
+        connection.connection.isolation_level = None
+    assert client_messages(trips) == [
+        '"BEGIN ISOLATION LEVEL REPEATABLE READ"',
+        '"SELECT 1"',
+        '"COMMIT"',
+    ]
+
+
+def plain(params) -> list:
+    """The parameters compared: a JSON value without its wrapper, the time of an
+    ``auto_now`` field (set again by each compilation) as its type."""
+    return [
+        type(param) if isinstance(param, datetime) else getattr(param, "obj", param)
+        for param in params
+    ]
+
+
+def test_an_insert_compiled_once_is_the_one_django_compiles(monkeypatch):
+    from generations.models import GenerationJob
+
+    def job(prompt: str) -> GenerationJob:
+        return GenerationJob(
+            user_id=1, operation="image", model="m", prompt=prompt, parameters={"seed": 4}
+        )
+
+    monkeypatch.setattr(core.db, "_PLAIN_INSERTS", {})
+    first_sql, _ = insert_statement(job("first"))  # compiled, and kept
+    assert list(core.db._PLAIN_INSERTS.values()) == [first_sql]
+    second = job("second")
+    sql, params = insert_statement(second)  # from the kept statement
+    monkeypatch.setattr(core.db, "_PLAIN_INSERTS", {})
+    compiled_sql, compiled_params = insert_statement(second)
+
+    assert sql == first_sql == compiled_sql
+    assert plain(params) == plain(compiled_params)
+    assert "second" in params and {"seed": 4} in plain(params)
+
+
+def test_a_value_that_is_an_expression_is_compiled_for_its_object():
+    from django.db.models.functions import Now
+
+    run_together([new_user_statement("plain@example.com")])
+    from accounts.models import User
+
+    with_expression = User(email="now@example.com", password="!", last_login=Now())
+    sql, params = insert_statement(with_expression)
+    run_together([(sql, params)])
+    run_together([new_user_statement("plain-again@example.com")])
+
+    assert "STATEMENT_TIMESTAMP()" in sql
+    assert User.objects.get(email="now@example.com").last_login is not None
+    assert stored_emails() == ["now@example.com", "plain-again@example.com", "plain@example.com"]
