@@ -9,12 +9,6 @@ fails ends the message (and, inside ``transaction.atomic``, the transaction). Wi
 server-side binding (``OPTIONS["server_side_binding"]``), which takes one statement per
 message, they run one by one.
 
-Inside ``transaction.atomic`` the driver opens the transaction on the server only when the
-first statement goes out, and sends its ``BEGIN`` as a round trip of its own. When
-``run_together`` sends that first statement, ``BEGIN`` leads its message instead (see
-``_opens_transaction``): the transaction starts as the driver would have started it, one
-round trip sooner.
-
 ``RoundTrips`` counts the times the client waits for the server (transaction control
 included), for tests and benchmarks.
 """
@@ -43,52 +37,11 @@ def run_together(statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALI
             return results
         sql = ";\n".join(sql for sql, _ in statements)
         params = [value for _, params in statements for value in params]
-        if _opens_transaction(db):
-            _execute_after_begin(db.connection, cursor, sql, params)
-        else:
-            cursor.execute(sql, params)
+        cursor.execute(sql, params)
         results = [cursor.fetchall()]
         while cursor.nextset():
             results.append(cursor.fetchall())
         return results
-
-
-def _opens_transaction(db) -> bool:
-    """Whether the next statement on ``db`` is the first of a transaction Django has opened
-    (``atomic``, or autocommit off) that the server has not started yet.
-
-    Only for the plain ``BEGIN`` the driver would send (no isolation level, read-only or
-    deferrable mode set on the connection) and outside the driver's pipeline mode."""
-    if db.get_autocommit():
-        return False
-    raw = db.connection
-    return (
-        not raw.autocommit
-        and raw.pgconn.transaction_status == pq.TransactionStatus.IDLE
-        and raw.pgconn.pipeline_status == pq.PipelineStatus.OFF
-        and raw.isolation_level is None
-        and raw.read_only is None
-        and raw.deferrable is None
-    )
-
-
-def _execute_after_begin(raw, cursor, sql: str, params: list) -> None:
-    """Run ``sql`` in a message that starts with ``BEGIN`` and leaves its transaction open,
-    and leave the driver as if it had sent that ``BEGIN`` itself.
-
-    The driver sends its own ``BEGIN`` before a statement only with its autocommit off, so
-    it is switched on for this one message (allowed: no transaction is open yet). Once the
-    message has run the server reports the transaction open (or failed), and the driver,
-    which takes the transaction's state from the server, commits or rolls it back as usual;
-    only its autocommit flag is set back, directly, since its setter refuses any change
-    while a transaction is open. When a statement of the message fails, the transaction is
-    left failed and ``atomic`` rolls it back, as after any failed statement."""
-    raw.autocommit = True
-    try:
-        cursor.execute("BEGIN;\n" + sql, params)
-    finally:
-        raw._autocommit = False  # noqa: SLF001 - the setter refuses it inside a transaction
-    cursor.nextset()  # past BEGIN's result, to the first statement's rows
 
 
 class RoundTrips:

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import pytest
 from django.db import IntegrityError, connection, transaction
-from psycopg import IsolationLevel, pq
+from psycopg import pq
 
 import core.db
 from core.db import RoundTrips, insert_statement, run_together
@@ -42,26 +42,6 @@ def stored_emails() -> list[str]:
     return sorted(User.objects.values_list("email", flat=True))
 
 
-def client_messages(trips: RoundTrips) -> list[str]:
-    return [m.split("\t", 3)[3].strip() for m in trips.messages if m.startswith("F")]
-
-
-def test_the_first_statements_of_a_transaction_carry_its_begin():
-    with RoundTrips() as trips, transaction.atomic():
-        results = run_together([("SELECT 1", []), new_user_statement("a@example.com")])
-        assert connection.connection.info.transaction_status == pq.TransactionStatus.INTRANS
-        assert not connection.connection.autocommit  # as after the driver's own BEGIN
-        again = run_together([("SELECT 2", [])])
-
-    assert results[0] == [(1,)] and len(results[1]) == 1  # BEGIN's own result is not among them
-    assert again == [[(2,)]]
-    sent = client_messages(trips)
-    assert sent[0].startswith('"BEGIN;') and sent[1:] == ['"SELECT 2"', '"COMMIT"']
-    assert trips.count == 3  # no round trip for BEGIN alone
-    assert stored_emails() == ["a@example.com"]
-    assert connection.get_autocommit() and connection.connection.autocommit
-
-
 def test_a_failing_statement_of_the_first_message_rolls_the_whole_transaction_back():
     run_together([new_user_statement("taken@example.com")])
     ran = []
@@ -75,7 +55,7 @@ def test_a_failing_statement_of_the_first_message_rolls_the_whole_transaction_ba
     assert stored_emails() == ["taken@example.com"]  # the first insert went with the rollback
     assert ran == []
     assert connection.connection.info.transaction_status == pq.TransactionStatus.IDLE
-    assert connection.get_autocommit() and connection.connection.autocommit
+    assert connection.get_autocommit()
     with transaction.atomic():  # the connection goes on as usual
         run_together([new_user_statement("later@example.com")])
     assert stored_emails() == ["later@example.com", "taken@example.com"]
@@ -97,38 +77,6 @@ def test_a_savepoint_after_the_first_message_rolls_back_only_its_own_work():
             run_together([new_user_statement("gone@example.com")])
             run_together([new_user_statement("kept@example.com")])
     assert stored_emails() == ["kept@example.com"]
-
-
-def test_with_autocommit_off_the_next_statement_after_a_commit_opens_a_transaction_again():
-    from accounts.models import User
-
-    transaction.set_autocommit(False)
-    try:
-        run_together([new_user_statement("a@example.com")])
-        transaction.commit()
-        with RoundTrips() as trips:
-            User.objects.create(email="b@example.com", password="!")
-        transaction.rollback()
-    finally:
-        transaction.set_autocommit(True)
-
-    assert client_messages(trips)[0] == '"BEGIN"'  # the driver's, as before any statement
-    assert stored_emails() == ["a@example.com"]
-
-
-def test_a_transaction_with_its_own_isolation_level_is_begun_by_the_driver():
-    connection.ensure_connection()
-    connection.connection.isolation_level = IsolationLevel.REPEATABLE_READ
-    try:
-        with RoundTrips() as trips, transaction.atomic():
-            run_together([("SELECT 1", [])])
-    finally:
-        connection.connection.isolation_level = None
-    assert client_messages(trips) == [
-        '"BEGIN ISOLATION LEVEL REPEATABLE READ"',
-        '"SELECT 1"',
-        '"COMMIT"',
-    ]
 
 
 def plain(params) -> list:
