@@ -23,6 +23,35 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+def _kept_connections() -> None:
+    """A worker keeps its database connections from task to task, as a web process keeps them
+    from request to request.
+
+    Celery's Django fix-up closes every connection before and after each task unless
+    ``CELERY_DB_REUSE_MAX`` is set, so each task paid for a new server session: connecting,
+    authenticating, a cold backend and the ledger's statements prepared again. It is set
+    (config/settings/base.py), so the fix-up closes them only every that many tasks, and
+    otherwise a connection goes when Django's request cycle would let it go: before and after
+    each task ``close_old_connections`` closes it once it is older than ``CONN_MAX_AGE``,
+    after an error that left it unusable, or when the task did not restore autocommit; the
+    first query of each task checks it (``CONN_HEALTH_CHECKS``, without a round trip:
+    core/postgresql), so one the server closed meanwhile is replaced. A forked pool child
+    still drops the connections it inherited (the fix-up does that whatever the setting)."""
+    from celery.signals import task_postrun, task_prerun
+    from django.db import close_old_connections
+
+    @task_prerun.connect(weak=False)
+    def before_task(**_):
+        close_old_connections()
+
+    @task_postrun.connect(weak=False)
+    def after_task(**_):
+        close_old_connections()
+
+
+_kept_connections()
+
+
 def _observability() -> None:
     """Log lines of a task carry the ids of the request that sent it (core/logs.py); a worker
     serves its metrics on WORKER_METRICS_PORT when that is set (core/metrics.py)."""

@@ -1,3 +1,4 @@
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -25,3 +26,46 @@ def test_a_real_worker_runs_a_task_that_writes_to_postgresql(celery_worker_proce
         f"Task credits.tasks.purge_expired_idempotency_records[{result.id}] succeeded"
         in celery_worker_process.log()
     )
+
+
+def worker_sessions(name: str) -> list[int]:
+    """Backend pids of the database sessions open under application name ``name``."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s ORDER BY pid", [name]
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+@pytest.mark.worker
+def test_a_worker_keeps_its_database_session_across_tasks_and_replaces_one_the_server_ended(
+    celery_worker_factory,
+):
+    from django.db import connection
+
+    name = f"kept-{uuid.uuid4().hex[:12]}"
+    worker = celery_worker_factory(env={"DATABASE_CONN_MAX_AGE": "60", "PGAPPNAME": name})
+
+    def run_tasks(count: int) -> None:
+        done = worker.log().count("succeeded")
+        for _ in range(count):
+            purge_expired_idempotency_records.delay()
+        wait_until(
+            lambda: worker.log().count("succeeded") == done + count,
+            message=f"{count} tasks to succeed",
+        )
+
+    run_tasks(1)
+    [session] = worker_sessions(name)
+    run_tasks(5)
+    assert worker_sessions(name) == [session]  # one session for every task, not one each
+
+    with connection.cursor() as cursor:  # a restart, a failover or an operator ends it
+        cursor.execute("SELECT pg_terminate_backend(%s)", [session])
+    wait_until(lambda: worker_sessions(name) == [], message="the session to end")
+    run_tasks(2)  # the next task finds the session gone and opens a new one; none fails
+    [replacement] = worker_sessions(name)
+    assert replacement != session
+    assert "Traceback" not in worker.log()

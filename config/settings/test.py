@@ -5,13 +5,14 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403
-from .env import env_bool, env_str
+from .env import env_bool, env_int, env_str
 
 if not os.environ.get("DATABASE_URL"):
     raise ImproperlyConfigured(
         "Tests run against PostgreSQL: set DATABASE_URL (scripts/test.sh does this for you)."
     )
-DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# Connections are not kept, unless a test's worker process is told to keep them.
+DATABASES["default"]["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0)  # noqa: F405
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/15")
 # Each test run gets its own cache key prefix (inherited by the worker subprocesses it starts),
