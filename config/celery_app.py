@@ -5,6 +5,7 @@ config/settings/base.py. Without a broker configured, tasks run in-process (eage
 ``redis://`` broker goes through config/redis_transport.py (kombu's transport with the fault
 that ended a busy worker when Redis went away fixed). The periodic tasks and their intervals
 are in config/settings/base.py (``CELERY_BEAT_SCHEDULE``, intervals from the environment).
+A worker that reads the webhooks queue also runs the webhook dispatcher (a bootstep).
 """
 
 import os
@@ -21,6 +22,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.prod")
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Every worker that reads the webhooks queue queues due webhook events (payments/dispatch.py).
+app.steps["worker"].add("payments.dispatch:DispatchStep")
 
 
 def _observability() -> None:
