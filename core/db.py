@@ -1,4 +1,5 @@
-"""Several statements in one round trip to the database, and a model's INSERT as one of them.
+"""Several statements in one round trip to the database, and a model's INSERT as one of them;
+a statement that may run twice, without the connection check before it.
 
 ``run_together`` sends its statements as one message (PostgreSQL's simple query protocol
 takes several statements separated by semicolons; Django binds parameters on the client by
@@ -10,13 +11,15 @@ server-side binding (``OPTIONS["server_side_binding"]``), which takes one statem
 message, they run one by one.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.db.models import Model
 from django.db.models.sql import InsertQuery
 
 Statement = tuple[str, Sequence]
+T = TypeVar("T")
 
 
 def run_together(statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALIAS):
@@ -62,3 +65,21 @@ def inserted(obj: Model, row: tuple, *, using: str = DEFAULT_DB_ALIAS) -> Model:
     obj._state.adding = False
     obj._state.db = using
     return obj
+
+
+def run_repeatable(run: Callable[[], T], *, using: str = DEFAULT_DB_ALIAS) -> T:
+    """``run()``, one statement committed on its own that may safely run twice (an INSERT ...
+    ON CONFLICT DO NOTHING), without the check ``CONN_HEALTH_CHECKS`` makes of a kept
+    connection before a request's first query (a round trip of its own). A kept connection
+    that turns out to be dead (the server restarted, a proxy dropped it) fails the statement
+    instead: it is closed and ``run()`` runs once more on a new one. Inside a transaction the
+    check is made as usual (the statement could not be run again alone)."""
+    db = connections[using]
+    if db.in_atomic_block:
+        return run()
+    db.health_check_done = True
+    try:
+        return run()
+    except (OperationalError, InterfaceError):
+        db.close()
+        return run()

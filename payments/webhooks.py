@@ -23,6 +23,7 @@ from decimal import Decimal
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from core.db import run_repeatable
 from core.errors import is_retryable
 from core.inserts import insert_unless_stored
 from core.logs import set_context as set_log_context
@@ -98,10 +99,12 @@ def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str
         # Due now: the dispatcher claims it within a fraction of a second.
         next_attempt_at=timezone.now(),
     )
-    # One INSERT, committed on its own (autocommit): a single round trip to the database and
-    # no broker message. A duplicate delivery inserts nothing and raises nothing, inside a
-    # caller's transaction too.
-    if not insert_unless_stored(row, f"ON CONSTRAINT {UNIQUE_EVENT}"):
+    # One INSERT, committed on its own (autocommit): a single round trip to the database (no
+    # connection check before it: a dead kept connection fails it and it runs again, which
+    # the unique key makes harmless) and no broker message. A duplicate delivery inserts
+    # nothing and raises nothing, inside a caller's transaction too.
+    stored = run_repeatable(lambda: insert_unless_stored(row, f"ON CONSTRAINT {UNIQUE_EVENT}"))
+    if not stored:
         count_safely(WEBHOOKS_RECEIVED, provider_name, "duplicate")
         return IngestResult(duplicate=True, event_pk=None, event_id=event.event_id, kind=event.kind)
     count_safely(WEBHOOKS_RECEIVED, provider_name, "received")

@@ -144,6 +144,28 @@ def test_ingest_stores_the_event_due_at_once_and_never_touches_the_broker(
     assert all(e.next_attempt_at <= timezone.now() for e in events)  # due: a dispatcher takes it
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_on_a_kept_connection_the_server_dropped_is_still_stored_once(
+    settings, fake_stripe, listener
+):
+    from tests.payments.test_webhook_db_faults import terminate_backend_of_this_process
+
+    payload = fake_stripe.event("customer.created", {"id": "cus_kept"})
+    stripe = Client()
+    with broker_at(settings, listener.url):
+        assert post_stripe(stripe, payload, fake=fake_stripe).json()["status"] == "received"
+        # Ingest makes no connection check first (a round trip of its own): the INSERT meets
+        # the dead connection, which is replaced, and the INSERT runs again.
+        terminate_backend_of_this_process()
+        other = fake_stripe.event("customer.created", {"id": "cus_after"})
+        assert post_stripe(stripe, other, fake=fake_stripe).json()["status"] == "received"
+        terminate_backend_of_this_process()
+        assert post_stripe(stripe, payload, fake=fake_stripe).json()["status"] == "duplicate"
+
+    assert WebhookEvent.objects.count() == 2
+    assert listener.connections == 0
+
+
 @pytest.mark.django_db
 def test_the_dispatcher_queues_each_due_event_once_and_each_is_processed_once(
     client, make_user, packages, fake_stripe, settings
