@@ -26,6 +26,7 @@ from django.utils import timezone
 from core.db import run_repeatable
 from core.errors import is_retryable
 from core.inserts import insert_unless_stored
+from core.logs import current as current_log_field
 from core.logs import set_context as set_log_context
 from core.metrics import WEBHOOKS_PROCESSED, WEBHOOKS_RECEIVED, count_safely
 from core.queue import runs_in_place, task_send, tasks_send
@@ -54,6 +55,7 @@ DUE_STATUSES = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED)
 UNIQUE_EVENT = "payments_webhook_unique_event"
 KEPT_HEADERS = ("content-type", "user-agent", "stripe-signature", "sandbox-signature")
 KEPT_HEADER_PREFIXES = ("paypal-",)
+REQUEST_ID_HEADER = "x-request-id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +95,7 @@ def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str
         event_id=event.event_id,
         type=event.type[:128],
         raw_body=body.decode("utf-8", errors="replace"),
-        headers=_kept_headers(headers),
+        headers=_kept_headers(headers, request_id=current_log_field("request_id")),
         signature_valid=True,
         normalized=event_to_json(event),
         # Due now: the dispatcher claims it within a fraction of a second.
@@ -125,12 +127,16 @@ def _process_in_place_on_commit(event_pk: int) -> None:
     transaction.on_commit(process_webhook_event, robust=True)
 
 
-def _kept_headers(headers: Mapping[str, str]) -> dict:
+def _kept_headers(headers: Mapping[str, str], *, request_id: str = "") -> dict:
+    """The headers worth keeping, and the id the logs know the request by (``x-request-id``:
+    the worker that processes the event logs it too, whoever queued the event)."""
     kept = {}
     for name, value in headers.items():
         lowered = name.lower()
         if lowered in KEPT_HEADERS or lowered.startswith(KEPT_HEADER_PREFIXES):
             kept[lowered] = value
+    if request_id:
+        kept[REQUEST_ID_HEADER] = request_id
     return dict(sorted(kept.items()))
 
 
@@ -150,11 +156,14 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
         if unrecorded_error:
             _record_failure(event_pk, unrecorded_error)
         # The lease: until it runs out, the sweep leaves this attempt alone.
-        normalized = _lease(event_pk)
-        if normalized is None:
+        leased = _lease(event_pk)
+        if leased is None:
             row = WebhookEvent.objects.filter(pk=event_pk).only("status").first()
             return row.status if row else "missing"
+        normalized, request_id = leased
         event = event_from_json(normalized)
+        if request_id:  # the delivery's request, whoever queued the event
+            set_log_context(request_id=request_id)
         set_log_context(webhook_event_id=event.event_id)
         order, status, refunds = None, None, None
         if event.kind in ORDER_KINDS:
@@ -230,23 +239,23 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
 _LEASE = """
 UPDATE payments_webhookevent SET next_attempt_at = %s
  WHERE id = %s AND status NOT IN (%s, %s)
-RETURNING normalized
+RETURNING normalized, headers ->> %s
 """
 
 
-def _lease(event_pk: int) -> dict | None:
-    """Lease an event not settled yet and read its stored reading, in one round trip; None
-    when it is settled or gone."""
+def _lease(event_pk: int) -> tuple[dict, str] | None:
+    """Lease an event not settled yet and read its stored reading and its delivery's request
+    id, in one round trip; None when it is settled or gone."""
     with connection.cursor() as cursor:
         cursor.execute(
             _LEASE,
-            [timezone.now() + app_settings.webhook_lease(), event_pk, *DONE],
+            [timezone.now() + app_settings.webhook_lease(), event_pk, *DONE, REQUEST_ID_HEADER],
         )
         found = cursor.fetchone()
     if found is None:
         return None
     value = found[0]
-    return json.loads(value) if isinstance(value, str) else value
+    return (json.loads(value) if isinstance(value, str) else value), found[1] or ""
 
 
 def webhook_replay(*, event_pk: int) -> None:
