@@ -4,10 +4,11 @@ Builds the same database as bench/webhooks.py (``--db``, dropped and created aga
 ``--events`` paid sandbox checkouts, then, in this process:
 
 1. ingest: each signed delivery goes through the whole WSGI application (every middleware,
-   the view, the INSERT, the task message to the broker of ``--redis``), against the bare
-   view of the same settings; prints the CPU milliseconds per request of both and the
-   statements one delivery runs;
-2. processing: ``webhook_process`` of every stored event, one after the other, as one solo
+   the view, the INSERT; no broker message), against the bare view of the same settings;
+   prints the CPU milliseconds per request of both and the statements one delivery runs;
+2. dispatch: ``webhook_dispatch`` queues the stored events to the broker of ``--redis`` in
+   batches, as the workers' dispatchers do; prints the time and statements per event;
+3. processing: ``webhook_process`` of every stored event, one after the other, as one solo
    worker runs them; prints the milliseconds per event, the statements per event (each is a
    round trip to the database) and the statements themselves for one event.
 
@@ -138,6 +139,14 @@ def _package(filename: str, name: str) -> str:
     return "python: " + filename.rsplit("/", 1)[-1]
 
 
+def _drop_queue(url: str, queue: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.delete(queue)
+    client.close()
+
+
 def main() -> None:
     args = parse_args()
     queue = f"bench-webhooks-{uuid.uuid4().hex[:8]}"
@@ -182,7 +191,30 @@ def main() -> None:
     if profile:
         profile.print(len(events) - 1)
 
-    # 2. processing
+    # 2. dispatch: what the workers' dispatchers do with the stored events (claim a batch in
+    # one statement, send its messages in one pipelined round trip)
+    from payments.webhooks import webhook_dispatch
+
+    webhook_dispatch(limit=1)  # opens the producer and its broker connection
+    dispatched = 0
+    statements = Statements()
+    began, cpu = time.perf_counter(), time.process_time()
+    with connection.execute_wrapper(statements):
+        while sent := webhook_dispatch():
+            dispatched += sent
+    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+    print(
+        f"\ndispatch, {dispatched} due events in batches of up to 200: "
+        f"{wall * 1000 / max(1, dispatched):.3f} ms per event, of which CPU in this process "
+        f"{cpu * 1000 / max(1, dispatched):.3f} ms; {len(statements.sql)} SQL statement(s) "
+        f"(the last one finding nothing)"
+    )
+    print(
+        f"messages waiting in the queue: {bench.waiting_messages(args.redis, f'{queue}-webhooks')}"
+    )
+    _drop_queue(args.redis, f"{queue}-webhooks")  # no worker runs here
+
+    # 3. processing
     pks = list(
         WebhookEvent.objects.filter(status="RECEIVED").order_by("pk").values_list("pk", flat=True)
     )

@@ -5,6 +5,7 @@ config/settings/base.py. Without a broker configured, tasks run in-process (eage
 ``redis://`` broker goes through config/redis_transport.py (kombu's transport with the fault
 that ended a busy worker when Redis went away fixed). The periodic tasks and their intervals
 are in config/settings/base.py (``CELERY_BEAT_SCHEDULE``, intervals from the environment).
+A worker that reads the webhooks queue also runs the webhook dispatcher (a bootstep).
 """
 
 import os
@@ -21,6 +22,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.prod")
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Every worker that reads the webhooks queue queues due webhook events (payments/dispatch.py).
+app.steps["worker"].add("payments.dispatch:DispatchStep")
 
 
 def _kept_connections() -> None:
@@ -40,13 +43,14 @@ def _kept_connections() -> None:
     from celery.signals import task_postrun, task_prerun
     from django.db import close_old_connections
 
-    @task_prerun.connect(weak=False)
-    def before_task(**_):
-        close_old_connections()
+    def between_tasks(sender=None, **_):
+        # A task run in place (no broker, or apply()) is part of its caller's request or
+        # transaction: its connection is the caller's to keep.
+        if not getattr(sender.request, "is_eager", False):
+            close_old_connections()
 
-    @task_postrun.connect(weak=False)
-    def after_task(**_):
-        close_old_connections()
+    task_prerun.connect(between_tasks, weak=False)
+    task_postrun.connect(between_tasks, weak=False)
 
 
 _kept_connections()

@@ -17,6 +17,10 @@ Every send of a web request or a task comes through here, so it is kept cheap:
 - on Redis nothing is declared per message: a message goes straight onto its queue's list
   and each worker declares the queues it reads (other brokers declare as Celery does).
 
+``tasks_send`` sends many messages of one task at once: on Redis they go out pipelined, in
+one round trip (kombu's publish batch), and a failure means any of them may or may not have
+been delivered.
+
 The database row a message is about stays the source of truth: a message that is lost, or
 was never sent, is sent again by the sweeps.
 """
@@ -49,6 +53,38 @@ def task_send(name: str, *, args: Sequence = (), countdown: float | None = None)
     except BaseException:
         _drop_producer()
         raise
+
+
+def tasks_send(name: str, args_list: Sequence[Sequence]) -> int:
+    """Send the task registered as ``name`` once for each argument list, together (one
+    pipelined round trip on Redis; one message at a time on other brokers). Returns how many
+    were sent; raises as ``task_send`` does, in which case any of them may have gone out."""
+    task = current_app.tasks[name]
+    if task.app.conf.task_always_eager:
+        for args in args_list:
+            task_send(name, args=args)
+        return len(args_list)
+    producer, declare = _producer(task.app)
+    try:
+        with producer.batch(max_size=max(1, len(args_list))):
+            for args in args_list:
+                args = list(args)
+                task.apply_async(
+                    args=args,
+                    producer=producer,
+                    argsrepr=repr(args)[:_ARGSREPR_MAX],
+                    kwargsrepr="{}",
+                    **declare,
+                )
+    except BaseException:
+        _drop_producer()
+        raise
+    return len(args_list)
+
+
+def runs_in_place() -> bool:
+    """Whether a task sent now runs in this process (no broker: development, most tests)."""
+    return bool(current_app.conf.task_always_eager)
 
 
 def _producer(app):

@@ -276,7 +276,8 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, ExactSearchMixin, BigTableAdminMixin
 
     @admin.display(description="Next attempt", ordering="next_attempt_at")
     def next_attempt(self, obj):
-        """When the sweep tries again; a FAILED event with none has failed for good: replay it or not."""
+        """When the event is queued (again); a FAILED event with none has failed for good:
+        replay it or not."""
         if obj.next_attempt_at is not None:
             return obj.next_attempt_at
         return (

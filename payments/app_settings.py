@@ -27,6 +27,10 @@ name, so a deployment configures providers without editing settings modules.
   60): an event not settled this long after it was queued, started, or due for its retry is
   queued again by the sweep (``payments.tasks.requeue_stuck_webhook_events``, every
   ``BEAT_REQUEUE_STUCK_WEBHOOK_EVENTS_SECONDS``), whatever its state.
+- ``PAYMENTS_WEBHOOK_DISPATCH_SECONDS``: how often the dispatcher in each worker that reads the
+  webhooks queue looks for due events and queues them (default 0.2; 0 runs no dispatcher,
+  leaving the sweep alone to queue events). ``PAYMENTS_WEBHOOK_DISPATCH_BATCH``: the most
+  events it claims and queues at once (default 200).
 - ``PAYMENTS_STATUS_RECHECK_SECONDS``: the success page asks the provider at most this often
   per order while it waits for the payment (default 5).
 - ``INVOICE_SELLER_NAME``, ``INVOICE_SELLER_ADDRESS`` (lines separated by ``|``),
@@ -108,6 +112,25 @@ class PaymentsSettings(AppSettings):
         minimum=1,
         check_id="payments.E010",
         meaning="seconds",
+    )
+    WEBHOOK_DISPATCH_SECONDS = Setting(
+        "PAYMENTS_WEBHOOK_DISPATCH_SECONDS",
+        0.2,
+        float,
+        env=True,
+        minimum=0,
+        maximum=60,
+        check_id="payments.E010",
+        meaning="seconds",
+    )
+    WEBHOOK_DISPATCH_BATCH = Setting(
+        "PAYMENTS_WEBHOOK_DISPATCH_BATCH",
+        200,
+        int,
+        env=True,
+        minimum=1,
+        maximum=10000,
+        check_id="payments.E010",
     )
     STATUS_RECHECK_SECONDS = Setting(
         "PAYMENTS_STATUS_RECHECK_SECONDS", 5, int, env=True, minimum=0, check_id="payments.E011"
@@ -223,6 +246,15 @@ def webhook_stuck_after_seconds() -> int:
 def webhook_lease() -> timedelta:
     """How long a queued or running attempt may take before the sweep queues the event again."""
     return timedelta(seconds=webhook_stuck_after_seconds())
+
+
+def webhook_dispatch_seconds() -> float:
+    """How often a worker's dispatcher looks for due events; 0: no dispatcher."""
+    return app_settings.WEBHOOK_DISPATCH_SECONDS
+
+
+def webhook_dispatch_batch() -> int:
+    return app_settings.WEBHOOK_DISPATCH_BATCH
 
 
 def status_recheck_seconds() -> int:

@@ -323,11 +323,12 @@ class WebhookEvent(models.Model):
     )
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
-    #: When the sweep must queue this event again if nothing has settled it by then: set at
-    #: ingest and at each attempt (a lease), after a failure (the backoff, plus the lease),
-    #: and by the sweep when it queues it. Empty once the event is PROCESSED or IGNORED, or
-    #: FAILED for good (a permanent error or no attempts left: staff decide, see the admin).
-    #: The database, not a worker's memory, says what is due.
+    #: When a dispatcher (or the sweep) must queue this event, again if it was queued before
+    #: and nothing has settled it by then: the moment of ingest or replay (due at once), then
+    #: a lease when it is queued and at each attempt, after a failure the backoff plus the
+    #: lease. Empty once the event is PROCESSED or IGNORED, or FAILED for good (a permanent
+    #: error or no attempts left: staff decide, see the admin). The database, not a worker's
+    #: memory or the broker, says what is due.
     next_attempt_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
 
     class Meta:
@@ -335,7 +336,7 @@ class WebhookEvent(models.Model):
         indexes = [
             models.Index(fields=["status", "received_at"], name="payments_webhook_status_time"),
             models.Index(fields=["type", "received_at"], name="payments_webhook_type_time"),
-            # The sweep's read: events still to settle, by when they are due.
+            # The dispatcher's and the sweep's read: events still to settle, by when due.
             models.Index(
                 fields=["next_attempt_at"],
                 name="payments_webhook_due",

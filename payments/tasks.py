@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 )
 def process_webhook_event(self, event_pk: int, unrecorded_error: str = "") -> str:
     """Process one stored webhook event. A failed attempt is retried here after its backoff
-    (the fast path); the event's ``next_attempt_at`` lets the sweep retry it should this
-    worker die first."""
+    (the fast path); the event's ``next_attempt_at`` lets a dispatcher (or the sweep) queue
+    it again should this worker die first."""
     try:
         return webhook_process(event_pk=event_pk, unrecorded_error=unrecorded_error)
     except WebhookRetry as exc:
@@ -40,7 +40,8 @@ def process_webhook_event(self, event_pk: int, unrecorded_error: str = "") -> st
 
 @shared_task(name="payments.tasks.requeue_stuck_webhook_events")
 def requeue_stuck_webhook_events() -> int:
-    """Beat: queue again every event whose next attempt is overdue, whatever its state."""
+    """Beat: queue every event left overdue, whatever its state (the fallback behind the
+    workers' dispatchers)."""
     return webhook_requeue_stuck()
 
 

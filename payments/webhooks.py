@@ -2,10 +2,15 @@
 
 ``webhook_ingest`` runs in the request: the adapter verifies the signature on the raw body
 and parses it; the event is stored (UNIQUE on provider + event id, so a duplicate delivery
-is a no-op) and its processing is queued when the row is committed. ``webhook_process``
-runs in the Celery task: it asks the provider about the order first (outside any
-transaction; for a refund event, every refund of the payment as it stands now), then handles the event inside one transaction with the event row locked,
-and records the attempt, the error and FAILED when it goes wrong.
+is a no-op), due at once, and that is all: the request sends nothing to the broker.
+``webhook_dispatch`` queues what is due: it claims due events in a batch (leasing them
+forward, ``FOR UPDATE SKIP LOCKED``, so two dispatchers never claim the same event) and sends
+their messages together. It runs in every worker that reads the webhooks queue
+(``payments/dispatch.py``), and the beat sweep (``webhook_requeue_stuck``) runs it too, as the
+fallback for events nobody has claimed. ``webhook_process`` runs in the Celery task: it asks
+the provider about the order first (outside any transaction; for a refund event, every refund
+of the payment as it stands now), then handles the event inside one transaction with the
+event row locked, and records the attempt, the error and FAILED when it goes wrong.
 """
 
 import dataclasses
@@ -20,9 +25,10 @@ from django.utils import timezone
 
 from core.errors import is_retryable
 from core.inserts import insert_unless_stored
+from core.logs import current as current_log_field
 from core.logs import set_context as set_log_context
 from core.metrics import WEBHOOKS_PROCESSED, WEBHOOKS_RECEIVED, count_safely
-from core.queue import task_send
+from core.queue import runs_in_place, task_send, tasks_send
 
 from . import app_settings
 from .exceptions import PaymentMismatch, ProviderError, WebhookRejected
@@ -48,6 +54,7 @@ DUE_STATUSES = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED)
 UNIQUE_EVENT = "payments_webhook_unique_event"
 KEPT_HEADERS = ("content-type", "user-agent", "stripe-signature", "sandbox-signature")
 KEPT_HEADER_PREFIXES = ("paypal-",)
+REQUEST_ID_HEADER = "x-request-id"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,11 +80,11 @@ class WebhookRetry(Exception):
 
 
 def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str]) -> IngestResult:
-    """Verify, parse and store one delivery; queue its processing on commit.
+    """Verify, parse and store one delivery, due at once: the dispatcher queues it.
 
     Raises WebhookRejected (bad, stale or missing signature; unreadable body) and
     ProviderNotConfigured; nothing is stored then. A delivery of an event already stored
-    is acknowledged as a duplicate and not queued again.
+    is acknowledged as a duplicate and stored nothing.
     """
     event = get_provider(provider_name).parse_webhook(body=body, headers=headers)
     if event.provider != provider_name or not event.event_id:
@@ -87,42 +94,47 @@ def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str
         event_id=event.event_id,
         type=event.type[:128],
         raw_body=body.decode("utf-8", errors="replace"),
-        headers=_kept_headers(headers),
+        headers=_kept_headers(headers, request_id=current_log_field("request_id")),
         signature_valid=True,
         normalized=event_to_json(event),
-        # The message queued on commit should have run by then; else the sweep queues it.
-        next_attempt_at=timezone.now() + app_settings.webhook_lease(),
+        # Due now: the dispatcher claims it within a fraction of a second.
+        next_attempt_at=timezone.now(),
     )
-    # One INSERT, committed on its own (autocommit): a single round trip to the database. A
+    # One INSERT, committed on its own (autocommit): a single round trip to the database (the
+    # kept connection's check sends nothing: core/postgresql) and no broker message. A
     # duplicate delivery inserts nothing and raises nothing, inside a caller's transaction too.
-    if not insert_unless_stored(row, f"ON CONSTRAINT {UNIQUE_EVENT}"):
+    stored = insert_unless_stored(row, f"ON CONSTRAINT {UNIQUE_EVENT}")
+    if not stored:
         count_safely(WEBHOOKS_RECEIVED, provider_name, "duplicate")
         return IngestResult(duplicate=True, event_pk=None, event_id=event.event_id, kind=event.kind)
     count_safely(WEBHOOKS_RECEIVED, provider_name, "received")
-    _enqueue_on_commit(row.pk)
+    _process_in_place_on_commit(row.pk)
     return IngestResult(duplicate=False, event_pk=row.pk, event_id=event.event_id, kind=event.kind)
 
 
-def _enqueue(event_pk: int) -> None:
-    task_send("payments.tasks.process_webhook_event", args=[event_pk])
+def _process_in_place_on_commit(event_pk: int) -> None:
+    """Without a broker (development: tasks run in this process) no worker runs a
+    dispatcher, so the event is processed here once its row is committed. With a broker this
+    does nothing: the dispatcher queues the event."""
+    if not runs_in_place():
+        return
+
+    def process_webhook_event():
+        task_send("payments.tasks.process_webhook_event", args=[event_pk])
+
+    transaction.on_commit(process_webhook_event, robust=True)
 
 
-def _enqueue_on_commit(event_pk: int) -> None:
-    """Queue processing once the row is committed. A broker that is down is logged, not
-    raised: the event stays due (``next_attempt_at``) and the sweep queues it again."""
-
-    def enqueue_webhook_event():
-        _enqueue(event_pk)
-
-    transaction.on_commit(enqueue_webhook_event, robust=True)
-
-
-def _kept_headers(headers: Mapping[str, str]) -> dict:
+def _kept_headers(headers: Mapping[str, str], *, request_id: str = "") -> dict:
+    """The headers worth keeping, and the id the logs know the request by (``x-request-id``:
+    the worker that processes the event logs it too, whoever queued the event)."""
     kept = {}
     for name, value in headers.items():
         lowered = name.lower()
         if lowered in KEPT_HEADERS or lowered.startswith(KEPT_HEADER_PREFIXES):
             kept[lowered] = value
+    if request_id:
+        kept[REQUEST_ID_HEADER] = request_id
     return dict(sorted(kept.items()))
 
 
@@ -142,11 +154,14 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
         if unrecorded_error:
             _record_failure(event_pk, unrecorded_error)
         # The lease: until it runs out, the sweep leaves this attempt alone.
-        normalized = _lease(event_pk)
-        if normalized is None:
+        leased = _lease(event_pk)
+        if leased is None:
             row = WebhookEvent.objects.filter(pk=event_pk).only("status").first()
             return row.status if row else "missing"
+        normalized, request_id = leased
         event = event_from_json(normalized)
+        if request_id:  # the delivery's request, whoever queued the event
+            set_log_context(request_id=request_id)
         set_log_context(webhook_event_id=event.event_id)
         order, status, refunds = None, None, None
         if event.kind in ORDER_KINDS:
@@ -222,61 +237,112 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
 _LEASE = """
 UPDATE payments_webhookevent SET next_attempt_at = %s
  WHERE id = %s AND status NOT IN (%s, %s)
-RETURNING normalized
+RETURNING normalized, headers ->> %s
 """
 
 
-def _lease(event_pk: int) -> dict | None:
-    """Lease an event not settled yet and read its stored reading, in one round trip; None
-    when it is settled or gone."""
+def _lease(event_pk: int) -> tuple[dict, str] | None:
+    """Lease an event not settled yet and read its stored reading and its delivery's request
+    id, in one round trip; None when it is settled or gone."""
     with connection.cursor() as cursor:
         cursor.execute(
             _LEASE,
-            [timezone.now() + app_settings.webhook_lease(), event_pk, *DONE],
+            [timezone.now() + app_settings.webhook_lease(), event_pk, *DONE, REQUEST_ID_HEADER],
         )
         found = cursor.fetchone()
     if found is None:
         return None
     value = found[0]
-    return json.loads(value) if isinstance(value, str) else value
+    return (json.loads(value) if isinstance(value, str) else value), found[1] or ""
 
 
 def webhook_replay(*, event_pk: int) -> None:
-    """Queue a stored event again (staff replay): a FAILED event gets a fresh set of attempts."""
+    """Make a stored event due again (staff replay): a FAILED event gets a fresh set of
+    attempts. The dispatcher queues it within a fraction of a second, as it queues a new
+    delivery; the replay itself never waits on the broker."""
     WebhookEvent.objects.filter(pk=event_pk, status=WebhookEvent.Status.FAILED).update(
         status=WebhookEvent.Status.RECEIVED, attempts=0
     )
     WebhookEvent.objects.filter(pk=event_pk).exclude(status__in=DONE).update(
-        next_attempt_at=timezone.now() + app_settings.webhook_lease()
+        next_attempt_at=timezone.now()
     )
-    _enqueue_on_commit(event_pk)
+    _process_in_place_on_commit(event_pk)
+
+
+# --- dispatch (in the workers; the sweep) ---------------------------------------------------
+
+# Claim due events, oldest due first, leasing each forward: in one statement, committed on
+# its own. Rows locked by a running attempt or by another dispatcher are skipped, and a row
+# another dispatcher claimed meanwhile no longer matches (its lease is in the future), so
+# two dispatchers never claim the same event. MATERIALIZED: the locking read runs once.
+_CLAIM = """
+WITH due AS MATERIALIZED (
+    SELECT id FROM payments_webhookevent
+     WHERE status IN (%s, %s) AND next_attempt_at <= %s
+     ORDER BY next_attempt_at
+     LIMIT %s
+       FOR UPDATE SKIP LOCKED
+)
+UPDATE payments_webhookevent AS event SET next_attempt_at = %s
+  FROM due WHERE event.id = due.id
+RETURNING event.id
+"""
+
+# Give a claim back when its messages could not be sent: each event is due again at once,
+# unless something else moved it since (its attempt started, it was settled).
+_RELEASE = """
+UPDATE payments_webhookevent SET next_attempt_at = %s
+ WHERE id = ANY(%s) AND next_attempt_at = %s AND status IN (%s, %s)
+"""
+
+
+def webhook_dispatch(*, limit: int | None = None, due_before=None) -> int:
+    """Claim up to ``limit`` events due by ``due_before`` (now) and queue their processing,
+    all messages sent together; returns how many were queued.
+
+    Each claimed event is leased forward first, so no dispatcher or sweep claims it again
+    while its message waits. When the messages cannot be sent (the broker is down) the
+    claim is given back, the events are due again and the error is raised; were even that
+    impossible, the lease runs out and they are due again then. A duplicate message is
+    harmless: processing leases the row, locks it and handles an event once.
+    """
+    limit = limit or app_settings.webhook_dispatch_batch()
+    now = timezone.now()
+    lease_until = now + app_settings.webhook_lease()
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM, [*DUE_STATUSES, due_before or now, limit, lease_until])
+        pks = sorted(row[0] for row in cursor.fetchall())
+    if not pks:
+        return 0
+    try:
+        tasks_send("payments.tasks.process_webhook_event", [[pk] for pk in pks])
+    except Exception:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(_RELEASE, [timezone.now(), pks, lease_until, *DUE_STATUSES])
+        except DatabaseError:
+            logger.warning("could not give back %s claimed webhook events", len(pks))
+        raise
+    return len(pks)
+
+
+#: The dispatcher takes a due event within a fraction of a second; the sweep takes only
+#: events due for longer than this (no dispatcher runs, or it fell behind or failed).
+SWEEP_GRACE = timedelta(seconds=5)
 
 
 def webhook_requeue_stuck(*, limit: int = 500) -> int:
-    """Queue again every event whose next attempt is overdue, RECEIVED or FAILED alike (its
-    message was lost, its worker died, or its retry lived only in a dead worker's memory).
+    """The sweep: queue every event overdue by more than ``SWEEP_GRACE``, RECEIVED or FAILED
+    alike (nothing dispatched it, its message was lost, its worker died, or its retry lived
+    only in a dead worker's memory), through the dispatcher's own claim.
 
-    Each queued event is leased forward first, so the next sweeps leave it alone while its
-    message waits; rows locked by a running attempt are skipped. A duplicate message is
-    harmless: processing locks the row and handles an event once.
+    Rows locked by a running attempt are skipped. A duplicate message is harmless:
+    processing locks the row and handles an event once.
     """
-    now = timezone.now()
-    with transaction.atomic():
-        pks = list(
-            WebhookEvent.objects.select_for_update(skip_locked=True)
-            .filter(status__in=DUE_STATUSES, next_attempt_at__lte=now)
-            .order_by("next_attempt_at")
-            .values_list("pk", flat=True)[:limit]
-        )
-        if pks:
-            WebhookEvent.objects.filter(pk__in=pks).update(
-                next_attempt_at=now + app_settings.webhook_lease()
-            )
-    for pk in pks:
-        _enqueue(pk)
-    if pks:
-        logger.warning("re-queued %s overdue webhook events", len(pks))
-    return len(pks)
+    count = webhook_dispatch(limit=limit, due_before=timezone.now() - SWEEP_GRACE)
+    if count:
+        logger.warning("re-queued %s overdue webhook events", count)
+    return count
 
 
 def retry_delay(attempts: int) -> int:

@@ -58,14 +58,17 @@ def test_a_worker_keeps_its_database_session_across_tasks_and_replaces_one_the_s
         )
 
     run_tasks(1)
-    [session] = worker_sessions(name)
+    sessions = worker_sessions(name)  # the tasks' (and the webhook dispatcher's, if it runs)
+    assert sessions
     run_tasks(5)
-    assert worker_sessions(name) == [session]  # one session for every task, not one each
+    assert worker_sessions(name) == sessions  # the same sessions for every task, not one each
 
-    with connection.cursor() as cursor:  # a restart, a failover or an operator ends it
-        cursor.execute("SELECT pg_terminate_backend(%s)", [session])
-    wait_until(lambda: worker_sessions(name) == [], message="the session to end")
-    run_tasks(2)  # the next task finds the session gone and opens a new one; none fails
-    [replacement] = worker_sessions(name)
-    assert replacement != session
+    with connection.cursor() as cursor:  # a restart, a failover or an operator ends them
+        for session in sessions:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [session])
+    wait_until(
+        lambda: not set(worker_sessions(name)) & set(sessions), message="the sessions to end"
+    )
+    run_tasks(2)  # the next task finds its session gone and opens a new one; none fails
+    assert worker_sessions(name)
     assert "Traceback" not in worker.log()

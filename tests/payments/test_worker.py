@@ -52,6 +52,7 @@ def test_a_worker_processes_a_delivered_event_once_and_duplicates_are_acknowledg
     event = WebhookEvent.objects.get(event_id=event_id(payload))
     assert (event.status, event.attempts) == ("PROCESSED", 1)
     assert "payments.tasks.process_webhook_event" in celery_worker_process.log()
+    assert "webhook dispatcher started" in celery_worker_process.log()
 
 
 def test_a_failed_attempt_is_recorded_and_retried_with_backoff(
@@ -76,49 +77,50 @@ def test_a_failed_attempt_is_recorded_and_retried_with_backoff(
     assert CreditBalance.objects.get(user=user).balance == 10
 
 
-def test_the_beat_sweep_runs_on_the_worker_and_recovers_a_lost_message(
-    fake_stripe, user, packages, celery_worker_process
+def test_the_beat_sweep_runs_on_the_worker_and_queues_what_no_dispatcher_took(
+    fake_stripe, user, packages, celery_worker_factory
 ):
     from datetime import timedelta
 
     from django.utils import timezone
 
+    from payments.webhooks import SWEEP_GRACE
+
+    # A worker without the dispatcher (as an older worker would run during a deploy).
+    worker = celery_worker_factory({"PAYMENTS_WEBHOOK_DISPATCH_SECONDS": "0"})
     order = buy(user, packages["Basic"])
     payload = fake_stripe.event(
         "checkout.session.completed", fake_stripe.pay(order.provider_order_id)
     )
-    # Stored as the view stores it, but the processing message is lost (broker restarted).
-    from django.db import transaction
-
-    with transaction.atomic():
-        result = webhook_ingest(
-            provider_name="STRIPE",
-            body=payload.encode(),
-            headers={"Stripe-Signature": fake_stripe.sign(payload)},
-        )
-        transaction.get_connection().run_on_commit.clear()
+    result = webhook_ingest(
+        provider_name="STRIPE",
+        body=payload.encode(),
+        headers={"Stripe-Signature": fake_stripe.sign(payload)},
+    )
     WebhookEvent.objects.filter(pk=result.event_pk).update(
-        next_attempt_at=timezone.now() - timedelta(seconds=1)
+        next_attempt_at=timezone.now() - SWEEP_GRACE - timedelta(seconds=1)
     )
     assert WebhookEvent.objects.get(pk=result.event_pk).status == "RECEIVED"
+    assert "webhook dispatcher started" not in worker.log()
 
     requeue_stuck_webhook_events.delay()
 
     wait_until(
         lambda: Order.objects.get(pk=order.pk).status == "COMPLETED",
         timeout=30,
-        message=f"the sweep to recover the event\n{celery_worker_process.log()[-2000:]}",
+        message=f"the sweep to recover the event\n{worker.log()[-2000:]}",
     )
     assert WebhookEvent.objects.get(pk=result.event_pk).status == "PROCESSED"
     assert CreditBalance.objects.get(user=user).balance == 50
+    assert "re-queued 1 overdue webhook events" in worker.log()
 
 
 def test_a_paid_order_converges_after_the_worker_holding_its_retry_is_killed(
     fake_stripe, user, packages, celery_worker_factory, monkeypatch, settings
 ):
     # The retry waits 3 s in the worker's memory; the database makes the event overdue 1 s
-    # later (the lease), and the sweep queues it again. Redis's visibility timeout (an hour)
-    # never comes into it.
+    # later (the lease), and a dispatcher queues it again. Redis's visibility timeout (an
+    # hour) never comes into it.
     for name, value in {
         "PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS": "3",
         "PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS": "1",
@@ -148,18 +150,16 @@ def test_a_paid_order_converges_after_the_worker_holding_its_retry_is_killed(
 
     second = celery_worker_factory()
 
-    def swept_and_completed():
-        requeue_stuck_webhook_events.delay()  # what beat sends every few seconds
-        return Order.objects.get(pk=order.pk).status == "COMPLETED"
-
+    # The second worker's dispatcher queues the event again once its backoff and lease are
+    # over; no sweep runs.
     wait_until(
-        swept_and_completed,
+        lambda: Order.objects.get(pk=order.pk).status == "COMPLETED",
         timeout=60,
-        interval=1,
-        message=f"the sweep to recover the event\n{second.log()[-2000:]}",
+        interval=0.2,
+        message=f"the dispatcher to recover the event\n{second.log()[-2000:]}",
     )
     event = event_row()
     assert (event.status, event.attempts, event.next_attempt_at) == ("PROCESSED", 2, None)
     assert CreditBalance.objects.get(user=user).balance == 50
     assert order_ledger_entries(order).count() == 1
-    assert "re-queued 1 overdue webhook events" in second.log()
+    assert "re-queued" not in second.log()
