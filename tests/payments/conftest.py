@@ -91,6 +91,29 @@ def start_stripe_checkout(client, user, package) -> "Order":  # noqa: F821
     return Order.objects.filter(user=user).latest("pk")
 
 
+def stored_without_processing(fake_stripe, payload: str) -> "WebhookEvent":  # noqa: F821
+    """Ingest as the view does, but no dispatcher or message ever runs it."""
+    from payments.models import WebhookEvent
+    from payments.webhooks import webhook_ingest
+
+    result = webhook_ingest(
+        provider_name="STRIPE",
+        body=payload.encode(),
+        headers={"Stripe-Signature": fake_stripe.sign(payload)},
+    )
+    return WebhookEvent.objects.get(pk=result.event_pk)
+
+
+def paid_checkout_event(client, user, package, fake_stripe) -> tuple["Order", "WebhookEvent"]:  # noqa: F821
+    """``user`` pays for ``package`` through Stripe; the webhook is stored, not processed."""
+    order = start_stripe_checkout(client, user, package)
+    client.logout()
+    session = fake_stripe.pay(order.provider_order_id)
+    return order, stored_without_processing(
+        fake_stripe, fake_stripe.event("checkout.session.completed", session)
+    )
+
+
 def event_id(payload: str) -> str:
     return json.loads(payload)["id"]
 

@@ -23,7 +23,11 @@ from payments.models import Order, WebhookEvent
 from payments.tasks import process_webhook_event
 from payments.webhooks import webhook_dispatch, webhook_ingest
 from tests.conftest import wait_until
-from tests.payments.conftest import post_stripe, start_stripe_checkout
+from tests.payments.conftest import (
+    paid_checkout_event,
+    post_stripe,
+    stored_without_processing,
+)
 from tests.payments.test_broker_outage import PrivateRedis
 
 TASK = "payments.tasks.process_webhook_event"
@@ -57,24 +61,6 @@ def queued(url: str, queue: str) -> list[tuple[str, list]]:
     finally:
         client.close()
     return [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in messages]
-
-
-def stored_event(fake_stripe, payload: str) -> WebhookEvent:
-    result = webhook_ingest(
-        provider_name="STRIPE",
-        body=payload.encode(),
-        headers={"Stripe-Signature": fake_stripe.sign(payload)},
-    )
-    return WebhookEvent.objects.get(pk=result.event_pk)
-
-
-def paid_checkout_event(client, user, package, fake_stripe) -> tuple[Order, WebhookEvent]:
-    order = start_stripe_checkout(client, user, package)
-    client.logout()
-    session = fake_stripe.pay(order.provider_order_id)
-    return order, stored_event(
-        fake_stripe, fake_stripe.event("checkout.session.completed", session)
-    )
 
 
 class CountingListener:

@@ -13,28 +13,9 @@ from payments.models import Order, WebhookEvent
 from payments.tasks import process_webhook_event, requeue_stuck_webhook_events
 from payments.webhooks import SWEEP_GRACE, webhook_ingest
 from tests.conftest import tasks_sent_to_queue
-from tests.payments.conftest import start_stripe_checkout
+from tests.payments.conftest import paid_checkout_event, stored_without_processing
 
 pytestmark = pytest.mark.django_db
-
-
-def stored_without_processing(fake_stripe, payload: str) -> WebhookEvent:
-    """Ingest as the view does, but no dispatcher or message ever runs it."""
-    result = webhook_ingest(
-        provider_name="STRIPE",
-        body=payload.encode(),
-        headers={"Stripe-Signature": fake_stripe.sign(payload)},
-    )
-    return WebhookEvent.objects.get(pk=result.event_pk)
-
-
-def paid_checkout_event(client, user, package, fake_stripe) -> tuple[Order, WebhookEvent]:
-    order = start_stripe_checkout(client, user, package)
-    client.logout()
-    session = fake_stripe.pay(order.provider_order_id)
-    return order, stored_without_processing(
-        fake_stripe, fake_stripe.event("checkout.session.completed", session)
-    )
 
 
 def time_passes(*events: WebhookEvent) -> None:
