@@ -42,17 +42,21 @@ def task_send(name: str, *, args: Sequence = (), countdown: float | None = None)
     args = list(args)
     producer, declare = _producer(task.app)  # unused when tasks run in place (eager)
     try:
-        return task.apply_async(
-            args=args,
-            countdown=countdown,
-            producer=producer,
-            argsrepr=repr(args)[:_ARGSREPR_MAX],
-            kwargsrepr="{}",
-            **declare,
-        )
+        return _apply(task, args, producer, declare, countdown=countdown)
     except BaseException:
         _drop_producer()
         raise
+
+
+def _apply(task, args: list, producer, declare: dict, *, countdown: float | None = None):
+    return task.apply_async(
+        args=args,
+        countdown=countdown,
+        producer=producer,
+        argsrepr=repr(args)[:_ARGSREPR_MAX],
+        kwargsrepr="{}",
+        **declare,
+    )
 
 
 def tasks_send(name: str, args_list: Sequence[Sequence]) -> int:
@@ -68,14 +72,7 @@ def tasks_send(name: str, args_list: Sequence[Sequence]) -> int:
     try:
         with producer.batch(max_size=max(1, len(args_list))):
             for args in args_list:
-                args = list(args)
-                task.apply_async(
-                    args=args,
-                    producer=producer,
-                    argsrepr=repr(args)[:_ARGSREPR_MAX],
-                    kwargsrepr="{}",
-                    **declare,
-                )
+                _apply(task, list(args), producer, declare)
     except BaseException:
         _drop_producer()
         raise
