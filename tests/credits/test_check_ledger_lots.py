@@ -38,6 +38,13 @@ def sql(statement, params=()):
         return cursor.fetchone() if cursor.description else None
 
 
+def drift_report() -> str:
+    """check_ledger's report, which must have found drift (exit status 1)."""
+    status, output = check_ledger()
+    assert status == 1, output
+    return output
+
+
 def lift(table, trigger):
     """Turn ``trigger`` off for the rest of the test's transaction (rolled back with it)."""
     sql("SET CONSTRAINTS ALL IMMEDIATE")  # no pending foreign key checks may remain
@@ -82,9 +89,8 @@ def test_consistent_lots_are_clean(lots):
 def test_a_lot_changed_below_its_movements_is_drift(lots):
     sql("UPDATE credits_creditlot SET remaining = remaining - 1 WHERE id = %s", [lots["paid"]])
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert "balance 20 but its 2 lots hold 19" in output
     assert (
         f"1 lots whose remaining is not original + their movements (first lot #{lots['paid']})"
@@ -100,9 +106,8 @@ def test_a_spend_whose_movements_do_not_add_up_is_drift(lots):
         [lots["user"].pk],
     )
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert "entries whose lot movements do not add up to their amount" in output
     assert f"(first entry #{lots['spend']})" in output
 
@@ -115,9 +120,8 @@ def test_a_grant_without_its_lot_is_drift(lots):
         [user.pk],
     )
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert "1 entries with a missing, wrong or misplaced lot" in output
     assert "balance 27 but its 2 lots hold 20" in output
 
@@ -127,9 +131,8 @@ def test_a_lot_whose_original_is_not_its_grant_is_drift(lots):
     sql("UPDATE credits_creditlot SET original = 21, remaining = 16 WHERE id = %s", [lots["paid"]])
     sql("UPDATE credits_creditlot SET remaining = 4 WHERE id = %s", [lots["promo"]])
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert "missing, wrong or misplaced lot" in output
     assert f"(first entry #{lots['purchase']})" in output
 
@@ -138,9 +141,8 @@ def test_a_return_larger_than_its_draw_is_drift(lots):
     lift("credits_lotmovement", "credits_lotmovement_append_only")
     sql("UPDATE credits_lotmovement SET credits = 9 WHERE id = %s", [lots["back"]])
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert (
         f"1 draws given back more than they took, or to another lot (first draw movement #{lots['draw']})"
         in output
@@ -154,9 +156,8 @@ def test_a_draw_from_an_expired_lot_is_drift(lots):
         [lots["paid"]],
     )
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert (
         f"1 spends or adjustments that drew from a lot not live at their time (first entry #{lots['spend']})"
         in output
@@ -180,9 +181,8 @@ def test_a_negative_adjustment_from_an_expired_lot_is_drift(lots):
         [lots["paid"]],
     )
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert (
         f"1 spends or adjustments that drew from a lot not live at their time (first entry #{adjustment})"
         in output
@@ -194,9 +194,8 @@ def test_a_draw_from_another_users_lot_is_drift(lots, make_user):
     lift("credits_creditlot", "credits_lot_only_remaining_changes")
     sql("UPDATE credits_creditlot SET user_id = %s WHERE id = %s", [other.pk, lots["promo"]])
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert f"user {other.pk}:" in output
     assert "missing, wrong or misplaced lot" in output
 
@@ -205,9 +204,8 @@ def test_a_grant_with_movements_is_drift(lots):
     sql(MOVE, [lots["purchase"], lots["promo"], -1, None])
     sql("UPDATE credits_creditlot SET remaining = 4 WHERE id = %s", [lots["promo"]])
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert (
         f"1 entries whose lot movements do not add up to their amount (first entry #{lots['purchase']})"
         in output
@@ -223,9 +221,8 @@ def test_a_lot_made_by_an_entry_that_is_not_a_grant_is_drift(lots):
         [lots["spend"]],
     )
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert "1 entries with a missing, wrong or misplaced lot" in output
     assert f"(first entry #{lots['spend']})" in output
 
@@ -246,9 +243,8 @@ def test_a_spend_from_another_users_lot_is_drift(lots, make_user):
         [other.pk],
     )
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert "1 entries that moved credits of another user's lot" in output
     assert f"user {other.pk}:" in output  # its lot holds less than its balance
 
@@ -266,9 +262,8 @@ def test_a_return_to_another_lot_than_its_draw_is_drift(lots):
         [user.pk],
     )
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert (
         f"user {user.pk}: 1 draws given back more than they took, or to another lot "
         f"(first draw movement #{draw})" in output
@@ -282,9 +277,8 @@ def test_a_draw_from_a_lot_not_yet_effective_is_drift(lots):
         [lots["paid"]],
     )
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert (
         f"1 spends or adjustments that drew from a lot not live at their time (first entry #{lots['spend']})"
         in output
@@ -342,9 +336,8 @@ def test_a_grant_before_the_cutover_whose_lot_holds_more_than_it_granted_is_drif
     lift("credits_creditlot", "credits_lot_only_remaining_changes")
     sql("UPDATE credits_creditlot SET original = 25 WHERE user_id = %s", [user.pk])
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert "1 entries with a missing, wrong or misplaced lot" in output
 
 
@@ -369,9 +362,8 @@ def test_a_refund_whose_opening_lot_does_not_hold_it_is_drift(spent_before_lots)
         [refund.pk],
     )
 
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert (
         f"1 entries whose lot movements do not add up to their amount (first entry #{refund.pk})"
         in output
@@ -382,9 +374,8 @@ def test_a_refund_whose_opening_lot_does_not_hold_it_is_drift(spent_before_lots)
         " WHERE grant_entry_id = %s",
         [refund.pk],
     )
-    status, output = check_ledger()
+    output = drift_report()
 
-    assert status == 1
     assert "1 entries with a missing, wrong or misplaced lot" in output
     assert f"(first entry #{refund.pk})" in output
 
