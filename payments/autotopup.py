@@ -160,11 +160,16 @@ def topup_trigger(*, user, crossing_key: str) -> AutoTopUpAttempt | None:
         existing = AutoTopUpAttempt.objects.filter(user=user, crossing_key=crossing_key).first()
         if existing is not None:
             return existing
-        balance = CreditBalance.objects.filter(user=user).values_list("balance", flat=True).first()
-        if (balance or 0) >= config.threshold:
-            return None
+        # The purchase in flight is looked for before the balance is read: each statement
+        # sees what was committed when it started, and a purchase settling in between commits
+        # its credits and its attempt's SUCCEEDED together. Read the other way round, the
+        # balance could predate that commit and the in-flight check follow it, and a second
+        # purchase would start for a balance already topped up.
         mine = AutoTopUpAttempt.objects.filter(user=user)
         if mine.filter(status=AutoTopUpAttempt.Status.PENDING).exists():
+            return None
+        balance = CreditBalance.objects.filter(user=user).values_list("balance", flat=True).first()
+        if (balance or 0) >= config.threshold:
             return None
         now = timezone.now()
         day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
