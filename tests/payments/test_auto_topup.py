@@ -31,14 +31,21 @@ def balance(user) -> int:
     return CreditBalance.objects.get(user=user).balance
 
 
-def save_card(client, user, fake_stripe, packages, *, behaviour="pays", threshold=30):
-    """The user sets the rule, saves a card at Stripe's setup checkout, and comes back."""
+def start_saving(client, user, packages, *, action: str, threshold: int):
+    """The user sets the rule (the Basic package below ``threshold``) and asks to save a
+    payment method (``action``: "card" or "paypal"); returns the redirect to the provider."""
     client.force_login(user)
     response = client.post(
         reverse("payments:auto_topup"),
-        {"threshold": threshold, "package": packages["Basic"].pk, "action": "card"},
+        {"threshold": threshold, "package": packages["Basic"].pk, "action": action},
     )
     assert response.status_code == 302, response.content
+    return response
+
+
+def save_card(client, user, fake_stripe, packages, *, behaviour="pays", threshold=30):
+    """The user sets the rule, saves a card at Stripe's setup checkout, and comes back."""
+    response = start_saving(client, user, packages, action="card", threshold=threshold)
     session_id = urlsplit(response["Location"]).path.rsplit("/", 1)[-1]
     session = fake_stripe.complete_setup(session_id, behaviour=behaviour)
     success = urlsplit(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session_id))
@@ -49,12 +56,7 @@ def save_card(client, user, fake_stripe, packages, *, behaviour="pays", threshol
 
 def save_paypal(client, user, fake_paypal, packages, *, behaviour="pays", threshold=30):
     """The user sets the rule, agrees at PayPal to be charged later, and comes back."""
-    client.force_login(user)
-    response = client.post(
-        reverse("payments:auto_topup"),
-        {"threshold": threshold, "package": packages["Basic"].pk, "action": "paypal"},
-    )
-    assert response.status_code == 302, response.content
+    response = start_saving(client, user, packages, action="paypal", threshold=threshold)
     approve = urlsplit(response["Location"])
     assert approve.path == "/agreements/approve"
     session = parse_qs(approve.query)["approval_session_id"][0]
