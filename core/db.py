@@ -1,4 +1,5 @@
-"""Several statements in one round trip to the database, and a model's INSERT as one of them.
+"""Several statements in one round trip to the database, and a model's INSERT, UPDATE and
+SELECT compiled once.
 
 ``run_together`` sends its statements as one message (PostgreSQL's simple query protocol
 takes several statements separated by semicolons; Django binds parameters on the client by
@@ -11,14 +12,23 @@ message, they run one by one.
 
 ``RoundTrips`` counts the times the client waits for the server (transaction control
 included), for tests and benchmarks.
+
+For the statements a hot path sends on every call, the ORM's compilation costs more than the
+round trip: ``select_compiled`` runs a queryset (``select_related`` and annotations included)
+from its statement compiled once per process, ``update_statement`` and ``update_fields`` write
+chosen fields of an object by its key, compiled once per model and field list, as
+``insert_statement`` does for an INSERT.
 """
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Model
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.models import Model, QuerySet
+from django.db.models.query import get_related_populators
 from django.db.models.sql import InsertQuery
+from django.db.transaction import TransactionManagementError
 from psycopg import pq
 
 Statement = tuple[str, Sequence]
@@ -127,3 +137,153 @@ def inserted(obj: Model, row: tuple, *, using: str = DEFAULT_DB_ALIAS) -> Model:
     obj._state.adding = False
     obj._state.db = using
     return obj
+
+
+#: Per builder and database: a queryset's statement and what turns its rows into objects,
+#: compiled once.
+_SELECTS: dict[tuple[Callable, str], "_CompiledSelect"] = {}
+
+
+@dataclass(frozen=True)
+class _CompiledSelect:
+    sql: str
+    params: tuple
+    places: tuple[int, ...]
+    locks: bool
+    model: type[Model]
+    attnames: list[str]
+    start: int
+    end: int
+    populators: list
+    annotations: dict[str, int]
+    converters: list[tuple[int, list, object]]
+
+
+def select_compiled(build: Callable[..., QuerySet], *args, using: str = DEFAULT_DB_ALIAS):
+    """The objects of the queryset ``build(*args)``, as iterating it would give them
+    (``select_related`` and annotations included), with its statement compiled once per
+    process instead of on every call.
+
+    ``build`` is a module-level function whose queryset differs from call to call only in
+    the values of its arguments (ints and strings, never None), each one a parameter of the
+    statement, used once: the statement is compiled from stand-in values and each
+    argument's place found among its parameters (constants of the queryset keep theirs). A
+    locking read (``select_for_update``) needs a transaction, as the ORM's does.
+    """
+    compiled = _SELECTS.get((build, using))
+    if compiled is None:
+        compiled = _SELECTS[(build, using)] = _compile_select(build, args, using)
+    params = list(compiled.params)
+    for position, value in zip(compiled.places, args, strict=True):
+        if not isinstance(value, int | str):
+            raise TypeError(f"{build.__qualname__}: {value!r} is not an int or a string")
+        params[position] = value
+    connection = connections[using]
+    if compiled.locks and connection.get_autocommit():
+        raise TransactionManagementError(
+            "select_for_update cannot be used outside of a transaction."
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(compiled.sql, params)
+        rows = cursor.fetchall()
+    objects = []
+    for row in rows:
+        if compiled.converters:
+            row = list(row)
+            for position, converters, expression in compiled.converters:
+                value = row[position]
+                for convert in converters:
+                    value = convert(value, expression, connection)
+                row[position] = value
+        obj = compiled.model.from_db(using, compiled.attnames, row[compiled.start : compiled.end])
+        for populator in compiled.populators:
+            populator.populate(row, obj)
+        for name, position in compiled.annotations.items():
+            setattr(obj, name, row[position])
+        objects.append(obj)
+    return objects
+
+
+def _stand_in(index: int, kind: type):
+    """A value no statement holds as a constant, of the argument's type, within every
+    integer field's range (a lookup out of range compiles to no statement at all)."""
+    if kind is str:
+        return f"\x00stand-in {index}\x00"
+    return 2_000_000_000 + 7919 * index
+
+
+def _compile_select(build: Callable[..., QuerySet], args: tuple, using: str) -> _CompiledSelect:
+    stand_ins = [_stand_in(i, str if isinstance(arg, str) else int) for i, arg in enumerate(args)]
+    queryset = build(*stand_ins)
+    compiler = queryset.query.get_compiler(using=using)
+    sql, params = compiler.as_sql()
+    places = []
+    for stand_in in stand_ins:
+        # Equal, whatever the driver's wrapper (psycopg's Int4 is an int).
+        found = [i for i, param in enumerate(params) if param == stand_in]
+        if len(found) != 1:
+            raise ValueError(
+                f"{build.__qualname__}: each argument must be one parameter of the statement, "
+                f"used once ({stand_in!r} is {len(found)} of {params!r})"
+            )
+        places.append(found[0])
+    select, klass_info = compiler.select, compiler.klass_info
+    start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+    converters = compiler.get_converters([column for column, *_ in select[: compiler.col_count]])
+    return _CompiledSelect(
+        sql=sql,
+        params=tuple(params),
+        places=tuple(places),
+        locks=queryset.query.select_for_update,
+        model=klass_info["model"],
+        attnames=[column.target.attname for column, *_ in select[start:end]],
+        start=start,
+        end=end,
+        populators=get_related_populators(klass_info, select, using),
+        annotations=dict(compiler.annotation_col_map or {}),
+        converters=[
+            (position, found, expression) for position, (found, expression) in converters.items()
+        ],
+    )
+
+
+#: Per model, fields and database: the UPDATE of those fields by primary key.
+_UPDATES: dict[tuple[type[Model], tuple[str, ...], str], tuple[str, list]] = {}
+
+
+def update_statement(
+    obj: Model, fields: Sequence[str], *, using: str = DEFAULT_DB_ALIAS
+) -> Statement:
+    """The UPDATE that ``obj.save(update_fields=fields)`` would send (fields' ``pre_save``
+    applied: an ``auto_now`` field named here takes the time now), compiled once per model
+    and field list. For a model without parents and without signal receivers; every value
+    a plain one (no expression)."""
+    key = (type(obj), tuple(fields), using)
+    compiled = _UPDATES.get(key)
+    connection = connections[using]
+    if compiled is None:
+        meta = obj._meta
+        targets = [meta.get_field(name) for name in fields]
+        quote = connection.ops.quote_name
+        columns = ", ".join(f"{quote(field.column)} = %s" for field in targets)
+        sql = f"UPDATE {quote(meta.db_table)} SET {columns} WHERE {quote(meta.pk.column)} = %s"
+        compiled = _UPDATES[key] = (sql, targets)
+    sql, targets = compiled
+    params = []
+    for field in targets:
+        value = field.pre_save(obj, False)
+        if hasattr(value, "resolve_expression"):
+            raise ValueError(f"{field.name}: an expression, not a value")
+        params.append(field.get_db_prep_save(value, connection=connection))
+    params.append(obj._meta.pk.get_db_prep_value(obj.pk, connection))
+    return sql, params
+
+
+def update_fields(obj: Model, fields: Sequence[str], *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Write ``fields`` of ``obj`` as ``obj.save(update_fields=fields)`` does, with the
+    statement of ``update_statement``; a row that is gone raises DatabaseError, as there."""
+    sql, params = update_statement(obj, fields, using=using)
+    with connections[using].cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.rowcount != 1:
+            raise DatabaseError("Save with update_fields did not affect any rows.")

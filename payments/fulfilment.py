@@ -15,6 +15,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.services import user_mark_paying
+from core.db import select_compiled, update_fields
 from core.logs import set_context as set_log_context
 from core.queue import task_send
 from credits.models import LedgerKind
@@ -50,6 +51,36 @@ def fetch_payment_status(*, order: Order) -> PaymentStatus:
     return get_provider(order.provider).fetch_payment_status(order=order)
 
 
+#: What fulfilling an order writes on it.
+FULFILLED_FIELDS = (
+    "status",
+    "completed_at",
+    "provider_payment_id",
+    "provider_order_id",
+    "updated_at",
+)
+
+
+def _order_to_fulfil(order_id: int):
+    """The order, locked, with the buyer, the package, the billing profile, and whether a
+    voucher bonus or an automatic purchase goes with it (each is created with the order,
+    never later). Compiled once per process (``select_compiled``)."""
+    return (
+        Order.objects.select_for_update(of=("self",))
+        .select_related("user", "package", "user__billing_profile")
+        .annotate(
+            has_voucher=Exists(VoucherRedemption.objects.filter(order=OuterRef("pk"))),
+            has_topup=Exists(
+                AutoTopUpAttempt.objects.filter(
+                    order=OuterRef("pk"), status=AutoTopUpAttempt.Status.PENDING
+                )
+            ),
+        )
+        .order_by()  # one row by its key: no sort by the model's ordering
+        .filter(pk=order_id)
+    )
+
+
 def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
     """Grant the order's credits, issue its invoice and mark it COMPLETED, once.
 
@@ -64,23 +95,11 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
     # No savepoint of its own: every caller lets a failure here end its transaction, and the
     # two round trips of a savepoint are a tenth of a webhook's processing.
     with transaction.atomic(savepoint=False):
-        # One statement locks the order and reads what the fulfilment needs besides: the
-        # buyer, the package, the billing profile, and whether a voucher bonus or an automatic
-        # purchase goes with the order (each is created with it, never later).
-        order = (
-            Order.objects.select_for_update(of=("self",))
-            .select_related("user", "package", "user__billing_profile")
-            .annotate(
-                has_voucher=Exists(VoucherRedemption.objects.filter(order=OuterRef("pk"))),
-                has_topup=Exists(
-                    AutoTopUpAttempt.objects.filter(
-                        order=OuterRef("pk"), status=AutoTopUpAttempt.Status.PENDING
-                    )
-                ),
-            )
-            .order_by()  # one row by its key: no sort by the model's ordering
-            .get(pk=order_id)
-        )
+        # One statement locks the order and reads what the fulfilment needs besides.
+        found = select_compiled(_order_to_fulfil, order_id)
+        if not found:
+            raise Order.DoesNotExist("Order matching query does not exist.")
+        order = found[0]
         if order.is_fulfilled:
             return order
         _check_payment(order, status)
@@ -114,7 +133,8 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
             order.provider_order_id = status.provider_order_id
         order_transition(order=order, to=Order.Status.COMPLETED, save=False)
         order.completed_at = now
-        order.save()
+        # The columns the fulfilment changed (the row is locked: the others are as read).
+        update_fields(order, FULFILLED_FIELDS)
         if order.has_topup:
             autotopup_order_settled(order=order)
         user_mark_paying(user=order.user)

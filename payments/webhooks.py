@@ -23,6 +23,7 @@ from decimal import Decimal
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from core.db import select_compiled, update_fields
 from core.errors import is_retryable
 from core.inserts import insert_unless_stored
 from core.logs import current as current_log_field
@@ -178,12 +179,7 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
                 invoice_id=event.invoice_id,
             )
         with transaction.atomic(durable=True):
-            # The columns this needs, not the stored body and headers.
-            row = (
-                WebhookEvent.objects.select_for_update()
-                .only("status", "attempts", "provider", "type", "event_id")
-                .get(pk=event_pk)
-            )
+            row = _locked_event(event_pk)
             if row.status in DONE:
                 return row.status
             handler = HANDLERS.get(event.kind, handle_ignored)
@@ -194,16 +190,7 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
             row.last_error = "" if outcome.status == WebhookEvent.Status.PROCESSED else outcome.note
             row.processed_at = timezone.now()
             row.next_attempt_at = None
-            row.save(
-                update_fields=[
-                    "status",
-                    "order",
-                    "attempts",
-                    "last_error",
-                    "processed_at",
-                    "next_attempt_at",
-                ]
-            )
+            update_fields(row, SETTLED_FIELDS)
         logger.info("webhook %s %s %s: %s", row.provider, row.type, row.event_id, outcome.note)
         count_safely(WEBHOOKS_PROCESSED, row.provider, row.status)
         return row.status
@@ -232,6 +219,28 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
         ):
             raise WebhookRetry(error, attempts=attempts) from exc
         return status
+
+
+#: What settling an event writes.
+SETTLED_FIELDS = ("status", "order", "attempts", "last_error", "processed_at", "next_attempt_at")
+
+
+def _event_to_settle(event_pk: int):
+    # The columns processing needs, not the stored body and headers.
+    return (
+        WebhookEvent.objects.select_for_update()
+        .only("status", "attempts", "provider", "type", "event_id")
+        .order_by()  # one row by its key
+        .filter(pk=event_pk)
+    )
+
+
+def _locked_event(event_pk: int) -> WebhookEvent:
+    """Lock the event's row and read it (the statement compiled once per process)."""
+    found = select_compiled(_event_to_settle, event_pk)
+    if not found:
+        raise WebhookEvent.DoesNotExist("WebhookEvent matching query does not exist.")
+    return found[0]
 
 
 _LEASE = """
@@ -350,12 +359,36 @@ def retry_delay(attempts: int) -> int:
     return min(3600, app_settings.webhook_retry_base_seconds() * 2 ** max(0, attempts - 1))
 
 
+# The provider's orders by one column, the first in the model's order: each statement is
+# compiled once per process (select_compiled).
+
+
+def _order_by_pk(provider: str, pk: int):
+    return Order.objects.filter(provider=provider).filter(pk=pk)[:1]
+
+
+def _order_by_checkout(provider: str, provider_order_id: str):
+    return Order.objects.filter(provider=provider).filter(provider_order_id=provider_order_id)[:1]
+
+
+def _order_by_payment(provider: str, provider_payment_id: str):
+    return Order.objects.filter(provider=provider).filter(provider_payment_id=provider_payment_id)[
+        :1
+    ]
+
+
+def _first(build, *params) -> Order | None:
+    found = select_compiled(build, *params)
+    return found[0] if found else None
+
+
 def find_order(event: NormalizedEvent) -> Order | None:
     """The order an event is about: by our reference, else the provider's checkout or payment id."""
-    orders = Order.objects.filter(provider=event.provider)
     if event.order_ref:
         order = (
-            orders.filter(pk=int(event.order_ref)).first() if event.order_ref.isdigit() else None
+            _first(_order_by_pk, event.provider, int(event.order_ref))
+            if event.order_ref.isdigit()
+            else None
         )
         if (
             order is not None
@@ -370,11 +403,11 @@ def find_order(event: NormalizedEvent) -> Order | None:
         if order is not None:
             return order
     if event.provider_order_id:
-        order = orders.filter(provider_order_id=event.provider_order_id).first()
+        order = _first(_order_by_checkout, event.provider, event.provider_order_id)
         if order is not None:
             return order
     if event.provider_payment_id:
-        return orders.filter(provider_payment_id=event.provider_payment_id).first()
+        return _first(_order_by_payment, event.provider, event.provider_payment_id)
     return None
 
 

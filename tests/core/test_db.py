@@ -1,9 +1,11 @@
 """core.db: statements sent together, and the round trips they cost."""
 
 from datetime import datetime
+from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from psycopg import pq
 
 import core.db
@@ -123,3 +125,85 @@ def test_a_value_that_is_an_expression_is_compiled_for_its_object():
     assert "STATEMENT_TIMESTAMP()" in sql
     assert User.objects.get(email="now@example.com").last_login is not None
     assert stored_emails() == ["now@example.com", "plain-again@example.com", "plain@example.com"]
+
+
+def orders_of(user_id: int, status: str):
+    from payments.models import Order
+
+    return Order.objects.select_related("user", "package").filter(user_id=user_id, status=status)
+
+
+def test_a_select_compiled_once_gives_what_the_queryset_gives(make_user, monkeypatch):
+    from payments.models import CreditPackage, Order
+
+    monkeypatch.setattr(core.db, "_SELECTS", {})
+    package = CreditPackage.objects.create(name="Basic", credits=100, price=Decimal("9.99"))
+    buyer, other = make_user(), make_user()
+    for user, status in [(buyer, "PENDING"), (buyer, "COMPLETED"), (other, "PENDING")]:
+        Order.objects.create(
+            user=user,
+            package=package,
+            status=status,
+            amount=Decimal("9.99"),
+            currency="EUR",
+            credits=100,
+            provider="SANDBOX",
+        )
+
+    for user, status in [(buyer, "PENDING"), (buyer, "COMPLETED"), (other, "COMPLETED")]:
+        with CaptureQueriesContext(connection) as queries:
+            found = core.db.select_compiled(orders_of, user.pk, status)
+        expected = list(orders_of(user.pk, status))
+        assert [o.pk for o in found] == [o.pk for o in expected]
+        for got, want in zip(found, expected, strict=True):
+            assert got.amount == want.amount == Decimal("9.99")
+            assert got.user.email == user.email  # selected along: no query of its own
+            assert got.package.name == package.name
+        assert len(queries) == 1
+    assert len(core.db._SELECTS) == 1  # compiled once
+
+
+def test_a_builder_whose_arguments_are_not_its_parameters_is_refused(monkeypatch):
+    from payments.models import Order
+
+    def twice(pk: int):
+        return Order.objects.filter(pk=pk).exclude(credits=pk)
+
+    def constant(pk: int):
+        return Order.objects.filter(pk=5)
+
+    monkeypatch.setattr(core.db, "_SELECTS", {})
+    for build in (twice, constant):
+        with pytest.raises(ValueError, match="used once"):
+            core.db.select_compiled(build, 1)
+
+
+def test_a_locking_select_compiled_once_needs_a_transaction(monkeypatch):
+    from django.db.transaction import TransactionManagementError
+
+    from payments.models import Order
+
+    def locked(pk: int):
+        return Order.objects.select_for_update().filter(pk=pk)
+
+    monkeypatch.setattr(core.db, "_SELECTS", {})
+    with pytest.raises(TransactionManagementError):
+        core.db.select_compiled(locked, 1)
+    with transaction.atomic():
+        assert core.db.select_compiled(locked, 1) == []
+
+
+def test_an_update_compiled_once_writes_the_fields_named_and_auto_now(make_user):
+    from accounts.models import User
+
+    user = make_user()
+    before = User.objects.get(pk=user.pk).updated_at
+    user.name, user.email = "Renamed", "not-written@example.com"
+    core.db.update_fields(user, ["name", "updated_at"])
+    stored = User.objects.get(pk=user.pk)
+
+    assert stored.name == "Renamed" and stored.email != "not-written@example.com"
+    assert stored.updated_at > before and stored.updated_at == user.updated_at
+    User.objects.filter(pk=user.pk).delete()
+    with pytest.raises(DatabaseError):
+        core.db.update_fields(user, ["name"])
