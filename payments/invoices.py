@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.outbox import LaterAttachment, attachment_renderer_register
+from core.db import insert_statement, inserted
 from notices.services import email_queue
 
 from .app_settings import app_settings, invoice_seller, invoice_tax_rate, site_url
@@ -79,12 +80,9 @@ def invoice_issue(
     buyer_address = ""
     if profile is not None:
         buyer_address = "\n".join(p for p in (profile.address.strip(), profile.country) if p)
-    sequence, number = invoice_next_number(year=paid_at.year)
-    invoice = Invoice.objects.create(
+    invoice = Invoice(
         order=order,
         year=paid_at.year,
-        sequence=sequence,
-        number=number,
         amount_paid=amount_paid,
         currency=currency,
         paid_at=paid_at,
@@ -104,8 +102,47 @@ def invoice_issue(
         net_amount=net,
         tax_amount=tax,
     )
+    _insert_numbered(invoice)
     _email_receipt(invoice)
     return invoice
+
+
+def _insert_numbered(invoice: Invoice) -> None:
+    """Store ``invoice`` with the next number of its year, taken by the same statement: the
+    counter's upsert (as ``invoice_next_number`` takes it: its row locked until commit, a
+    rollback gives the number back) and the invoice's INSERT in one round trip."""
+    sql, params = insert_statement(invoice)
+    head, rest = sql.split(" VALUES (", 1)
+    values, returning = rest.rsplit(") RETURNING ", 1)
+    columns = head[head.index("(") + 1 : -1].split(", ")
+    if values.split(", ") != ["%s"] * len(params) or len(columns) != len(params):
+        raise ValueError(f"not an INSERT of plain values: {sql}")
+    quote = connection.ops.quote_name
+    selected, selected_params = [], [invoice.year]
+    for column, param in zip(columns, params, strict=True):
+        if column == quote("sequence"):
+            selected.append("counter.last")
+        elif column == quote("number"):
+            selected.append(_NUMBER)
+            selected_params.append(f"INV-{invoice.year}-")
+        else:
+            selected.append("%s")
+            selected_params.append(param)
+    table = quote(Invoice._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH counter AS ({_NEXT_SEQUENCE.strip()})\n{head}\nSELECT {', '.join(selected)}"
+            f" FROM counter RETURNING {returning}, {table}.{quote('sequence')},"
+            f" {table}.{quote('number')}",
+            selected_params,
+        )
+        *row, invoice.sequence, invoice.number = cursor.fetchone()
+    inserted(invoice, tuple(row))
+
+
+#: The invoice number from the year's prefix and the counter: at least six digits, as
+#: ``invoice_next_number`` writes it.
+_NUMBER = "%s || lpad(counter.last::text, greatest(6, length(counter.last::text)), '0')"
 
 
 def _billing_profile(user) -> BillingProfile | None:

@@ -224,3 +224,21 @@ def test_order_pages_belong_to_their_owner(client, order, make_user, fake_stripe
     ):
         assert client.get(url).status_code == 404, url
     assert f"#{order.pk}" not in client.get("/billing/orders/").content.decode()
+
+
+def test_invoice_numbers_follow_the_years_counter_past_six_digits(paid_order, make_user):
+    from django.utils import timezone
+
+    from payments.models import InvoiceSequence
+
+    first = Invoice.objects.get(order=paid_order())
+    year = timezone.now().year
+    assert first.number == f"INV-{year}-{first.sequence:06d}"
+    InvoiceSequence.objects.filter(year=year).update(last=999_999)
+
+    second = Invoice.objects.get(order=paid_order(buyer=make_user()))
+    third = Invoice.objects.get(order=paid_order(buyer=make_user()))
+
+    assert (second.sequence, second.number) == (1_000_000, f"INV-{year}-1000000")
+    assert (third.sequence, third.number) == (1_000_001, f"INV-{year}-1000001")
+    assert InvoiceSequence.objects.get(year=year).last == 1_000_001
