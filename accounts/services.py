@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
+
+from core.db import prepared_cursor
 
 from .exceptions import AccountNotDeletable
 from .lifecycle import account_data_sections
@@ -36,8 +38,8 @@ def user_mark_paying(*, user: User) -> bool:
     """
     if user.status != User.Status.TRIAL:
         return False
-    # Raw: it runs in every fulfilment, and the ORM would compile the same UPDATE each time.
-    with connection.cursor() as cursor:
+    # Prepared: it runs in every fulfilment; the ORM would compile it again every time.
+    with prepared_cursor() as cursor:
         cursor.execute(
             _MARK_PAYING, [User.Status.ACTIVE, timezone.now(), user.pk, User.Status.TRIAL]
         )

@@ -20,11 +20,18 @@ chosen fields of an object by its key, compiled once per model and field list, a
 ``insert_statement`` does for an INSERT.
 """
 
+import contextlib
+import functools
+import itertools
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import psycopg
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 from django.db.models.sql import InsertQuery
@@ -139,6 +146,60 @@ def inserted(obj: Model, row: tuple, *, using: str = DEFAULT_DB_ALIAS) -> Model:
     return obj
 
 
+# --- prepared statements ---------------------------------------------------------------
+
+
+class _PreparingCursor(psycopg.RawCursor):
+    """Server-side binding of ``$n`` placeholders, every statement prepared once per
+    connection."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+# Explicitly requested preparation only: nothing else on the connection starts preparing.
+_PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
+_PERCENT_S = re.compile(r"%s|%%")
+
+
+@functools.cache
+def _numbered(sql: str) -> str:
+    """``sql`` with its ``%s`` placeholders as ``$1, $2, ...`` (and ``%%`` as ``%``)."""
+    count = itertools.count(1)
+    return _PERCENT_S.sub(lambda m: "%" if m.group() == "%%" else f"${next(count)}", sql)
+
+
+@contextlib.contextmanager
+def prepared_cursor(*, using: str = DEFAULT_DB_ALIAS):
+    """A cursor for a statement sent on every call of a hot path, ``%s`` placeholders and
+    all: bound server-side and prepared once per connection, so the server parses and plans
+    it once, not on every execution. Inside Django's cursor wrapper (execute wrappers, errors,
+    a broken transaction's check). With the queries logged (DEBUG, tests that count them) or
+    ``CREDITS_PREPARED_STATEMENTS`` off (a transaction-pooling PgBouncer older than 1.21, see
+    config/settings), Django's own cursor. Every parameter's type must be one the server can
+    take from its value or its place (never a string where a cast would be needed)."""
+    db = connections[using]
+    if db.queries_logged or not getattr(settings, "CREDITS_PREPARED_STATEMENTS", True):
+        with db.cursor() as cursor:
+            yield cursor
+        return
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    raw = db.connection
+    if raw.prepare_threshold is None:  # Django turns automatic preparation off
+        raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+    db.validate_thread_sharing()
+    with db.wrap_database_errors:
+        cursor = _Prepared(_PreparingCursor(raw), db)
+    with cursor:
+        yield cursor
+
+
+class _Prepared(CursorWrapper):
+    def execute(self, sql, params=None):
+        return super().execute(_numbered(sql), params)
+
+
 #: Per builder and database: a queryset's statement and what turns its rows into objects,
 #: compiled once.
 _SELECTS: dict[tuple[Callable, str], "_CompiledSelect"] = {}
@@ -183,7 +244,7 @@ def select_compiled(build: Callable[..., QuerySet], *args, using: str = DEFAULT_
         raise TransactionManagementError(
             "select_for_update cannot be used outside of a transaction."
         )
-    with connection.cursor() as cursor:
+    with prepared_cursor(using=using) as cursor:
         cursor.execute(compiled.sql, params)
         rows = cursor.fetchall()
     objects = []
@@ -283,7 +344,7 @@ def update_fields(obj: Model, fields: Sequence[str], *, using: str = DEFAULT_DB_
     """Write ``fields`` of ``obj`` as ``obj.save(update_fields=fields)`` does, with the
     statement of ``update_statement``; a row that is gone raises DatabaseError, as there."""
     sql, params = update_statement(obj, fields, using=using)
-    with connections[using].cursor() as cursor:
+    with prepared_cursor(using=using) as cursor:
         cursor.execute(sql, params)
         if cursor.rowcount != 1:
             raise DatabaseError("Save with update_fields did not affect any rows.")

@@ -23,7 +23,7 @@ from decimal import Decimal
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from core.db import select_compiled, update_fields
+from core.db import prepared_cursor, select_compiled, update_fields
 from core.errors import is_retryable
 from core.inserts import insert_unless_stored
 from core.logs import current as current_log_field
@@ -253,7 +253,7 @@ RETURNING normalized, headers ->> %s
 def _lease(event_pk: int) -> tuple[dict, str] | None:
     """Lease an event not settled yet and read its stored reading and its delivery's request
     id, in one round trip; None when it is settled or gone."""
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             _LEASE,
             [timezone.now() + app_settings.webhook_lease(), event_pk, *DONE, REQUEST_ID_HEADER],
