@@ -102,6 +102,9 @@ class OutboundEmail(models.Model):
     headers = models.JSONField(default=dict, blank=True)
     #: Files sent with the email: ``[{"filename", "mimetype", "content_b64"}]``; emptied once sent.
     attachments = models.JSONField(default=list, blank=True)
+    #: Bodies drawn when the email is sent (``accounts.outbox.LaterBody``): the name of the
+    #: function that draws them and what it draws them from; emptied once sent.
+    render = models.JSONField(null=True, blank=True)
     #: The event this email tells of (``order:12:receipt``): at most one email per event.
     event_key = models.CharField(max_length=200, null=True, blank=True, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)

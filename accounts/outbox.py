@@ -17,6 +17,11 @@ the row keeps the name of the function that draws it and its key, and the file i
 the email is sent, outside the transaction (and the locks) that queued it. The app that owns
 the document registers the function with ``attachment_renderer_register`` when it starts.
 
+Bodies can be drawn late too (``LaterBody``): the row keeps the name of the function that
+renders them (registered with ``body_renderer_register``) and the data it renders from, and
+they are rendered when the email is sent, by the worker that sends it, not in the transaction
+that queued it.
+
 When an account is deleted, ``outbound_emails_erase`` (in the deletion's transaction)
 cancels every email to its addresses still waiting to be sent and erases the address,
 subject and bodies of every one of them, sent or not; the rows stay as a record that an
@@ -73,6 +78,25 @@ def attachment_renderer_register(name: str, render: Callable[[str], bytes]) -> N
 
 
 @dataclass(frozen=True)
+class LaterBody:
+    """Bodies drawn when the email is sent: ``renderer`` names a function registered with
+    ``body_renderer_register``, called with ``data`` (JSON), that returns the plain text and
+    the HTML body."""
+
+    renderer: str
+    data: dict
+
+
+#: Functions that draw a LaterBody, by name (registered by the apps that own them).
+_BODY_RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {}
+
+
+def body_renderer_register(name: str, render: Callable[[dict], tuple[str, str]]) -> None:
+    """Let emails have their bodies drawn at send time by ``render(data)`` under ``name``."""
+    _BODY_RENDERERS[name] = render
+
+
+@dataclass(frozen=True)
 class SendOutcome:
     """What one attempt did: ``sent``, or the wait before the next try (None: no retry)."""
 
@@ -88,6 +112,7 @@ def outbound_email_queue(
     event_key: str | None = None,
     skipped: bool = False,
     later_attachments: Sequence[LaterAttachment] = (),
+    later_body: LaterBody | None = None,
 ) -> OutboundEmail:
     """Store ``message`` for sending and send it once the current transaction commits.
 
@@ -96,7 +121,8 @@ def outbound_email_queue(
     the first email, so each event is emailed at most once. ``skipped`` stores the email as
     SKIPPED (the user turned its kind off): a record that the event was seen, never sent.
     Files attached to ``message`` are kept on the row until it is sent; ``later_attachments``
-    are drawn when it is sent.
+    are drawn when it is sent, and so are its bodies with ``later_body`` (``message`` has
+    none then).
     """
     html = ""
     for content, mimetype in getattr(message, "alternatives", None) or []:
@@ -125,11 +151,14 @@ def outbound_email_queue(
         "html_body": html,
         "headers": {str(k): str(v) for k, v in (message.extra_headers or {}).items()},
         "attachments": attachments,
+        "render": (
+            {"renderer": later_body.renderer, "data": later_body.data} if later_body else None
+        ),
         "event_key": event_key or None,
         "status": OutboundEmail.Status.SKIPPED if skipped else OutboundEmail.Status.PENDING,
     }
     if skipped:
-        fields.update(body="", html_body="", attachments=[])
+        fields.update(body="", html_body="", attachments=[], render=None)
     if event_key:
         email = OutboundEmail(**fields)
         if not insert_unless_stored(email, "(event_key)"):
@@ -165,6 +194,7 @@ def outbound_email_send(*, email_id: int) -> SendOutcome:
         body="",
         html_body="",
         attachments=[],
+        render=None,
     )
     return SendOutcome(sent=True)
 
@@ -205,6 +235,7 @@ def outbound_emails_erase(*, addresses: Iterable[str], replacement: str) -> int:
         html_body="",
         headers={},
         attachments=[],
+        render=None,
         status=Case(When(pending, then=Value(OutboundEmail.Status.FAILED)), default=F("status")),
         last_error=Case(When(pending, then=Value(CANCELLED_ON_DELETION)), default=Value("")),
     )
@@ -218,16 +249,19 @@ def _enqueue(email_id: int) -> None:
 
 
 def _message(email: OutboundEmail) -> EmailMultiAlternatives:
+    body, html = email.body, email.html_body
+    if email.render:
+        body, html = _BODY_RENDERERS[email.render["renderer"]](email.render["data"])
     message = EmailMultiAlternatives(
         subject=email.subject,
-        body=email.body,
+        body=body,
         from_email=email.from_email or None,
         to=email.to,
         headers=email.headers or None,
         connection=get_connection(fail_silently=False),
     )
-    if email.html_body:
-        message.attach_alternative(email.html_body, "text/html")
+    if html:
+        message.attach_alternative(html, "text/html")
     for attachment in email.attachments or []:
         if "renderer" in attachment:
             content = _RENDERERS[attachment["renderer"]](attachment["key"])

@@ -6,6 +6,7 @@ class NoticesConfig(AppConfig):
     verbose_name = "Notices"
 
     def ready(self) -> None:
-        from . import account_data
+        from . import account_data, services
 
         account_data.register()
+        services.register()

@@ -261,6 +261,9 @@ def _email_receipt(invoice: Invoice) -> None:
             "invoice_url": site_url() + reverse("payments:invoice", args=[invoice.number]),
         },
         attachments=[_pdf(INVOICE_PDF, invoice.number)],
+        # Rendered by the worker that sends it, not while this transaction holds the year's
+        # invoice counter; the outbox row is written here all the same.
+        render_when_sent=True,
     )
 
 

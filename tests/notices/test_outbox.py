@@ -148,3 +148,93 @@ def test_a_file_drawn_at_send_time_is_never_drawn_in_the_event_and_never_left_ou
     assert drawn == ["1"]
     email.refresh_from_db()
     assert (email.status, email.attachments) == ("SENT", [])
+
+
+def test_an_email_rendered_when_sent_is_stored_unrendered_and_sent_as_rendered_then(
+    make_user, mailbox, settings
+):
+    """The receipt's bodies are drawn by the worker that sends it, from the context stored
+    on the row, not in the transaction of the payment; the row is written there all the same."""
+    user = make_user("gus@example.com", name="Gus")
+    context = {"order_id": 7, "outcome": "won", "outcome_text": "You won the dispute."}
+    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
+    app.conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:9/0")  # broker down
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    try:
+        with transaction.atomic():
+            email_queue(
+                user=user,
+                kind="dispute_closed",
+                key="order:7:closed",
+                context=context,
+                render_when_sent=True,
+            )
+    finally:
+        app.conf.update(saved)
+        settings.CELERY_TASK_ALWAYS_EAGER = True
+
+    email = OutboundEmail.objects.get()
+    assert (email.status, email.to, email.body, email.html_body) == (
+        "PENDING",
+        ["gus@example.com"],
+        "",
+        "",
+    )
+    assert email.subject == "The payment dispute on order #7 is closed: won"
+    assert email.render == {
+        "renderer": "notices.email",
+        "data": {"kind": "dispute_closed", "user_id": user.pk, "context": context},
+    }
+
+    assert send_due_outbound_emails() == 1
+    (message,) = mailbox.messages
+    assert message["Subject"] == "The payment dispute on order #7 is closed: won"
+    with transaction.atomic():  # the same email rendered when queued, for comparison
+        email_queue(user=user, kind="dispute_closed", key="order:7:again", context=context)
+    rendered_now = mailbox.messages[1]
+    assert text_part(message) == text_part(rendered_now) and "#7" in text_part(message)
+    assert html_part(message) == html_part(rendered_now)
+    email.refresh_from_db()
+    assert (email.status, email.render) == ("SENT", None)
+
+
+def test_an_optional_kind_cannot_be_rendered_when_sent(make_user):
+    with pytest.raises(ValueError, match="turned off"), transaction.atomic():
+        email_queue(
+            user=make_user(),
+            kind="low_balance",
+            key="x",
+            context={"threshold": 1, "balance": 0},
+            render_when_sent=True,
+        )
+
+
+def test_erasing_an_account_erases_what_an_email_would_be_rendered_from(make_user, settings):
+    from accounts.outbox import outbound_emails_erase
+
+    user = make_user("hal@example.com")
+    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
+    app.conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:9/0")  # broker down
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    try:
+        with transaction.atomic():
+            email_queue(
+                user=user,
+                kind="dispute_opened",
+                key="order:8:dp_1",
+                context={"order_id": 8, "stage": "inquiry", "amount_display": "$9.99"},
+                render_when_sent=True,
+            )
+    finally:
+        app.conf.update(saved)
+        settings.CELERY_TASK_ALWAYS_EAGER = True
+
+    assert outbound_emails_erase(addresses=["hal@example.com"], replacement="gone@x.invalid") == 1
+    email = OutboundEmail.objects.get()
+    assert (email.status, email.to, email.subject, email.render) == (
+        "FAILED",
+        ["gone@x.invalid"],
+        "",
+        None,
+    )
+    assert send_due_outbound_emails() == 0
