@@ -207,3 +207,24 @@ def test_an_update_compiled_once_writes_the_fields_named_and_auto_now(make_user)
     User.objects.filter(pk=user.pk).delete()
     with pytest.raises(DatabaseError):
         core.db.update_fields(user, ["name"])
+
+
+def test_a_prepared_statement_is_prepared_once_per_connection(settings):
+    for _ in range(3):
+        with core.db.prepared_cursor() as cursor:
+            cursor.execute("SELECT %s::int + 1, '%%'", [1])
+            assert cursor.fetchall() == [(2, "%")]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement = %s",
+            ["SELECT $1::int + 1, '%'"],
+        )
+        assert cursor.fetchone() == (1,)
+
+    settings.CREDITS_PREPARED_STATEMENTS = False  # behind an old PgBouncer: never prepared
+    with core.db.prepared_cursor() as cursor:
+        cursor.execute("SELECT %s::int + 2", [1])
+        assert cursor.fetchall() == [(3,)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%+ 2'")
+        assert cursor.fetchone() == (0,)
