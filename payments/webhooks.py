@@ -14,13 +14,14 @@ event row locked, and records the attempt, the error and FAILED when it goes wro
 """
 
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, transaction
 from django.utils import timezone
 
 from core.db import prepared_cursor, select_compiled, update_fields
@@ -159,14 +160,14 @@ def webhook_process(*, event_pk: int, unrecorded_error: str = "") -> str:
         if leased is None:
             row = WebhookEvent.objects.filter(pk=event_pk).only("status").first()
             return row.status if row else "missing"
-        normalized, request_id = leased
+        normalized, request_id, by_ref = leased
         event = event_from_json(normalized)
         if request_id:  # the delivery's request, whoever queued the event
             set_log_context(request_id=request_id)
         set_log_context(webhook_event_id=event.event_id)
         order, status, refunds = None, None, None
         if event.kind in ORDER_KINDS:
-            order = find_order(event)
+            order = find_order(event, by_ref=by_ref)
             if order is not None:
                 set_log_context(order_id=order.pk)
             status = _ask_provider(event, order)
@@ -243,26 +244,59 @@ def _locked_event(event_pk: int) -> WebhookEvent:
     return found[0]
 
 
+# The lease, and the order the event names by our reference, read along (find_order's
+# first lookup) when that reference is a plain number: one round trip for both.
 _LEASE = """
-UPDATE payments_webhookevent SET next_attempt_at = %s
- WHERE id = %s AND status NOT IN (%s, %s)
-RETURNING normalized, headers ->> %s
+WITH leased AS (
+    UPDATE payments_webhookevent SET next_attempt_at = %s
+     WHERE id = %s AND status NOT IN (%s, %s)
+    RETURNING normalized, headers ->> %s AS request_id
+)
+SELECT leased.normalized, leased.request_id, {columns}
+  FROM leased LEFT JOIN payments_order AS o
+    ON o.id = CASE WHEN leased.normalized ->> 'order_ref' ~ '^[0-9]{{1,18}}$'
+                   THEN (leased.normalized ->> 'order_ref')::bigint END
+   AND o.provider = leased.normalized ->> 'provider'
 """
 
 
-def _lease(event_pk: int) -> tuple[dict, str] | None:
-    """Lease an event not settled yet and read its stored reading and its delivery's request
-    id, in one round trip; None when it is settled or gone."""
+@functools.cache
+def _lease_statement() -> tuple[str, tuple[str, ...]]:
+    fields = Order._meta.concrete_fields
+    columns = ", ".join(f"o.{connection.ops.quote_name(f.column)}" for f in fields)
+    return _LEASE.format(columns=columns), tuple(f.attname for f in fields)
+
+
+#: find_order has not looked the order up by its reference yet.
+NOT_READ = object()
+
+
+def read_along(order_ref: str) -> bool:
+    """Whether the lease read the order named by ``order_ref`` along (the reference is the
+    plain number the statement takes; any other reference is looked up on its own)."""
+    return order_ref.isascii() and order_ref.isdigit() and len(order_ref) <= 18
+
+
+def _lease(event_pk: int) -> tuple[dict, str, object] | None:
+    """Lease an event not settled yet and read its stored reading, its delivery's request
+    id and the order its reference names (None: no such order of its provider; NOT_READ:
+    the reference is not a plain number), in one round trip; None when it is settled or
+    gone."""
+    sql, attnames = _lease_statement()
     with prepared_cursor() as cursor:
         cursor.execute(
-            _LEASE,
+            sql,
             [timezone.now() + app_settings.webhook_lease(), event_pk, *DONE, REQUEST_ID_HEADER],
         )
         found = cursor.fetchone()
     if found is None:
         return None
-    value = found[0]
-    return (json.loads(value) if isinstance(value, str) else value), found[1] or ""
+    value, request_id, *order = found
+    normalized = json.loads(value) if isinstance(value, str) else value
+    by_ref = NOT_READ
+    if read_along(str(normalized.get("order_ref") or "")):
+        by_ref = None if order[0] is None else Order.from_db(DEFAULT_DB_ALIAS, attnames, order)
+    return normalized, request_id or "", by_ref
 
 
 def webhook_replay(*, event_pk: int) -> None:
@@ -382,14 +416,17 @@ def _first(build, *params) -> Order | None:
     return found[0] if found else None
 
 
-def find_order(event: NormalizedEvent) -> Order | None:
-    """The order an event is about: by our reference, else the provider's checkout or payment id."""
+def find_order(event: NormalizedEvent, *, by_ref=NOT_READ) -> Order | None:
+    """The order an event is about: by our reference, else the provider's checkout or payment id.
+
+    ``by_ref``: the order the reference names, when it was read already (None: none)."""
     if event.order_ref:
-        order = (
-            _first(_order_by_pk, event.provider, int(event.order_ref))
-            if event.order_ref.isdigit()
-            else None
-        )
+        if by_ref is not NOT_READ:
+            order = by_ref
+        elif event.order_ref.isdigit():
+            order = _first(_order_by_pk, event.provider, int(event.order_ref))
+        else:
+            order = None
         if (
             order is not None
             and event.provider_order_id
