@@ -5,6 +5,8 @@ import logging
 
 from celery import shared_task
 
+from core.queue import task_send
+
 from .autotopup import autotopup_attempts_due
 from .autotopup_charge import autotopup_charge
 from .exceptions import PaymentsError, ProviderError
@@ -36,6 +38,37 @@ def process_webhook_event(self, event_pk: int, unrecorded_error: str = "") -> st
             args=(event_pk,),
             kwargs={"unrecorded_error": "" if exc.recorded else str(exc)},
         ) from None
+
+
+@shared_task(name="payments.tasks.process_webhook_events", acks_late=True)
+def process_webhook_events(event_pks: list[int]) -> list[str]:
+    """Process several stored webhook events, one after the other (a busy dispatcher queues
+    them in small batches: a worker then takes one message per batch, not one per event).
+
+    Each event is processed as ``process_webhook_event`` processes it. An attempt that failed
+    and may succeed later is retried by a message of its own after its backoff; were that
+    message lost, the event's ``next_attempt_at`` brings it back through the dispatcher. An
+    event is never held back by another: whatever one raises, the next is processed."""
+    outcomes = []
+    for event_pk in event_pks:
+        try:
+            outcomes.append(webhook_process(event_pk=event_pk))
+        except WebhookRetry as exc:
+            outcomes.append("FAILED")
+            if process_webhook_events.request.is_eager:
+                continue  # no broker: the event waits for the sweep or staff, as above
+            try:
+                task_send(
+                    "payments.tasks.process_webhook_event",
+                    args=[event_pk, "" if exc.recorded else str(exc)],
+                    countdown=retry_delay(exc.attempts),
+                )
+            except Exception as send_exc:  # noqa: BLE001 - the row brings it back
+                logger.warning("webhook event %s: retry not queued: %s", event_pk, send_exc)
+        except Exception:  # noqa: BLE001 - its lease runs out and the dispatcher requeues it
+            logger.exception("webhook event %s: processing stopped", event_pk)
+            outcomes.append("error")
+    return outcomes
 
 
 @shared_task(name="payments.tasks.requeue_stuck_webhook_events")

@@ -358,7 +358,7 @@ def webhook_dispatch(*, limit: int | None = None, due_before=None) -> int:
     if not pks:
         return 0
     try:
-        tasks_send("payments.tasks.process_webhook_event", [[pk] for pk in pks])
+        _queue(pks)
     except Exception:
         try:
             with connection.cursor() as cursor:
@@ -367,6 +367,26 @@ def webhook_dispatch(*, limit: int | None = None, due_before=None) -> int:
             logger.warning("could not give back %s claimed webhook events", len(pks))
         raise
     return len(pks)
+
+
+#: A claim of fewer events than this goes out one message per event; a larger one in
+#: batches, still at least this many messages, so that a pool of threads shares the work.
+SPREAD = 8
+#: The most events one message carries.
+BATCH_MAX = 10
+
+
+def _queue(pks: list[int]) -> None:
+    """Send the messages that process the events ``pks``: one per event, or under load a
+    message per batch of events (``process_webhook_events``), so that a worker pays a
+    message's costs (receiving, acknowledging, its task's bookkeeping) once per batch."""
+    size = min(BATCH_MAX, len(pks) // SPREAD)
+    if size <= 1:
+        tasks_send("payments.tasks.process_webhook_event", [[pk] for pk in pks])
+        return
+    count = -(-len(pks) // size)  # batches of ``size``, the last one smaller
+    batches = [pks[i::count] for i in range(count)]
+    tasks_send("payments.tasks.process_webhook_events", [[batch] for batch in batches])
 
 
 #: The dispatcher takes a due event within a fraction of a second; the sweep takes only

@@ -280,3 +280,54 @@ def test_only_workers_reading_the_webhooks_queue_run_the_dispatcher(
     )
     worker_app.amqp.queues.select(queues)  # what `celery worker -Q ...` reads
     assert should_run(worker_app) is runs
+
+
+@pytest.mark.django_db
+def test_a_busy_dispatcher_queues_batches_and_each_event_is_processed_once(
+    client, make_user, packages, fake_stripe, settings, monkeypatch
+):
+    from payments import webhooks
+    from payments.tasks import process_webhook_events
+
+    # As under load: a claim this large goes out in batches (here of at most two events).
+    monkeypatch.setattr(webhooks, "SPREAD", 1)
+    monkeypatch.setattr(webhooks, "BATCH_MAX", 2)
+    users = [make_user() for _ in range(3)]
+    with broker_at(settings, settings.CELERY_BROKER_URL) as queue:
+        paid = [paid_checkout_event(client, u, packages["Basic"], fake_stripe) for u in users]
+        broken = WebhookEvent.objects.create(
+            provider="stripe",
+            event_id="evt_unreadable",
+            type="checkout.session.completed",
+            normalized={"kind": "not-a-kind"},
+            next_attempt_at=timezone.now(),
+        )
+        assert webhook_dispatch() == 4
+        messages = queued(settings.CELERY_BROKER_URL, queue)
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+
+    pks = sorted([event.pk for _, event in paid] + [broken.pk])
+    assert [task for task, _ in messages] == ["payments.tasks.process_webhook_events"] * 2
+    assert sorted(pk for _, (batch,) in messages for pk in batch) == pks
+    assert all(len(batch) == 2 for _, (batch,) in messages)
+    # What a worker does with the messages, one of them delivered twice.
+    outcomes = [process_webhook_events.apply(args=args).get() for _, args in messages]
+    process_webhook_events.apply(args=messages[0][1])
+    assert sorted(o for batch in outcomes for o in batch) == ["FAILED"] + ["PROCESSED"] * 3
+    for (order, event), user in zip(paid, users):
+        event.refresh_from_db()
+        assert (event.status, event.attempts, event.next_attempt_at) == ("PROCESSED", 1, None)
+        assert order_ledger_entries(order).count() == 1
+        assert CreditBalance.objects.get(user=user).balance == 50
+    broken.refresh_from_db()
+    assert (broken.status, broken.attempts) == ("FAILED", 1)  # recorded, due again later
+    assert "not-a-kind" in broken.last_error and broken.next_attempt_at > timezone.now()
+
+    # Run by a worker (not in place), a failed attempt gets its own retry message.
+    with broker_at(settings, settings.CELERY_BROKER_URL) as queue:
+        assert process_webhook_events([broken.pk]) == ["FAILED"]
+        retried = queued(settings.CELERY_BROKER_URL, queue)
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+    assert retried == [(TASK, [broken.pk, ""])]
+    broken.refresh_from_db()
+    assert (broken.status, broken.attempts) == ("FAILED", 2)
