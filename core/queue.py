@@ -25,6 +25,7 @@ The database row a message is about stays the source of truth: a message that is
 was never sent, is sent again by the sweeps.
 """
 
+import contextlib
 import os
 import threading
 from collections.abc import Sequence
@@ -37,8 +38,13 @@ _kept = threading.local()
 
 def task_send(name: str, *, args: Sequence = (), countdown: float | None = None):
     """Send the task registered as ``name`` with ``args``; a name nobody registered is a bug
-    (KeyError), never a message no worker would run."""
+    (KeyError), never a message no worker would run. Inside ``sent_together`` the message
+    is held until the block ends (and None returned)."""
     task = current_app.tasks[name]
+    held = getattr(_kept, "held", None)
+    if held is not None and not task.app.conf.task_always_eager:
+        held.append((name, list(args), countdown))
+        return None
     args = list(args)
     producer, declare = _producer(task.app)  # unused when tasks run in place (eager)
     try:
@@ -77,6 +83,36 @@ def tasks_send(name: str, args_list: Sequence[Sequence]) -> int:
         _drop_producer()
         raise
     return len(args_list)
+
+
+@contextlib.contextmanager
+def sent_together():
+    """Hold the messages this thread sends (``task_send``) until the block ends, then send
+    them together: a task that does several units of work (a batch of webhook events) pays
+    for one round trip to the broker instead of one per message. A message is never sent
+    before the block ends; what is held when sending fails is lost, so only hold messages
+    a sweep sends again (an outbox email, a retry the row brings back). Nested blocks send
+    when the outermost ends."""
+    if getattr(_kept, "held", None) is not None:
+        yield
+        return
+    _kept.held = held = []
+    try:
+        yield
+    finally:
+        _kept.held = None
+        # In order, each run of messages with no countdown and of one task in one batch.
+        run: list[list] = []
+        for name, args, countdown in held + [(None, None, None)]:
+            if run and (name != run[0][0] or countdown is not None):
+                tasks_send(run[0][0], [a for _, a in run])
+                run = []
+            if name is None:
+                break
+            if countdown is not None:
+                task_send(name, args=args, countdown=countdown)
+            else:
+                run.append([name, args])
 
 
 def runs_in_place() -> bool:

@@ -5,7 +5,7 @@ import logging
 
 from celery import shared_task
 
-from core.queue import task_send
+from core.queue import sent_together, task_send
 
 from .autotopup import autotopup_attempts_due
 from .autotopup_charge import autotopup_charge
@@ -50,6 +50,16 @@ def process_webhook_events(event_pks: list[int]) -> list[str]:
     message lost, the event's ``next_attempt_at`` brings it back through the dispatcher. An
     event is never held back by another: whatever one raises, the next is processed."""
     outcomes = []
+    try:
+        # The batch's messages (receipts to send, retries) go out together when it ends.
+        with sent_together():
+            _process_each(event_pks, outcomes)
+    except Exception as exc:  # noqa: BLE001 - the outbox's sweep and the rows bring them back
+        logger.warning("webhook batch %s: messages not sent: %s", event_pks, exc)
+    return outcomes
+
+
+def _process_each(event_pks: list[int], outcomes: list[str]) -> None:
     for event_pk in event_pks:
         try:
             outcomes.append(webhook_process(event_pk=event_pk))
@@ -68,7 +78,6 @@ def process_webhook_events(event_pks: list[int]) -> list[str]:
         except Exception:  # noqa: BLE001 - its lease runs out and the dispatcher requeues it
             logger.exception("webhook event %s: processing stopped", event_pk)
             outcomes.append("error")
-    return outcomes
 
 
 @shared_task(name="payments.tasks.requeue_stuck_webhook_events")

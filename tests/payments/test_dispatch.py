@@ -331,3 +331,22 @@ def test_a_busy_dispatcher_queues_batches_and_each_event_is_processed_once(
     assert retried == [(TASK, [broken.pk, ""])]
     broken.refresh_from_db()
     assert (broken.status, broken.attempts) == ("FAILED", 2)
+
+
+def test_messages_sent_together_wait_for_the_block_and_keep_their_order(settings):
+    from core.queue import sent_together, task_send
+
+    email_task = "accounts.tasks.send_outbound_email"
+    with broker_at(settings, settings.CELERY_BROKER_URL) as queue:
+        with sent_together():
+            task_send(TASK, args=[1])
+            task_send(email_task, args=[7])
+            task_send(TASK, args=[2], countdown=30)
+            task_send(TASK, args=[3])
+            with sent_together():  # nested: sent with the outer block
+                task_send(TASK, args=[4])
+            assert queued(settings.CELERY_BROKER_URL, queue) == []
+        messages = queued(settings.CELERY_BROKER_URL, queue)
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
+
+    assert messages == [(TASK, [1]), (email_task, [7]), (TASK, [2]), (TASK, [3]), (TASK, [4])]
