@@ -159,6 +159,22 @@ class _PreparingCursor(psycopg.RawCursor):
 
 # Explicitly requested preparation only: nothing else on the connection starts preparing.
 _PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
+
+
+def preparing_cursor(db) -> psycopg.RawCursor:
+    """A driver cursor on ``db``'s connection (connected, or connected again when the old one
+    failed its health check) that binds ``$n`` placeholders server-side and prepares every
+    statement it runs, once per connection. Nothing else on the connection is prepared."""
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    raw = db.connection
+    if raw.prepare_threshold is None:  # Django turns automatic preparation off
+        raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+    db.validate_thread_sharing()
+    with db.wrap_database_errors:
+        return _PreparingCursor(raw)
+
+
 _PERCENT_S = re.compile(r"%s|%%")
 
 
@@ -183,15 +199,7 @@ def prepared_cursor(*, using: str = DEFAULT_DB_ALIAS):
         with db.cursor() as cursor:
             yield cursor
         return
-    db.close_if_health_check_failed()
-    db.ensure_connection()
-    raw = db.connection
-    if raw.prepare_threshold is None:  # Django turns automatic preparation off
-        raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
-    db.validate_thread_sharing()
-    with db.wrap_database_errors:
-        cursor = _Prepared(_PreparingCursor(raw), db)
-    with cursor:
+    with _Prepared(preparing_cursor(db), db) as cursor:
         yield cursor
 
 

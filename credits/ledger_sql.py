@@ -28,12 +28,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import psycopg
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 from core.audit import AuditAction
+from core.db import preparing_cursor
 from core.queue import task_send
 
 from .app_settings import app_settings
@@ -742,14 +742,6 @@ def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
     return _PLACEHOLDER.sub(number, sql), tuple(names)
 
 
-class _PreparedCursor(psycopg.RawCursor):
-    """Server-side binding of ``$n`` placeholders (see ``_numbered``), and every statement
-    prepared once per connection."""
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):
-        return super().execute(query, params, prepare=True, binary=binary)
-
-
 class _LoggedCursor(CursorDebugWrapper):
     """Django's debug wrapper, logging the statement with its values (a prepared server-side
     cursor has no client-side query text for Django to read back)."""
@@ -763,10 +755,6 @@ class _LoggedCursor(CursorDebugWrapper):
 def _bound(sql: str, params: dict) -> tuple[str, list]:
     raw_sql, names = _numbered(sql)
     return raw_sql, [params[name] for name in names]
-
-
-# Explicitly requested preparation only: nothing else on the connection starts preparing.
-_PREPARE_ONLY_WHEN_ASKED = 2**31 - 1
 
 
 class _Statements:
@@ -783,14 +771,7 @@ class _Statements:
         if not app_settings.PREPARED_STATEMENTS:
             self.cursor, self.bind = db.cursor(), False
             return
-        db.close_if_health_check_failed()
-        db.ensure_connection()
-        raw = db.connection
-        if raw.prepare_threshold is None:  # Django turns automatic preparation off
-            raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
-        db.validate_thread_sharing()
-        with db.wrap_database_errors:
-            prepared = _PreparedCursor(raw)
+        prepared = preparing_cursor(db)  # ``$n`` placeholders: see ``_numbered``
         if db.queries_logged:
             self.cursor, self.bind = _LoggedCursor(prepared, db), False
         else:
