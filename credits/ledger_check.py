@@ -108,6 +108,10 @@ SELECT coalesce(p.user_id, b.user_id) AS user_id,
  ORDER BY 1
 """
 
+#: Bits of ``problems``, each entry's findings: its own sums, its lot checks, and (worked out
+#: after the window) its link to the previous entry.
+BAD_SUM, BAD_MOVED, BAD_GRANT, FOREIGN_LOTS, DEAD_DRAW, BROKEN_LINK = 1, 2, 4, 8, 16, 32
+
 #: The chain checks and every lot invariant, in one statement (%(cutover)s: the last entry
 #: written before the lots existed).
 _PG_CHECK_LOTS = f"""
@@ -120,7 +124,7 @@ WITH by_entry AS (
       JOIN credits_creditlot l ON l.id = m.lot_id
      GROUP BY m.entry_id
 ), by_lot AS (
-    SELECT lot_id, sum(credits) AS moved FROM credits_lotmovement GROUP BY lot_id
+    SELECT lot_id, sum(credits)::bigint AS moved FROM credits_lotmovement GROUP BY lot_id
 ), given_back AS (
     -- few rows, read through the partial index of returns
     SELECT returns_id, sum(credits) AS back, min(lot_id) AS lot_lo, max(lot_id) AS lot_hi
@@ -135,36 +139,52 @@ WITH by_entry AS (
      WHERE d.credits >= 0 OR g.back > -d.credits OR g.lot_lo <> d.lot_id OR g.lot_hi <> d.lot_id
      GROUP BY dl.user_id
 ), lots AS (
-    SELECT l.user_id, count(*) AS lots, sum(l.remaining) AS remaining,
-           count(*) FILTER (WHERE l.remaining <> l.original + coalesce(bl.moved, 0)) AS bad_lots,
-           min(l.id) FILTER (WHERE l.remaining <> l.original + coalesce(bl.moved, 0)) AS first_bad_lot
-      FROM credits_creditlot l
-      LEFT JOIN by_lot bl ON bl.lot_id = l.id
-     GROUP BY l.user_id
+    SELECT user_id, count(*) AS lots, sum(remaining) AS remaining,
+           array_agg(id) FILTER (WHERE bad) AS bad_lots
+      FROM (SELECT l.user_id, l.id, l.remaining, l.remaining - l.original <> coalesce(bl.moved, 0) AS bad
+              FROM credits_creditlot l
+              LEFT JOIN by_lot bl ON bl.lot_id = l.id) AS checked
+     GROUP BY user_id
 ), flagged AS (
-    -- each entry's lot checks, reduced to four flags before the sort: the window's rows stay
-    -- as narrow as in the chain checks alone
+    -- each entry's own checks, reduced to one number before the sort (0: nothing found): the
+    -- window's rows stay as narrow as in the chain checks alone. A spend drawn as it should be
+    -- and a grant with its lot, nearly every entry, are told apart first, in a few comparisons.
     SELECT user_id, id, amount, balance_before, balance_after, kind_class IN (1, 2) AS spent_side,
-           CASE WHEN NOT has_lot_data THEN NOT legacy AND NOT is_grant AND amount <> 0
-                WHEN is_grant THEN moved IS NOT NULL
-                WHEN legacy AND moved IS NULL THEN false
-                -- a refund of credits drawn before the lots existed: an opening lot holds them
-                WHEN kind_class = 2 THEN coalesce(moved, 0) + coalesce(lot_original, 0) <> amount
-                ELSE coalesce(moved, 0) <> amount
-           END AS bad_moved,
-           CASE WHEN NOT has_lot_data THEN NOT legacy AND is_grant
-                WHEN is_grant AND legacy
-                  THEN lot_of IS NOT NULL AND (lot_original > amount OR lot_user <> user_id)
-                WHEN is_grant THEN lot_of IS NULL OR lot_original <> amount OR lot_user <> user_id
-                -- only an opening lot of the refund's own user
-                WHEN kind_class = 2 AND NOT legacy
-                  THEN lot_of IS NOT NULL AND (NOT opening_lot OR lot_user <> user_id)
-                ELSE lot_of IS NOT NULL
-           END AS bad_grant,
-           has_lot_data AND (lot_user_lo <> user_id OR lot_user_hi <> user_id) AS foreign_lots,
-           -- spends and negative adjustments draw from live lots only
-           has_lot_data AND (kind_class = 1 OR (kind_class = 3 AND amount < 0))
-               AND (latest_effective > created_at OR soonest_expiry <= created_at) AS dead_draw
+           CASE WHEN kind_class = 1 AND NOT legacy AND balance_after = balance_before + amount
+                     AND moved = amount AND lot_of IS NULL
+                     AND lot_user_lo = user_id AND lot_user_hi = user_id
+                     AND latest_effective <= created_at
+                     AND (soonest_expiry IS NULL OR soonest_expiry > created_at) THEN 0
+                WHEN is_grant AND NOT legacy AND balance_after = balance_before + amount
+                     AND moved IS NULL AND lot_original = amount AND lot_user = user_id THEN 0
+                ELSE (balance_after <> balance_before + amount)::int * {BAD_SUM}
+                   + coalesce(CASE WHEN NOT has_lot_data THEN NOT legacy AND NOT is_grant AND amount <> 0
+                                   WHEN is_grant THEN moved IS NOT NULL
+                                   WHEN legacy AND moved IS NULL THEN false
+                                   -- a refund of credits drawn before the lots existed: an
+                                   -- opening lot holds them
+                                   WHEN kind_class = 2
+                                     THEN coalesce(moved, 0) + coalesce(lot_original, 0) <> amount
+                                   ELSE coalesce(moved, 0) <> amount
+                              END, false)::int * {BAD_MOVED}
+                   + coalesce(CASE WHEN NOT has_lot_data THEN NOT legacy AND is_grant
+                                   WHEN is_grant AND legacy
+                                     THEN lot_of IS NOT NULL
+                                          AND (lot_original > amount OR lot_user <> user_id)
+                                   WHEN is_grant
+                                     THEN lot_of IS NULL OR lot_original <> amount OR lot_user <> user_id
+                                   -- only an opening lot of the refund's own user
+                                   WHEN kind_class = 2 AND NOT legacy
+                                     THEN lot_of IS NOT NULL AND (NOT opening_lot OR lot_user <> user_id)
+                                   ELSE lot_of IS NOT NULL
+                              END, false)::int * {BAD_GRANT}
+                   + coalesce(has_lot_data AND (lot_user_lo <> user_id OR lot_user_hi <> user_id),
+                              false)::int * {FOREIGN_LOTS}
+                   -- spends and negative adjustments draw from live lots only
+                   + coalesce(has_lot_data AND (kind_class = 1 OR (kind_class = 3 AND amount < 0))
+                              AND (latest_effective > created_at OR soonest_expiry <= created_at),
+                              false)::int * {DEAD_DRAW}
+           END AS problems
       FROM (SELECT *, kind_class = 4 OR (kind_class = 3 AND amount > 0) AS is_grant
               FROM (SELECT e.user_id, e.id, e.amount, e.balance_before, e.balance_after, e.created_at,
                            {_KIND_CLASS} AS kind_class, e.id <= %(cutover)s AS legacy,
@@ -186,27 +206,26 @@ WITH by_entry AS (
       FROM flagged f
     WINDOW w AS (PARTITION BY user_id ORDER BY id)
 ), per_user AS (
+    -- the entries with a finding come back as [id, problems] pairs: one test per entry instead
+    -- of a count and a first id per kind of finding (the total is earned minus spent)
     SELECT user_id,
-           {_chain_aggregates(earned="NOT spent_side", spent="spent_side")},
-           count(*) FILTER (WHERE bad_moved) AS bad_moved,
-           min(id) FILTER (WHERE bad_moved) AS first_bad_moved,
-           count(*) FILTER (WHERE bad_grant) AS bad_grants,
-           min(id) FILTER (WHERE bad_grant) AS first_bad_grant,
-           count(*) FILTER (WHERE foreign_lots) AS foreign_lots,
-           count(*) FILTER (WHERE dead_draw) AS dead_draws,
-           min(id) FILTER (WHERE dead_draw) AS first_dead_draw
+           count(*) AS entries,
+           coalesce(sum(amount) FILTER (WHERE NOT spent_side), 0)
+               + coalesce(sum(amount) FILTER (WHERE spent_side), 0) AS total,
+           coalesce(sum(amount) FILTER (WHERE NOT spent_side), 0) AS earned,
+           coalesce(-sum(amount) FILTER (WHERE spent_side), 0) AS spent,
+           max(balance_after) FILTER (WHERE is_last) AS last_after,
+           array_agg(ARRAY[id, problems + CASE WHEN balance_before <> coalesce(previous_after, 0)
+                                               THEN {BROKEN_LINK} ELSE 0 END])
+               FILTER (WHERE problems <> 0 OR balance_before <> coalesce(previous_after, 0)) AS findings
       FROM chained
      GROUP BY user_id
 )
 SELECT coalesce(p.user_id, b.user_id, l.user_id, r.user_id) AS user_id,
-       coalesce(p.entries, 0), p.total, p.earned, p.spent, p.last_after,
-       coalesce(p.bad_sums, 0), coalesce(p.broken_links, 0), p.first_bad_entry,
+       coalesce(p.entries, 0), p.total, p.earned, p.spent, p.last_after, p.findings,
        b.user_id IS NOT NULL AS has_balance_row, b.balance, b.lifetime_earned, b.lifetime_spent,
-       true AS lots_checked, coalesce(l.lots, 0), coalesce(l.remaining, 0),
-       coalesce(l.bad_lots, 0), l.first_bad_lot,
-       coalesce(p.bad_moved, 0), p.first_bad_moved, coalesce(p.bad_grants, 0), p.first_bad_grant,
-       coalesce(p.foreign_lots, 0), coalesce(r.bad_returns, 0), r.first_bad_draw,
-       coalesce(p.dead_draws, 0), p.first_dead_draw
+       coalesce(l.lots, 0), coalesce(l.remaining, 0), l.bad_lots,
+       coalesce(r.bad_returns, 0), r.first_bad_draw
   FROM per_user p
   FULL OUTER JOIN credits_creditbalance b ON b.user_id = p.user_id
   FULL OUTER JOIN lots l ON l.user_id = coalesce(p.user_id, b.user_id)
@@ -215,12 +234,11 @@ SELECT coalesce(p.user_id, b.user_id, l.user_id, r.user_id) AS user_id,
     OR (p.user_id IS NULL AND (b.balance <> 0 OR b.lifetime_earned <> 0 OR b.lifetime_spent <> 0))
     OR b.balance <> b.lifetime_earned - b.lifetime_spent
     OR (p.user_id IS NOT NULL AND (
-           p.bad_sums > 0 OR p.broken_links > 0
+           p.findings IS NOT NULL
         OR b.balance <> p.total OR b.balance <> p.last_after
-        OR b.lifetime_earned <> p.earned OR b.lifetime_spent <> p.spent
-        OR p.bad_moved > 0 OR p.bad_grants > 0 OR p.foreign_lots > 0 OR p.dead_draws > 0))
+        OR b.lifetime_earned <> p.earned OR b.lifetime_spent <> p.spent))
     OR b.balance <> coalesce(l.remaining, 0)
-    OR l.bad_lots > 0
+    OR l.bad_lots IS NOT NULL
     OR r.bad_returns > 0
  ORDER BY 1
 """
@@ -359,6 +377,53 @@ class LedgerReport:
         return not self.drift
 
 
+def _lots_drift(row) -> UserDrift:
+    """A row of ``_PG_CHECK_LOTS`` as a ``UserDrift``: its [id, problems] pairs counted by kind."""
+    (user_id, entries, total, earned, spent, last_after, findings, has_balance_row, balance,
+     lifetime_earned, lifetime_spent, lots, lots_remaining, bad_lots, bad_returns,
+     first_bad_draw) = row  # fmt: skip
+    findings = findings or []
+
+    def having(bits: int) -> list[int]:
+        return [entry for entry, problems in findings if problems & bits]
+
+    chain, moved, grants, dead = (
+        having(BAD_SUM | BROKEN_LINK),
+        having(BAD_MOVED),
+        having(BAD_GRANT),
+        having(DEAD_DRAW),
+    )
+    return UserDrift(
+        user_id=user_id,
+        entries=entries,
+        ledger_total=total,
+        ledger_earned=earned,
+        ledger_spent=spent,
+        last_balance_after=last_after,
+        bad_sums=len(having(BAD_SUM)),
+        broken_links=len(having(BROKEN_LINK)),
+        first_bad_entry=min(chain, default=None),
+        has_balance_row=has_balance_row,
+        balance=balance,
+        lifetime_earned=lifetime_earned,
+        lifetime_spent=lifetime_spent,
+        lots_checked=True,
+        lots=lots,
+        lots_remaining=lots_remaining,
+        bad_lots=len(bad_lots or []),
+        first_bad_lot=min(bad_lots or [], default=None),
+        bad_moved=len(moved),
+        first_bad_moved=min(moved, default=None),
+        bad_grants=len(grants),
+        first_bad_grant=min(grants, default=None),
+        foreign_lots=len(having(FOREIGN_LOTS)),
+        bad_returns=bad_returns,
+        first_bad_draw=first_bad_draw,
+        dead_draws=len(dead),
+        first_dead_draw=min(dead, default=None),
+    )
+
+
 def ledger_check() -> LedgerReport:
     """Check the whole ledger: one pass over it, and a count, in one snapshot."""
     outermost = not connection.in_atomic_block
@@ -383,7 +448,7 @@ def ledger_check() -> LedgerReport:
                 hashjoin = cursor.fetchone()[0]
                 cursor.execute("SET LOCAL enable_hashjoin = off")
                 cursor.execute(_PG_CHECK_LOTS, {"cutover": cutover})
-                drift = [UserDrift(*row) for row in cursor.fetchall()]
+                drift = [_lots_drift(row) for row in cursor.fetchall()]
                 # within a caller's transaction, leave its planner as it was
                 cursor.execute("SELECT set_config('enable_hashjoin', %s, true)", [hashjoin])
             else:
