@@ -1,15 +1,17 @@
 """Recompute every balance from the ledger and its lots in one pass and report where they disagree.
 
 One SQL statement: the ledger, read in id order, is merged with each entry's lot movements
-(summed per entry, with their lots' owner and lifetime) and with the lot it granted, both in
-entry id order too, and its lot checks are reduced there to a few flags; a window over each
-user's entries in id order (the order the balance row's lock gave them) then checks every
-entry's before/after chain, on rows hardly wider than the chain checks alone sort; the lots
+(summed per entry, with their lots' owner and lifetime) and with the lot it granted (read from
+an index that holds what the check needs, in entry id order too), and everything an entry can
+be found wrong on by itself is reduced there to one number, 0 for nearly every entry; a window
+over each user's entries in id order (the order the balance row's lock gave them) then checks
+every entry's before/after chain, on rows no wider than the chain checks alone sort; the lots
 are summed per user and their movements per lot (merged in lot id order); and the per-user
-sums are compared with the balance rows. The joins are merges of inputs read in the order of
-their id indexes, not hash joins (which probe tables of half a million rows at random: the
-whole check took about 1.6 times as long at a million entries), and each table is read once
-per relation it is checked against, so its time grows linearly with the ledger.
+sums are compared with the balance rows, the few entries with a finding coming back by id.
+The joins are merges of inputs read in the order of their id indexes, not hash joins (which
+probe tables of half a million rows at random: the whole check took about 1.6 times as long
+at a million entries), and each table is read once per relation it is checked against, so
+its time grows linearly with the ledger.
 
 What counts as drift, per user:
   * an entry whose balance_after is not balance_before + amount;
@@ -50,23 +52,14 @@ _SPENT_KINDS = ", ".join(f"'{kind}'" for kind in sorted(SPENT_SIDE_KINDS))
 #: Entries that create a lot: every credit kind but refunds (which give back to the lots a
 #: spend drew from), and positive staff adjustments.
 _GRANT_KINDS = sorted(CREDIT_KINDS - {LedgerKind.REFUND})
-#: Each entry's kind as a number, worked out once per entry (the lot checks test it several
-#: times, and numbers compare faster than strings): 1 a spend (most entries are, so it is
-#: tested first), 4 another grant, 2 a refund, 3 a staff adjustment (a grant when positive, a
-#: draw that must come from live lots when negative), 0 the rest (expiry, void, forfeit and
-#: clawback take what is there). Spends and refunds are the spent side (1 and 2).
-_KIND_CLASS = (
-    "CASE e.kind WHEN 'SPEND' THEN 1 "
-    + " ".join(f"WHEN '{kind}' THEN 4" for kind in _GRANT_KINDS)
-    + " WHEN 'REFUND' THEN 2 WHEN 'ADJUSTMENT' THEN 3 ELSE 0 END"
-)
-if SPENT_SIDE_KINDS != {LedgerKind.SPEND, LedgerKind.REFUND}:  # classes 1 and 2 above
-    raise RuntimeError("check_ledger's kind classes no longer match the spent-side kinds")
+_GRANT_KIND_LIST = ", ".join(f"'{kind}'" for kind in _GRANT_KINDS)
+#: An entry that creates a lot: a grant, or a positive staff adjustment.
+_IS_GRANT = f"(e.kind IN ({_GRANT_KIND_LIST}) OR (e.kind = 'ADJUSTMENT' AND e.amount > 0))"
 
 
 def _chain_aggregates(*, earned: str, spent: str) -> str:
-    """Each user's chain and totals, from ``chained`` rows (both checks aggregate them alike);
-    ``earned`` and ``spent`` tell an entry's side."""
+    """Each user's chain and totals, from ``chained`` rows; ``earned`` and ``spent`` tell an
+    entry's side."""
     return f"""count(*) AS entries,
            sum(amount) AS total,
            coalesce(sum(amount) FILTER (WHERE {earned}), 0) AS earned,
@@ -149,55 +142,55 @@ WITH by_entry AS (
     -- each entry's own checks, reduced to one number before the sort (0: nothing found): the
     -- window's rows stay as narrow as in the chain checks alone. A spend drawn as it should be
     -- and a grant with its lot, nearly every entry, are told apart first, in a few comparisons.
-    SELECT user_id, id, amount, balance_before, balance_after, kind_class IN (1, 2) AS spent_side,
-           CASE WHEN kind_class = 1 AND NOT legacy AND balance_after = balance_before + amount
-                     AND moved = amount AND lot_of IS NULL
-                     AND lot_user_lo = user_id AND lot_user_hi = user_id
-                     AND latest_effective <= created_at
-                     AND (soonest_expiry IS NULL OR soonest_expiry > created_at) THEN 0
-                WHEN is_grant AND NOT legacy AND balance_after = balance_before + amount
-                     AND moved IS NULL AND lot_original = amount AND lot_user = user_id THEN 0
-                ELSE (balance_after <> balance_before + amount)::int * {BAD_SUM}
-                   + coalesce(CASE WHEN NOT has_lot_data THEN NOT legacy AND NOT is_grant AND amount <> 0
-                                   WHEN is_grant THEN moved IS NOT NULL
-                                   WHEN legacy AND moved IS NULL THEN false
+    SELECT e.user_id, e.id, e.amount, e.balance_before, e.balance_after,
+           e.kind IN ({_SPENT_KINDS}) AS spent_side,
+           CASE WHEN e.kind = 'SPEND' AND e.id > %(cutover)s
+                     AND e.balance_after = e.balance_before + e.amount
+                     AND be.moved = e.amount AND gl.grant_entry_id IS NULL
+                     AND be.lot_user_lo = e.user_id AND be.lot_user_hi = e.user_id
+                     AND be.latest_effective <= e.created_at
+                     AND (be.soonest_expiry IS NULL OR be.soonest_expiry > e.created_at) THEN 0
+                WHEN e.kind IN ({_GRANT_KIND_LIST}) AND e.id > %(cutover)s
+                     AND e.balance_after = e.balance_before + e.amount
+                     AND be.entry_id IS NULL AND gl.original = e.amount AND gl.user_id = e.user_id
+                  THEN 0
+                ELSE (e.balance_after <> e.balance_before + e.amount)::int * {BAD_SUM}
+                   + coalesce(CASE WHEN be.entry_id IS NULL AND gl.grant_entry_id IS NULL
+                                     THEN e.id > %(cutover)s AND NOT {_IS_GRANT} AND e.amount <> 0
+                                   WHEN {_IS_GRANT} THEN be.entry_id IS NOT NULL
+                                   WHEN e.id <= %(cutover)s AND be.entry_id IS NULL THEN false
                                    -- a refund of credits drawn before the lots existed: an
                                    -- opening lot holds them
-                                   WHEN kind_class = 2
-                                     THEN coalesce(moved, 0) + coalesce(lot_original, 0) <> amount
-                                   ELSE coalesce(moved, 0) <> amount
+                                   WHEN e.kind = 'REFUND'
+                                     THEN coalesce(be.moved, 0) + coalesce(gl.original, 0) <> e.amount
+                                   ELSE coalesce(be.moved, 0) <> e.amount
                               END, false)::int * {BAD_MOVED}
-                   + coalesce(CASE WHEN NOT has_lot_data THEN NOT legacy AND is_grant
-                                   WHEN is_grant AND legacy
-                                     THEN lot_of IS NOT NULL
-                                          AND (lot_original > amount OR lot_user <> user_id)
-                                   WHEN is_grant
-                                     THEN lot_of IS NULL OR lot_original <> amount OR lot_user <> user_id
+                   + coalesce(CASE WHEN be.entry_id IS NULL AND gl.grant_entry_id IS NULL
+                                     THEN e.id > %(cutover)s AND {_IS_GRANT}
+                                   WHEN {_IS_GRANT} AND e.id <= %(cutover)s
+                                     THEN gl.grant_entry_id IS NOT NULL
+                                          AND (gl.original > e.amount OR gl.user_id <> e.user_id)
+                                   WHEN {_IS_GRANT}
+                                     THEN gl.grant_entry_id IS NULL OR gl.original <> e.amount
+                                          OR gl.user_id <> e.user_id
                                    -- only an opening lot of the refund's own user
-                                   WHEN kind_class = 2 AND NOT legacy
-                                     THEN lot_of IS NOT NULL AND (NOT opening_lot OR lot_user <> user_id)
-                                   ELSE lot_of IS NOT NULL
+                                   WHEN e.kind = 'REFUND' AND e.id > %(cutover)s
+                                     THEN gl.grant_entry_id IS NOT NULL
+                                          AND (NOT (gl.source = 'opening' AND gl.category = 'promotional')
+                                               OR gl.user_id <> e.user_id)
+                                   ELSE gl.grant_entry_id IS NOT NULL
                               END, false)::int * {BAD_GRANT}
-                   + coalesce(has_lot_data AND (lot_user_lo <> user_id OR lot_user_hi <> user_id),
+                   + coalesce(be.lot_user_lo <> e.user_id OR be.lot_user_hi <> e.user_id,
                               false)::int * {FOREIGN_LOTS}
                    -- spends and negative adjustments draw from live lots only
-                   + coalesce(has_lot_data AND (kind_class = 1 OR (kind_class = 3 AND amount < 0))
-                              AND (latest_effective > created_at OR soonest_expiry <= created_at),
+                   + coalesce((e.kind = 'SPEND' OR (e.kind = 'ADJUSTMENT' AND e.amount < 0))
+                              AND (be.latest_effective > e.created_at
+                                   OR be.soonest_expiry <= e.created_at),
                               false)::int * {DEAD_DRAW}
            END AS problems
-      FROM (SELECT *, kind_class = 4 OR (kind_class = 3 AND amount > 0) AS is_grant
-              FROM (SELECT e.user_id, e.id, e.amount, e.balance_before, e.balance_after, e.created_at,
-                           {_KIND_CLASS} AS kind_class, e.id <= %(cutover)s AS legacy,
-                           be.entry_id IS NOT NULL OR gl.grant_entry_id IS NOT NULL AS has_lot_data,
-                           be.moved, be.lot_user_lo, be.lot_user_hi, be.latest_effective, be.soonest_expiry,
-                           gl.grant_entry_id AS lot_of, gl.original AS lot_original, gl.user_id AS lot_user,
-                           gl.opening AS opening_lot
-                      FROM credits_ledgerentry e
-                      LEFT JOIN by_entry be ON be.entry_id = e.id
-                      LEFT JOIN (SELECT grant_entry_id, original, user_id,
-                                        source = 'opening' AND category = 'promotional' AS opening
-                                   FROM credits_creditlot) gl ON gl.grant_entry_id = e.id
-                    OFFSET 0) AS classed) AS joined  -- planned apart: each entry's kind is read once
+      FROM credits_ledgerentry e
+      LEFT JOIN by_entry be ON be.entry_id = e.id
+      LEFT JOIN credits_creditlot gl ON gl.grant_entry_id = e.id
     OFFSET 0  -- planned apart: the window sorts these rows, not the joins' wider ones
 ), chained AS (
     SELECT f.*,
