@@ -105,6 +105,16 @@ SELECT coalesce(p.user_id, b.user_id) AS user_id,
 #: after the window) its link to the previous entry.
 BAD_SUM, BAD_MOVED, BAD_GRANT, FOREIGN_LOTS, DEAD_DRAW, BROKEN_LINK = 1, 2, 4, 8, 16, 32
 
+
+def _found(aggregate: str, bits: int) -> str:
+    """``aggregate`` over a user's [id, problems] pairs that have one of ``bits`` (run only for
+    the users reported)."""
+    return (
+        f"(SELECT {aggregate} FROM generate_subscripts(p.findings, 1) AS i"
+        f" WHERE p.findings[i][2] & {bits} <> 0)"
+    )
+
+
 #: The chain checks and every lot invariant, in one statement (%(cutover)s: the last entry
 #: written before the lots existed).
 _PG_CHECK_LOTS = f"""
@@ -199,8 +209,9 @@ WITH by_entry AS (
       FROM flagged f
     WINDOW w AS (PARTITION BY user_id ORDER BY id)
 ), per_user AS (
-    -- the entries with a finding come back as [id, problems] pairs: one test per entry instead
-    -- of a count and a first id per kind of finding (the total is earned minus spent)
+    -- the entries with a finding are kept as [id, problems] pairs: one test per entry instead
+    -- of a count and a first id per kind of finding, counted by kind for the users reported
+    -- (the total is earned minus spent)
     SELECT user_id,
            count(*) AS entries,
            coalesce(sum(amount) FILTER (WHERE NOT spent_side), 0)
@@ -215,10 +226,16 @@ WITH by_entry AS (
      GROUP BY user_id
 )
 SELECT coalesce(p.user_id, b.user_id, l.user_id, r.user_id) AS user_id,
-       coalesce(p.entries, 0), p.total, p.earned, p.spent, p.last_after, p.findings,
+       coalesce(p.entries, 0), p.total, p.earned, p.spent, p.last_after,
+       {_found("count(*)", BAD_SUM)}, {_found("count(*)", BROKEN_LINK)},
+       {_found("min(p.findings[i][1])", BAD_SUM | BROKEN_LINK)},
        b.user_id IS NOT NULL AS has_balance_row, b.balance, b.lifetime_earned, b.lifetime_spent,
-       coalesce(l.lots, 0), coalesce(l.remaining, 0), l.bad_lots,
-       coalesce(r.bad_returns, 0), r.first_bad_draw
+       true AS lots_checked, coalesce(l.lots, 0), coalesce(l.remaining, 0),
+       coalesce(cardinality(l.bad_lots), 0), (SELECT min(lot) FROM unnest(l.bad_lots) AS lot),
+       {_found("count(*)", BAD_MOVED)}, {_found("min(p.findings[i][1])", BAD_MOVED)},
+       {_found("count(*)", BAD_GRANT)}, {_found("min(p.findings[i][1])", BAD_GRANT)},
+       {_found("count(*)", FOREIGN_LOTS)}, coalesce(r.bad_returns, 0), r.first_bad_draw,
+       {_found("count(*)", DEAD_DRAW)}, {_found("min(p.findings[i][1])", DEAD_DRAW)}
   FROM per_user p
   FULL OUTER JOIN credits_creditbalance b ON b.user_id = p.user_id
   FULL OUTER JOIN lots l ON l.user_id = coalesce(p.user_id, b.user_id)
@@ -370,53 +387,6 @@ class LedgerReport:
         return not self.drift
 
 
-def _lots_drift(row) -> UserDrift:
-    """A row of ``_PG_CHECK_LOTS`` as a ``UserDrift``: its [id, problems] pairs counted by kind."""
-    (user_id, entries, total, earned, spent, last_after, findings, has_balance_row, balance,
-     lifetime_earned, lifetime_spent, lots, lots_remaining, bad_lots, bad_returns,
-     first_bad_draw) = row  # fmt: skip
-    findings = findings or []
-
-    def having(bits: int) -> list[int]:
-        return [entry for entry, problems in findings if problems & bits]
-
-    chain, moved, grants, dead = (
-        having(BAD_SUM | BROKEN_LINK),
-        having(BAD_MOVED),
-        having(BAD_GRANT),
-        having(DEAD_DRAW),
-    )
-    return UserDrift(
-        user_id=user_id,
-        entries=entries,
-        ledger_total=total,
-        ledger_earned=earned,
-        ledger_spent=spent,
-        last_balance_after=last_after,
-        bad_sums=len(having(BAD_SUM)),
-        broken_links=len(having(BROKEN_LINK)),
-        first_bad_entry=min(chain, default=None),
-        has_balance_row=has_balance_row,
-        balance=balance,
-        lifetime_earned=lifetime_earned,
-        lifetime_spent=lifetime_spent,
-        lots_checked=True,
-        lots=lots,
-        lots_remaining=lots_remaining,
-        bad_lots=len(bad_lots or []),
-        first_bad_lot=min(bad_lots or [], default=None),
-        bad_moved=len(moved),
-        first_bad_moved=min(moved, default=None),
-        bad_grants=len(grants),
-        first_bad_grant=min(grants, default=None),
-        foreign_lots=len(having(FOREIGN_LOTS)),
-        bad_returns=bad_returns,
-        first_bad_draw=first_bad_draw,
-        dead_draws=len(dead),
-        first_dead_draw=min(dead, default=None),
-    )
-
-
 def ledger_check() -> LedgerReport:
     """Check the whole ledger: one pass over it, and a count, in one snapshot."""
     outermost = not connection.in_atomic_block
@@ -441,7 +411,7 @@ def ledger_check() -> LedgerReport:
                 hashjoin = cursor.fetchone()[0]
                 cursor.execute("SET LOCAL enable_hashjoin = off")
                 cursor.execute(_PG_CHECK_LOTS, {"cutover": cutover})
-                drift = [_lots_drift(row) for row in cursor.fetchall()]
+                drift = [UserDrift(*row) for row in cursor.fetchall()]
                 # within a caller's transaction, leave its planner as it was
                 cursor.execute("SELECT set_config('enable_hashjoin', %s, true)", [hashjoin])
             else:
