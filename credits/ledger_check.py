@@ -407,13 +407,23 @@ def ledger_check() -> LedgerReport:
                 # of (the ledger, lots and movements through their id indexes): merged, they
                 # walk each table once in order, where a hash table of a million rows is
                 # probed at random (about twice the time at a million entries).
-                cursor.execute("SELECT current_setting('enable_hashjoin')")
-                hashjoin = cursor.fetchone()[0]
+                # And no parallel workers: each would sum every movement per entry again for
+                # its share of the ledger (the sort after them runs in one process anyway).
+                cursor.execute(
+                    "SELECT current_setting('enable_hashjoin'),"
+                    " current_setting('max_parallel_workers_per_gather')"
+                )
+                hashjoin, workers = cursor.fetchone()
                 cursor.execute("SET LOCAL enable_hashjoin = off")
+                cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
                 cursor.execute(_PG_CHECK_LOTS, {"cutover": cutover})
                 drift = [UserDrift(*row) for row in cursor.fetchall()]
                 # within a caller's transaction, leave its planner as it was
-                cursor.execute("SELECT set_config('enable_hashjoin', %s, true)", [hashjoin])
+                cursor.execute(
+                    "SELECT set_config('enable_hashjoin', %s, true),"
+                    " set_config('max_parallel_workers_per_gather', %s, true)",
+                    [hashjoin, workers],
+                )
             else:
                 cursor.execute(_PG_CHECK)
                 drift = [UserDrift(*row) for row in cursor.fetchall()]
