@@ -110,8 +110,8 @@ def _found(aggregate: str, bits: int) -> str:
     """``aggregate`` over a user's [id, problems] pairs that have one of ``bits`` (run only for
     the users reported)."""
     return (
-        f"(SELECT {aggregate} FROM generate_subscripts(p.findings, 1) AS i"
-        f" WHERE p.findings[i][2] & {bits} <> 0)"
+        f"(SELECT {aggregate} FROM generate_subscripts(u.findings, 1) AS i"
+        f" WHERE u.findings[i][2] & {bits} <> 0)"
     )
 
 
@@ -224,32 +224,46 @@ WITH by_entry AS (
                FILTER (WHERE problems <> 0 OR balance_before <> coalesce(previous_after, 0)) AS findings
       FROM chained
      GROUP BY user_id
+), users AS (
+    -- every user with entries, a balance row or lots, and the whole ledger's counts beside
+    -- them: the report's totals come from this pass, not from counts run after it
+    SELECT coalesce(p.user_id, b.user_id, l.user_id, r.user_id) AS user_id,
+           p.entries, p.total, p.earned, p.spent, p.last_after, p.findings,
+           b.user_id IS NOT NULL AS has_balance_row, b.balance, b.lifetime_earned, b.lifetime_spent,
+           l.lots, l.remaining, l.bad_lots, r.bad_returns, r.first_bad_draw,
+           coalesce(b.user_id IS NULL
+               OR (p.user_id IS NULL AND (b.balance <> 0 OR b.lifetime_earned <> 0 OR b.lifetime_spent <> 0))
+               OR b.balance <> b.lifetime_earned - b.lifetime_spent
+               OR (p.user_id IS NOT NULL AND (
+                      p.findings IS NOT NULL
+                   OR b.balance <> p.total OR b.balance <> p.last_after
+                   OR b.lifetime_earned <> p.earned OR b.lifetime_spent <> p.spent))
+               OR b.balance <> coalesce(l.remaining, 0)
+               OR l.bad_lots IS NOT NULL
+               OR r.bad_returns > 0, false) AS drifted,
+           row_number() OVER () AS n,
+           sum(p.entries) OVER () AS all_entries,
+           count(b.user_id) OVER () AS all_balances,
+           sum(l.lots) OVER () AS all_lots
+      FROM per_user p
+      FULL OUTER JOIN credits_creditbalance b ON b.user_id = p.user_id
+      FULL OUTER JOIN lots l ON l.user_id = coalesce(p.user_id, b.user_id)
+      FULL OUTER JOIN bad_returns r ON r.user_id = coalesce(p.user_id, b.user_id, l.user_id)
 )
-SELECT coalesce(p.user_id, b.user_id, l.user_id, r.user_id) AS user_id,
-       coalesce(p.entries, 0), p.total, p.earned, p.spent, p.last_after,
+-- the users that drifted, and one more row for the counts when none did
+SELECT user_id, coalesce(entries, 0), total, earned, spent, last_after,
        {_found("count(*)", BAD_SUM)}, {_found("count(*)", BROKEN_LINK)},
-       {_found("min(p.findings[i][1])", BAD_SUM | BROKEN_LINK)},
-       b.user_id IS NOT NULL AS has_balance_row, b.balance, b.lifetime_earned, b.lifetime_spent,
-       true AS lots_checked, coalesce(l.lots, 0), coalesce(l.remaining, 0),
-       coalesce(cardinality(l.bad_lots), 0), (SELECT min(lot) FROM unnest(l.bad_lots) AS lot),
-       {_found("count(*)", BAD_MOVED)}, {_found("min(p.findings[i][1])", BAD_MOVED)},
-       {_found("count(*)", BAD_GRANT)}, {_found("min(p.findings[i][1])", BAD_GRANT)},
-       {_found("count(*)", FOREIGN_LOTS)}, coalesce(r.bad_returns, 0), r.first_bad_draw,
-       {_found("count(*)", DEAD_DRAW)}, {_found("min(p.findings[i][1])", DEAD_DRAW)}
-  FROM per_user p
-  FULL OUTER JOIN credits_creditbalance b ON b.user_id = p.user_id
-  FULL OUTER JOIN lots l ON l.user_id = coalesce(p.user_id, b.user_id)
-  FULL OUTER JOIN bad_returns r ON r.user_id = coalesce(p.user_id, b.user_id, l.user_id)
- WHERE b.user_id IS NULL
-    OR (p.user_id IS NULL AND (b.balance <> 0 OR b.lifetime_earned <> 0 OR b.lifetime_spent <> 0))
-    OR b.balance <> b.lifetime_earned - b.lifetime_spent
-    OR (p.user_id IS NOT NULL AND (
-           p.findings IS NOT NULL
-        OR b.balance <> p.total OR b.balance <> p.last_after
-        OR b.lifetime_earned <> p.earned OR b.lifetime_spent <> p.spent))
-    OR b.balance <> coalesce(l.remaining, 0)
-    OR l.bad_lots IS NOT NULL
-    OR r.bad_returns > 0
+       {_found("min(u.findings[i][1])", BAD_SUM | BROKEN_LINK)},
+       has_balance_row, balance, lifetime_earned, lifetime_spent,
+       true AS lots_checked, coalesce(lots, 0), coalesce(remaining, 0),
+       coalesce(cardinality(bad_lots), 0), (SELECT min(lot) FROM unnest(bad_lots) AS lot),
+       {_found("count(*)", BAD_MOVED)}, {_found("min(u.findings[i][1])", BAD_MOVED)},
+       {_found("count(*)", BAD_GRANT)}, {_found("min(u.findings[i][1])", BAD_GRANT)},
+       {_found("count(*)", FOREIGN_LOTS)}, coalesce(bad_returns, 0), first_bad_draw,
+       {_found("count(*)", DEAD_DRAW)}, {_found("min(u.findings[i][1])", DEAD_DRAW)},
+       drifted, coalesce(all_entries, 0)::bigint, all_balances, coalesce(all_lots, 0)::bigint
+  FROM users u
+ WHERE drifted OR n = 1
  ORDER BY 1
 """
 
@@ -257,7 +271,6 @@ SELECT coalesce(p.user_id, b.user_id, l.user_id, r.user_id) AS user_id,
 _PG_HAS_LOTS = "SELECT to_regclass('credits_lotcutover') IS NOT NULL"
 _PG_CUTOVER = "SELECT coalesce(max(last_entry_id), 0) FROM credits_lotcutover"
 
-_PG_COUNT_LOTS = "SELECT count(*) FROM credits_creditlot"
 _PG_COUNTS = "SELECT (SELECT count(*) FROM credits_ledgerentry), (SELECT count(*) FROM credits_creditbalance)"
 
 
@@ -388,7 +401,7 @@ class LedgerReport:
 
 
 def ledger_check() -> LedgerReport:
-    """Check the whole ledger: one pass over it, and a count, in one snapshot."""
+    """Check the whole ledger in one snapshot: one pass over it (and, before the lots, a count)."""
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -417,7 +430,9 @@ def ledger_check() -> LedgerReport:
                 cursor.execute("SET LOCAL enable_hashjoin = off")
                 cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
                 cursor.execute(_PG_CHECK_LOTS, {"cutover": cutover})
-                drift = [UserDrift(*row) for row in cursor.fetchall()]
+                rows = cursor.fetchall()
+                drift = [UserDrift(*row[:-4]) for row in rows if row[-4]]
+                entries, balances, lots = rows[0][-3:] if rows else (0, 0, 0)
                 # within a caller's transaction, leave its planner as it was
                 cursor.execute(
                     "SELECT set_config('enable_hashjoin', %s, true),"
@@ -427,12 +442,9 @@ def ledger_check() -> LedgerReport:
             else:
                 cursor.execute(_PG_CHECK)
                 drift = [UserDrift(*row) for row in cursor.fetchall()]
-            cursor.execute(_PG_COUNTS)
-            entries, balances = cursor.fetchone()
-            lots = 0
-            if lots_checked:
-                cursor.execute(_PG_COUNT_LOTS)
-                lots = cursor.fetchone()[0]
+                cursor.execute(_PG_COUNTS)
+                entries, balances = cursor.fetchone()
+                lots = 0
     return LedgerReport(
         entries=entries, balances=balances, drift=drift, lots_checked=lots_checked, lots=lots
     )
