@@ -1,15 +1,17 @@
 """Recompute every balance from the ledger and its lots in one pass and report where they disagree.
 
 One SQL statement: the ledger, read in id order, is merged with each entry's lot movements
-(summed per entry, with their lots' owner and lifetime) and with the lot it granted, both in
-entry id order too, and its lot checks are reduced there to a few flags; a window over each
-user's entries in id order (the order the balance row's lock gave them) then checks every
-entry's before/after chain, on rows hardly wider than the chain checks alone sort; the lots
+(summed per entry, with their lots' owner and lifetime) and with the lot it granted (read from
+an index that holds what the check needs, in entry id order too), and everything an entry can
+be found wrong on by itself is reduced there to one number, 0 for nearly every entry; a window
+over each user's entries in id order (the order the balance row's lock gave them) then checks
+every entry's before/after chain, on rows no wider than the chain checks alone sort; the lots
 are summed per user and their movements per lot (merged in lot id order); and the per-user
-sums are compared with the balance rows. The joins are merges of inputs read in the order of
-their id indexes, not hash joins (which probe tables of half a million rows at random: the
-whole check took about 1.6 times as long at a million entries), and each table is read once
-per relation it is checked against, so its time grows linearly with the ledger.
+sums are compared with the balance rows, the few entries with a finding coming back by id.
+The joins are merges of inputs read in the order of their id indexes, not hash joins (which
+probe tables of half a million rows at random: the whole check took about 1.6 times as long
+at a million entries), and each table is read once per relation it is checked against, so
+its time grows linearly with the ledger.
 
 What counts as drift, per user:
   * an entry whose balance_after is not balance_before + amount;
@@ -50,23 +52,14 @@ _SPENT_KINDS = ", ".join(f"'{kind}'" for kind in sorted(SPENT_SIDE_KINDS))
 #: Entries that create a lot: every credit kind but refunds (which give back to the lots a
 #: spend drew from), and positive staff adjustments.
 _GRANT_KINDS = sorted(CREDIT_KINDS - {LedgerKind.REFUND})
-#: Each entry's kind as a number, worked out once per entry (the lot checks test it several
-#: times, and numbers compare faster than strings): 1 a spend (most entries are, so it is
-#: tested first), 4 another grant, 2 a refund, 3 a staff adjustment (a grant when positive, a
-#: draw that must come from live lots when negative), 0 the rest (expiry, void, forfeit and
-#: clawback take what is there). Spends and refunds are the spent side (1 and 2).
-_KIND_CLASS = (
-    "CASE e.kind WHEN 'SPEND' THEN 1 "
-    + " ".join(f"WHEN '{kind}' THEN 4" for kind in _GRANT_KINDS)
-    + " WHEN 'REFUND' THEN 2 WHEN 'ADJUSTMENT' THEN 3 ELSE 0 END"
-)
-if SPENT_SIDE_KINDS != {LedgerKind.SPEND, LedgerKind.REFUND}:  # classes 1 and 2 above
-    raise RuntimeError("check_ledger's kind classes no longer match the spent-side kinds")
+_GRANT_KIND_LIST = ", ".join(f"'{kind}'" for kind in _GRANT_KINDS)
+#: An entry that creates a lot: a grant, or a positive staff adjustment.
+_IS_GRANT = f"(e.kind IN ({_GRANT_KIND_LIST}) OR (e.kind = 'ADJUSTMENT' AND e.amount > 0))"
 
 
 def _chain_aggregates(*, earned: str, spent: str) -> str:
-    """Each user's chain and totals, from ``chained`` rows (both checks aggregate them alike);
-    ``earned`` and ``spent`` tell an entry's side."""
+    """Each user's chain and totals, from ``chained`` rows; ``earned`` and ``spent`` tell an
+    entry's side."""
     return f"""count(*) AS entries,
            sum(amount) AS total,
            coalesce(sum(amount) FILTER (WHERE {earned}), 0) AS earned,
@@ -108,6 +101,20 @@ SELECT coalesce(p.user_id, b.user_id) AS user_id,
  ORDER BY 1
 """
 
+#: Bits of ``problems``, each entry's findings: its own sums, its lot checks, and (worked out
+#: after the window) its link to the previous entry.
+BAD_SUM, BAD_MOVED, BAD_GRANT, FOREIGN_LOTS, DEAD_DRAW, BROKEN_LINK = 1, 2, 4, 8, 16, 32
+
+
+def _found(aggregate: str, bits: int) -> str:
+    """``aggregate`` over a user's [id, problems] pairs that have one of ``bits`` (run only for
+    the users reported)."""
+    return (
+        f"(SELECT {aggregate} FROM generate_subscripts(u.findings, 1) AS i"
+        f" WHERE u.findings[i][2] & {bits} <> 0)"
+    )
+
+
 #: The chain checks and every lot invariant, in one statement (%(cutover)s: the last entry
 #: written before the lots existed).
 _PG_CHECK_LOTS = f"""
@@ -120,7 +127,7 @@ WITH by_entry AS (
       JOIN credits_creditlot l ON l.id = m.lot_id
      GROUP BY m.entry_id
 ), by_lot AS (
-    SELECT lot_id, sum(credits) AS moved FROM credits_lotmovement GROUP BY lot_id
+    SELECT lot_id, sum(credits)::bigint AS moved FROM credits_lotmovement GROUP BY lot_id
 ), given_back AS (
     -- few rows, read through the partial index of returns
     SELECT returns_id, sum(credits) AS back, min(lot_id) AS lot_lo, max(lot_id) AS lot_hi
@@ -135,49 +142,65 @@ WITH by_entry AS (
      WHERE d.credits >= 0 OR g.back > -d.credits OR g.lot_lo <> d.lot_id OR g.lot_hi <> d.lot_id
      GROUP BY dl.user_id
 ), lots AS (
-    SELECT l.user_id, count(*) AS lots, sum(l.remaining) AS remaining,
-           count(*) FILTER (WHERE l.remaining <> l.original + coalesce(bl.moved, 0)) AS bad_lots,
-           min(l.id) FILTER (WHERE l.remaining <> l.original + coalesce(bl.moved, 0)) AS first_bad_lot
-      FROM credits_creditlot l
-      LEFT JOIN by_lot bl ON bl.lot_id = l.id
-     GROUP BY l.user_id
+    SELECT user_id, count(*) AS lots, sum(remaining) AS remaining,
+           array_agg(id) FILTER (WHERE bad) AS bad_lots
+      FROM (SELECT l.user_id, l.id, l.remaining, l.remaining - l.original <> coalesce(bl.moved, 0) AS bad
+              FROM credits_creditlot l
+              LEFT JOIN by_lot bl ON bl.lot_id = l.id) AS checked
+     GROUP BY user_id
 ), flagged AS (
-    -- each entry's lot checks, reduced to four flags before the sort: the window's rows stay
-    -- as narrow as in the chain checks alone
-    SELECT user_id, id, amount, balance_before, balance_after, kind_class IN (1, 2) AS spent_side,
-           CASE WHEN NOT has_lot_data THEN NOT legacy AND NOT is_grant AND amount <> 0
-                WHEN is_grant THEN moved IS NOT NULL
-                WHEN legacy AND moved IS NULL THEN false
-                -- a refund of credits drawn before the lots existed: an opening lot holds them
-                WHEN kind_class = 2 THEN coalesce(moved, 0) + coalesce(lot_original, 0) <> amount
-                ELSE coalesce(moved, 0) <> amount
-           END AS bad_moved,
-           CASE WHEN NOT has_lot_data THEN NOT legacy AND is_grant
-                WHEN is_grant AND legacy
-                  THEN lot_of IS NOT NULL AND (lot_original > amount OR lot_user <> user_id)
-                WHEN is_grant THEN lot_of IS NULL OR lot_original <> amount OR lot_user <> user_id
-                -- only an opening lot of the refund's own user
-                WHEN kind_class = 2 AND NOT legacy
-                  THEN lot_of IS NOT NULL AND (NOT opening_lot OR lot_user <> user_id)
-                ELSE lot_of IS NOT NULL
-           END AS bad_grant,
-           has_lot_data AND (lot_user_lo <> user_id OR lot_user_hi <> user_id) AS foreign_lots,
-           -- spends and negative adjustments draw from live lots only
-           has_lot_data AND (kind_class = 1 OR (kind_class = 3 AND amount < 0))
-               AND (latest_effective > created_at OR soonest_expiry <= created_at) AS dead_draw
-      FROM (SELECT *, kind_class = 4 OR (kind_class = 3 AND amount > 0) AS is_grant
-              FROM (SELECT e.user_id, e.id, e.amount, e.balance_before, e.balance_after, e.created_at,
-                           {_KIND_CLASS} AS kind_class, e.id <= %(cutover)s AS legacy,
-                           be.entry_id IS NOT NULL OR gl.grant_entry_id IS NOT NULL AS has_lot_data,
-                           be.moved, be.lot_user_lo, be.lot_user_hi, be.latest_effective, be.soonest_expiry,
-                           gl.grant_entry_id AS lot_of, gl.original AS lot_original, gl.user_id AS lot_user,
-                           gl.opening AS opening_lot
-                      FROM credits_ledgerentry e
-                      LEFT JOIN by_entry be ON be.entry_id = e.id
-                      LEFT JOIN (SELECT grant_entry_id, original, user_id,
-                                        source = 'opening' AND category = 'promotional' AS opening
-                                   FROM credits_creditlot) gl ON gl.grant_entry_id = e.id
-                    OFFSET 0) AS classed) AS joined  -- planned apart: each entry's kind is read once
+    -- each entry's own checks, reduced to one number before the sort (0: nothing found): the
+    -- window's rows stay as narrow as in the chain checks alone. A spend drawn as it should be
+    -- and a grant with its lot, nearly every entry, are told apart first, in a few comparisons.
+    SELECT e.user_id, e.id, e.amount, e.balance_before, e.balance_after,
+           e.kind IN ({_SPENT_KINDS}) AS spent_side,
+           CASE WHEN e.kind = 'SPEND' AND e.id > %(cutover)s
+                     AND e.balance_after = e.balance_before + e.amount
+                     AND be.moved = e.amount AND gl.grant_entry_id IS NULL
+                     AND be.lot_user_lo = e.user_id AND be.lot_user_hi = e.user_id
+                     AND be.latest_effective <= e.created_at
+                     AND (be.soonest_expiry IS NULL OR be.soonest_expiry > e.created_at) THEN 0
+                WHEN e.kind IN ({_GRANT_KIND_LIST}) AND e.id > %(cutover)s
+                     AND e.balance_after = e.balance_before + e.amount
+                     AND be.entry_id IS NULL AND gl.original = e.amount AND gl.user_id = e.user_id
+                  THEN 0
+                ELSE (e.balance_after <> e.balance_before + e.amount)::int * {BAD_SUM}
+                   + coalesce(CASE WHEN be.entry_id IS NULL AND gl.grant_entry_id IS NULL
+                                     THEN e.id > %(cutover)s AND NOT {_IS_GRANT} AND e.amount <> 0
+                                   WHEN {_IS_GRANT} THEN be.entry_id IS NOT NULL
+                                   WHEN e.id <= %(cutover)s AND be.entry_id IS NULL THEN false
+                                   -- a refund of credits drawn before the lots existed: an
+                                   -- opening lot holds them
+                                   WHEN e.kind = 'REFUND'
+                                     THEN coalesce(be.moved, 0) + coalesce(gl.original, 0) <> e.amount
+                                   ELSE coalesce(be.moved, 0) <> e.amount
+                              END, false)::int * {BAD_MOVED}
+                   + coalesce(CASE WHEN be.entry_id IS NULL AND gl.grant_entry_id IS NULL
+                                     THEN e.id > %(cutover)s AND {_IS_GRANT}
+                                   WHEN {_IS_GRANT} AND e.id <= %(cutover)s
+                                     THEN gl.grant_entry_id IS NOT NULL
+                                          AND (gl.original > e.amount OR gl.user_id <> e.user_id)
+                                   WHEN {_IS_GRANT}
+                                     THEN gl.grant_entry_id IS NULL OR gl.original <> e.amount
+                                          OR gl.user_id <> e.user_id
+                                   -- only an opening lot of the refund's own user
+                                   WHEN e.kind = 'REFUND' AND e.id > %(cutover)s
+                                     THEN gl.grant_entry_id IS NOT NULL
+                                          AND (NOT (gl.source = 'opening' AND gl.category = 'promotional')
+                                               OR gl.user_id <> e.user_id)
+                                   ELSE gl.grant_entry_id IS NOT NULL
+                              END, false)::int * {BAD_GRANT}
+                   + coalesce(be.lot_user_lo <> e.user_id OR be.lot_user_hi <> e.user_id,
+                              false)::int * {FOREIGN_LOTS}
+                   -- spends and negative adjustments draw from live lots only
+                   + coalesce((e.kind = 'SPEND' OR (e.kind = 'ADJUSTMENT' AND e.amount < 0))
+                              AND (be.latest_effective > e.created_at
+                                   OR be.soonest_expiry <= e.created_at),
+                              false)::int * {DEAD_DRAW}
+           END AS problems
+      FROM credits_ledgerentry e
+      LEFT JOIN by_entry be ON be.entry_id = e.id
+      LEFT JOIN credits_creditlot gl ON gl.grant_entry_id = e.id
     OFFSET 0  -- planned apart: the window sorts these rows, not the joins' wider ones
 ), chained AS (
     SELECT f.*,
@@ -186,42 +209,61 @@ WITH by_entry AS (
       FROM flagged f
     WINDOW w AS (PARTITION BY user_id ORDER BY id)
 ), per_user AS (
+    -- the entries with a finding are kept as [id, problems] pairs: one test per entry instead
+    -- of a count and a first id per kind of finding, counted by kind for the users reported
+    -- (the total is earned minus spent)
     SELECT user_id,
-           {_chain_aggregates(earned="NOT spent_side", spent="spent_side")},
-           count(*) FILTER (WHERE bad_moved) AS bad_moved,
-           min(id) FILTER (WHERE bad_moved) AS first_bad_moved,
-           count(*) FILTER (WHERE bad_grant) AS bad_grants,
-           min(id) FILTER (WHERE bad_grant) AS first_bad_grant,
-           count(*) FILTER (WHERE foreign_lots) AS foreign_lots,
-           count(*) FILTER (WHERE dead_draw) AS dead_draws,
-           min(id) FILTER (WHERE dead_draw) AS first_dead_draw
+           count(*) AS entries,
+           coalesce(sum(amount) FILTER (WHERE NOT spent_side), 0)
+               + coalesce(sum(amount) FILTER (WHERE spent_side), 0) AS total,
+           coalesce(sum(amount) FILTER (WHERE NOT spent_side), 0) AS earned,
+           coalesce(-sum(amount) FILTER (WHERE spent_side), 0) AS spent,
+           max(balance_after) FILTER (WHERE is_last) AS last_after,
+           array_agg(ARRAY[id, problems + CASE WHEN balance_before <> coalesce(previous_after, 0)
+                                               THEN {BROKEN_LINK} ELSE 0 END])
+               FILTER (WHERE problems <> 0 OR balance_before <> coalesce(previous_after, 0)) AS findings
       FROM chained
      GROUP BY user_id
+), users AS (
+    -- every user with entries, a balance row or lots, and the whole ledger's counts beside
+    -- them: the report's totals come from this pass, not from counts run after it
+    SELECT coalesce(p.user_id, b.user_id, l.user_id, r.user_id) AS user_id,
+           p.entries, p.total, p.earned, p.spent, p.last_after, p.findings,
+           b.user_id IS NOT NULL AS has_balance_row, b.balance, b.lifetime_earned, b.lifetime_spent,
+           l.lots, l.remaining, l.bad_lots, r.bad_returns, r.first_bad_draw,
+           coalesce(b.user_id IS NULL
+               OR (p.user_id IS NULL AND (b.balance <> 0 OR b.lifetime_earned <> 0 OR b.lifetime_spent <> 0))
+               OR b.balance <> b.lifetime_earned - b.lifetime_spent
+               OR (p.user_id IS NOT NULL AND (
+                      p.findings IS NOT NULL
+                   OR b.balance <> p.total OR b.balance <> p.last_after
+                   OR b.lifetime_earned <> p.earned OR b.lifetime_spent <> p.spent))
+               OR b.balance <> coalesce(l.remaining, 0)
+               OR l.bad_lots IS NOT NULL
+               OR r.bad_returns > 0, false) AS drifted,
+           row_number() OVER () AS n,
+           sum(p.entries) OVER () AS all_entries,
+           count(b.user_id) OVER () AS all_balances,
+           sum(l.lots) OVER () AS all_lots
+      FROM per_user p
+      FULL OUTER JOIN credits_creditbalance b ON b.user_id = p.user_id
+      FULL OUTER JOIN lots l ON l.user_id = coalesce(p.user_id, b.user_id)
+      FULL OUTER JOIN bad_returns r ON r.user_id = coalesce(p.user_id, b.user_id, l.user_id)
 )
-SELECT coalesce(p.user_id, b.user_id, l.user_id, r.user_id) AS user_id,
-       coalesce(p.entries, 0), p.total, p.earned, p.spent, p.last_after,
-       coalesce(p.bad_sums, 0), coalesce(p.broken_links, 0), p.first_bad_entry,
-       b.user_id IS NOT NULL AS has_balance_row, b.balance, b.lifetime_earned, b.lifetime_spent,
-       true AS lots_checked, coalesce(l.lots, 0), coalesce(l.remaining, 0),
-       coalesce(l.bad_lots, 0), l.first_bad_lot,
-       coalesce(p.bad_moved, 0), p.first_bad_moved, coalesce(p.bad_grants, 0), p.first_bad_grant,
-       coalesce(p.foreign_lots, 0), coalesce(r.bad_returns, 0), r.first_bad_draw,
-       coalesce(p.dead_draws, 0), p.first_dead_draw
-  FROM per_user p
-  FULL OUTER JOIN credits_creditbalance b ON b.user_id = p.user_id
-  FULL OUTER JOIN lots l ON l.user_id = coalesce(p.user_id, b.user_id)
-  FULL OUTER JOIN bad_returns r ON r.user_id = coalesce(p.user_id, b.user_id, l.user_id)
- WHERE b.user_id IS NULL
-    OR (p.user_id IS NULL AND (b.balance <> 0 OR b.lifetime_earned <> 0 OR b.lifetime_spent <> 0))
-    OR b.balance <> b.lifetime_earned - b.lifetime_spent
-    OR (p.user_id IS NOT NULL AND (
-           p.bad_sums > 0 OR p.broken_links > 0
-        OR b.balance <> p.total OR b.balance <> p.last_after
-        OR b.lifetime_earned <> p.earned OR b.lifetime_spent <> p.spent
-        OR p.bad_moved > 0 OR p.bad_grants > 0 OR p.foreign_lots > 0 OR p.dead_draws > 0))
-    OR b.balance <> coalesce(l.remaining, 0)
-    OR l.bad_lots > 0
-    OR r.bad_returns > 0
+-- the users that drifted, and one more row for the counts when none did
+SELECT user_id, coalesce(entries, 0), total, earned, spent, last_after,
+       {_found("count(*)", BAD_SUM)}, {_found("count(*)", BROKEN_LINK)},
+       {_found("min(u.findings[i][1])", BAD_SUM | BROKEN_LINK)},
+       has_balance_row, balance, lifetime_earned, lifetime_spent,
+       true AS lots_checked, coalesce(lots, 0), coalesce(remaining, 0),
+       coalesce(cardinality(bad_lots), 0), (SELECT min(lot) FROM unnest(bad_lots) AS lot),
+       {_found("count(*)", BAD_MOVED)}, {_found("min(u.findings[i][1])", BAD_MOVED)},
+       {_found("count(*)", BAD_GRANT)}, {_found("min(u.findings[i][1])", BAD_GRANT)},
+       {_found("count(*)", FOREIGN_LOTS)}, coalesce(bad_returns, 0), first_bad_draw,
+       {_found("count(*)", DEAD_DRAW)}, {_found("min(u.findings[i][1])", DEAD_DRAW)},
+       drifted, coalesce(all_entries, 0)::bigint, all_balances, coalesce(all_lots, 0)::bigint
+  FROM users u
+ WHERE drifted OR n = 1
  ORDER BY 1
 """
 
@@ -229,7 +271,6 @@ SELECT coalesce(p.user_id, b.user_id, l.user_id, r.user_id) AS user_id,
 _PG_HAS_LOTS = "SELECT to_regclass('credits_lotcutover') IS NOT NULL"
 _PG_CUTOVER = "SELECT coalesce(max(last_entry_id), 0) FROM credits_lotcutover"
 
-_PG_COUNT_LOTS = "SELECT count(*) FROM credits_creditlot"
 _PG_COUNTS = "SELECT (SELECT count(*) FROM credits_ledgerentry), (SELECT count(*) FROM credits_creditbalance)"
 
 
@@ -360,7 +401,7 @@ class LedgerReport:
 
 
 def ledger_check() -> LedgerReport:
-    """Check the whole ledger: one pass over it, and a count, in one snapshot."""
+    """Check the whole ledger in one snapshot: one pass over it (and, before the lots, a count)."""
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         with connection.cursor() as cursor:
@@ -379,22 +420,31 @@ def ledger_check() -> LedgerReport:
                 # of (the ledger, lots and movements through their id indexes): merged, they
                 # walk each table once in order, where a hash table of a million rows is
                 # probed at random (about twice the time at a million entries).
-                cursor.execute("SELECT current_setting('enable_hashjoin')")
-                hashjoin = cursor.fetchone()[0]
+                # And no parallel workers: each would sum every movement per entry again for
+                # its share of the ledger (the sort after them runs in one process anyway).
+                cursor.execute(
+                    "SELECT current_setting('enable_hashjoin'),"
+                    " current_setting('max_parallel_workers_per_gather')"
+                )
+                hashjoin, workers = cursor.fetchone()
                 cursor.execute("SET LOCAL enable_hashjoin = off")
+                cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
                 cursor.execute(_PG_CHECK_LOTS, {"cutover": cutover})
-                drift = [UserDrift(*row) for row in cursor.fetchall()]
+                rows = cursor.fetchall()
+                drift = [UserDrift(*row[:-4]) for row in rows if row[-4]]
+                entries, balances, lots = rows[0][-3:] if rows else (0, 0, 0)
                 # within a caller's transaction, leave its planner as it was
-                cursor.execute("SELECT set_config('enable_hashjoin', %s, true)", [hashjoin])
+                cursor.execute(
+                    "SELECT set_config('enable_hashjoin', %s, true),"
+                    " set_config('max_parallel_workers_per_gather', %s, true)",
+                    [hashjoin, workers],
+                )
             else:
                 cursor.execute(_PG_CHECK)
                 drift = [UserDrift(*row) for row in cursor.fetchall()]
-            cursor.execute(_PG_COUNTS)
-            entries, balances = cursor.fetchone()
-            lots = 0
-            if lots_checked:
-                cursor.execute(_PG_COUNT_LOTS)
-                lots = cursor.fetchone()[0]
+                cursor.execute(_PG_COUNTS)
+                entries, balances = cursor.fetchone()
+                lots = 0
     return LedgerReport(
         entries=entries, balances=balances, drift=drift, lots_checked=lots_checked, lots=lots
     )

@@ -358,6 +358,13 @@ class CreditLot(models.Model):
             ),
             # One user's lots in the order they were granted, spent or not (staff pages).
             models.Index(fields=["user", "id"], name="credits_lot_user"),
+            # check_ledger reads each grant's lot from here, in ledger order, without visiting
+            # the lots: none of these columns ever changes, so spends still update lots in place.
+            models.Index(
+                fields=["grant_entry"],
+                include=["user", "original", "source", "category"],
+                name="credits_lot_grant_check",
+            ),
             models.Index(
                 fields=["source_type", "source_id"],
                 name="credits_lot_source",

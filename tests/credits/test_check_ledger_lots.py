@@ -404,3 +404,32 @@ def test_a_refund_to_a_lapsed_lot_expires_it_at_once_and_is_clean(make_user):
     assert (expired.kind, expired.amount, expired.balance_after) == ("EXPIRY", -5, 10)
     status, output = check_ledger()
     assert status == 0, output
+
+
+def test_findings_of_several_kinds_in_one_user_are_counted_apart(lots):
+    user = lots["user"]
+    lift("credits_creditlot", "credits_lot_only_remaining_changes")
+    # the paid lot now lapsed before the spend drew from it (5 days ago)
+    sql(
+        "UPDATE credits_creditlot SET expires_at = effective_at + interval '1 day' WHERE id = %s",
+        [lots["paid"]],
+    )
+    # two spends written without movements, the second one out of the chain
+    first = sql(ENTRY, [user.pk, -2, "SPEND", 20, 18, "s2", None, 2])[0]
+    second = sql(ENTRY, [user.pk, -3, "SPEND", 17, 14, "s3", None, 1])[0]
+
+    output = drift_report()
+
+    assert f"user {user.pk}:" in output
+    assert (
+        f"2 entries whose lot movements do not add up to their amount (first entry #{first})"
+        in output
+    )
+    assert "1 entries whose balance_before does not follow the previous entry" in output
+    assert f"first broken entry #{second}" in output
+    assert (
+        f"1 spends or adjustments that drew from a lot not live at their time "
+        f"(first entry #{lots['spend']})" in output
+    )
+    assert "missing, wrong or misplaced lot" not in output
+    assert "another user's lot" not in output
