@@ -246,13 +246,23 @@ def _locked_event(event_pk: int) -> WebhookEvent:
 
 # The lease, and the order the event names by our reference, read along (find_order's
 # first lookup) when that reference is a plain number: one round trip for both.
+#
+# Run on its own (its own transaction), the lease commits without waiting for the WAL to
+# reach the disk: it only keeps the sweep away while the provider is asked, and were it lost
+# in a crash, the event would be due sooner and processed again, which changes nothing (the
+# processing locks the row and handles an event once). Inside a caller's transaction the
+# setting is left as it is.
 _LEASE = """
 WITH leased AS (
     UPDATE payments_webhookevent SET next_attempt_at = %s
      WHERE id = %s AND status NOT IN (%s, %s)
     RETURNING normalized, headers ->> %s AS request_id
 )
-SELECT leased.normalized, leased.request_id, {columns}
+SELECT leased.normalized, leased.request_id,
+       set_config('synchronous_commit',
+                  CASE WHEN %s THEN 'off' ELSE current_setting('synchronous_commit') END,
+                  true),
+       {columns}
   FROM leased LEFT JOIN payments_order AS o
     ON o.id = CASE WHEN leased.normalized ->> 'order_ref' ~ '^[0-9]{{1,18}}$'
                    THEN (leased.normalized ->> 'order_ref')::bigint END
@@ -283,15 +293,22 @@ def _lease(event_pk: int) -> tuple[dict, str, object] | None:
     the reference is not a plain number), in one round trip; None when it is settled or
     gone."""
     sql, attnames = _lease_statement()
+    own_transaction = connection.get_autocommit() and not connection.in_atomic_block
     with prepared_cursor() as cursor:
         cursor.execute(
             sql,
-            [timezone.now() + app_settings.webhook_lease(), event_pk, *DONE, REQUEST_ID_HEADER],
+            [
+                timezone.now() + app_settings.webhook_lease(),
+                event_pk,
+                *DONE,
+                REQUEST_ID_HEADER,
+                own_transaction,
+            ],
         )
         found = cursor.fetchone()
     if found is None:
         return None
-    value, request_id, *order = found
+    value, request_id, _commit_setting, *order = found
     normalized = json.loads(value) if isinstance(value, str) else value
     by_ref = NOT_READ
     if read_along(str(normalized.get("order_ref") or "")):

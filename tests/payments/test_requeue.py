@@ -5,13 +5,14 @@ from datetime import timedelta
 
 import pytest
 import redis
+from django.db import connection, transaction
 from django.utils import timezone
 
 from credits.models import CreditBalance
 from payments.ledger import order_ledger_entries
 from payments.models import Order, WebhookEvent
 from payments.tasks import process_webhook_event, requeue_stuck_webhook_events
-from payments.webhooks import SWEEP_GRACE, webhook_ingest
+from payments.webhooks import SWEEP_GRACE, _lease, webhook_ingest
 from tests.conftest import tasks_sent_to_queue
 from tests.payments.conftest import paid_checkout_event, stored_without_processing
 
@@ -153,3 +154,34 @@ def test_a_lease_or_backoff_under_a_second_is_refused_by_the_system_checks(setti
         "PAYMENTS_WEBHOOK_RETRY_BASE_SECONDS",
         "PAYMENTS_WEBHOOK_STUCK_AFTER_SECONDS",
     ]
+
+
+def _commit_setting() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+def test_a_lease_inside_a_callers_transaction_leaves_that_transaction_durable(
+    client, make_user, packages, fake_stripe
+):
+    _order, event = paid_checkout_event(client, make_user(), packages["Basic"], fake_stripe)
+    assert connection.in_atomic_block
+    assert _lease(event.pk) is not None
+    assert _commit_setting() == "on"  # the caller's commit still waits for the disk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lease_on_its_own_commits_and_changes_no_later_transaction(
+    client, make_user, packages, fake_stripe
+):
+    _order, event = paid_checkout_event(client, make_user(), packages["Basic"], fake_stripe)
+    # processed in place on commit (no broker here): due again, as a failed attempt leaves it
+    WebhookEvent.objects.filter(pk=event.pk).update(status="FAILED", next_attempt_at=None)
+    assert connection.get_autocommit() and not connection.in_atomic_block
+    assert _lease(event.pk) is not None
+    event.refresh_from_db()
+    assert event.next_attempt_at > timezone.now()  # the lease is written
+    assert _commit_setting() == "on"  # its setting ended with its own transaction
+    with transaction.atomic():
+        assert _commit_setting() == "on"
