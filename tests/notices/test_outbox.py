@@ -150,6 +150,20 @@ def test_a_file_drawn_at_send_time_is_never_drawn_in_the_event_and_never_left_ou
     assert (email.status, email.attachments) == ("SENT", [])
 
 
+def queued_while_the_broker_is_down(settings, **email) -> None:
+    """Queue an email rendered when sent, with no broker to take its message: it waits, as
+    stored, for the sweep."""
+    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
+    app.conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:9/0")
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    try:
+        with transaction.atomic():
+            email_queue(**email, render_when_sent=True)
+    finally:
+        app.conf.update(saved)
+        settings.CELERY_TASK_ALWAYS_EAGER = True
+
+
 def test_an_email_rendered_when_sent_is_stored_unrendered_and_sent_as_rendered_then(
     make_user, mailbox, settings
 ):
@@ -157,21 +171,9 @@ def test_an_email_rendered_when_sent_is_stored_unrendered_and_sent_as_rendered_t
     on the row, not in the transaction of the payment; the row is written there all the same."""
     user = make_user("gus@example.com", name="Gus")
     context = {"order_id": 7, "outcome": "won", "outcome_text": "You won the dispute."}
-    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
-    app.conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:9/0")  # broker down
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    try:
-        with transaction.atomic():
-            email_queue(
-                user=user,
-                kind="dispute_closed",
-                key="order:7:closed",
-                context=context,
-                render_when_sent=True,
-            )
-    finally:
-        app.conf.update(saved)
-        settings.CELERY_TASK_ALWAYS_EAGER = True
+    queued_while_the_broker_is_down(
+        settings, user=user, kind="dispute_closed", key="order:7:closed", context=context
+    )
 
     email = OutboundEmail.objects.get()
     assert (email.status, email.to, email.body, email.html_body) == (
@@ -213,21 +215,13 @@ def test_erasing_an_account_erases_what_an_email_would_be_rendered_from(make_use
     from accounts.outbox import outbound_emails_erase
 
     user = make_user("hal@example.com")
-    saved = {k: app.conf[k] for k in ("task_always_eager", "broker_url")}
-    app.conf.update(task_always_eager=False, broker_url="redis://127.0.0.1:9/0")  # broker down
-    settings.CELERY_TASK_ALWAYS_EAGER = False
-    try:
-        with transaction.atomic():
-            email_queue(
-                user=user,
-                kind="dispute_opened",
-                key="order:8:dp_1",
-                context={"order_id": 8, "stage": "inquiry", "amount_display": "$9.99"},
-                render_when_sent=True,
-            )
-    finally:
-        app.conf.update(saved)
-        settings.CELERY_TASK_ALWAYS_EAGER = True
+    queued_while_the_broker_is_down(
+        settings,
+        user=user,
+        kind="dispute_opened",
+        key="order:8:dp_1",
+        context={"order_id": 8, "stage": "inquiry", "amount_display": "$9.99"},
+    )
 
     assert outbound_emails_erase(addresses=["hal@example.com"], replacement="gone@x.invalid") == 1
     email = OutboundEmail.objects.get()
