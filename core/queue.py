@@ -26,6 +26,7 @@ was never sent, is sent again by the sweeps.
 """
 
 import contextlib
+import itertools
 import os
 import threading
 from collections.abc import Sequence
@@ -101,18 +102,14 @@ def sent_together():
         yield
     finally:
         _kept.held = None
-        # In order, each run of messages with no countdown and of one task in one batch.
-        run: list[list] = []
-        for name, args, countdown in held + [(None, None, None)]:
-            if run and (name != run[0][0] or countdown is not None):
-                tasks_send(run[0][0], [a for _, a in run])
-                run = []
-            if name is None:
-                break
-            if countdown is not None:
-                task_send(name, args=args, countdown=countdown)
+        # In order: each run of messages of one task with no countdown goes in one batch.
+        runs = itertools.groupby(held, key=lambda message: (message[0], message[2] is None))
+        for (name, batched), messages in runs:
+            if batched:
+                tasks_send(name, [args for _, args, _ in messages])
             else:
-                run.append([name, args])
+                for _, args, countdown in messages:
+                    task_send(name, args=args, countdown=countdown)
 
 
 def runs_in_place() -> bool:
