@@ -273,6 +273,16 @@ def select_compiled(build: Callable[..., QuerySet], *args, using: str = DEFAULT_
     return objects
 
 
+def get_compiled(build: Callable[..., QuerySet], *args, using: str = DEFAULT_DB_ALIAS) -> Model:
+    """The one object of ``build(*args)`` (see ``select_compiled``); raises the model's
+    DoesNotExist when there is none, as ``QuerySet.get`` does."""
+    found = select_compiled(build, *args, using=using)
+    if not found:
+        model = _SELECTS[(build, using)].model
+        raise model.DoesNotExist(f"{model._meta.object_name} matching query does not exist.")
+    return found[0]
+
+
 def _stand_in(index: int, kind: type):
     """A value no statement holds as a constant, of the argument's type, within every
     integer field's range (a lookup out of range compiles to no statement at all)."""

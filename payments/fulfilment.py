@@ -15,7 +15,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from accounts.services import user_mark_paying
-from core.db import select_compiled, update_fields
+from core.db import get_compiled, update_fields
 from core.logs import set_context as set_log_context
 from core.queue import task_send
 from credits.models import LedgerKind
@@ -64,7 +64,7 @@ FULFILLED_FIELDS = (
 def _order_to_fulfil(order_id: int):
     """The order, locked, with the buyer, the package, the billing profile, and whether a
     voucher bonus or an automatic purchase goes with it (each is created with the order,
-    never later). Compiled once per process (``select_compiled``)."""
+    never later). Compiled once per process (``core.db.select_compiled``)."""
     return (
         Order.objects.select_for_update(of=("self",))
         .select_related("user", "package", "user__billing_profile")
@@ -96,10 +96,7 @@ def fulfil_order(*, order_id: int, status: PaymentStatus, source: str) -> Order:
     # two round trips of a savepoint are a tenth of a webhook's processing.
     with transaction.atomic(savepoint=False):
         # One statement locks the order and reads what the fulfilment needs besides.
-        found = select_compiled(_order_to_fulfil, order_id)
-        if not found:
-            raise Order.DoesNotExist("Order matching query does not exist.")
-        order = found[0]
+        order = get_compiled(_order_to_fulfil, order_id)
         if order.is_fulfilled:
             return order
         _check_payment(order, status)

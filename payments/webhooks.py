@@ -24,7 +24,7 @@ from decimal import Decimal
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, transaction
 from django.utils import timezone
 
-from core.db import prepared_cursor, select_compiled, update_fields
+from core.db import get_compiled, prepared_cursor, select_compiled, update_fields
 from core.errors import is_retryable
 from core.inserts import insert_unless_stored
 from core.logs import current as current_log_field
@@ -238,10 +238,7 @@ def _event_to_settle(event_pk: int):
 
 def _locked_event(event_pk: int) -> WebhookEvent:
     """Lock the event's row and read it (the statement compiled once per process)."""
-    found = select_compiled(_event_to_settle, event_pk)
-    if not found:
-        raise WebhookEvent.DoesNotExist("WebhookEvent matching query does not exist.")
-    return found[0]
+    return get_compiled(_event_to_settle, event_pk)
 
 
 # The lease, and the order the event names by our reference, read along (find_order's

@@ -228,3 +228,17 @@ def test_a_prepared_statement_is_prepared_once_per_connection(settings):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%+ 2'")
         assert cursor.fetchone() == (0,)
+
+
+def test_getting_one_object_compiled_once_that_is_not_there_raises_as_get_does(make_user):
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    user = make_user()
+
+    def by_pk(pk: int):
+        return User.objects.filter(pk=pk)
+
+    assert core.db.get_compiled(by_pk, user.pk) == user
+    with pytest.raises(User.DoesNotExist, match="User matching query does not exist"):
+        core.db.get_compiled(by_pk, user.pk + 1000)
