@@ -3,7 +3,8 @@
 A movement is ONE statement over the balance row and the user's lots, feeding the ledger,
 lot and audit inserts and the balance row's update in the same CTE (see ``_lots_statement``).
 The balance row's lock (``SELECT ... FOR UPDATE``, the per-user lock) is taken first, by a
-statement of its own sent in the same round trip (``_run_locked``): the movement's statement
+statement of its own sent in the same round trip (``_run_locked``), after queueing for it in
+arrival order on the user's advisory lock (``USER_QUEUE``): the movement's statement
 then starts with the lock held, on a snapshot that has everything the previous holder
 committed. The lock is held only while the server runs the two statements and the commit
 right after them: there is no client round trip in between. The UNIQUE idempotency key makes
@@ -119,8 +120,8 @@ _REGEN_CALC = """
 # the same transaction (``_run_locked``): its snapshot then has everything the lock's previous
 # holder committed, so it judges the current lots (a lot granted while it waited included)
 # and updates current rows, never re-checking rows that changed while it waited. The
-# catch-up statement locks the row itself, and only when something is due: its lots are
-# read FOR UPDATE, which reads their latest versions.
+# catch-up statement locks the row itself (queueing for it first, as every locker does), and
+# only when something is due: its lots are read FOR UPDATE, which reads their latest versions.
 
 #: How a movement treats the lots.
 GRANT = "grant"  # a new lot of ``delta`` credits
@@ -129,6 +130,16 @@ CLAW = "claw"  # take up to ``requested`` (the paid lot of its source first), ne
 TAKE_ALL = "take_all"  # take every live credit (FORFEIT)
 RETURN = "return"  # give ``delta`` back to the lots the spend ``reverses_id`` drew from
 CATCH_UP = "catch_up"  # only what is due: expiries (and regeneration)
+
+# The queue in front of the per-user lock. Whoever is going to lock a balance row first
+# waits for the user's transaction-scoped advisory lock, then takes the row lock (free by
+# then, unless a writer outside this module holds it). Waiting on a row lock alone, every
+# waiter wakes at each commit (the row moves to a new version and they all queue again on
+# it), so a user with many spends in flight gets slower the more there are; the advisory
+# lock hands over to the next waiter in arrival order and wakes no other. The key is
+# (CREDITS, user id), taken modulo 2^31 (ids beyond that share a queue with another user's,
+# which only makes them wait in turn).
+USER_QUEUE = "pg_advisory_xact_lock(1129465156, (%(uid)s::bigint & 2147483647)::int)"
 
 _BURN_ORDER = "priority, expires_at ASC NULLS LAST, category DESC, effective_at, id NULLS LAST"
 _EARNED_SIDE = "kind NOT IN ('SPEND', 'REFUND')"
@@ -170,13 +181,15 @@ WITH peek AS (
                          AND l.expires_at <= statement_timestamp()) AS due
       FROM credits_creditbalance b
      WHERE b.user_id = %(uid)s
+), queue AS MATERIALIZED (
+    SELECT {USER_QUEUE} FROM peek WHERE peek.due
 ), bal AS MATERIALIZED (
     SELECT b.balance, b.lifetime_earned, b.lifetime_spent, b.regen_checked_at, b.spend_holds,
            b.daily_cap, b.monthly_cap, b.spent_day, b.spent_in_day, b.spent_month, b.spent_in_month,
            b.low_balance_threshold, b.low_balance_armed, b.top_up_threshold, b.top_up_armed,
            statement_timestamp() AS now_ts
       FROM credits_creditbalance b
-     WHERE b.user_id = %(uid)s AND (SELECT peek.due FROM peek)
+     WHERE b.user_id = %(uid)s AND EXISTS (SELECT FROM queue)
        FOR UPDATE
 )"""
     else:
@@ -802,9 +815,20 @@ def _run(sql: str, params: dict) -> list[tuple]:
         return statements.cursor.fetchall()
 
 
-# Every movement takes the user's balance row lock first, in a statement of its own.
-_LOCK_BALANCE = "SELECT 1 FROM credits_creditbalance WHERE user_id = %(uid)s FOR UPDATE"
+# Every movement takes the user's balance row lock first, in a statement of its own, after
+# queueing for it on the user's advisory lock (see ``USER_QUEUE``). It returns the balance.
+_LOCK_BALANCE = f"""
+WITH queue AS MATERIALIZED (SELECT {USER_QUEUE})
+SELECT b.balance FROM queue, credits_creditbalance b WHERE b.user_id = %(uid)s FOR UPDATE OF b
+"""
 _SAVEPOINT = "credits_movement"
+
+
+def lock_balance(*, user_id: int) -> int | None:
+    """Lock the balance row of ``user_id`` as a movement does, in the caller's transaction,
+    and return the balance (None: the user has no balance row)."""
+    rows = _run(_LOCK_BALANCE, {"uid": user_id})
+    return rows[0][0] if rows else None
 
 
 def _run_locked(sql: str, params: dict) -> list[tuple]:

@@ -47,6 +47,7 @@ from .ledger_sql import (
     apply_movement,
     apply_regeneration,
     live_credits,
+    lock_balance,
 )
 from .models import (
     GRANT_KINDS,
@@ -710,16 +711,12 @@ def _count_movement(kind: str) -> None:
 
 
 def _lock_balance(*, user_id: int) -> int:
-    """Lock the user's balance row (creating it if needed) and return the balance."""
-    locked = (
-        CreditBalance.objects.select_for_update()
-        .filter(user_id=user_id)
-        .values_list("balance", flat=True)
-    )
-    held = locked.first()
+    """Lock the user's balance row as a movement does (creating it if needed) and return the
+    balance."""
+    held = lock_balance(user_id=user_id)
     if held is None:
         balance_ensure(user_id=user_id)
-        held = locked.get()
+        held = lock_balance(user_id=user_id)
     return held
 
 
@@ -732,7 +729,7 @@ def _change_holds(*, user, step: int, reason: str, idempotency_key: str) -> bool
         )
         if not created:
             return False
-        balance_ensure(user_id=user.pk)
+        _lock_balance(user_id=user.pk)
         changed = CreditBalance.objects.filter(
             user_id=user.pk, spend_holds__gte=max(0, -step)
         ).update(

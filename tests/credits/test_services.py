@@ -367,5 +367,6 @@ def test_the_debug_log_shows_each_statement_with_its_values(make_user, settings)
 
     # (inside the test's transaction: SAVEPOINT, the balance row's lock, the movement, RELEASE)
     lock, statement = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
-    assert lock.endswith(f"WHERE user_id = {user.pk} FOR UPDATE")
+    assert f"pg_advisory_xact_lock(1129465156, ({user.pk}::bigint" in lock
+    assert lock.strip().endswith(f"WHERE b.user_id = {user.pk} FOR UPDATE OF b")
     assert "UPDATE credits_creditbalance" in statement and "'logged-spend'" in statement
