@@ -791,10 +791,14 @@ class _Statements:
             self.cursor, self.bind = CursorWrapper(prepared, db), True
 
     def execute(self, sql: str, params: dict) -> None:
-        if self.bind:
-            self.cursor.execute(*_bound(sql, params))
-        else:
-            self.cursor.execute(sql, params)
+        self.send(self.ready(sql, params))
+
+    def ready(self, sql: str, params: dict) -> tuple[str, list | dict]:
+        """``sql`` and ``params`` as the cursor takes them (bound when it binds)."""
+        return _bound(sql, params) if self.bind else (sql, params)
+
+    def send(self, ready: tuple[str, list | dict]) -> None:
+        self.cursor.execute(*ready)
 
     def control(self, sql: str) -> None:
         """A transaction-control statement (never prepared), logged like the others."""
@@ -850,14 +854,19 @@ def _run_locked(sql: str, params: dict) -> list[tuple]:
     db = _db()
     inside = db.in_atomic_block or not db.get_autocommit()
     with _Statements() as statements:
+        # Both statements are bound before the first is sent: once the lock statement is
+        # on its way it may be granted at once, and then the lock is held until the
+        # movement's statement and the Sync arrive.
+        lock = statements.ready(_LOCK_BALANCE, {"uid": params["uid"]})
+        movement = statements.ready(sql, params)
         try:
             # The rows are read after the pipeline has closed: the whole exchange is a
             # single round trip.
             with db.wrap_database_errors, db.connection.pipeline():
                 if inside:
                     statements.control(f"SAVEPOINT {_SAVEPOINT}")
-                statements.execute(_LOCK_BALANCE, {"uid": params["uid"]})
-                statements.execute(sql, params)
+                statements.send(lock)
+                statements.send(movement)
                 if inside:
                     statements.control(f"RELEASE SAVEPOINT {_SAVEPOINT}")
             rows = statements.cursor.fetchall()
