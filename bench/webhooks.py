@@ -413,7 +413,9 @@ def compare(args) -> None:
         command += ["--rate", str(args.rate), "--concurrency", str(args.concurrency)]
         command += ["--rounds", str(args.rounds)]
         print(f"\n===== {name}: {tree}", flush=True)
-        subprocess.run(command, check=True)
+        # From the tree's own folder: importing Celery puts the working directory first on
+        # the path, and the other tree's packages would shadow the ones under test.
+        subprocess.run(command, check=True, cwd=tree)
         results[name] = json.loads(out.read_text())
     before = results["before (solo)"]
     print("\n===== before / after, same run")
