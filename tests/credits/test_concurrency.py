@@ -3,7 +3,7 @@
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 from django.db import connection, transaction
@@ -168,37 +168,51 @@ def _held(user) -> bool:
         return cursor.fetchone()[0] == 1
 
 
-def test_a_hold_placed_while_a_spend_waits_is_seen_by_that_spend(make_user):
-    """Freezing spending and then moving credits in the same transaction queues like any
-    movement: a spend that arrived in between waits, then sees the freeze (no deadlock)."""
-    user = make_user(credits=10)
-    held, release = threading.Event(), threading.Event()
+def _spend_queued_behind(user, first, then, *, amount: int, key: str):
+    """In one transaction run ``first``, then wait until a spend of ``amount`` (``key``) is
+    queued behind it, then run ``then`` and commit. Returns the spend's future, done."""
+    done_first, release = threading.Event(), threading.Event()
 
-    def dispute():
+    def transaction_in_two_steps():
         try:
             with transaction.atomic():
-                spending_hold(user=user, reason="dispute opened", idempotency_key="hold-1")
-                held.set()
+                first()
+                done_first.set()
                 release.wait(timeout=30)
-                credits_grant(user=user, amount=5, kind=LedgerKind.BONUS, idempotency_key="g-1")
+                then()
         finally:
             connection.close()
 
     def spend():
         try:
-            return credits_spend(user=user, amount=1, idempotency_key="during-hold")
+            return credits_spend(user=user, amount=amount, idempotency_key=key)
         finally:
             connection.close()
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        holding = pool.submit(dispute)
-        assert held.wait(timeout=10)
+        holding = pool.submit(transaction_in_two_steps)
+        assert done_first.wait(timeout=10)
         spending = pool.submit(spend)
         _wait_until(lambda: _waiting_on_locks() == 1, "the spend waits")
         release.set()
         holding.result(timeout=30)
-        with pytest.raises(SpendingFrozen):
-            spending.result(timeout=30)
+        wait([spending], timeout=30)
+    return spending
+
+
+def test_a_hold_placed_while_a_spend_waits_is_seen_by_that_spend(make_user):
+    """Freezing spending and then moving credits in the same transaction queues like any
+    movement: a spend that arrived in between waits, then sees the freeze (no deadlock)."""
+    user = make_user(credits=10)
+    spending = _spend_queued_behind(
+        user,
+        lambda: spending_hold(user=user, reason="dispute opened", idempotency_key="hold-1"),
+        lambda: credits_grant(user=user, amount=5, kind=LedgerKind.BONUS, idempotency_key="g-1"),
+        amount=1,
+        key="during-hold",
+    )
+    with pytest.raises(SpendingFrozen):
+        spending.result()
 
     assert CreditBalance.objects.get(user=user).balance == 15
     assert_ledger_clean()
@@ -210,32 +224,18 @@ def test_a_catch_up_in_a_transaction_queues_like_a_movement(make_user):
     user = make_user()
     expiring = credits_grant(user=user, amount=4, kind=LedgerKind.BONUS, idempotency_key="old")
     lapse(lot_of(expiring))
-    caught_up, release = threading.Event(), threading.Event()
 
-    def catch_up_then_grant():
-        try:
-            with transaction.atomic():
-                assert balance_refresh(user=user).balance == 0  # the lapsed lot expired
-                caught_up.set()
-                release.wait(timeout=30)
-                credits_grant(user=user, amount=3, kind=LedgerKind.BONUS, idempotency_key="new")
-        finally:
-            connection.close()
+    def catch_up():
+        assert balance_refresh(user=user).balance == 0  # the lapsed lot expired
 
-    def spend():
-        try:
-            return credits_spend(user=user, amount=2, idempotency_key="after-catch-up")
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        granting = pool.submit(catch_up_then_grant)
-        assert caught_up.wait(timeout=10)
-        spending = pool.submit(spend)
-        _wait_until(lambda: _waiting_on_locks() == 1, "the spend waits")
-        release.set()
-        granting.result(timeout=30)
-        assert spending.result(timeout=30).balance_before == 3
+    spending = _spend_queued_behind(
+        user,
+        catch_up,
+        lambda: credits_grant(user=user, amount=3, kind=LedgerKind.BONUS, idempotency_key="new"),
+        amount=2,
+        key="after-catch-up",
+    )
+    assert spending.result().balance_before == 3
 
     assert CreditBalance.objects.get(user=user).balance == 1
     assert_ledger_clean()
