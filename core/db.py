@@ -1,14 +1,12 @@
 """Several statements in one round trip to the database, and a model's INSERT, UPDATE and
 SELECT compiled once.
 
-``run_together`` sends its statements as one message (PostgreSQL's simple query protocol
-takes several statements separated by semicolons; Django binds parameters on the client by
-default). The server runs them one after the other, each as it would alone: under READ
-COMMITTED each takes its own snapshot when it starts, so a statement after a
-``SELECT ... FOR UPDATE`` sees what the lock's previous holder committed. The first that
-fails ends the message (and, inside ``transaction.atomic``, the transaction). With
-server-side binding (``OPTIONS["server_side_binding"]``), which takes one statement per
-message, they run one by one.
+``run_together`` sends its statements in one pipeline (one statement each, synced once), with
+client-side or server-side binding alike. The server runs them one after the other, each as
+it would alone: under READ COMMITTED each takes its own snapshot when it starts, so a
+statement after a ``SELECT ... FOR UPDATE`` sees what the lock's previous holder committed.
+The first that fails skips the rest: inside ``transaction.atomic`` it ends the transaction;
+outside one the statements are one implicit transaction, and none of them is kept.
 
 ``RoundTrips`` counts the times the client waits for the server (transaction control
 included), for tests and benchmarks.
@@ -45,20 +43,15 @@ def run_together(statements: Sequence[Statement], *, using: str = DEFAULT_DB_ALI
     """Run ``statements`` ((sql, params) with ``%s`` placeholders) in order, in one round
     trip; returns each one's rows, in the same order."""
     db = connections[using]
-    with db.cursor() as cursor:
-        if db.settings_dict["OPTIONS"].get("server_side_binding"):
-            results = []
-            for sql, params in statements:
+    cursors = [db.cursor() for _ in statements]  # connected (and health-checked) first
+    try:
+        with db.wrap_database_errors, db.connection.pipeline():
+            for cursor, (sql, params) in zip(cursors, statements, strict=True):
                 cursor.execute(sql, params)
-                results.append(cursor.fetchall())
-            return results
-        sql = ";\n".join(sql for sql, _ in statements)
-        params = [value for _, params in statements for value in params]
-        cursor.execute(sql, params)
-        results = [cursor.fetchall()]
-        while cursor.nextset():
-            results.append(cursor.fetchall())
-        return results
+        return [cursor.fetchall() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
 
 
 class RoundTrips:

@@ -24,7 +24,7 @@ def test_round_trips_count_the_drivers_transaction_control():
     assert sent == ["Query", "Query", "Query"]
 
 
-def test_statements_run_together_outside_a_transaction_cost_one_round_trip():
+def test_statements_run_together_outside_a_transaction_cost_one_round_trip(binding):
     with RoundTrips() as trips:
         results = run_together([("SELECT 1", []), ("SELECT %s", [2]), ("SELECT 3, 4", [])])
 
@@ -61,6 +61,30 @@ def test_a_failing_statement_of_the_first_message_rolls_the_whole_transaction_ba
     with transaction.atomic():  # the connection goes on as usual
         run_together([new_user_statement("later@example.com")])
     assert stored_emails() == ["later@example.com", "taken@example.com"]
+
+
+@pytest.fixture(params=["client-side", "server-side"])
+def binding(request, monkeypatch):
+    """Both ways the connection may bind parameters (``OPTIONS["server_side_binding"]``)."""
+    if request.param == "server-side":
+        connection.close()
+        options = {**connection.settings_dict["OPTIONS"], "server_side_binding": True}
+        monkeypatch.setitem(connection.settings_dict, "OPTIONS", options)
+        request.addfinalizer(connection.close)
+    return request.param
+
+
+def test_outside_a_transaction_a_failing_statement_keeps_none_of_the_others(binding):
+    run_together([new_user_statement("taken@example.com")])
+
+    with pytest.raises(IntegrityError):
+        run_together(
+            [new_user_statement("first@example.com"), new_user_statement("taken@example.com")]
+        )
+
+    assert stored_emails() == ["taken@example.com"]
+    run_together([new_user_statement("after@example.com")])  # the connection goes on
+    assert stored_emails() == ["after@example.com", "taken@example.com"]
 
 
 def test_on_commit_callbacks_run_once_after_the_transaction_it_opened_commits():
