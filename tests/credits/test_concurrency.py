@@ -3,7 +3,7 @@
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection, transaction
@@ -170,7 +170,7 @@ def _held(user) -> bool:
 
 def _spend_queued_behind(user, first, then, *, amount: int, key: str):
     """In one transaction run ``first``, then wait until a spend of ``amount`` (``key``) is
-    queued behind it, then run ``then`` and commit. Returns the spend's future, done."""
+    queued behind it, then run ``then`` and commit. Returns the spend's finished future."""
     done_first, release = threading.Event(), threading.Event()
 
     def transaction_in_two_steps():
@@ -196,8 +196,7 @@ def _spend_queued_behind(user, first, then, *, amount: int, key: str):
         _wait_until(lambda: _waiting_on_locks() == 1, "the spend waits")
         release.set()
         holding.result(timeout=30)
-        wait([spending], timeout=30)
-    return spending
+    return spending  # done: leaving the pool waited for it
 
 
 def test_a_hold_placed_while_a_spend_waits_is_seen_by_that_spend(make_user):
