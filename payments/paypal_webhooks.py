@@ -213,7 +213,7 @@ def _load_certificate(pem: bytes) -> x509.Certificate:
 
 def _verify_by_postback(h: dict, *, event: dict, conf: PayPalSettings) -> None:
     """Ask PayPal whether it sent this (``POST /v1/notifications/verify-webhook-signature``)."""
-    from .providers.paypal_client import access_token
+    from .providers.paypal_client import paypal_request
 
     payload = {
         "auth_algo": h["paypal-auth-algo"],
@@ -225,14 +225,14 @@ def _verify_by_postback(h: dict, *, event: dict, conf: PayPalSettings) -> None:
         "webhook_event": event,
     }
     try:
-        token = access_token(conf)
-        response = requests.post(
-            f"{conf.base_url}/v1/notifications/verify-webhook-signature",
+        response = paypal_request(
+            conf,
+            "POST",
+            "/v1/notifications/verify-webhook-signature",
+            action="verify a webhook signature",
             json=payload,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            timeout=conf.timeout,
         )
-    except (requests.RequestException, ProviderError) as exc:
+    except ProviderError as exc:
         raise WebhookRejected(
             "The signature could not be verified now (PayPal unreachable); PayPal will retry."
         ) from exc

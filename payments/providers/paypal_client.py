@@ -104,6 +104,53 @@ def forget_token(conf: PayPalSettings) -> None:
     cache.delete(_token_cache_key(conf))
 
 
+def paypal_request(
+    conf: PayPalSettings,
+    method: str,
+    path: str,
+    *,
+    action: str,
+    headers: dict | None = None,
+    **kwargs,
+) -> requests.Response:
+    """A plain ``requests`` call to ``PAYPAL_BASE_URL`` for what the SDK does not cover, with the
+    shared token, ``PAYPAL_TIMEOUT`` and no redirects. A token PayPal no longer accepts (revoked,
+    or cached from before a restart of the other side) is dropped and the call made once more
+    with a fresh one, as ``paypal_call`` does. The answer is returned whatever its status; a
+    network failure, or a fresh token refused too, is a retryable ``ProviderError``."""
+    for _attempt in range(2):
+        token = access_token(conf)
+        try:
+            response = requests.request(
+                method,
+                f"{conf.base_url.rstrip('/')}{path}",
+                timeout=conf.timeout,
+                allow_redirects=False,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "Accept": "application/json",
+                    **(headers or {}),
+                },
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            raise ProviderError(
+                f"PayPal {action} failed: {type(exc).__name__}: PayPal could not be reached.",
+                retryable=True,
+                provider=PROVIDER,
+                code="NETWORK",
+            ) from exc
+        if response.status_code != 401:
+            return response
+        forget_token(conf)
+    raise ProviderError(
+        f"PayPal {action} failed: the access token was refused twice.",
+        retryable=True,
+        provider=PROVIDER,
+        code="AUTHENTICATION_FAILURE",
+    )
+
+
 def response_json(response) -> dict:
     """The body of an SDK ``ApiResponse`` as plain JSON (we read PayPal's wire format, not models)."""
     try:

@@ -10,10 +10,8 @@ redirects. Reads only. Every failure is a ``ProviderError`` (``retryable`` for t
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, quote, urlsplit
 
-import requests
-
 from ..exceptions import ProviderError
-from .paypal_client import PROVIDER, RETRYABLE_STATUSES, access_token, forget_token
+from .paypal_client import PROVIDER, RETRYABLE_STATUSES, paypal_request
 from .paypal_settings import PayPalSettings, paypal_settings
 
 #: PayPal's largest page of disputes.
@@ -57,53 +55,28 @@ def get_dispute(*, dispute_id: str, conf: PayPalSettings | None = None) -> dict 
 
 
 def _get(conf: PayPalSettings, path: str, *, action: str, params: dict | None = None) -> dict:
-    for attempt in (1, 2):
-        token = access_token(conf)
-        try:
-            response = requests.get(
-                f"{conf.base_url}{path}",
-                params=params,
-                timeout=conf.timeout,
-                allow_redirects=False,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            )
-        except requests.RequestException as exc:
-            raise ProviderError(
-                f"PayPal {action} failed: {type(exc).__name__}: PayPal could not be reached.",
-                retryable=True,
-                provider=PROVIDER,
-                code="NETWORK",
-            ) from exc
-        if response.status_code == 401 and attempt == 1:
-            forget_token(conf)  # revoked or expired: fetch a new one and ask again
-            continue
-        if response.status_code != 200:
-            body = _json(response)
-            details = body.get("details") or [{}]
-            issue = details[0].get("issue", "") if isinstance(details[0], dict) else ""
-            code = issue or body.get("name") or str(response.status_code)
-            if response.status_code == 404:
-                code = "404"
-            status = response.status_code
-            raise ProviderError(
-                f"PayPal {action} failed: HTTP {status} {body.get('name') or ''} {issue}".rstrip()
-                + (f" (debug id {body['debug_id']})" if body.get("debug_id") else ""),
-                retryable=status >= 500 or status in RETRYABLE_STATUSES,
-                provider=PROVIDER,
-                code=code,
-            )
+    response = paypal_request(conf, "GET", path, action=action, params=params)
+    if response.status_code != 200:
         body = _json(response)
-        if not body and response.content:
-            raise ProviderError(
-                f"PayPal {action}: the answer is not JSON.", retryable=True, provider=PROVIDER
-            )
-        return body
-    raise ProviderError(
-        f"PayPal {action} failed: the access token was refused twice.",
-        retryable=True,
-        provider=PROVIDER,
-        code="AUTHENTICATION_FAILURE",
-    )
+        details = body.get("details") or [{}]
+        issue = details[0].get("issue", "") if isinstance(details[0], dict) else ""
+        code = issue or body.get("name") or str(response.status_code)
+        if response.status_code == 404:
+            code = "404"
+        status = response.status_code
+        raise ProviderError(
+            f"PayPal {action} failed: HTTP {status} {body.get('name') or ''} {issue}".rstrip()
+            + (f" (debug id {body['debug_id']})" if body.get("debug_id") else ""),
+            retryable=status >= 500 or status in RETRYABLE_STATUSES,
+            provider=PROVIDER,
+            code=code,
+        )
+    body = _json(response)
+    if not body and response.content:
+        raise ProviderError(
+            f"PayPal {action}: the answer is not JSON.", retryable=True, provider=PROVIDER
+        )
+    return body
 
 
 def _json(response) -> dict:

@@ -16,11 +16,9 @@ HTTP with the SDK's OAuth token.
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import requests
-
 from ..exceptions import ProviderError
 from .base import CheckoutSession, ProviderInvoice, ProviderSubscription, RefundResult
-from .paypal_client import access_token, paypal_call, paypal_errors, response_json
+from .paypal_client import paypal_call, paypal_request, response_json
 
 PROVIDER = "PAYPAL"
 STATUSES = {
@@ -218,16 +216,14 @@ class PayPalSubscriptions:
         new billing plan)."""
         done = []
         product_id = f"PLAN-{plan.code.upper()}"
-        with paypal_errors("create product", conf=self.conf):
-            response = requests.post(
-                f"{self.conf.base_url.rstrip('/')}/v1/catalogs/products",
-                json={"id": product_id, "name": plan.name, "type": "SERVICE"},
-                headers={
-                    "Authorization": f"Bearer {access_token(self.conf)}",
-                    "PayPal-Request-Id": f"product-{product_id}",
-                },
-                timeout=self.conf.timeout,
-            )
+        response = paypal_request(
+            self.conf,
+            "POST",
+            "/v1/catalogs/products",
+            action="create product",
+            json={"id": product_id, "name": plan.name, "type": "SERVICE"},
+            headers={"PayPal-Request-Id": f"product-{product_id}"},
+        )
         if response.status_code not in (200, 201, 409, 422):
             raise ProviderError(
                 f"PayPal refused the product {product_id}: HTTP {response.status_code}.",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.payments.fake_paypal import FakePayPal, _id, _not_found
+from tests.payments.fake_paypal import Call, FakePayPal, _id, _not_found
 
 PERIOD = timedelta(days=30)
 
@@ -129,6 +129,8 @@ class FakePayPalBilling(FakePayPal):
         import json
 
         body = json.loads(raw) if raw else {}
+        with self.lock:
+            self.calls.append(Call(method, path, headers, body))
         if not self._authorized(headers):
             return 401, {"error": "invalid_token"}, {}
         request_id = headers.get("paypal-request-id", "")

@@ -291,6 +291,20 @@ def test_when_the_certificate_cannot_be_fetched_paypal_is_asked(
     assert balance(user) == 50
 
 
+def test_a_revoked_token_does_not_make_the_postback_refuse_a_genuine_event(
+    deliver, user, fake_paypal, pending_order
+):
+    _, capture_id = pending_order
+    fake_paypal.fail("GET", "^/v1/notifications/certs/", status=503)
+    fake_paypal.tokens.clear()  # PayPal revoked the token we cached
+
+    assert deliver(completed_event(fake_paypal, capture_id)).status_code == 200
+    postbacks = fake_paypal.calls_to("POST", "^/v1/notifications/verify-webhook-signature$")
+    assert len(postbacks) == 2  # refused with the old token, answered with a fresh one
+    assert postbacks[0].headers["authorization"] != postbacks[1].headers["authorization"]
+    assert balance(user) == 50
+
+
 def test_the_fallback_still_refuses_a_forgery(deliver, user, fake_paypal, pending_order):
     _, capture_id = pending_order
     fake_paypal.fail("GET", "^/v1/notifications/certs/", status=503)

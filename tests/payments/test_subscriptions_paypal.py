@@ -67,6 +67,18 @@ def test_plans_sync_makes_one_product_and_billing_plan_each_once(paypal):
     assert fixed == {"value": "24.00", "currency_code": "USD"}
 
 
+def test_plans_sync_gets_a_fresh_token_when_paypal_revoked_the_cached_one(paypal):
+    paypal.tokens.clear()  # PayPal revoked the token we cached (or forgot it on a restart)
+    tokens_before = len(paypal.calls_to("POST", "/v1/oauth2/token"))
+
+    call_command("subscription_plans_sync", stdout=io.StringIO())
+
+    assert len(paypal.calls_to("POST", "/v1/oauth2/token")) == tokens_before + 1
+    products = paypal.calls_to("POST", "^/v1/catalogs/products$")
+    assert len(products) == 3 + 4  # the first sync's three, then one refused and three again
+    assert set(paypal.products) == {"PLAN-BASIC", "PLAN-PRO", "PLAN-STUDIO"}
+
+
 def test_each_paid_period_grants_its_lot_and_renewal_rolls_over(member, paypal, send):
     user, sub = member
     assert sub.status == "ACTIVE" and balance(user) == 300
