@@ -320,6 +320,30 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / ticks
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by this machine's PostgreSQL processes (backends, WAL writer,
+    checkpointer); 0 when the database runs elsewhere."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            name, rest = (entry / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if name.endswith("(postgres"):
+            fields = rest.split()
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def cpu_now(server_pid: int) -> tuple[float, float, float]:
+    """(server, PostgreSQL, this process's senders) CPU seconds so far."""
+    own = os.times()
+    return group_cpu_seconds(server_pid), postgres_cpu_seconds(), own.user + own.system
+
+
 def waiting_messages(url: str, queue: str) -> int:
     import redis
 
@@ -472,20 +496,24 @@ def main() -> None:
         # share of the deliveries, so a burst of other work on the machine weighs on both
         # alike; the median of the rounds' ratios is the figure that holds from run to run.
         bare, ingest, statuses = [], [], {}
-        bare_s = ingest_s = bare_cpu = ingest_cpu = 0.0
+        bare_s = ingest_s = 0.0
+        # CPU seconds of (server, PostgreSQL, senders) for each endpoint
+        bare_cpus, ingest_cpus = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
         round_ratios = []
         size = -(-len(saturated) // args.rounds)
         for start in range(0, len(saturated), size):
             part = saturated[start : start + size]
-            cpu_0 = group_cpu_seconds(server.pid)
+            cpu_0 = cpu_now(server.pid)
             b, b_s, _ = send_all(port, "/bench/ok/", part, args.senders)
-            cpu_1 = group_cpu_seconds(server.pid)
+            cpu_1 = cpu_now(server.pid)
             w, w_s, part_statuses = send_all(port, "/webhooks/sandbox/", part, args.senders)
-            cpu_2 = group_cpu_seconds(server.pid)
+            cpu_2 = cpu_now(server.pid)
             bare += b
             ingest += w
             bare_s, ingest_s = bare_s + b_s, ingest_s + w_s
-            bare_cpu, ingest_cpu = bare_cpu + cpu_1 - cpu_0, ingest_cpu + cpu_2 - cpu_1
+            for i in range(3):
+                bare_cpus[i] += cpu_1[i] - cpu_0[i]
+                ingest_cpus[i] += cpu_2[i] - cpu_1[i]
             round_ratios.append((len(w) / w_s) / (len(b) / b_s))
             for key, count in part_statuses.items():
                 statuses[key] = statuses.get(key, 0) + count
@@ -530,8 +558,12 @@ def main() -> None:
             "ingest_over_bare": (len(ingest) / ingest_s) / (len(bare) / bare_s),
             "ingest_over_bare_rounds": round_ratios,
             "ingest_over_bare_median": statistics.median(round_ratios),
-            "bare_cpu_ms": bare_cpu * 1000 / len(bare),
-            "ingest_cpu_ms": ingest_cpu * 1000 / len(ingest),
+            "bare_cpu_ms": bare_cpus[0] * 1000 / len(bare),
+            "ingest_cpu_ms": ingest_cpus[0] * 1000 / len(ingest),
+            "bare_postgres_cpu_ms": bare_cpus[1] * 1000 / len(bare),
+            "ingest_postgres_cpu_ms": ingest_cpus[1] * 1000 / len(ingest),
+            "bare_sender_cpu_ms": bare_cpus[2] * 1000 / len(bare),
+            "ingest_sender_cpu_ms": ingest_cpus[2] * 1000 / len(ingest),
         }
         if args.rate:
             figures["paced_ingest_p99_ms"] = percentile(ingest_r, 99) * 1000
@@ -556,6 +588,15 @@ def main() -> None:
             f"gunicorn CPU per saturated request: bare view {figures['bare_cpu_ms']:.2f} ms, "
             f"webhook ingest {figures['ingest_cpu_ms']:.2f} ms "
             f"({figures['bare_cpu_ms'] / figures['ingest_cpu_ms']:.2f}x)"
+        )
+        print(
+            "machine CPU per saturated request (gunicorn + PostgreSQL + senders): bare view "
+            + " + ".join(f"{figures[f'bare_{k}cpu_ms']:.2f}" for k in ("", "postgres_", "sender_"))
+            + " ms, webhook ingest "
+            + " + ".join(
+                f"{figures[f'ingest_{k}cpu_ms']:.2f}" for k in ("", "postgres_", "sender_")
+            )
+            + " ms"
         )
         print(f"\nresponses: {dict(sorted(statuses.items()))}; stored events: {stored}")
         figures["messages_sent_by_ingest"] = waiting_messages(args.redis, f"{queue}-webhooks")

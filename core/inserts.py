@@ -6,11 +6,14 @@ NOTHING``: one round trip, no savepoint and no exception when the key is taken (
 webhook delivery, an email already queued for its event), so the caller's transaction stays
 usable either way. A twin still uncommitted makes it wait for that transaction, as a plain
 INSERT would: its commit means "stored already", its rollback lets this row in.
+
+The statement is prepared once per connection (``core.db.prepared_cursor``): the values
+travel as parameters instead of being quoted into its text, and the server plans it once.
 """
 
-from django.db import connection, models
+from django.db import models
 
-from core.db import insert_statement, inserted
+from core.db import insert_statement, inserted, prepared_cursor
 
 
 def insert_unless_stored(obj: models.Model, conflict: str) -> bool:
@@ -19,7 +22,7 @@ def insert_unless_stored(obj: models.Model, conflict: str) -> bool:
     was already there."""
     sql, params = insert_statement(obj)
     values, returning = sql.rsplit(" RETURNING ", 1)
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(f"{values} ON CONFLICT {conflict} DO NOTHING RETURNING {returning}", params)
         row = cursor.fetchone()
     if row is None:

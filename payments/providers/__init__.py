@@ -44,7 +44,13 @@ def available_providers() -> list[str]:
 
 
 def is_available(name: str) -> bool:
-    return name in available_providers()
+    """Whether ``name`` is among ``available_providers()`` (reading only the settings that
+    decide it: a real provider's own, or for the sandbox whether any real one is set)."""
+    if name == SANDBOX:
+        return app_settings.sandbox_enabled() and not any(
+            _real_provider_configured(other) for other in PROVIDERS if other != SANDBOX
+        )
+    return name in PROVIDERS and _real_provider_configured(name)
 
 
 def get_provider(name: str) -> PaymentProvider:
