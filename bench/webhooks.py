@@ -17,7 +17,8 @@ paid sandbox checkouts (one PENDING order each). Serves the app with gunicorn (s
    second (dispatch included).
 
 It prints p50 / p99 / max latency and requests per second for both endpoints, their ratio,
-the worker's rate, and checks the outcome (every order fulfilled once, every duplicate
+the CPU each saturated request cost gunicorn, this machine's PostgreSQL and the senders, the
+worker's rate, and checks the outcome (every order fulfilled once, every duplicate
 acknowledged). Run:
 
     .venv/bin/python bench/webhooks.py [--events 1000] [--senders 50] [--duplicates 0.2]
@@ -303,26 +304,9 @@ def send_all(
     return latencies, time.perf_counter() - began, statuses
 
 
-def group_cpu_seconds(pgid: int) -> float:
-    """CPU seconds (user + system) used so far by the live processes of a process group: the
-    server's or the worker's own work, whatever else the machine runs at the same time."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
-def postgres_cpu_seconds() -> float:
-    """CPU seconds used so far by this machine's PostgreSQL processes (backends, WAL writer,
-    checkpointer); 0 when the database runs elsewhere."""
+def _cpu_seconds(counts) -> float:
+    """CPU seconds (user + system) used so far by the live processes for which
+    ``counts(name, fields)`` is true (``fields``: those of /proc/<pid>/stat after the name)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for entry in Path("/proc").iterdir():
@@ -332,10 +316,22 @@ def postgres_cpu_seconds() -> float:
             name, rest = (entry / "stat").read_text().rsplit(")", 1)
         except OSError:
             continue
-        if name.endswith("(postgres"):
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
+        fields = rest.split()  # state, ppid, pgrp, ...
+        if counts(name, fields):
+            total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / ticks
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds used so far by the live processes of a process group: the server's or the
+    worker's own work, whatever else the machine runs at the same time."""
+    return _cpu_seconds(lambda name, fields: int(fields[2]) == pgid)
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU seconds used so far by this machine's PostgreSQL processes (backends, WAL writer,
+    checkpointer); 0 when the database runs elsewhere."""
+    return _cpu_seconds(lambda name, fields: name.endswith("(postgres"))
 
 
 def cpu_now(server_pid: int) -> tuple[float, float, float]:

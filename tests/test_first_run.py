@@ -75,7 +75,12 @@ def newcomer(tmp_path):
         log_path = tmp_path / f"run{len(runs)}.log"
         with open(log_path, "wb") as log:
             app = subprocess.Popen(
-                ["bash", "scripts/run.sh"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                ["bash", "scripts/run.sh"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_as_from_a_terminal,
             )
         runs.append(app)
         deadline = time.monotonic() + 180
@@ -106,6 +111,14 @@ def newcomer(tmp_path):
                 app.wait(60)
         local_postgres.stop(data)  # a no-op unless a run failed to stop it
         shutil.rmtree(data.parent)
+
+
+def _as_from_a_terminal() -> None:
+    """The signals a newcomer's terminal leaves as they are, whatever this test run inherited:
+    a suite started in the background (``&``, nohup) ignores SIGINT or SIGHUP, and a shell
+    cannot trap a signal that was ignored when it started, so Ctrl-C would do nothing."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def post_form(

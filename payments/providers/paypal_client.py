@@ -120,7 +120,7 @@ def paypal_request(
     network failure, or a fresh token refused too, is a retryable ``ProviderError``."""
     for _attempt in range(2):
         token = access_token(conf)
-        try:
+        with paypal_errors(action, conf=conf):
             response = requests.request(
                 method,
                 f"{conf.base_url.rstrip('/')}{path}",
@@ -133,13 +133,6 @@ def paypal_request(
                 },
                 **kwargs,
             )
-        except requests.RequestException as exc:
-            raise ProviderError(
-                f"PayPal {action} failed: {type(exc).__name__}: PayPal could not be reached.",
-                retryable=True,
-                provider=PROVIDER,
-                code="NETWORK",
-            ) from exc
         if response.status_code != 401:
             return response
         forget_token(conf)
