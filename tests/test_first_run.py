@@ -114,9 +114,10 @@ def newcomer(tmp_path):
 
 
 def _as_from_a_terminal() -> None:
-    """The signals a newcomer's terminal leaves as they are, whatever this test run inherited:
-    a suite started in the background (``&``, nohup) ignores SIGINT or SIGHUP, and a shell
-    cannot trap a signal that was ignored when it started, so Ctrl-C would do nothing."""
+    """SIGINT, SIGTERM and SIGHUP back to their defaults, as in a newcomer's terminal, whatever
+    this test run inherited: a suite started in the background (``&``, nohup) ignores SIGINT or
+    SIGHUP, and a shell cannot trap a signal that was ignored when it started, so Ctrl-C would
+    do nothing."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_DFL)
 
