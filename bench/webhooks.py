@@ -585,14 +585,15 @@ def main() -> None:
             f"webhook ingest {figures['ingest_cpu_ms']:.2f} ms "
             f"({figures['bare_cpu_ms'] / figures['ingest_cpu_ms']:.2f}x)"
         )
-        print(
-            "machine CPU per saturated request (gunicorn + PostgreSQL + senders): bare view "
-            + " + ".join(f"{figures[f'bare_{k}cpu_ms']:.2f}" for k in ("", "postgres_", "sender_"))
-            + " ms, webhook ingest "
-            + " + ".join(
-                f"{figures[f'ingest_{k}cpu_ms']:.2f}" for k in ("", "postgres_", "sender_")
+
+        def cpu_parts(endpoint: str) -> str:
+            return " + ".join(
+                f"{figures[f'{endpoint}_{k}cpu_ms']:.2f}" for k in ("", "postgres_", "sender_")
             )
-            + " ms"
+
+        print(
+            "machine CPU per saturated request (gunicorn + PostgreSQL + senders): "
+            f"bare view {cpu_parts('bare')} ms, webhook ingest {cpu_parts('ingest')} ms"
         )
         print(f"\nresponses: {dict(sorted(statuses.items()))}; stored events: {stored}")
         figures["messages_sent_by_ingest"] = waiting_messages(args.redis, f"{queue}-webhooks")

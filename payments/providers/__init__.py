@@ -37,15 +37,12 @@ def _real_provider_configured(name: str) -> bool:
 
 def available_providers() -> list[str]:
     """The providers a buyer can pay with here, preferred first (empty when none is)."""
-    names = [name for name in PROVIDERS if name != SANDBOX and _real_provider_configured(name)]
-    if not names and app_settings.sandbox_enabled():
-        names.append(SANDBOX)
-    return names
+    return [name for name in PROVIDERS if is_available(name)]
 
 
 def is_available(name: str) -> bool:
-    """Whether ``name`` is among ``available_providers()`` (reading only the settings that
-    decide it: a real provider's own, or for the sandbox whether any real one is set)."""
+    """Whether a buyer can pay with ``name`` here, reading only the settings that decide it: a
+    real provider's own; for the sandbox, whether it is enabled and no real one is set."""
     if name == SANDBOX:
         return app_settings.sandbox_enabled() and not any(
             _real_provider_configured(other) for other in PROVIDERS if other != SANDBOX
