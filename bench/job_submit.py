@@ -11,9 +11,11 @@ For each number of concurrent clients it prints the rate and p50 / p99 latency o
 
   spend       credits.services.credits_spend of the job's price (no transaction open)
   submit      generations.services.job_submit of a picture job (validate, price, lock the
-              user, count running jobs, create the job, spend, send the task on commit)
+              user, count running jobs, create the job, spend; the job is then due, and a
+              worker's dispatcher sends its task)
 
-and submit / spend. The two take turns (``--rounds`` of ``--seconds / rounds`` each), so a
+and submit / spend, then what the dispatcher spends per job to send the tasks of all the jobs
+submitted (a worker's work, outside the request). The two take turns (``--rounds`` of ``--seconds / rounds`` each), so a
 change in the machine's load while they run reaches both alike. Then, for one submission and
 one spend, the round trips to the database each makes (transaction control included), the SQL
 statements it runs (statements sent in one message or one pipeline share a round trip; the
@@ -175,6 +177,35 @@ def count_round_trips(fn) -> tuple[int, list[str], int]:
     return trips.count, statements, published[0]
 
 
+def dispatcher_share(jobs: int = 2000) -> None:
+    """What the submissions left to a worker: its dispatcher sends the jobs' tasks, a claim of
+    up to a batch of jobs and their messages in one round trip each. Timed over ``jobs`` of
+    the jobs the clients submitted (the clients cancel theirs between runs, so they are made
+    due again first)."""
+    from django.utils import timezone
+
+    from generations.models import GenerationJob
+    from generations.queue import dispatching, jobs_dispatch
+
+    if not dispatching():
+        print("\nno dispatcher (GENERATIONS_DISPATCH_SECONDS=0): each submission sent its task")
+        return
+    jobs_dispatch()  # the submissions not cancelled yet, and this process's broker connection
+    pks = GenerationJob.objects.filter(status="CANCELLED").values_list("pk", flat=True)[:jobs]
+    GenerationJob.objects.filter(pk__in=list(pks)).update(
+        status="PENDING", resend_at=timezone.now()
+    )
+    sent, began = 0, time.perf_counter()
+    while batch := jobs_dispatch():
+        sent += batch
+    elapsed = time.perf_counter() - began
+    GenerationJob.objects.filter(status="PENDING").update(status="CANCELLED")
+    print(
+        f"\ndispatcher (in a worker, not in the request): {sent} jobs' tasks sent in "
+        f"{elapsed:.2f} s, {elapsed / max(sent, 1) * 1000:.3f} ms per job"
+    )
+
+
 def main() -> None:
     args = parse_args()
     queue = f"bench-jobs-{uuid.uuid4().hex[:8]}"
@@ -215,6 +246,8 @@ def main() -> None:
         )
         if spend.errors or submit.errors:
             print(f"        errors: spend {spend.errors}, submit {submit.errors}")
+
+    dispatcher_share()
 
     from accounts.models import User
     from credits.services import credits_spend

@@ -5,7 +5,8 @@ config/settings/base.py. Without a broker configured, tasks run in-process (eage
 ``redis://`` broker goes through config/redis_transport.py (kombu's transport with the fault
 that ended a busy worker when Redis went away fixed). The periodic tasks and their intervals
 are in config/settings/base.py (``CELERY_BEAT_SCHEDULE``, intervals from the environment).
-A worker that reads the webhooks queue also runs the webhook dispatcher (a bootstep).
+A worker that reads the webhooks queue also runs the webhook dispatcher, and one that reads
+the generations queue the job dispatcher (bootsteps, core/dispatch.py).
 """
 
 import os
@@ -22,8 +23,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.prod")
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# Every worker that reads the webhooks queue queues due webhook events (payments/dispatch.py).
+# Every worker that reads the webhooks queue queues due webhook events (payments/dispatch.py),
+# and every worker that reads the generations queue queues due jobs (generations/dispatch.py).
 app.steps["worker"].add("payments.dispatch:DispatchStep")
+app.steps["worker"].add("generations.dispatch:DispatchStep")
 
 
 def _kept_connections() -> None:

@@ -33,6 +33,29 @@ class GenerationsSettings(AppSettings):
     #: job has already waited, from PENDING_RESEND_AFTER up to this.
     PENDING_RESEND_MAX = _setting("GENERATIONS_PENDING_RESEND_MAX", 600.0, float)
     REAP_BATCH = _setting("GENERATIONS_REAP_BATCH", 200, int)
+    #: Seconds between two looks of a worker's job dispatcher for jobs due to be sent (the
+    #: generations workers run one; see ``generations.dispatch``). 0: no dispatcher; a
+    #: submission sends its job's task itself, after commit.
+    DISPATCH_SECONDS = Setting(
+        "GENERATIONS_DISPATCH_SECONDS",
+        0.2,
+        float,
+        env=True,
+        minimum=0,
+        maximum=60,
+        check_id="generations.E001",
+        meaning="seconds",
+    )
+    #: The most jobs one look of the dispatcher sends.
+    DISPATCH_BATCH = Setting(
+        "GENERATIONS_DISPATCH_BATCH",
+        200,
+        int,
+        env=True,
+        minimum=1,
+        maximum=10000,
+        check_id="generations.E001",
+    )
     MAX_PROMPT_CHARS = _setting("GENERATIONS_MAX_PROMPT_CHARS", 4000, int)
     #: The most output tokens a text job may ask for.
     MAX_OUTPUT_TOKENS = _setting("GENERATIONS_MAX_OUTPUT_TOKENS", 4096, int)

@@ -44,7 +44,7 @@ from .backends import (
 from .exceptions import ApiKeyUnavailable
 from .models import GenerationJob, Operation
 from .pricing import final_cost
-from .queue import enqueue_run
+from .queue import enqueue_run, jobs_dispatch
 from .text import credits_text
 from .validation import check_output
 
@@ -293,32 +293,10 @@ def job_reap_stale(*, job_id: int) -> str | None:
         return "failed"
 
 
-def job_resend(*, job_id: int) -> bool:
-    """Send the task again for a PENDING job whose task has not started by its ``resend_at``
-    (never sent because the broker was down, or lost by the broker). Duplicates are harmless:
-    only one delivery claims the job. The next resend waits as long as the job has already
-    waited (PENDING_RESEND_AFTER to PENDING_RESEND_MAX), so a busy queue is not flooded."""
-    now = timezone.now()
-    with transaction.atomic(durable=True):
-        job = (
-            GenerationJob.objects.select_for_update(skip_locked=True)
-            .filter(_resend_due_q(now), pk=job_id, status=Status.PENDING)
-            .only("pk", "next_attempt_at", "created_at", "resend_at")
-            .first()
-        )
-        if job is None:
-            return False
-        waited = (now - (job.next_attempt_at or job.created_at)).total_seconds()
-        gap = min(app_settings.PENDING_RESEND_MAX, max(app_settings.PENDING_RESEND_AFTER, waited))
-        job.resend_at = now + timedelta(seconds=gap)
-        job.save(update_fields=["resend_at", "updated_at"])
-        transaction.on_commit(partial(enqueue_run, job_id=job_id))
-    return True
-
-
 def jobs_reap() -> dict:
-    """The periodic sweep, driven by the jobs' rows: settle stale PROCESSING jobs and resend
-    PENDING ones whose task has not started by their ``resend_at``."""
+    """The periodic sweep, driven by the jobs' rows: settle stale PROCESSING jobs, and send
+    the tasks of PENDING jobs due to be sent (``queue.jobs_dispatch``: those no dispatcher has
+    taken yet, and those whose task has not started by their ``resend_at``)."""
     now = timezone.now()
     batch = app_settings.REAP_BATCH
     stale_ids = list(
@@ -331,13 +309,10 @@ def jobs_reap() -> dict:
         outcome = job_reap_stale(job_id=job_id)
         if outcome:
             report[outcome] += 1
-    due_ids = list(
-        GenerationJob.objects.filter(_resend_due_q(now), status=Status.PENDING)
-        .order_by("created_at")
-        .values_list("pk", flat=True)[:batch]
-    )
-    for job_id in due_ids:
-        report["resent"] += job_resend(job_id=job_id)
+    try:
+        report["resent"] = jobs_dispatch(limit=batch, due_before=now)
+    except Exception:  # noqa: BLE001 - the broker is down: the jobs stay due for the next sweep
+        logger.exception("Could not send the tasks of due jobs; the next sweep tries again.")
     if any(report.values()):
         logger.warning("Reaped generation jobs: %s", report)
     return report
@@ -414,15 +389,6 @@ def _store(job: GenerationJob, output: BackendOutput) -> str:
 
 def _stale_before(now):
     return now - timedelta(seconds=app_settings.STUCK_AFTER)
-
-
-def _resend_due_q(now):
-    """PENDING jobs due for a resend: past their ``resend_at`` (rows written before it existed:
-    PENDING_RESEND_AFTER past their due time)."""
-    overdue = now - timedelta(seconds=app_settings.PENDING_RESEND_AFTER)
-    return Q(resend_at__lte=now) | Q(resend_at__isnull=True) & (
-        Q(next_attempt_at__lt=overdue) | Q(next_attempt_at__isnull=True, created_at__lt=overdue)
-    )
 
 
 def _append(text: str, line: str) -> str:

@@ -2,7 +2,8 @@
 
 ``job_submit`` is one unit of work: under a lock on the user's row it checks the limit of
 jobs running at once, creates the job and charges its estimate (``job:<id>:charge``); the
-task is sent only after that commits. Too few credits, frozen spending or too many running
+job is then due to be sent, and a worker's dispatcher sends its task once that commits
+(``generations.queue``). Too few credits, frozen spending or too many running
 jobs leave nothing behind.
 """
 
@@ -40,7 +41,7 @@ from .pricing import (
     forget_kept_prices,
     kept_prices,
 )
-from .queue import enqueue_run
+from .queue import dispatching, enqueue_run
 from .running import first_resend_at, read_text_result
 from .validation import clean_prompt
 
@@ -259,7 +260,8 @@ def job_submit(
     retry_of: GenerationJob | None = None,
     audit: Callable[[GenerationJob], object] | None = None,
 ) -> GenerationJob:
-    """Create the job and charge its estimate in one transaction; send its task after commit.
+    """Create the job and charge its estimate in one transaction; its task is sent once that
+    commits (by a dispatcher, see ``generations.queue``, or by this call).
 
     ``retry_of``: the FAILED job this one runs again (see ``job_retry_failed``).
     ``audit``: called with the new job inside the transaction (a staff action's audit row,
@@ -296,6 +298,9 @@ def _create_and_charge(
     check_prices: bool,
 ) -> GenerationJob:
     limit = app_settings.MAX_RUNNING_JOBS
+    # A dispatcher sends the task once the job is committed (the job is due to be sent at
+    # once); with none, this request sends it after commit.
+    dispatched = dispatching()
     with transaction.atomic(durable=True):
         # One submitter per user at a time past the lock. The count is a statement of its
         # own after it, so it sees the jobs every earlier holder of the lock committed, and
@@ -307,7 +312,7 @@ def _create_and_charge(
             run_together(statements)
             statements = []
             _check_retryable(failed=retry_of, user=user)
-        job = _new_job(user=user, prepared=prepared, retry_of=retry_of)
+        job = _new_job(user=user, prepared=prepared, retry_of=retry_of, dispatched=dispatched)
         statements += [
             (PRICES_STAMP_SQL, []),
             (_COUNT_RUNNING, [user.pk, *GenerationJob.ACTIVE_STATUSES]),
@@ -336,12 +341,17 @@ def _create_and_charge(
         if audit is not None:
             audit(job)
         set_log_context(job_id=job.pk)  # this request's log lines and the task's message
-        transaction.on_commit(partial(enqueue_run, job_id=job.pk))
+        if not dispatched:
+            transaction.on_commit(partial(enqueue_run, job_id=job.pk))
     return job
 
 
-def _new_job(*, user, prepared: PreparedJob, retry_of: GenerationJob | None) -> GenerationJob:
-    """The job ``prepared`` describes, not saved yet."""
+def _new_job(
+    *, user, prepared: PreparedJob, retry_of: GenerationJob | None, dispatched: bool
+) -> GenerationJob:
+    """The job ``prepared`` describes, not saved yet: due to be sent at once when a dispatcher
+    sends it, else (its task sent after commit) due to be sent again if it has not started
+    by ``first_resend_at``."""
     now = timezone.now()
     return GenerationJob(
         user=user,
@@ -358,7 +368,7 @@ def _new_job(*, user, prepared: PreparedJob, retry_of: GenerationJob | None) -> 
         estimated_credits=prepared.estimate.credits,
         max_retries=app_settings.MAX_RETRIES,
         next_attempt_at=now,
-        resend_at=first_resend_at(now),
+        resend_at=now if dispatched else first_resend_at(now),
     )
 
 

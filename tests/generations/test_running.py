@@ -13,6 +13,7 @@ from generations.api_keys import api_key_remove, api_key_store
 from generations.backends import BackendOutput
 from generations.charges import job_ledger_entries
 from generations.models import GenerationJob
+from generations.queue import jobs_dispatch
 from generations.running import backoff, job_claim, job_complete, job_run, jobs_reap
 from generations.services import JobRequest, job_submit
 
@@ -94,6 +95,7 @@ def test_retryable_errors_are_retried_with_growing_backoff_then_succeed(
     endpoint.script(Answer(status=500), Answer(status=503))
     user = make_user(credits=20)
     job = job_submit(user=user, request=TEXT)
+    assert jobs_dispatch() == 1  # what a worker's dispatcher does
     before = timezone.now()
     assert job_run(job_id=job.pk) == "retrying"
     job.refresh_from_db()
@@ -112,7 +114,7 @@ def test_retryable_errors_are_retried_with_growing_backoff_then_succeed(
     assert job.status == "COMPLETED" and job.error_message == "" and "HTTP 503" in job.error_detail
     assert (
         queued_job_ids(settings.CELERY_BROKER_URL, parked_queue) == [job.pk] * 3
-    )  # first send + 2 retries
+    )  # the dispatcher's send + 2 retries
     assert [k for k, _ in ledger(job)] == ["SPEND", "REFUND"]
 
 
@@ -195,6 +197,7 @@ def test_the_reaper_requeues_a_dead_run_with_retries_left(
     user = make_user(credits=20)
     live = job_submit(user=user, request=PICTURE)
     dead = job_submit(user=user, request=PICTURE)
+    assert jobs_dispatch() == 2
     job_claim(job_id=live.pk)
     job_claim(job_id=dead.pk)
     _backdate(dead, 120)
@@ -229,7 +232,8 @@ def test_the_sweep_resends_a_task_that_never_started_after_a_minute_then_less_an
     make_user, endpoint, settings, parked_queue
 ):
     user = make_user(credits=20)
-    job = job_submit(user=user, request=PICTURE)  # its message waits in a queue nobody reads
+    job = job_submit(user=user, request=PICTURE)
+    assert jobs_dispatch() == 1  # its message waits in a queue nobody reads
     assert jobs_reap()["resent"] == 0  # just sent: not due yet
     submitted = job.next_attempt_at
 

@@ -14,6 +14,7 @@ from generations.charges import job_ledger_entries, job_source
 from generations.exceptions import InvalidRequest, InvalidTransition, TooManyRunningJobs
 from generations.models import GenerationJob, PriceRule
 from generations.pricing import forget_kept_prices, kept_prices
+from generations.queue import jobs_dispatch
 from generations.running import job_run
 from generations.services import JobRequest, job_cancel, job_submit
 
@@ -27,7 +28,7 @@ def balance(user) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_submitting_charges_the_estimate_once_and_queues_the_task_after_commit(
+def test_submitting_charges_the_estimate_once_and_the_dispatcher_queues_the_task_once(
     make_user, price_rules, parked_queue, settings
 ):
     user = make_user(credits=20)
@@ -36,7 +37,24 @@ def test_submitting_charges_the_estimate_once_and_queues_the_task_after_commit(
     charge = LedgerEntry.objects.get(idempotency_key=f"job:{job.pk}:charge")
     assert charge.kind == "SPEND" and charge.amount == -3 and charge.source == job_source(job)
     assert balance(user) == 17
+    # The request sent nothing: the job is due to be sent, and a worker's dispatcher sends it.
+    assert queued_job_ids(settings.CELERY_BROKER_URL, parked_queue) == []
+    assert jobs_dispatch() == 1
+    assert jobs_dispatch() == 0  # claimed: not due again until its task is overdue
     assert queued_job_ids(settings.CELERY_BROKER_URL, parked_queue) == [job.pk]
+    assert job_run(job_id=job.pk) == "completed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_no_dispatcher_a_submission_sends_its_task_after_commit(
+    make_user, price_rules, parked_queue, settings
+):
+    settings.GENERATIONS_DISPATCH_SECONDS = 0
+    user = make_user(credits=20)
+    job = job_submit(user=user, request=PICTURE)
+    assert queued_job_ids(settings.CELERY_BROKER_URL, parked_queue) == [job.pk]
+    assert jobs_dispatch() == 0  # sent: due again only if it has not started a minute later
+    assert balance(user) == 17
 
 
 @pytest.mark.django_db(transaction=True)
@@ -49,6 +67,7 @@ def test_a_submission_costs_four_round_trips_to_the_database(
         job = job_submit(user=user, request=PICTURE)
     # BEGIN; the lock, the price list's stamp, the count and the insert; the spend; COMMIT
     assert trips.count == 4
+    assert jobs_dispatch() == 2
     assert sorted(queued_job_ids(settings.CELERY_BROKER_URL, parked_queue)) == [first.pk, job.pk]
     assert balance(user) == 14
 
@@ -276,6 +295,7 @@ def test_thirty_concurrent_submissions_with_credits_for_ten_make_exactly_ten_job
     assert GenerationJob.objects.count() == 10
     assert LedgerEntry.objects.filter(kind="SPEND", user=user).count() == 10
     assert balance(user) == 0
+    assert jobs_dispatch() == 10
     assert sorted(queued_job_ids(settings.CELERY_BROKER_URL, parked_queue)) == sorted(
         GenerationJob.objects.values_list("pk", flat=True)
     )

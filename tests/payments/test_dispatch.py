@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from config.celery_app import app
 from credits.models import CreditBalance
-from payments.dispatch import Dispatcher, should_run
+from generations.dispatch import should_run as jobs_should_run
+from payments.dispatch import should_run, webhook_dispatcher
 from payments.ledger import order_ledger_entries
 from payments.models import Order, WebhookEvent
 from payments.tasks import process_webhook_event
@@ -91,6 +92,32 @@ class CountingListener:
         self.stopping.set()
         self.thread.join(5)
         self.sock.close()
+
+
+def dispatch_at_once(poll, *, limit: int, threads: int = 4) -> list[int]:
+    """Run ``threads`` dispatchers at once, each calling ``poll(limit=limit)`` until it claims
+    nothing; returns what each claim sent (an error in any of them fails the test)."""
+    counts: list[int] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads)
+
+    def dispatcher():
+        try:
+            start.wait()
+            while sent := poll(limit=limit):
+                counts.append(sent)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    running = [threading.Thread(target=dispatcher) for _ in range(threads)]
+    for t in running:
+        t.start()
+    for t in running:
+        t.join(60)
+    assert errors == []
+    return counts
 
 
 @pytest.fixture
@@ -183,7 +210,7 @@ def test_the_dispatcher_thread_rides_out_a_broker_outage(
 ):
     settings.PAYMENTS_WEBHOOK_DISPATCH_SECONDS = 0.05
     with broker_at(settings, private_redis.url) as queue:
-        dispatcher = Dispatcher().start()
+        dispatcher = webhook_dispatcher().start()
         try:
             private_redis.stop()
             _, event = paid_checkout_event(client, user, packages["Basic"], fake_stripe)
@@ -224,53 +251,38 @@ def test_dispatchers_running_at_once_never_queue_the_same_claim_twice(settings):
             for i in range(120)
         ]
     )
-    counts: list[int] = []
-    errors: list[BaseException] = []
-    start = threading.Barrier(4)
-
-    def dispatcher():
-        try:
-            start.wait()
-            while sent := webhook_dispatch(limit=7):
-                counts.append(sent)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test below
-            errors.append(exc)
-        finally:
-            connection.close()
-
     with broker_at(settings, settings.CELERY_BROKER_URL) as queue:
-        threads = [threading.Thread(target=dispatcher) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(60)
+        counts = dispatch_at_once(webhook_dispatch, limit=7)
         messages = queued(settings.CELERY_BROKER_URL, queue)
         redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(queue)
 
-    assert errors == []
     assert sum(counts) == 120
     pks = sorted(args[0] for _, args in messages)
     assert pks == sorted(WebhookEvent.objects.values_list("pk", flat=True))  # each once
 
 
 @pytest.mark.parametrize(
-    ("queues", "seconds", "runs"),
+    ("should_run", "setting", "queues", "seconds", "runs"),
     [
-        (["webhooks"], 0.2, True),
-        (["webhooks", "maintenance"], 0.2, True),
-        (["generations"], 0.2, False),
-        (["maintenance"], 0.2, False),
-        (["webhooks"], 0, False),
+        (should_run, "PAYMENTS_WEBHOOK_DISPATCH_SECONDS", ["webhooks"], 0.2, True),
+        (should_run, "PAYMENTS_WEBHOOK_DISPATCH_SECONDS", ["webhooks", "maintenance"], 0.2, True),
+        (should_run, "PAYMENTS_WEBHOOK_DISPATCH_SECONDS", ["generations"], 0.2, False),
+        (should_run, "PAYMENTS_WEBHOOK_DISPATCH_SECONDS", ["maintenance"], 0.2, False),
+        (should_run, "PAYMENTS_WEBHOOK_DISPATCH_SECONDS", ["webhooks"], 0, False),
+        (jobs_should_run, "GENERATIONS_DISPATCH_SECONDS", ["generations"], 0.2, True),
+        (jobs_should_run, "GENERATIONS_DISPATCH_SECONDS", ["generations", "emails"], 0.2, True),
+        (jobs_should_run, "GENERATIONS_DISPATCH_SECONDS", ["webhooks"], 0.2, False),
+        (jobs_should_run, "GENERATIONS_DISPATCH_SECONDS", ["generations"], 0, False),
     ],
 )
-def test_only_workers_reading_the_webhooks_queue_run_the_dispatcher(
-    settings, queues, seconds, runs
+def test_only_workers_reading_the_queue_of_a_dispatchers_task_run_that_dispatcher(
+    settings, should_run, setting, queues, seconds, runs
 ):
     from celery import Celery
 
     from config.queues import task_routes
 
-    settings.PAYMENTS_WEBHOOK_DISPATCH_SECONDS = seconds
+    setattr(settings, setting, seconds)
     worker_app = Celery("routing", set_as_current=False)
     worker_app.conf.update(
         broker_url="memory://",
