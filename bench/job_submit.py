@@ -14,9 +14,10 @@ For each number of concurrent clients it prints the rate and p50 / p99 latency o
               user, count running jobs, create the job, spend; the job is then due, and a
               worker's dispatcher sends its task)
 
-and submit / spend, then what the dispatcher spends per job to send the tasks of all the jobs
-submitted (a worker's work, outside the request). The two take turns (``--rounds`` of ``--seconds / rounds`` each), so a
-change in the machine's load while they run reaches both alike. Then, for one submission and
+and submit / spend (the two take turns, ``--rounds`` of ``--seconds / rounds`` each, so a
+change in the machine's load while they run reaches both alike). Then what the dispatcher
+spends per job to send the tasks of up to 2,000 of the submitted jobs (a worker's work,
+outside the request). Then, for one submission and
 one spend, the round trips to the database each makes (transaction control included), the SQL
 statements it runs (statements sent in one message or one pipeline share a round trip; the
 driver's own BEGIN and COMMIT are not among them) and its broker messages. ``--profile`` adds
