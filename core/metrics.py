@@ -7,6 +7,7 @@ Counted where things happen, in web and worker processes alike:
   credits_ledger_movements_total{kind}                 ledger entries written, by kind
   credits_generation_jobs_finished_total{status}       jobs settled: COMPLETED, FAILED, ...
   credits_generation_job_seconds{operation}            a job's time from submission to its end
+  credits_webhook_ingest_batch_size                    deliveries stored with one INSERT
 
 Gauges read from the database and the broker when scraped are registered with
 ``register_collector`` (config/probes.py registers them for the web's /metrics).
@@ -52,6 +53,12 @@ JOB_SECONDS = Histogram(
     buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
 
+WEBHOOK_INGEST_BATCH = Histogram(
+    "credits_webhook_ingest_batch_size",
+    "Webhook deliveries a web process stored with one INSERT (one commit)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+
 
 def count_safely(metric, *labels: str, amount: float = 1) -> None:
     """Count without ever failing the caller (a metric is never worth a lost payment)."""
@@ -63,7 +70,7 @@ def count_safely(metric, *labels: str, amount: float = 1) -> None:
 
 def observe_safely(metric, value: float, *labels: str) -> None:
     try:
-        metric.labels(*labels).observe(value)
+        (metric.labels(*labels) if labels else metric).observe(value)
     except Exception:  # noqa: BLE001
         logger.debug("metric %s not observed", metric, exc_info=True)
 

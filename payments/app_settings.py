@@ -31,6 +31,10 @@ name, so a deployment configures providers without editing settings modules.
   webhooks queue looks for due events and queues them (default 0.2; 0 runs no dispatcher,
   leaving the sweep alone to queue events). ``PAYMENTS_WEBHOOK_DISPATCH_BATCH``: the most
   events it claims and queues at once (default 200).
+- ``PAYMENTS_WEBHOOK_INGEST_BATCH``: the most deliveries one web process stores with one
+  INSERT and one commit, when several arrive while another is being stored (default 16; each
+  size up to it is a prepared statement of its own; 1: each request stores its own, see
+  ``payments.webhooks``).
 - ``PAYMENTS_STATUS_RECHECK_SECONDS``: the success page asks the provider at most this often
   per order while it waits for the payment (default 5).
 - ``INVOICE_SELLER_NAME``, ``INVOICE_SELLER_ADDRESS`` (lines separated by ``|``),
@@ -130,6 +134,15 @@ class PaymentsSettings(AppSettings):
         env=True,
         minimum=1,
         maximum=10000,
+        check_id="payments.E010",
+    )
+    WEBHOOK_INGEST_BATCH = Setting(
+        "PAYMENTS_WEBHOOK_INGEST_BATCH",
+        16,
+        int,
+        env=True,
+        minimum=1,
+        maximum=1000,
         check_id="payments.E010",
     )
     STATUS_RECHECK_SECONDS = Setting(
@@ -255,6 +268,10 @@ def webhook_dispatch_seconds() -> float:
 
 def webhook_dispatch_batch() -> int:
     return app_settings.WEBHOOK_DISPATCH_BATCH
+
+
+def webhook_ingest_batch() -> int:
+    return app_settings.WEBHOOK_INGEST_BATCH
 
 
 def status_recheck_seconds() -> int:

@@ -50,6 +50,14 @@ class WebhookRejected(PaymentsError):
         self.reason = reason
 
 
+class IngestBusy(PaymentsError):
+    """A webhook delivery could not be stored in time (the database is slow or away): the
+    view answers 503 and the provider delivers it again."""
+
+    code = "webhook_busy"
+    status = 503
+
+
 class InvalidTransition(PaymentsError, errors.InvalidTransition):
     """An order cannot move from its status to the one asked for (409, never retried)."""
 

@@ -8,7 +8,7 @@ from django.views.decorators.http import require_POST
 
 from core.metrics import WEBHOOKS_RECEIVED, count_safely
 
-from .exceptions import ProviderNotConfigured, WebhookRejected
+from .exceptions import IngestBusy, ProviderNotConfigured, WebhookRejected
 from .webhooks import webhook_ingest
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ def provider_webhook(request, provider: str):
         logger.warning("%s webhook rejected: %s", provider, exc.reason)
         count_safely(WEBHOOKS_RECEIVED, provider, "rejected")
         return JsonResponse({"error": exc.reason}, status=exc.status)
+    except IngestBusy as exc:
+        logger.warning("%s webhook not stored: %s", provider, exc.message)
+        return JsonResponse({"error": exc.message}, status=exc.status)
     except ProviderNotConfigured as exc:
         raise Http404(str(exc)) from None
     return JsonResponse(

@@ -2,7 +2,9 @@
 
 ``webhook_ingest`` runs in the request: the adapter verifies the signature on the raw body
 and parses it; the event is stored (UNIQUE on provider + event id, so a duplicate delivery
-is a no-op), due at once, and that is all: the request sends nothing to the broker.
+is a no-op), due at once, and that is all: the request sends nothing to the broker. The
+deliveries a web process receives at the same moment are stored with one INSERT and one
+commit (``core.coalesce``), each answered once that commit is done.
 ``webhook_dispatch`` queues what is due: it claims due events in a batch (leasing them
 forward, ``FOR UPDATE SKIP LOCKED``, so two dispatchers never claim the same event) and sends
 their messages together. It runs in every worker that reads the webhooks queue
@@ -24,16 +26,23 @@ from decimal import Decimal
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, transaction
 from django.utils import timezone
 
+from core.coalesce import Coalescer, CoalescerTimeout
 from core.db import get_compiled, prepared_cursor, select_compiled, update_fields
 from core.errors import is_retryable
-from core.inserts import insert_unless_stored
+from core.inserts import insert_many_unless_stored, insert_unless_stored
 from core.logs import current as current_log_field
 from core.logs import set_context as set_log_context
-from core.metrics import WEBHOOKS_PROCESSED, WEBHOOKS_RECEIVED, count_safely
+from core.metrics import (
+    WEBHOOK_INGEST_BATCH,
+    WEBHOOKS_PROCESSED,
+    WEBHOOKS_RECEIVED,
+    count_safely,
+    observe_safely,
+)
 from core.queue import runs_in_place, task_send, tasks_send
 
 from . import app_settings
-from .exceptions import PaymentMismatch, ProviderError, WebhookRejected
+from .exceptions import IngestBusy, PaymentMismatch, ProviderError, WebhookRejected
 from .fulfilment import fetch_payment_status
 from .models import Order, WebhookEvent
 from .providers import get_provider
@@ -57,6 +66,10 @@ UNIQUE_EVENT = "payments_webhook_unique_event"
 KEPT_HEADERS = ("content-type", "user-agent", "stripe-signature", "sandbox-signature")
 KEPT_HEADER_PREFIXES = ("paypal-",)
 REQUEST_ID_HEADER = "x-request-id"
+EVENT_ID_MAX_LENGTH = WebhookEvent._meta.get_field("event_id").max_length
+#: How long a delivery waits for its turn to be stored before it is answered 503 (the
+#: provider sends it again). Well under the web server's request timeout.
+INGEST_WAIT_SECONDS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,12 +98,15 @@ def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str
     """Verify, parse and store one delivery, due at once: the dispatcher queues it.
 
     Raises WebhookRejected (bad, stale or missing signature; unreadable body) and
-    ProviderNotConfigured; nothing is stored then. A delivery of an event already stored
+    ProviderNotConfigured; nothing is stored then. IngestBusy: the delivery could not be
+    stored in time (the provider sends it again). A delivery of an event already stored
     is acknowledged as a duplicate and stored nothing.
     """
     event = get_provider(provider_name).parse_webhook(body=body, headers=headers)
     if event.provider != provider_name or not event.event_id:
         raise WebhookRejected("The event does not belong to this endpoint.")
+    if len(event.event_id) > EVENT_ID_MAX_LENGTH:
+        raise WebhookRejected(f"The event id is longer than {EVENT_ID_MAX_LENGTH} characters.")
     row = WebhookEvent(
         provider=provider_name,
         event_id=event.event_id,
@@ -102,16 +118,56 @@ def webhook_ingest(*, provider_name: str, body: bytes, headers: Mapping[str, str
         # Due now: the dispatcher claims it within a fraction of a second.
         next_attempt_at=timezone.now(),
     )
-    # One INSERT, committed on its own (autocommit): a single round trip to the database (the
-    # kept connection's check sends nothing: core/postgresql) and no broker message. A
-    # duplicate delivery inserts nothing and raises nothing, inside a caller's transaction too.
-    stored = insert_unless_stored(row, f"ON CONSTRAINT {UNIQUE_EVENT}")
+    # One INSERT, committed before the answer, shared with the deliveries that arrive at the
+    # same moment (``_store``): at most one round trip to the database (the kept connection's
+    # check sends nothing: core/postgresql) and no broker message. A duplicate delivery
+    # inserts nothing and raises nothing, inside a caller's transaction too.
+    stored = _store(row)
     if not stored:
         count_safely(WEBHOOKS_RECEIVED, provider_name, "duplicate")
         return IngestResult(duplicate=True, event_pk=None, event_id=event.event_id, kind=event.kind)
     count_safely(WEBHOOKS_RECEIVED, provider_name, "received")
     _process_in_place_on_commit(row.pk)
     return IngestResult(duplicate=False, event_pk=row.pk, event_id=event.event_id, kind=event.kind)
+
+
+def _store(row: WebhookEvent) -> bool:
+    """Store ``row`` unless its event is stored already; whether it was. In a transaction,
+    with it; otherwise (a request: autocommit) together with the deliveries that other
+    threads of this process are storing at the same moment, one INSERT and one commit for
+    all (``core.coalesce``), committed before this returns."""
+    if connection.in_atomic_block or app_settings.webhook_ingest_batch() == 1:
+        return insert_unless_stored(row, f"ON CONSTRAINT {UNIQUE_EVENT}")
+    try:
+        return _INGEST_WRITER.submit(row, timeout=INGEST_WAIT_SECONDS)
+    except CoalescerTimeout as exc:
+        logger.warning("%s event %s: %s", row.provider, row.event_id, exc)
+        raise IngestBusy("The delivery could not be stored in time; send it again.") from exc
+
+
+def _store_batch(rows: list[WebhookEvent]) -> list:
+    """Each row stored unless its event is: whether it was, in order. A batch the database
+    refuses is stored row by row, so a delivery it cannot take fails alone (its exception in
+    its place) and the others are stored."""
+    observe_safely(WEBHOOK_INGEST_BATCH, len(rows))
+    conflict = f"ON CONSTRAINT {UNIQUE_EVENT}"
+    try:
+        return insert_many_unless_stored(rows, conflict, ("provider", "event_id"))
+    except DatabaseError:
+        if len(rows) == 1:
+            raise
+    results = []
+    for row in rows:
+        try:
+            results.append(insert_unless_stored(row, conflict))
+        except DatabaseError as exc:
+            results.append(exc)
+    return results
+
+
+_INGEST_WRITER = Coalescer(
+    _store_batch, name="webhook ingest", max_batch=app_settings.webhook_ingest_batch
+)
 
 
 def _process_in_place_on_commit(event_pk: int) -> None:
