@@ -232,6 +232,29 @@ def test_gunicorn_starts_without_its_control_socket_everywhere_it_runs(compose):
     assert "--no-control-socket" in help_text  # the installed (locked) gunicorn knows the option
 
 
+def test_gunicorn_runs_threaded_workers_wherever_it_starts_in_the_project_folder():
+    """The image and compose start gunicorn in the project's folder: its gunicorn.conf.py
+    (copied into the image) makes the workers threaded, WEB_THREADS threads each."""
+    assert "gunicorn.conf.py" not in (ROOT / ".dockerignore").read_text().split()
+    printed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "--print-config",
+            "config.wsgi:application",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "WEB_THREADS": "5"},
+    ).stdout
+    config = dict(
+        (name.strip(), value.strip())
+        for name, _, value in (line.partition("=") for line in printed.splitlines())
+    )
+    assert (config["worker_class"], config["threads"]) == ("gthread", "5")
+
+
 def test_the_worker_health_check_needs_no_hostname_variable(compose):
     """The check finds this container's worker by the host name Celery gave it (%h)."""
     for name in WORKERS:
