@@ -6,7 +6,7 @@ client).
 the caller writes at once, alone, on its own connection, exactly as it would without this.
 When one is, the caller waits: the writing thread (the leader), once its batch is committed,
 hands the lead to the first thread that waited, which writes every item waiting by then (up
-to ``max_batch``) with one call of ``write_batch``, and so on. Nothing waits for a batch to
+to its ``max_batch``) with one call of ``write_batch``, and so on. Nothing waits for a batch to
 fill, and no thread of its own is needed: a quiet server answers as before, and a busy one
 shares each round trip and each commit among the requests that arrived together.
 
@@ -48,16 +48,9 @@ class Coalescer:
     result that is an exception is raised in that item's request instead. If it raises, every
     item of the batch gets that exception."""
 
-    def __init__(
-        self,
-        write_batch: Callable[[Sequence], Sequence],
-        *,
-        name: str,
-        max_batch: Callable[[], int] | int = 64,
-    ):
+    def __init__(self, write_batch: Callable[[Sequence], Sequence], *, name: str):
         self._write_batch = write_batch
         self._name = name
-        self._max_batch = max_batch
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
 
@@ -67,8 +60,9 @@ class Coalescer:
         self._waiting: list[_Slot] = []
         self._leading = False
 
-    def submit(self, item, *, timeout: float):
-        """Write ``item`` with whatever else is waiting; its result once committed."""
+    def submit(self, item, *, timeout: float, max_batch: int = 64):
+        """Write ``item`` with whatever else is waiting; its result once committed. When this
+        caller writes, it writes at most ``max_batch`` items."""
         slot = _Slot(item)
         with self._lock:
             self._waiting.append(slot)
@@ -76,7 +70,7 @@ class Coalescer:
             self._leading = True
         if not leads and not self._follow(slot, timeout):
             return self._outcome(slot)
-        self._lead()
+        self._lead(max_batch)
         return self._outcome(slot)
 
     def _follow(self, slot: _Slot, timeout: float) -> bool:
@@ -96,11 +90,11 @@ class Coalescer:
             f"the {self._name} write took more than {timeout:g} s; it may be stored"
         )
 
-    def _lead(self) -> None:
+    def _lead(self, max_batch: int) -> None:
         """Write the waiting items (the leader's own first among them), then hand the lead
         to the first item that came meanwhile, or let it go."""
         with self._lock:
-            limit = self._limit()
+            limit = max(1, max_batch)
             batch, self._waiting = self._waiting[:limit], self._waiting[limit:]
         try:
             self._write(batch)
@@ -112,10 +106,6 @@ class Coalescer:
                     following.done.set()
                 else:
                     self._leading = False
-
-    def _limit(self) -> int:
-        limit = self._max_batch() if callable(self._max_batch) else self._max_batch
-        return max(1, limit)
 
     def _write(self, batch: list[_Slot]) -> None:
         try:

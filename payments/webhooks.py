@@ -136,10 +136,11 @@ def _store(row: WebhookEvent) -> bool:
     with it; otherwise (a request: autocommit) together with the deliveries that other
     threads of this process are storing at the same moment, one INSERT and one commit for
     all (``core.coalesce``), committed before this returns."""
-    if connection.in_atomic_block or app_settings.webhook_ingest_batch() == 1:
+    most = app_settings.webhook_ingest_batch()
+    if connection.in_atomic_block or most == 1:
         return insert_unless_stored(row, f"ON CONSTRAINT {UNIQUE_EVENT}")
     try:
-        return _INGEST_WRITER.submit(row, timeout=INGEST_WAIT_SECONDS)
+        return _INGEST_WRITER.submit(row, timeout=INGEST_WAIT_SECONDS, max_batch=most)
     except CoalescerTimeout as exc:
         logger.warning("%s event %s: %s", row.provider, row.event_id, exc)
         raise IngestBusy("The delivery could not be stored in time; send it again.") from exc
@@ -165,9 +166,7 @@ def _store_batch(rows: list[WebhookEvent]) -> list:
     return results
 
 
-_INGEST_WRITER = Coalescer(
-    _store_batch, name="webhook ingest", max_batch=app_settings.webhook_ingest_batch
-)
+_INGEST_WRITER = Coalescer(_store_batch, name="webhook ingest")
 
 
 def _process_in_place_on_commit(event_pk: int) -> None:

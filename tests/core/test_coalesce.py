@@ -45,9 +45,9 @@ def waiting(coalescer: Coalescer, count: int) -> None:
         time.sleep(0.005)
 
 
-def outcome(coalescer: Coalescer, item, timeout: float = 10):
+def outcome(coalescer: Coalescer, item, timeout: float = 10, max_batch: int = 64):
     try:
-        return coalescer.submit(item, timeout=timeout)
+        return coalescer.submit(item, timeout=timeout, max_batch=max_batch)
     except Exception as exc:  # noqa: BLE001 - the test compares what each caller got
         return exc
 
@@ -80,15 +80,15 @@ def test_items_arriving_during_a_write_are_written_together_by_one_of_their_call
     assert writes.threads[1] != writes.threads[0]  # the first waiting caller wrote the batch
 
 
-def test_a_batch_is_at_most_max_batch_items():
+def test_a_batch_is_at_most_its_writers_max_batch_items():
     writes = Writes()
-    coalescer = Coalescer(writes, name="test", max_batch=lambda: 2)
+    coalescer = Coalescer(writes, name="test")
     with ThreadPoolExecutor(6) as pool:
-        first = pool.submit(outcome, coalescer, "first")
+        first = pool.submit(outcome, coalescer, "first", max_batch=2)
         assert writes.started.wait(10)
         later = []
         for name in ("b", "c", "d", "e", "f"):
-            later.append(pool.submit(outcome, coalescer, name))
+            later.append(pool.submit(outcome, coalescer, name, max_batch=2))
             waiting(coalescer, len(later))
         writes.release.set()
         assert [f.result() for f in later] == [f"{n} stored" for n in ("b", "c", "d", "e", "f")]
