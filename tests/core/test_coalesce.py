@@ -52,6 +52,20 @@ def outcome(coalescer: Coalescer, item, timeout: float = 10, max_batch: int = 64
         return exc
 
 
+def meanwhile(coalescer: Coalescer, writes: Writes, items, *, max_batch: int = 64):
+    """Submit "first", then ``items`` one after the other while its write holds; then let it
+    go. What each caller got: "first"'s outcome, then the others' in order."""
+    with ThreadPoolExecutor(len(items) + 1) as pool:
+        first = pool.submit(outcome, coalescer, "first", max_batch=max_batch)
+        assert writes.started.wait(10)
+        later = []
+        for item in items:
+            later.append(pool.submit(outcome, coalescer, item, max_batch=max_batch))
+            waiting(coalescer, len(later))  # queued in this order
+        writes.release.set()
+        return first.result(), [f.result() for f in later]
+
+
 def test_a_caller_alone_writes_its_item_at_once_on_its_own_thread():
     writes = Writes(hold_first=False)
     coalescer = Coalescer(writes, name="test")
@@ -65,17 +79,10 @@ def test_a_caller_alone_writes_its_item_at_once_on_its_own_thread():
 def test_items_arriving_during_a_write_are_written_together_by_one_of_their_callers():
     writes = Writes()
     coalescer = Coalescer(writes, name="test")
-    with ThreadPoolExecutor(6) as pool:
-        first = pool.submit(outcome, coalescer, "first")
-        assert writes.started.wait(10)
-        later = []
-        for name in ("b", "c", "d", "e", "f"):
-            later.append(pool.submit(outcome, coalescer, name))
-            waiting(coalescer, len(later))  # in the order they came
-        writes.release.set()
-        results = [first.result(), *(f.result() for f in later)]
 
-    assert results == [f"{name} stored" for name in ("first", "b", "c", "d", "e", "f")]
+    first, later = meanwhile(coalescer, writes, ["b", "c", "d", "e", "f"])
+
+    assert [first, *later] == [f"{name} stored" for name in ("first", "b", "c", "d", "e", "f")]
     assert writes.batches == [["first"], ["b", "c", "d", "e", "f"]]
     assert writes.threads[1] != writes.threads[0]  # the first waiting caller wrote the batch
 
@@ -83,32 +90,21 @@ def test_items_arriving_during_a_write_are_written_together_by_one_of_their_call
 def test_a_batch_is_at_most_its_writers_max_batch_items():
     writes = Writes()
     coalescer = Coalescer(writes, name="test")
-    with ThreadPoolExecutor(6) as pool:
-        first = pool.submit(outcome, coalescer, "first", max_batch=2)
-        assert writes.started.wait(10)
-        later = []
-        for name in ("b", "c", "d", "e", "f"):
-            later.append(pool.submit(outcome, coalescer, name, max_batch=2))
-            waiting(coalescer, len(later))
-        writes.release.set()
-        assert [f.result() for f in later] == [f"{n} stored" for n in ("b", "c", "d", "e", "f")]
-    assert first.result() == "first stored"
+
+    first, later = meanwhile(coalescer, writes, ["b", "c", "d", "e", "f"], max_batch=2)
+
+    assert [first, *later] == [f"{name} stored" for name in ("first", "b", "c", "d", "e", "f")]
     assert writes.batches == [["first"], ["b", "c"], ["d", "e"], ["f"]]
 
 
 def test_a_failed_batch_fails_its_own_callers_and_the_next_batch_is_still_written():
     writes = Writes(fail_first=True)
     coalescer = Coalescer(writes, name="test")
-    with ThreadPoolExecutor(3) as pool:
-        first = pool.submit(outcome, coalescer, "first")
-        assert writes.started.wait(10)
-        later = [pool.submit(outcome, coalescer, name) for name in ("b", "c")]
-        waiting(coalescer, 2)
-        writes.release.set()
-        failed = first.result()
-        assert [f.result() for f in later] == ["b stored", "c stored"]
+
+    failed, later = meanwhile(coalescer, writes, ["b", "c"])
 
     assert isinstance(failed, RuntimeError) and "refused the batch" in str(failed)
+    assert later == ["b stored", "c stored"]
     assert writes.batches == [["first"], ["b", "c"]]
     assert coalescer.submit("g", timeout=1) == "g stored"  # nobody is left holding the lead
 
@@ -116,15 +112,10 @@ def test_a_failed_batch_fails_its_own_callers_and_the_next_batch_is_still_writte
 def test_an_item_the_write_refuses_fails_alone():
     writes = Writes()
     coalescer = Coalescer(writes, name="test")
-    with ThreadPoolExecutor(4) as pool:
-        first = pool.submit(outcome, coalescer, "first")
-        assert writes.started.wait(10)
-        later = [pool.submit(outcome, coalescer, name) for name in ("b", "bad", "c")]
-        waiting(coalescer, 3)
-        writes.release.set()
-        results = [f.result() for f in later]
 
-    assert first.result() == "first stored"
+    first, results = meanwhile(coalescer, writes, ["b", "bad", "c"])
+
+    assert first == "first stored"
     assert results[0] == "b stored" and results[2] == "c stored"
     assert isinstance(results[1], ValueError) and str(results[1]) == "bad refused"
 

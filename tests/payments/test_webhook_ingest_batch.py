@@ -66,21 +66,23 @@ def post(payload: str, signature: str):
         connections.close_all()
 
 
-def deliver_meanwhile(fake_stripe, leader_payload: str, payloads: list[str]):
-    """Deliver ``leader_payload`` first, held in the database by an uncommitted twin, then
-    ``payloads`` one after the other while it waits; then let the twin go. Each delivery's
-    (status, body), the leader's first."""
-    leader_id = json.loads(leader_payload)["id"]
+def meanwhile(deliver, fake_stripe, first: str, payloads: list[str]):
+    """``deliver(payload)`` for ``first``, held in the database by an uncommitted twin, then for
+    ``payloads`` one after the other while it waits (each queued behind it); then let the twin
+    go. What each delivery got, the first's first."""
     with ThreadPoolExecutor(len(payloads) + 1) as pool:
-        with twin_uncommitted(leader_id):
-            leader = pool.submit(post, leader_payload, fake_stripe.sign(leader_payload))
-            waiting_turn(0)
+        with twin_uncommitted(json.loads(first)["id"]):
+            leader = pool.submit(deliver, fake_stripe, first)
             _wait_for_lock_wait()
             later = []
             for payload in payloads:
-                later.append(pool.submit(post, payload, fake_stripe.sign(payload)))
+                later.append(pool.submit(deliver, fake_stripe, payload))
                 waiting_turn(len(later))
         return [leader.result(), *(f.result() for f in later)]
+
+
+def post_signed(fake_stripe, payload: str):
+    return post(payload, fake_stripe.sign(payload))
 
 
 def _wait_for_lock_wait() -> None:
@@ -110,7 +112,7 @@ def test_deliveries_waiting_together_are_stored_in_one_insert_each_answered_for_
     repeat_of_first = first  # stored by the first delivery's own batch, just before
     before = batches_stored()
 
-    results = deliver_meanwhile(fake_stripe, first, [a, b, repeat_of_a, c, repeat_of_first])
+    results = meanwhile(post_signed, fake_stripe, first, [a, b, repeat_of_a, c, repeat_of_first])
 
     statuses = [(status, body["status"], body["id"]) for status, body in results]
     ids = [json.loads(p)["id"] for p in (first, a, b, a, c, first)]
@@ -145,16 +147,7 @@ def test_a_delivery_the_database_refuses_fails_alone_and_its_batch_is_stored(fak
     assert "NUL" in str(raised.value)
 
     held = WebhookEvent.objects.count()
-    with ThreadPoolExecutor(4) as pool:
-        leader_id = json.loads(first)["id"]
-        with twin_uncommitted(leader_id):
-            leader = pool.submit(webhooks_ingest_in_thread, fake_stripe, first)
-            _wait_for_lock_wait()
-            later = []
-            for payload in (good, refused, other):
-                later.append(pool.submit(webhooks_ingest_in_thread, fake_stripe, payload))
-                waiting_turn(len(later))
-        outcomes = [leader.result(), *(f.result() for f in later)]
+    outcomes = meanwhile(ingest_in_thread, fake_stripe, first, [good, refused, other])
 
     assert [o if isinstance(o, str) else "error" for o in outcomes] == [
         "received",
@@ -162,13 +155,14 @@ def test_a_delivery_the_database_refuses_fails_alone_and_its_batch_is_stored(fak
         "error",
         "received",
     ]
+    assert "NUL" in str(outcomes[2])  # its own error, not its batch's
     stored = set(WebhookEvent.objects.values_list("event_id", flat=True))
     assert WebhookEvent.objects.count() == held + 3
     assert {json.loads(p)["id"] for p in (first, good, other)} <= stored
     assert json.loads(refused)["id"] not in stored
 
 
-def webhooks_ingest_in_thread(fake_stripe, payload: str):
+def ingest_in_thread(fake_stripe, payload: str):
     try:
         result = webhooks.webhook_ingest(
             provider_name="STRIPE",
