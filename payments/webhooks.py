@@ -149,7 +149,8 @@ def _store(row: WebhookEvent) -> bool:
 def _store_batch(rows: list[WebhookEvent]) -> list:
     """Each row stored unless its event is: whether it was, in order. A batch the database
     refuses is stored row by row, so a delivery it cannot take fails alone (its exception in
-    its place) and the others are stored."""
+    its place) and the others are stored; if the batch lost the connection (the server
+    restarted, PgBouncer let it go), row by row on a new one."""
     observe_safely(WEBHOOK_INGEST_BATCH, len(rows))
     conflict = f"ON CONSTRAINT {UNIQUE_EVENT}"
     try:
@@ -157,6 +158,9 @@ def _store_batch(rows: list[WebhookEvent]) -> list:
     except DatabaseError:
         if len(rows) == 1:
             raise
+    # As at the end of a request: a connection the error left unusable is closed (the next
+    # statement opens another); one that only refused the statement is kept.
+    connection.close_if_unusable_or_obsolete()
     results = []
     for row in rows:
         try:

@@ -85,15 +85,19 @@ def post_signed(fake_stripe, payload: str):
     return post(payload, fake_stripe.sign(payload))
 
 
-def _wait_for_lock_wait() -> None:
-    """Until a connection of this test waits on a lock (the leader, behind the twin)."""
+def _wait_for_lock_wait(*, other_than: int | None = None) -> int:
+    """Until a connection of this test waits on a lock (a delivery behind a twin); its pid."""
     deadline = time.monotonic() + 10
     with psycopg.connect(test_database_url(), autocommit=True) as admin:
-        while not admin.execute(
-            "SELECT 1 FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock'"
-        ).fetchone():
-            assert time.monotonic() < deadline, "the first delivery never reached the database"
+        while True:
+            row = admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND pid <> %s",
+                [other_than or 0],
+            ).fetchone()
+            if row:
+                return row[0]
+            assert time.monotonic() < deadline, "no delivery reached the database"
             time.sleep(0.005)
 
 
@@ -174,6 +178,29 @@ def ingest_in_thread(fake_stripe, payload: str):
         return exc
     finally:
         connections.close_all()
+
+
+def test_a_batch_that_loses_its_connection_is_stored_row_by_row_on_a_new_one(fake_stripe):
+    first, a, b = (stripe_event(fake_stripe) for _ in range(3))
+    with ThreadPoolExecutor(3) as pool, twin_uncommitted(json.loads(a)["id"]):
+        with twin_uncommitted(json.loads(first)["id"]):
+            leader = pool.submit(post_signed, fake_stripe, first)
+            _wait_for_lock_wait()
+            later = [pool.submit(post_signed, fake_stripe, a)]
+            waiting_turn(1)
+            later.append(pool.submit(post_signed, fake_stripe, b))
+            waiting_turn(2)
+        # The first is stored; a's request now writes a and b together, behind a's twin. The
+        # server ends that connection (a restart, a failover) while the INSERT waits.
+        batch = _wait_for_lock_wait()
+        with psycopg.connect(test_database_url(), autocommit=True) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s, 5000)", [batch]).fetchone()[0]
+        _wait_for_lock_wait(other_than=batch)  # a again, alone, on a new connection
+    results = [leader.result(), *(f.result() for f in later)]
+
+    assert [(status, body["status"]) for status, body in results] == [(200, "received")] * 3
+    stored = WebhookEvent.objects.values_list("event_id", flat=True)
+    assert sorted(stored) == sorted(json.loads(p)["id"] for p in (first, a, b))
 
 
 def test_a_delivery_that_cannot_be_stored_in_time_is_answered_503_and_stores_nothing(
