@@ -5,8 +5,9 @@
 
 Builds its own database, starts a real PgBouncer in transaction pooling in front of PostgreSQL
 (tests/pgbouncer.py; every process below reaches the database through it), gunicorn with
-``--web`` processes, and one Celery worker per queue as compose runs them (webhooks: a thread
-pool; generations: prefork; maintenance: solo). Then, at the same time for ``--seconds``:
+``--web`` processes of threaded workers (gunicorn.conf.py, as production runs them), and one
+Celery worker per queue as compose runs them (webhooks: a thread pool; generations: prefork;
+maintenance: solo). Then, at the same time for ``--seconds``:
 
   webhook storm  ``--senders`` senders deliver the signed purchase webhooks of ``--orders`` paid
                  sandbox checkouts, a fifth of them twice;
@@ -275,7 +276,8 @@ def main() -> None:
     procs = {
         "web (gunicorn)": start(
             [str(gunicorn), "config.wsgi:application", "-b", f"127.0.0.1:{port}"]
-            + ["-w", str(args.web), "-k", "gthread", "--threads", "4", "--log-level", "warning"],
+            # threaded workers as production runs them (gunicorn.conf.py, read from ROOT)
+            + ["-w", str(args.web), "--log-level", "warning"],
             env,
             "scale-web.log",
         ),
