@@ -1,6 +1,7 @@
 """Every idempotency key applies once: repeated in turn, and repeated at the same moment."""
 
 import pytest
+from django.db import connection
 
 from credits.models import AuditLog, CreditBalance, LedgerEntry, LedgerKind
 from credits.services import (
@@ -123,3 +124,25 @@ def test_concurrent_clawbacks_with_one_key_recover_once(make_user):
     }
     assert balance_of(user) == 6
     assert_ledger_clean()
+
+
+@pytest.mark.django_db
+def test_the_ledger_keeps_one_index_of_its_keys_and_a_repeat_is_found_through_it(make_user):
+    """Django's second index for LIKE on a unique text column is gone from the ledger: every
+    entry wrote it, nothing reads it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'credits_ledgerentry'"
+            " AND indexdef LIKE '%%(idempotency_key%%'"
+        )
+        assert [name for (name,) in cursor.fetchall()] == [
+            "credits_ledgerentry_idempotency_key_key"
+        ]
+    user = make_user(credits=5)
+    credits_spend(user=user, amount=1, idempotency_key="job:9:charge")
+
+    plan = LedgerEntry.objects.filter(idempotency_key="job:9:charge").explain()
+
+    assert "credits_ledgerentry_idempotency_key_key" in plan
+    again = credits_spend(user=user, amount=1, idempotency_key="job:9:charge")
+    assert again.idempotency_key == "job:9:charge" and balance_of(user) == 4
