@@ -41,12 +41,12 @@ def insert_many_unless_stored(
     ``conflict`` names, by which the rows stored are matched back to their objects. Returns,
     in order, whether each object was stored (and completed with its primary key); of two
     objects with the same key, the first is stored and the second is not."""
-    if not objs:
-        return []
+    if len(objs) < 2:
+        return [insert_unless_stored(obj, conflict) for obj in objs]
     statements = [insert_statement(obj) for obj in objs]
     sql = statements[0][0]
-    if len(objs) == 1 or any(other != sql for other, _ in statements):
-        # One object, or values that are expressions (compiled per object): one at a time.
+    if any(other != sql for other, _ in statements):
+        # Values that are expressions (compiled per object): one at a time.
         return [insert_unless_stored(obj, conflict) for obj in objs]
     head, returning = sql.rsplit(" RETURNING ", 1)
     insert, values = head.split(" VALUES ", 1)

@@ -25,8 +25,7 @@ def provider_webhook(request, provider: str):
         logger.warning("%s webhook rejected: %s", provider, exc.reason)
         count_safely(WEBHOOKS_RECEIVED, provider, "rejected")
         return JsonResponse({"error": exc.reason}, status=exc.status)
-    except IngestBusy as exc:
-        logger.warning("%s webhook not stored: %s", provider, exc.message)
+    except IngestBusy as exc:  # logged where it happened, with the event's id
         return JsonResponse({"error": exc.message}, status=exc.status)
     except ProviderNotConfigured as exc:
         raise Http404(str(exc)) from None

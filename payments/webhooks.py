@@ -63,6 +63,8 @@ DONE = (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED)
 DUE_STATUSES = (WebhookEvent.Status.RECEIVED, WebhookEvent.Status.FAILED)
 #: Failures that another attempt cannot fix: the event is left FAILED for staff.
 UNIQUE_EVENT = "payments_webhook_unique_event"
+#: What an INSERT of an event gives way to: the same event, stored already.
+_STORED_EVENT = f"ON CONSTRAINT {UNIQUE_EVENT}"
 KEPT_HEADERS = ("content-type", "user-agent", "stripe-signature", "sandbox-signature")
 KEPT_HEADER_PREFIXES = ("paypal-",)
 REQUEST_ID_HEADER = "x-request-id"
@@ -138,7 +140,7 @@ def _store(row: WebhookEvent) -> bool:
     all (``core.coalesce``), committed before this returns."""
     most = app_settings.webhook_ingest_batch()
     if connection.in_atomic_block or most == 1:
-        return insert_unless_stored(row, f"ON CONSTRAINT {UNIQUE_EVENT}")
+        return insert_unless_stored(row, _STORED_EVENT)
     try:
         return _INGEST_WRITER.submit(row, timeout=INGEST_WAIT_SECONDS, max_batch=most)
     except CoalescerTimeout as exc:
@@ -152,9 +154,8 @@ def _store_batch(rows: list[WebhookEvent]) -> list:
     its place) and the others are stored; if the batch lost the connection (the server
     restarted, PgBouncer let it go), row by row on a new one."""
     observe_safely(WEBHOOK_INGEST_BATCH, len(rows))
-    conflict = f"ON CONSTRAINT {UNIQUE_EVENT}"
     try:
-        return insert_many_unless_stored(rows, conflict, ("provider", "event_id"))
+        return insert_many_unless_stored(rows, _STORED_EVENT, ("provider", "event_id"))
     except DatabaseError:
         if len(rows) == 1:
             raise
@@ -164,7 +165,7 @@ def _store_batch(rows: list[WebhookEvent]) -> list:
     results = []
     for row in rows:
         try:
-            results.append(insert_unless_stored(row, conflict))
+            results.append(insert_unless_stored(row, _STORED_EVENT))
         except DatabaseError as exc:
             results.append(exc)
     return results
