@@ -11,7 +11,11 @@ Each app declares its settings once, in its ``app_settings.py``::
 ``app_settings.TRIAL_GRANT`` reads ``settings.CREDITS_TRIAL_GRANT`` at access time (so
 ``override_settings`` and a changed environment are seen), falls back to the environment
 variable of the same name when ``env=True`` (how deployments configure providers and
-workers), else to the default, and converts it to the declared type. ``app_settings.check()``
+workers), else to the default, and converts it to the declared type. The lookup and the
+conversion are remembered until a setting changes (Django's ``setting_changed``, which
+``override_settings`` and pytest-django's ``settings`` send) or, for an environment value,
+until the variable does: a hot path reads its settings at the cost of a dict lookup.
+``app_settings.check()``
 returns a system-check ``Error`` for every value that cannot be converted or is out of its
 bounds; each app's ``checks.py`` registers it (with any rule that spans several settings).
 """
@@ -26,6 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 _MISSING = object()
 _TRUE = {"1", "true", "yes", "on"}
@@ -70,12 +75,46 @@ _TYPE_WORDS = {
 }
 
 
-def read(name: str, default: Any = None, *, env: bool = False) -> Any:
+#: Django settings as looked up: name -> (version, value or ``_MISSING``).
+_looked_up: dict[str, tuple] = {}
+#: Bumped on every ``setting_changed``: whatever was remembered before it is stale.
+_generation = 0
+
+
+def _forget(**kwargs) -> None:
+    global _generation
+    _generation += 1
+
+
+setting_changed.connect(_forget, dispatch_uid="core.app_settings")
+
+
+#: The attributes of ``django.conf.settings`` itself (read without its proxy's own lookup).
+_lazy_settings = object.__getattribute__(settings, "__dict__")
+
+
+def _version() -> tuple:
+    """What a remembered read is valid for: no ``setting_changed`` since, and the same object
+    holding the settings (``override_settings`` swaps it in and out, also when it deletes a
+    setting, which sends no signal)."""
+    return _generation, _lazy_settings["_wrapped"]
+
+
+def _django_setting(name: str, version: tuple) -> Any:
+    remembered = _looked_up.get(name)
+    if remembered is not None and remembered[0] == version[0] and remembered[1] is version[1]:
+        return remembered[2]
+    value = getattr(settings, name, _MISSING)
+    _looked_up[name] = (*version, value)
+    return value
+
+
+def read(name: str, default: Any = None, *, env: bool = False, version: tuple | None = None) -> Any:
     """The raw value of one setting: Django's, else (``env``) the environment's, else ``default``.
 
     With ``env``, a Django setting that is None or empty counts as missing.
     """
-    value = getattr(settings, name, _MISSING)
+    value = _django_setting(name, version or _version())
     if env and (value is _MISSING or value is None or value == ""):
         value = os.environ.get(name, _MISSING)
         if value == "":
@@ -113,6 +152,8 @@ class Setting:
         self.env, self.whole = env, whole
         self.minimum, self.maximum, self.above = minimum, maximum, above
         self.check_id, self.meaning = check_id, meaning
+        #: (settings version (see ``_version``), raw value, value) of the last access.
+        self._remembered: tuple | None = None
 
     def __set_name__(self, owner, attr: str) -> None:
         self.attr = attr
@@ -126,9 +167,9 @@ class Setting:
     def default(self) -> Any:
         return self._default() if callable(self._default) else self._default
 
-    def raw(self) -> Any:
+    def raw(self, version: tuple | None = None) -> Any:
         """The configured value as given (unconverted), or a private marker when none is."""
-        return read(self.name, _MISSING, env=self.env)
+        return read(self.name, _MISSING, env=self.env, version=version)
 
     def given(self) -> Any:
         """The configured value as given (unconverted), else the default."""
@@ -147,8 +188,21 @@ class Setting:
             ) from exc
 
     def value(self) -> Any:
-        raw = self.raw()
-        return self.default if raw is _MISSING else self.convert(raw)
+        # Taken before the lookup: a change during it leaves what is remembered stale.
+        version = _version()
+        raw = self.raw(version)
+        remembered = self._remembered
+        if (
+            remembered is not None
+            and remembered[0] == version[0]
+            and remembered[1] is version[1]
+            # the same object, or the same text (the environment gives a new str each time)
+            and (remembered[2] is raw or (type(raw) is str and remembered[2] == raw))
+        ):
+            return remembered[3]
+        value = self.default if raw is _MISSING else self.convert(raw)
+        self._remembered = (*version, raw, value)
+        return value
 
     def problem(self) -> str:
         """What is wrong with the configured value ("" when nothing is)."""

@@ -31,7 +31,9 @@ from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Model, QuerySet
+from django.db.models.base import ModelState
 from django.db.models.query import get_related_populators
+from django.db.models.signals import post_init, pre_init
 from django.db.models.sql import InsertQuery
 from django.db.transaction import TransactionManagementError
 from psycopg import pq
@@ -134,6 +136,26 @@ def inserted(obj: Model, row: tuple, *, using: str = DEFAULT_DB_ALIAS) -> Model:
     """``obj`` as saved, from the row its ``insert_statement`` returned."""
     for value, field in zip(row, obj._meta.db_returning_fields, strict=True):
         setattr(obj, field.attname, value)
+    obj._state.adding = False
+    obj._state.db = using
+    return obj
+
+
+def loaded(model: type[Model], values: dict, *, using: str = DEFAULT_DB_ALIAS) -> Model:
+    """An instance of ``model`` as loaded from ``using``, from the value of each of its
+    concrete fields (by attname, every one given).
+
+    ``Model.__init__`` sets each field through ``setattr`` and its descriptor, which costs a
+    hot path more than the driver's work on a row; this fills the instance's ``__dict__`` as
+    the descriptors would on a fresh instance. When a receiver of ``pre_init`` or
+    ``post_init`` listens for ``model``, ``__init__`` runs instead, so that it hears it.
+    """
+    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+        obj = model(*[values[f.attname] for f in model._meta.concrete_fields])
+    else:
+        obj = model.__new__(model)
+        obj._state = ModelState()
+        obj.__dict__.update(values)
     obj._state.adding = False
     obj._state.db = using
     return obj

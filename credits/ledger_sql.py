@@ -23,18 +23,18 @@ refunds count on the spent side, every other kind on the earned side.
 """
 
 import functools
-import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 from core.audit import AuditAction
-from core.db import preparing_cursor
+from core.db import loaded, preparing_cursor
 from core.queue import task_send
 
 from .app_settings import app_settings
@@ -555,7 +555,8 @@ SELECT peek.balance, peek.lifetime_earned, peek.lifetime_spent, peek.spend_holds
 """)
     else:
         parts.append("""
-SELECT id, kind, amount, balance_before, balance_after, created_at, idempotency_key,
+SELECT id, kind, amount, balance_before, balance_after,
+       (extract(epoch FROM created_at) * 1000000)::bigint, idempotency_key,
        EXISTS (SELECT 1 FROM crossing)
   FROM tagged
  ORDER BY id
@@ -662,6 +663,18 @@ _NO_LOT = {
 }
 
 
+#: ``json.dumps(value, cls=DjangoJSONEncoder)``, without building an encoder on every call.
+_to_json = DjangoJSONEncoder().encode
+
+
+def _audit_json(audit: dict, kind: str, amount: int) -> str:
+    """The audit row's metadata: ``audit`` with the movement's kind and amount, as
+    ``_to_json`` writes it (written out directly when there is nothing else in it)."""
+    if audit:
+        return _to_json({**audit, "kind": kind, "amount": amount})
+    return f'{{"kind": {encode_basestring_ascii(kind)}, "amount": {int(amount)}}}'
+
+
 @dataclass(frozen=True)
 class Movement:
     """One change of one user's balance, described completely before it is applied."""
@@ -688,17 +701,18 @@ class Movement:
 
     def params(self) -> dict:
         on_spent_side = self.kind in SPENT_SIDE
+        kind = str(self.kind)
         return {
             "uid": self.user_id,
             "delta": self.delta,
             "earned": 0 if on_spent_side else self.delta,
             "spent": -self.delta if on_spent_side else 0,
             "needs_no_holds": self.needs_no_holds,
-            "kind": str(self.kind),
+            "kind": kind,
             "key": self.idempotency_key,
             "description": self.description[:255],
             "internal_note": self.internal_note,
-            "metadata": json.dumps(self.metadata, cls=DjangoJSONEncoder),
+            "metadata": _to_json(self.metadata) if self.metadata else "{}",
             "source_type": self.source_type,
             "source_id": self.source_id,
             "reverses_id": self.reverses_id,
@@ -706,9 +720,7 @@ class Movement:
             "action": self.action,
             # a customer's spend counts against their spending caps (and a refund of it back)
             "capped": self.kind == LedgerKind.SPEND,
-            "audit": json.dumps(
-                {**self.audit, "kind": str(self.kind), "amount": self.delta}, cls=DjangoJSONEncoder
-            ),
+            "audit": _audit_json(self.audit, kind, self.delta),
         }
 
 
@@ -771,24 +783,30 @@ def _bound(sql: str, params: dict) -> tuple[str, list]:
 
 
 class _Statements:
-    """A cursor for this module's statements, inside Django's cursor wrapper (query logging,
-    counting and execute wrappers see every statement).
+    """A cursor for this module's statements, seen by Django as its own are: query logging,
+    counting and execute wrappers see every statement, a broken transaction is refused, and
+    the driver's errors come out as Django's.
 
     Prepared: bound server-side and prepared once per connection, so a (large) CTE is parsed
     and planned once instead of on every call. ``CREDITS_PREPARED_STATEMENTS = False`` turns
-    this off (for a transaction-pooling PgBouncer older than 1.21).
+    this off (for a transaction-pooling PgBouncer older than 1.21). When nothing would see a
+    statement (no query log, no execute wrapper), the driver's cursor is used as it is, with
+    the checks Django's wrapper would make made here: its layers cost as much client time as
+    the driver's own work.
     """
 
-    def __init__(self):
-        db = self.db = _db()
+    def __init__(self, db):
+        self.db, self.direct = db, False
         if not app_settings.PREPARED_STATEMENTS:
             self.cursor, self.bind = db.cursor(), False
             return
         prepared = preparing_cursor(db)  # ``$n`` placeholders: see ``_numbered``
         if db.queries_logged:
             self.cursor, self.bind = _LoggedCursor(prepared, db), False
-        else:
+        elif db.execute_wrappers:
             self.cursor, self.bind = CursorWrapper(prepared, db), True
+        else:
+            self.cursor, self.bind, self.direct = prepared, True, True
 
     def execute(self, sql: str, params: dict) -> None:
         self.send(self.ready(sql, params))
@@ -798,7 +816,18 @@ class _Statements:
         return _bound(sql, params) if self.bind else (sql, params)
 
     def send(self, ready: tuple[str, list | dict]) -> None:
-        self.cursor.execute(*ready)
+        if self.direct:
+            self.db.validate_no_broken_transaction()
+            with self.db.wrap_database_errors:
+                self.cursor.execute(*ready)
+        else:
+            self.cursor.execute(*ready)
+
+    def rows(self) -> list[tuple]:
+        if self.direct:
+            with self.db.wrap_database_errors:
+                return self.cursor.fetchall()
+        return self.cursor.fetchall()
 
     def control(self, sql: str) -> None:
         """A transaction-control statement (never prepared), logged like the others."""
@@ -814,9 +843,9 @@ class _Statements:
 
 def _run(sql: str, params: dict) -> list[tuple]:
     """Run one of this module's statements and return its rows."""
-    with _Statements() as statements:
+    with _Statements(_db()) as statements:
         statements.execute(sql, params)
-        return statements.cursor.fetchall()
+        return statements.rows()
 
 
 # Every movement takes the user's balance row lock first, in a statement of its own, after
@@ -853,7 +882,7 @@ def _run_locked(sql: str, params: dict) -> list[tuple]:
     """
     db = _db()
     inside = db.in_atomic_block or not db.get_autocommit()
-    with _Statements() as statements:
+    with _Statements(db) as statements:
         # Both statements are bound before the first is sent: once the lock statement is
         # on its way it may be granted at once, and then the lock is held until the
         # movement's statement and the Sync arrive.
@@ -869,7 +898,7 @@ def _run_locked(sql: str, params: dict) -> list[tuple]:
                 statements.send(movement)
                 if inside:
                     statements.control(f"RELEASE SAVEPOINT {_SAVEPOINT}")
-            rows = statements.cursor.fetchall()
+            rows = statements.rows()
         except BaseException:
             if inside and db.connection is not None and not db.connection.closed:
                 statements.control(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
@@ -893,11 +922,31 @@ def statement_for(
     m: Movement | None, *, mode: str, regen: RegenPolicy | None = None, need: int | None = None
 ) -> tuple[str, dict]:
     """The statement applying ``m`` (None: only what is due) and its parameters."""
-    priority = app_settings.LOT_PRIORITY  # read (and validated) once
     params = {
         **(m.params() if m is not None else _CATCH_UP_PARAMS),
         **(m.lot.params() if m is not None and m.lot is not None else _NO_LOT),
+        **_constant_params(),
         "need": -m.delta if need is None and m is not None else need,
+    }
+    if regen is not None:
+        params.update(regen.params())
+    return _LOT_STATEMENTS[(mode, regen is not None)], params
+
+
+#: (priorities, cap time zone, the parameters built from them) as last built.
+_constants: tuple | None = None
+
+
+def _constant_params() -> dict:
+    """The parameters every movement's statement takes from the settings and this module,
+    built again only when the settings they come from change (the settings are read, and
+    validated, once)."""
+    global _constants
+    priority, cap_tz = app_settings.LOT_PRIORITY, app_settings.CAP_TIMEZONE
+    built = _constants
+    if built is not None and built[0] is priority and built[1] == cap_tz:
+        return built[2]
+    params = {
         "regen_priority": priority[LotSource.REGENERATION],
         "opening_priority": priority[LotSource.OPENING],
         "regen_description": REGEN_DESCRIPTION,
@@ -906,11 +955,10 @@ def statement_for(
         "expire_action": AuditAction.EXPIRE,
         "void_description": VOID_DESCRIPTION,
         "void_action": AuditAction.VOID,
-        "cap_tz": app_settings.CAP_TIMEZONE,
+        "cap_tz": cap_tz,
     }
-    if regen is not None:
-        params.update(regen.params())
-    return _LOT_STATEMENTS[(mode, regen is not None)], params
+    _constants = (priority, cap_tz, params)
+    return params
 
 
 def apply_movement(
@@ -935,14 +983,15 @@ def apply_movement(
     rows = _run_locked(sql, params)
     if rows and rows[0][7]:
         _crossed()
-    for entry_id, _kind, amount, before, after, created_at, key, _crossing in rows:
+    # created_at comes as microseconds since the epoch: an integer loads in the driver's C
+    # code, a timestamptz through Django's time zone loader, in Python.
+    for entry_id, _kind, amount, before, after, created_us, key, _crossing in rows:
         if key == m.idempotency_key:
             metadata = m.metadata
             if mode == CLAW:
                 metadata = {**metadata, "requested": need, "unrecovered": need + amount}
-            return _entry_from(
-                replace(m, delta=amount, metadata=metadata), entry_id, before, after, created_at
-            )
+            created_at = _EPOCH + timedelta(microseconds=created_us)
+            return _entry_from(m, entry_id, amount, before, after, created_at, metadata)
     return None
 
 
@@ -1011,31 +1060,33 @@ def live_credits(*, user_id: int, regen: RegenPolicy | None = None) -> tuple[int
     return tuple(rows[0]) if rows else None
 
 
-_ENTRY_FIELDS = [f.attname for f in LedgerEntry._meta.concrete_fields]
-
-
 def _entry_from(
-    m: Movement, entry_id, before: int, after: int, created_at: datetime
+    m: Movement,
+    entry_id: int,
+    amount: int,
+    before: int,
+    after: int,
+    created_at: datetime,
+    metadata: dict,
 ) -> LedgerEntry:
-    values = {
-        "id": entry_id,
-        "user_id": m.user_id,
-        "amount": m.delta,
-        "kind": m.kind,
-        "balance_before": before,
-        "balance_after": after,
-        "description": m.description[:255],
-        "internal_note": m.internal_note,
-        "metadata": m.metadata,
-        "idempotency_key": m.idempotency_key,
-        "source_type": m.source_type,
-        "source_id": m.source_id,
-        "reverses_id": m.reverses_id,
-        "created_by_id": m.created_by_id,
-        "created_at": created_at,
-    }
-    # Positional arguments in field order: Model.__init__'s fast path.
-    entry = LedgerEntry(*[values[name] for name in _ENTRY_FIELDS])
-    entry._state.adding = False
-    entry._state.db = DEFAULT_DB_ALIAS
-    return entry
+    """The entry ``m`` wrote, as the statement returned it (``amount``: what it moved)."""
+    return loaded(
+        LedgerEntry,
+        {
+            "id": entry_id,
+            "user_id": m.user_id,
+            "amount": amount,
+            "kind": m.kind,
+            "balance_before": before,
+            "balance_after": after,
+            "description": m.description[:255],
+            "internal_note": m.internal_note,
+            "metadata": metadata,
+            "idempotency_key": m.idempotency_key,
+            "source_type": m.source_type,
+            "source_id": m.source_id,
+            "reverses_id": m.reverses_id,
+            "created_by_id": m.created_by_id,
+            "created_at": created_at,
+        },
+    )

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import checks
+from django.test import override_settings
 
 from accounts.app_settings import app_settings as accounts_settings
 from backoffice.app_settings import app_settings as backoffice_settings
@@ -27,6 +28,31 @@ def test_values_come_from_django_settings_then_the_environment(settings, monkeyp
     assert generations_settings.MAX_RUNNING_JOBS == 7
     settings.GENERATIONS_MAX_RUNNING_JOBS = 2
     assert generations_settings.MAX_RUNNING_JOBS == 2
+
+
+def test_a_value_read_once_is_read_again_after_any_change(settings, monkeypatch):
+    """Reads are remembered (a hot path reads its settings at the cost of a dict lookup), but
+    never past a change: of the Django setting, of the environment variable, or of a default
+    that another setting decides."""
+    assert generations_settings.MAX_RUNNING_JOBS == generations_settings.MAX_RUNNING_JOBS
+    monkeypatch.setenv("GENERATIONS_MAX_RUNNING_JOBS", "7")
+    assert generations_settings.MAX_RUNNING_JOBS == 7
+    monkeypatch.setenv("GENERATIONS_MAX_RUNNING_JOBS", "9")
+    assert generations_settings.MAX_RUNNING_JOBS == 9
+    settings.GENERATIONS_MAX_RUNNING_JOBS = 3
+    assert generations_settings.MAX_RUNNING_JOBS == 3
+    del settings.GENERATIONS_MAX_RUNNING_JOBS
+    assert generations_settings.MAX_RUNNING_JOBS == 9
+
+    assert credits_settings.lot_priority("trial") == 100
+    settings.CREDITS_LOT_PRIORITY = {"trial": 5}
+    assert (credits_settings.lot_priority("trial"), credits_settings.lot_priority("bonus")) == (
+        5,
+        100,
+    )
+    with override_settings(CREDITS_CAP_TIMEZONE="Europe/Paris"):
+        assert credits_settings.CAP_TIMEZONE == "Europe/Paris"
+    assert credits_settings.CAP_TIMEZONE == "UTC"
 
 
 def test_reconciliation_reads_its_window_through_the_payments_settings(settings, monkeypatch):
