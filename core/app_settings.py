@@ -14,7 +14,9 @@ variable of the same name when ``env=True`` (how deployments configure providers
 workers), else to the default, and converts it to the declared type. The lookup and the
 conversion are remembered until a setting changes (Django's ``setting_changed``, which
 ``override_settings`` and pytest-django's ``settings`` send) or, for an environment value,
-until the variable does: a hot path reads its settings at the cost of a dict lookup.
+until the variable does: a hot path reads its settings at the cost of a dict lookup. (A
+value assigned straight to ``django.conf.settings``, not through ``override_settings``, sends
+no signal: a setting read before it keeps its old value.)
 ``app_settings.check()``
 returns a system-check ``Error`` for every value that cannot be converted or is out of its
 bounds; each app's ``checks.py`` registers it (with any rule that spans several settings).
@@ -161,6 +163,14 @@ class Setting:
     def __get__(self, instance, owner=None):
         if instance is None:
             return self
+        remembered = self._remembered
+        if (
+            not self.env  # only a settings change changes it: no need to look it up again
+            and remembered is not None
+            and remembered[0] == _generation
+            and remembered[1] is _lazy_settings["_wrapped"]
+        ):
+            return remembered[3]
         return self.value()
 
     @property

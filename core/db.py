@@ -150,7 +150,9 @@ def loaded(model: type[Model], values: dict, *, using: str = DEFAULT_DB_ALIAS) -
     the descriptors would on a fresh instance. When a receiver of ``pre_init`` or
     ``post_init`` listens for ``model``, ``__init__`` runs instead, so that it hears it.
     """
-    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+    if (pre_init.receivers or post_init.receivers) and (
+        pre_init.has_listeners(model) or post_init.has_listeners(model)
+    ):
         obj = model(*[values[f.attname] for f in model._meta.concrete_fields])
     else:
         obj = model.__new__(model)
