@@ -1,4 +1,4 @@
-"""The one way an app reads its settings: typed defaults, read on every use, checked at start-up.
+"""The one way an app reads its settings: typed defaults, read when used, checked at start-up.
 
 Each app declares its settings once, in its ``app_settings.py``::
 
@@ -273,7 +273,8 @@ class Setting:
 
 
 class AppSettings:
-    """An app's settings: ``Setting`` attributes, read on access, checked by ``check()``."""
+    """An app's settings: ``Setting`` attributes, read on access (remembered until a change),
+    checked by ``check()``."""
 
     @classmethod
     def declared(cls) -> list[Setting]:

@@ -1,7 +1,8 @@
 """The credits app's settings, read from django.conf.settings in one place, with defaults.
 
-Every value is read at access time (not import time), so ``override_settings`` works and a
-changed setting takes effect without a restart of the importing module. ``credits.checks``
+Every value is read at access time (not import time) and remembered until a setting changes
+(see ``core.app_settings``), so ``override_settings`` works and a changed setting takes effect
+without a restart of the importing module. ``credits.checks``
 validates them at start-up.
 
 =============================  ==========================  ==============================

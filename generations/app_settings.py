@@ -2,7 +2,8 @@
 
 Each value comes from Django settings when set there, else from the environment variable of
 the same name (so a worker process can be configured by its environment alone), else from
-the default below. Values are read on every access, so ``override_settings`` works.
+the default below. Values are read when used and remembered until a setting or the variable
+changes (see ``core.app_settings``), so ``override_settings`` works.
 """
 
 from core.app_settings import AppSettings, Setting

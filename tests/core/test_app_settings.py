@@ -1,4 +1,4 @@
-"""One settings helper: typed defaults read on every use (environment where the app allows
+"""One settings helper: typed defaults read when used (environment where the app allows
 it), bad values reported by the system checks with the app's check ids."""
 
 from datetime import timedelta
