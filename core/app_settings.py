@@ -98,8 +98,9 @@ _lazy_settings = object.__getattribute__(settings, "__dict__")
 def _version() -> tuple:
     """What a remembered read is valid for: no ``setting_changed`` since, and the same object
     holding the settings (``override_settings`` swaps it in and out, also when it deletes a
-    setting, which sends no signal)."""
-    return _generation, _lazy_settings["_wrapped"]
+    setting, which sends no signal). During a swap the holder is missing for a moment: what
+    is read then is remembered for no holder, and the next read looks it up again."""
+    return _generation, _lazy_settings.get("_wrapped")
 
 
 def _django_setting(name: str, version: tuple) -> Any:
@@ -168,7 +169,7 @@ class Setting:
             not self.env  # only a settings change changes it: no need to look it up again
             and remembered is not None
             and remembered[0] == _generation
-            and remembered[1] is _lazy_settings["_wrapped"]
+            and remembered[1] is _lazy_settings.get("_wrapped")
         ):
             return remembered[3]
         return self.value()
