@@ -59,6 +59,7 @@ def test_the_entry_a_movement_returns_is_the_row_it_stored(make_user, name):
         )
 
     for entry in (grant, spend):
+        assert entry.get_deferred_fields() == set()  # every field given, none loaded later
         returned = {f.attname: getattr(entry, f.attname) for f in LedgerEntry._meta.concrete_fields}
         assert returned == stored(entry)  # created_at to the microsecond included
         assert not entry._state.adding and entry._state.db == "default"
