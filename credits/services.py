@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -706,13 +706,8 @@ def _move(
 
 
 def _count_movement(kind: str) -> None:
-    """Metrics: one more ledger entry of ``kind``, counted once its transaction commits (at
-    once outside a transaction, as ``on_commit`` would)."""
-    db = connections[DEFAULT_DB_ALIAS]
-    if db.in_atomic_block:
-        db.on_commit(lambda: count_safely(LEDGER_MOVEMENTS, kind))
-    else:
-        count_safely(LEDGER_MOVEMENTS, kind)
+    """Metrics: one more ledger entry of ``kind``, counted once its transaction commits."""
+    transaction.on_commit(lambda: count_safely(LEDGER_MOVEMENTS, kind))
 
 
 def _lock_balance(*, user_id: int) -> int:
