@@ -412,7 +412,7 @@ def op_raw(*, url, pick, tag):
     def make(number):
         import psycopg
 
-        from credits.ledger_sql import _LOCK_BALANCE, DRAW, Movement, _bound, statement_for
+        from credits.ledger_sql import _LOCK_FOR_MOVEMENT, DRAW, Movement, _bound, statement_for
 
         # Bound as the service binds it: $n placeholders worked out once, so psycopg does not
         # scan the long statement again on every execution.
@@ -432,7 +432,7 @@ def op_raw(*, url, pick, tag):
             mode=DRAW,
         )
 
-        lock_sql, _ = _bound(_LOCK_BALANCE, {"uid": 0})
+        lock_sql, _ = _bound(_LOCK_FOR_MOVEMENT, {"uid": 0})
 
         def spend(i):
             params["uid"] = pick(rng).pk

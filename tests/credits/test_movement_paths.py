@@ -125,3 +125,53 @@ def test_a_listener_of_model_init_hears_the_returned_entry(make_user):
         post_init.disconnect(listener, sender=LedgerEntry)
 
     assert heard == ["heard"] and entry.amount == 4
+
+
+def movement_plans() -> tuple[int, int]:
+    """(generic, custom) plans this connection's prepared spend statement was run with."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT generic_plans, custom_plans FROM pg_prepared_statements
+                WHERE statement LIKE '%%INSERT INTO credits_ledgerentry%%'
+                  AND statement LIKE '%%draws AS MATERIALIZED%%'"""
+        )
+        [row] = cursor.fetchall()
+    return row
+
+
+@pytest.mark.parametrize("name", ["driver", "inside a transaction"])
+def test_a_spend_statement_is_planned_once_per_connection_not_at_each_spend(make_user, name):
+    """The server would plan each of a prepared statement's first five executions on a
+    connection for the values given, right after the user's lock is granted; a movement uses
+    the statement's generic plan from the first."""
+    user = make_user(credits=10)
+    connection.close()  # a new connection: nothing prepared on it yet
+    with path(name, []):
+        for number in range(7):
+            credits_spend(user=user, amount=1, idempotency_key=f"{name}:planned:{number}")
+
+    assert movement_plans() == (7, 0)
+    assert balance_of(user) == 3
+
+
+def plan_cache_mode() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        return cursor.fetchone()[0]
+
+
+def test_the_callers_transaction_keeps_its_own_plan_cache_mode(make_user):
+    user = make_user(credits=10)
+    with transaction.atomic():
+        credits_spend(user=user, amount=1, idempotency_key="mode:default")
+        assert plan_cache_mode() == "auto"
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        credits_spend(user=user, amount=1, idempotency_key="mode:custom")
+        with pytest.raises(IdempotencyConflict):  # a failed movement puts it back too
+            credits_spend(user=make_user(credits=5), amount=1, idempotency_key="mode:custom")
+        assert plan_cache_mode() == "force_custom_plan"
+
+    credits_spend(user=user, amount=1, idempotency_key="mode:alone")
+    assert plan_cache_mode() == "auto"
+    assert balance_of(user) == 7

@@ -365,8 +365,12 @@ def test_the_debug_log_shows_each_statement_with_its_values(make_user, settings)
     with CaptureQueriesContext(connection) as queries:
         credits_spend(user=user, amount=2, idempotency_key="logged-spend")
 
-    # (inside the test's transaction: SAVEPOINT, the balance row's lock, the movement, RELEASE)
-    lock, statement = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    # (inside the test's transaction: SAVEPOINT, the balance row's lock, the movement, the
+    # plan cache mode put back, RELEASE)
+    lock, statement, plans = [
+        q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]
+    ]
+    assert "set_config('plan_cache_mode'" in plans
     assert f"pg_advisory_xact_lock(1129465156, ({user.pk}::bigint" in lock
     assert lock.strip().endswith(f"WHERE b.user_id = {user.pk} FOR UPDATE OF b")
     assert "UPDATE credits_creditbalance" in statement and "'logged-spend'" in statement
