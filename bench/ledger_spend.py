@@ -412,7 +412,15 @@ def op_raw(*, url, pick, tag):
     def make(number):
         import psycopg
 
-        from credits.ledger_sql import _LOCK_FOR_MOVEMENT, DRAW, Movement, _bound, statement_for
+        from credits.ledger_sql import (
+            _LOCK_BALANCE,
+            _LOCK_FOR_MOVEMENT,
+            _PLANS_GENERIC,
+            DRAW,
+            Movement,
+            _bound,
+            statement_for,
+        )
 
         # Bound as the service binds it: $n placeholders worked out once, so psycopg does not
         # scan the long statement again on every execution.
@@ -433,16 +441,25 @@ def op_raw(*, url, pick, tag):
         )
 
         lock_sql, _ = _bound(_LOCK_FOR_MOVEMENT, {"uid": 0})
+        first_lock_sql, _ = _bound(_LOCK_BALANCE, {"uid": 0})
+        prepared = set()
 
         def spend(i):
             params["uid"] = pick(rng).pk
             params["key"] = f"b:{tag}:{number}:{i}"
             raw_sql, values = _bound(sql, params)
-            # as the service sends it: the balance row's lock, then the statement, one round trip
+            first = raw_sql not in prepared
+            # as the service sends it: the balance row's lock, then the statement, one round
+            # trip; on the connection's first spend, the statement run for no user before them
             with conn.pipeline():  # one implicit transaction, up to the Sync at its end
-                conn.execute(lock_sql, [params["uid"]], prepare=True)
+                if first:
+                    conn.execute(_PLANS_GENERIC, prepare=True)
+                    conn.execute(*_bound(sql, {**params, "uid": -params["uid"]}), prepare=True)
+                lock = first_lock_sql if first else lock_sql
+                conn.execute(lock, [params["uid"]], prepare=True)
                 cursor = conn.execute(raw_sql, values, prepare=True)
             rows = cursor.fetchall()
+            prepared.add(raw_sql)
             if not any(row[6] == params["key"] for row in rows):
                 raise RuntimeError("refused")
 

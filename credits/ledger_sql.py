@@ -24,6 +24,7 @@ refunds count on the spent side, every other kind on the earned side.
 
 import functools
 import re
+import weakref
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -796,11 +797,11 @@ class _Statements:
     """
 
     def __init__(self, db):
-        self.db, self.direct = db, False
+        self.db, self.direct, self.driver = db, False, None
         if not app_settings.PREPARED_STATEMENTS:
             self.cursor, self.bind = db.cursor(), False
             return
-        prepared = preparing_cursor(db)  # ``$n`` placeholders: see ``_numbered``
+        prepared = self.driver = preparing_cursor(db)  # ``$n`` placeholders: see ``_numbered``
         if db.queries_logged:
             self.cursor, self.bind = _LoggedCursor(prepared, db), False
         elif db.execute_wrappers:
@@ -822,6 +823,19 @@ class _Statements:
                 self.cursor.execute(*ready)
         else:
             self.cursor.execute(*ready)
+
+    def unprepared(self, sql: str) -> bool:
+        """Whether ``sql`` is yet to be prepared on this connection (never, when statements
+        are not prepared: each is parsed and planned where it is sent)."""
+        return self.driver is not None and sql not in _prepared_on.get(self.driver.connection, ())
+
+    def prepare(self, sql: str, params: dict) -> None:
+        """Send ``sql`` with ``params`` on the driver's cursor, unseen by query logs and
+        execute wrappers: a statement that only gets another ready changes nothing to see."""
+        self.driver.execute(*_bound(sql, params))
+
+    def prepared(self, sql: str) -> None:
+        _prepared_on.setdefault(self.driver.connection, set()).add(sql)
 
     def rows(self) -> list[tuple]:
         if self.direct:
@@ -871,10 +885,18 @@ WITH plans AS MATERIALIZED (
 )
 SELECT b.balance FROM queue, credits_creditbalance b WHERE b.user_id = %(uid)s FOR UPDATE OF b
 """
+# The same setting on its own, for a movement's statement's first execution on a connection
+# (see ``_run_locked``).
+_PLANS_GENERIC = """
+SELECT set_config('credits.plan_cache_mode', current_setting('plan_cache_mode'), true),
+       set_config('plan_cache_mode', 'force_generic_plan', true)
+"""
 _PLANS_AS_BEFORE = (
     "SELECT set_config('plan_cache_mode', current_setting('credits.plan_cache_mode'), true)"
 )
 _SAVEPOINT = "credits_movement"
+#: Per driver connection, the movement statements prepared on it.
+_prepared_on: "weakref.WeakKeyDictionary[object, set[str]]" = weakref.WeakKeyDictionary()
 
 
 def lock_balance(*, user_id: int) -> int | None:
@@ -899,14 +921,23 @@ def _run_locked(sql: str, params: dict) -> list[tuple]:
     back as a whole when one fails). Inside the caller's transaction they run in a
     savepoint, so a failed statement (a repeated idempotency key) leaves the caller's
     transaction usable.
+
+    The first time a connection runs ``sql``, the server would parse it and build its plan
+    once the lock is granted, while the user's other movements wait: for this statement,
+    about ten milliseconds. So that time, the same round trip first runs ``sql`` for a user
+    id that no user has (the negative of this one: the same parameter types, hence the same
+    prepared statement), which writes nothing and leaves the statement parsed and planned
+    before the lock statement is sent.
     """
     db = _db()
     inside = db.in_atomic_block or not db.get_autocommit()
     with _Statements(db) as statements:
+        first = statements.unprepared(sql)
         # Both statements are bound before the first is sent: once the lock statement is
         # on its way it may be granted at once, and then the lock is held until the
         # movement's statement and the Sync arrive.
-        lock = statements.ready(_LOCK_FOR_MOVEMENT, {"uid": params["uid"]})
+        uid = params["uid"]
+        lock = statements.ready(_LOCK_BALANCE if first else _LOCK_FOR_MOVEMENT, {"uid": uid})
         movement = statements.ready(sql, params)
         try:
             # The rows are read after the pipeline has closed: the whole exchange is a
@@ -914,12 +945,17 @@ def _run_locked(sql: str, params: dict) -> list[tuple]:
             with db.wrap_database_errors, db.connection.pipeline():
                 if inside:
                     statements.control(f"SAVEPOINT {_SAVEPOINT}")
+                if first:
+                    statements.prepare(_PLANS_GENERIC, {})
+                    statements.prepare(sql, {**params, "uid": -uid})
                 statements.send(lock)
                 statements.send(movement)
                 if inside:
                     statements.control(_PLANS_AS_BEFORE)
                     statements.control(f"RELEASE SAVEPOINT {_SAVEPOINT}")
             rows = statements.rows()
+            if first:
+                statements.prepared(sql)
         except BaseException:
             if inside and db.connection is not None and not db.connection.closed:
                 statements.control(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")

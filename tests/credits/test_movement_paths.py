@@ -143,15 +143,21 @@ def movement_plans() -> tuple[int, int]:
 def test_a_spend_statement_is_planned_once_per_connection_not_at_each_spend(make_user, name):
     """The server would plan each of a prepared statement's first five executions on a
     connection for the values given, right after the user's lock is granted; a movement uses
-    the statement's generic plan from the first."""
+    the statement's generic plan from the first. On a new connection the statement is run
+    once more, before the lock, for no user: that run parses and plans it, and writes
+    nothing."""
     user = make_user(credits=10)
     connection.close()  # a new connection: nothing prepared on it yet
+    entries, audit_rows = LedgerEntry.objects.count(), AuditLog.objects.count()
     with path(name, []):
         for number in range(7):
             credits_spend(user=user, amount=1, idempotency_key=f"{name}:planned:{number}")
 
-    assert movement_plans() == (7, 0)
+    assert movement_plans() == (1 + 7, 0)
     assert balance_of(user) == 3
+    assert LedgerEntry.objects.count() == entries + 7
+    assert AuditLog.objects.count() == audit_rows + 7
+    assert_ledger_clean()
 
 
 def plan_cache_mode() -> str:
@@ -162,6 +168,7 @@ def plan_cache_mode() -> str:
 
 def test_the_callers_transaction_keeps_its_own_plan_cache_mode(make_user):
     user = make_user(credits=10)
+    connection.close()  # the first movement on a connection sets it once more, before its lock
     with transaction.atomic():
         credits_spend(user=user, amount=1, idempotency_key="mode:default")
         assert plan_cache_mode() == "auto"
