@@ -454,7 +454,7 @@ def op_raw(*, url, pick, tag):
             with conn.pipeline():  # one implicit transaction, up to the Sync at its end
                 if first:
                     conn.execute(_PLANS_GENERIC, prepare=True)
-                    conn.execute(*_bound(sql, {**params, "uid": -params["uid"]}), prepare=True)
+                    conn.execute(*_bound(sql, {**params, "uid": ~params["uid"]}), prepare=True)
                 lock = first_lock_sql if first else lock_sql
                 conn.execute(lock, [params["uid"]], prepare=True)
                 cursor = conn.execute(raw_sql, values, prepare=True)

@@ -832,6 +832,7 @@ class _Statements:
     def prepare(self, sql: str, params: dict) -> None:
         """Send ``sql`` with ``params`` on the driver's cursor, unseen by query logs and
         execute wrappers: a statement that only gets another ready changes nothing to see."""
+        self.db.validate_no_broken_transaction()
         self.driver.execute(*_bound(sql, params))
 
     def prepared(self, sql: str) -> None:
@@ -925,9 +926,9 @@ def _run_locked(sql: str, params: dict) -> list[tuple]:
     The first time a connection runs ``sql``, the server would parse it and build its plan
     once the lock is granted, while the user's other movements wait: for this statement,
     about ten milliseconds. So that time, the same round trip first runs ``sql`` for a user
-    id that no user has (the negative of this one: the same parameter types, hence the same
-    prepared statement), which writes nothing and leaves the statement parsed and planned
-    before the lock statement is sent.
+    id that no user has, ``~uid`` (negative, and of the same integer type as ``uid``: the
+    same parameter types, hence the same prepared statement), which writes nothing and
+    leaves the statement parsed and planned before the lock statement is sent.
     """
     db = _db()
     inside = db.in_atomic_block or not db.get_autocommit()
@@ -947,7 +948,7 @@ def _run_locked(sql: str, params: dict) -> list[tuple]:
                     statements.control(f"SAVEPOINT {_SAVEPOINT}")
                 if first:
                     statements.prepare(_PLANS_GENERIC, {})
-                    statements.prepare(sql, {**params, "uid": -uid})
+                    statements.prepare(sql, {**params, "uid": ~uid})
                 statements.send(lock)
                 statements.send(movement)
                 if inside:

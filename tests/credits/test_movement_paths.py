@@ -160,6 +160,19 @@ def test_a_spend_statement_is_planned_once_per_connection_not_at_each_spend(make
     assert_ledger_clean()
 
 
+def test_a_large_user_id_is_planned_before_the_lock_in_the_same_prepared_statement(make_user):
+    """The driver sends a small integer as smallint, a larger one as integer: the run before
+    the lock uses an id of the same type as the user's, or it would prepare a statement of
+    its own and leave the user's to be parsed under the lock. 32768 is the first integer."""
+    user = make_user(id=32768, credits=10)
+    connection.close()
+    for number in range(3):
+        credits_spend(user=user, amount=1, idempotency_key=f"large:{number}")
+
+    assert movement_plans() == (1 + 3, 0)  # one prepared statement, run four times
+    assert balance_of(user) == 7
+
+
 def plan_cache_mode() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SHOW plan_cache_mode")
