@@ -865,9 +865,12 @@ def _run(sql: str, params: dict) -> list[tuple]:
 
 # Every movement takes the user's balance row lock first, in a statement of its own, after
 # queueing for it on the user's advisory lock (see ``USER_QUEUE``). It returns the balance.
+_LOCKED_ROW = (
+    "SELECT b.balance FROM queue, credits_creditbalance b WHERE b.user_id = %(uid)s FOR UPDATE OF b"
+)
 _LOCK_BALANCE = f"""
 WITH queue AS MATERIALIZED (SELECT {USER_QUEUE})
-SELECT b.balance FROM queue, credits_creditbalance b WHERE b.user_id = %(uid)s FOR UPDATE OF b
+{_LOCKED_ROW}
 """
 # A movement's own lock statement also has the movement's statement use its generic plan,
 # planned once per connection (and again only when a table it reads changes shape or its
@@ -878,20 +881,18 @@ SELECT b.balance FROM queue, credits_creditbalance b WHERE b.user_id = %(uid)s F
 # statement looks rows up by keys (the user, the lot, the spend), so the values given never
 # change its best plan. The setting lasts until the transaction ends; inside the caller's
 # transaction the previous one is put back right after the movement (``_PLANS_AS_BEFORE``).
-_LOCK_FOR_MOVEMENT = f"""
-WITH plans AS MATERIALIZED (
+_GENERIC_PLANS = """was AS MATERIALIZED (
     SELECT set_config('credits.plan_cache_mode', current_setting('plan_cache_mode'), true)
-), queue AS MATERIALIZED (
-    SELECT {USER_QUEUE}, set_config('plan_cache_mode', 'force_generic_plan', true) FROM plans
-)
-SELECT b.balance FROM queue, credits_creditbalance b WHERE b.user_id = %(uid)s FOR UPDATE OF b
+), generic AS MATERIALIZED (
+    SELECT set_config('plan_cache_mode', 'force_generic_plan', true) FROM was
+)"""
+_LOCK_FOR_MOVEMENT = f"""
+WITH {_GENERIC_PLANS}, queue AS MATERIALIZED (SELECT {USER_QUEUE} FROM generic)
+{_LOCKED_ROW}
 """
 # The same setting on its own, for a movement's statement's first execution on a connection
 # (see ``_run_locked``).
-_PLANS_GENERIC = """
-SELECT set_config('credits.plan_cache_mode', current_setting('plan_cache_mode'), true),
-       set_config('plan_cache_mode', 'force_generic_plan', true)
-"""
+_PLANS_GENERIC = f"WITH {_GENERIC_PLANS} SELECT FROM generic"
 _PLANS_AS_BEFORE = (
     "SELECT set_config('plan_cache_mode', current_setting('credits.plan_cache_mode'), true)"
 )
